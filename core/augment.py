@@ -1,0 +1,108 @@
+"""Training-time augmentation from an :class:`AugmentConfig`, as batched TensorFlow ops.
+
+The Augmentation Preview page calls :func:`augment_batch` with the same config the trainer
+uses, so what an instructor sees is exactly what the network is fed. Randomness comes from
+stateless ops keyed by an explicit seed, so a seed always gives the same variants.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from core.config import AugmentConfig
+
+#: Short explanations shown next to each control.
+TRANSFORM_NOTES: dict[str, str] = {
+    "rotation_deg": "Rotates the slice about its centre: patients' heads are rarely perfectly straight.",
+    "zoom": "Scales in or out: head sizes and fields of view differ between scanners.",
+    "translate": "Shifts the slice: the head is not always centred.",
+    "horizontal_flip": "Mirrors left-right: tumours occur on either side, so this is anatomically safe.",
+    "vertical_flip": "Turns the slice upside-down: no real scan looks like this.",
+    "brightness": "Adds a constant: scanners and sequences differ in overall intensity.",
+    "contrast": "Stretches intensities about the mean: windowing differs between sites.",
+}
+
+
+def anatomy_warnings(cfg: AugmentConfig) -> list[str]:
+    """Plain warnings about settings that produce anatomically implausible training images."""
+    out = []
+    if cfg.vertical_flip:
+        out.append("Vertical flip puts the cerebellum and skull base on top: the model learns from "
+                   "images no scanner produces, and the pituitary region moves to the top.")
+    if cfg.zoom > 0.25:
+        out.append(f"Zoom up to ±{cfg.zoom:.0%} can crop small lesions (e.g. pituitary tumours near the "
+                   "image edge) out of the picture while keeping the tumour label.")
+    if cfg.translate > 0.15:
+        out.append("Large shifts can push lesions out of the frame.")
+    if cfg.rotation_deg > 30:
+        out.append("Rotations beyond ±30° are rarely seen in practice.")
+    if cfg.contrast > 0.4 or cfg.brightness > 0.3:
+        out.append("Strong intensity changes can wash out subtle lesions.")
+    return out
+
+
+def _uniform(seed, shape, lo, hi):
+    import tensorflow as tf
+
+    return tf.random.stateless_uniform(shape, seed=seed, minval=lo, maxval=hi)
+
+
+def augment_batch(images, seed, cfg: AugmentConfig):
+    """Apply random transforms to a batch.
+
+    Args:
+        images: float32 tensor (B, H, W, C) in 0..255 (any C).
+        seed: int tensor/array of shape (2,): the stateless RNG key for this batch.
+        cfg: which transforms, and how strong.
+    Returns:
+        A float32 tensor of the same shape, clipped to 0..255. The input is not modified.
+    """
+    import tensorflow as tf
+
+    images = tf.convert_to_tensor(images, tf.float32)
+    if cfg.is_identity:
+        return images
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=8)
+    b = tf.shape(images)[0]
+    h = tf.cast(tf.shape(images)[1], tf.float32)
+    w = tf.cast(tf.shape(images)[2], tf.float32)
+    theta = _uniform(seeds[0], [b], -1.0, 1.0) * (cfg.rotation_deg * math.pi / 180.0)
+    scale = 1.0 + _uniform(seeds[1], [b], -1.0, 1.0) * cfg.zoom
+    tx = _uniform(seeds[2], [b], -1.0, 1.0) * cfg.translate * w
+    ty = _uniform(seeds[3], [b], -1.0, 1.0) * cfg.translate * h
+    ones = tf.ones([b])
+    fx = tf.where(_uniform(seeds[4], [b], 0.0, 1.0) < 0.5, -ones, ones) if cfg.horizontal_flip else ones
+    fy = tf.where(_uniform(seeds[5], [b], 0.0, 1.0) < 0.5, -ones, ones) if cfg.vertical_flip else ones
+    # Output->input mapping (what ImageProjectiveTransform wants): in = M (out - c - t) + c,
+    # with M = R(-theta) · diag(fx, fy) / scale.
+    cos, sin = tf.cos(theta), tf.sin(theta)
+    a0, a1 = cos * fx / scale, sin * fy / scale
+    b0, b1 = -sin * fx / scale, cos * fy / scale
+    cx, cy = (w - 1.0) / 2.0, (h - 1.0) / 2.0
+    a2 = cx - (a0 * (cx + tx) + a1 * (cy + ty))
+    b2 = cy - (b0 * (cx + tx) + b1 * (cy + ty))
+    zeros = tf.zeros([b])
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT",
+    )
+    if cfg.contrast > 0:
+        factor = 1.0 + _uniform(seeds[6], [b, 1, 1, 1], -1.0, 1.0) * cfg.contrast
+        mean = tf.reduce_mean(out, axis=[1, 2, 3], keepdims=True)
+        out = (out - mean) * factor + mean
+    if cfg.brightness > 0:
+        out = out + _uniform(seeds[7], [b, 1, 1, 1], -1.0, 1.0) * (cfg.brightness * 255.0)
+    return tf.clip_by_value(out, 0.0, 255.0)
+
+
+def preview_variants(image: np.ndarray, cfg: AugmentConfig, n: int = 8, seed: int = 0) -> np.ndarray:
+    """``n`` augmented variants of one (H, W) or (H, W, C) uint8 image, as uint8 (n, H, W[, C])."""
+    squeeze = image.ndim == 2
+    img = image[..., None] if squeeze else image
+    batch = np.repeat(img[None].astype(np.float32), n, axis=0)
+    out = augment_batch(batch, np.array([seed, 0], dtype=np.int64), cfg).numpy()
+    out = np.rint(out).astype(np.uint8)
+    return out[..., 0] if squeeze else out

@@ -1,0 +1,165 @@
+"""Settings that travel between pages, the engine and the model card, as frozen dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from core.errors import WorkbenchError
+
+T = TypeVar("T")
+
+
+def _from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
+    """Build a dataclass from a dict, ignoring unknown keys (older/newer cards stay readable)."""
+    data = dict(data or {})
+    kwargs = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        sub = _NESTED.get((cls.__name__, f.name))
+        kwargs[f.name] = _from_dict(sub, value) if sub and isinstance(value, dict) else value
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How a dataset is split when it has no split of its own."""
+
+    val_fraction: float = 0.15  # share of images held out for validation (early stopping)
+    test_fraction: float = 0.15  # share held out for the final, untouched test
+    split_seed: int = 42  # the same seed always gives the same split
+    near_dup_threshold: int = 20  # max Hamming distance (of 256 bits) between near-duplicate pHashes
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.val_fraction < 0.5 and 0 <= self.test_fraction < 0.5):
+            raise WorkbenchError("validation and test fractions must each be below 0.5", "DataConfig")
+        if not 0 <= self.near_dup_threshold <= 64:
+            raise WorkbenchError("near-duplicate threshold must be between 0 and 64 bits", "DataConfig")
+
+    to_dict = dataclasses.asdict
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> DataConfig:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Random training-time transforms; the preview page and the trainer run the same code."""
+
+    rotation_deg: float = 0.0  # max absolute rotation, degrees
+    zoom: float = 0.0  # max relative zoom in/out (0.1 = ±10 %)
+    translate: float = 0.0  # max shift as a fraction of the image side
+    horizontal_flip: bool = False  # left-right flip: brains are roughly symmetric, so this is safe
+    vertical_flip: bool = False  # upside-down: anatomically implausible for axial slices
+    brightness: float = 0.0  # max additive change, fraction of full range
+    contrast: float = 0.0  # max multiplicative change around the image mean (0.2 = ×0.8..1.2)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "rotation_deg": (0, 180),
+            "zoom": (0, 0.9),
+            "translate": (0, 0.5),
+            "brightness": (0, 1),
+            "contrast": (0, 0.9),
+        }
+        for name, (lo, hi) in checks.items():
+            v = getattr(self, name)
+            if not lo <= v <= hi:
+                raise WorkbenchError(f"{name} must be between {lo} and {hi}, got {v}", "AugmentConfig")
+
+    @property
+    def is_identity(self) -> bool:
+        """True when no transform is enabled."""
+        return self == AugmentConfig()
+
+    to_dict = dataclasses.asdict
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> AugmentConfig:
+        return _from_dict(cls, data)
+
+
+AUGMENT_PRESETS: dict[str, AugmentConfig] = {
+    "none": AugmentConfig(),
+    "light": AugmentConfig(rotation_deg=5, zoom=0.05, translate=0.03, horizontal_flip=True),
+    "standard": AugmentConfig(
+        rotation_deg=10, zoom=0.1, translate=0.05, horizontal_flip=True, brightness=0.05, contrast=0.1
+    ),
+    "strong": AugmentConfig(
+        rotation_deg=20, zoom=0.2, translate=0.1, horizontal_flip=True, brightness=0.1, contrast=0.2
+    ),
+}
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """Second phase for transfer models: unfreeze the top of the backbone at a lower rate."""
+
+    epochs: int = 0  # 0 disables phase 2
+    unfreeze_layers: int = 20  # how many of the backbone's top layers become trainable
+    lr_factor: float = 0.1  # phase-2 learning rate = learning_rate * lr_factor
+
+    to_dict = dataclasses.asdict
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; saved unchanged into the model card."""
+
+    arch: str = "custom_cnn"  # key of core.architectures.ARCHITECTURES
+    image_size: int = 128  # square input side in pixels
+    epochs: int = 20  # phase-1 epochs (upper bound; early stopping may end sooner)
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    optimizer: str = "adamw"  # adamw | adam | sgd
+    weight_decay: float = 1e-4  # decoupled weight decay for AdamW
+    lr_schedule: str = "cosine"  # cosine | plateau (ReduceLROnPlateau also guards cosine runs)
+    label_smoothing: float = 0.05
+    augment: AugmentConfig = field(default_factory=lambda: AUGMENT_PRESETS["standard"])
+    class_weighting: bool = True  # weight the loss by inverse class frequency
+    patience: int = 6  # EarlyStopping patience in epochs (restore best weights)
+    weights: str = "imagenet"  # imagenet | none (transfer models only)
+    finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
+    seed: int = 1
+    validate_on: str = "val"  # which split early-stops the run: val | test
+    leakage_free: bool = True  # split with near-duplicates grouped (only for unsplit folders)
+    strategy: str = "default"  # default | mirrored (tf.distribute.MirroredStrategy)
+    width: float = 1.0  # channel multiplier for the custom CNN
+    max_train_batches: int | None = None  # cap per epoch, for tests and smoke runs
+
+    def __post_init__(self) -> None:
+        if self.image_size < 32 or self.image_size > 512:
+            raise WorkbenchError("image size must be between 32 and 512 pixels", "TrainConfig")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise WorkbenchError("epochs and batch size must be at least 1", "TrainConfig")
+        if not 0 < self.learning_rate < 1:
+            raise WorkbenchError("learning rate must be between 0 and 1", "TrainConfig")
+        if self.optimizer not in ("adamw", "adam", "sgd"):
+            raise WorkbenchError(f"unknown optimizer '{self.optimizer}'", "TrainConfig")
+        if self.lr_schedule not in ("cosine", "plateau"):
+            raise WorkbenchError(f"unknown learning-rate schedule '{self.lr_schedule}'", "TrainConfig")
+        if self.weights not in ("imagenet", "none"):
+            raise WorkbenchError("weights must be 'imagenet' or 'none'", "TrainConfig")
+        if self.validate_on not in ("val", "test"):
+            raise WorkbenchError("validate_on must be 'val' or 'test'", "TrainConfig")
+        if self.strategy not in ("default", "mirrored"):
+            raise WorkbenchError("strategy must be 'default' or 'mirrored'", "TrainConfig")
+
+    to_dict = dataclasses.asdict
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
+        return _from_dict(cls, data)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+_NESTED: dict[tuple[str, str], type] = {
+    ("TrainConfig", "augment"): AugmentConfig,
+    ("TrainConfig", "finetune"): FineTuneConfig,
+}

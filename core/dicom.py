@@ -1,0 +1,86 @@
+"""DICOM slices to the canonical grayscale array: modality LUT, VOI LUT/window, MONOCHROME1."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from core.errors import WorkbenchError
+from core.imageio import DecodedImage, colourfulness, scale_to_uint8
+
+#: Header fields safe to show; patient identifiers are never read out.
+SAFE_FIELDS = ("Modality", "SeriesDescription", "BodyPartExamined", "MRAcquisitionType",
+               "SliceThickness", "PhotometricInterpretation", "Rows", "Columns")
+
+
+def decode_dicom(data: bytes, label: str) -> DecodedImage:
+    """Decode DICOM bytes; raise WorkbenchError for missing pixels or unsupported compression."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise WorkbenchError(f"not a readable DICOM file ({exc})", label) from None
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        raise WorkbenchError("the DICOM file holds no image (no pixel data)", label)
+    if "TransferSyntaxUID" not in ds.file_meta:
+        # Files written without meta are implicit little endian by definition of the standard.
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    try:
+        arr = ds.pixel_array
+    except NotImplementedError:
+        ts = ds.file_meta.TransferSyntaxUID
+        raise WorkbenchError(
+            f"the image is compressed as '{getattr(ts, 'name', ts)}', which this installation "
+            "cannot decode; export it uncompressed or install a decoder (pylibjpeg / GDCM)",
+            label,
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - pixel handlers raise many types on bad data
+        raise WorkbenchError(f"the DICOM pixel data is corrupt ({type(exc).__name__}: {exc})", label) from None
+
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        arr = arr[frames // 2]  # the middle slice of a multi-frame object
+    meta = {k: str(ds.get(k)) for k in SAFE_FIELDS if k in ds}
+    meta["frames"] = frames
+
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):  # colour DICOM (e.g. a screenshot)
+        rgb = scale_to_uint8(arr[..., :3])
+        gray = np.rint(rgb @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+        return DecodedImage(gray, "DICOM", photometric, colourfulness(rgb), meta)
+    if arr.ndim != 2:
+        raise WorkbenchError(f"unexpected DICOM pixel shape {arr.shape}", label)
+    h, w = arr.shape
+    if min(h, w) < 16:
+        raise WorkbenchError(f"the image is too small ({w}×{h} pixels)", label)
+
+    values = apply_modality_lut(arr, ds).astype(np.float64)
+    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+    if "VOILUTSequence" in ds:
+        windowed = apply_voi_lut(values, ds, index=0).astype(np.float64)
+        gray = scale_to_uint8(windowed)
+        meta["window"] = "VOI LUT"
+    elif center is not None and width is not None and width > 0:
+        # The DICOM linear window (PS3.3 C.11.2.1.2): [c - w/2, c + w/2] maps onto full range.
+        gray = scale_to_uint8(values, center - width / 2, center + width / 2)
+        meta["window"] = f"{center:g}/{width:g}"
+    else:
+        lo, hi = np.percentile(values, [0.5, 99.5])  # robust auto-window
+        gray = scale_to_uint8(values, float(lo), float(hi if hi > lo else values.max()))
+        meta["window"] = "auto (0.5-99.5 percentile)"
+    if photometric == "MONOCHROME1":  # high values are dark in MONOCHROME1
+        gray = 255 - gray
+    return DecodedImage(gray, "DICOM", photometric, 0.0, meta)
+
+
+def _first(value: object) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value[0])  # type: ignore[index]
+    except TypeError:
+        return float(value)  # type: ignore[arg-type]

@@ -1,0 +1,174 @@
+"""Image decoding in one place: every file, upload and DICOM becomes one canonical array.
+
+The canonical form is a 2-D ``uint8`` grayscale array (MRI is single-channel; RGB copies of
+it in public datasets carry no extra information). Colour content is measured *before* the
+conversion so that out-of-distribution checks can still flag a colour photo.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from core.errors import WorkbenchError
+
+# Keep Pillow's decompression-bomb guard on, and make its warning an error: a scan must never
+# allocate gigabytes because a PNG header claims 60000×60000.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+MAX_PIXELS = 40_000_000  # ~6300×6300; far above any MRI slice
+MIN_SIDE = 16  # a thumbnail-sized file carries no diagnostic content
+MAX_FILE_BYTES = 200 * 1024 * 1024
+
+IMAGE_FORMATS = {"JPEG", "PNG", "BMP", "TIFF", "MPO"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
+
+
+@dataclass
+class DecodedImage:
+    """A decoded image in canonical form plus what was learned while decoding it."""
+
+    pixels: np.ndarray  # (H, W) uint8 grayscale
+    source_format: str  # JPEG, PNG, BMP, TIFF or DICOM
+    source_mode: str  # Pillow mode (L, RGB, I;16, ...) or DICOM photometric interpretation
+    colourfulness: float  # Hasler–Süsstrunk metric on the original colours; ~0 for grayscale
+    meta: dict[str, Any] = field(default_factory=dict)  # safe header fields (never patient data)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return int(self.pixels.shape[1]), int(self.pixels.shape[0])
+
+
+def is_dicom_bytes(data: bytes) -> bool:
+    """True if the bytes carry the DICOM Part-10 magic ('DICM' after a 128-byte preamble)."""
+    return len(data) >= 132 and data[128:132] == b"DICM"
+
+
+def decode_image(source: str | Path | bytes, name: str | None = None) -> DecodedImage:
+    """Decode a file path or raw bytes into a :class:`DecodedImage`.
+
+    Args:
+        source: a path, or the bytes of an uploaded file.
+        name: the file name shown in errors (defaults to the path).
+    Raises:
+        WorkbenchError: empty, truncated, corrupt, oversized, too small, unsupported or
+            unreadable input; the message names the file and the reason.
+    """
+    label = name or (str(source) if not isinstance(source, bytes) else "upload")
+    data = _read_bytes(source, label)
+    if not data:
+        raise WorkbenchError("the file is empty (0 bytes)", label)
+    suffix = Path(label).suffix.lower()
+    if is_dicom_bytes(data) or suffix in (".dcm", ".dicom"):
+        from core.dicom import decode_dicom  # pydicom only when needed
+
+        return decode_dicom(data, label)
+    return _decode_raster(data, label)
+
+
+def _read_bytes(source: str | Path | bytes, label: str) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    path = Path(source)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise WorkbenchError(f"the file is too large ({size / 1e6:.0f} MB)", label)
+        return path.read_bytes()
+    except PermissionError:
+        raise WorkbenchError("permission denied: the file cannot be read", label) from None
+    except FileNotFoundError:
+        raise WorkbenchError("the file does not exist", label) from None
+    except IsADirectoryError:
+        raise WorkbenchError("this is a folder, not an image file", label) from None
+    except OSError as exc:
+        raise WorkbenchError(f"the file cannot be read ({exc.strerror or exc})", label) from None
+
+
+def _decode_raster(data: bytes, label: str) -> DecodedImage:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            fmt = img.format or "unknown"
+            if fmt not in IMAGE_FORMATS:
+                raise WorkbenchError(
+                    f"unsupported image format {fmt}; use JPEG, PNG, BMP, TIFF or DICOM", label
+                )
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise WorkbenchError(
+                    f"the image is too large ({w}×{h} pixels; the limit is {MAX_PIXELS // 10**6} "
+                    "megapixels) and may be a decompression bomb",
+                    label,
+                )
+            if min(w, h) < MIN_SIDE:
+                raise WorkbenchError(
+                    f"the image is too small ({w}×{h} pixels; at least {MIN_SIDE}×{MIN_SIDE} needed)",
+                    label,
+                )
+            if getattr(img, "n_frames", 1) > 1 and fmt != "MPO":
+                raise WorkbenchError(
+                    f"the file holds {img.n_frames} frames; upload a single slice", label
+                )
+            img.load()
+    except WorkbenchError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise WorkbenchError("the image is too large and may be a decompression bomb", label) from None
+    except Image.UnidentifiedImageError:
+        raise WorkbenchError("not an image file (the content is not a known image format)", label) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise WorkbenchError(f"the image is truncated or corrupt ({exc})", label) from None
+    except Exception as exc:  # noqa: BLE001 - decoders raise anything on hostile input
+        raise WorkbenchError(f"the image could not be decoded ({type(exc).__name__})", label) from None
+    mode = img.mode
+    pixels, colourfulness = _to_gray(img, label)
+    return DecodedImage(pixels=pixels, source_format=fmt, source_mode=mode, colourfulness=colourfulness)
+
+
+def _to_gray(img: Image.Image, label: str) -> tuple[np.ndarray, float]:
+    """Convert any Pillow mode to uint8 grayscale, measuring colourfulness on the way."""
+    mode = img.mode
+    try:
+        if mode in ("I;16", "I;16B", "I;16L", "I", "F") or mode.startswith("I;"):
+            return scale_to_uint8(np.asarray(img, dtype=np.float64)), 0.0
+        if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+            # Composite on black: transparent background is "no signal", as in an MRI.
+            rgba = img.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+            img = Image.alpha_composite(background, rgba).convert("RGB")
+        elif mode not in ("RGB", "L"):
+            img = img.convert("RGB")  # P, CMYK, YCbCr, 1, LAB, HSV
+        if img.mode == "L":
+            return np.asarray(img, dtype=np.uint8).copy(), 0.0
+        rgb = np.asarray(img, dtype=np.uint8)
+        return np.asarray(img.convert("L"), dtype=np.uint8).copy(), colourfulness(rgb)
+    except Exception as exc:  # noqa: BLE001
+        raise WorkbenchError(f"the image mode {mode} could not be converted ({exc})", label) from None
+
+
+def scale_to_uint8(values: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
+    """Linearly map [low, high] (default: min..max) onto 0..255, clipping outside."""
+    values = np.asarray(values, dtype=np.float64)
+    lo = float(np.min(values)) if low is None else low
+    hi = float(np.max(values)) if high is None else high
+    if hi <= lo:
+        return np.zeros(values.shape, dtype=np.uint8)
+    out = (values - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def colourfulness(rgb: np.ndarray) -> float:
+    """Hasler & Süsstrunk (2003) colourfulness; grayscale stored as RGB scores ~0."""
+    small = rgb[:: max(1, rgb.shape[0] // 128), :: max(1, rgb.shape[1] // 128)].astype(np.float32)
+    r, g, b = small[..., 0], small[..., 1], small[..., 2]
+    rg = r - g
+    yb = 0.5 * (r + g) - b
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
