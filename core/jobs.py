@@ -1,0 +1,187 @@
+"""Thread-safe background jobs and a process-wide registry that runs one at a time.
+
+The worker thread never touches the UI. It writes into a :class:`Job` under a lock; pages
+poll :meth:`Job.snapshot` on an interval. Cancellation is a first-class outcome: the worker
+checks :attr:`Job.cancel_event` between batches.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import WorkbenchError
+
+PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
+FINISHED = {DONE, FAILED, CANCELLED}
+
+
+class JobCancelled(Exception):
+    """Raised inside a worker to unwind after the user cancelled."""
+
+
+@dataclass
+class Job:
+    """State of one background job, shared between the worker and any number of readers."""
+
+    kind: str  # "train" | "evaluate"
+    title: str
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    status: str = PENDING
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    # Progress: fraction in [0, 1], the phase label and per-batch/epoch detail.
+    progress: float = 0.0
+    phase: str = ""
+    epoch: int = 0
+    epochs: int = 0
+    batch: int = 0
+    batches: int = 0
+    eta_s: float | None = None
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
+    batch_log: list[dict[str, float]] = field(default_factory=list)  # recent batches (live curve)
+    log: list[str] = field(default_factory=list)
+    error: str | None = None
+    error_traceback: str | None = None
+    result: Any = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def update(self, **changes: Any) -> None:
+        with self._lock:
+            for key, value in changes.items():
+                setattr(self, key, value)
+
+    def add_log(self, line: str) -> None:
+        with self._lock:
+            self.log.append(f"{time.strftime('%H:%M:%S')} {line}")
+            del self.log[:-500]
+
+    def add_epoch(self, row: dict[str, float]) -> None:
+        with self._lock:
+            self.history.append(dict(row))
+
+    def add_batch(self, row: dict[str, float]) -> None:
+        with self._lock:
+            self.batch_log.append(dict(row))
+            del self.batch_log[:-2000]
+
+    def cancel(self) -> None:
+        """Ask the worker to stop; it does so within one batch."""
+        self.cancel_event.set()
+        self.add_log("cancel requested")
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    @property
+    def running(self) -> bool:
+        return self.status in (PENDING, RUNNING)
+
+    def check_cancelled(self) -> None:
+        if self.cancel_event.is_set():
+            raise JobCancelled()
+
+    def snapshot(self) -> dict[str, Any]:
+        """A consistent copy for readers (lists are copied under the lock)."""
+        with self._lock:
+            return {
+                "id": self.id, "kind": self.kind, "title": self.title, "status": self.status,
+                "created": self.created, "started": self.started, "finished": self.finished,
+                "progress": self.progress, "phase": self.phase, "epoch": self.epoch, "epochs": self.epochs,
+                "batch": self.batch, "batches": self.batches, "eta_s": self.eta_s,
+                "history": list(self.history), "batch_log": list(self.batch_log), "log": list(self.log),
+                "error": self.error, "error_traceback": self.error_traceback, "result": self.result,
+                "cancel_requested": self.cancel_event.is_set(),
+            }
+
+
+class JobRegistry:
+    """Process-wide registry: at most one running job per kind; finished jobs are kept."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._threads: dict[str, threading.Thread] = {}
+
+    def active(self, kind: str) -> Job | None:
+        with self._lock:
+            return next((j for j in self._jobs.values() if j.kind == kind and j.running), None)
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def jobs(self, kind: str | None = None) -> list[Job]:
+        with self._lock:
+            return sorted((j for j in self._jobs.values() if kind is None or j.kind == kind),
+                          key=lambda j: j.created, reverse=True)
+
+    def submit(self, kind: str, title: str, work: Callable[[Job], Any]) -> Job:
+        """Start ``work(job)`` in a daemon thread; refuse if a job of this kind is running.
+
+        Raises:
+            WorkbenchError: another job of the same kind is still running.
+        """
+        with self._lock:
+            busy = next((j for j in self._jobs.values() if j.kind == kind and j.running), None)
+            if busy is not None:
+                raise WorkbenchError(
+                    f"'{busy.title}' is still running on this server; wait for it to finish or cancel it "
+                    "(one job of each kind runs at a time so training does not starve everyone else)",
+                    f"{kind} job",
+                )
+            job = Job(kind=kind, title=title)
+            self._jobs[job.id] = job
+            thread = threading.Thread(target=self._run, args=(job, work), name=f"{kind}-{job.id}", daemon=True)
+            self._threads[job.id] = thread
+        thread.start()
+        return job
+
+    def wait(self, job: Job, timeout: float | None = None) -> None:
+        thread = self._threads.get(job.id)
+        if thread is not None:
+            thread.join(timeout)
+
+    @staticmethod
+    def _run(job: Job, work: Callable[[Job], Any]) -> None:
+        job.update(status=RUNNING, started=time.time())
+        try:
+            result = work(job)
+        except JobCancelled:
+            job.update(status=CANCELLED, finished=time.time())
+            job.add_log("cancelled")
+        except WorkbenchError as exc:
+            job.update(status=FAILED, error=str(exc), error_traceback=traceback.format_exc(), finished=time.time())
+            job.add_log(f"failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a worker must never die silently
+            message = f"{type(exc).__name__}: {exc}"
+            job.update(status=FAILED, error=message, error_traceback=traceback.format_exc(), finished=time.time())
+            job.add_log(f"failed: {message}")
+        else:
+            if job.cancelled:
+                job.update(status=CANCELLED, finished=time.time(), result=result)
+                job.add_log("cancelled")
+            else:
+                job.update(status=DONE, progress=1.0, finished=time.time(), result=result)
+                job.add_log("finished")
+
+
+_REGISTRY: JobRegistry | None = None
+_REGISTRY_LOCK = threading.Lock()
+
+
+def job_registry() -> JobRegistry:
+    """The process-wide registry (pages also wrap it in st.cache_resource)."""
+    global _REGISTRY
+    with _REGISTRY_LOCK:
+        if _REGISTRY is None:
+            _REGISTRY = JobRegistry()
+        return _REGISTRY

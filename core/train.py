@@ -1,0 +1,405 @@
+"""The training engine: one function that turns (config, dataset) into a registered model.
+
+It runs the same way from the Train page (in a background job) and the CLI. All progress
+goes through a :class:`core.jobs.Job`; the engine knows nothing about any UI.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.config import DataConfig, TrainConfig
+from core.datasets import Dataset
+from core.errors import WorkbenchError
+from core.jobs import Job, JobCancelled
+from core.registry import (CARD_FILE, CARD_VERSION, HISTORY_FILE, MODEL_FILE, OOD_FILE, Run, file_sha256,
+                           new_run_id, publish, staging_dir, write_json_atomic)
+from core.scan import ScanReport
+
+
+@dataclass
+class PreparedData:
+    """Arrays for one training run, with the split they came from."""
+
+    x: dict[str, np.ndarray]  # split -> (N, S, S, 1) uint8
+    y: dict[str, np.ndarray]  # split -> (N,) int class index
+    paths: dict[str, list[str]]  # split -> relative paths
+    hashes: dict[str, list[str]]  # split -> perceptual hashes (hex)
+    class_names: list[str]
+
+
+def prepare_data(ds: Dataset, report: ScanReport, cfg: TrainConfig, data_cfg: DataConfig,
+                 job: Job | None = None) -> PreparedData:
+    """Split the scanned dataset and load every split's images at the configured size."""
+    from core.pipeline import cached_images
+    from core.splits import make_split
+
+    mode = "leakage_free" if cfg.leakage_free else "dataset"
+    files = report.readable.copy()
+    files["split"] = make_split(report, data_cfg, mode)
+    index = {c: i for i, c in enumerate(ds.class_names)}
+    paths_all = [ds.abspath(p) for p in files["path"]]
+
+    def progress(done: int, total: int) -> None:
+        if job:
+            job.update(phase=f"Loading images {done}/{total}", progress=0.05 * done / total)
+            job.check_cancelled()
+
+    images = cached_images(paths_all, cfg.image_size, ds.fingerprint, progress)
+    out = PreparedData({}, {}, {}, {}, list(ds.class_names))
+    for split in ("train", "val", "test"):
+        mask = (files["split"] == split).to_numpy()
+        out.x[split] = images[mask]
+        out.y[split] = files.loc[mask, "label"].map(index).to_numpy(np.int64)
+        out.paths[split] = files.loc[mask, "path"].tolist()
+        out.hashes[split] = files.loc[mask, "phash"].tolist()
+    if len(out.x["train"]) == 0 or len(out.x[cfg.validate_on]) == 0:
+        raise WorkbenchError("the split left no training or validation images; the dataset is too small",
+                             ds.name)
+    return out
+
+
+class _ProgressCallback:
+    """Keras callback writing per-batch and per-epoch progress into the job; cancels within a batch."""
+
+    def __new__(cls, *args: Any, **kwargs: Any):  # subclass keras.callbacks.Callback lazily
+        from core.tfrt import keras
+
+        k = keras()
+
+        class ProgressCallback(k.callbacks.Callback):
+            def __init__(self, job: Job, steps: int, total_epochs: int, epoch_offset: int, phase: str):
+                super().__init__()
+                self.job, self.steps, self.total_epochs = job, steps, total_epochs
+                self.epoch_offset, self.phase = epoch_offset, phase
+                self.t_start = time.perf_counter()
+                self.t_epoch = self.t_start
+                self.done_batches = 0
+
+            def _lr(self) -> float:
+                return float(k.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.t_epoch = time.perf_counter()
+                self.job.update(epoch=epoch + 1, batch=0, batches=self.steps, phase=self.phase)
+
+            def on_train_batch_end(self, batch, logs=None):
+                logs = logs or {}
+                self.done_batches += 1
+                elapsed = time.perf_counter() - self.t_start
+                total_steps = self.steps * (self.total_epochs - self.epoch_offset)
+                frac = min(1.0, self.done_batches / max(1, total_steps))
+                global_frac = (self.epoch_offset * self.steps + self.done_batches) / max(1, self.steps * self.total_epochs)
+                eta = elapsed / frac * (1 - frac) if frac > 0 else None
+                self.job.update(batch=batch + 1, progress=0.05 + 0.9 * min(1.0, global_frac), eta_s=eta)
+                self.job.add_batch({"step": self.epoch_offset * self.steps + self.done_batches,
+                                    "epoch": self.job.epoch, "loss": float(logs.get("loss", np.nan)),
+                                    "accuracy": float(logs.get("accuracy", np.nan)), "lr": self._lr()})
+                if self.job.cancelled:
+                    self.model.stop_training = True  # Keras checks this after every batch
+
+            def on_epoch_end(self, epoch, logs=None):
+                row = {"epoch": epoch + 1, "phase": self.phase, "lr": self._lr(),
+                       "seconds": time.perf_counter() - self.t_epoch}
+                row.update({k_: float(v) for k_, v in (logs or {}).items() if k_ != "learning_rate"})
+                self.job.add_epoch(row)
+                self.job.add_log(f"epoch {epoch + 1}: " + ", ".join(
+                    f"{k_}={v:.4f}" for k_, v in row.items() if isinstance(v, float) and k_ != "seconds"))
+
+        return ProgressCallback(*args, **kwargs)
+
+
+class _CosineCallback:
+    """Per-batch cosine learning-rate decay with a short linear warm-up (Loshchilov & Hutter 2017)."""
+
+    def __new__(cls, peak_lr: float, total_steps: int, warmup_steps: int):
+        from core.tfrt import keras
+
+        k = keras()
+
+        class CosineCallback(k.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.step = 0
+
+            def on_train_batch_begin(self, batch, logs=None):
+                if self.step < warmup_steps:
+                    lr = peak_lr * (self.step + 1) / warmup_steps
+                else:
+                    t = (self.step - warmup_steps) / max(1, total_steps - warmup_steps)
+                    lr = 0.5 * peak_lr * (1 + math.cos(math.pi * min(1.0, t)))
+                self.model.optimizer.learning_rate.assign(max(lr, peak_lr * 1e-3))
+                self.step += 1
+
+        return CosineCallback()
+
+
+def _optimizer(cfg: TrainConfig, lr: float):
+    from core.tfrt import keras
+
+    k = keras()
+    if cfg.optimizer == "adamw":
+        return k.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return k.optimizers.Adam(learning_rate=lr)
+    return k.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True)
+
+
+def _strategy(cfg: TrainConfig):
+    from core.tfrt import tf
+
+    tf = tf()
+    if cfg.strategy != "mirrored":
+        return tf.distribute.get_strategy()
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    devices = gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices=devices)
+
+
+def _set_backbone_trainable(model, trainable_top: int | None) -> None:
+    """Freeze the backbone (None) or unfreeze its top K non-BatchNorm layers.
+
+    BatchNorm layers stay frozen, which in Keras also runs them in inference mode: fine-tuning
+    with tiny batches would otherwise wreck the ImageNet statistics.
+    """
+    from core.architectures import backbone_layers
+    from core.tfrt import keras
+
+    bn = keras().layers.BatchNormalization
+    layers = backbone_layers(model)
+    for layer in layers:
+        layer.trainable = False
+    if trainable_top:
+        for layer in layers[-trainable_top:]:
+            if not isinstance(layer, bn):
+                layer.trainable = True
+
+
+def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
+                data_cfg: DataConfig = DataConfig(), keep_partial: bool = False) -> Run:
+    """Train, calibrate and register a model. Runs in the calling thread (use a Job thread).
+
+    Raises:
+        JobCancelled: the user cancelled; nothing usable is left in the registry.
+        WorkbenchError: bad data or configuration; earlier models are untouched.
+    """
+    from core.architectures import build_model, get_arch
+    from core.pipeline import class_weights, eval_dataset, train_dataset
+    from core.tfrt import keras, tf
+
+    tf, k = tf(), keras()
+    spec = get_arch(cfg.arch)
+    k.utils.set_random_seed(cfg.seed)  # python, numpy and TF seeds, inside the worker thread
+    t0 = time.perf_counter()
+    job.update(phase="Loading images", epochs=cfg.epochs + (cfg.finetune.epochs if spec.transfer else 0))
+    data = prepare_data(ds, report, cfg, data_cfg, job)
+    n_classes = len(data.class_names)
+    job.add_log(f"train={len(data.x['train'])} val={len(data.x['val'])} test={len(data.x['test'])} images")
+
+    weights = cfg.weights if spec.transfer else "none"
+    weights_note = "not applicable (trained from scratch)"
+    strategy = _strategy(cfg)
+    with strategy.scope():
+        if weights == "imagenet":
+            from core.weights import weight_status
+
+            status = weight_status(cfg.arch)
+            if status.state != "cached":
+                job.add_log(f"ImageNet weights {status.state}: {status.message}")
+            try:
+                model = build_model(cfg.arch, n_classes, cfg.image_size, "imagenet")
+                weights_note = "ImageNet (Keras cache)"
+            except Exception as exc:  # noqa: BLE001 - offline downloads raise URLError/OSError/...
+                raise WorkbenchError(
+                    f"ImageNet weights for {spec.title} could not be loaded ({type(exc).__name__}); this "
+                    "machine is probably offline. Place the weights file in the Keras cache (see the Train "
+                    "page), upload it, or choose 'random initialisation'.", cfg.arch) from None
+        else:
+            model = build_model(cfg.arch, n_classes, cfg.image_size, "none", cfg.width)
+            if spec.transfer:
+                weights_note = "random initialisation (no ImageNet weights)"
+        if spec.transfer:
+            _set_backbone_trainable(model, None)
+        model.compile(optimizer=_optimizer(cfg, cfg.learning_rate),
+                      loss=k.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+                      metrics=["accuracy"])
+
+    sw = class_weights(data.y["train"], n_classes)[data.y["train"]] if cfg.class_weighting else None
+    train_ds = train_dataset(data.x["train"], data.y["train"], n_classes, cfg.batch_size, cfg.augment, cfg.seed, sw)
+    val_ds = eval_dataset(data.x[cfg.validate_on], data.y[cfg.validate_on], n_classes, cfg.batch_size)
+    steps = math.ceil(len(data.x["train"]) / cfg.batch_size)
+    if cfg.max_train_batches:
+        steps = min(steps, cfg.max_train_batches)
+
+    run_id = new_run_id(cfg.arch)
+    stage = staging_dir(run_id)
+    try:
+        total_epochs = cfg.epochs + (cfg.finetune.epochs if spec.transfer else 0)
+        ckpt = stage / "checkpoint" / "best.keras"
+        ckpt.parent.mkdir()
+
+        def callbacks(phase: str, offset: int, epochs: int, lr: float) -> list:
+            cbs = [
+                k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
+                k.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True),
+                _ProgressCallback(job, steps, total_epochs, offset, phase),
+            ]
+            if cfg.lr_schedule == "cosine":
+                cbs.append(_CosineCallback(lr, steps * epochs, warmup_steps=min(steps, steps * epochs // 10)))
+            else:
+                cbs.append(k.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
+                                                         patience=max(1, cfg.patience // 2), min_lr=lr * 1e-3))
+            return cbs
+
+        job.add_log(f"phase 1: {cfg.epochs} epochs × {steps} batches")
+        hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, steps_per_epoch=steps,
+                         callbacks=callbacks("train" if not spec.transfer else "head", 0, cfg.epochs,
+                                             cfg.learning_rate), verbose=0)
+        epochs_done = len(hist.history.get("loss", []))
+        job.check_cancelled()
+        if spec.transfer and cfg.finetune.epochs > 0:
+            job.add_log(f"phase 2: unfreezing the top {cfg.finetune.unfreeze_layers} backbone layers")
+            lr2 = cfg.learning_rate * cfg.finetune.lr_factor
+            with strategy.scope():
+                _set_backbone_trainable(model, cfg.finetune.unfreeze_layers)
+                model.compile(optimizer=_optimizer(cfg, lr2),
+                              loss=k.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+                              metrics=["accuracy"])
+            model.fit(train_ds, validation_data=val_ds, initial_epoch=epochs_done,
+                      epochs=epochs_done + cfg.finetune.epochs, steps_per_epoch=steps,
+                      callbacks=callbacks("finetune", cfg.epochs, cfg.finetune.epochs, lr2), verbose=0)
+            job.check_cancelled()
+        train_seconds = time.perf_counter() - t0
+
+        job.update(phase="Calibrating and saving", progress=0.96)
+        results, ood = _post_training(model, data, cfg, n_classes)
+        job.check_cancelled()
+        model.save(stage / MODEL_FILE)
+        ood.save(stage / OOD_FILE)
+        shutil.rmtree(ckpt.parent, ignore_errors=True)  # the best weights are already in the model
+        _write_history(stage / HISTORY_FILE, job.snapshot()["history"])
+        card = _model_card(run_id, spec, cfg, data_cfg, ds, data, model, stage, results, weights_note,
+                           train_seconds, status="complete")
+        write_json_atomic(stage / CARD_FILE, card)
+        job.check_cancelled()
+        run = publish(stage, run_id)
+        job.add_log(f"saved {run.path}")
+        return run
+    except BaseException:
+        # Cancelled or failed: nothing half-done may look like a usable model.
+        if keep_partial and (stage / MODEL_FILE).exists():
+            job.add_log("keeping partial run as requested")
+        else:
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def _post_training(model, data: PreparedData, cfg: TrainConfig, n_classes: int):
+    """Validation metrics, temperature, low-confidence threshold and the OOD model."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from core.calibration import expected_calibration_error, fit_temperature, low_confidence_threshold, softmax
+    from core.ood import fit_ood
+    from core.tfrt import keras
+
+    k = keras()
+    probe = k.Model(model.inputs, [model.get_layer("features").output, model.get_layer("logits").output])
+    split = cfg.validate_on
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        feats, logits = [], []
+        for start in range(0, len(x), 128):
+            f, lg = probe([x[start:start + 128].astype(np.float32)], training=False)
+            feats.append(np.asarray(f))
+            logits.append(np.asarray(lg))
+        return np.concatenate(feats), np.concatenate(logits)
+
+    val_feat, val_logits = run(data.x[split])
+    rng = np.random.default_rng(cfg.seed)
+    sub = rng.choice(len(data.x["train"]), size=min(3000, len(data.x["train"])), replace=False)
+    train_feat, _ = run(data.x["train"][sub])
+    y = data.y[split]
+    temperature = fit_temperature(val_logits, y)
+    probs_raw, probs = softmax(val_logits), softmax(val_logits, temperature)
+    pred = probs.argmax(axis=1)
+    results = {
+        "validated_on": split,
+        "val_accuracy": float(accuracy_score(y, pred)),
+        "val_macro_f1": float(f1_score(y, pred, average="macro", labels=list(range(n_classes)), zero_division=0)),
+        "val_ece_raw": expected_calibration_error(probs_raw, y),
+        "val_ece": expected_calibration_error(probs, y),
+        "temperature": temperature,
+        "low_confidence_threshold": low_confidence_threshold(probs, y),
+        "n_val": int(len(y)),
+    }
+    ood = fit_ood(train_feat, data.y["train"][sub], val_feat, val_logits / temperature)
+    results["ood"] = {"mahalanobis_threshold": ood.maha_threshold, "energy_threshold": ood.energy_threshold}
+    return results, ood
+
+
+def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    keys: list[str] = []
+    for row in history:
+        keys.extend(k for k in row if k not in keys)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def _model_card(run_id, spec, cfg, data_cfg, ds, data, model, stage, results, weights_note, train_seconds,
+                status) -> dict[str, Any]:
+    import keras as _k
+    import tensorflow as _tf
+
+    from core.preprocess import PREPROCESSING_ID
+
+    model_path = stage / MODEL_FILE
+    return {
+        "card_version": CARD_VERSION,
+        "run_id": run_id,
+        "status": status,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "arch": spec.key,
+        "arch_title": spec.title,
+        "class_names": data.class_names,
+        "image_size": cfg.image_size,
+        "input_channels": 1,
+        "preprocessing": {
+            "id": PREPROCESSING_ID,
+            "description": "decode to 8-bit grayscale (core.imageio), resize to image_size×image_size "
+                           "(INTER_AREA when shrinking), feed 0..255 floats; scaling is inside the model",
+        },
+        "weights": weights_note,
+        "versions": {"tensorflow": _tf.__version__, "keras": _k.__version__, "python": platform.python_version()},
+        "model_file": MODEL_FILE,
+        "model_sha256": file_sha256(model_path),
+        "model_bytes": model_path.stat().st_size,
+        "params": int(model.count_params()),
+        "train_config": cfg.to_dict(),
+        "data": {
+            "name": ds.name,
+            "root": str(ds.root),
+            "kind": ds.kind,
+            "synthetic": ds.synthetic,
+            "fingerprint": ds.fingerprint,
+            "split_mode": "leakage_free" if cfg.leakage_free else "dataset",
+            "data_config": data_cfg.to_dict(),
+            "counts": {s: {c: int((data.y[s] == i).sum()) for i, c in enumerate(data.class_names)}
+                       for s in ("train", "val", "test")},
+            "val_files": data.paths["val"],
+            "test_files": data.paths["test"],
+            "train_hashes": data.hashes["train"],
+        },
+        "results": results,
+        "timings": {"train_seconds": round(train_seconds, 1)},
+    }

@@ -1,0 +1,83 @@
+"""``python -m core train``: the same engine as the Train page, headless."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from core.config import AUGMENT_PRESETS, DataConfig, FineTuneConfig, TrainConfig
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a model on a dataset folder and register it under models/")
+    p.add_argument("--data", required=True, help="dataset folder (Kaggle layout or class folders)")
+    p.add_argument("--arch", default="custom_cnn")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "plateau"])
+    p.add_argument("--label-smoothing", type=float, default=0.05)
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (custom CNN)")
+    p.add_argument("--augment", default="standard", choices=sorted(AUGMENT_PRESETS))
+    p.add_argument("--patience", type=int, default=6)
+    p.add_argument("--weights", default="imagenet", choices=["imagenet", "none"])
+    p.add_argument("--finetune-epochs", type=int, default=0)
+    p.add_argument("--unfreeze", type=int, default=20)
+    p.add_argument("--split", default="leakage_free", choices=["leakage_free", "dataset"])
+    p.add_argument("--split-seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--strategy", default="default", choices=["default", "mirrored"])
+    p.add_argument("--max-batches", type=int, default=None, help="cap batches per epoch (smoke runs)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.architectures import get_arch
+    from core.datasets import open_folder
+    from core.jobs import FINISHED, job_registry
+    from core.scan import scan_dataset
+    from core.train import train_model
+
+    spec = get_arch(args.arch)
+    cfg = TrainConfig(
+        arch=args.arch, image_size=args.image_size or spec.default_image_size, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.lr, optimizer=args.optimizer, lr_schedule=args.schedule,
+        label_smoothing=args.label_smoothing, augment=AUGMENT_PRESETS[args.augment], patience=args.patience,
+        weights=args.weights, finetune=FineTuneConfig(epochs=args.finetune_epochs, unfreeze_layers=args.unfreeze),
+        seed=args.seed, leakage_free=args.split == "leakage_free", strategy=args.strategy, width=args.width,
+        max_train_batches=args.max_batches,
+    )
+    data_cfg = DataConfig(split_seed=args.split_seed)
+    ds = open_folder(args.data)
+    report = scan_dataset(ds, threshold=data_cfg.near_dup_threshold)
+    out = sys.stderr if args.json else sys.stdout
+    job = job_registry().submit("train", f"{spec.title} on {ds.name}",
+                                lambda j: train_model(ds, report, cfg, j, data_cfg))
+    seen = 0
+    while True:
+        snap = job.snapshot()
+        for line in snap["log"][seen:]:
+            print(line, file=out, flush=True)
+        seen = len(snap["log"])
+        if snap["status"] in FINISHED:
+            break
+        time.sleep(1.0)
+    if snap["status"] != "done":
+        print(f"error: training {snap['status']}: {snap['error']}", file=sys.stderr)
+        return 2 if snap["status"] == "failed" else 130
+    run_ = snap["result"]
+    summary = {"run_id": run_.run_id, "path": str(run_.path), "results": run_.card["results"],
+               "timings": run_.card["timings"], "counts": run_.card["data"]["counts"]}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        r = run_.card["results"]
+        print(f"run {run_.run_id}: val accuracy {r['val_accuracy']:.4f}, macro-F1 {r['val_macro_f1']:.4f}, "
+              f"ECE {r['val_ece']:.4f} (T={r['temperature']:.2f}), {run_.card['timings']['train_seconds']:.0f} s")
+        print(f"saved to {run_.path}")
+    return 0
