@@ -16,6 +16,16 @@ SAFE_FIELDS = ("Modality", "SeriesDescription", "BodyPartExamined", "MRAcquisiti
 
 def decode_dicom(data: bytes, label: str) -> DecodedImage:
     """Decode DICOM bytes; raise WorkbenchError for missing pixels or unsupported compression."""
+    try:
+        return _decode_dicom(data, label)
+    except WorkbenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pydicom parses header values lazily and raises
+        # many types (NotImplementedError, BytesLengthException, ...) on a damaged header.
+        raise WorkbenchError(f"not a readable DICOM file ({type(exc).__name__}: {exc})", label) from None
+
+
+def _decode_dicom(data: bytes, label: str) -> DecodedImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -29,15 +39,15 @@ def decode_dicom(data: bytes, label: str) -> DecodedImage:
     if "TransferSyntaxUID" not in ds.file_meta:
         # Files written without meta are implicit little endian by definition of the standard.
         ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    ts = ds.file_meta.TransferSyntaxUID
+    if not _can_decode(ts):
+        # pydicom 3 reports a missing plugin as a RuntimeError at decode time; check up front so
+        # the user reads "cannot decode this compression", not "corrupt".
+        raise _unsupported_compression(ts, label)
     try:
         arr = ds.pixel_array
     except NotImplementedError:
-        ts = ds.file_meta.TransferSyntaxUID
-        raise WorkbenchError(
-            f"the image is compressed as '{getattr(ts, 'name', ts)}', which this installation "
-            "cannot decode; export it uncompressed or install a decoder (pylibjpeg / GDCM)",
-            label,
-        ) from None
+        raise _unsupported_compression(ts, label) from None
     except Exception as exc:  # noqa: BLE001 - pixel handlers raise many types on bad data
         raise WorkbenchError(f"the DICOM pixel data is corrupt ({type(exc).__name__}: {exc})", label) from None
 
@@ -75,6 +85,24 @@ def decode_dicom(data: bytes, label: str) -> DecodedImage:
     if photometric == "MONOCHROME1":  # high values are dark in MONOCHROME1
         gray = 255 - gray
     return DecodedImage(gray, "DICOM", photometric, 0.0, meta)
+
+
+def _unsupported_compression(transfer_syntax: object, label: str) -> WorkbenchError:
+    return WorkbenchError(
+        f"the image is compressed as '{getattr(transfer_syntax, 'name', transfer_syntax)}', which this "
+        "installation cannot decode; export it uncompressed or install a decoder (pylibjpeg / GDCM)",
+        label,
+    )
+
+
+def _can_decode(transfer_syntax: object) -> bool:
+    """True if pydicom has a working decoder (plugin dependencies installed) for the syntax."""
+    from pydicom.pixels import get_decoder
+
+    try:
+        return bool(get_decoder(transfer_syntax).is_available)
+    except NotImplementedError:  # no decoder exists at all (unknown or private syntax)
+        return False
 
 
 def _first(value: object) -> float | None:

@@ -1,0 +1,173 @@
+"""Shared fixtures: isolated cache/model folders, the demo dataset, real data, tiny image writers.
+
+Sections:
+    1. Isolation (autouse): every test gets its own cache and models folder.
+    2. Datasets: the synthetic demo (generated once per session) and the real Kaggle copy.
+    3. Tiny images: helpers that write small PNG/JPEG files into class folders.
+
+Add new fixtures to the section they belong to (or a new, titled section at the end).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+REAL_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "brain-tumor-mri"
+TINY = 32  # default side of test images; core refuses anything below 16 px
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Isolation
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def isolated_workbench_dirs(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> dict:
+    """Point the cache and the model registry at fresh tmp folders for every test.
+
+    Tests must never read a stale scan from the user's ~/.cache, nor write into the
+    committed models/ folder.
+    """
+    base = tmp_path_factory.mktemp("workbench")
+    dirs = {"cache": base / "cache", "models": base / "models"}
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(dirs["cache"]))
+    monkeypatch.setenv("WORKBENCH_MODELS_DIR", str(dirs["models"]))
+    monkeypatch.delenv("WORKBENCH_DATA_DIR", raising=False)
+    monkeypatch.delenv("WORKBENCH_DATA_ROOTS", raising=False)
+    return dirs
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Datasets
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic demo dataset (Kaggle layout), generated once per test session.
+
+    Read-only by convention: copy it (``shutil.copytree``) before modifying anything.
+    """
+    from core.demo import generate_demo
+
+    return generate_demo(tmp_path_factory.mktemp("demo") / "demo")
+
+
+@pytest.fixture
+def real_data_dir() -> Path:
+    """The public Kaggle Training split in ../shared/data (skips the test when absent)."""
+    if not (REAL_DATA_DIR / "Training").is_dir():
+        pytest.skip(f"real dataset not found at {REAL_DATA_DIR}")
+    return REAL_DATA_DIR
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Tiny images
+# --------------------------------------------------------------------------------------------
+
+
+def smooth_image(seed: int, size: int = TINY) -> np.ndarray:
+    """A uint8 (size, size) image of random blobs: smooth, so its pHash is stable under small
+    shifts and re-encoding, yet different seeds give unrelated hashes."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((size, size)).astype(np.float32)
+    blurred = cv2.GaussianBlur(noise, (0, 0), size / 10)
+    blurred = (blurred - blurred.min()) / (np.ptp(blurred) + 1e-6)
+    return (blurred * 255).astype(np.uint8)
+
+
+def encode(pixels: np.ndarray, fmt: str = "PNG", **save_args) -> bytes:
+    """Encode an array (2-D gray or (H, W, 3) RGB) with Pillow and return the file bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt, **save_args)
+    return buf.getvalue()
+
+
+def write_image(path: Path, pixels: np.ndarray | None = None, seed: int = 0, size: int = TINY) -> Path:
+    """Write a tiny image; the format follows the suffix (.png, .jpg, .bmp, .tif)."""
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}[
+        path.suffix.lower()
+    ]
+    pixels = smooth_image(seed, size) if pixels is None else pixels
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode(pixels, fmt, **({"quality": 95} if fmt == "JPEG" else {})))
+    return path
+
+
+def write_class_tree(
+    root: Path,
+    counts: dict[str, int],
+    suffix: str = ".png",
+    seed: int = 0,
+    size: int = TINY,
+) -> list[Path]:
+    """Write ``counts[folder]`` distinct tiny images into ``root/<folder>/``; return the paths.
+
+    Folder names are used verbatim, so variants such as 'Training/glioma_tumor' work too.
+    """
+    paths = []
+    k = seed * 10_000
+    for folder, n in counts.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            paths.append(write_image(root / folder / f"img_{i:03d}{suffix}", seed=k, size=size))
+            k += 1
+    return paths
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``root`` with (size, mtime_ns): compare before/after to prove read-only."""
+    return {
+        p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.fixture
+def image_writer() -> Callable[..., Path]:
+    """``image_writer(path, pixels=None, seed=0, size=32)`` writes one tiny image file."""
+    return write_image
+
+
+@pytest.fixture
+def class_tree() -> Callable[..., list[Path]]:
+    """``class_tree(root, {"glioma": 3, ...}, suffix=".png", seed=0)`` writes class folders."""
+    return write_class_tree
+
+
+@pytest.fixture
+def pixels() -> Callable[..., np.ndarray]:
+    """``pixels(seed, size=32)``: a smooth random uint8 image (see :func:`smooth_image`)."""
+    return smooth_image
+
+
+@pytest.fixture
+def encode_image() -> Callable[..., bytes]:
+    """``encode_image(array, "PNG", **save_args)``: the bytes of an encoded image."""
+    return encode
+
+
+@pytest.fixture
+def disk_snapshot() -> Callable[[Path], dict[str, tuple[int, int]]]:
+    """``disk_snapshot(root)``: {relative path: (size, mtime_ns)} for everything under root."""
+    return snapshot
+
+
+@pytest.fixture
+def kaggle_tree(tmp_path: Path) -> Path:
+    """A tiny Kaggle-layout dataset: Training/ and Testing/ with four classes, 3 + 2 images each."""
+    classes: Iterable[str] = ("glioma", "meningioma", "notumor", "pituitary")
+    write_class_tree(tmp_path / "kaggle", {f"Training/{c}": 3 for c in classes}, seed=1)
+    write_class_tree(tmp_path / "kaggle", {f"Testing/{c}": 2 for c in classes}, seed=2)
+    return tmp_path / "kaggle"
