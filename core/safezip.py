@@ -99,10 +99,19 @@ def extract_zip(data: bytes, dest_root: Path, label: str = "upload.zip", limits:
 
 
 def _dataset_root(folder: Path) -> Path:
-    """Descend through a single wrapping folder (zips of 'MyData/' usually have one)."""
+    """Descend through single wrapping folders (zips of 'MyData/' usually have one).
+
+    A lone split folder (a zip of 'MyData/Training/' only) or class folder belongs to the
+    dataset: descending into it would lose the split, or turn a class into the dataset.
+    """
+    from core.classes import canonical_class
+    from core.datasets import SPLIT_FOLDERS
+
     while True:
         entries = [e for e in folder.iterdir() if not e.name.startswith(".")]
-        if len(entries) == 1 and entries[0].is_dir():
-            folder = entries[0]
-        else:
+        if len(entries) != 1 or not entries[0].is_dir():
             return folder
+        name = entries[0].name
+        if name.lower() in SPLIT_FOLDERS or canonical_class(name) is not None:
+            return folder
+        folder = entries[0]
