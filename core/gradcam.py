@@ -1,0 +1,251 @@
+"""Class activation maps: which regions of the slice drove the model's score for a class.
+
+The pipeline lives in :class:`BaseCAM` (find the layer, build a gradient model once, take the
+gradient of the class score with respect to the layer's feature map, weight the channels,
+ReLU, resize, normalise). A method only decides how channel weights come from the
+gradients, as in pytorch-grad-cam's ``base_cam.py``. The result is a float array in [0, 1];
+colour and overlay are :mod:`core.overlay`'s business.
+
+References: Selvaraju et al. 2017 (Grad-CAM); Chattopadhay et al. 2018 (Grad-CAM++).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any
+
+import cv2
+import numpy as np
+
+from core.errors import WorkbenchError
+
+SCORE_LAYER = "logits"  # pre-softmax scores: softmax saturates and flattens the gradients
+
+
+# --- finding the layer ------------------------------------------------------------------------
+
+def _sub_layers(layer: Any) -> list | None:
+    """The layers of a nested model (functional or sequential), None for a plain layer."""
+    layers = getattr(layer, "layers", None)
+    return list(layers) if isinstance(layers, list | tuple) and layers else None
+
+
+def _is_feature_map(layer: Any) -> bool:
+    if type(layer).__name__ == "InputLayer":
+        return False  # the raw input is not evidence the network computed
+    try:
+        return len(layer.output.shape) == 4
+    except (AttributeError, ValueError):  # never called, or shared (several outputs)
+        return False
+
+
+def _find_path(model: Any, name: str | None) -> list | None:
+    """[nested model, ..., target layer], searching from the last layer backwards."""
+    for layer in reversed(model.layers):
+        if name is not None and layer.name == name:
+            return [layer]
+        inner = _sub_layers(layer)
+        if inner is not None:
+            sub = _find_path(layer, name)
+            if sub:
+                return [layer, *sub]
+        if name is None and _is_feature_map(layer):
+            return [layer]
+    return None
+
+
+def find_target_layer(model: Any, name: str | None = None) -> Any:
+    """The layer whose feature map Grad-CAM explains.
+
+    Args:
+        model: a Keras model; nested models (a backbone used as a layer) are searched too.
+        name: a layer name to look up (anywhere in the nesting); None picks the last layer
+            whose output is a 4-D feature map (batch, height, width, channels).
+    Returns:
+        The Keras layer.
+    Raises:
+        WorkbenchError: no such layer, or the named layer's output is not a feature map.
+    """
+    path = _find_path(model, name)
+    if not path:
+        what = f"no layer named '{name}'" if name else "no convolutional (4-D) feature map layer"
+        raise WorkbenchError(f"{what} in model '{model.name}', so Grad-CAM cannot be computed", "Grad-CAM")
+    if not _is_feature_map(path[-1]):
+        raise WorkbenchError(f"layer '{name}' does not output a 4-D feature map", "Grad-CAM")
+    return path[-1]
+
+
+# --- the gradient model (built once per model and layer) ---------------------------------------
+
+def _single_node(layer: Any, model: Any) -> Any:
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if len(nodes) != 1:
+        raise WorkbenchError(
+            f"the nested model '{layer.name}' is used {len(nodes)} times in '{model.name}'; "
+            "pass layer_name of a layer in the outer model", "Grad-CAM")
+    return nodes[0]
+
+
+def _feature_model(model: Any, path: list, score: Any) -> Any:
+    """A model mapping ``model``'s inputs to [target feature map, ``score``].
+
+    For a nested path the inner model is rebuilt to also return the target's output, then
+    spliced into the outer graph between the part before it and the part after it.
+    """
+    from core.tfrt import keras
+
+    k = keras()
+    if len(path) == 1:
+        return k.Model(model.inputs, [path[0].output, score])
+    nested = path[0]
+    inner = _feature_model(nested, path[1:], nested.outputs[0])
+    node = _single_node(nested, model)
+    try:
+        after = k.Model(node.output_tensors[0], score)
+    except Exception as exc:  # noqa: BLE001 - Keras raises ValueError/KeyError on a split graph
+        raise WorkbenchError(
+            f"the layers after '{nested.name}' also use earlier tensors ({type(exc).__name__}); "
+            "pass layer_name of a layer in the outer model", "Grad-CAM") from None
+    inputs = node.input_tensors
+    feats, mid = inner(inputs[0] if len(inputs) == 1 else inputs)
+    return k.Model(model.inputs, [feats, after(mid)])
+
+
+def _score_tensor(model: Any) -> Any:
+    names = {layer.name for layer in model.layers}
+    return model.get_layer(SCORE_LAYER).output if SCORE_LAYER in names else model.outputs[0]
+
+
+_CACHE: dict[tuple[int, str | None], tuple[weakref.ref, Any, str]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def gradient_model(model: Any, layer_name: str | None = None) -> tuple[Any, str]:
+    """The cached (model → [feature map, scores]) Keras model and the target layer's name."""
+    key = (id(model), layer_name)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None and hit[0]() is model:  # an id can be reused after garbage collection
+            return hit[1], hit[2]
+        find_target_layer(model, layer_name)  # clear error before building anything
+        path = _find_path(model, layer_name)
+        built = _feature_model(model, path, _score_tensor(model))
+        _CACHE[key] = (weakref.ref(model), built, path[-1].name)
+        weakref.finalize(model, _CACHE.pop, key, None)
+        return built, path[-1].name
+
+
+# --- the CAM pipeline and its methods ---------------------------------------------------------
+
+def _as_batch(image: np.ndarray, input_shape: tuple) -> np.ndarray:
+    """A float32 (1, H, W, C) copy; the caller's array is never touched."""
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3:
+        raise WorkbenchError(f"expected one (H, W, 1) image, got an array of shape {arr.shape}", "Grad-CAM")
+    expected = tuple(input_shape[1:])
+    if any(e is not None and e != a for e, a in zip(expected, arr.shape)):
+        raise WorkbenchError(f"the model expects images of shape {expected}, got {arr.shape}; "
+                             "prepare it with core.preprocess.prepare", "Grad-CAM")
+    return np.array(arr, dtype=np.float32, copy=True)[None]
+
+
+class BaseCAM:
+    """The Grad-CAM pipeline; subclasses override :meth:`channel_weights` only.
+
+    Args:
+        model: a Keras classifier (with a ``logits`` layer if possible).
+        layer_name: the feature-map layer to explain; None = the last one (nested models too).
+    """
+
+    def __init__(self, model: Any, layer_name: str | None = None) -> None:
+        self.model = model
+        self.grad_model, self.layer_name = gradient_model(model, layer_name)
+
+    def channel_weights(self, activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
+        """(h, w, c) activations and gradients -> (c,) channel weights."""
+        raise NotImplementedError
+
+    def activations_and_grads(self, image: np.ndarray, class_index: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+        """Feature map, d(score)/d(feature map), both (h, w, c) float64, and the class used."""
+        from core.tfrt import tf
+
+        tf = tf()
+        x = tf.convert_to_tensor(_as_batch(image, self.model.inputs[0].shape))
+        with tf.GradientTape() as tape:
+            feats, scores = self.grad_model(x, training=False)
+            n = int(scores.shape[-1])
+            idx = int(tf.argmax(scores[0])) if class_index is None else int(class_index)
+            if not 0 <= idx < n:
+                raise WorkbenchError(f"class index {idx} is out of range (the model has {n} classes)", "Grad-CAM")
+            score = tf.cast(scores[:, idx], tf.float32)
+        grads = tape.gradient(score, feats)
+        acts = np.asarray(feats, dtype=np.float64)[0]
+        g = np.zeros_like(acts) if grads is None else np.asarray(grads, dtype=np.float64)[0]
+        return np.nan_to_num(acts), np.nan_to_num(g), idx
+
+    def __call__(self, image: np.ndarray, class_index: int | None = None) -> np.ndarray:
+        """The map for one image.
+
+        Args:
+            image: (S, S, 1) uint8 or float 0..255, as made by :func:`core.preprocess.prepare`.
+            class_index: the class to explain; None = the predicted class.
+        Returns:
+            float32 (S, S) in [0, 1]; all zeros when nothing supports the class.
+        Raises:
+            WorkbenchError: wrong image shape or class index.
+        """
+        acts, grads, _ = self.activations_and_grads(image, class_index)
+        weights = self.channel_weights(acts, grads)
+        cam = np.maximum(acts @ weights, 0.0)  # ReLU: keep only evidence *for* the class
+        h, w = np.asarray(image).shape[:2]
+        cam = cv2.resize(cam.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        top = float(cam.max()) if cam.size else 0.0
+        if not np.isfinite(top) or top <= 1e-12:
+            return np.zeros((h, w), dtype=np.float32)
+        return np.clip(cam / top, 0.0, 1.0).astype(np.float32)
+
+
+class GradCAM(BaseCAM):
+    """Grad-CAM: a channel's weight is its gradient averaged over the feature map."""
+
+    def channel_weights(self, activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
+        return grads.mean(axis=(0, 1))
+
+
+class GradCAMPlusPlus(BaseCAM):
+    """Grad-CAM++: positive gradients weighted per position, which separates several instances."""
+
+    def channel_weights(self, activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
+        g2 = grads**2
+        g3 = g2 * grads
+        sum_acts = activations.sum(axis=(0, 1))
+        alpha = g2 / (2 * g2 + sum_acts[None, None, :] * g3 + 1e-7)
+        alpha = np.where(grads != 0, alpha, 0.0)
+        return (np.maximum(grads, 0.0) * alpha).sum(axis=(0, 1))
+
+
+CAM_METHODS: dict[str, type[BaseCAM]] = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus}
+CAM_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}
+
+
+def compute_cam(model: Any, image: np.ndarray, class_index: int | None = None, method: str = "gradcam",
+                layer_name: str | None = None) -> np.ndarray:
+    """Class activation map of one prepared image.
+
+    Args:
+        model: the Keras classifier.
+        image: (S, S, 1) uint8 or float 0..255 (not modified).
+        class_index: class to explain; None = the predicted class.
+        method: a key of :data:`CAM_METHODS`.
+        layer_name: feature-map layer; None = the last one, searched inside nested models.
+    Returns:
+        float32 (S, S) heatmap in [0, 1].
+    Raises:
+        WorkbenchError: unknown method, no usable layer, wrong shape or class index.
+    """
+    if method not in CAM_METHODS:
+        raise WorkbenchError(f"unknown CAM method '{method}'; choose one of {', '.join(CAM_METHODS)}", "Grad-CAM")
+    return CAM_METHODS[method](model, layer_name)(image, class_index)
