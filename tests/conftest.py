@@ -76,8 +76,12 @@ def real_data_dir() -> Path:
 
 
 def smooth_image(seed: int, size: int = TINY) -> np.ndarray:
-    """A uint8 (size, size) image of random blobs: smooth, so its pHash is stable under small
-    shifts and re-encoding, yet different seeds give unrelated hashes."""
+    """A uint8 (size, size) image of random blobs; different seeds give different files.
+
+    Fine wherever images only need to be distinct. For perceptual-hash tests use
+    ``core.demo.phantom`` instead: such smooth images have many near-zero DCT coefficients,
+    so their pHash bits flip under re-encoding.
+    """
     import cv2
 
     rng = np.random.default_rng(seed)
