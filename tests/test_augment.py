@@ -1,0 +1,134 @@
+"""core.augment: seeded, shape-preserving transforms in range, and honest anatomy warnings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.augment import TRANSFORM_NOTES, anatomy_warnings, augment_batch, preview_variants
+from core.config import AUGMENT_PRESETS, AugmentConfig
+
+B, H, W = 8, 32, 40  # non-square: catches swapped axes
+
+SINGLE = {
+    "rotation_deg": AugmentConfig(rotation_deg=25),
+    "zoom": AugmentConfig(zoom=0.2),
+    "translate": AugmentConfig(translate=0.15),
+    "horizontal_flip": AugmentConfig(horizontal_flip=True),
+    "vertical_flip": AugmentConfig(vertical_flip=True),
+    "brightness": AugmentConfig(brightness=0.2),
+    "contrast": AugmentConfig(contrast=0.4),
+}
+
+
+def batch(channels: int = 1, seed: int = 0) -> np.ndarray:
+    """A float32 (B, H, W, C) batch in 0..255 with asymmetric content (so flips are visible)."""
+    rng = np.random.default_rng(seed)
+    out = rng.uniform(0, 255, (B, H, W, channels)).astype(np.float32)
+    out[:, : H // 3, : W // 4] = 250.0  # a bright top-left corner
+    return out
+
+
+def run(images: np.ndarray, cfg: AugmentConfig, seed: int = 1) -> np.ndarray:
+    return augment_batch(images, np.array([seed, 0], dtype=np.int64), cfg).numpy()
+
+
+def test_every_transform_has_a_note() -> None:
+    assert set(SINGLE) == set(TRANSFORM_NOTES)
+
+
+@pytest.mark.parametrize("name", sorted(SINGLE))
+@pytest.mark.parametrize("channels", [1, 3])
+def test_each_transform_keeps_shape_dtype_and_range_and_changes_something(name: str, channels: int) -> None:
+    images = batch(channels)
+    out = run(images, SINGLE[name])
+    assert out.shape == images.shape
+    assert out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 255.0
+    assert np.isfinite(out).all()
+    assert not np.allclose(out, images), f"{name} did nothing"
+
+
+@pytest.mark.parametrize("name", sorted(SINGLE))
+def test_each_transform_is_deterministic_for_a_seed_and_varies_with_it(name: str) -> None:
+    images = batch()
+    a, b = run(images, SINGLE[name], seed=5), run(images, SINGLE[name], seed=5)
+    np.testing.assert_array_equal(a, b)
+    c = run(images, SINGLE[name], seed=6)
+    assert not np.array_equal(a, c)
+
+
+def test_items_of_a_batch_get_different_draws() -> None:
+    same = np.repeat(batch()[:1], B, axis=0)
+    out = run(same, AUGMENT_PRESETS["standard"])
+    assert len({out[i].tobytes() for i in range(B)}) == B
+
+
+def test_identity_config_returns_the_input_unchanged() -> None:
+    images = batch(3)
+    cfg = AugmentConfig()
+    assert cfg.is_identity and AUGMENT_PRESETS["none"].is_identity
+    np.testing.assert_array_equal(run(images, cfg), images)
+
+
+def test_input_array_is_not_modified() -> None:
+    images = batch(3)
+    before = images.copy()
+    run(images, AUGMENT_PRESETS["strong"])
+    preview_variants(images[0].astype(np.uint8), AUGMENT_PRESETS["strong"])
+    np.testing.assert_array_equal(images, before)
+
+
+@pytest.mark.parametrize(("field", "flip"), [("horizontal_flip", np.fliplr), ("vertical_flip", np.flipud)])
+def test_flip_gives_an_exact_mirror_or_the_original(field: str, flip) -> None:
+    images = np.repeat(batch()[:1], 16, axis=0)
+    out = run(images, AugmentConfig(**{field: True}), seed=3)
+    flipped = 0
+    for i in range(len(out)):
+        if np.array_equal(out[i], images[i]):
+            continue
+        np.testing.assert_array_equal(out[i], flip(images[i]))
+        flipped += 1
+    assert 0 < flipped < len(out), "each item is flipped with probability 1/2"
+
+
+def test_brightness_adds_one_constant_per_image() -> None:
+    images = np.full((B, H, W, 1), 128.0, np.float32)
+    images[:, ::2] = 100.0
+    out = run(images, AugmentConfig(brightness=0.1))  # at most ±25.5: never clips here
+    shift = out - images
+    for i in range(B):
+        assert np.allclose(shift[i], shift[i].flat[0], atol=1e-3)
+        assert abs(shift[i].flat[0]) <= 25.5 + 1e-3
+
+
+def test_contrast_keeps_the_mean() -> None:
+    images = np.full((B, H, W, 1), 120.0, np.float32)
+    images[:, :, ::2] = 140.0
+    out = run(images, AugmentConfig(contrast=0.5))  # spread ×0.5..1.5 around 130: never clips
+    np.testing.assert_allclose(out.mean(axis=(1, 2, 3)), 130.0, atol=1e-2)
+
+
+def test_preview_variants_shapes_and_dtype() -> None:
+    gray = batch()[0, ..., 0].astype(np.uint8)
+    out = preview_variants(gray, AUGMENT_PRESETS["standard"], n=6, seed=2)
+    assert out.shape == (6, H, W) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, preview_variants(gray, AUGMENT_PRESETS["standard"], n=6, seed=2))
+    rgb = batch(3)[0].astype(np.uint8)
+    assert preview_variants(rgb, AUGMENT_PRESETS["light"], n=2).shape == (2, H, W, 3)
+
+
+def test_anatomy_warnings() -> None:
+    assert anatomy_warnings(AugmentConfig()) == []
+    for preset in AUGMENT_PRESETS.values():
+        assert anatomy_warnings(preset) == [], "the offered presets are anatomically plausible"
+    vflip = anatomy_warnings(AugmentConfig(vertical_flip=True))
+    assert len(vflip) == 1 and "Vertical flip" in vflip[0]
+    zoom = anatomy_warnings(AugmentConfig(zoom=0.4))
+    assert len(zoom) == 1 and "Zoom" in zoom[0] and "40%" in zoom[0]
+    assert anatomy_warnings(AugmentConfig(zoom=0.25)) == []  # the boundary is allowed
+    assert anatomy_warnings(AugmentConfig(horizontal_flip=True)) == []  # brains are roughly symmetric
+    everything = AugmentConfig(
+        rotation_deg=45, zoom=0.5, translate=0.3, vertical_flip=True, brightness=0.5, contrast=0.5
+    )
+    assert len(anatomy_warnings(everything)) == 5
