@@ -175,7 +175,7 @@ class BaseCAM:
         tf = tf()
         x = tf.convert_to_tensor(_as_batch(image, self.model.inputs[0].shape))
         with tf.GradientTape() as tape:
-            feats, scores = self.grad_model(x, training=False)
+            feats, scores = self.grad_model([x], training=False)  # a list: the models' input structure
             n = int(scores.shape[-1])
             idx = int(tf.argmax(scores[0])) if class_index is None else int(class_index)
             if not 0 <= idx < n:
