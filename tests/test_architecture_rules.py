@@ -1,0 +1,98 @@
+"""Rules from STYLE.md that keep the layers apart, checked in fresh interpreters.
+
+* ``core`` never imports streamlit (not at import time, and not lazily inside a function).
+* Importing ``core`` does not load TensorFlow: the Home page paints before TensorFlow has
+  loaded, and listing or scanning a dataset never needs it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import core
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CORE_DIR = Path(core.__file__).parent
+HEAVY = ("streamlit", "tensorflow", "keras")
+
+
+def core_modules() -> list[str]:
+    """Every module in core/, except ``__main__`` (importing it runs the CLI)."""
+    names = [f"core.{m.name}" for m in pkgutil.iter_modules([str(CORE_DIR)]) if m.name != "__main__"]
+    assert len(names) > 10, "module discovery found suspiciously few modules"
+    return sorted(names)
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def _first_importer(modules: list[str]) -> dict[str, str | None]:
+    """In one fresh interpreter, import ``modules`` in order; for each heavy package, the first
+    module after whose import it appeared in sys.modules (None if it never did)."""
+    code = f"""
+import importlib, json, sys
+culprit = dict.fromkeys({HEAVY!r})
+for name in {modules!r}:
+    importlib.import_module(name)
+    for heavy in culprit:
+        if culprit[heavy] is None and heavy in sys.modules:
+            culprit[heavy] = name
+print(json.dumps(culprit))
+"""
+    result = _run(code)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_importing_core_does_not_load_tensorflow_or_streamlit() -> None:
+    culprit = _first_importer(core_modules())
+    assert culprit["streamlit"] is None, f"{culprit['streamlit']} imports streamlit"
+    assert culprit["tensorflow"] is None, (
+        f"importing {culprit['tensorflow']} loads TensorFlow; import it inside the functions that need it"
+    )
+    assert culprit["keras"] is None, f"importing {culprit['keras']} loads Keras"
+
+
+def test_listing_and_scanning_never_import_tensorflow() -> None:
+    code = (
+        "import core.datasets, core.scan, core.splits, core.cli; import sys; "
+        "heavy = [m for m in ('tensorflow', 'keras', 'streamlit') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    result = _run(code)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_no_core_source_mentions_a_streamlit_import() -> None:
+    """Static check: catches lazy imports inside functions that an import test cannot see."""
+    offenders = []
+    for path in sorted(CORE_DIR.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            if any(n == "streamlit" or n.startswith("streamlit.") for n in names):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == [], f"core must not import streamlit: {offenders}"
+
+
+def test_cli_help_works_without_heavy_imports() -> None:
+    result = _run(
+        "import sys; sys.argv = ['core', '--help']\n"
+        "from core.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "assert 'tensorflow' not in sys.modules and 'streamlit' not in sys.modules"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "scan" in result.stdout
