@@ -62,7 +62,7 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_demo(tmp_path_factory.mktemp("demo") / "demo")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The public Kaggle Training split in ../shared/data (skips the test when absent)."""
     if not (REAL_DATA_DIR / "Training").is_dir():
