@@ -1,0 +1,283 @@
+"""Prediction for uploaded files: calibrated class probabilities, warnings, and Grad-CAM.
+
+A :class:`Predictor` is built once per registered run. It reads everything that shaped the
+model from its card (class order, image size, temperature, low-confidence threshold, OOD
+thresholds, training-image hashes), so nothing is re-typed in a page, and it prepares every
+upload with the same :func:`core.preprocess.prepare` used for training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.calibration import softmax
+from core.config import DataConfig
+from core.dicom import SAFE_FIELDS
+from core.errors import WorkbenchError
+from core.gradcam import CAM_METHODS, compute_cam
+from core.hashing import hashes_from_hex, nearest_distance, perceptual_hash
+from core.imageio import DecodedImage, decode_image
+from core.ood import OODModel, energy, image_checks
+from core.preprocess import prepare
+from core.registry import OOD_FILE, Run, best_run, list_runs, load_model, resolve_run
+
+BATCH = 32  # images per forward pass: bounds memory for large uploads
+SAFE_META = (*SAFE_FIELDS, "window", "frames")  # DICOM fields we show; never patient identifiers
+NOT_MRI = "Probably not a brain MRI"
+
+
+@dataclass
+class Scores:
+    """Model outputs for a batch of prepared images."""
+
+    logits: np.ndarray  # (N, K) pre-softmax scores
+    probs: np.ndarray  # (N, K) softmax(logits / temperature): calibrated
+    features: np.ndarray | None  # (N, D) pooled 'features' layer, for the Mahalanobis score
+    mahalanobis: np.ndarray | None  # (N,) distance to the nearest training class mean
+    energy: np.ndarray  # (N,) −logsumexp(logits / T); higher = less like the training data
+
+
+@dataclass
+class PredictionResult:
+    """Everything shown or exported for one file; ``error`` is set when the file was rejected."""
+
+    file: str
+    label: str | None = None
+    confidence: float | None = None  # calibrated probability of ``label``
+    probabilities: dict[str, float] = field(default_factory=dict)  # class name -> calibrated prob
+    warnings: list[str] = field(default_factory=list)  # plain-language, shown as they are
+    flags: list[str] = field(default_factory=list)  # machine-readable: low_confidence, ood, near_duplicate
+    heatmap: np.ndarray | None = None  # float32 (S, S) in [0, 1]
+    heatmap_class: str | None = None  # the class the heatmap explains
+    method: str | None = None  # the CAM method used
+    image: DecodedImage | None = None  # the decoded upload (full resolution)
+    model_input: np.ndarray | None = None  # (S, S, 1) uint8, exactly what the model saw
+    meta: dict[str, Any] = field(default_factory=dict)  # safe DICOM header fields
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary (no arrays)."""
+        return {"file": self.file, "label": self.label, "confidence": self.confidence,
+                "probabilities": dict(self.probabilities), "warnings": list(self.warnings),
+                "flags": list(self.flags), "meta": dict(self.meta), "error": self.error}
+
+
+def card_summary(run: Run) -> dict[str, str]:
+    """What the page and the case report say about a model, as label -> text (tolerant of old cards)."""
+    card = run.card
+    data = card.get("data") if isinstance(card.get("data"), dict) else {}
+    results = card.get("results") if isinstance(card.get("results"), dict) else {}
+    out = {
+        "Model run": run.run_id,
+        "Architecture": str(card.get("arch_title") or card.get("arch") or "unknown"),
+        "Training data": str(data.get("name") or "unknown") + (" (SYNTHETIC demo, not patient data)"
+                                                               if data.get("synthetic") else ""),
+        "Trained": str(card.get("created") or "unknown"),
+        "Classes": ", ".join(run.class_names),
+        "Input": f"{run.image_size}×{run.image_size} grayscale",
+    }
+    if isinstance(results.get("val_accuracy"), int | float):
+        out["Validation accuracy"] = f"{results['val_accuracy']:.1%} ({results.get('n_val', '?')} images)"
+    ev = card.get("evaluation") if isinstance(card.get("evaluation"), dict) else {}
+    free = ev.get("leakage_free") if isinstance(ev.get("leakage_free"), dict) else {}
+    parts = [f"{label} {free[key]:.1%}" if key != "n_images" else f"{free[key]} images"
+             for key, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"),
+                                ("balanced_accuracy", "balanced accuracy"), ("n_images", ""))
+             if isinstance(free.get(key), int | float)]
+    out["Leakage-free test metrics"] = (", ".join(parts) + (f" ({ev.get('description')})" if ev.get("description")
+                                                              else "")) if parts else "not evaluated yet"
+    return out
+
+
+def no_model_error() -> WorkbenchError:
+    return WorkbenchError("no trained model yet: train one on the Train page or with "
+                          "`python -m core train --data FOLDER`", "model registry")
+
+
+class Predictor:
+    """A loaded model plus the card values that turn its outputs into safe answers.
+
+    Thread-safe: nothing is mutated after construction; forward passes call the model
+    directly (not ``model.predict``, which builds state on first use) and the Grad-CAM
+    gradient model is built once under a lock in :mod:`core.gradcam`.
+
+    Args:
+        run: the registered run; its model is loaded (sha256-checked, safe mode) unless given.
+        model: an already loaded Keras model for ``run`` (tests, caches).
+    Raises:
+        WorkbenchError: the model file does not match its card or cannot be loaded.
+    """
+
+    def __init__(self, run: Run, model: Any = None) -> None:
+        from core.tfrt import keras
+
+        self.run = run
+        self.model = model if model is not None else load_model(run)
+        card = run.card
+        self.class_names: list[str] = run.class_names
+        self.image_size: int = run.image_size
+        results = card.get("results") or {}
+        self.temperature = float(results.get("temperature") or 1.0)
+        self.low_confidence = float(results.get("low_confidence_threshold") or 0.0)
+        data = card.get("data") or {}
+        self.train_hashes = hashes_from_hex(list(data.get("train_hashes") or []))
+        self.near_dup_threshold = DataConfig.from_dict(data.get("data_config")).near_dup_threshold
+        self.ood = OODModel.load(run.path / OOD_FILE) if (run.path / OOD_FILE).is_file() else None
+        card_ood = results.get("ood") or {}
+        self.maha_threshold = card_ood.get("mahalanobis_threshold", self.ood.maha_threshold if self.ood else None)
+        self.energy_threshold = card_ood.get("energy_threshold", self.ood.energy_threshold if self.ood else None)
+        names = {layer.name for layer in self.model.layers}
+        outputs = [self.model.get_layer(n).output for n in ("features", "logits") if n in names]
+        self._has = {"features": "features" in names, "logits": "logits" in names}
+        self._probe = keras().Model(self.model.inputs, outputs or self.model.outputs)
+
+    @classmethod
+    def load(cls, run_id_or_path: str | None = None) -> Predictor:
+        """The predictor for a run id or folder; None = the best registered run."""
+        if run_id_or_path:
+            return cls(resolve_run(run_id_or_path))
+        run = best_run(list_runs())
+        if run is None:
+            raise no_model_error()
+        return cls(run)
+
+    # --- preprocessing and scores -------------------------------------------------------------
+
+    def prepare(self, image: DecodedImage) -> np.ndarray:
+        """(S, S, 1) uint8 model input, via the training pipeline's own function."""
+        return prepare(image, self.image_size)
+
+    def predict(self, images: np.ndarray) -> Scores:
+        """Scores for (N, S, S, 1) prepared images (uint8 or float 0..255)."""
+        x = np.asarray(images)
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4 or x.shape[1:] != (self.image_size, self.image_size, 1):
+            raise WorkbenchError(f"expected (N, {self.image_size}, {self.image_size}, 1) images, got {x.shape}",
+                                 "predict")
+        feats, logits = [], []
+        for start in range(0, len(x), BATCH):
+            out = self._probe([x[start:start + BATCH].astype(np.float32)], training=False)
+            out = out if isinstance(out, list | tuple) else [out]
+            arrays = [np.asarray(o, dtype=np.float64) for o in out]
+            if self._has["features"]:
+                feats.append(arrays.pop(0))
+            if self._has["logits"]:
+                logits.append(arrays[0])
+            else:  # only softmax output: log-probabilities are logits up to a constant
+                logits.append(np.log(np.clip(arrays[-1], 1e-12, 1.0)))
+        lg = np.concatenate(logits) if logits else np.zeros((0, len(self.class_names)))
+        f = np.concatenate(feats) if feats else None
+        maha = self.ood.mahalanobis(f) if (self.ood is not None and f is not None and len(f)) else None
+        return Scores(lg, softmax(lg, self.temperature) if len(lg) else lg, f, maha, energy(lg / self.temperature))
+
+    def explain(self, model_input: np.ndarray, class_index: int | None = None, method: str = "gradcam") -> np.ndarray:
+        """Grad-CAM heatmap (S, S) in [0, 1] for one prepared image; None class = predicted."""
+        return compute_cam(self.model, model_input, class_index=class_index, method=method)
+
+    def class_index(self, target: str | int | None) -> int | None:
+        """A class name or index as an index (None stays None = the predicted class)."""
+        if target is None or target == "":
+            return None
+        if isinstance(target, str):
+            if target not in self.class_names:
+                raise WorkbenchError(f"unknown class '{target}'; the model knows {', '.join(self.class_names)}",
+                                     "target class")
+            return self.class_names.index(target)
+        if not 0 <= int(target) < len(self.class_names):
+            raise WorkbenchError(f"class index {target} is out of range", "target class")
+        return int(target)
+
+    # --- warnings -----------------------------------------------------------------------------
+
+    def warnings_for(self, image: DecodedImage, scores: Scores, i: int) -> tuple[list[str], list[str]]:
+        """(messages, flags) for image ``i`` of a scored batch."""
+        messages: list[str] = []
+        flags: list[str] = []
+        conf = float(scores.probs[i].max())
+        if conf < self.low_confidence:
+            messages.append(f"Low confidence: {conf:.0%} is below this model's reliability threshold of "
+                            f"{self.low_confidence:.0%}; do not rely on this prediction.")
+            flags.append("low_confidence")
+        reasons = [f"{NOT_MRI}: {text}" for text in image_checks(image)]
+        if scores.mahalanobis is not None and self.maha_threshold is not None \
+                and scores.mahalanobis[i] > self.maha_threshold:
+            reasons.append(f"{NOT_MRI}: its features are unlike the training images (distance "
+                           f"{scores.mahalanobis[i]:.1f} > {self.maha_threshold:.1f}).")
+        elif self.energy_threshold is not None and scores.energy[i] > self.energy_threshold:
+            reasons.append(f"{NOT_MRI}: the model's output energy is unlike the training images "
+                           f"({scores.energy[i]:.2f} > {self.energy_threshold:.2f}).")
+        if reasons:
+            messages.extend(reasons)
+            flags.append("ood")
+        if len(self.train_hashes):
+            dist = int(nearest_distance(perceptual_hash(image.pixels)[None], self.train_hashes)[0])
+            if dist <= self.near_dup_threshold:
+                messages.append(f"This image or a near-copy was in the training set (pHash distance {dist} ≤ "
+                                f"{self.near_dup_threshold} of 256 bits): this result says nothing about how "
+                                "the model does on new patients.")
+                flags.append("near_duplicate")
+        return messages, flags
+
+
+def _decode(name: str, data: bytes) -> DecodedImage:
+    return decode_image(data, name)
+
+
+def predict_files(predictor: Predictor, items: Sequence[tuple[str, bytes]], gradcam: bool = False,
+                  method: str = "gradcam", target_class: str | int | None = None) -> list[PredictionResult]:
+    """Predict every file; a file that cannot be used gets ``error`` and the others carry on.
+
+    Args:
+        predictor: the loaded model and its card values.
+        items: (file name, file bytes) pairs, e.g. uploads read in memory.
+        gradcam: also compute a heatmap per image.
+        method: a key of :data:`core.gradcam.CAM_METHODS`.
+        target_class: class name or index the heatmap explains; None = the predicted class.
+    Returns:
+        One :class:`PredictionResult` per item, in input order.
+    Raises:
+        WorkbenchError: an unknown method or target class (a setting, not a file problem).
+    """
+    if gradcam and method not in CAM_METHODS:
+        raise WorkbenchError(f"unknown CAM method '{method}'; choose one of {', '.join(CAM_METHODS)}", "method")
+    target = predictor.class_index(target_class)
+    results = [PredictionResult(file=str(name)) for name, _ in items]
+    good: list[int] = []
+    for i, (name, data) in enumerate(items):
+        try:
+            image = _decode(str(name), bytes(data))
+            results[i].image = image
+            results[i].meta = {k: v for k, v in image.meta.items() if k in SAFE_META}
+            results[i].model_input = predictor.prepare(image)
+            good.append(i)
+        except WorkbenchError as exc:
+            results[i].error = exc.reason
+        except Exception as exc:  # noqa: BLE001 - one hostile file must never stop the batch
+            results[i].error = f"the file could not be processed ({type(exc).__name__})"
+    if not good:
+        return results
+    scores = predictor.predict(np.stack([results[i].model_input for i in good]))
+    for row, i in enumerate(good):
+        r = results[i]
+        probs = scores.probs[row]
+        k = int(probs.argmax())
+        r.label, r.confidence = predictor.class_names[k], float(probs[k])
+        r.probabilities = {c: float(p) for c, p in zip(predictor.class_names, probs)}
+        r.warnings, r.flags = predictor.warnings_for(r.image, scores, row)
+        if gradcam:
+            try:
+                idx = k if target is None else target
+                r.heatmap = predictor.explain(r.model_input, idx, method)
+                r.heatmap_class, r.method = predictor.class_names[idx], method
+            except WorkbenchError as exc:
+                r.warnings.append(f"No heatmap: {exc.reason}")
+    return results

@@ -1,0 +1,93 @@
+"""``python -m core predict``: classify files with a registered model, as the Predict page does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from core.gradcam import CAM_METHODS
+from core.imageio import MAX_FILE_BYTES
+from core.overlay import COLORMAPS
+
+
+def register(sub: Any) -> None:
+    """Add the ``predict`` sub-command to the CLI's sub-parsers."""
+    p = sub.add_parser("predict", help="classify image files (JPEG/PNG/BMP/TIFF/DICOM) with a registered model")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--model", default=None, help="run id or run folder (default: the best registered run)")
+    p.add_argument("--gradcam", metavar="OUT_DIR", default=None, help="write a heatmap overlay PNG per file here")
+    p.add_argument("--method", default="gradcam", choices=list(CAM_METHODS))
+    p.add_argument("--target-class", default=None, help="class the heatmap explains (default: the predicted one)")
+    p.add_argument("--alpha", type=float, default=0.4, help="heatmap opacity in the overlay (0..1)")
+    p.add_argument("--colormap", default="jet", choices=list(COLORMAPS))
+    p.add_argument("--json", action="store_true", help="machine-readable output (a list, one object per file)")
+    p.set_defaults(func=run)
+
+
+def _read(path: str) -> bytes | str:
+    """The file's bytes, or the reason it cannot be read."""
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_FILE_BYTES:
+            return f"the file is too large ({p.stat().st_size / 1e6:.0f} MB)"
+        return p.read_bytes()
+    except FileNotFoundError:
+        return "the file does not exist"
+    except IsADirectoryError:
+        return "this is a folder, not an image file"
+    except PermissionError:
+        return "permission denied: the file cannot be read"
+    except OSError as exc:
+        return f"the file cannot be read ({exc.strerror or exc})"
+
+
+def _write_overlay(out_dir: Path, result: Any, alpha: float, colormap: str, used: set[str]) -> str:
+    from core.case_report import overlay_filename, overlay_for, png_bytes
+
+    target = out_dir / overlay_filename(result, used)
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    tmp.write_bytes(png_bytes(overlay_for(result, alpha, colormap)))
+    os.replace(tmp, target)  # atomic: a reader never sees half a PNG
+    return str(target)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict every file; exit 0 when all were analysed, 2 when any input was rejected."""
+    from core.predict import PredictionResult, Predictor, predict_files
+
+    predictor = Predictor.load(args.model)  # WorkbenchError -> "error: ..." and exit 2 (core.cli)
+    out_dir = Path(args.gradcam) if args.gradcam else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    raw = [(f, _read(f)) for f in args.files]
+    readable = [(f, data) for f, data in raw if isinstance(data, bytes)]
+    predicted = iter(predict_files(predictor, readable, gradcam=out_dir is not None, method=args.method,
+                                   target_class=args.target_class))
+    results = [next(predicted) if isinstance(data, bytes) else PredictionResult(file=f, error=data)
+               for f, data in raw]
+    rows, used = [], set()
+    for r in results:
+        row = r.to_dict()
+        row["overlay"] = (_write_overlay(out_dir, r, args.alpha, args.colormap, used)
+                          if out_dir is not None and r.heatmap is not None else None)
+        rows.append(row)
+    run_ = predictor.run
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        print(f"model {run_.run_id} ({run_.card.get('arch_title') or run_.card.get('arch')}); "
+              "decision support for research and education only, not a diagnosis")
+        for row in rows:
+            if row["error"]:
+                print(f"{row['file']}: error: {row['error']}")
+                continue
+            probs = ", ".join(f"{c} {p:.1%}" for c, p in row["probabilities"].items())
+            print(f"{row['file']}: {row['label']} {row['confidence']:.1%}  [{probs}]")
+            for text in row["warnings"]:
+                print(f"  warning: {text}")
+            if row["overlay"]:
+                print(f"  overlay: {row['overlay']}")
+    return 2 if any(r.error for r in results) else 0

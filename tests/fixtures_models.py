@@ -1,0 +1,65 @@
+"""A tiny trained model, shared by prediction, CLI and page tests (import the fixtures).
+
+Usage in a test module::
+
+    from fixtures_models import tiny_predictor, tiny_registry, tiny_run  # noqa: F401 (pytest fixtures)
+
+``tiny_run`` trains a width-0.25 custom CNN on the 32-px demo dataset for one epoch, once per
+session (~15 s on two cores), through the real engine, so the card holds everything a real
+run's card holds (temperature, thresholds, OOD model, training hashes, test files).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+TINY_SIZE = 32
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, demo_root: Path):
+    """A complete registered run (core.registry.Run) in its own session-wide models folder."""
+    from core.config import AUGMENT_PRESETS, TrainConfig
+    from core.datasets import open_folder
+    from core.jobs import Job
+    from core.scan import scan_dataset
+    from core.train import train_model
+
+    base = tmp_path_factory.mktemp("tiny_model")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WORKBENCH_MODELS_DIR", str(base / "models"))
+        mp.setenv("WORKBENCH_CACHE_DIR", str(base / "cache"))
+        ds = open_folder(demo_root)
+        report = scan_dataset(ds)
+        cfg = TrainConfig(
+            arch="custom_cnn",
+            image_size=TINY_SIZE,
+            width=0.25,
+            epochs=1,
+            batch_size=32,
+            augment=AUGMENT_PRESETS["none"],
+            patience=1,
+            seed=1,
+        )
+        run = train_model(ds, report, cfg, Job("train", "tiny test model"))
+    assert run.path.is_dir() and not run.partial
+    return run
+
+
+@pytest.fixture
+def tiny_registry(tiny_run, monkeypatch: pytest.MonkeyPatch):
+    """Point WORKBENCH_MODELS_DIR at the folder holding ``tiny_run`` for one test."""
+    monkeypatch.setenv("WORKBENCH_MODELS_DIR", str(tiny_run.path.parent))
+    assert os.environ["WORKBENCH_MODELS_DIR"] == str(tiny_run.path.parent)
+    return tiny_run
+
+
+@pytest.fixture(scope="session")
+def tiny_predictor(tiny_run):
+    """The loaded :class:`core.predict.Predictor` for ``tiny_run`` (loaded once per session)."""
+    from core.predict import Predictor
+
+    return Predictor(tiny_run)
