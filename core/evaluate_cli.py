@@ -1,0 +1,91 @@
+"""``python -m core evaluate``: the Evaluate page's engine, headless.
+
+Exit status 0 on success, 2 on bad input (unknown model, missing folder, class mismatch): the
+WorkbenchError is printed by :func:`core.cli.main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from core.evaluate import EVAL_SETS
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a registered model; metrics on all and leakage-free images")
+    p.add_argument("--model", required=True, help="run id or run folder inside the model registry")
+    p.add_argument("--data", default=None,
+                   help="dataset folder: class folders, or a root with Testing/ (default: the held-out test "
+                        "split recorded in the model card)")
+    p.add_argument("--set", dest="eval_set", default=None, choices=sorted(EVAL_SETS),
+                   help="which images of --data: dataset_test (Testing/, else the leakage-free test part) or "
+                        "folder (every image); default: dataset_test for a root with Testing/, else folder")
+    p.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def _choose_set(args: argparse.Namespace):
+    from core.datasets import open_folder
+    from core.errors import WorkbenchError
+    from core.evaluate import EvalSet
+
+    if args.data is None:
+        if args.eval_set not in (None, "card_test"):
+            raise WorkbenchError("--data is needed for this evaluation set", f"--set {args.eval_set}")
+        return EvalSet("card_test")
+    if args.eval_set == "card_test":
+        raise WorkbenchError("card_test uses the model card's own data; leave out --data", "--set card_test")
+    kind = args.eval_set or ("dataset_test" if open_folder(args.data).layout == "splits" else "folder")
+    return EvalSet(kind, args.data)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.evaluate import evaluate_run
+    from core.registry import resolve_run
+
+    model_run = resolve_run(args.model)
+    result = evaluate_run(model_run, _choose_set(args), use_cache=not args.no_cache)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    _print_text(summary)
+    return 0
+
+
+def _fmt(value: float | None, ci: list[float] | None = None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def _print_text(s: dict) -> None:
+    out = sys.stdout
+    lf = s["leakage_free"]
+    print(f"Model {s['run_id']} on {s['description']} ({s['root']})", file=out)
+    print(f"{'':22s}{'all images':>28s}{'leakage-free':>28s}", file=out)
+    print(f"{'images':22s}{s['n_images']:>28d}{lf['n_images']:>28d}", file=out)
+    for key, label in (("accuracy", "accuracy [95% CI]"), ("balanced_accuracy", "balanced accuracy"),
+                       ("macro_f1", "macro-F1"), ("weighted_f1", "weighted F1"), ("ece", "ECE")):
+        ci_key = "accuracy_ci" if key == "accuracy" else None
+        print(f"{label:22s}{_fmt(s[key], s.get(ci_key) if ci_key else None):>28s}"
+              f"{_fmt(lf[key], lf.get(ci_key) if ci_key else None):>28s}", file=out)
+    if s["n_overlapping"]:
+        print(f"{s['n_overlapping']} test images are near-copies of training images; accuracy on them measures "
+              "memory, not generalisation.", file=out)
+    print("\nper class (all images): precision  recall [95% CI]        specificity  F1     support", file=out)
+    for name, row in s["per_class"].items():
+        print(f"  {name:12s} {_fmt(row['precision']):>9s}  {_fmt(row['recall'], row['recall_ci']):24s} "
+              f"{_fmt(row['specificity']):>11s}  {_fmt(row['f1']):6s} {row['support']:>7d}", file=out)
+    print("\nconfusion matrix (rows = true, columns = predicted):", file=out)
+    names = s["class_names"]
+    print("  " + " " * 12 + "".join(f"{n[:10]:>11s}" for n in names), file=out)
+    for name, row in zip(names, s["confusion_matrix"]):
+        print(f"  {name:12s}" + "".join(f"{v:>11d}" for v in row), file=out)
+    for note in s["notes"]:
+        print(f"note: {note}", file=out)
+    when = f"cached result from {s['created']}" if s["from_cache"] else f"{s['timings'].get('total_s', 0):.1f} s"
+    print(f"\n{when}", file=out)
