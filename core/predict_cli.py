@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from core.errors import WorkbenchError
 from core.gradcam import CAM_METHODS
 from core.imageio import MAX_FILE_BYTES
 from core.overlay import COLORMAPS
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     """Predict every file; exit 0 when all were analysed, 2 when any input was rejected."""
     from core.predict import PredictionResult, Predictor, predict_files
 
+    if not 0.0 <= args.alpha <= 1.0:
+        raise WorkbenchError(f"must be between 0 and 1, got {args.alpha}", "--alpha")
     predictor = Predictor.load(args.model)  # WorkbenchError -> "error: ..." and exit 2 (core.cli)
     out_dir = Path(args.gradcam) if args.gradcam else None
     if out_dir is not None:

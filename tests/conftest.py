@@ -175,3 +175,10 @@ def kaggle_tree(tmp_path: Path) -> Path:
     write_class_tree(tmp_path / "kaggle", {f"Training/{c}": 3 for c in classes}, seed=1)
     write_class_tree(tmp_path / "kaggle", {f"Testing/{c}": 2 for c in classes}, seed=2)
     return tmp_path / "kaggle"
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Trained models (owner: prediction & Grad-CAM; the fixtures live in fixtures_models.py)
+# --------------------------------------------------------------------------------------------
+
+from fixtures_models import tiny_predictor, tiny_registry, tiny_run  # noqa: E402, F401 (pytest fixtures)

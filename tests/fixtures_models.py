@@ -1,8 +1,6 @@
-"""A tiny trained model, shared by prediction, CLI and page tests (import the fixtures).
+"""A tiny trained model, shared by prediction, CLI and page tests.
 
-Usage in a test module::
-
-    from fixtures_models import tiny_predictor, tiny_registry, tiny_run  # noqa: F401 (pytest fixtures)
+tests/conftest.py (section 4) re-exports these fixtures, so any test can just ask for them.
 
 ``tiny_run`` trains a width-0.25 custom CNN on the 32-px demo dataset for one epoch, once per
 session (~15 s on two cores), through the real engine, so the card holds everything a real
