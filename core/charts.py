@@ -10,6 +10,8 @@ import pandas as pd
 
 from core.classes import display_name
 
+SPLIT_ORDER = ["train", "val", "test", "all"]
+
 
 def _with_names(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(class_name=df["label"].map(display_name))
@@ -22,9 +24,9 @@ def class_balance_chart(balance: pd.DataFrame) -> alt.Chart:
         .mark_bar()
         .encode(
             x=alt.X("class_name:N", title=None, axis=alt.Axis(labelAngle=0)),
-            xOffset="split:N",
+            xOffset=alt.XOffset("split:N", sort=SPLIT_ORDER),
             y=alt.Y("count:Q", title="images"),
-            color=alt.Color("split:N", title="split"),
+            color=alt.Color("split:N", title="split", sort=SPLIT_ORDER),
             tooltip=["split", "class_name", "count", alt.Tooltip("share:Q", format=".1%")],
         )
         .properties(height=280)

@@ -131,14 +131,22 @@ def intensity_histogram(pixels: np.ndarray, bins: int = 32) -> pd.DataFrame:
                          "share": counts / total})
 
 
-def class_histograms(report: ScanReport) -> pd.DataFrame:
-    """The scan's per-class mean intensity histograms as a long table (label, intensity, share)."""
+def class_histograms(report: ScanReport, skip_background: bool = True) -> pd.DataFrame:
+    """The scan's per-class mean intensity histograms as a long table (label, intensity, share).
+
+    Args:
+        skip_background: drop the darkest bin (the black air around the head, a third of
+            every slice) and renormalise, so the tissue intensities are what the chart shows.
+    """
     rows = []
     for label in report.class_names:
         hist = np.asarray(report.class_hists[label], dtype=float)
         width = 256 / len(hist)
-        rows.append(pd.DataFrame({"label": label, "intensity": (np.arange(len(hist)) + 0.5) * width,
-                                  "share": hist}))
+        centres = (np.arange(len(hist)) + 0.5) * width
+        if skip_background:
+            hist, centres = hist[1:], centres[1:]
+            hist = hist / hist.sum() if hist.sum() > 0 else hist
+        rows.append(pd.DataFrame({"label": label, "intensity": centres, "share": hist}))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["label", "intensity", "share"])
 
 

@@ -154,8 +154,10 @@ def test_intensity_histogram_sums_to_the_pixel_count(pixels, bins):
 
 
 def test_class_views(demo_report):
-    hists = explore.class_histograms(demo_report)
-    np.testing.assert_allclose(hists.groupby("label")["share"].sum(), 1.0)
+    for skip in (True, False):
+        hists = explore.class_histograms(demo_report, skip_background=skip)
+        np.testing.assert_allclose(hists.groupby("label")["share"].sum(), 1.0)
+        assert (hists["intensity"] > 8).all() == skip
     mix = explore.size_mode_mix(demo_report)
     assert mix["count"].sum() == len(demo_report.readable)
     assert set(mix["size"]) == {"128×128"}
