@@ -1,0 +1,294 @@
+"""State shared by every page: the active dataset, its cached scan and split, and the settings
+handed to training. This is the only module that reads or writes those session-state keys.
+
+Keys (st.session_state):
+    active_dataset   the core Dataset every page works on
+    split_mode       a key of core.splits.SPLIT_MODES; the Train page splits this way
+    augment_config   the AugmentConfig the Train page trains with
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.config import AUGMENT_PRESETS, AugmentConfig, DataConfig
+from core.datasets import Dataset, open_demo, open_folder, open_zip
+from core.errors import WorkbenchError
+from core.explore import naive_split, thumbnail
+from core.imageio import DecodedImage, decode_image
+from core.paths import cache_dir, check_under_data_roots, default_data_dir, models_dir
+from core.scan import ScanReport, scan_dataset
+from core.splits import SPLIT_MODES, make_split
+
+DATASET_KEY = "active_dataset"
+WARNING_KEY = "active_dataset_warning"
+SPLIT_KEY = "split_mode"
+AUGMENT_KEY = "augment_config"
+DEFAULT_SPLIT_MODE = "leakage_free"
+DEFAULT_AUGMENT = "standard"  # the preset the Train page uses until the user picks another
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+@contextmanager
+def shown_errors(stop: bool = False) -> Iterator[None]:
+    """Show a WorkbenchError raised inside the block as st.error (never a traceback).
+
+    Args:
+        stop: end the page run after the message (for errors the rest of the page depends on).
+    """
+    try:
+        yield
+    except WorkbenchError as exc:
+        st.error(str(exc), icon=":material/error:")
+        if stop:
+            st.stop()
+
+
+# --- the active dataset -----------------------------------------------------------------------
+
+# The cache directory is part of each key: tests (and admins) point WORKBENCH_CACHE_DIR
+# elsewhere, and a cached Dataset must never refer to another cache's demo folder.
+@st.cache_resource(show_spinner="Listing the dataset…", max_entries=16)
+def _open_cached(kind: str, location: str, _cache: str) -> Dataset:
+    if kind == "demo":
+        return open_demo()
+    return open_folder(location)
+
+
+def _open_default() -> Dataset:
+    path = default_data_dir()
+    if path is None:
+        return _open_cached("demo", "", str(cache_dir()))
+    try:
+        return _open_cached("folder", str(path), str(cache_dir()))
+    except WorkbenchError as exc:
+        st.session_state[WARNING_KEY] = f"WORKBENCH_DATA_DIR could not be opened ({exc}); showing the demo."
+        return _open_cached("demo", "", str(cache_dir()))
+
+
+def _ensure_entrypoint_navigation() -> None:
+    """Leave Streamlit's legacy pages/-folder mode if a page was opened before Home.py ever ran.
+
+    Streamlit decides per process whether an app uses the pages/ folder, and only learns that
+    Home.py calls st.navigation once Home.py has run. A deep link as the first request after a
+    server start would otherwise run the page alone: no sections, no wide layout. Rerunning
+    after clearing the flag runs Home.py, which routes to the same page. AppTest resets the
+    flag before every run, and flipping it there loses button clicks: leave AppTest alone.
+    """
+    try:
+        from streamlit import config
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a future Streamlit without the legacy mode
+        return
+    if config.get_option("global.appTest"):  # looked up late: AppTest patches config.get_option
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def active_dataset() -> Dataset:
+    """The dataset every page works on (default: WORKBENCH_DATA_DIR, else the synthetic demo)."""
+    _ensure_entrypoint_navigation()
+    if DATASET_KEY not in st.session_state:
+        st.session_state[DATASET_KEY] = _open_default()
+    return st.session_state[DATASET_KEY]
+
+
+def set_active_dataset(kind: str, **args: Any) -> Dataset:
+    """Open a dataset and make it the active one for all pages.
+
+    Args:
+        kind: ``demo``; ``folder`` with ``path`` (must lie under a data root); or ``zip``
+            with ``data`` (bytes) and ``filename``.
+    Raises:
+        WorkbenchError: the folder or zip cannot be used (the page shows the message).
+    """
+    if kind == "demo":
+        ds = _open_cached("demo", "", str(cache_dir()))
+    elif kind == "folder":
+        folder = check_under_data_roots(str(args["path"]).strip())
+        _open_cached.clear(kind, str(folder), str(cache_dir()))  # re-list: files may have changed
+        ds = _open_cached(kind, str(folder), str(cache_dir()))
+    elif kind == "zip":
+        ds = open_zip(args["data"], args.get("filename", "upload.zip"))  # extracted once per content
+    else:
+        raise WorkbenchError(f"unknown dataset source '{kind}'", "dataset source")
+    st.session_state[DATASET_KEY] = ds
+    st.session_state.pop(WARNING_KEY, None)
+    return ds
+
+
+def show_active_dataset_badge() -> Dataset:
+    """One caption line naming the active dataset (SYNTHETIC for the demo); returns it."""
+    ds = active_dataset()
+    files = ds.files
+    splits = sorted(s for s in files["source_split"].unique() if s)
+    parts = [f"**{ds.name}**", f"{len(files):,} images", f"{len(ds.class_names)} classes",
+             f"splits: {', '.join(splits)}" if splits else "no split folders"]
+    badge = " :orange-badge[SYNTHETIC — not patient data]" if ds.synthetic else ""
+    st.caption(":material/database: Active dataset: " + " · ".join(parts) + badge)
+    if WARNING_KEY in st.session_state:
+        st.warning(st.session_state[WARNING_KEY])
+    return ds
+
+
+def listing_counts(ds: Dataset) -> pd.DataFrame:
+    """Listed files per split (rows) and class (columns), from the listing alone (no decoding)."""
+    files = ds.files.assign(split=ds.files["source_split"].replace("", "all"))
+    table = files.groupby(["split", "label"]).size().unstack(fill_value=0)
+    order = [s for s in ("train", "val", "test", "all") if s in table.index]
+    return table.reindex(index=order, columns=ds.class_names, fill_value=0)
+
+
+# --- scan, split and images (cached) ----------------------------------------------------------
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _scan(fingerprint: str, threshold: int, _ds: Dataset) -> ScanReport:
+    # The bar is created inside the cached call, so a cache hit replays nothing but an empty slot.
+    bar = st.progress(0.0, text=f"Scanning {len(_ds.files):,} files (decoding, hashing, duplicates)…")
+    shown = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        frac = done / max(total, 1)
+        if frac - shown[0] >= 0.05 or done == total:  # few updates: each one is replayed on hits
+            shown[0] = frac
+            bar.progress(frac, text=f"Scanning… {done:,} of {total:,} files")
+
+    report = scan_dataset(_ds, threshold, progress=progress)
+    bar.empty()
+    return report
+
+
+def cached_scan(ds: Dataset, threshold: int | None = None) -> ScanReport:
+    """The dataset's scan, computed once per fingerprint (with a progress bar the first time)."""
+    threshold = DataConfig().near_dup_threshold if threshold is None else threshold
+    return _scan(ds.fingerprint, threshold, ds)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _split(fingerprint: str, mode: str, threshold: int, _report: ScanReport) -> pd.Series:
+    return make_split(_report, DataConfig(), mode)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _naive(fingerprint: str, threshold: int, _report: ScanReport) -> pd.Series:
+    return naive_split(_report)
+
+
+def naive_split_cached(report: ScanReport) -> pd.Series:
+    """The group-blind random split, only to show how much leakage it would cause."""
+    return _naive(report.fingerprint, report.threshold, report)
+
+
+def split_mode() -> str:
+    """The split mode shared with the Train page (default: leakage-free)."""
+    if st.session_state.get(SPLIT_KEY) not in SPLIT_MODES:
+        st.session_state[SPLIT_KEY] = DEFAULT_SPLIT_MODE
+    return st.session_state[SPLIT_KEY]
+
+
+def set_split_mode(mode: str) -> None:
+    if mode not in SPLIT_MODES:
+        raise WorkbenchError(f"unknown split mode '{mode}'", "split mode")
+    st.session_state[SPLIT_KEY] = mode
+
+
+def active_split(report: ScanReport, mode: str | None = None) -> pd.Series:
+    """train/val/test per readable file, in ``mode`` (default: the shared split mode)."""
+    mode = mode or split_mode()
+    return _split(report.fingerprint, mode, report.threshold, report)
+
+
+@st.cache_data(show_spinner=False, max_entries=4000)
+def cached_thumbnail(fingerprint: str, path: str, size: int = 96) -> np.ndarray | None:
+    """A thumbnail of one file (None if it cannot be decoded); computed only when drawn."""
+    try:
+        return thumbnail(path, size)
+    except WorkbenchError:
+        return None
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_image(fingerprint: str, path: str) -> DecodedImage:
+    """One decoded image at full size (for the large view)."""
+    return decode_image(path)
+
+
+def thumbnails(ds: Dataset, paths: list[str], size: int = 96) -> list[np.ndarray]:
+    """Thumbnails for relative paths (a black square stands in for an unreadable file)."""
+    out = []
+    for rel in paths:
+        thumb = cached_thumbnail(ds.fingerprint, str(ds.abspath(rel)), size)
+        out.append(thumb if thumb is not None else np.zeros((size, size), np.uint8))
+    return out
+
+
+# --- settings handed to training --------------------------------------------------------------
+
+def augment_config() -> AugmentConfig:
+    """The augmentation the Train page will use (default: the 'standard' preset)."""
+    if not isinstance(st.session_state.get(AUGMENT_KEY), AugmentConfig):
+        st.session_state[AUGMENT_KEY] = AUGMENT_PRESETS[DEFAULT_AUGMENT]
+    return st.session_state[AUGMENT_KEY]
+
+
+def set_augment_config(cfg: AugmentConfig) -> None:
+    st.session_state[AUGMENT_KEY] = cfg
+
+
+# --- models -----------------------------------------------------------------------------------
+
+def list_models() -> list[tuple[str, dict]]:
+    """(run id, model card) for every saved model, newest-named last.
+
+    Uses core.registry when it exists; otherwise reads models/<run>/card.json directly.
+    """
+    try:
+        from core.registry import list_runs
+    except ImportError:
+        list_runs = None
+    if list_runs is not None:
+        try:
+            return [(str(r.run_id), dict(r.card)) for r in list_runs()]
+        except Exception:  # noqa: BLE001 - a broken registry must not take the Home page down
+            pass
+    out = []
+    root = models_dir()
+    for card_path in sorted(root.glob("*/card.json")):
+        try:
+            out.append((card_path.parent.name, json.loads(card_path.read_text())))
+        except (OSError, ValueError):
+            continue  # a half-written or damaged card is skipped, not fatal
+    return out
+
+
+def model_summary(run_id: str, card: dict) -> dict[str, Any]:
+    """One table row describing a saved model, tolerant of older or partial cards."""
+    data = card.get("data") if isinstance(card.get("data"), dict) else {}
+    results = card.get("results") if isinstance(card.get("results"), dict) else {}
+    acc = results.get("val_accuracy")
+    return {
+        "model": run_id,
+        "architecture": card.get("arch_title") or card.get("arch", ""),
+        "dataset": (data.get("name", "") + (" (SYNTHETIC)" if data.get("synthetic") else "")),
+        "split": data.get("split_mode", ""),
+        "val accuracy": f"{acc:.1%}" if isinstance(acc, (int, float)) else "",
+        "created": card.get("created", ""),
+    }
+
+
+def page_link(page: str, label: str, icon: str | None = None) -> None:
+    """st.page_link, degrading to plain text when the page runs outside the navigation (tests)."""
+    try:
+        st.page_link(page, label=label, icon=icon)
+    except Exception:  # noqa: BLE001 - StreamlitAPIException/KeyError when not registered
+        st.markdown(f"**{label}**")
