@@ -1,0 +1,122 @@
+"""Augmentation Preview: the exact transforms the trainer applies, on one image, before training."""
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from core.augment import TRANSFORM_NOTES, anatomy_warnings, preview_variants
+from core.classes import display_name
+from core.config import AUGMENT_PRESETS, AugmentConfig
+from core.imageio import decode_image
+from core.preprocess import prepare
+from pages import _shared as sh
+
+PREVIEW_SIDE = 128  # small: TensorFlow transforms a batch of these in milliseconds
+#: Float fields of AugmentConfig -> (max, step, label); the ranges are AugmentConfig's own limits.
+SLIDERS = {
+    "rotation_deg": (180.0, 1.0, "Rotation (± degrees)"),
+    "zoom": (0.9, 0.01, "Zoom (± fraction)"),
+    "translate": (0.5, 0.01, "Shift (± fraction of the side)"),
+    "brightness": (1.0, 0.01, "Brightness (± fraction of the range)"),
+    "contrast": (0.9, 0.01, "Contrast (± fraction)"),
+}
+TOGGLES = {"horizontal_flip": "Left-right flip", "vertical_flip": "Upside-down flip"}
+DRAFT_KEY = "augment_draft"  # the sliders' config, kept while the user visits other pages
+
+
+def load_into_widgets(cfg: AugmentConfig) -> None:
+    for name in SLIDERS:
+        st.session_state[f"aug_{name}"] = float(getattr(cfg, name))
+    for name in TOGGLES:
+        st.session_state[f"aug_{name}"] = bool(getattr(cfg, name))
+
+
+def apply_preset() -> None:
+    if st.session_state["aug_preset"]:
+        load_into_widgets(AUGMENT_PRESETS[st.session_state["aug_preset"]])
+
+
+def matching_preset(cfg: AugmentConfig) -> str | None:
+    return next((name for name, preset in AUGMENT_PRESETS.items() if preset == cfg), None)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def variants(image: np.ndarray, cfg_items: tuple, n: int, seed: int) -> np.ndarray:
+    return preview_variants(image, AugmentConfig(**dict(cfg_items)), n=n, seed=seed)
+
+
+st.title("Augmentation Preview")
+ds = sh.show_active_dataset_badge()
+st.caption("Augmentation shows the network slightly different versions of each training image, so it "
+           "learns the tumour rather than the exact framing. These are the same TensorFlow ops the "
+           "trainer runs.")
+
+if "aug_rotation_deg" not in st.session_state:  # first visit, or back from another page
+    load_into_widgets(st.session_state.get(DRAFT_KEY) or sh.augment_config())
+
+controls, view = st.columns([1, 2], gap="large")
+with controls:
+    st.selectbox("Start from a preset", list(AUGMENT_PRESETS), index=None, placeholder="choose a preset…",
+                 key="aug_preset", on_change=apply_preset)
+    values = {}
+    for name, (hi, step, label) in SLIDERS.items():
+        values[name] = st.slider(label, 0.0, hi, step=step, key=f"aug_{name}", help=TRANSFORM_NOTES[name])
+    for name, label in TOGGLES.items():
+        values[name] = st.toggle(label, key=f"aug_{name}", help=TRANSFORM_NOTES[name])
+    cfg = AugmentConfig(**values)
+    st.session_state[DRAFT_KEY] = cfg
+    preset = matching_preset(cfg)
+    st.caption(f"These settings match the **{preset}** preset." if preset else "Custom settings.")
+    c1, c2 = st.columns(2)
+    n = c1.number_input("Variants", 1, 24, 8, key="aug_n")
+    seed = c2.number_input("Seed", 0, 1_000_000, 0, key="aug_seed")
+
+with view:
+    source = st.radio("Image", ["dataset", "upload"], horizontal=True, key="aug_source",
+                      format_func={"dataset": "From the active dataset", "upload": "Upload one"}.get)
+    image, name = None, ""
+    with sh.shown_errors():
+        if source == "dataset":
+            c1, c2 = st.columns(2)
+            label = c1.selectbox("Class", ds.class_names, format_func=display_name, key="aug_class")
+            paths = sorted(ds.files.loc[ds.files["label"] == label, "path"])
+            index = c2.number_input(f"Image number (0–{len(paths) - 1})", 0, len(paths) - 1, 0,
+                                    key=f"aug_index_{label}")
+            name = paths[int(index)]
+            image = sh.cached_image(ds.fingerprint, str(ds.abspath(name)))
+        else:
+            upload = st.file_uploader("An MRI slice", type=["png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm"],
+                                      key="aug_upload")
+            if upload is not None:
+                name = upload.name
+                image = decode_image(upload.getvalue(), upload.name)  # in memory, never written to disk
+    if image is None:
+        st.info("Upload an image to preview its variants.")
+    else:
+        small = prepare(image, PREVIEW_SIDE)[..., 0]  # the trainer's own resize
+        with st.spinner("Transforming (the first time also loads TensorFlow)…"):
+            out = variants(small, tuple(dataclasses.asdict(cfg).items()), int(n), int(seed))
+        st.image(small, caption=f"original · {Path(name).name}", width=192)
+        st.image(list(out), width=PREVIEW_SIDE, caption=[f"variant {i + 1}" for i in range(len(out))])
+        st.caption(f"{len(out)} variants at {PREVIEW_SIDE}×{PREVIEW_SIDE}, seed {seed} · "
+                   f"fingerprint {hashlib.sha1(out.tobytes()).hexdigest()[:12]}")
+
+with controls:
+    for warning in anatomy_warnings(cfg):
+        st.warning(warning, icon=":material/warning:")
+    saved = sh.augment_config()
+    if st.button("Use these settings for training", type="primary", key="aug_use", disabled=cfg == saved):
+        sh.set_augment_config(cfg)
+        st.success("Saved: the Train page will train with these settings.")
+    elif cfg == saved:
+        st.caption("The Train page uses these settings.")
+    else:
+        used = matching_preset(saved)
+        st.caption(f"The Train page still uses {f'the {used} preset' if used else 'earlier custom settings'}.")
+
+with st.expander("What each transform does"):
+    st.markdown("\n".join(f"- **{SLIDERS.get(k, (0, 0, TOGGLES.get(k, k)))[2]}**: {v}"
+                          for k, v in TRANSFORM_NOTES.items()))
