@@ -7,10 +7,12 @@ The demo is copied (mtimes kept) into each test's cache folder, so the pages fin
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -156,6 +158,35 @@ def test_explorer_opens_a_folder_for_every_page(kaggle_tree, monkeypatch):
     assert any("**kaggle**" in c for c in captions(at))
 
 
+def zip_bytes(folder: Path) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder.parent).as_posix())
+    return buf.getvalue()
+
+
+def test_explorer_opens_an_uploaded_zip(kaggle_tree):
+    at = app("pages/1_Dataset_Explorer.py").run()
+    at.radio(key="explorer_source").set_value("zip").run()
+    at.file_uploader(key="explorer_zip").upload("scans.zip", zip_bytes(kaggle_tree), "application/zip").run()
+    at.button(key="explorer_open_zip").click().run()
+    assert not at.exception and not at.error
+    assert at.session_state["active_dataset"].kind == "zip"
+    assert any("**scans**" in c for c in captions(at))
+
+
+def test_explorer_shows_a_bad_zip_as_an_error():
+    at = app("pages/1_Dataset_Explorer.py").run()
+    at.radio(key="explorer_source").set_value("zip").run()
+    at.file_uploader(key="explorer_zip").upload("broken.zip", b"not a zip at all", "application/zip").run()
+    at.button(key="explorer_open_zip").click().run()
+    assert not at.exception
+    assert "not a valid zip" in at.error[0].value
+    assert at.session_state["active_dataset"].synthetic  # the demo stays active
+
+
 # --- Augmentation Preview ---------------------------------------------------------------------
 
 
@@ -192,6 +223,23 @@ def test_augmentation_preset_and_use_for_training():
     assert not at.exception
     assert at.session_state["augment_config"] == AugmentConfig(vertical_flip=True)
     assert at.success
+
+
+def test_augmentation_previews_an_uploaded_image(pixels, encode_image):
+    at = app("pages/2_Augmentation_Preview.py").run()
+    at.radio(key="aug_source").set_value("upload").run()
+    at.file_uploader(key="aug_upload").upload("slice.png", encode_image(pixels(4, size=64)), "image/png").run()
+    assert not at.exception and not at.error
+    assert any("original · slice.png" in c for img in at.image for c in img.captions)
+    assert variant_fingerprint(at)
+
+
+def test_augmentation_shows_an_undecodable_upload_as_an_error():
+    at = app("pages/2_Augmentation_Preview.py").run()
+    at.radio(key="aug_source").set_value("upload").run()
+    at.file_uploader(key="aug_upload").upload("slice.png", b"garbage bytes", "image/png").run()
+    assert not at.exception
+    assert "slice.png" in at.error[0].value
 
 
 # --- Real data (skipped without ../shared/data) -----------------------------------------------
