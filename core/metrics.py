@@ -39,7 +39,9 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str], no
     class; the diagonal is the recall). A class with no images gets a row of NaN.
     """
     labels = list(range(len(class_names)))
-    cm = skm.confusion_matrix(np.asarray(y_true), np.asarray(y_pred), labels=labels).astype(np.float64)
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    cm = (skm.confusion_matrix(y_true, y_pred, labels=labels).astype(np.float64) if len(y_true)
+          else np.zeros((len(labels), len(labels))))  # sklearn refuses empty input
     if normalize:
         totals = cm.sum(axis=1, keepdims=True)
         cm = np.divide(cm, totals, out=np.full_like(cm, np.nan), where=totals > 0)
