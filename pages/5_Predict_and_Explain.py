@@ -39,13 +39,13 @@ def probability_chart(probabilities: dict[str, float], predicted: str) -> alt.Ch
         y=alt.Y("class:N", sort=None, title=None),
         color=alt.Color("predicted:N", scale=alt.Scale(domain=[True, False], range=["#d62728", "#9aa5b1"]), legend=None),
         tooltip=["class", alt.Tooltip("probability:Q", format=".1%")],
-    ).properties(height=28 * len(df) + 20)
+    ).properties(height=alt.Step(26))
 
 
 def batch_table(results: list[PredictionResult]) -> pd.DataFrame:
     return pd.DataFrame([{"file": r.file, "class": display_name(r.label) if r.label else "",
-                          "confidence": r.confidence, "warnings": " | ".join(r.warnings) or "",
-                          "error": r.error or ""} for r in results])
+                          "confidence": r.confidence, "error": r.error or "",
+                          "warnings": " | ".join(r.warnings)} for r in results])
 
 
 def show_result(i: int, r: PredictionResult, alpha: float, cmap: str, summary: dict[str, str]) -> None:
