@@ -1,0 +1,261 @@
+"""Evaluate: score saved models on held-out images, with metrics that ignore memorised near-copies."""
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core import eval_charts as ec
+from core import metrics
+from core.classes import display_name
+from core.errors import WorkbenchError
+from core.eval_report import html_report, metrics_json, predictions_csv
+from core.evaluate import (
+    EVAL_SETS,
+    EvalSet,
+    cached_evaluation,
+    cell_images,
+    comparison_table,
+    evaluate_runs,
+    gallery_images,
+    training_history,
+    worst_mistakes,
+)
+from core.gradcam import CAM_METHODS, CAM_TITLES
+from core.jobs import FINISHED, job_registry
+from core.paths import check_under_data_roots
+from core.registry import best_run, list_runs, load_model, resolve_run
+from pages import _shared as sh
+
+JOB_KEY = "evaluate_job"  # (job id, eval-set key) of the evaluation started from this session
+RESULTS_KEY = "evaluate_results"  # {(run id, model sha, eval-set key): EvaluationResult}
+ERROR_KEY = "evaluate_error"
+GALLERY = 12  # images per gallery: each needs a decode and a Grad-CAM pass
+SUBSETS = {"leakage_free": "Leakage-free images", "all": "All images"}
+
+
+@st.cache_resource(show_spinner=False)
+def jobs():
+    return job_registry()
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=2)
+def model_for(run_id: str, sha: str, path: str):
+    return load_model(resolve_run(path, root=Path(path).parent))
+
+
+@st.cache_data(show_spinner="Drawing images…", max_entries=64)
+def gallery(run_id: str, sha: str, path: str, root: str, rows: pd.DataFrame, method: str | None) -> list:
+    run = resolve_run(path, root=Path(path).parent)
+    return gallery_images(run, model_for(run_id, sha, path) if method else None, root, rows, method)
+
+
+def show_gallery(run, result, rows: pd.DataFrame, method: str | None, empty: str) -> None:
+    if rows.empty:
+        st.caption(empty)
+        return
+    rows = rows.head(GALLERY)
+    with sh.shown_errors():
+        images = gallery(run.run_id, result.model_sha256, str(run.path), result.root,
+                         rows[["file", "true", "predicted"]].reset_index(drop=True), method)
+        captions = [f"{Path(r.file).name} · true {display_name(r.true)} · predicted {display_name(r.predicted)} "
+                    f"({r.confidence:.0%})" + (" · near-copy of a training image" if r.overlap else "")
+                    for r in rows.itertuples()]
+        st.image(images, caption=captions, width=160)
+
+
+st.title("Evaluate")
+ds = sh.show_active_dataset_badge()
+st.caption("Scores on images the model never trained on. Research and teaching tool: not a diagnosis.")
+
+runs = list_runs()
+if not runs:
+    st.info("No trained models yet: train one first.")
+    sh.page_link("pages/3_Train.py", "Train a model", icon=":material/model_training:")
+    st.stop()
+by_id = {r.run_id: r for r in runs}
+chosen = st.multiselect("Models", list(by_id), default=[best_run(runs).run_id], format_func=lambda k: by_id[k].label(),
+                        key="evaluate_runs")
+kind = st.radio("Evaluate on", list(EVAL_SETS), format_func=EVAL_SETS.get, key="evaluate_kind")
+folder = None
+with sh.shown_errors(stop=True):
+    if kind == "dataset_test":
+        folder = str(ds.root)
+        st.caption(f"The active dataset, {ds.title} (change it on the Dataset Explorer page).")
+    elif kind == "folder":
+        typed = st.text_input("Folder of class folders", value=str(ds.root), key="evaluate_folder").strip()
+        # The active dataset was vetted when it was opened; anything else must lie under a data root.
+        folder = typed if typed == str(ds.root) else str(check_under_data_roots(typed))
+    eval_set = EvalSet(kind, folder)
+set_key = (kind, folder)
+selected = [by_id[k] for k in chosen]
+results: dict = st.session_state.setdefault(RESULTS_KEY, {})
+
+
+def result_key(run) -> tuple:
+    return (run.run_id, run.card.get("model_sha256"), set_key)
+
+
+for run in selected:  # earlier evaluations (this session or cached on disk) show without a new job
+    if result_key(run) not in results and (hit := cached_evaluation(run, eval_set)) is not None:
+        results[result_key(run)] = hit
+
+registry = jobs()
+running = registry.active("evaluate")
+with sh.shown_errors():
+    if st.button(f"Evaluate {len(selected)} model(s)", type="primary", disabled=not selected or running is not None,
+                 key="evaluate_start"):
+        job = registry.submit("evaluate", f"Evaluate {len(selected)} model(s) on {EVAL_SETS[kind].lower()}",
+                              lambda j, rs=tuple(selected), es=eval_set: evaluate_runs(list(rs), es, j))
+        st.session_state[JOB_KEY] = (job.id, set_key)
+        st.session_state.pop(ERROR_KEY, None)
+        running = job
+
+mine = st.session_state.get(JOB_KEY)
+job = registry.get(mine[0]) if mine else None
+
+
+@st.fragment(run_every=1.0 if job is not None and job.running else None)
+def progress_panel() -> None:
+    """Polls the background job; when it ends, moves its results into the session and reruns the page."""
+    snap = job.snapshot()
+    if snap["status"] not in FINISHED:
+        st.progress(min(1.0, snap["progress"]), text=snap["phase"] or "Starting…")
+        if st.button("Cancel", key="evaluate_cancel"):
+            job.cancel()
+        return
+    st.session_state.pop(JOB_KEY, None)
+    if snap["status"] == "done":
+        for run_id, res in (snap["result"] or {}).items():
+            results[(run_id, res.model_sha256, mine[1])] = res
+    elif snap["status"] == "failed":
+        st.session_state[ERROR_KEY] = snap["error"]
+    st.rerun()
+
+
+if job is not None:
+    progress_panel()
+elif running is not None:
+    st.info(f"'{running.title}' is running for another user; results appear when it ends and you press Evaluate.")
+if ERROR_KEY in st.session_state:
+    st.error(st.session_state[ERROR_KEY], icon=":material/error:")
+
+done = [r for r in selected if result_key(r) in results]
+if not done:
+    st.info("Not evaluated on this set yet: press **Evaluate**.")
+    st.stop()
+
+if len(selected) > 1:
+    st.subheader("Comparison")
+    table = comparison_table(selected, {r.run_id: results[result_key(r)] for r in done})
+    st.dataframe(table.assign(best=table["best"].map({True: "★ best", False: ""})), hide_index=True,
+                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
+                                ("val_accuracy", "test_accuracy", "leakage_free_macro_f1", "size_mb")})
+    st.altair_chart(ec.comparison_chart(table), width="stretch")
+    st.caption("Best = highest macro-F1 on leakage-free test images.")
+
+best = best_run(done) if len(done) > 1 else done[0]
+run_id = st.selectbox("Details for", [r.run_id for r in done], index=done.index(best),
+                      format_func=lambda k: by_id[k].label(), key="evaluate_detail")
+run = by_id[run_id]
+result = results[result_key(run)]
+
+for note in result.notes:
+    st.caption(note)
+st.subheader("All images vs leakage-free")
+if result.n_overlapping:
+    st.warning(f"{result.n_overlapping} test images are near-copies of training images; accuracy on them measures "
+               "memory, not generalisation.", icon=":material/content_copy:")
+else:
+    st.caption("No test image is a near-copy of a training image: both columns are the same images.")
+left, right = st.columns([3, 2])
+with left:
+    rows = {"images": ("n_images", "{:.0f}"), "accuracy": ("accuracy", "{:.1%}"),
+            "balanced accuracy": ("balanced_accuracy", "{:.1%}"), "macro-F1": ("macro_f1", "{:.3f}"),
+            "weighted F1": ("weighted_f1", "{:.3f}"), "ECE": ("ece", "{:.3f}")}
+    side = pd.DataFrame({name: {label: (fmt.format(m[key]) if m.get(key) is not None else "n/a")
+                                for label, (key, fmt) in rows.items()}
+                         for name, m in (("all images", result.metrics), ("leakage-free", result.leakage_free))})
+    st.dataframe(side, width="stretch")
+with right:
+    st.altair_chart(ec.subset_chart(result.metrics, result.leakage_free), width="stretch")
+
+subset = st.segmented_control("Metrics below on", list(SUBSETS), format_func=SUBSETS.get, required=True,
+                              default="leakage_free", key="evaluate_subset")
+lf = subset == "leakage_free"
+m = result.leakage_free if lf else result.metrics
+if not m["n_images"]:
+    st.warning("No images left in this subset.")
+    st.stop()
+y, pred, probs = result.arrays(lf)
+names = result.class_names
+cols = st.columns(4)
+ci = m["accuracy_ci"]
+cols[0].metric("Accuracy", f"{m['accuracy']:.1%}", help="95% Wilson interval")
+cols[0].caption(f"95% CI {ci[0]:.1%} – {ci[1]:.1%} ({m['n_images']} images)")
+cols[1].metric("Balanced accuracy", f"{m['balanced_accuracy']:.1%}", help="mean recall over classes")
+cols[2].metric("Macro-F1", f"{m['macro_f1']:.3f}")
+cols[3].metric("ECE", f"{m['ece']:.3f}", help="expected calibration error: 0 = confidence matches accuracy")
+
+st.subheader("Per class")
+per_class = metrics.per_class_table(y, pred, names)
+per_class["recall 95% CI"] = [f"{lo:.0%} – {hi:.0%}" if pd.notna(lo) else "" for lo, hi in
+                              zip(per_class["recall_ci_low"], per_class["recall_ci_high"])]
+per_class["class"] = per_class["class"].map(display_name)
+st.dataframe(per_class.drop(columns=["recall_ci_low", "recall_ci_high"]), hide_index=True,
+             column_config={c: st.column_config.NumberColumn(format="%.3f")
+                            for c in ("precision", "recall", "specificity", "f1")})
+st.caption("Recall = sensitivity. Specificity = share of other classes' images not called this class.")
+
+st.subheader("Confusion matrix")
+normalized = st.toggle("Show shares of each true class", key="evaluate_normalized")
+event = st.altair_chart(ec.confusion_chart(metrics.confusion_long(y, pred, names), normalized),
+                        on_select="rerun", selection_mode=ec.CELL_SELECTION, key="evaluate_cm")
+cell = ec.selected_cell(event)
+if cell is not None and st.session_state.get("evaluate_cell_applied") != cell:
+    # A click moves the two boxes below; afterwards the boxes may be changed by hand.
+    st.session_state["evaluate_cell_applied"] = cell
+    st.session_state["evaluate_true"], st.session_state["evaluate_pred"] = cell
+c1, c2, c3 = st.columns(3)
+true_c = c1.selectbox("True class", names, format_func=display_name, key="evaluate_true")
+pred_c = c2.selectbox("Predicted class", names, index=min(1, len(names) - 1), format_func=display_name,
+                      key="evaluate_pred")
+method = c3.selectbox("Overlay", [None, *CAM_METHODS], format_func=lambda k: CAM_TITLES.get(k, "none"),
+                      index=1, key="evaluate_cam")
+st.caption("Click a cell (or pick the two classes) to see its images; the overlay shows where the model looked.")
+show_gallery(run, result, cell_images(result.subset(lf), true_c, pred_c), method,
+             f"No {display_name(true_c)} images were predicted as {display_name(pred_c)}.")
+
+st.subheader("ROC and precision-recall")
+roc, aucs = metrics.roc_curves(y, probs, names)
+pr, aps = metrics.pr_curves(y, probs, names)
+c1, c2 = st.columns(2)
+c1.altair_chart(ec.roc_chart(roc, aucs), width="stretch")
+c2.altair_chart(ec.pr_chart(pr, aps), width="stretch")
+
+st.subheader("Calibration")
+ece, table = metrics.calibration(probs, y)
+st.altair_chart(ec.reliability_chart(table, ece), width="stretch")
+st.caption(f"Confidences are temperature-scaled (T = {result.temperature:.2f}, fitted on validation images). "
+           "Bars on the diagonal mean a 90% confident answer is right 90% of the time.")
+
+st.subheader("Most confident mistakes")
+show_gallery(run, result, worst_mistakes(result.subset(lf), GALLERY), method, "No wrong predictions.")
+
+st.subheader("Training history")
+chart = ec.history_chart(training_history(run))
+if chart is None:
+    st.caption("This run has no training history.")
+else:
+    st.altair_chart(chart)
+
+st.subheader("Downloads")
+stem = f"evaluation-{run.run_id}-{result.eval_kind}"
+c1, c2, c3 = st.columns(3)
+c1.download_button("Predictions (CSV)", predictions_csv(result), f"{stem}.csv", "text/csv", key="evaluate_dl_csv")
+c2.download_button("Metrics (JSON)", metrics_json(result), f"{stem}.json", "application/json", key="evaluate_dl_json")
+try:
+    report = html_report(result, run.card)
+    c3.download_button("Report (HTML)", report, f"{stem}.html", "text/html", key="evaluate_dl_html")
+except WorkbenchError as exc:
+    c3.error(str(exc))

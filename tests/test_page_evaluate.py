@@ -1,0 +1,128 @@
+"""The Evaluate page (AppTest): empty registry, a background evaluation through to the confusion
+matrix and its gallery, results cached on disk, comparison of two runs, and refused folders."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.demo import DEMO_VERSION
+
+pytestmark = pytest.mark.slow
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(PROJECT_ROOT / "pages" / "4_Evaluate.py")
+TIMEOUT = 120  # the first gallery loads TensorFlow and the model
+MAX_POLLS = 60  # one second apart: the tiny evaluation takes a few seconds
+
+
+@pytest.fixture(autouse=True)
+def app_env(isolated_workbench_dirs: dict, demo_root: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT))
+    cache = isolated_workbench_dirs["cache"]
+    cache.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(demo_root, cache / f"demo-v{DEMO_VERSION}-seed0")  # the page's active dataset
+    return isolated_workbench_dirs
+
+
+def add_run(tiny_run, models: Path, name: str | None = None):
+    from core.registry import resolve_run
+
+    shutil.copytree(tiny_run.path, models / (name or tiny_run.run_id))
+    return resolve_run(name or tiny_run.run_id)
+
+
+def texts(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+def wait_for_results(at: AppTest) -> AppTest:
+    for _ in range(MAX_POLLS):
+        if at.exception or "Confusion matrix" in texts(at.subheader):
+            return at
+        time.sleep(1.0)
+        at.run()
+    pytest.fail(f"the evaluation did not finish; errors: {texts(at.error)}")
+
+
+def test_empty_registry_points_to_training():
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert any("No trained models yet" in t for t in texts(at.info))
+
+
+def test_background_evaluation_to_confusion_matrix_and_gallery(tiny_run, app_env):
+    run = add_run(tiny_run, app_env["models"])
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert any("Not evaluated" in t for t in texts(at.info))
+
+    at.button(key="evaluate_start").click().run()
+    wait_for_results(at)
+    assert not at.exception and not at.error
+    assert len(at.metric) == 4 and at.metric[0].label == "Accuracy"
+    assert len(at.get("download_button")) == 3
+
+    from core.evaluate import EvalSet, cached_evaluation
+
+    result = cached_evaluation(run, EvalSet("card_test"))
+    assert result is not None  # the job cached it on disk
+    first = result.predictions.iloc[0]
+    at.toggle(key="evaluate_normalized").set_value(True).run()
+    at.selectbox(key="evaluate_true").set_value(first["true"]).run()
+    at.selectbox(key="evaluate_pred").set_value(first["predicted"]).run()
+    assert not at.exception and not at.error
+    from core.classes import display_name
+
+    wanted = f"true {display_name(first['true'])} · predicted {display_name(first['predicted'])}"
+    captions = [img.caption for el in at.get("image") for img in el.proto.imgs]
+    assert any(wanted in c for c in captions)  # the cell's gallery (with Grad-CAM overlays)
+
+
+def test_cached_results_show_without_a_new_job(tiny_run, app_env):
+    from core.evaluate import EvalSet, evaluate_run
+
+    run = add_run(tiny_run, app_env["models"])
+    evaluate_run(run, EvalSet("card_test"))
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert "Confusion matrix" in texts(at.subheader)
+    assert any("No test image is a near-copy" in t for t in texts(at.caption))
+
+
+def test_testing_folder_shows_overlap_warning(tiny_run, app_env):
+    from core.demo import demo_dir
+    from core.evaluate import EvalSet, evaluate_run
+
+    run = add_run(tiny_run, app_env["models"])
+    result = evaluate_run(run, EvalSet("dataset_test", str(demo_dir())))
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    at.radio(key="evaluate_kind").set_value("dataset_test").run()
+    assert not at.exception
+    assert any(f"{result.n_overlapping} test images are near-copies" in t for t in texts(at.warning))
+
+
+def test_two_runs_are_compared_and_best_is_marked(tiny_run, app_env):
+    from core.evaluate import EvalSet, evaluate_run
+
+    runs = [add_run(tiny_run, app_env["models"]), add_run(tiny_run, app_env["models"], "20200101-000000-copy")]
+    for r in runs:
+        evaluate_run(r, EvalSet("card_test"))
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    at.multiselect(key="evaluate_runs").set_value([r.run_id for r in runs]).run()
+    assert not at.exception
+    assert "Comparison" in texts(at.subheader)
+    table = at.dataframe[0].value
+    assert (table["best"] == "★ best").sum() == 1
+
+
+def test_folder_outside_data_roots_is_refused(tiny_run, app_env, tmp_path):
+    add_run(tiny_run, app_env["models"])
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    at.radio(key="evaluate_kind").set_value("folder").run()
+    at.text_input(key="evaluate_folder").set_value(str(tmp_path)).run()
+    assert not at.exception
+    assert any("outside the allowed data folders" in t for t in texts(at.error))
