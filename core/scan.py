@@ -25,7 +25,7 @@ from core.hashing import content_hash, group_pairs, hash_to_hex, hashes_from_hex
 from core.imageio import decode_image
 from core.paths import cache_dir
 
-SCAN_VERSION = 2
+SCAN_VERSION = 3
 MEAN_SIZE = 64  # side of the per-class mean image
 HIST_BINS = 32
 
