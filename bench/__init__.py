@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench`` measures this machine and writes bench/RESULTS.md."""
