@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -216,10 +217,14 @@ if cell is not None and st.session_state.get("evaluate_cell_applied") != cell:
     # A click moves the two boxes below; afterwards the boxes may be changed by hand.
     st.session_state["evaluate_cell_applied"] = cell
     st.session_state["evaluate_true"], st.session_state["evaluate_pred"] = cell
+elif st.session_state.get("evaluate_true") not in names or st.session_state.get("evaluate_pred") not in names:
+    # Until the user picks a cell, open the most frequent mistake.
+    cm = metrics.confusion(y, pred, names)
+    off = cm.where(~pd.DataFrame(np.eye(len(names), dtype=bool), index=cm.index, columns=cm.columns)).stack()
+    st.session_state["evaluate_true"], st.session_state["evaluate_pred"] = off.idxmax() if len(off) else (names[0],) * 2
 c1, c2, c3 = st.columns(3)
 true_c = c1.selectbox("True class", names, format_func=display_name, key="evaluate_true")
-pred_c = c2.selectbox("Predicted class", names, index=min(1, len(names) - 1), format_func=display_name,
-                      key="evaluate_pred")
+pred_c = c2.selectbox("Predicted class", names, format_func=display_name, key="evaluate_pred")
 method = c3.selectbox("Overlay", [None, *CAM_METHODS], format_func=lambda k: CAM_TITLES.get(k, "none"),
                       index=1, key="evaluate_cam")
 st.caption("Click a cell (or pick the two classes) to see its images; the overlay shows where the model looked.")
