@@ -27,7 +27,7 @@ from core.errors import WorkbenchError
 from core.jobs import Job
 from core.registry import HISTORY_FILE, Run, resolve_run, update_card, write_json_atomic
 
-EVAL_VERSION = 1  # bump when the cached result format or the computation changes
+EVAL_VERSION = 2  # bump when the cached result format or the computation changes
 BATCH = 64
 
 #: Evaluation-set registry: the page and the CLI list these keys.
@@ -195,7 +195,9 @@ def select_images(run: Run, eval_set: EvalSet, ds: Dataset, report) -> tuple[pd.
 
 def cache_key(run: Run, ds: Dataset, eval_set: EvalSet) -> str:
     """Key per (model sha256, dataset fingerprint, eval-set kind), plus what else changes the result."""
-    parts = [EVAL_VERSION, run.card.get("model_sha256"), ds.fingerprint, eval_set.kind, _threshold(run),
+    from core.scan import SCAN_VERSION  # a new scan version may hash differently: overlap flags change
+
+    parts = [EVAL_VERSION, SCAN_VERSION, run.card.get("model_sha256"), ds.fingerprint, eval_set.kind, _threshold(run),
              json.dumps(_card_data(run).get("data_config"), sort_keys=True)]
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:24]
 
@@ -280,13 +282,22 @@ def predict_logits(run: Run, images: np.ndarray, progress=None, batch_size: int 
 
 
 def overlap_distances(run: Run, phashes: list[str]) -> np.ndarray | None:
-    """Each image's smallest pHash distance to any training image (None if the card has no hashes)."""
-    from core.hashing import hashes_from_hex, nearest_distance
+    """Each image's smallest pHash distance to any training image (None if the card has no hashes).
 
-    train = _card_data(run).get("train_hashes")
+    Cards written before the head-crop half was added hold only the full-frame half (64 hex
+    digits); then both sides are compared on that half alone, which is the same hash.
+    """
+    from core.hashing import HALF_WORDS, hashes_from_hex, nearest_distance
+
+    train = list(_card_data(run).get("train_hashes") or [])
     if not train:
         return None
-    return nearest_distance(hashes_from_hex(list(phashes)), hashes_from_hex(list(train)))
+    half = 16 * HALF_WORDS  # hex digits of one half
+    if min(len(train[0]), *(len(p) for p in phashes)) <= half:
+        # Duplicate the shared full-frame half: min(full, full) is the full-frame distance.
+        phashes = [p[:half] * 2 for p in phashes]
+        train = [t[:half] * 2 for t in train]
+    return nearest_distance(hashes_from_hex(phashes), hashes_from_hex(train))
 
 
 def evaluate_run(run: Run, eval_set: EvalSet, job: Job | None = None, use_cache: bool = True,

@@ -120,6 +120,19 @@ def test_copied_training_images_are_flagged_and_left_out(run_copy, tmp_path):
         f"{label[r]}/img_{i}.png" for i, r in enumerate(picked_test, start=2))
 
 
+def test_overlap_distances_read_current_and_legacy_card_hashes(pixels, tmp_path):
+    """Cards written before the head-crop hash half hold 64 hex digits; they must still match."""
+    from core.hashing import hash_to_hex, perceptual_hash
+    from core.registry import Run
+
+    a, b = (hash_to_hex(perceptual_hash(pixels(seed, 64))) for seed in (1, 2))
+    for train in ([a], [a[:64]]):
+        run = Run("r", tmp_path, {"data": {"train_hashes": train}})
+        dist = ev.overlap_distances(run, [a, b])
+        assert dist[0] == 0 and dist[1] > 20
+    assert ev.overlap_distances(Run("r", tmp_path, {"data": {}}), [a]) is None
+
+
 def test_class_mismatch_is_refused(run_copy, demo_root):
     run = set_card(run_copy, class_names=["glioma", "meningioma", "notumor"])
     with pytest.raises(WorkbenchError, match="class names do not match.*pituitary"):
