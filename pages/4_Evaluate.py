@@ -131,6 +131,8 @@ def progress_panel() -> None:
             results[(run_id, res.model_sha256, mine[1])] = res
     elif snap["status"] == "failed":
         st.session_state[ERROR_KEY] = snap["error"]
+    else:
+        st.toast("Evaluation cancelled.")
     st.rerun()
 
 
