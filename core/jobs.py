@@ -165,13 +165,15 @@ class JobRegistry:
             message = f"{type(exc).__name__}: {exc}"
             job.update(status=FAILED, error=message, error_traceback=traceback.format_exc(), finished=time.time())
             job.add_log(f"failed: {message}")
+        except BaseException as exc:  # noqa: BLE001 - SystemExit & co. must not leave a job blocking its kind
+            job.update(status=FAILED, error=f"the worker stopped unexpectedly ({type(exc).__name__})",
+                       error_traceback=traceback.format_exc(), finished=time.time())
         else:
-            if job.cancelled:
-                job.update(status=CANCELLED, finished=time.time(), result=result)
-                job.add_log("cancelled")
-            else:
-                job.update(status=DONE, progress=1.0, finished=time.time(), result=result)
-                job.add_log("finished")
+            # A worker that stops on cancel raises JobCancelled; returning means the work is complete
+            # (a model saved after the last check is a saved model, not a cancelled one).
+            job.update(status=DONE, progress=1.0, finished=time.time(), result=result)
+            job.add_log("finished" + (" (the cancel request came after the work was complete)"
+                                      if job.cancelled else ""))
 
 
 _REGISTRY: JobRegistry | None = None
