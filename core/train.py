@@ -20,9 +20,20 @@ import numpy as np
 from core.config import DataConfig, TrainConfig
 from core.datasets import Dataset
 from core.errors import WorkbenchError
-from core.jobs import Job, JobCancelled
-from core.registry import (CARD_FILE, CARD_VERSION, HISTORY_FILE, MODEL_FILE, OOD_FILE, Run, file_sha256,
-                           new_run_id, publish, staging_dir, write_json_atomic)
+from core.jobs import Job
+from core.registry import (
+    CARD_FILE,
+    CARD_VERSION,
+    HISTORY_FILE,
+    MODEL_FILE,
+    OOD_FILE,
+    Run,
+    file_sha256,
+    new_run_id,
+    publish,
+    staging_dir,
+    write_json_atomic,
+)
 from core.scan import ScanReport
 
 
@@ -77,16 +88,27 @@ class _ProgressCallback:
         k = keras()
 
         class ProgressCallback(k.callbacks.Callback):
-            def __init__(self, job: Job, steps: int, total_epochs: int, epoch_offset: int, phase: str):
+            def __init__(self, job: Job, steps: int, total_epochs: int, epoch_offset: int, phase_epochs: int,
+                         phase: str):
+                """``epoch_offset``: epochs already trained (steps continue from there);
+                ``phase_epochs``: epochs still planned from here on (for the ETA)."""
                 super().__init__()
                 self.job, self.steps, self.total_epochs = job, steps, total_epochs
-                self.epoch_offset, self.phase = epoch_offset, phase
+                self.epoch_offset, self.phase_epochs, self.phase = epoch_offset, phase_epochs, phase
                 self.t_start = time.perf_counter()
                 self.t_epoch = self.t_start
                 self.done_batches = 0
 
             def _lr(self) -> float:
                 return float(k.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+            def _stop_if_cancelled(self) -> bool:
+                if self.job.cancelled:
+                    # Keras checks stop_training after every batch, but would still run the whole
+                    # validation pass at the end of the epoch; stop_evaluating cuts that short too.
+                    self.model.stop_training = True
+                    self.model.stop_evaluating = True
+                return self.job.cancelled
 
             def on_epoch_begin(self, epoch, logs=None):
                 self.t_epoch = time.perf_counter()
@@ -96,18 +118,21 @@ class _ProgressCallback:
                 logs = logs or {}
                 self.done_batches += 1
                 elapsed = time.perf_counter() - self.t_start
-                total_steps = self.steps * (self.total_epochs - self.epoch_offset)
-                frac = min(1.0, self.done_batches / max(1, total_steps))
-                global_frac = (self.epoch_offset * self.steps + self.done_batches) / max(1, self.steps * self.total_epochs)
+                frac = min(1.0, self.done_batches / max(1, self.steps * self.phase_epochs))
+                step = self.epoch_offset * self.steps + self.done_batches
+                global_frac = step / max(1, self.steps * self.total_epochs)
                 eta = elapsed / frac * (1 - frac) if frac > 0 else None
                 self.job.update(batch=batch + 1, progress=0.05 + 0.9 * min(1.0, global_frac), eta_s=eta)
-                self.job.add_batch({"step": self.epoch_offset * self.steps + self.done_batches,
-                                    "epoch": self.job.epoch, "loss": float(logs.get("loss", np.nan)),
+                self.job.add_batch({"step": step, "epoch": self.job.epoch, "loss": float(logs.get("loss", np.nan)),
                                     "accuracy": float(logs.get("accuracy", np.nan)), "lr": self._lr()})
-                if self.job.cancelled:
-                    self.model.stop_training = True  # Keras checks this after every batch
+                self._stop_if_cancelled()
+
+            def on_test_batch_end(self, batch, logs=None):
+                self._stop_if_cancelled()
 
             def on_epoch_end(self, epoch, logs=None):
+                if self._stop_if_cancelled():
+                    return  # a cut-short epoch is not a result
                 row = {"epoch": epoch + 1, "phase": self.phase, "lr": self._lr(),
                        "seconds": time.perf_counter() - self.t_epoch}
                 row.update({k_: float(v) for k_, v in (logs or {}).items() if k_ != "learning_rate"})
@@ -251,7 +276,9 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
             cbs = [
                 k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
                 k.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True),
-                _ProgressCallback(job, steps, total_epochs, offset, phase),
+                # ETA: phase 1 still has phase 2 ahead of it; phase 2 only itself.
+                _ProgressCallback(job, steps, total_epochs, offset, epochs if phase == "finetune" else total_epochs,
+                                  phase),
             ]
             if cfg.lr_schedule == "cosine":
                 cbs.append(_CosineCallback(lr, steps * epochs, warmup_steps=min(steps, steps * epochs // 10)))
@@ -261,9 +288,10 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
             return cbs
 
         job.add_log(f"phase 1: {cfg.epochs} epochs × {steps} batches")
+        # shuffle=False: train_ds is already shuffled (Keras would only warn that it ignores it).
         hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, steps_per_epoch=steps,
                          callbacks=callbacks("train" if not spec.transfer else "head", 0, cfg.epochs,
-                                             cfg.learning_rate), verbose=0)
+                                             cfg.learning_rate), verbose=0, shuffle=False)
         epochs_done = len(hist.history.get("loss", []))
         job.check_cancelled()
         if spec.transfer and cfg.finetune.epochs > 0:
@@ -274,9 +302,11 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
                 model.compile(optimizer=_optimizer(cfg, lr2),
                               loss=k.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
                               metrics=["accuracy"])
+            # Steps continue from the epochs phase 1 really ran (early stopping may end it sooner).
             model.fit(train_ds, validation_data=val_ds, initial_epoch=epochs_done,
                       epochs=epochs_done + cfg.finetune.epochs, steps_per_epoch=steps,
-                      callbacks=callbacks("finetune", cfg.epochs, cfg.finetune.epochs, lr2), verbose=0)
+                      callbacks=callbacks("finetune", epochs_done, cfg.finetune.epochs, lr2), verbose=0,
+                      shuffle=False)
             job.check_cancelled()
         train_seconds = time.perf_counter() - t0
 
@@ -307,7 +337,12 @@ def _post_training(model, data: PreparedData, cfg: TrainConfig, n_classes: int):
     """Validation metrics, temperature, low-confidence threshold and the OOD model."""
     from sklearn.metrics import accuracy_score, f1_score
 
-    from core.calibration import expected_calibration_error, fit_temperature, low_confidence_threshold, softmax
+    from core.calibration import (
+        expected_calibration_error,
+        fit_temperature,
+        low_confidence_threshold,
+        softmax,
+    )
     from core.ood import fit_ood
     from core.tfrt import keras
 
