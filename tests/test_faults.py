@@ -80,15 +80,26 @@ def demo(demo_root: Path):
 
 # --- cancel -----------------------------------------------------------------------------------------
 
-def test_cancel_stops_within_one_batch_and_saves_nothing(demo, isolated_workbench_dirs):
+def test_cancel_stops_within_one_batch_and_saves_nothing(demo, isolated_workbench_dirs, monkeypatch):
+    from core.tfrt import keras
     from core.train import train_model
 
+    validation_batches = []
+    callbacks = keras().callbacks.CallbackList
+    on_test_batch_end = callbacks.on_test_batch_end
+
+    def count(self, batch, logs=None):
+        validation_batches.append(batch)
+        return on_test_batch_end(self, batch, logs)
+
+    monkeypatch.setattr(callbacks, "on_test_batch_end", count)
     ds, report = demo
     job = CancellingJob("train", "cancel me")
-    cfg = TrainConfig(epochs=2, max_train_batches=4, **TINY)
+    cfg = TrainConfig(epochs=2, max_train_batches=4, **{**TINY, "batch_size": 8})
     JobRegistry._run(job, lambda j: train_model(ds, report, cfg, j))
     assert job.status == CANCELLED, job.error
     assert job.batches_after_cancel <= 1  # without the cancel, 7 more batches would follow
+    assert len(validation_batches) <= 1  # the end-of-epoch validation (7+ batches) is cut short too
     assert job.snapshot()["history"] == []  # the cut-short epoch is not recorded as a result
     assert list_runs(include_partial=True) == []
     assert staging_folders(isolated_workbench_dirs["models"]) == []
