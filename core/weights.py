@@ -37,10 +37,13 @@ def keras_cache_dir() -> Path:
     return Path(home) / "models"
 
 
-def _download_host() -> str:
-    from keras.src.applications import resnet  # the URL Keras itself downloads from
+#: Where keras.applications downloads every backbone's weights from (a test checks Keras agrees).
+#: A constant, not read from Keras: asking would import TensorFlow just to paint a status line.
+KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
-    return urlparse(resnet.BASE_WEIGHTS_PATH).hostname or ""
+
+def _download_host() -> str:
+    return urlparse(KERAS_WEIGHTS_URL).hostname or ""
 
 
 def download_reachable(timeout: float = 1.5) -> bool:
