@@ -1,0 +1,261 @@
+"""Train: choose a model and its settings, train in the background, watch it live.
+
+The page gathers one TrainConfig and hands it to core.train in a background job; the job's
+records feed the live charts. Switching pages or refreshing reattaches to the running job.
+"""
+
+import dataclasses
+import json
+
+import pandas as pd
+import streamlit as st
+
+from core import train_charts as charts
+from core.architectures import ARCHITECTURES
+from core.config import AUGMENT_PRESETS, DataConfig, FineTuneConfig, TrainConfig
+from core.jobs import CANCELLED, DONE, FAILED, job_registry
+from core.registry import list_runs
+from core.splits import SPLIT_MODES
+from core.train import train_model
+from core.weights import install_weights, keras_cache_dir, weight_status
+from pages import _shared as sh
+
+OPTIMIZERS = {"adamw": "AdamW (decoupled weight decay)", "adam": "Adam", "sgd": "SGD with Nesterov momentum"}
+SCHEDULES = {"cosine": "Cosine decay with warm-up", "plateau": "Drop when validation loss stalls"}
+STATUS_ICONS = {"cached": ":material/check_circle:", "will download": ":material/download:",
+                "unreachable": ":material/cloud_off:"}
+
+
+@st.cache_resource
+def jobs():
+    """The process-wide job registry: every session and browser tab sees the same jobs."""
+    return job_registry()
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "…"
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
+
+
+def runs_frame(runs) -> pd.DataFrame:
+    """Past runs with their key validation metrics (test-set results live on the Evaluate page)."""
+    rows = []
+    for r in runs:
+        res, card = r.card.get("results") or {}, r.card
+        rows.append({"run": r.run_id, "architecture": card.get("arch_title", card.get("arch")),
+                     "image size": card.get("image_size"), "dataset": (card.get("data") or {}).get("name"),
+                     "val accuracy": res.get("val_accuracy"), "macro-F1": res.get("val_macro_f1"),
+                     "ECE": res.get("val_ece"), "train time (s)": (card.get("timings") or {}).get("train_seconds"),
+                     "size (MB)": (card.get("model_bytes") or 0) / 1e6, "created": r.created})
+    return pd.DataFrame(rows)
+
+
+def apply_augment_preset() -> None:
+    name = st.session_state["train_aug_preset"]
+    if name in AUGMENT_PRESETS:
+        sh.set_augment_config(AUGMENT_PRESETS[name])
+
+
+st.title("Train")
+ds = sh.show_active_dataset_badge()
+st.caption("Train a classifier on the active dataset. Training runs on the server in the background: you "
+           "can switch pages or reload, and this page reattaches to the running job.")
+
+# --- data -------------------------------------------------------------------------------------
+st.subheader("Data")
+with sh.shown_errors(stop=True):
+    report = sh.cached_scan(ds)
+modes = list(SPLIT_MODES)
+mode = st.radio("Split", modes, index=modes.index(sh.split_mode()), format_func=SPLIT_MODES.get,
+                horizontal=True, key="train_split_mode",
+                help="Leakage-free keeps near-duplicate images on one side of the train/test line, so the "
+                     "scores are not inflated by memorised copies. Shared with the Dataset Explorer.")
+sh.set_split_mode(mode)
+split = sh.active_split(report, mode)
+counts = pd.crosstab(split, report.readable["label"]).reindex(index=["train", "val", "test"],
+                                                              columns=ds.class_names, fill_value=0)
+st.dataframe(counts.assign(total=counts.sum(axis=1)), width="content")
+if len(report.unreadable()):
+    st.caption(f"{len(report.unreadable())} unreadable files are skipped (see the Dataset Explorer).")
+
+# --- model --------------------------------------------------------------------------------------
+st.subheader("Model")
+arch = st.selectbox("Architecture", list(ARCHITECTURES), format_func=lambda k: ARCHITECTURES[k].title,
+                    key="train_arch", help="Every model takes the same grayscale input and does its own "
+                                           "scaling inside, so a saved model carries its preprocessing.")
+spec = ARCHITECTURES[arch]
+st.caption(spec.description)
+c1, c2, c3, c4 = st.columns(4)
+image_size = c1.number_input("Image size (px)", 32, 512, spec.default_image_size, step=16, key=f"train_size_{arch}",
+                             help="Images are resized to this square side. Larger sees finer detail but "
+                                  "trains roughly quadratically slower.")
+epochs = c2.number_input("Epochs", 1, 500, 20, key="train_epochs",
+                         help="Upper bound: early stopping ends the run when validation loss stops improving.")
+batch_size = c3.number_input("Batch size", 1, 512, 32, key="train_batch",
+                             help="Images per gradient step. Smaller uses less memory; larger is smoother.")
+patience = c4.number_input("Patience (epochs)", 1, 100, 6, key="train_patience",
+                           help="Early stopping waits this many epochs without a better validation loss, "
+                                "then restores the best weights.")
+c1, c2, c3, c4 = st.columns(4)
+learning_rate = c1.number_input("Learning rate", 1e-6, 0.5, 2e-3, step=1e-4, format="%.5f", key="train_lr",
+                                help="Peak step size. Too high diverges; too low learns slowly.")
+optimizer = c2.selectbox("Optimizer", list(OPTIMIZERS), format_func=OPTIMIZERS.get, key="train_optimizer",
+                         help="AdamW is a robust default; SGD can generalise slightly better with tuning.")
+schedule = c3.selectbox("Learning-rate schedule", list(SCHEDULES), format_func=SCHEDULES.get,
+                        key="train_schedule", help="Cosine: short warm-up, then a smooth decay to almost zero. "
+                                                   "Plateau: divide the rate when validation loss stalls.")
+label_smoothing = c4.slider("Label smoothing", 0.0, 0.3, 0.05, 0.01, key="train_smoothing",
+                            help="Softens the one-hot targets a little, which curbs over-confidence.")
+c1, c2 = st.columns(2)
+class_weighting = c1.toggle("Weight classes by rarity", True, key="train_class_weights",
+                            help="Rare classes count more in the loss, so the model cannot ignore them.")
+width, weights, finetune = 1.0, "none", FineTuneConfig()
+if not spec.transfer:
+    width = c2.select_slider("Width (channel multiplier)", [0.25, 0.5, 0.75, 1.0, 1.5, 2.0], 1.0, key="train_width",
+                             help="Scales every layer's channels: 0.5 is about 4× cheaper, 2.0 about 4× dearer.")
+
+# --- pretrained weights and fine-tuning (transfer models) -----------------------------------------
+if spec.transfer:
+    st.subheader("Pretrained weights")
+    weights = st.radio("Start from", ["imagenet", "none"], horizontal=True, key=f"train_weights_{arch}",
+                       format_func={"imagenet": "ImageNet weights", "none": "Random initialisation"}.get,
+                       help="ImageNet features transfer well even to MRI; random initialisation needs far "
+                            "more data and epochs.")
+    status_box = st.container()
+    with st.expander("Offline? Place or upload the weights file"):
+        target = keras_cache_dir() / (spec.weights_file or "")
+        st.markdown(f"Copy **`{spec.weights_file}`** (about {spec.weights_mb:.0f} MB, from the Keras "
+                    f"applications page, on a connected machine) to:")
+        st.code(str(target), language=None)
+        upload = st.file_uploader("…or upload it here", type=["h5"], key=f"train_weights_upload_{arch}",
+                                  help="Checked against Keras's published checksum before it is used.")
+        if upload is not None and st.session_state.get("train_weights_installed") != upload.file_id:
+            with sh.shown_errors():
+                path = install_weights(arch, upload.getvalue(), upload.name)
+                st.session_state["train_weights_installed"] = upload.file_id
+                st.success(f"Installed {path.name} into the Keras cache.")
+    status = weight_status(arch)
+    show = {"cached": status_box.success, "will download": status_box.info}.get(status.state, status_box.warning)
+    show(f"ImageNet weights {status.state}: {status.message}", icon=STATUS_ICONS.get(status.state))
+    st.markdown("**Fine-tuning** (phase 2: after the new head has trained, unfreeze the top of the backbone)")
+    c1, c2, c3 = st.columns(3)
+    finetune = FineTuneConfig(
+        epochs=c1.number_input("Fine-tuning epochs", 0, 200, 5, key="train_ft_epochs",
+                               help="0 trains only the new head on a frozen backbone."),
+        unfreeze_layers=c2.number_input("Unfreeze top K layers", 1, 500, 20, key="train_ft_layers",
+                                        help="Layers counted from the top of the backbone. Batch-norm "
+                                             "layers always stay frozen (small batches would wreck them)."),
+        lr_factor=c3.number_input("Learning-rate factor", 0.001, 1.0, 0.1, step=0.01, format="%.3f",
+                                  key="train_ft_lr", help="Phase-2 rate = learning rate × this factor, so "
+                                                          "the pretrained features are only nudged."),
+    )
+
+# --- augmentation ------------------------------------------------------------------------------------
+st.subheader("Augmentation")
+augment = sh.augment_config()
+preset = next((name for name, p in AUGMENT_PRESETS.items() if p == augment), None)
+options = list(AUGMENT_PRESETS) + ([] if preset else ["custom"])
+st.session_state["train_aug_preset"] = preset or "custom"
+c1, c2 = st.columns([1, 3])
+c1.selectbox("Preset", options, key="train_aug_preset", on_change=apply_augment_preset,
+             format_func=lambda n: n if n != "custom" else "custom (from Augmentation Preview)",
+             help="Random transforms applied to training images only. Tune them visually on the "
+                  "Augmentation Preview page.")
+with c2:
+    active = {k: v for k, v in dataclasses.asdict(augment).items() if v}
+    st.caption("Training uses: " + (", ".join(f"{k} = {v}" for k, v in active.items()) or "no augmentation"))
+    sh.page_link("pages/2_Augmentation_Preview.py", "Preview or fine-tune augmentation", ":material/tune:")
+
+with st.expander("Advanced"):
+    c1, c2, c3 = st.columns(3)
+    seed = c1.number_input("Seed", 0, 2**31 - 1, 1, key="train_seed",
+                           help="The same seed, data and settings give the same run.")
+    strategy = c2.selectbox("Devices", ["default", "mirrored"], key="train_strategy",
+                            format_func={"default": "One device", "mirrored": "All GPUs (MirroredStrategy)"}.get,
+                            help="Mirrored copies the model to every GPU and splits each batch between them.")
+    max_batches = c3.number_input("Batches per epoch (0 = all)", 0, 100_000, 0, key="train_max_batches",
+                                  help="Cap each epoch for a quick smoke run; leave 0 for real training.")
+
+# --- start -----------------------------------------------------------------------------------------
+registry = jobs()
+with sh.shown_errors():
+    cfg = TrainConfig(
+        arch=arch, image_size=int(image_size), epochs=int(epochs), batch_size=int(batch_size),
+        learning_rate=float(learning_rate), optimizer=optimizer, lr_schedule=schedule,
+        label_smoothing=float(label_smoothing), augment=augment, class_weighting=class_weighting,
+        patience=int(patience), weights=weights, finetune=finetune, seed=int(seed),
+        leakage_free=mode == "leakage_free", strategy=strategy, width=float(width),
+        max_train_batches=int(max_batches) or None,
+    )
+    with st.expander("Exact configuration (saved in the model card)"):
+        st.code(json.dumps(cfg.to_dict(), indent=2), language="json")
+    if st.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start"):
+        job = registry.submit("train", f"{spec.title} on {ds.name}",
+                              lambda j: train_model(ds, report, cfg, j, DataConfig()))
+        st.toast(f"Started: {job.title}")
+
+# --- the running or last job -------------------------------------------------------------------------
+current = registry.active("train") or next(iter(registry.jobs("train")), None)
+was_running = current is not None and current.running
+
+
+@st.fragment(run_every=1.0 if was_running else None)
+def job_view(job_id: str) -> None:
+    job = registry.get(job_id)
+    snap = job.snapshot()
+    if was_running and not job.running:
+        st.rerun()  # finished: one full rerun stops the timer and refreshes "Past runs"
+    st.subheader(f"Job: {snap['title']}")
+    if job.running:
+        text = snap["phase"] or "Starting"
+        if snap["batches"]:
+            text += (f" · epoch {snap['epoch']}/{snap['epochs']} · batch {snap['batch']}/{snap['batches']}"
+                     f" · about {fmt_seconds(snap['eta_s'])} left")
+        st.progress(min(1.0, snap["progress"]), text=text)
+        st.button("Cancel", icon=":material/stop:", key="train_cancel", on_click=job.cancel,
+                  disabled=snap["cancel_requested"], help="Stops within one batch; nothing is saved.")
+    elif snap["status"] == DONE:
+        run = snap["result"]
+        res = run.card["results"]
+        st.success(f"Finished: validation accuracy {res['val_accuracy']:.1%} (macro-F1 {res['val_macro_f1']:.3f}, "
+                   f"ECE {res['val_ece']:.3f}) in {fmt_seconds(run.card['timings']['train_seconds'])}. "
+                   f"Saved as {run.run_id} in {run.path}.", icon=":material/check_circle:")
+        if st.button("Evaluate on held-out test data", icon=":material/analytics:", key="train_to_eval"):
+            st.switch_page("pages/4_Evaluate.py")  # as registered in Home.py (relative to it)
+    elif snap["status"] == FAILED:
+        st.error(f"Training failed: {snap['error']}", icon=":material/error:")
+        with st.expander("Technical details"):
+            st.code(snap["error_traceback"] or "", language=None)
+    elif snap["status"] == CANCELLED:
+        st.warning("Training was cancelled: nothing was saved.", icon=":material/cancel:")
+
+    curves = charts.curve_frame(snap["batch_log"], snap["history"], snap["batches"])
+    if not curves.empty:
+        best = charts.best_epoch(snap["history"])
+        c1, c2 = st.columns(2)
+        c1.altair_chart(charts.metric_chart(curves, "loss", best), width="stretch")
+        c2.altair_chart(charts.metric_chart(curves, "accuracy", best), width="stretch")
+        st.altair_chart(charts.lr_chart(snap["batch_log"], snap["batches"]), width="stretch")
+        if best is not None:
+            st.caption(f"Dashed line: best epoch {best} (lowest validation loss); early stopping keeps its weights.")
+    if snap["history"]:
+        st.dataframe(pd.DataFrame(snap["history"]).set_index("epoch"), width="stretch")
+    st.code("\n".join(snap["log"][-12:]) or "(no log yet)", language=None)
+
+
+if current is not None:
+    job_view(current.id)
+
+# --- past runs --------------------------------------------------------------------------------------
+st.subheader("Past runs")
+runs = list_runs()
+if runs:
+    st.dataframe(runs_frame(runs), hide_index=True, width="stretch",
+                 column_config={"val accuracy": st.column_config.NumberColumn(format="percent"),
+                                "macro-F1": st.column_config.NumberColumn(format="%.3f"),
+                                "ECE": st.column_config.NumberColumn(format="%.3f"),
+                                "size (MB)": st.column_config.NumberColumn(format="%.1f")})
+    st.caption("Validation-set scores; the Evaluate page measures each model on its held-out test split.")
+else:
+    st.caption("No trained models yet.")

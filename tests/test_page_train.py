@@ -1,0 +1,183 @@
+"""The Train page (AppTest): a tiny run from Start to summary, and every job outcome it shows.
+
+Each test gets a fresh process-wide job registry (the page keeps it in st.cache_resource),
+the demo in its cache folder and an empty models folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import fixtures_training as ft
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+import core.jobs as jobs
+from core.demo import DEMO_VERSION
+from core.errors import WorkbenchError
+from core.jobs import DONE, FINISHED, JobCancelled, JobRegistry
+
+recorded_run, registry_with_run = ft.recorded_run, ft.registry_with_run  # fixtures
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(PROJECT_ROOT / "pages" / "3_Train.py")
+TIMEOUT = 120  # the first run imports TensorFlow
+
+
+@pytest.fixture(autouse=True)
+def page_env(isolated_workbench_dirs: dict, demo_root: Path, monkeypatch: pytest.MonkeyPatch) -> JobRegistry:
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT))  # the page imports `pages._shared` and `core`
+    monkeypatch.setenv("KERAS_HOME", str(isolated_workbench_dirs["cache"] / "keras"))
+    cache = isolated_workbench_dirs["cache"]
+    cache.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(demo_root, cache / f"demo-v{DEMO_VERSION}-seed0")
+    registry = JobRegistry()
+    monkeypatch.setattr(jobs, "_REGISTRY", registry)
+    st.cache_resource.clear()  # the page's cached registry, and datasets of other tests' folders
+    yield registry
+    for job in registry.jobs():
+        job.cancel()
+        registry.wait(job, 60)
+    st.cache_resource.clear()
+
+
+def page() -> AppTest:
+    return AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def hold(registry: JobRegistry, title: str = "held job"):
+    """A running 'train' job that waits until released or cancelled (no TensorFlow)."""
+    release = threading.Event()
+
+    def work(job):
+        job.update(phase="Training", epoch=1, epochs=3, batch=2, batches=5, progress=0.3, eta_s=42.0)
+        while not release.wait(0.02):
+            job.check_cancelled()
+        return None
+
+    return registry.submit("train", title, work), release
+
+
+@pytest.mark.slow
+def test_tiny_training_from_start_to_summary(page_env):
+    at = page().run()
+    assert not at.exception
+    assert list(at.dataframe[0].value.index) == ["train", "val", "test"]  # the split counts
+    assert "No trained models yet" in texts(at.caption)
+    at.selectbox(key="train_arch").set_value("custom_cnn").run()
+    at.number_input(key="train_size_custom_cnn").set_value(32)
+    at.number_input(key="train_epochs").set_value(1)
+    at.number_input(key="train_batch").set_value(16)
+    at.select_slider(key="train_width").set_value(0.25)
+    at.number_input(key="train_max_batches").set_value(2)
+    at.run()
+    assert '"image_size": 32' in texts(at.code)
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not at.success:
+        time.sleep(1.0)
+        at.run()
+    assert not at.exception
+    summary = texts(at.success)
+    assert "Finished: validation accuracy" in summary and "Saved as" in summary
+    (job,) = page_env.jobs("train")
+    assert job.status == DONE and job.result.run_id in summary
+    assert job.result.card["train_config"]["width"] == 0.25
+    past = at.dataframe[-1].value
+    assert list(past["run"]) == [job.result.run_id] and 0 <= past["val accuracy"][0] <= 1
+    assert at.button(key="train_to_eval")
+
+
+def test_running_job_is_reattached_and_a_second_start_is_refused(page_env):
+    job, release = hold(page_env)
+    try:
+        at = page().run()
+        assert not at.exception
+        assert "held job" in texts(at.subheader)
+        assert "epoch 1/3 · batch 2/5" in at.get("progress")[0].proto.text
+        at.button(key="train_start").click().run()
+        assert "still running" in texts(at.error)
+        at.button(key="train_cancel").click().run()
+        page_env.wait(job, 10)
+        assert job.status == "cancelled"
+        at.run()
+        assert "nothing was saved" in texts(at.warning)
+    finally:
+        release.set()
+
+
+def test_failed_job_shows_the_message_and_the_traceback_apart(page_env):
+    def work(job):
+        raise WorkbenchError("the split left no training images; the dataset is too small", "tiny")
+
+    job = page_env.submit("train", "doomed", work)
+    page_env.wait(job, 10)
+    at = page().run()
+    assert not at.exception
+    assert "Training failed: tiny: the split left no training images" in texts(at.error)
+    assert "Traceback" not in texts(at.error)
+    (details,) = [e for e in at.expander if e.label == "Technical details"]
+    assert "Traceback" in texts(details.code) and "WorkbenchError" in texts(details.code)
+
+
+def test_finished_job_leads_to_the_evaluate_page(page_env, registry_with_run):
+    page_env.wait(page_env.submit("train", "finished earlier", lambda job: registry_with_run), 10)
+    at = AppTest.from_file(str(PROJECT_ROOT / "Home.py"), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/3_Train.py").run()  # through st.navigation, as in the app
+    assert not at.exception and registry_with_run.run_id in texts(at.success)
+    at.button(key="train_to_eval").click().run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Evaluate"]
+
+
+def test_cancelled_job_says_nothing_was_saved(page_env):
+    def work(job):
+        raise JobCancelled()
+
+    page_env.wait(page_env.submit("train", "stopped", work), 10)
+    at = page().run()
+    assert not at.exception and "nothing was saved" in texts(at.warning)
+
+
+def test_past_runs_table_lists_saved_models(page_env, registry_with_run):
+    at = page().run()
+    assert not at.exception
+    past = at.dataframe[-1].value
+    assert list(past["run"]) == [registry_with_run.run_id]
+    for column in ("val accuracy", "macro-F1", "ECE", "train time (s)", "size (MB)"):
+        assert column in past and past[column].notna().all(), column
+
+
+def test_transfer_model_shows_weight_status_and_where_to_put_the_file(page_env, monkeypatch):
+    import core.weights as weights
+    from core.architectures import ARCHITECTURES
+
+    monkeypatch.setattr(weights, "download_reachable", lambda timeout=1.5: False)
+    transfer = next(k for k, s in ARCHITECTURES.items() if s.transfer)
+    at = page().run()
+    at.selectbox(key="train_arch").set_value(transfer).run()
+    assert not at.exception
+    spec = ARCHITECTURES[transfer]
+    assert "ImageNet weights unreachable" in texts(at.warning)
+    assert str(weights.keras_cache_dir() / spec.weights_file) in texts(at.code)
+    assert at.number_input(key="train_ft_epochs") and at.radio(key=f"train_weights_{transfer}")
+    assert not [s for s in at.select_slider if s.key == "train_width"]  # width is for the custom CNN
+
+
+def test_augmentation_preset_can_be_changed_on_the_page(page_env):
+    from core.config import AUGMENT_PRESETS
+
+    at = page().run()
+    assert "rotation_deg" in texts(at.caption)  # the default preset, carried over
+    at.selectbox(key="train_aug_preset").set_value("none").run()
+    assert at.session_state["augment_config"] == AUGMENT_PRESETS["none"]
+    assert "no augmentation" in texts(at.caption)
+    assert all(j.status in FINISHED for j in page_env.jobs())
