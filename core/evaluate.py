@@ -270,7 +270,7 @@ def predict_logits(run: Run, images: np.ndarray, progress=None, batch_size: int 
     except ValueError:  # no 'logits' layer: log(probs) equals the logits up to a per-row constant
         probe, from_probs = model, True
     size = run.image_size
-    step = tf.function(lambda x: probe(x, training=False),
+    step = tf.function(lambda x: probe([x], training=False),
                        input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32)])
     out = [np.zeros((0, len(run.class_names)))]
     for start in range(0, len(images), batch_size):

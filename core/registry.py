@@ -80,8 +80,27 @@ def new_run_id(arch: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{arch}-{secrets.token_hex(2)}"
 
 
+def remove_stale_staging(root: Path | None = None, max_age_s: float = 6 * 3600) -> list[Path]:
+    """Delete staging folders left by a killed process (older than ``max_age_s``).
+
+    ``list_runs`` already ignores them; this only reclaims the disk space. Age-based, so a
+    run being assembled right now by another process is never touched.
+    """
+    removed = []
+    now = time.time()
+    for folder in (root or models_dir()).glob(".tmp-*"):
+        try:
+            if folder.is_dir() and now - folder.stat().st_mtime > max_age_s:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        except OSError:
+            continue
+    return removed
+
+
 def staging_dir(run_id: str, root: Path | None = None) -> Path:
     """A hidden folder where a run is assembled before :func:`publish` renames it."""
+    remove_stale_staging(root)
     path = (root or models_dir()) / f".tmp-{run_id}"
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)

@@ -158,3 +158,20 @@ def test_resolve_run_by_id_or_folder_inside_the_registry_only(models, tmp_path):
     fake_run(models / ".tmp-r3")
     with pytest.raises(WorkbenchError, match="no complete model run"):
         resolve_run("missing")
+
+
+def test_stale_staging_folders_are_reclaimed_and_fresh_ones_kept(tmp_path) -> None:
+    import os
+    import time
+
+    from core.registry import remove_stale_staging
+
+    old = tmp_path / ".tmp-20200101-000000-custom_cnn-dead"
+    fresh = tmp_path / ".tmp-20200101-000001-custom_cnn-busy"
+    for folder in (old, fresh):
+        folder.mkdir()
+        (folder / "model.keras").write_bytes(b"half")
+    past = time.time() - 7 * 3600
+    os.utime(old, (past, past))
+    assert remove_stale_staging(tmp_path) == [old]
+    assert not old.exists() and fresh.exists()
