@@ -313,7 +313,7 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
         job.update(phase="Calibrating and saving", progress=0.96)
         results, ood = _post_training(model, data, cfg, n_classes)
         job.check_cancelled()
-        model.save(stage / MODEL_FILE)
+        _inference_copy(model).save(stage / MODEL_FILE)
         ood.save(stage / OOD_FILE)
         shutil.rmtree(ckpt.parent, ignore_errors=True)  # the best weights are already in the model
         _write_history(stage / HISTORY_FILE, job.snapshot()["history"])
@@ -379,6 +379,17 @@ def _post_training(model, data: PreparedData, cfg: TrainConfig, n_classes: int):
     ood = fit_ood(train_feat, data.y["train"][sub], val_feat, val_logits / temperature)
     results["ood"] = {"mahalanobis_threshold": ood.maha_threshold, "energy_threshold": ood.energy_threshold}
     return results, ood
+
+
+def _inference_copy(model):
+    """An uncompiled copy with the same weights: the saved file carries no optimizer state
+    (AdamW's two slots per weight would triple its size) and is only ever used for inference."""
+    from core.tfrt import keras
+
+    # from_config, not clone_model: Keras 3's clone_model carries the optimizer along.
+    copy = keras().Model.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
