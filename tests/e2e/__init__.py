@@ -1,0 +1,1 @@
+"""Browser (end-to-end) tests: a real Streamlit server driven by headless Chromium."""
