@@ -1,6 +1,7 @@
 """Fixtures for the browser tests: one real `streamlit run Home.py` server and one headless Chromium.
 
-The server runs for the whole session on a free local port, with its own (empty) model registry
+The server runs on a free local port while this package's tests run (package scope, so it does
+not sit on TensorFlow's memory through the rest of the suite), with its own empty model registry
 and cache and without WORKBENCH_DATA_DIR, so it opens the synthetic demo dataset. Chromium is
 Debian's (/usr/bin/chromium), driven by Playwright; the tests are skipped when it is absent.
 Screenshots go to test-artifacts/e2e/, next to the server's log.
@@ -61,16 +62,16 @@ def _tail(path: Path, n: int = 40) -> str:
         return "(no log)"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium_path() -> Path:
     if not CHROMIUM.is_file():
         pytest.skip(f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)")
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`streamlit run Home.py` on a free port; terminated (only this process) at the end."""
+    """`streamlit run Home.py` on a free port; terminated (only this process) after the last browser test."""
     base = tmp_path_factory.mktemp("e2e_server")
     models, cache = base / "models", base / "cache"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -107,7 +108,7 @@ def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium_path: Path):
     from playwright.sync_api import sync_playwright
 
