@@ -130,6 +130,7 @@ class TrainConfig:
     strategy: str = "default"  # default | mirrored (tf.distribute.MirroredStrategy)
     width: float = 1.0  # channel multiplier for the custom CNN
     max_train_batches: int | None = None  # cap per epoch, for tests and smoke runs
+    tta: str = "hflip"  # test-time augmentation: average with the mirrored slice (none | hflip)
 
     def __post_init__(self) -> None:
         if self.image_size < 32 or self.image_size > 512:
@@ -146,6 +147,8 @@ class TrainConfig:
             raise WorkbenchError("weights must be 'imagenet' or 'none'", "TrainConfig")
         if self.validate_on not in ("val", "test"):
             raise WorkbenchError("validate_on must be 'val' or 'test'", "TrainConfig")
+        if self.tta not in ("none", "hflip"):
+            raise WorkbenchError("tta must be 'none' or 'hflip'", "TrainConfig")
         if self.strategy not in ("default", "mirrored"):
             raise WorkbenchError("strategy must be 'default' or 'mirrored'", "TrainConfig")
 

@@ -196,9 +196,12 @@ def select_images(run: Run, eval_set: EvalSet, ds: Dataset, report) -> tuple[pd.
 def cache_key(run: Run, ds: Dataset, eval_set: EvalSet) -> str:
     """Key per (model sha256, dataset fingerprint, eval-set kind), plus what else changes the result."""
     from core.scan import SCAN_VERSION  # a new scan version may hash differently: overlap flags change
+    from core.tta import tta_mode
 
+    results = run.card.get("results") or {}
     parts = [EVAL_VERSION, SCAN_VERSION, run.card.get("model_sha256"), ds.fingerprint, eval_set.kind, _threshold(run),
-             json.dumps(_card_data(run).get("data_config"), sort_keys=True)]
+             json.dumps(_card_data(run).get("data_config"), sort_keys=True), tta_mode(run.card),
+             results.get("temperature")]
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:24]
 
 
@@ -272,13 +275,19 @@ def predict_logits(run: Run, images: np.ndarray, progress=None, batch_size: int 
     size = run.image_size
     step = tf.function(lambda x: probe([x], training=False),
                        input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32)])
+    from core.tta import tta_logits, tta_mode
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        out = np.asarray(step(tf.constant(x, tf.float32)), dtype=np.float64)
+        return np.log(np.clip(out, 1e-12, 1.0)) if from_probs else out
+
+    mode = tta_mode(run.card)
     out = [np.zeros((0, len(run.class_names)))]
     for start in range(0, len(images), batch_size):
-        out.append(np.asarray(step(tf.constant(images[start:start + batch_size], tf.float32))))
+        out.append(tta_logits(forward, images[start:start + batch_size], mode))
         if progress:
             progress(min(start + batch_size, len(images)), len(images))
-    logits = np.concatenate(out).astype(np.float64)
-    return np.log(np.clip(logits, 1e-12, 1.0)) if from_probs else logits
+    return np.concatenate(out)
 
 
 def overlap_distances(run: Run, phashes: list[str]) -> np.ndarray | None:

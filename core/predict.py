@@ -24,6 +24,7 @@ from core.imageio import DecodedImage, decode_image
 from core.ood import OODModel, energy, image_checks
 from core.preprocess import prepare
 from core.registry import OOD_FILE, Run, best_run, list_runs, load_model, resolve_run
+from core.tta import mirrored, tta_mode
 
 BATCH = 32  # images per forward pass: bounds memory for large uploads
 SAFE_META = (*SAFE_FIELDS, "window", "frames")  # DICOM fields we show; never patient identifiers
@@ -127,6 +128,7 @@ class Predictor:
         results = card.get("results") or {}
         self.temperature = float(results.get("temperature") or 1.0)
         self.low_confidence = float(results.get("low_confidence_threshold") or 0.0)
+        self.tta = tta_mode(card)
         data = card.get("data") or {}
         self.train_hashes = hashes_from_hex(list(data.get("train_hashes") or []))
         self.near_dup_threshold = DataConfig.from_dict(data.get("data_config")).near_dup_threshold
@@ -165,19 +167,27 @@ class Predictor:
                                  "predict")
         feats, logits = [], []
         for start in range(0, len(x), BATCH):
-            out = self._probe([x[start:start + BATCH].astype(np.float32)], training=False)
-            out = out if isinstance(out, list | tuple) else [out]
-            arrays = [np.asarray(o, dtype=np.float64) for o in out]
-            if self._has["features"]:
-                feats.append(arrays.pop(0))
-            if self._has["logits"]:
-                logits.append(arrays[0])
-            else:  # only softmax output: log-probabilities are logits up to a constant
-                logits.append(np.log(np.clip(arrays[-1], 1e-12, 1.0)))
+            xb = x[start:start + BATCH].astype(np.float32)
+            f, lg = self._forward(xb)
+            if f is not None:
+                feats.append(f)
+            if self.tta == "hflip":  # the card's temperature was fitted on averaged logits too
+                lg = (lg + self._forward(mirrored(xb))[1]) / 2.0
+            logits.append(lg)
         lg = np.concatenate(logits) if logits else np.zeros((0, len(self.class_names)))
         f = np.concatenate(feats) if feats else None
         maha = self.ood.mahalanobis(f) if (self.ood is not None and f is not None and len(f)) else None
         return Scores(lg, softmax(lg, self.temperature) if len(lg) else lg, f, maha, energy(lg / self.temperature))
+
+    def _forward(self, xb: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """(features or None, logits) of one float32 batch."""
+        out = self._probe([xb], training=False)
+        out = out if isinstance(out, list | tuple) else [out]
+        arrays = [np.asarray(o, dtype=np.float64) for o in out]
+        f = arrays.pop(0) if self._has["features"] else None
+        if self._has["logits"]:
+            return f, arrays[0]
+        return f, np.log(np.clip(arrays[-1], 1e-12, 1.0))  # log-probabilities = logits + constant
 
     def explain(self, model_input: np.ndarray, class_index: int | None = None, method: str = "gradcam") -> np.ndarray:
         """Grad-CAM heatmap (S, S) in [0, 1] for one prepared image; None class = predicted."""

@@ -333,8 +333,12 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
         raise
 
 
-def _post_training(model, data: PreparedData, cfg: TrainConfig, n_classes: int):
-    """Validation metrics, temperature, low-confidence threshold and the OOD model."""
+def calibration_results(val_logits: np.ndarray, y: np.ndarray, n_classes: int, split: str,
+                        tta: str) -> dict[str, Any]:
+    """Validation metrics, fitted temperature and low-confidence threshold from validation logits.
+
+    ``val_logits`` must be computed the way inference will compute them (with ``tta``).
+    """
     from sklearn.metrics import accuracy_score, f1_score
 
     from core.calibration import (
@@ -343,31 +347,13 @@ def _post_training(model, data: PreparedData, cfg: TrainConfig, n_classes: int):
         low_confidence_threshold,
         softmax,
     )
-    from core.ood import fit_ood
-    from core.tfrt import keras
 
-    k = keras()
-    probe = k.Model(model.inputs, [model.get_layer("features").output, model.get_layer("logits").output])
-    split = cfg.validate_on
-
-    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        feats, logits = [], []
-        for start in range(0, len(x), 128):
-            f, lg = probe([x[start:start + 128].astype(np.float32)], training=False)
-            feats.append(np.asarray(f))
-            logits.append(np.asarray(lg))
-        return np.concatenate(feats), np.concatenate(logits)
-
-    val_feat, val_logits = run(data.x[split])
-    rng = np.random.default_rng(cfg.seed)
-    sub = rng.choice(len(data.x["train"]), size=min(3000, len(data.x["train"])), replace=False)
-    train_feat, _ = run(data.x["train"][sub])
-    y = data.y[split]
     temperature = fit_temperature(val_logits, y)
     probs_raw, probs = softmax(val_logits), softmax(val_logits, temperature)
     pred = probs.argmax(axis=1)
-    results = {
+    return {
         "validated_on": split,
+        "tta": tta,
         "val_accuracy": float(accuracy_score(y, pred)),
         "val_macro_f1": float(f1_score(y, pred, average="macro", labels=list(range(n_classes)), zero_division=0)),
         "val_ece_raw": expected_calibration_error(probs_raw, y),
@@ -376,9 +362,77 @@ def _post_training(model, data: PreparedData, cfg: TrainConfig, n_classes: int):
         "low_confidence_threshold": low_confidence_threshold(probs, y),
         "n_val": int(len(y)),
     }
-    ood = fit_ood(train_feat, data.y["train"][sub], val_feat, val_logits / temperature)
+
+
+def _feature_probe(model):
+    """A model returning (pooled features, logits) and a batched numpy runner for it."""
+    from core.tfrt import keras
+
+    probe = keras().Model(model.inputs, [model.get_layer("features").output, model.get_layer("logits").output])
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        feats, logits = [], []
+        for start in range(0, len(x), 128):
+            f, lg = probe([x[start:start + 128].astype(np.float32)], training=False)
+            feats.append(np.asarray(f, dtype=np.float64))
+            logits.append(np.asarray(lg, dtype=np.float64))
+        return np.concatenate(feats), np.concatenate(logits)
+
+    return run
+
+
+def _post_training(model, data: PreparedData, cfg: TrainConfig, n_classes: int):
+    """Validation metrics, temperature, low-confidence threshold and the OOD model."""
+    from core.ood import fit_ood
+    from core.tta import tta_logits
+
+    run = _feature_probe(model)
+    split = cfg.validate_on
+    val_feat, _ = run(data.x[split])
+    val_logits = tta_logits(lambda x: run(x)[1], data.x[split], cfg.tta)
+    rng = np.random.default_rng(cfg.seed)
+    sub = rng.choice(len(data.x["train"]), size=min(3000, len(data.x["train"])), replace=False)
+    train_feat, _ = run(data.x["train"][sub])
+    results = calibration_results(val_logits, data.y[split], n_classes, split, cfg.tta)
+    ood = fit_ood(train_feat, data.y["train"][sub], val_feat, val_logits / results["temperature"])
     results["ood"] = {"mahalanobis_threshold": ood.maha_threshold, "energy_threshold": ood.energy_threshold}
     return results, ood
+
+
+def recalibrate_run(run: Run, tta: str) -> Run:
+    """Refit a registered run's temperature, thresholds and validation metrics for ``tta``.
+
+    Reads the run's own validation files (recorded in its card) from its training data folder;
+    only the card changes, so the model file and its sha256 stay as they are.
+
+    Raises:
+        WorkbenchError: unknown mode, or the validation images are not on this machine.
+    """
+    from core.classes import canonical_class
+    from core.ood import energy
+    from core.preprocess import load_many
+    from core.registry import load_model, update_card
+    from core.tta import TTA_MODES, tta_logits
+
+    if tta not in TTA_MODES:
+        raise WorkbenchError(f"unknown test-time augmentation '{tta}' (choose {', '.join(TTA_MODES)})", "tta")
+    data = run.card["data"]
+    root = Path(data["root"])
+    files = data["val_files"]
+    paths = [root / f for f in files]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise WorkbenchError(f"{len(missing)} validation images are missing, e.g. {missing[0]}", str(root))
+    y = np.array([run.class_names.index(canonical_class(Path(f).parent.name)) for f in files])
+    model_run = _feature_probe(load_model(run))
+    logits = tta_logits(lambda x: model_run(x)[1], load_many(paths, run.image_size), tta)
+    split = (run.card.get("results") or {}).get("validated_on", "val")
+    results = dict(run.card.get("results") or {})
+    results.update(calibration_results(logits, y, len(run.class_names), split, tta))
+    ood = dict(results.get("ood") or {})
+    ood["energy_threshold"] = float(np.quantile(energy(logits / results["temperature"]), 0.99))
+    results["ood"] = ood
+    return update_card(run, results=results)
 
 
 def _inference_copy(model):

@@ -33,7 +33,30 @@ def register(sub) -> None:
     p.add_argument("--strategy", default="default", choices=["default", "mirrored"])
     p.add_argument("--max-batches", type=int, default=None, help="cap batches per epoch (smoke runs)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--tta", default="hflip", choices=["none", "hflip"],
+                   help="test-time augmentation used at inference and in calibration")
     p.set_defaults(func=run)
+
+    c = sub.add_parser("calibrate", help="refit a run's temperature and thresholds on its validation split")
+    c.add_argument("--model", required=True, help="run id or run folder inside the model registry")
+    c.add_argument("--tta", default="hflip", choices=["none", "hflip"])
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=calibrate)
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    from core.registry import resolve_run
+    from core.train import recalibrate_run
+
+    run_ = recalibrate_run(resolve_run(args.model), args.tta)
+    r = run_.card["results"]
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        print(f"run {run_.run_id} (tta={r['tta']}): val accuracy {r['val_accuracy']:.4f}, macro-F1 "
+              f"{r['val_macro_f1']:.4f}, ECE {r['val_ece']:.4f} (T={r['temperature']:.2f}), low-confidence "
+              f"threshold {r['low_confidence_threshold']:.2f}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         label_smoothing=args.label_smoothing, augment=AUGMENT_PRESETS[args.augment], patience=args.patience,
         weights=args.weights, finetune=FineTuneConfig(epochs=args.finetune_epochs, unfreeze_layers=args.unfreeze),
         seed=args.seed, leakage_free=args.split == "leakage_free", strategy=args.strategy, width=args.width,
-        max_train_batches=args.max_batches,
+        max_train_batches=args.max_batches, tta=args.tta,
     )
     data_cfg = DataConfig(split_seed=args.split_seed)
     ds = open_folder(args.data)

@@ -1,0 +1,55 @@
+"""Test-time flip averaging: definition, input safety, and that inference follows the card."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.tta import mirrored, tta_logits, tta_mode
+
+
+def test_tta_logits_average_the_mirrored_pass() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 8, 8, 1))
+    before = x.copy()
+    weights = rng.random((64, 4))
+
+    def logits(batch: np.ndarray) -> np.ndarray:  # a side-sensitive linear "model"
+        return batch.reshape(len(batch), -1) @ weights
+
+    np.testing.assert_allclose(tta_logits(logits, x, "none"), logits(x))
+    np.testing.assert_allclose(tta_logits(logits, x, "hflip"), (logits(x) + logits(x[:, :, ::-1, :])) / 2)
+    np.testing.assert_array_equal(x, before)  # the caller's batch is untouched
+    assert not np.allclose(tta_logits(logits, x, "hflip"), logits(x))  # the mirror really counts
+    np.testing.assert_array_equal(mirrored(mirrored(x)), x)
+
+
+@pytest.mark.parametrize(("card", "mode"), [({}, "none"), ({"results": {"tta": "hflip"}}, "hflip"),
+                                            ({"results": {"tta": "bogus"}}, "none")])
+def test_tta_mode_from_card(card: dict, mode: str) -> None:
+    assert tta_mode(card) == mode
+
+
+@pytest.mark.slow
+def test_predictor_and_evaluation_use_the_cards_tta(tiny_run, tmp_path) -> None:
+    """Both inference paths average with the mirror exactly when the card says so."""
+    import shutil
+
+    from core.calibration import softmax
+    from core.evaluate import predict_logits
+    from core.predict import Predictor
+    from core.registry import resolve_run, update_card
+
+    shutil.copytree(tiny_run.path, tmp_path / tiny_run.run_id)  # the session run stays untouched
+    run = resolve_run(tiny_run.run_id, root=tmp_path)
+    x = np.random.default_rng(1).integers(0, 255, (4, run.image_size, run.image_size, 1)).astype(np.uint8)
+    for mode in ("none", "hflip"):
+        run = update_card(run, results={**run.card["results"], "tta": mode})
+        predictor = Predictor(run)
+        plain = predictor._forward(x.astype(np.float32))[1]
+        flipped = predictor._forward(mirrored(x).astype(np.float32))[1]
+        expected = plain if mode == "none" else (plain + flipped) / 2
+        scores = predictor.predict(x)
+        np.testing.assert_allclose(scores.logits, expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(scores.probs, softmax(expected, predictor.temperature), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(predict_logits(run, x), expected, rtol=1e-4, atol=1e-4)
