@@ -119,6 +119,7 @@ class Predictor:
 
     def __init__(self, run: Run, model: Any = None) -> None:
         from core.tfrt import keras
+        from core.tfrt import tf as tfrt_tf
 
         self.run = run
         self.model = model if model is not None else load_model(run)
@@ -140,6 +141,10 @@ class Predictor:
         outputs = [self.model.get_layer(n).output for n in ("features", "logits") if n in names]
         self._has = {"features": "features" in names, "logits": "logits" in names}
         self._probe = keras().Model(self.model.inputs, outputs or self.model.outputs)
+        tf = tfrt_tf()
+        # One traced graph instead of eager layer-by-layer calls: ~40 ms -> a few ms per image.
+        self._probe_fn = tf.function(lambda x: self._probe([x], training=False), input_signature=[
+            tf.TensorSpec([None, self.image_size, self.image_size, 1], tf.float32)])
 
     @classmethod
     def load(cls, run_id_or_path: str | None = None) -> Predictor:
@@ -181,7 +186,7 @@ class Predictor:
 
     def _forward(self, xb: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """(features or None, logits) of one float32 batch."""
-        out = self._probe([xb], training=False)
+        out = self._probe_fn(np.ascontiguousarray(xb, dtype=np.float32))
         out = out if isinstance(out, list | tuple) else [out]
         arrays = [np.asarray(o, dtype=np.float64) for o in out]
         f = arrays.pop(0) if self._has["features"] else None
