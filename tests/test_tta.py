@@ -53,3 +53,19 @@ def test_predictor_and_evaluation_use_the_cards_tta(tiny_run, tmp_path) -> None:
         np.testing.assert_allclose(scores.logits, expected, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(scores.probs, softmax(expected, predictor.temperature), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(predict_logits(run, x), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_low_confidence_threshold_is_strict_enough_to_flag_a_close_call() -> None:
+    """98 % accurate overall, with the only mistakes at 60 % confidence: a 95 % target would pass
+    every prediction; the 99 % target flags the uncertain ones."""
+    from core.calibration import low_confidence_threshold
+
+    n = 100
+    probs = np.tile([0.97, 0.01, 0.01, 0.01], (n, 1))
+    labels = np.zeros(n, dtype=int)
+    probs[:4] = [0.6, 0.4, 0.0, 0.0]
+    labels[:2] = 1  # two of the four close calls are wrong
+    t = low_confidence_threshold(probs, labels)
+    assert 0.6 < t <= 0.97  # the close calls fall below the threshold and get the warning
+    lenient = low_confidence_threshold(probs, labels, target_precision=0.95)
+    assert (probs.max(axis=1) >= lenient).all()  # 95 % would flag nothing
