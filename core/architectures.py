@@ -86,44 +86,41 @@ def build_custom_cnn(num_classes: int, image_size: int = 128, weights: str = "no
     return k.Model(inputs, outputs, name="custom_cnn")
 
 
-def _gray_to_rgb(inputs):
+def _transfer_model(name: str, num_classes: int, image_size: int, backbone_fn, weights: str, dropout: float,
+                    adapter=None, **backbone_kwargs):
+    """Gray input → 3 channels → optional adapter → ImageNet backbone on ``input_tensor`` → head.
+
+    Building the backbone on ``input_tensor`` keeps its layers in the outer graph (flat), so
+    Grad-CAM reaches the last convolution directly.
+    """
     k = keras()
-    return k.layers.Concatenate(name="gray_to_rgb")([inputs, inputs, inputs])
+    inputs = k.Input((image_size, image_size, 1), name="image")
+    x = k.layers.Concatenate(name="gray_to_rgb")([inputs, inputs, inputs])
+    if adapter is not None:
+        x = adapter(x)
+    backbone = backbone_fn(include_top=False, weights=_weights_arg(weights), input_tensor=x, **backbone_kwargs)
+    return k.Model(inputs, _head(backbone.output, num_classes, dropout), name=name)
 
 
 def build_resnet50(num_classes: int, image_size: int = 224, weights: str = "imagenet", width: float = 1.0):
     """ResNet50 with caffe-style preprocessing (BGR, ImageNet mean subtracted, no scaling)."""
     k = keras()
-    inputs = k.Input((image_size, image_size, 1), name="image")
-    x = _gray_to_rgb(inputs)
     # caffe mode: RGB->BGR then subtract the ImageNet channel means; for a gray image
     # replicated to 3 channels the swap is a no-op, the means are what matters.
-    x = k.layers.Normalization(mean=[103.939, 116.779, 123.68], variance=[1.0, 1.0, 1.0], name="caffe_preprocess")(x)
-    backbone = k.applications.ResNet50(include_top=False, weights=_weights_arg(weights), input_tensor=x)
-    outputs = _head(backbone.output, num_classes, dropout=0.3)
-    return k.Model(inputs, outputs, name="resnet50")
+    caffe = k.layers.Normalization(mean=[103.939, 116.779, 123.68], variance=[1.0, 1.0, 1.0], name="caffe_preprocess")
+    return _transfer_model("resnet50", num_classes, image_size, k.applications.ResNet50, weights, 0.3, adapter=caffe)
 
 
 def build_efficientnetb0(num_classes: int, image_size: int = 224, weights: str = "imagenet", width: float = 1.0):
     """EfficientNetB0: takes 0..255 input and normalises inside (its own Rescaling+Normalization)."""
-    k = keras()
-    inputs = k.Input((image_size, image_size, 1), name="image")
-    x = _gray_to_rgb(inputs)
-    backbone = k.applications.EfficientNetB0(include_top=False, weights=_weights_arg(weights), input_tensor=x)
-    outputs = _head(backbone.output, num_classes, dropout=0.3)
-    return k.Model(inputs, outputs, name="efficientnetb0")
+    return _transfer_model("efficientnetb0", num_classes, image_size, keras().applications.EfficientNetB0, weights,
+                           0.3)
 
 
 def build_mobilenetv3small(num_classes: int, image_size: int = 160, weights: str = "imagenet", width: float = 1.0):
     """MobileNetV3-Small: the CPU-friendly backbone; rescales 0..255 inside the model."""
-    k = keras()
-    inputs = k.Input((image_size, image_size, 1), name="image")
-    x = _gray_to_rgb(inputs)
-    backbone = k.applications.MobileNetV3Small(
-        include_top=False, weights=_weights_arg(weights), input_tensor=x, include_preprocessing=True
-    )
-    outputs = _head(backbone.output, num_classes, dropout=0.2)
-    return k.Model(inputs, outputs, name="mobilenetv3small")
+    return _transfer_model("mobilenetv3small", num_classes, image_size, keras().applications.MobileNetV3Small,
+                           weights, 0.2, include_preprocessing=True)
 
 
 def _weights_arg(weights: str) -> str | None:

@@ -77,6 +77,9 @@ def show_result(i: int, r: PredictionResult, alpha: float, cmap: str, summary: d
 
 st.title("Predict & Explain")
 st.warning(DISCLAIMER, icon=":material/medical_information:")
+sh.show_active_dataset_badge()
+st.caption("Predictions use the model chosen below and its own training data (see its card), "
+           "not the active dataset.")
 
 runs = list_runs()
 if not runs:
