@@ -131,6 +131,9 @@ class TrainConfig:
     width: float = 1.0  # channel multiplier for the custom CNN
     max_train_batches: int | None = None  # cap per epoch, for tests and smoke runs
     tta: str = "hflip"  # test-time augmentation: average with the mirrored slice (none | hflip)
+    # Average the weights of the last N epochs and re-estimate batch-norm statistics
+    # (core.averaging); 0 keeps the epoch with the best validation loss instead.
+    average_epochs: int = 0
 
     def __post_init__(self) -> None:
         if self.image_size < 32 or self.image_size > 512:
@@ -149,6 +152,8 @@ class TrainConfig:
             raise WorkbenchError("validate_on must be 'val' or 'test'", "TrainConfig")
         if self.tta not in ("none", "hflip"):
             raise WorkbenchError("tta must be 'none' or 'hflip'", "TrainConfig")
+        if not 0 <= self.average_epochs <= self.epochs + self.finetune.epochs:
+            raise WorkbenchError("epochs to average must be between 0 and the number of epochs", "TrainConfig")
         if self.strategy not in ("default", "mirrored"):
             raise WorkbenchError("strategy must be 'default' or 'mirrored'", "TrainConfig")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from core.averaging import WeightAverager
 from core.config import DataConfig, TrainConfig
 from core.datasets import Dataset
 from core.errors import WorkbenchError
@@ -272,9 +273,17 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
         ckpt = stage / "checkpoint" / "best.keras"
         ckpt.parent.mkdir()
 
-        def callbacks(phase: str, offset: int, epochs: int, lr: float) -> list:
+        finetuning = spec.transfer and cfg.finetune.epochs > 0
+        # Weights are averaged over the tail of the last phase; the averaged model replaces "best epoch".
+        averager = None
+        if cfg.average_epochs:
+            last_epochs = cfg.finetune.epochs if finetuning else cfg.epochs
+            averager = WeightAverager(min(cfg.average_epochs, last_epochs), last_epochs)
+
+        def callbacks(phase: str, offset: int, epochs: int, lr: float, last: bool) -> list:
             cbs = [
-                k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
+                k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
+                                          restore_best_weights=averager is None),
                 k.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True),
                 # ETA: phase 1 still has phase 2 ahead of it; phase 2 only itself.
                 _ProgressCallback(job, steps, total_epochs, offset, epochs if phase == "finetune" else total_epochs,
@@ -285,16 +294,18 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
             else:
                 cbs.append(k.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
                                                          patience=max(1, cfg.patience // 2), min_lr=lr * 1e-3))
+            if last and averager is not None:
+                cbs.append(averager)
             return cbs
 
         job.add_log(f"phase 1: {cfg.epochs} epochs × {steps} batches")
         # shuffle=False: train_ds is already shuffled (Keras would only warn that it ignores it).
         hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, steps_per_epoch=steps,
                          callbacks=callbacks("train" if not spec.transfer else "head", 0, cfg.epochs,
-                                             cfg.learning_rate), verbose=0, shuffle=False)
+                                             cfg.learning_rate, last=not finetuning), verbose=0, shuffle=False)
         epochs_done = len(hist.history.get("loss", []))
         job.check_cancelled()
-        if spec.transfer and cfg.finetune.epochs > 0:
+        if finetuning:
             job.add_log(f"phase 2: unfreezing the top {cfg.finetune.unfreeze_layers} backbone layers")
             lr2 = cfg.learning_rate * cfg.finetune.lr_factor
             with strategy.scope():
@@ -305,13 +316,16 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
             # Steps continue from the epochs phase 1 really ran (early stopping may end it sooner).
             model.fit(train_ds, validation_data=val_ds, initial_epoch=epochs_done,
                       epochs=epochs_done + cfg.finetune.epochs, steps_per_epoch=steps,
-                      callbacks=callbacks("finetune", epochs_done, cfg.finetune.epochs, lr2), verbose=0,
+                      callbacks=callbacks("finetune", epochs_done, cfg.finetune.epochs, lr2, last=True), verbose=0,
                       shuffle=False)
             job.check_cancelled()
+        averaging = _average_weights(model, averager, data, cfg, job) if averager is not None else None
         train_seconds = time.perf_counter() - t0
 
         job.update(phase="Calibrating and saving", progress=0.96)
         results, ood = _post_training(model, data, cfg, n_classes)
+        if averaging:
+            results["averaging"] = averaging
         job.check_cancelled()
         _inference_copy(model).save(stage / MODEL_FILE)
         ood.save(stage / OOD_FILE)
@@ -331,6 +345,35 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
         else:
             shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+def _average_weights(model, averager, data: PreparedData, cfg: TrainConfig, job: Job) -> dict[str, Any]:
+    """Swap in the tail-averaged weights and re-estimate batch-norm statistics.
+
+    Validation accuracy (no test-time augmentation) is recorded at each step, so the card shows
+    what averaging and re-estimation each did on this run.
+    """
+    from core.averaging import recompute_bn_statistics, set_trainable_weights
+
+    job.update(phase="Averaging weights")
+    split = cfg.validate_on
+    run = _feature_probe(model)
+
+    def val_accuracy() -> float:
+        return float((run(data.x[split])[1].argmax(axis=1) == data.y[split]).mean())
+
+    out: dict[str, Any] = {"val_accuracy_last_epoch": val_accuracy()}
+    recompute_bn_statistics(model, data.x["train"])
+    out["val_accuracy_last_epoch_bn"] = val_accuracy()
+    job.check_cancelled()
+    weights, count = averager.averaged()
+    set_trainable_weights(model, weights)
+    recompute_bn_statistics(model, data.x["train"])
+    out.update(epochs_averaged=count, val_accuracy_averaged=val_accuracy())
+    job.add_log(f"averaged the last {count} epochs: validation accuracy {out['val_accuracy_last_epoch']:.4f} "
+                f"(last epoch) → {out['val_accuracy_last_epoch_bn']:.4f} (re-estimated batch norm) → "
+                f"{out['val_accuracy_averaged']:.4f} (averaged weights)")
+    return out
 
 
 def calibration_results(val_logits: np.ndarray, y: np.ndarray, n_classes: int, split: str,

@@ -35,6 +35,9 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--tta", default="hflip", choices=["none", "hflip"],
                    help="test-time augmentation used at inference and in calibration")
+    p.add_argument("--average-epochs", type=int, default=0,
+                   help="average the weights of the last N epochs and re-estimate batch-norm statistics "
+                        "(0: keep the epoch with the best validation loss)")
     p.set_defaults(func=run)
 
     c = sub.add_parser("calibrate", help="refit a run's temperature and thresholds on its validation split")
@@ -74,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights, finetune=FineTuneConfig(epochs=args.finetune_epochs, unfreeze_layers=args.unfreeze),
         seed=args.seed, leakage_free=args.split == "leakage_free", strategy=args.strategy, width=args.width,
         max_train_batches=args.max_batches, tta=args.tta,
+        average_epochs=args.average_epochs,
     )
     data_cfg = DataConfig(split_seed=args.split_seed)
     ds = open_folder(args.data)

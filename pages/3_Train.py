@@ -176,6 +176,10 @@ with st.expander("Advanced"):
                             help="Mirrored copies the model to every GPU and splits each batch between them.")
     max_batches = c3.number_input("Batches per epoch (0 = all)", 0, 100_000, 0, key="train_max_batches",
                                   help="Cap each epoch for a quick smoke run; leave 0 for real training.")
+    average_epochs = c1.number_input(
+        "Average the last N epochs (0 = keep the best epoch)", 0, 500, 0, key="train_average_epochs",
+        help="Averages the weights of the final epochs and re-measures batch-norm statistics on the "
+             "training images: a steadier model than the single epoch that scored best on validation.")
 
 # --- start -----------------------------------------------------------------------------------------
 registry = jobs()
@@ -186,7 +190,7 @@ with sh.shown_errors():
         label_smoothing=float(label_smoothing), augment=augment, class_weighting=class_weighting,
         patience=int(patience), weights=weights, finetune=finetune, seed=int(seed),
         leakage_free=mode == "leakage_free", strategy=strategy, width=float(width),
-        max_train_batches=int(max_batches) or None,
+        max_train_batches=int(max_batches) or None, average_epochs=int(average_epochs),
     )
     with st.expander("Exact configuration (saved in the model card)"):
         st.code(json.dumps(cfg.to_dict(), indent=2), language="json")
