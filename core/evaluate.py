@@ -131,7 +131,7 @@ def open_eval_dataset(run: Run, eval_set: EvalSet) -> Dataset:
         if not data.get("test_files"):
             raise WorkbenchError("the model card records no held-out test split; evaluate on a dataset or "
                                  "folder instead", run.run_id)
-        root = Path(str(data.get("root", "")))
+        root = run.data_root
         if not root.is_dir():
             raise WorkbenchError(f"the training data of this model ({root}) is not on this machine, so its "
                                  "held-out test split cannot be evaluated here; evaluate on a dataset or folder "

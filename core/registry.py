@@ -63,6 +63,21 @@ class Run:
     def created(self) -> str:
         return str(self.card.get("created", ""))
 
+    @property
+    def data_root(self) -> Path:
+        """The training data folder recorded in the card.
+
+        A relative path (as typed on the command line) is tried from the working directory, then
+        from the project root, so the committed default model finds ``../shared/data`` from anywhere.
+        """
+        root = Path(str((self.card.get("data") or {}).get("root", "")))
+        if root.is_absolute() or root.is_dir():
+            return root
+        from core.paths import PROJECT_ROOT
+
+        beside_project = PROJECT_ROOT / root
+        return beside_project if beside_project.is_dir() else root
+
     def leakage_free_macro_f1(self) -> float | None:
         ev = self.card.get("evaluation") or {}
         value = (ev.get("leakage_free") or {}).get("macro_f1")

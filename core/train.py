@@ -460,7 +460,7 @@ def recalibrate_run(run: Run, tta: str) -> Run:
     if tta not in TTA_MODES:
         raise WorkbenchError(f"unknown test-time augmentation '{tta}' (choose {', '.join(TTA_MODES)})", "tta")
     data = run.card["data"]
-    root = Path(data["root"])
+    root = run.data_root
     files = data["val_files"]
     paths = [root / f for f in files]
     missing = [str(p) for p in paths if not p.exists()]

@@ -205,10 +205,14 @@ per_class = metrics.per_class_table(y, pred, names)
 per_class["recall 95% CI"] = [f"{lo:.0%} – {hi:.0%}" if pd.notna(lo) else "" for lo, hi in
                               zip(per_class["recall_ci_low"], per_class["recall_ci_high"])]
 per_class["class"] = per_class["class"].map(display_name)
-st.dataframe(per_class.drop(columns=["recall_ci_low", "recall_ci_high"]), hide_index=True,
-             column_config={c: st.column_config.NumberColumn(format="%.3f")
-                            for c in ("precision", "recall", "specificity", "f1")})
-st.caption("Recall = sensitivity. Specificity = share of other classes' images not called this class.")
+undefined = per_class[["precision", "recall", "specificity", "f1"]].isna().to_numpy().any()
+for column in ("precision", "recall", "specificity", "f1"):
+    # A dash, not "None" or 0: precision of a class never predicted is undefined, not zero.
+    per_class[column] = [f"{v:.3f}" if pd.notna(v) else "—" for v in per_class[column]]
+st.dataframe(per_class.drop(columns=["recall_ci_low", "recall_ci_high"]), hide_index=True)
+st.caption("Recall = sensitivity. Specificity = share of other classes' images not called this class."
+           + (" — = undefined: the model never predicted that class (precision) or the set holds none of "
+              "it (recall)." if undefined else ""))
 
 st.subheader("Confusion matrix")
 normalized = st.toggle("Show shares of each true class", key="evaluate_normalized")

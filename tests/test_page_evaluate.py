@@ -3,6 +3,7 @@ matrix and its gallery, results cached on disk, comparison of two runs, and refu
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -91,6 +92,11 @@ def test_cached_results_show_without_a_new_job(tiny_run, app_env):
     assert not at.exception
     assert "Confusion matrix" in texts(at.subheader)
     assert any("No test image is a near-copy" in t for t in texts(at.caption))
+    tables = [d.value for d in at.dataframe if "specificity" in d.value.columns]
+    assert len(tables) == 1
+    for column in ("precision", "recall", "specificity", "f1"):
+        # Three decimals, or a dash where the figure is undefined: never "None", NaN or a made-up 0.
+        assert all(re.fullmatch(r"[01]\.\d{3}|—", str(v)) for v in tables[0][column]), tables[0][column]
 
 
 def test_testing_folder_shows_overlap_warning(tiny_run, app_env):

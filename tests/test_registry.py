@@ -175,3 +175,25 @@ def test_stale_staging_folders_are_reclaimed_and_fresh_ones_kept(tmp_path) -> No
     os.utime(old, (past, past))
     assert remove_stale_staging(tmp_path) == [old]
     assert not old.exists() and fresh.exists()
+
+
+# --- the card's data folder ---------------------------------------------------------------------------
+
+def test_relative_data_root_resolves_from_the_project_root(models, tmp_path, monkeypatch):
+    import core.paths
+    from core.registry import Run
+
+    project = tmp_path / "project"
+    (tmp_path / "shared" / "data" / "mri").mkdir(parents=True)
+    project.mkdir()
+    monkeypatch.setattr(core.paths, "PROJECT_ROOT", project)
+    elsewhere = tmp_path / "elsewhere" / "deeper"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)  # "../shared/data/mri" does not exist from here
+    run = Run("r", models / "r", {"data": {"root": "../shared/data/mri"}})
+    assert run.data_root == project / "../shared/data/mri"
+    assert run.data_root.is_dir()
+    absolute = Run("r", models / "r", {"data": {"root": str(tmp_path / "gone")}})
+    assert absolute.data_root == tmp_path / "gone"  # absolute paths are kept, even when missing
+    missing = Run("r", models / "r", {"data": {"root": "nowhere/at/all"}})
+    assert missing.data_root == Path("nowhere/at/all")  # the message then names what the card says
