@@ -26,7 +26,7 @@ _REACH_CACHE: dict[str, tuple[float, bool]] = {}
 
 @dataclass(frozen=True)
 class WeightStatus:
-    state: str  # cached | will download | unreachable | not needed
+    state: str  # cached | damaged | will download | unreachable | not needed
     message: str
     path: Path | None = None
 
@@ -62,6 +62,22 @@ def download_reachable(timeout: float = 1.5) -> bool:
     return ok
 
 
+_MD5_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def _file_md5(path: Path) -> str:
+    """md5 of a weights file, remembered per (path, size, mtime): the Train page asks on every rerun."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _MD5_CACHE:
+        digest = hashlib.md5()  # noqa: S324 - Keras publishes md5 for these files
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        _MD5_CACHE[key] = digest.hexdigest()
+    return _MD5_CACHE[key]
+
+
 def weight_status(arch: str, check_network: bool = True) -> WeightStatus:
     """Where the ImageNet weights of ``arch`` stand on this machine."""
     spec = get_arch(arch)
@@ -69,6 +85,12 @@ def weight_status(arch: str, check_network: bool = True) -> WeightStatus:
         return WeightStatus("not needed", "trained from scratch; no download needed")
     path = keras_cache_dir() / spec.weights_file
     if path.is_file():
+        if spec.weights_md5 and _file_md5(path) != spec.weights_md5:
+            # Keras would try to download it again (and fail offline), so say so now.
+            return WeightStatus(
+                "damaged", f"the file in the Keras cache ({path}) does not match Keras's checksum (an "
+                f"interrupted download?); delete it and place or upload a fresh copy of '{spec.weights_file}'",
+                path)
         return WeightStatus("cached", f"found in the Keras cache ({path})", path)
     if check_network and download_reachable():
         return WeightStatus("will download", f"about {spec.weights_mb:.0f} MB will be downloaded on first use", path)

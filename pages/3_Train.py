@@ -23,7 +23,7 @@ from pages import _shared as sh
 OPTIMIZERS = {"adamw": "AdamW (decoupled weight decay)", "adam": "Adam", "sgd": "SGD with Nesterov momentum"}
 SCHEDULES = {"cosine": "Cosine decay with warm-up", "plateau": "Drop when validation loss stalls"}
 STATUS_ICONS = {"cached": ":material/check_circle:", "will download": ":material/download:",
-                "unreachable": ":material/cloud_off:"}
+                "unreachable": ":material/cloud_off:", "damaged": ":material/broken_image:"}
 
 
 @st.cache_resource

@@ -40,12 +40,24 @@ def test_cache_dir_follows_keras_home(keras_home):
 
 
 @pytest.mark.parametrize("arch", TRANSFER)
-def test_cached_when_the_file_is_in_the_keras_cache(arch, keras_home):
-    spec = ARCHITECTURES[arch]
+def test_cached_when_the_file_in_the_keras_cache_matches_its_checksum(arch, keras_home, monkeypatch):
+    data = HDF5_MAGIC + arch.encode()
+    spec = dataclasses.replace(ARCHITECTURES[arch], weights_md5=hashlib.md5(data).hexdigest())
+    monkeypatch.setitem(ARCHITECTURES, arch, spec)
     (keras_home / "models").mkdir(parents=True)
-    (keras_home / "models" / spec.weights_file).write_bytes(HDF5_MAGIC)
+    (keras_home / "models" / spec.weights_file).write_bytes(data)
     status = weights.weight_status(arch)
     assert status.state == "cached" and status.path == keras_home / "models" / spec.weights_file
+
+
+@pytest.mark.parametrize("arch", TRANSFER)
+def test_a_damaged_cached_file_is_reported_not_trusted(arch, keras_home):
+    spec = ARCHITECTURES[arch]  # the real checksum: a truncated download cannot match it
+    (keras_home / "models").mkdir(parents=True)
+    path = keras_home / "models" / spec.weights_file
+    path.write_bytes(HDF5_MAGIC + b"cut short")
+    status = weights.weight_status(arch)
+    assert status.state == "damaged" and "delete it" in status.message and spec.weights_file in status.message
 
 
 @pytest.mark.parametrize("arch", TRANSFER)
