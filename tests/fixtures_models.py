@@ -17,32 +17,29 @@ import pytest
 TINY_SIZE = 32
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, demo_root: Path):
-    """A complete registered run (core.registry.Run) in its own session-wide models folder."""
-    from core.config import AUGMENT_PRESETS, TrainConfig
+def train_isolated(base: Path, demo_root: Path, cfg, job):
+    """Train ``cfg`` on the demo dataset with models and caches under ``base``; (run, dataset, scan)."""
     from core.datasets import open_folder
-    from core.jobs import Job
     from core.scan import scan_dataset
     from core.train import train_model
 
-    base = tmp_path_factory.mktemp("tiny_model")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WORKBENCH_MODELS_DIR", str(base / "models"))
         mp.setenv("WORKBENCH_CACHE_DIR", str(base / "cache"))
         ds = open_folder(demo_root)
         report = scan_dataset(ds)
-        cfg = TrainConfig(
-            arch="custom_cnn",
-            image_size=TINY_SIZE,
-            width=0.25,
-            epochs=1,
-            batch_size=32,
-            augment=AUGMENT_PRESETS["none"],
-            patience=1,
-            seed=1,
-        )
-        run = train_model(ds, report, cfg, Job("train", "tiny test model"))
+        return train_model(ds, report, cfg, job), ds, report
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, demo_root: Path):
+    """A complete registered run (core.registry.Run) in its own session-wide models folder."""
+    from core.config import AUGMENT_PRESETS, TrainConfig
+    from core.jobs import Job
+
+    cfg = TrainConfig(arch="custom_cnn", image_size=TINY_SIZE, width=0.25, epochs=1, batch_size=32,
+                      augment=AUGMENT_PRESETS["none"], patience=1, seed=1)
+    run, _, _ = train_isolated(tmp_path_factory.mktemp("tiny_model"), demo_root, cfg, Job("train", "tiny test model"))
     assert run.path.is_dir() and not run.partial
     return run
 

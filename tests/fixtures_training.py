@@ -63,22 +63,15 @@ def recorded_run(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> R
 
 
 def _train_recorded_run(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> RecordedRun:
-    from core.config import TrainConfig
-    from core.datasets import open_folder
-    from core.scan import scan_dataset
-    from core.train import train_model
+    from fixtures_models import train_isolated
 
-    base = tmp_path_factory.mktemp("recorded_run")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WORKBENCH_MODELS_DIR", str(base / "models"))
-        mp.setenv("WORKBENCH_CACHE_DIR", str(base / "cache"))
-        ds = open_folder(demo_root)
-        report = scan_dataset(ds)
-        cfg = TrainConfig(epochs=2, max_train_batches=3, **TINY)
-        job = RecordingJob("train", "recorded tiny run")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            run = train_model(ds, report, cfg, job)
+    from core.config import TrainConfig
+
+    cfg = TrainConfig(epochs=2, max_train_batches=3, **TINY)
+    job = RecordingJob("train", "recorded tiny run")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run, ds, report = train_isolated(tmp_path_factory.mktemp("recorded_run"), demo_root, cfg, job)
     return RecordedRun(run, job, cfg, ds, report, [str(w.message) for w in caught])
 
 
