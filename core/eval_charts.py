@@ -161,6 +161,28 @@ def subset_chart(all_metrics: dict, leakage_free: dict) -> alt.Chart:
     ).properties(height=240)
 
 
+def robustness_chart(table: pd.DataFrame) -> alt.LayerChart:
+    """Accuracy and mean confidence per simulated shift (:func:`core.robustness.robustness_table`),
+    with the unchanged images' accuracy as a reference line: a confidence bar well above its
+    accuracy bar means the model is over-confident under that shift."""
+    long = table.melt(id_vars=["title", "imitates"], value_vars=["accuracy", "mean_confidence"], var_name="measure",
+                      value_name="value")
+    long["measure"] = long["measure"].map({"accuracy": "accuracy", "mean_confidence": "mean confidence"})
+    order = list(table["title"])
+    bars = alt.Chart(long).mark_bar().encode(
+        y=alt.Y("title:N", title=None, sort=order, axis=alt.Axis(labelLimit=260)),
+        yOffset=alt.YOffset("measure:N"),
+        x=alt.X("value:Q", title=None, scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("measure:N", title=None),
+        tooltip=["title", "imitates", "measure", alt.Tooltip("value:Q", format=".3f")],
+    )
+    base = table.loc[table["shift"] == "none", "accuracy"]
+    if base.empty:
+        return alt.layer(bars).properties(height=32 * len(table))
+    rule = alt.Chart(pd.DataFrame({"x": [float(base.iloc[0])]})).mark_rule(strokeDash=[4, 3]).encode(x="x:Q")
+    return alt.layer(bars, rule).properties(height=32 * len(table))
+
+
 def history_chart(history: pd.DataFrame) -> alt.Chart | None:
     """Training curves (loss and accuracy, train vs validation) from a run's history.csv; None if empty."""
     if history.empty or "epoch" not in history:

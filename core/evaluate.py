@@ -28,6 +28,7 @@ from core.jobs import Job
 from core.registry import HISTORY_FILE, Run, resolve_run, update_card, write_json_atomic
 
 EVAL_VERSION = 2  # bump when the cached result format or the computation changes
+ROBUSTNESS_VERSION = 1  # bump when a shift in core.robustness changes
 BATCH = 64
 
 #: Evaluation-set registry: the page and the CLI list these keys.
@@ -318,25 +319,15 @@ def evaluate_run(run: Run, eval_set: EvalSet, job: Job | None = None, use_cache:
         JobCancelled: the job was cancelled (checked between batches).
     """
     from core.calibration import softmax
-    from core.pipeline import cached_images
-    from core.preprocess import PREPROCESSING_ID
-    from core.scan import scan_dataset
 
     t0 = time.perf_counter()
-    recorded = (run.card.get("preprocessing") or {}).get("id", PREPROCESSING_ID)
-    if recorded != PREPROCESSING_ID:
-        raise WorkbenchError(f"the model was trained with preprocessing '{recorded}' but this workbench applies "
-                             f"'{PREPROCESSING_ID}'; its predictions here would not be comparable", run.run_id)
+    _check_preprocessing(run)
     ds = open_eval_dataset(run, eval_set)
     key = cache_key(run, ds, eval_set)
     if use_cache and (hit := load_cached(key)) is not None:
         _stage(job, 0.0, 1.0, "Cached result")(1, 1)
         return hit
-    report = scan_dataset(ds, _threshold(run), progress=_stage(job, 0.0, 0.3, "Scanning images"))
-    rows, description, notes = select_images(run, eval_set, ds, report)
-    t_scan = time.perf_counter()
-    paths = [ds.abspath(p) for p in rows["path"]]
-    images = cached_images(paths, run.image_size, ds.fingerprint, _stage(job, 0.3, 0.5, "Loading images"))
+    rows, description, notes, images, t_scan = _load_images(run, eval_set, ds, job)
     t_load = time.perf_counter()
     logits = predict_logits(run, images, _stage(job, 0.5, 0.95, "Predicting"))
     t_pred = time.perf_counter()
@@ -373,6 +364,80 @@ def evaluate_run(run: Run, eval_set: EvalSet, job: Job | None = None, use_cache:
     if store_in_card:
         store_summary(run, result)
     return result
+
+
+def _check_preprocessing(run: Run) -> None:
+    from core.preprocess import PREPROCESSING_ID
+
+    recorded = (run.card.get("preprocessing") or {}).get("id", PREPROCESSING_ID)
+    if recorded != PREPROCESSING_ID:
+        raise WorkbenchError(f"the model was trained with preprocessing '{recorded}' but this workbench applies "
+                             f"'{PREPROCESSING_ID}'; its predictions here would not be comparable", run.run_id)
+
+
+def _load_images(run: Run, eval_set: EvalSet, ds: Dataset, job: Job | None):
+    """Scan, select and decode an evaluation set: (rows, description, notes, images, time scanned)."""
+    from core.pipeline import cached_images
+    from core.scan import scan_dataset
+
+    report = scan_dataset(ds, _threshold(run), progress=_stage(job, 0.0, 0.3, "Scanning images"))
+    rows, description, notes = select_images(run, eval_set, ds, report)
+    t_scan = time.perf_counter()
+    paths = [ds.abspath(p) for p in rows["path"]]
+    images = cached_images(paths, run.image_size, ds.fingerprint, _stage(job, 0.3, 0.5, "Loading images"))
+    return rows, description, notes, images, t_scan
+
+
+def _robustness_path(run: Run, ds: Dataset, eval_set: EvalSet) -> Path:
+    return _cache_paths(f"{cache_key(run, ds, eval_set)}-robustness-{ROBUSTNESS_VERSION}")[1]
+
+
+def _read_table(path: Path) -> pd.DataFrame | None:
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError):
+        return None  # missing or damaged cache: recompute
+
+
+def cached_robustness(run: Run, eval_set: EvalSet) -> pd.DataFrame | None:
+    """The cached robustness table for this run and set, if any (never predicts)."""
+    try:
+        return _read_table(_robustness_path(run, open_eval_dataset(run, eval_set), eval_set))
+    except WorkbenchError:
+        return None
+
+
+def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use_cache: bool = True) -> pd.DataFrame:
+    """:func:`core.robustness.robustness_table` for a run on an evaluation set (cached on disk).
+
+    Images with a near-copy in the training set are left out, as in the leakage-free figures.
+    """
+    from core.robustness import SHIFTS, robustness_table
+
+    _check_preprocessing(run)
+    ds = open_eval_dataset(run, eval_set)
+    path = _robustness_path(run, ds, eval_set)
+    if use_cache and (hit := _read_table(path)) is not None:
+        return hit
+    rows, _, _, images, _ = _load_images(run, eval_set, ds, job)
+    dist = overlap_distances(run, rows["phash"].tolist())
+    keep = np.ones(len(rows), bool) if dist is None else dist > _threshold(run)
+    labels = rows["label"].map({c: i for i, c in enumerate(run.class_names)}).to_numpy(np.int64)[keep]
+    done = iter(range(1, len(SHIFTS) + 1))
+    progress = _stage(job, 0.5, 1.0, "Shifted images")
+
+    def logits_fn(x: np.ndarray) -> np.ndarray:
+        out = predict_logits(run, x)
+        progress(next(done), len(SHIFTS))
+        return out
+
+    temperature = float((run.card.get("results") or {}).get("temperature") or 1.0)
+    table = robustness_table(logits_fn, images[keep], labels, len(run.class_names), temperature)
+    table.insert(3, "n_images", int(keep.sum()))
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return table
 
 
 def store_summary(run: Run, result: EvaluationResult) -> Run:

@@ -23,6 +23,9 @@ def register(sub) -> None:
                    help="which images of --data: dataset_test (Testing/, else the leakage-free test part) or "
                         "folder (every image); default: dataset_test for a root with Testing/, else folder")
     p.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
+    p.add_argument("--robustness", action="store_true",
+                   help="also score the images under simulated acquisition shifts (contrast, bias field, noise, "
+                        "blur, resolution, JPEG): a proxy for other scanners, not external validation")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -47,13 +50,32 @@ def run(args: argparse.Namespace) -> int:
     from core.registry import resolve_run
 
     model_run = resolve_run(args.model)
-    result = evaluate_run(model_run, _choose_set(args), use_cache=not args.no_cache)
+    eval_set = _choose_set(args)
+    result = evaluate_run(model_run, eval_set, use_cache=not args.no_cache)
     summary = result.summary()
+    table = None
+    if args.robustness:
+        from core.evaluate import evaluate_robustness
+
+        table = evaluate_robustness(model_run, eval_set, use_cache=not args.no_cache)
     if args.json:
+        if table is not None:
+            summary["robustness"] = table.to_dict(orient="records")
         print(json.dumps(summary, indent=2))
         return 0
     _print_text(summary)
+    if table is not None:
+        _print_robustness(table)
     return 0
+
+
+def _print_robustness(table) -> None:
+    print(f"\nrobustness to simulated acquisition shifts ({table['n_images'].iloc[0]} leakage-free images; a "
+          "proxy for other scanners, not external validation):")
+    print(f"  {'shift':34s}{'accuracy':>9s}{'change':>9s}{'macro-F1':>10s}{'confidence':>12s}")
+    for row in table.itertuples():
+        print(f"  {row.title:34s}{row.accuracy:>9.3f}{row.change:>+8.1f}p{row.macro_f1:>10.3f}"
+              f"{row.mean_confidence:>12.3f}")
 
 
 def _fmt(value: float | None, ci: list[float] | None = None) -> str:

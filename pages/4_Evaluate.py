@@ -15,8 +15,10 @@ from core.evaluate import (
     EVAL_SETS,
     EvalSet,
     cached_evaluation,
+    cached_robustness,
     cell_images,
     comparison_table,
+    evaluate_robustness,
     evaluate_runs,
     gallery_images,
     training_history,
@@ -249,6 +251,22 @@ ece, table = metrics.calibration(probs, y)
 st.altair_chart(ec.reliability_chart(table, ece), width="stretch")
 st.caption(f"Confidences are temperature-scaled (T = {result.temperature:.2f}, fitted on validation images). "
            "Bars on the diagonal mean a 90% confident answer is right 90% of the time.")
+
+st.subheader("Robustness to acquisition differences")
+st.caption("How accuracy and confidence move when the same leakage-free test images are altered the way another "
+           "scanner or site could differ (contrast curve, coil bias field, noise, blur, resolution, JPEG). A stress "
+           "test on simulated shifts, not validation on another hospital's data.")
+robust = cached_robustness(run, eval_set)
+if robust is None and st.button("Run the stress test", key="evaluate_robustness",
+                                help="Predicts every leakage-free test image under each shift; about "
+                                     "ten forward passes over the set."):
+    with sh.shown_errors(), st.spinner("Predicting shifted images…"):
+        robust = evaluate_robustness(run, eval_set)
+if robust is not None:
+    st.altair_chart(ec.robustness_chart(robust), width="stretch")
+    worst = robust.sort_values("change").iloc[0]
+    st.caption(f"{int(robust['n_images'].iloc[0])} images. Largest drop: {worst['title']} "
+               f"({worst['change']:+.1f} points; imitates {worst['imitates']}).")
 
 st.subheader("Most confident mistakes")
 show_gallery(run, result, worst_mistakes(result.subset(lf), GALLERY), method, "No wrong predictions.")

@@ -55,6 +55,19 @@ def test_text_output(run_id, capsys):
     assert "leakage-free" in text and "confusion matrix (rows = true" in text and "accuracy [95% CI]" in text
 
 
+def test_robustness_table_in_text_and_json(run_id, capsys):
+    from core.robustness import SHIFTS
+
+    assert main(["evaluate", "--model", run_id, "--robustness"]) == 0
+    text = capsys.readouterr().out
+    assert "robustness to simulated acquisition shifts" in text and "not external validation" in text
+    assert all(shift.title in text for shift in SHIFTS.values())
+    assert main(["evaluate", "--model", run_id, "--robustness", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["robustness"]
+    assert [r["shift"] for r in rows] == list(SHIFTS)
+    assert rows[0]["change"] == 0 and all(0 <= r["accuracy"] <= 1 for r in rows)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--model", "no-such-run"], "no complete model run"),
     (["--model", "{run}", "--data", "/no/such/folder"], "does not exist"),

@@ -99,6 +99,23 @@ def test_cached_results_show_without_a_new_job(tiny_run, app_env):
         assert all(re.fullmatch(r"[01]\.\d{3}|—", str(v)) for v in tables[0][column]), tables[0][column]
 
 
+def test_robustness_stress_test_runs_from_the_page_and_is_cached(tiny_run, app_env):
+    from core.evaluate import EvalSet, cached_robustness, evaluate_run
+
+    run = add_run(tiny_run, app_env["models"])
+    evaluate_run(run, EvalSet("card_test"))
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert "Robustness to acquisition differences" in texts(at.subheader)
+    assert not any("Largest drop" in t for t in texts(at.caption))
+    at.button(key="evaluate_robustness").click().run()
+    assert not at.exception and not at.error
+    assert any("Largest drop" in t for t in texts(at.caption))
+    assert cached_robustness(run, EvalSet("card_test")) is not None
+    again = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()  # a new session: shown at once
+    assert any("Largest drop" in t for t in texts(again.caption))
+    assert not [b for b in again.button if b.key == "evaluate_robustness"]
+
+
 def test_testing_folder_shows_overlap_warning(tiny_run, app_env):
     from core.demo import demo_dir
     from core.evaluate import EvalSet, evaluate_run
