@@ -119,6 +119,7 @@ class TrainConfig:
     weight_decay: float = 1e-4  # decoupled weight decay for AdamW
     lr_schedule: str = "cosine"  # cosine | plateau (ReduceLROnPlateau also guards cosine runs)
     label_smoothing: float = 0.05
+    mixup: float = 0.0  # mixup alpha (Beta(alpha, alpha) blend of example pairs); 0 = off
     augment: AugmentConfig = field(default_factory=lambda: AUGMENT_PRESETS["standard"])
     class_weighting: bool = True  # weight the loss by inverse class frequency
     patience: int = 6  # EarlyStopping patience in epochs (restore best weights)
@@ -154,6 +155,8 @@ class TrainConfig:
             raise WorkbenchError("tta must be 'none' or 'hflip'", "TrainConfig")
         if not 0 <= self.average_epochs <= self.epochs + self.finetune.epochs:
             raise WorkbenchError("epochs to average must be between 0 and the number of epochs", "TrainConfig")
+        if not 0 <= self.mixup <= 1:
+            raise WorkbenchError("mixup alpha must be between 0 (off) and 1", "TrainConfig")
         if self.strategy not in ("default", "mirrored"):
             raise WorkbenchError("strategy must be 'default' or 'mirrored'", "TrainConfig")
 

@@ -44,12 +44,37 @@ def cached_images(paths: Sequence[Path], size: int, key: str,
     return arr
 
 
+def mixup_batch(x, y, w, key, alpha: float):
+    """Mixup (Zhang et al. 2018): blend each example with its neighbour in the batch.
+
+    Each example gets its own weight lam ~ Beta(alpha, alpha), folded to lam >= 0.5 so the
+    example keeps its identity; labels (and sample weights) blend with the same lam.
+    ``key`` is a stateless seed pair: the same key gives the same mix.
+    """
+    from core.tfrt import tf
+
+    tf = tf()
+    n = tf.shape(x)[0]
+    g = tf.random.stateless_gamma(tf.stack([n, 2]), seed=key, alpha=alpha, dtype=tf.float32)
+    lam = g[:, 0] / (g[:, 0] + g[:, 1] + 1e-12)
+    lam = tf.maximum(lam, 1.0 - lam)
+    mix = lambda a: tf.roll(a, shift=1, axis=0)  # noqa: E731 - the partner of example i is i-1
+    lam_x = tf.reshape(lam, [-1, 1, 1, 1])
+    x = lam_x * x + (1.0 - lam_x) * mix(x)
+    y = lam[:, None] * y + (1.0 - lam[:, None]) * mix(y)
+    if w is not None:
+        w = lam * w + (1.0 - lam) * mix(w)
+    return x, y, w
+
+
 def train_dataset(images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int,
-                  augment: AugmentConfig, seed: int, sample_weights: np.ndarray | None = None):
+                  augment: AugmentConfig, seed: int, sample_weights: np.ndarray | None = None,
+                  mixup: float = 0.0):
     """An infinite, shuffled, augmented, prefetched dataset of (x float32, y one-hot[, w]).
 
     Deterministic for a seed: the shuffle is seeded and each batch's augmentation key is
-    (seed, global batch index), so a rerun sees exactly the same stream.
+    (seed, global batch index), so a rerun sees exactly the same stream. ``mixup`` > 0 blends
+    augmented examples pairwise (:func:`mixup_batch` with that alpha).
     """
     from core.augment import augment_batch
     from core.tfrt import tf
@@ -64,7 +89,11 @@ def train_dataset(images: np.ndarray, labels: np.ndarray, num_classes: int, batc
     def _map(i, batch):
         x = tf.cast(batch[0], tf.float32)
         x = augment_batch(x, tf.stack([tf.constant(seed, tf.int64), i]), augment)
-        return (x,) + tuple(batch[1:])
+        if not mixup:
+            return (x,) + tuple(batch[1:])
+        w = batch[2] if len(batch) > 2 else None
+        x, y, w = mixup_batch(x, batch[1], w, tf.stack([tf.constant(seed + 1, tf.int64), i]), mixup)
+        return (x, y) if w is None else (x, y, w)
 
     ds = ds.map(_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)

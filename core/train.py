@@ -260,7 +260,8 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
                       metrics=["accuracy"])
 
     sw = class_weights(data.y["train"], n_classes)[data.y["train"]] if cfg.class_weighting else None
-    train_ds = train_dataset(data.x["train"], data.y["train"], n_classes, cfg.batch_size, cfg.augment, cfg.seed, sw)
+    train_ds = train_dataset(data.x["train"], data.y["train"], n_classes, cfg.batch_size, cfg.augment, cfg.seed, sw,
+                             mixup=cfg.mixup)
     val_ds = eval_dataset(data.x[cfg.validate_on], data.y[cfg.validate_on], n_classes, cfg.batch_size)
     steps = math.ceil(len(data.x["train"]) / cfg.batch_size)
     if cfg.max_train_batches:

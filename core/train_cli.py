@@ -21,6 +21,7 @@ def register(sub) -> None:
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
     p.add_argument("--schedule", default="cosine", choices=["cosine", "plateau"])
     p.add_argument("--label-smoothing", type=float, default=0.05)
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha, e.g. 0.2 (0 = off)")
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier (custom CNN)")
     p.add_argument("--augment", default="standard", choices=sorted(AUGMENT_PRESETS))
     p.add_argument("--patience", type=int, default=6)
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights, finetune=FineTuneConfig(epochs=args.finetune_epochs, unfreeze_layers=args.unfreeze),
         seed=args.seed, leakage_free=args.split == "leakage_free", strategy=args.strategy, width=args.width,
         max_train_batches=args.max_batches, tta=args.tta,
-        average_epochs=args.average_epochs,
+        average_epochs=args.average_epochs, mixup=args.mixup,
     )
     data_cfg = DataConfig(split_seed=args.split_seed)
     ds = open_folder(args.data)

@@ -107,9 +107,12 @@ schedule = c3.selectbox("Learning-rate schedule", list(SCHEDULES), format_func=S
                                                    "Plateau: divide the rate when validation loss stalls.")
 label_smoothing = c4.slider("Label smoothing", 0.0, 0.3, 0.05, 0.01, key="train_smoothing",
                             help="Softens the one-hot targets a little, which curbs over-confidence.")
-c1, c2 = st.columns(2)
+c1, c2, c3 = st.columns(3)
 class_weighting = c1.toggle("Weight classes by rarity", True, key="train_class_weights",
                             help="Rare classes count more in the loss, so the model cannot ignore them.")
+mixup = c3.slider("Mixup", 0.0, 1.0, 0.0, 0.05, key="train_mixup",
+                  help="Blends pairs of training images and their labels (0 = off; 0.2 is typical). A "
+                       "regulariser for small datasets: the model cannot memorise single images as easily.")
 width, weights, finetune = 1.0, "none", FineTuneConfig()
 if not spec.transfer:
     width = c2.select_slider("Width (channel multiplier)", [0.25, 0.5, 0.75, 1.0, 1.5, 2.0], 1.0, key="train_width",
@@ -190,7 +193,7 @@ with sh.shown_errors():
         label_smoothing=float(label_smoothing), augment=augment, class_weighting=class_weighting,
         patience=int(patience), weights=weights, finetune=finetune, seed=int(seed),
         leakage_free=mode == "leakage_free", strategy=strategy, width=float(width),
-        max_train_batches=int(max_batches) or None, average_epochs=int(average_epochs),
+        max_train_batches=int(max_batches) or None, average_epochs=int(average_epochs), mixup=float(mixup),
     )
     with st.expander("Exact configuration (saved in the model card)"):
         st.code(json.dumps(cfg.to_dict(), indent=2), language="json")
