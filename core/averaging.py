@@ -21,7 +21,8 @@ class WeightAverager:
 
     Args:
         n_epochs: how many final epochs to average.
-        total_epochs: the epoch count ``fit`` was asked for (epochs are 0-based in callbacks).
+        total_epochs: how many epochs this ``fit`` call runs (counted from its first epoch, so a
+            fine-tuning phase started at ``initial_epoch`` works the same way).
     """
 
     def __new__(cls, n_epochs: int, total_epochs: int):  # subclass keras.callbacks.Callback lazily
@@ -33,11 +34,14 @@ class WeightAverager:
                 self.sums: list[np.ndarray] | None = None
                 self.count = 0
                 self.last: list[np.ndarray] | None = None  # fallback when stopped before the tail
+                self.first_epoch: int | None = None  # a second phase's fit starts at initial_epoch
 
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
                 values = [np.asarray(v, dtype=np.float64) for v in self.model.trainable_variables]
                 self.last = values
-                if epoch < total_epochs - n_epochs:
+                if self.first_epoch is None:
+                    self.first_epoch = epoch
+                if epoch - self.first_epoch < total_epochs - n_epochs:
                     return
                 self.sums = values if self.sums is None else [s + v for s, v in zip(self.sums, values)]
                 self.count += 1

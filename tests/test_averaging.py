@@ -67,7 +67,7 @@ def test_frozen_batchnorm_keeps_its_statistics():
     np.testing.assert_array_equal(np.asarray(bn.moving_variance), before[1])
 
 
-def _fit_recorded(epochs: int, averager):
+def _fit_recorded(epochs: int, averager, initial_epoch: int = 0):
     from core.tfrt import keras
 
     k = keras()
@@ -81,7 +81,8 @@ def _fit_recorded(epochs: int, averager):
 
     x = _images(32).astype(np.float32)
     y = np.eye(2, dtype=np.float32)[np.arange(32) % 2]
-    model.fit(x, y, epochs=epochs, batch_size=8, verbose=0, callbacks=[Record(), averager])
+    model.fit(x, y, epochs=initial_epoch + epochs, initial_epoch=initial_epoch, batch_size=8, verbose=0,
+              callbacks=[Record(), averager])
     return model, seen
 
 
@@ -95,6 +96,17 @@ def test_averager_returns_the_mean_of_the_last_epochs():
     assert not np.allclose(seen[2][0], seen[3][0])  # the weights moved, so the mean is a real mean
     for i, w in enumerate(weights):
         np.testing.assert_allclose(w, (seen[2][i] + seen[3][i]) / 2, rtol=1e-6)
+
+
+def test_averager_counts_epochs_from_the_start_of_a_second_phase():
+    from core.averaging import WeightAverager
+
+    averager = WeightAverager(n_epochs=2, total_epochs=3)  # fine-tuning: epochs 5, 6, 7 of the run
+    _, seen = _fit_recorded(3, averager, initial_epoch=5)
+    weights, count = averager.averaged()
+    assert count == 2 and len(seen) == 3
+    for i, w in enumerate(weights):
+        np.testing.assert_allclose(w, (seen[1][i] + seen[2][i]) / 2, rtol=1e-6)
 
 
 def test_averager_falls_back_to_the_last_epoch_when_the_run_stops_early():
