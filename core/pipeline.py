@@ -51,9 +51,10 @@ def mixup_batch(x, y, w, key, alpha: float):
     example keeps its identity; labels (and sample weights) blend with the same lam.
     ``key`` is a stateless seed pair: the same key gives the same mix.
     """
-    from core.tfrt import tf
+    # Called inside a traced tf.data map, where AutoGraph would try to convert core.tfrt's
+    # environment set-up; TensorFlow is already initialised by then, so import it directly.
+    import tensorflow as tf
 
-    tf = tf()
     n = tf.shape(x)[0]
     g = tf.random.stateless_gamma(tf.stack([n, 2]), seed=key, alpha=alpha, dtype=tf.float32)
     lam = g[:, 0] / (g[:, 0] + g[:, 1] + 1e-12)
