@@ -22,6 +22,8 @@ TRANSFORM_NOTES: dict[str, str] = {
     "vertical_flip": "Turns the slice upside-down: no real scan looks like this.",
     "brightness": "Adds a constant: scanners and sequences differ in overall intensity.",
     "contrast": "Stretches intensities about the mean: windowing differs between sites.",
+    "blur": "Blurs by a random amount: coarser acquisitions and smoother reconstructions look like this.",
+    "noise": "Adds MRI-like (Rician) noise: lower field strengths and faster sequences are noisier.",
 }
 
 
@@ -40,6 +42,8 @@ def anatomy_warnings(cfg: AugmentConfig) -> list[str]:
         out.append("Rotations beyond ±30° are rarely seen in practice.")
     if cfg.contrast > 0.4 or cfg.brightness > 0.3:
         out.append("Strong intensity changes can wash out subtle lesions.")
+    if cfg.blur > 1.5 or cfg.noise > 0.1:
+        out.append("Strong blur or noise can erase small lesions while keeping the tumour label.")
     return out
 
 
@@ -95,7 +99,40 @@ def augment_batch(images, seed, cfg: AugmentConfig):
         out = (out - mean) * factor + mean
     if cfg.brightness > 0:
         out = out + _uniform(seeds[7], [b, 1, 1, 1], -1.0, 1.0) * (cfg.brightness * 255.0)
+    if cfg.blur > 0 or cfg.noise > 0:
+        # Keys of their own (folded in), so adding blur or noise leaves every other draw unchanged.
+        extra = tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 1), num=3)
+        out = tf.clip_by_value(out, 0.0, 255.0)
+        if cfg.blur > 0:
+            out = _random_blur(out, extra[0], cfg.blur)
+        if cfg.noise > 0:
+            sigma = _uniform(extra[1], [b, 1, 1, 1], 0.0, 1.0) * (cfg.noise * 255.0)
+            n = tf.random.stateless_normal(tf.concat([[2], tf.shape(out)], 0), seed=extra[2])
+            # Magnitude images carry Rician noise: the modulus of complex Gaussian noise on the signal.
+            out = tf.sqrt(tf.square(out + sigma * n[0]) + tf.square(sigma * n[1]))
     return tf.clip_by_value(out, 0.0, 255.0)
+
+
+def _random_blur(images, seed, max_sigma: float):
+    """Separable Gaussian blur with a sigma drawn per image in [0, max_sigma]."""
+    import tensorflow as tf
+
+    radius = max(1, math.ceil(3 * max_sigma))
+    shape = tf.shape(images)
+    b, h, w, c = shape[0], shape[1], shape[2], shape[3]
+    sigma = tf.maximum(_uniform(seed, [b], 0.0, max_sigma), 1e-3)  # ~0 gives a delta kernel: no blur
+    x = tf.range(-radius, radius + 1, dtype=tf.float32)
+    k = tf.exp(-tf.square(x)[None, :] / (2.0 * tf.square(sigma)[:, None]))
+    k = k / tf.reduce_sum(k, axis=1, keepdims=True)  # (B, 2r+1)
+    k = tf.reshape(tf.repeat(k, c, axis=0), [b * c, 2 * radius + 1])  # one kernel per (image, channel)
+    # Images become channels of one picture, so depthwise convolution gives each its own kernel.
+    x_img = tf.reshape(tf.transpose(images, [1, 2, 0, 3]), [1, h, w, b * c])
+    horiz = tf.transpose(k)[None, :, :, None]  # (1, 2r+1, B·C, 1)
+    vert = tf.transpose(k)[:, None, :, None]  # (2r+1, 1, B·C, 1)
+    x_img = tf.nn.depthwise_conv2d(x_img, horiz, strides=[1, 1, 1, 1], padding="SAME")
+    x_img = tf.nn.depthwise_conv2d(x_img, vert, strides=[1, 1, 1, 1], padding="SAME")
+    return tf.transpose(tf.reshape(x_img, [h, w, b, c]), [2, 0, 1, 3])
 
 
 def preview_variants(image: np.ndarray, cfg: AugmentConfig, n: int = 8, seed: int = 0) -> np.ndarray:

@@ -57,6 +57,8 @@ class AugmentConfig:
     vertical_flip: bool = False  # upside-down: anatomically implausible for axial slices
     brightness: float = 0.0  # max additive change, fraction of full range
     contrast: float = 0.0  # max multiplicative change around the image mean (0.2 = ×0.8..1.2)
+    blur: float = 0.0  # max Gaussian blur sigma in pixels (each image draws its own in 0..blur)
+    noise: float = 0.0  # max Rician noise sigma, fraction of full range (each image draws its own)
 
     def __post_init__(self) -> None:
         checks = {
@@ -65,6 +67,8 @@ class AugmentConfig:
             "translate": (0, 0.5),
             "brightness": (0, 1),
             "contrast": (0, 0.9),
+            "blur": (0, 3),
+            "noise": (0, 0.2),
         }
         for name, (lo, hi) in checks.items():
             v = getattr(self, name)
@@ -88,6 +92,12 @@ AUGMENT_PRESETS: dict[str, AugmentConfig] = {
     "light": AugmentConfig(rotation_deg=5, zoom=0.05, translate=0.03, horizontal_flip=True),
     "standard": AugmentConfig(
         rotation_deg=10, zoom=0.1, translate=0.05, horizontal_flip=True, brightness=0.05, contrast=0.1
+    ),
+    # Standard plus the acquisition differences the robustness stress test found the model most
+    # sensitive to (blur and noise stand in for other scanners' resolution and field strength).
+    "robust": AugmentConfig(
+        rotation_deg=10, zoom=0.1, translate=0.05, horizontal_flip=True, brightness=0.05, contrast=0.1, blur=1.0,
+        noise=0.03
     ),
     "strong": AugmentConfig(
         rotation_deg=20, zoom=0.2, translate=0.1, horizontal_flip=True, brightness=0.1, contrast=0.2

@@ -22,6 +22,8 @@ SLIDERS = {
     "translate": (0.5, 0.01, "Shift (± fraction of the side)"),
     "brightness": (1.0, 0.01, "Brightness (± fraction of the range)"),
     "contrast": (0.9, 0.01, "Contrast (± fraction)"),
+    "blur": (3.0, 0.1, "Blur (max σ, pixels)"),
+    "noise": (0.2, 0.01, "Noise (max σ, fraction of the range)"),
 }
 TOGGLES = {"horizontal_flip": "Left-right flip", "vertical_flip": "Upside-down flip"}
 DRAFT_KEY = "augment_draft"  # the sliders' config, kept while the user visits other pages

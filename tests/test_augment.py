@@ -18,6 +18,8 @@ SINGLE = {
     "vertical_flip": AugmentConfig(vertical_flip=True),
     "brightness": AugmentConfig(brightness=0.2),
     "contrast": AugmentConfig(contrast=0.4),
+    "blur": AugmentConfig(blur=1.5),
+    "noise": AugmentConfig(noise=0.05),
 }
 
 
@@ -132,3 +134,28 @@ def test_anatomy_warnings() -> None:
         rotation_deg=45, zoom=0.5, translate=0.3, vertical_flip=True, brightness=0.5, contrast=0.5
     )
     assert len(anatomy_warnings(everything)) == 5
+
+
+def test_blur_smooths_each_image_by_its_own_amount() -> None:
+    images = batch()
+    out = run(images, AugmentConfig(blur=2.0))
+    rough = lambda x: np.abs(np.diff(x, axis=2)).mean(axis=(1, 2, 3))  # noqa: E731
+    assert (rough(out) < rough(images)).all()
+    assert np.ptp(rough(out)) > 1.0  # different sigmas per image, not one for the batch
+    # Mass is kept away from the zero-padded border (a normalised kernel, not a darkening one).
+    assert abs(out[:, 8:-8, 8:-8].mean() - images[:, 8:-8, 8:-8].mean()) < 2.0
+
+
+def test_noise_is_rician_and_lifts_a_black_background() -> None:
+    black = np.zeros((B, H, W, 1), np.float32)
+    out = run(black, AugmentConfig(noise=0.1))
+    assert (out >= 0).all() and out.mean() > 1.0  # a modulus is never negative, so the mean rises
+
+
+def test_blur_and_noise_leave_the_other_transforms_draws_unchanged() -> None:
+    images = batch()
+    geometric = AugmentConfig(rotation_deg=20, zoom=0.1, horizontal_flip=True)
+    plain = run(images, geometric)
+    noisy = run(images, AugmentConfig(rotation_deg=20, zoom=0.1, horizontal_flip=True, noise=0.01))
+    # Weak noise on top of the same geometry: close everywhere (a different draw would move pixels a lot).
+    assert np.abs(noisy - plain).mean() < 3.0
