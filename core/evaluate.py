@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,14 +259,17 @@ def _stage(job: Job | None, lo: float, hi: float, phase: str):
     return progress
 
 
-def predict_logits(run: Run, images: np.ndarray, progress=None, batch_size: int = BATCH) -> np.ndarray:
-    """Logits (N, C) of a run's model (from the 'logits' layer, else log(probs)), batch by batch.
+def logits_function(run: Run, batch_size: int = BATCH) -> Callable[..., np.ndarray]:
+    """Load a run's model once and return ``f(images, progress=None) -> logits (N, C)``.
 
-    One tf.function with a batch-agnostic signature is traced once: ``predict_on_batch``
-    retraces on the short last batch and ``predict`` adds seconds of tf.data overhead.
+    Logits come from the 'logits' layer, else log(probs), with the card's test-time
+    augmentation, batch by batch. One tf.function with a batch-agnostic signature is traced
+    once: ``predict_on_batch`` retraces on the short last batch and ``predict`` adds seconds
+    of tf.data overhead.
     """
     from core.registry import load_model
     from core.tfrt import keras, tf
+    from core.tta import tta_logits, tta_mode
 
     tf, k = tf(), keras()
     model = load_model(run)
@@ -276,19 +280,27 @@ def predict_logits(run: Run, images: np.ndarray, progress=None, batch_size: int 
     size = run.image_size
     step = tf.function(lambda x: probe([x], training=False),
                        input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32)])
-    from core.tta import tta_logits, tta_mode
 
     def forward(x: np.ndarray) -> np.ndarray:
         out = np.asarray(step(tf.constant(x, tf.float32)), dtype=np.float64)
         return np.log(np.clip(out, 1e-12, 1.0)) if from_probs else out
 
     mode = tta_mode(run.card)
-    out = [np.zeros((0, len(run.class_names)))]
-    for start in range(0, len(images), batch_size):
-        out.append(tta_logits(forward, images[start:start + batch_size], mode))
-        if progress:
-            progress(min(start + batch_size, len(images)), len(images))
-    return np.concatenate(out)
+
+    def logits(images: np.ndarray, progress=None) -> np.ndarray:
+        out = [np.zeros((0, len(run.class_names)))]
+        for start in range(0, len(images), batch_size):
+            out.append(tta_logits(forward, images[start:start + batch_size], mode))
+            if progress:
+                progress(min(start + batch_size, len(images)), len(images))
+        return np.concatenate(out)
+
+    return logits
+
+
+def predict_logits(run: Run, images: np.ndarray, progress=None, batch_size: int = BATCH) -> np.ndarray:
+    """Logits (N, C) of a run's model on ``images`` (see :func:`logits_function`)."""
+    return logits_function(run, batch_size)(images, progress)
 
 
 def overlap_distances(run: Run, phashes: list[str]) -> np.ndarray | None:
@@ -425,9 +437,10 @@ def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use
     labels = rows["label"].map({c: i for i, c in enumerate(run.class_names)}).to_numpy(np.int64)[keep]
     done = iter(range(1, len(SHIFTS) + 1))
     progress = _stage(job, 0.5, 1.0, "Shifted images")
+    model_logits = logits_function(run)  # one model load for every shift
 
     def logits_fn(x: np.ndarray) -> np.ndarray:
-        out = predict_logits(run, x)
+        out = model_logits(x)
         progress(next(done), len(SHIFTS))
         return out
 

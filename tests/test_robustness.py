@@ -95,5 +95,6 @@ def test_robustness_of_a_run_is_computed_once_and_cached(tiny_registry, monkeypa
     assert 0 < table["n_images"].iloc[0] <= n
     assert table["accuracy"].between(0, 1).all() and table["mean_confidence"].between(0, 1).all()
     monkeypatch.setattr(evaluate, "predict_logits", lambda *a, **k: pytest.fail("cache not used"))
+    monkeypatch.setattr(evaluate, "logits_function", lambda *a, **k: pytest.fail("cache not used"))
     again = evaluate_robustness(tiny_registry, EvalSet("card_test"))
     assert list(again["accuracy"]) == pytest.approx(list(table["accuracy"]))
