@@ -257,11 +257,14 @@ st.caption("How accuracy and confidence move when the same leakage-free test ima
            "scanner or site could differ (contrast curve, coil bias field, noise, blur, resolution, JPEG). A stress "
            "test on simulated shifts, not validation on another hospital's data.")
 robust = cached_robustness(run, eval_set)
-if robust is None and st.button("Run the stress test", key="evaluate_robustness",
-                                help="Predicts every leakage-free test image under each shift; about "
-                                     "ten forward passes over the set."):
-    with sh.shown_errors(), st.spinner("Predicting shifted images…"):
-        robust = evaluate_robustness(run, eval_set)
+if robust is None:
+    slot = st.empty()  # the button goes once the result is there
+    if slot.button("Run the stress test", key="evaluate_robustness",
+                   help="Predicts every leakage-free test image under each shift; about ten forward passes "
+                        "over the set."):
+        slot.empty()
+        with sh.shown_errors(), st.spinner("Predicting shifted images…"):
+            robust = evaluate_robustness(run, eval_set)
 if robust is not None:
     st.altair_chart(ec.robustness_chart(robust), width="stretch")
     worst = robust.sort_values("change").iloc[0]
