@@ -284,7 +284,7 @@ def predict_latency(run, files: list[Path], reps: int) -> dict:
         name, data = blobs[i % len(blobs)]
         t = time.perf_counter()
         model = keras.saving.load_model(run.model_path, compile=False)
-        x = load_for_model(data, run.image_size, name)[None].astype(np.float32)
+        x = load_for_model(data, run.image_size, name, run.preprocessing)[None].astype(np.float32)
         model.predict(x, verbose=0)
         naive.append(time.perf_counter() - t)
     return {"reps": reps, "single_gradcam_median_ms": 1000 * median(single_cam),

@@ -24,6 +24,9 @@ TRANSFORM_NOTES: dict[str, str] = {
     "contrast": "Stretches intensities about the mean: windowing differs between sites.",
     "blur": "Blurs by a random amount: coarser acquisitions and smoother reconstructions look like this.",
     "noise": "Adds MRI-like (Rician) noise: lower field strengths and faster sequences are noisier.",
+    "gamma": "Bends the contrast curve: other scanners and exports map tissue to grey levels differently.",
+    "downsample": "Lowers the resolution and scales back up: coarser acquisitions and small exports look "
+                  "like this.",
 }
 
 
@@ -42,6 +45,8 @@ def anatomy_warnings(cfg: AugmentConfig) -> list[str]:
         out.append("Rotations beyond ±30° are rarely seen in practice.")
     if cfg.contrast > 0.4 or cfg.brightness > 0.3:
         out.append("Strong intensity changes can wash out subtle lesions.")
+    if cfg.downsample > 0.7:
+        out.append("Scaling down to under a third of the resolution can erase small lesions.")
     if cfg.blur > 1.5 or cfg.noise > 0.1:
         out.append("Strong blur or noise can erase small lesions while keeping the tumour label.")
     return out
@@ -111,7 +116,36 @@ def augment_batch(images, seed, cfg: AugmentConfig):
             n = tf.random.stateless_normal(tf.concat([[2], tf.shape(out)], 0), seed=extra[2])
             # Magnitude images carry Rician noise: the modulus of complex Gaussian noise on the signal.
             out = tf.sqrt(tf.square(out + sigma * n[0]) + tf.square(sigma * n[1]))
+    if cfg.gamma > 0 or cfg.downsample > 0:
+        # Keys of their own again, so presets without these transforms draw exactly as before.
+        more = tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 2), num=3)
+        out = tf.clip_by_value(out, 0.0, 255.0)
+        if cfg.gamma > 0:
+            g = tf.exp(_uniform(more[0], [b, 1, 1, 1], -1.0, 1.0) * cfg.gamma)
+            out = 255.0 * tf.pow(out / 255.0 + 1e-6, g)
+        if cfg.downsample > 0:
+            out = _random_downsample(out, more[1], more[2], cfg.downsample)
     return tf.clip_by_value(out, 0.0, 255.0)
+
+
+def _random_downsample(images, seed_factor, seed_pick, max_loss: float):
+    """Down-and-up sampling of a random half of the batch, by one factor in [1 - max_loss, 1] per batch.
+
+    One factor per batch keeps the op a single static-shape resize pair; over many batches
+    every factor is seen.
+    """
+    import tensorflow as tf
+
+    shape = tf.shape(images)
+    b, h, w = shape[0], shape[1], shape[2]
+    factor = _uniform(seed_factor, [], 1.0 - max_loss, 1.0)
+    small = tf.maximum(8, tf.cast(tf.round(tf.cast(h, tf.float32) * factor), tf.int32))
+    small_w = tf.maximum(8, tf.cast(tf.round(tf.cast(w, tf.float32) * factor), tf.int32))
+    low = tf.image.resize(images, tf.stack([small, small_w]), method="area")
+    back = tf.image.resize(low, tf.stack([h, w]), method="bilinear")
+    pick = tf.cast(_uniform(seed_pick, [b, 1, 1, 1], 0.0, 1.0) < 0.5, tf.float32)
+    return pick * back + (1.0 - pick) * images
 
 
 def _random_blur(images, seed, max_sigma: float):

@@ -31,7 +31,10 @@ def overlay_for(result: PredictionResult, alpha: float = 0.4, colormap: str = "j
     """The heatmap blended onto the full-resolution decoded slice (None without a heatmap)."""
     if result.heatmap is None or result.image is None:
         return None
-    return overlay(result.image.pixels, result.heatmap, alpha=alpha, colormap=colormap)
+    heat = result.heatmap
+    if result.framing is not None:  # the model saw a crop: put the map back where that crop came from
+        heat = result.framing.place(heat, result.image.pixels.shape[:2])
+    return overlay(result.image.pixels, heat, alpha=alpha, colormap=colormap)
 
 
 def png_bytes(rgb_or_gray: np.ndarray) -> bytes:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from core.errors import WorkbenchError
+from core.preprocess import RECIPES
 
 T = TypeVar("T")
 
@@ -59,6 +60,8 @@ class AugmentConfig:
     contrast: float = 0.0  # max multiplicative change around the image mean (0.2 = ×0.8..1.2)
     blur: float = 0.0  # max Gaussian blur sigma in pixels (each image draws its own in 0..blur)
     noise: float = 0.0  # max Rician noise sigma, fraction of full range (each image draws its own)
+    gamma: float = 0.0  # max |log gamma| of a random contrast curve (0.4 = gamma 0.67..1.49)
+    downsample: float = 0.0  # max resolution loss: each image is scaled to 1-downsample..1 and back
 
     def __post_init__(self) -> None:
         checks = {
@@ -69,6 +72,8 @@ class AugmentConfig:
             "contrast": (0, 0.9),
             "blur": (0, 3),
             "noise": (0, 0.2),
+            "gamma": (0, 1),
+            "downsample": (0, 0.75),
         }
         for name, (lo, hi) in checks.items():
             v = getattr(self, name)
@@ -98,6 +103,13 @@ AUGMENT_PRESETS: dict[str, AugmentConfig] = {
     "robust": AugmentConfig(
         rotation_deg=10, zoom=0.1, translate=0.05, horizontal_flip=True, brightness=0.05, contrast=0.1, blur=1.0,
         noise=0.03
+    ),
+    # For other hospitals' scans (issue 12): the framing, contrast-curve and acquisition
+    # differences between sources, drawn wider than the stress test's conditions so that
+    # they sit inside the training distribution.
+    "generalise": AugmentConfig(
+        rotation_deg=15, zoom=0.15, translate=0.06, horizontal_flip=True, brightness=0.05, contrast=0.15,
+        blur=1.2, noise=0.04, gamma=0.4, downsample=0.6
     ),
     "strong": AugmentConfig(
         rotation_deg=20, zoom=0.2, translate=0.1, horizontal_flip=True, brightness=0.1, contrast=0.2
@@ -145,6 +157,9 @@ class TrainConfig:
     # Average the weights of the last N epochs and re-estimate batch-norm statistics
     # (core.averaging); 0 keeps the epoch with the best validation loss instead.
     average_epochs: int = 0
+    # Preprocessing recipe (core.preprocess.RECIPES): head crop + intensity standardisation
+    # by default; the card records it and inference applies the same one.
+    preprocessing: str = "head-v2"
 
     def __post_init__(self) -> None:
         if self.image_size < 32 or self.image_size > 512:
@@ -167,6 +182,8 @@ class TrainConfig:
             raise WorkbenchError("epochs to average must be between 0 and the number of epochs", "TrainConfig")
         if not 0 <= self.mixup <= 1:
             raise WorkbenchError("mixup alpha must be between 0 (off) and 1", "TrainConfig")
+        if self.preprocessing not in RECIPES:
+            raise WorkbenchError(f"unknown preprocessing '{self.preprocessing}'", "TrainConfig")
         if self.strategy not in ("default", "mirrored"):
             raise WorkbenchError("strategy must be 'default' or 'mirrored'", "TrainConfig")
 

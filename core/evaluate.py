@@ -379,12 +379,9 @@ def evaluate_run(run: Run, eval_set: EvalSet, job: Job | None = None, use_cache:
 
 
 def _check_preprocessing(run: Run) -> None:
-    from core.preprocess import PREPROCESSING_ID
+    from core.preprocess import get_recipe
 
-    recorded = (run.card.get("preprocessing") or {}).get("id", PREPROCESSING_ID)
-    if recorded != PREPROCESSING_ID:
-        raise WorkbenchError(f"the model was trained with preprocessing '{recorded}' but this workbench applies "
-                             f"'{PREPROCESSING_ID}'; its predictions here would not be comparable", run.run_id)
+    get_recipe(run.preprocessing)  # a recipe this workbench does not know: refuse with a clear message
 
 
 def _load_images(run: Run, eval_set: EvalSet, ds: Dataset, job: Job | None):
@@ -396,7 +393,8 @@ def _load_images(run: Run, eval_set: EvalSet, ds: Dataset, job: Job | None):
     rows, description, notes = select_images(run, eval_set, ds, report)
     t_scan = time.perf_counter()
     paths = [ds.abspath(p) for p in rows["path"]]
-    images = cached_images(paths, run.image_size, ds.fingerprint, _stage(job, 0.3, 0.5, "Loading images"))
+    images = cached_images(paths, run.image_size, ds.fingerprint, _stage(job, 0.3, 0.5, "Loading images"),
+                           preprocessing=run.preprocessing)
     return rows, description, notes, images, t_scan
 
 
@@ -506,7 +504,7 @@ def gallery_images(run: Run, model, root: str | Path, rows: pd.DataFrame, cam_me
     longer be read becomes a grey square rather than an error.
     """
     from core.imageio import decode_image
-    from core.preprocess import prepare
+    from core.preprocess import prepare_framed, resize_square
 
     index = {c: i for i, c in enumerate(run.class_names)}
     out = []
@@ -516,14 +514,16 @@ def gallery_images(run: Run, model, root: str | Path, rows: pd.DataFrame, cam_me
         except WorkbenchError:
             out.append(np.full((display_size, display_size, 3), 128, np.uint8))
             continue
-        shown = prepare(image, max(display_size, run.image_size))[..., 0]
+        prepared = prepare_framed(image, run.image_size, run.preprocessing)
+        # Show the original intensities of the part the model saw, at a readable size.
+        shown = resize_square(prepared.framing.crop(image.pixels), max(display_size, run.image_size))[..., 0]
         if cam_method is None:
             out.append(np.repeat(shown[..., None], 3, axis=-1))
             continue
         from core.gradcam import compute_cam
         from core.overlay import overlay
 
-        heat = compute_cam(model, prepare(image, run.image_size), index[row.predicted], cam_method)
+        heat = compute_cam(model, prepared.pixels, index[row.predicted], cam_method)
         out.append(overlay(shown, heat, alpha))
     return out
 

@@ -17,16 +17,18 @@ import numpy as np
 
 from core.config import AugmentConfig
 from core.paths import cache_dir
-from core.preprocess import PREPROCESSING_ID, load_many
+from core.preprocess import LEGACY_ID, load_many
 
 
 def cached_images(paths: Sequence[Path], size: int, key: str,
-                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """(N, size, size, 1) uint8 for ``paths``, cached on disk under ``key`` (dataset fingerprint)."""
+                  progress: Callable[[int, int], None] | None = None,
+                  preprocessing: str = LEGACY_ID) -> np.ndarray:
+    """(N, size, size, 1) uint8 for ``paths`` prepared by ``preprocessing``, cached on disk under
+    ``key`` (dataset fingerprint)."""
     digest = hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:12]
     folder = cache_dir() / "arrays"
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{PREPROCESSING_ID}-{key}-{size}-{digest}.npy"
+    target = folder / f"{preprocessing}-{key}-{size}-{digest}.npy"
     if target.exists():
         try:
             arr = np.load(target, mmap_mode=None, allow_pickle=False)
@@ -36,7 +38,7 @@ def cached_images(paths: Sequence[Path], size: int, key: str,
                 return arr
         except (OSError, ValueError):
             pass  # damaged cache: rebuild
-    arr = load_many(paths, size, progress=progress)
+    arr = load_many(paths, size, progress=progress, preprocessing=preprocessing)
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as fh:
         np.save(fh, arr)

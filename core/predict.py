@@ -22,7 +22,7 @@ from core.gradcam import CAM_METHODS, compute_cam
 from core.hashing import hashes_from_hex, nearest_distance, perceptual_hash
 from core.imageio import DecodedImage, decode_image
 from core.ood import OODModel, energy, image_checks
-from core.preprocess import prepare
+from core.preprocess import Framing, Prepared, prepare_framed
 from core.registry import OOD_FILE, Run, best_run, list_runs, load_model, resolve_run
 from core.tta import mirrored, tta_mode
 
@@ -57,6 +57,7 @@ class PredictionResult:
     method: str | None = None  # the CAM method used
     image: DecodedImage | None = None  # the decoded upload (full resolution)
     model_input: np.ndarray | None = None  # (S, S, 1) uint8, exactly what the model saw
+    framing: Framing | None = None  # where model_input came from in ``image`` (head crop)
     meta: dict[str, Any] = field(default_factory=dict)  # safe DICOM header fields
     error: str | None = None
 
@@ -160,7 +161,11 @@ class Predictor:
 
     def prepare(self, image: DecodedImage) -> np.ndarray:
         """(S, S, 1) uint8 model input, via the training pipeline's own function."""
-        return prepare(image, self.image_size)
+        return self.prepare_framed(image).pixels
+
+    def prepare_framed(self, image: DecodedImage) -> Prepared:
+        """The model input and where it came from in the image (the card's preprocessing recipe)."""
+        return prepare_framed(image, self.image_size, self.run.preprocessing)
 
     def predict(self, images: np.ndarray) -> Scores:
         """Scores for (N, S, S, 1) prepared images (uint8 or float 0..255)."""
@@ -272,7 +277,8 @@ def predict_files(predictor: Predictor, items: Sequence[tuple[str, bytes]], grad
             image = _decode(str(name), bytes(data))
             results[i].image = image
             results[i].meta = {k: v for k, v in image.meta.items() if k in SAFE_META}
-            results[i].model_input = predictor.prepare(image)
+            prepared = predictor.prepare_framed(image)
+            results[i].model_input, results[i].framing = prepared.pixels, prepared.framing
             good.append(i)
         except WorkbenchError as exc:
             results[i].error = exc.reason

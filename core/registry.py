@@ -60,6 +60,14 @@ class Run:
         return int(self.card["image_size"])
 
     @property
+    def preprocessing(self) -> str:
+        """The preprocessing recipe id the model was trained with (cards before v2: the legacy one)."""
+        from core.preprocess import LEGACY_ID
+
+        pre = self.card.get("preprocessing")
+        return str(pre.get("id") or LEGACY_ID) if isinstance(pre, dict) else LEGACY_ID
+
+    @property
     def created(self) -> str:
         return str(self.card.get("created", ""))
 

@@ -66,7 +66,7 @@ def prepare_data(ds: Dataset, report: ScanReport, cfg: TrainConfig, data_cfg: Da
             job.update(phase=f"Loading images {done}/{total}", progress=0.05 * done / total)
             job.check_cancelled()
 
-    images = cached_images(paths_all, cfg.image_size, ds.fingerprint, progress)
+    images = cached_images(paths_all, cfg.image_size, ds.fingerprint, progress, preprocessing=cfg.preprocessing)
     out = PreparedData({}, {}, {}, {}, list(ds.class_names))
     for split in ("train", "val", "test"):
         mask = (files["split"] == split).to_numpy()
@@ -469,7 +469,8 @@ def recalibrate_run(run: Run, tta: str) -> Run:
         raise WorkbenchError(f"{len(missing)} validation images are missing, e.g. {missing[0]}", str(root))
     y = np.array([run.class_names.index(canonical_class(Path(f).parent.name)) for f in files])
     model_run = _feature_probe(load_model(run))
-    logits = tta_logits(lambda x: model_run(x)[1], load_many(paths, run.image_size), tta)
+    logits = tta_logits(lambda x: model_run(x)[1], load_many(paths, run.image_size,
+                                                             preprocessing=run.preprocessing), tta)
     split = (run.card.get("results") or {}).get("validated_on", "val")
     results = dict(run.card.get("results") or {})
     results.update(calibration_results(logits, y, len(run.class_names), split, tta))
@@ -505,7 +506,7 @@ def _model_card(run_id, spec, cfg, data_cfg, ds, data, model, stage, results, we
     import keras as _k
     import tensorflow as _tf
 
-    from core.preprocess import PREPROCESSING_ID
+    from core.preprocess import get_recipe
 
     model_path = stage / MODEL_FILE
     return {
@@ -519,9 +520,8 @@ def _model_card(run_id, spec, cfg, data_cfg, ds, data, model, stage, results, we
         "image_size": cfg.image_size,
         "input_channels": 1,
         "preprocessing": {
-            "id": PREPROCESSING_ID,
-            "description": "decode to 8-bit grayscale (core.imageio), resize to image_size×image_size "
-                           "(INTER_AREA when shrinking), feed 0..255 floats; scaling is inside the model",
+            "id": cfg.preprocessing,
+            "description": get_recipe(cfg.preprocessing).description,
         },
         "weights": weights_note,
         "versions": {"tensorflow": _tf.__version__, "keras": _k.__version__, "python": platform.python_version()},

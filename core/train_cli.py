@@ -8,6 +8,7 @@ import sys
 import time
 
 from core.config import AUGMENT_PRESETS, DataConfig, FineTuneConfig, TrainConfig
+from core.preprocess import RECIPES
 
 
 def register(sub) -> None:
@@ -33,6 +34,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--strategy", default="default", choices=["default", "mirrored"])
     p.add_argument("--max-batches", type=int, default=None, help="cap batches per epoch (smoke runs)")
+    p.add_argument("--preprocessing", default=TrainConfig.preprocessing, choices=sorted(RECIPES),
+                   help="preprocessing recipe (head-v2: head crop + intensity standardisation)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--tta", default="hflip", choices=["none", "hflip"],
                    help="test-time augmentation used at inference and in calibration")
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights, finetune=FineTuneConfig(epochs=args.finetune_epochs, unfreeze_layers=args.unfreeze),
         seed=args.seed, leakage_free=args.split == "leakage_free", strategy=args.strategy, width=args.width,
         max_train_batches=args.max_batches, tta=args.tta,
-        average_epochs=args.average_epochs, mixup=args.mixup,
+        average_epochs=args.average_epochs, mixup=args.mixup, preprocessing=args.preprocessing,
     )
     data_cfg = DataConfig(split_seed=args.split_seed)
     ds = open_folder(args.data)

@@ -20,6 +20,8 @@ SINGLE = {
     "contrast": AugmentConfig(contrast=0.4),
     "blur": AugmentConfig(blur=1.5),
     "noise": AugmentConfig(noise=0.05),
+    "gamma": AugmentConfig(gamma=0.5),
+    "downsample": AugmentConfig(downsample=0.6),
 }
 
 
@@ -159,3 +161,29 @@ def test_blur_and_noise_leave_the_other_transforms_draws_unchanged() -> None:
     noisy = run(images, AugmentConfig(rotation_deg=20, zoom=0.1, horizontal_flip=True, noise=0.01))
     # Weak noise on top of the same geometry: close everywhere (a different draw would move pixels a lot).
     assert np.abs(noisy - plain).mean() < 3.0
+
+
+def test_gamma_keeps_black_black_and_white_white() -> None:
+    images = np.zeros((B, H, W, 1), np.float32)
+    images[:, :, W // 2:] = 255.0
+    out = run(images, AugmentConfig(gamma=0.8))
+    assert np.abs(out[:, :, : W // 2]).max() < 0.5 and np.abs(out[:, :, W // 2 + 2:] - 255).max() < 0.5
+
+
+def test_downsample_only_loses_detail_it_never_adds_it() -> None:
+    # A checkerboard's pixel-to-pixel contrast can only shrink when resolution is lost.
+    images = np.indices((H, W)).sum(axis=0) % 2 * 255.0
+    images = np.repeat(images[None, ..., None], B, axis=0).astype(np.float32)
+    out = run(images, AugmentConfig(downsample=0.7))
+    changed = [i for i in range(B) if not np.allclose(out[i], images[i])]
+    assert changed, "no image of the batch was downsampled"
+    for i in changed:
+        assert np.abs(np.diff(out[i, ..., 0], axis=1)).mean() < np.abs(np.diff(images[i, ..., 0], axis=1)).mean()
+
+
+def test_adding_gamma_leaves_the_other_draws_unchanged() -> None:
+    base = AugmentConfig(rotation_deg=10, zoom=0.1, blur=1.0)
+    images = batch()
+    np.testing.assert_array_equal(run(images, base), run(images, base))
+    with_gamma = run(images, AugmentConfig(rotation_deg=10, zoom=0.1, blur=1.0, gamma=1e-9))
+    np.testing.assert_allclose(with_gamma, run(images, base), atol=1e-2)

@@ -61,8 +61,9 @@ def test_predict_time_array_equals_the_training_pipeline_array(tiny_predictor, t
 
     path = _training_file(tiny_run, demo_root)
     size = tiny_run.image_size
-    trained = cached_images([path], size, "fingerprint-for-test")[0]
-    loaded = load_many([path], size)[0]
+    recipe = tiny_run.preprocessing
+    trained = cached_images([path], size, "fingerprint-for-test", preprocessing=recipe)[0]
+    loaded = load_many([path], size, preprocessing=recipe)[0]
     result = predict_files(tiny_predictor, [(path.name, path.read_bytes())])[0]
     assert result.ok and result.model_input.dtype == np.uint8
     assert result.model_input.shape == (size, size, 1)
