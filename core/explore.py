@@ -23,6 +23,19 @@ from core.splits import grouped_split
 ALL_SPLITS = "all"  # the name shown for a dataset without split folders
 IMBALANCE_WARN = 1.5  # max/min class ratio above which the Explorer warns
 
+#: Declared columns and dtypes of the tables below. An empty result is built from these, so
+#: filtering it (``dups[dups["spans_splits"]]``) stays a row filter: under pandas 3 an empty
+#: object column used as a mask is read as a list of column names and drops every column.
+DUPLICATE_COLUMNS = {"group": "int64", "path": "object", "label": "object", "split": "object",
+                     "spans_splits": "bool", "mixed_labels": "bool"}
+HISTOGRAM_COLUMNS = {"label": "object", "intensity": "float64", "share": "float64"}
+SIZE_MODE_COLUMNS = {"label": "object", "size": "object", "mode": "object", "count": "int64"}
+
+
+def empty_table(columns: dict[str, str]) -> pd.DataFrame:
+    """A frame with no rows but the declared columns and dtypes."""
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in columns.items()})
+
 
 def split_names(report: ScanReport, split: pd.Series | None = None) -> pd.Series:
     """Split name for every readable file: ``split`` if given, else the folder's own split.
@@ -147,14 +160,14 @@ def class_histograms(report: ScanReport, skip_background: bool = True) -> pd.Dat
             hist, centres = hist[1:], centres[1:]
             hist = hist / hist.sum() if hist.sum() > 0 else hist
         rows.append(pd.DataFrame({"label": label, "intensity": centres, "share": hist}))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["label", "intensity", "share"])
+    return pd.concat(rows, ignore_index=True) if rows else empty_table(HISTOGRAM_COLUMNS)
 
 
 def size_mode_mix(report: ScanReport) -> pd.DataFrame:
     """Image counts per class by size (W×H) and file mode; mixed sizes or colour modes hint at mixed sources."""
     df = report.readable
     if df.empty:
-        return pd.DataFrame(columns=["label", "size", "mode", "count"])
+        return empty_table(SIZE_MODE_COLUMNS)
     size = df["width"].astype(int).astype(str) + "×" + df["height"].astype(int).astype(str)
     out = df.assign(size=size).groupby(["label", "size", "mode"]).size().rename("count").reset_index()
     return out.sort_values(["label", "count"], ascending=[True, False], ignore_index=True)
@@ -172,15 +185,14 @@ def duplicate_groups(report: ScanReport, column: str, split: pd.Series | None = 
     files = report.readable
     df = files[files[column] >= 0].assign(split=split_names(report, split))
     df = df[df.groupby(column)["path"].transform("size") > 1]
-    cols = ["group", "path", "label", "split", "spans_splits", "mixed_labels"]
     if df.empty:
-        return pd.DataFrame(columns=cols)
+        return empty_table(DUPLICATE_COLUMNS)
     grouped = df.groupby(column)
     df = df.assign(group=df[column], spans_splits=grouped["split"].transform("nunique") > 1,
                    mixed_labels=grouped["label"].transform("nunique") > 1,
                    _size=grouped["path"].transform("size"))
     df = df.sort_values(["_size", "group", "path"], ascending=[False, True, True])
-    return df[cols].reset_index(drop=True)
+    return df[list(DUPLICATE_COLUMNS)].astype(DUPLICATE_COLUMNS).reset_index(drop=True)
 
 
 def leak_summary(report: ScanReport, split: pd.Series | None = None) -> dict[str, Any]:
