@@ -29,7 +29,7 @@ from core.jobs import Job
 from core.registry import HISTORY_FILE, Run, resolve_run, update_card, write_json_atomic
 
 EVAL_VERSION = 2  # bump when the cached result format or the computation changes
-ROBUSTNESS_VERSION = 1  # bump when a shift in core.robustness changes
+ROBUSTNESS_VERSION = 2  # bump when a shift in core.robustness changes
 BATCH = 64
 
 #: Evaluation-set registry: the page and the CLI list these keys.
@@ -417,10 +417,40 @@ def cached_robustness(run: Run, eval_set: EvalSet) -> pd.DataFrame | None:
         return None
 
 
+RAW_SCALE = 2  # stress and style shifts act on the whole frame at twice the model's input side
+
+
+def _raw_images(run: Run, eval_set: EvalSet, ds: Dataset, job: Job | None):
+    """Leakage-free rows of an evaluation set, their labels, and their whole frames at RAW_SCALE × size."""
+    from core.pipeline import cached_images
+    from core.preprocess import LEGACY_ID
+    from core.scan import scan_dataset
+
+    report = scan_dataset(ds, _threshold(run), progress=_stage(job, 0.0, 0.2, "Scanning images"))
+    rows, _, _ = select_images(run, eval_set, ds, report)
+    dist = overlap_distances(run, rows["phash"].tolist())
+    keep = np.ones(len(rows), bool) if dist is None else dist > _threshold(run)
+    rows = rows[keep].reset_index(drop=True)
+    labels = rows["label"].map({c: i for i, c in enumerate(run.class_names)}).to_numpy(np.int64)
+    paths = [ds.abspath(p) for p in rows["path"]]
+    raw = cached_images(paths, RAW_SCALE * run.image_size, ds.fingerprint, _stage(job, 0.2, 0.4, "Loading images"),
+                        preprocessing=LEGACY_ID)
+    return rows, labels, raw
+
+
+def model_inputs_from_raw(run: Run):
+    """The run's own preprocessing applied to whole-frame images (N, R, R, 1) -> (N, S, S, 1)."""
+    from core.preprocess import prepare_batch
+
+    return lambda raw: prepare_batch(raw, run.image_size, run.preprocessing)
+
+
 def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use_cache: bool = True) -> pd.DataFrame:
     """:func:`core.robustness.robustness_table` for a run on an evaluation set (cached on disk).
 
     Images with a near-copy in the training set are left out, as in the leakage-free figures.
+    Each shift acts on the whole frame as acquired (at twice the model's side); the run's own
+    preprocessing then prepares the shifted image, exactly as for an upload.
     """
     from core.robustness import SHIFTS, robustness_table
 
@@ -429,22 +459,22 @@ def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use
     path = _robustness_path(run, ds, eval_set)
     if use_cache and (hit := _read_table(path)) is not None:
         return hit
-    rows, _, _, images, _ = _load_images(run, eval_set, ds, job)
-    dist = overlap_distances(run, rows["phash"].tolist())
-    keep = np.ones(len(rows), bool) if dist is None else dist > _threshold(run)
-    labels = rows["label"].map({c: i for i, c in enumerate(run.class_names)}).to_numpy(np.int64)[keep]
+    _, labels, raw = _raw_images(run, eval_set, ds, job)
     done = iter(range(1, len(SHIFTS) + 1))
-    progress = _stage(job, 0.5, 1.0, "Shifted images")
+    progress = _stage(job, 0.4, 1.0, "Shifted images")
     model_logits = logits_function(run)  # one model load for every shift
 
     def logits_fn(x: np.ndarray) -> np.ndarray:
         out = model_logits(x)
         progress(next(done), len(SHIFTS))
+        if job is not None:
+            job.check_cancelled()
         return out
 
     temperature = float((run.card.get("results") or {}).get("temperature") or 1.0)
-    table = robustness_table(logits_fn, images[keep], labels, len(run.class_names), temperature)
-    table.insert(3, "n_images", int(keep.sum()))
+    table = robustness_table(logits_fn, raw, labels, len(run.class_names), temperature,
+                             prepare_fn=model_inputs_from_raw(run), scale=RAW_SCALE)
+    table.insert(4, "n_images", len(labels))
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     table.to_csv(tmp, index=False)
     os.replace(tmp, path)

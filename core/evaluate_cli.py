@@ -70,11 +70,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_robustness(table) -> None:
-    print(f"\nrobustness to simulated acquisition shifts ({table['n_images'].iloc[0]} leakage-free images; a "
-          "proxy for other scanners, not external validation):")
-    print(f"  {'shift':34s}{'accuracy':>9s}{'change':>9s}{'macro-F1':>10s}{'confidence':>12s}")
+    print(f"\nrobustness to simulated acquisition and source shifts ({table['n_images'].iloc[0]} leakage-free "
+          "images; a proxy for other scanners and hospitals, not external validation):")
+    print(f"  {'shift':34s}{'accuracy':>9s}{'change':>9s}{'macro-F1':>10s}{'ECE':>8s}{'confidence':>12s}")
     for row in table.itertuples():
-        print(f"  {row.title:34s}{row.accuracy:>9.3f}{row.change:>+8.1f}p{row.macro_f1:>10.3f}"
+        print(f"  {row.title:34s}{row.accuracy:>9.3f}{row.change:>+8.1f}p{row.macro_f1:>10.3f}{row.ece:>8.3f}"
               f"{row.mean_confidence:>12.3f}")
 
 

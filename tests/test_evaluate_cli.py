@@ -60,7 +60,8 @@ def test_robustness_table_in_text_and_json(run_id, capsys):
 
     assert main(["evaluate", "--model", run_id, "--robustness"]) == 0
     text = capsys.readouterr().out
-    assert "robustness to simulated acquisition shifts" in text and "not external validation" in text
+    assert "robustness to simulated acquisition and source shifts" in text and "not external validation" in text
+    assert "ECE" in text
     assert all(shift.title in text for shift in SHIFTS.values())
     assert main(["evaluate", "--model", run_id, "--robustness", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["robustness"]

@@ -15,7 +15,7 @@ def _phantoms(n: int = 6, size: int = 64) -> np.ndarray:
     out = np.zeros((n, size, size, 1), np.uint8)
     for i in range(n):
         head = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size * 0.4) ** 2
-        img = np.where(head, 150 + rng.integers(-40, 40, (size, size)), 0)
+        img = np.where(head, 110 + 15 * i + rng.integers(-40, 40, (size, size)), 0)  # sources differ in brightness
         lesion = (yy - size / 2 - i) ** 2 + (xx - size / 3) ** 2 < (size * 0.08) ** 2
         out[i, ..., 0] = np.clip(np.where(lesion, 60, img), 0, 255)
     return out
@@ -32,6 +32,35 @@ def test_every_shift_keeps_shape_and_dtype_and_is_deterministic(key):
     else:
         assert np.abs(a.astype(int) - images.astype(int)).mean() > 0.5, "the shift changed nothing"
     assert np.array_equal(images, _phantoms()), "the input was modified in place"
+
+
+def test_style_shifts_need_no_labels_but_use_them():
+    images = _phantoms(6)
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    styled = shift_images(images, "histogram", seed=1, labels=labels)
+    # Each image took another image's intensity histogram: its value set changed, its layout did not.
+    assert ((styled > 0) == (images > 0)).mean() > 0.95
+    assert shift_images(images, "histogram", seed=1).shape == images.shape
+
+
+def test_reframe_makes_the_head_fill_the_frame():
+    images = np.zeros((2, 64, 64, 1), np.uint8)
+    images[:, 20:44, 24:40] = 150  # a small head in a large field of view
+    framed = shift_images(images, "reframe")
+    assert (framed > 0).mean() > 2 * (images > 0).mean()
+
+
+def test_histogram_matching_maps_onto_the_reference_distribution():
+    from core.robustness import _match_histogram
+
+    rng = np.random.default_rng(0)
+    src = rng.integers(0, 100, (64, 64)).astype(np.uint8)
+    ref = rng.integers(100, 250, (64, 64)).astype(np.uint8)
+    out = _match_histogram(src, ref)
+    assert abs(float(out.mean()) - float(ref.mean())) < 3
+    # Monotonic: the order of intensities is kept.
+    order = np.argsort(src.ravel(), kind="stable")
+    assert (np.diff(out.ravel()[order].astype(int)) >= 0).all()
 
 
 def _head_mean(x: np.ndarray) -> float:
@@ -76,6 +105,7 @@ def test_table_scores_each_shift_against_the_unchanged_images():
 
     table = robustness_table(logits_fn, images, labels, n_classes=2, shifts=["none", "darker", "brighter"])
     assert list(table["shift"]) == ["none", "darker", "brighter"]
+    assert {"ece", "group"} <= set(table.columns)
     rows = table.set_index("shift")
     assert rows.loc["none", "accuracy"] == 1.0 and rows.loc["none", "change"] == 0.0
     assert rows.loc["darker", "accuracy"] == 0.0 and rows.loc["darker", "change"] == -100.0
