@@ -481,10 +481,36 @@ def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use
     return table
 
 
+MAX_STORED_EVALUATIONS = 20  # summaries kept under card["evaluations"]; the oldest go first
+
+
 def store_summary(run: Run, result: EvaluationResult) -> Run:
-    """Write the result's summary into the run's card (re-read first: another job may have written)."""
+    """Store the result's summary in the run's card (re-read first: another job may have written).
+
+    The card's own held-out result (``evaluation``) is written once, by the first evaluation of
+    the card's test split, and never replaced. Every result is kept under ``evaluations``, keyed
+    by what was evaluated (set kind and dataset fingerprint), so an evaluation on another folder
+    can neither rewrite the held-out figure nor change which run is the default
+    (:func:`core.registry.best_run` reads the held-out figure only).
+    """
     fresh = resolve_run(str(run.path), root=run.path.parent)
-    return update_card(fresh, evaluation=result.card_summary())
+    summary = result.card_summary()
+    stored = fresh.card.get("evaluations")
+    evaluations = dict(stored) if isinstance(stored, dict) else {}
+    fields: dict[str, Any] = {}
+    held_out = fresh.card.get("evaluation")
+    if isinstance(held_out, dict) and held_out.get("eval_set", "card_test") != "card_test":
+        # Written before this rule: another set's result sits in the held-out slot. Move it.
+        evaluations.setdefault(f"{held_out.get('eval_set')}:{held_out.get('dataset_fingerprint')}", held_out)
+        held_out = fields["evaluation"] = None
+    if result.eval_kind == "card_test" and not held_out:
+        fields["evaluation"] = summary
+    key = f"{result.eval_kind}:{result.dataset_fingerprint}"
+    evaluations.pop(key, None)
+    evaluations[key] = summary  # newest last
+    for old in list(evaluations)[:-MAX_STORED_EVALUATIONS]:
+        del evaluations[old]
+    return update_card(fresh, evaluations=evaluations, **fields)
 
 
 def evaluate_runs(runs: list[Run], eval_set: EvalSet, job: Job | None = None) -> dict[str, EvaluationResult]:
@@ -570,13 +596,21 @@ def training_history(run: Run) -> pd.DataFrame:
 def comparison_table(runs: list[Run], results: dict[str, EvaluationResult] | None = None) -> pd.DataFrame:
     """One row per run: architecture, accuracies, leakage-free macro-F1, cost; ``best`` marks the top one.
 
-    Test metrics come from ``results`` (same evaluation set for all) when given, else from
-    each card's stored evaluation (which may have used different sets: see ``eval_set``).
+    Like is compared with like. Test metrics come from ``results`` when given (one evaluation
+    set for all runs; only those rows can be best), else from each card's own held-out result
+    (evaluations on other folders are left out). Among card figures, as in
+    :func:`core.registry.best_run`, a run trained on synthetic data is best only when no run
+    trained on real images is in the table.
     """
-    rows = []
+    rows, eligible = [], []
     for run in runs:
         res = (results or {}).get(run.run_id)
-        ev = res.card_summary() if res is not None else (run.card.get("evaluation") or {})
+        if res is not None:
+            ev = res.card_summary()
+        else:
+            ev = run.card.get("evaluation")
+            ev = ev if isinstance(ev, dict) and ev.get("eval_set", "card_test") == "card_test" else {}
+        eligible.append(res is not None if results else not run.synthetic or all(r.synthetic for r in runs))
         rows.append({
             "run": run.run_id,
             "arch": run.card.get("arch_title") or run.card.get("arch", ""),
@@ -590,7 +624,7 @@ def comparison_table(runs: list[Run], results: dict[str, EvaluationResult] | Non
         })
     table = pd.DataFrame(rows, columns=["run", "arch", "val_accuracy", "test_accuracy", "leakage_free_macro_f1",
                                         "eval_set", "train_seconds", "size_mb", "params"])
-    scores = pd.to_numeric(table["leakage_free_macro_f1"], errors="coerce")
+    scores = pd.to_numeric(table["leakage_free_macro_f1"], errors="coerce").where(pd.Series(eligible, dtype=bool))
     table["best"] = False
     if scores.notna().any():
         table.loc[scores.idxmax(), "best"] = True

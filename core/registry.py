@@ -13,10 +13,11 @@ import os
 import secrets
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.card_validation import check_card_against_model, validate_card
 from core.errors import WorkbenchError
 from core.paths import models_dir
 
@@ -42,6 +43,18 @@ class Run:
     run_id: str
     path: Path
     card: dict[str, Any]
+    problems: list[str] = field(default_factory=list)  # why the run cannot be used (empty: usable)
+
+    @property
+    def usable(self) -> bool:
+        """False when the card is malformed or the folder breaks the registry's rules."""
+        return not self.problems
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the model was trained on synthetic (demo) images."""
+        data = self.card.get("data")
+        return isinstance(data, dict) and data.get("synthetic") is True
 
     @property
     def model_path(self) -> Path:
@@ -87,11 +100,21 @@ class Run:
         return beside_project if beside_project.is_dir() else root
 
     def leakage_free_macro_f1(self) -> float | None:
-        ev = self.card.get("evaluation") or {}
-        value = (ev.get("leakage_free") or {}).get("macro_f1")
-        return float(value) if value is not None else None
+        """Leakage-free macro-F1 on the card's own held-out test split (None: not evaluated on it).
+
+        Evaluations on other folders are kept under ``evaluations`` and never count here: a
+        score on 20 images of another folder is not comparable with another run's held-out one.
+        """
+        ev = self.card.get("evaluation")
+        if not isinstance(ev, dict) or ev.get("eval_set", "card_test") != "card_test":
+            return None
+        free = ev.get("leakage_free")
+        value = free.get("macro_f1") if isinstance(free, dict) else None
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
     def label(self) -> str:
+        if self.problems:
+            return f"{self.run_id} [UNUSABLE: {self.problems[0]}]"
         arch = self.card.get("arch_title") or self.card.get("arch", "?")
         acc = (self.card.get("results") or {}).get("val_accuracy")
         extra = f", val acc {acc:.1%}" if isinstance(acc, float) else ""
@@ -158,50 +181,92 @@ def publish(staging: Path, run_id: str) -> Run:
     return _read_run(final)  # type: ignore[return-value]
 
 
+LINKED_FOLDER = "the run folder is a link; models are only loaded from folders inside the registry"
+
+
 def _read_run(folder: Path) -> Run | None:
+    """The run in ``folder``: None when it is not a run, a Run with ``problems`` when it is unusable."""
+    model, card_path = folder / MODEL_FILE, folder / CARD_FILE
+    if not (model.is_file() and card_path.is_file()):
+        return None
+    if model.is_symlink() or card_path.is_symlink():
+        return Run(folder.name, folder, {}, ["model.keras or card.json is a link; links are not followed"])
     try:
-        card = json.loads((folder / CARD_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if not (folder / MODEL_FILE).is_file() or "class_names" not in card:
-        return None
-    return Run(folder.name, folder, card)
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+        return Run(folder.name, folder, {}, [f"card.json cannot be read ({type(exc).__name__})"])
+    problems = validate_card(card)
+    return Run(folder.name, folder, card if isinstance(card, dict) else {}, problems)
 
 
-def list_runs(root: Path | None = None, include_partial: bool = False) -> list[Run]:
-    """Complete runs, newest first. Hidden/temporary folders and incomplete runs are skipped."""
+def _inside(folder: Path, real_root: Path) -> bool:
+    """True for a real folder directly inside the registry (not a link, not resolving elsewhere)."""
+    return not folder.is_symlink() and folder.resolve().parent == real_root
+
+
+def list_runs(root: Path | None = None, include_partial: bool = False, include_broken: bool = False) -> list[Run]:
+    """Complete, usable runs, newest first.
+
+    Hidden/temporary folders and incomplete runs are skipped. A run folder that is a link (or
+    resolves outside the registry) is never usable, so nothing outside the registry becomes the
+    default model. Runs with a malformed card are left out unless ``include_broken``: then they
+    come with their ``problems``, so a page can list them as unusable.
+    """
     root = root or models_dir()
-    runs = []
-    for folder in sorted(root.iterdir()) if root.exists() else []:
-        if not folder.is_dir() or folder.name.startswith("."):
+    if not root.is_dir():
+        return []
+    real_root, runs = root.resolve(), []
+    for folder in sorted(root.iterdir()):
+        if folder.name.startswith(".") or not folder.is_dir():
             continue
-        run = _read_run(folder)
-        if run is not None and (include_partial or not run.partial):
+        run = _read_run(folder) if _inside(folder, real_root) else Run(folder.name, folder, {}, [LINKED_FOLDER])
+        if run is None or (run.problems and not include_broken):
+            continue
+        if run.problems or include_partial or not run.partial:
             runs.append(run)
     return sorted(runs, key=lambda r: (r.created, r.run_id), reverse=True)
 
 
 def best_run(runs: list[Run]) -> Run | None:
-    """The run with the best leakage-free macro-F1; if none is evaluated, the newest."""
-    scored = [r for r in runs if r.leakage_free_macro_f1() is not None]
+    """The default model: the best leakage-free macro-F1 on each card's own held-out test split.
+
+    Like is compared with like: evaluations on other folders never count (see
+    :meth:`Run.leakage_free_macro_f1`), unusable or linked runs are never chosen, and a run
+    trained on synthetic data is never chosen while a run trained on real images exists. If no
+    candidate has a held-out score, the first (newest) candidate is returned.
+    """
+    usable = [r for r in runs if r.usable and not r.path.is_symlink()]
+    pool = [r for r in usable if not r.synthetic] or usable
+    scored = [r for r in pool if r.leakage_free_macro_f1() is not None]
     if scored:
         return max(scored, key=lambda r: r.leakage_free_macro_f1() or 0.0)
-    return runs[0] if runs else None
+    return pool[0] if pool else None
 
 
 def resolve_run(run_id_or_path: str, root: Path | None = None) -> Run:
-    """Find a run by id or by its folder path (which must lie inside the registry)."""
+    """Find a usable run by id or by its folder path (a real folder directly inside the registry).
+
+    Raises:
+        WorkbenchError: outside the registry, a link, no complete run, or a malformed card.
+    """
+    if "\0" in str(run_id_or_path):
+        raise WorkbenchError("the model name contains a NUL character", repr(run_id_or_path))
     root = (root or models_dir()).resolve()
     candidate = Path(run_id_or_path).expanduser()
     folder = candidate if candidate.is_dir() else root / run_id_or_path
     if folder.name == MODEL_FILE:
         folder = folder.parent
+    if folder.is_symlink():
+        raise WorkbenchError(LINKED_FOLDER, run_id_or_path)
     folder = folder.resolve()
-    if root not in folder.parents:
+    if folder.parent != root:
         raise WorkbenchError(f"models are only loaded from the registry folder {root}", run_id_or_path)
     run = _read_run(folder) if folder.is_dir() else None
     if run is None:
         raise WorkbenchError("no complete model run with this id (model.keras and card.json needed)", run_id_or_path)
+    if run.problems:
+        raise WorkbenchError("this model run cannot be used because its model card is damaged: "
+                             + "; ".join(run.problems), run_id_or_path)
     return run
 
 
@@ -210,17 +275,26 @@ def update_card(run: Run, **fields: Any) -> Run:
     card = dict(run.card)
     card.update(fields)
     write_json_atomic(run.path / CARD_FILE, card)
-    return Run(run.run_id, run.path, card)
+    return Run(run.run_id, run.path, card, validate_card(card))
 
 
 def load_model(run: Run):
     """Load a run's Keras model safely (sha256 must match the card; safe_mode on).
 
+    The card must be well formed (:func:`core.card_validation.validate_card`: unique class
+    names, finite temperature above 0, thresholds in range) and must fit the loaded network:
+    as many class names as outputs, the image size and channels of its input.
+
     Raises:
-        WorkbenchError: the file changed since it was registered, or cannot be loaded.
+        WorkbenchError: a damaged card, a file changed since it was registered, a model that
+            cannot be loaded, or a card that does not fit the model.
     """
     from core.tfrt import keras
 
+    problems = validate_card(run.card)
+    if problems:
+        raise WorkbenchError("the model card is damaged, so the model is not loaded: " + "; ".join(problems),
+                             str(run.path / CARD_FILE))
     expected = run.card.get("model_sha256")
     actual = file_sha256(run.model_path)
     if not expected or expected != actual:
@@ -230,7 +304,13 @@ def load_model(run: Run):
             str(run.model_path),
         )
     try:
-        return keras().saving.load_model(run.model_path, compile=False, safe_mode=True)
+        model = keras().saving.load_model(run.model_path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for bad files
         raise WorkbenchError(f"the model could not be loaded safely ({type(exc).__name__}: {exc})",
                              str(run.model_path)) from None
+    mismatch = check_card_against_model(run.card, model)
+    if mismatch:
+        raise WorkbenchError("the model card does not fit the model (it may have been edited), so its answers "
+                             "could carry the wrong labels; the model is not used: " + "; ".join(mismatch),
+                             str(run.path / CARD_FILE))
+    return model

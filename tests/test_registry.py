@@ -89,7 +89,7 @@ def test_staging_folder_is_hidden_and_starts_empty(models):
 def test_publish_moves_a_complete_staging_folder_in_one_step(models):
     stage = staging_dir("run-2")
     (stage / MODEL_FILE).write_bytes(b"weights")
-    write_json_atomic(stage / CARD_FILE, {"class_names": ["a"], "status": "complete",
+    write_json_atomic(stage / CARD_FILE, {"class_names": ["a", "b"], "image_size": 32, "status": "complete",
                                           "model_sha256": file_sha256(stage / MODEL_FILE)})
     assert list_runs() == []  # not visible while staged
     run = publish(stage, "run-2")
