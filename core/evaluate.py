@@ -207,36 +207,53 @@ def cache_key(run: Run, ds: Dataset, eval_set: EvalSet) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:24]
 
 
-def _cache_paths(key: str) -> tuple[Path, Path]:
-    from core.paths import cache_dir
+#: Where cache paths point when the cache folder cannot be created: reads miss, writes are skipped.
+_NO_CACHE_FOLDER = Path(os.devnull) / "evaluation-cache-unavailable"
 
-    folder = cache_dir() / "evaluations"
-    folder.mkdir(parents=True, exist_ok=True)
+
+def _cache_paths(key: str) -> tuple[Path, Path]:
+    from core.cachefs import cache_folder
+
+    folder = cache_folder("evaluations") or _NO_CACHE_FOLDER  # None after one warning: work goes on
     return folder / f"{key}.json", folder / f"{key}.csv"
 
 
 def _save(result: EvaluationResult, key: str) -> None:
+    """Cache a result; an unwritable cache costs one warning, never the result."""
+    from core.cachefs import cache_write, warn_uncached
+
     json_path, csv_path = _cache_paths(key)
-    tmp = csv_path.with_name(f".{csv_path.name}.tmp{os.getpid()}")
-    result.predictions.to_csv(tmp, index=False)
-    os.replace(tmp, csv_path)  # the CSV lands first: a JSON file means the pair is complete
+    if json_path.parent == _NO_CACHE_FOLDER:
+        return
+    # The CSV lands first: a JSON file means the pair is complete.
+    if not cache_write(csv_path, lambda fh: result.predictions.to_csv(fh, index=False), mode="w"):
+        return
     meta = {k: v for k, v in result.__dict__.items() if k not in ("predictions", "from_cache")}
-    write_json_atomic(json_path, meta)
+    try:
+        write_json_atomic(json_path, meta)
+    except OSError as exc:
+        warn_uncached(json_path.parent, exc)
 
 
 def load_cached(key: str) -> EvaluationResult | None:
-    """A cached result, or None (missing or damaged caches are recomputed)."""
+    """A cached result, or None (missing caches are recomputed; damaged ones discarded first)."""
+    from core.cachefs import DAMAGED_ENTRY, discard
+
     json_path, csv_path = _cache_paths(key)
     try:
         meta = json.loads(json_path.read_text())
         predictions = pd.read_csv(csv_path, keep_default_na=False)
         result = EvaluationResult(predictions=predictions, from_cache=True, **meta)
-    except (OSError, ValueError, TypeError):
+        needed = ["file", "true", "predicted", "overlap", *(f"prob_{c}" for c in result.class_names)]
+        if len(predictions) != result.metrics.get("n_images") or not set(needed) <= set(predictions.columns):
+            raise ValueError("the cached predictions disagree with their metrics")
+        predictions["overlap"] = predictions["overlap"].astype(str).str.lower().eq("true")
+        predictions["correct"] = predictions["true"] == predictions["predicted"]
+    except FileNotFoundError:
+        return None  # not cached (yet): another session may be writing it right now
+    except (*DAMAGED_ENTRY, AttributeError):
+        discard(json_path, csv_path)
         return None
-    if len(predictions) != result.metrics.get("n_images"):
-        return None
-    predictions["overlap"] = predictions["overlap"].astype(str).str.lower().eq("true")
-    predictions["correct"] = predictions["true"] == predictions["predicted"]
     return result
 
 
@@ -475,9 +492,10 @@ def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use
     table = robustness_table(logits_fn, raw, labels, len(run.class_names), temperature,
                              prepare_fn=model_inputs_from_raw(run), scale=RAW_SCALE)
     table.insert(4, "n_images", len(labels))
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    if path.parent != _NO_CACHE_FOLDER:
+        from core.cachefs import cache_write
+
+        cache_write(path, lambda fh: table.to_csv(fh, index=False), mode="w")
     return table
 
 

@@ -9,14 +9,13 @@ Augmenting whole batches is ~10× cheaper than per-image maps on a CPU.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from core.cachefs import DAMAGED_ENTRY, cache_folder, cache_write, discard
 from core.config import AugmentConfig
-from core.paths import cache_dir
 from core.preprocess import LEGACY_ID, load_many
 
 
@@ -24,25 +23,23 @@ def cached_images(paths: Sequence[Path], size: int, key: str,
                   progress: Callable[[int, int], None] | None = None,
                   preprocessing: str = LEGACY_ID) -> np.ndarray:
     """(N, size, size, 1) uint8 for ``paths`` prepared by ``preprocessing``, cached on disk under
-    ``key`` (dataset fingerprint)."""
+    ``key`` (dataset fingerprint). A damaged entry is rebuilt; an unwritable cache only warns."""
     digest = hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:12]
-    folder = cache_dir() / "arrays"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{preprocessing}-{key}-{size}-{digest}.npy"
-    if target.exists():
+    folder = cache_folder("arrays")
+    target = folder / f"{preprocessing}-{key}-{size}-{digest}.npy" if folder is not None else None
+    if target is not None and target.exists():
         try:
             arr = np.load(target, mmap_mode=None, allow_pickle=False)
-            if arr.shape == (len(paths), size, size, 1):
+            if arr.shape == (len(paths), size, size, 1) and arr.dtype == np.uint8:
                 if progress:
                     progress(len(paths), len(paths))
                 return arr
-        except (OSError, ValueError):
-            pass  # damaged cache: rebuild
+        except DAMAGED_ENTRY:
+            pass
+        discard(target)  # damaged or of another shape: rebuilt below
     arr = load_many(paths, size, progress=progress, preprocessing=preprocessing)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        np.save(fh, arr)
-    os.replace(tmp, target)
+    if target is not None:
+        cache_write(target, lambda fh: np.save(fh, arr))
     return arr
 
 

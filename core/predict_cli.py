@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +45,11 @@ def _read(path: str) -> bytes | str:
 
 
 def _write_overlay(out_dir: Path, result: Any, alpha: float, colormap: str, used: set[str]) -> str:
+    from core.atomic import write_bytes
     from core.case_report import overlay_filename, overlay_for, png_bytes
 
     target = out_dir / overlay_filename(result, used)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    tmp.write_bytes(png_bytes(overlay_for(result, alpha, colormap)))
-    os.replace(tmp, target)  # atomic: a reader never sees half a PNG
+    write_bytes(target, png_bytes(overlay_for(result, alpha, colormap)))  # a reader never sees half a PNG
     return str(target)
 
 

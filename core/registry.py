@@ -154,9 +154,10 @@ def staging_dir(run_id: str, root: Path | None = None) -> Path:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default))
-    os.replace(tmp, path)
+    """Publish ``data`` as JSON through :mod:`core.atomic` (unique temporary, fsync, rename)."""
+    from core.atomic import write_text
+
+    write_text(path, json.dumps(data, indent=2, default=_json_default))
 
 
 def _json_default(obj: Any) -> Any:

@@ -1,17 +1,20 @@
-"""Safe extraction of an uploaded dataset zip: no traversal, no links, bounded size and count."""
+"""Safe extraction of an uploaded dataset zip: no traversal, no links, no encryption, bounded
+size, count, nesting and name length. Messages name the entry, never a server path."""
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
-import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from core.atomic import atomic_dir, reclaim_stale
 from core.errors import WorkbenchError
+
+SHOWN_NAME_CHARS = 80  # a hostile entry name is shortened in messages
 
 
 @dataclass(frozen=True)
@@ -20,25 +23,47 @@ class ZipLimits:
     max_files: int = 20_000  # the public dataset has ~7,000
     max_ratio: float = 200.0  # per-member inflate ratio; JPEG/PNG barely compress at all
     max_member_bytes: int = 200 * 1024**2
+    max_depth: int = 32  # folders above a file; Kaggle's layout needs 3
+    max_name_bytes: int = 255  # one file or folder name (NAME_MAX on Linux and macOS)
+    max_path_bytes: int = 1024  # a whole entry path (far below PATH_MAX once extracted)
+
+
+def _shown(name: str) -> str:
+    """An entry name fit for a message: hostile names can be thousands of characters long."""
+    return name if len(name) <= SHOWN_NAME_CHARS else f"{name[:SHOWN_NAME_CHARS // 2]}…{name[-20:]}"
 
 
 def _check_member(info: zipfile.ZipInfo, limits: ZipLimits, label: str) -> PurePosixPath | None:
     name = info.filename.replace("\\", "/")
     path = PurePosixPath(name)
+    shown = _shown(info.filename)
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise WorkbenchError(f"the zip contains an absolute path '{info.filename}'; refused", label)
+        raise WorkbenchError(f"the zip contains an absolute path '{shown}'; refused", label)
     if ".." in path.parts:
-        raise WorkbenchError(f"the zip contains a path that escapes its folder ('{info.filename}'); refused", label)
+        raise WorkbenchError(f"the zip contains a path that escapes its folder ('{shown}'); refused", label)
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
-        raise WorkbenchError(f"the zip contains a symbolic link '{info.filename}'; refused", label)
+        raise WorkbenchError(f"the zip contains a symbolic link '{shown}'; refused", label)
+    if info.flag_bits & 0x1:
+        raise WorkbenchError(f"'{shown}' is encrypted (password-protected); upload a zip without a password",
+                             label)
+    if len(path.parts) - 1 > limits.max_depth:
+        raise WorkbenchError(f"'{shown}' is nested {len(path.parts) - 1} folders deep; the limit is "
+                             f"{limits.max_depth}", label)
+    longest = max((len(part.encode()) for part in path.parts), default=0)
+    if longest > limits.max_name_bytes:
+        raise WorkbenchError(f"'{shown}' has a file or folder name of {longest} bytes; the limit is "
+                             f"{limits.max_name_bytes}", label)
+    if len(name.encode()) > limits.max_path_bytes:
+        raise WorkbenchError(f"'{shown}' has a path of {len(name.encode())} bytes; the limit is "
+                             f"{limits.max_path_bytes}", label)
     if info.is_dir():
         return None
     if info.file_size > limits.max_member_bytes:
-        raise WorkbenchError(f"'{info.filename}' inflates to {info.file_size / 1e6:.0f} MB; refused", label)
+        raise WorkbenchError(f"'{shown}' inflates to {info.file_size / 1e6:.0f} MB; refused", label)
     if info.compress_size and info.file_size / info.compress_size > limits.max_ratio:
         raise WorkbenchError(
-            f"'{info.filename}' compresses {info.file_size / info.compress_size:.0f}:1, which looks "
+            f"'{shown}' compresses {info.file_size / info.compress_size:.0f}:1, which looks "
             "like a zip bomb; refused",
             label,
         )
@@ -51,8 +76,9 @@ def extract_zip(data: bytes, dest_root: Path, label: str = "upload.zip", limits:
     """Validate every member, then extract into ``dest_root/<sha256>``; return the folder.
 
     The whole archive is checked before a single byte is written, sizes are enforced again
-    while inflating (headers can lie), and extraction goes to a temporary folder that is
-    renamed into place, so a refused or interrupted upload leaves nothing behind.
+    while inflating (headers can lie), and extraction goes to a uniquely named temporary
+    folder that is renamed into place (:func:`core.atomic.atomic_dir`), so a refused or
+    interrupted upload leaves nothing behind and concurrent uploads of one zip never collide.
     """
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -71,31 +97,43 @@ def extract_zip(data: bytes, dest_root: Path, label: str = "upload.zip", limits:
             )
         if not members:
             raise WorkbenchError("the zip contains no files", label)
+        _check_clashes([p for _, p in members], label)
         digest = hashlib.sha256(data).hexdigest()[:16]
         dest = dest_root / digest
         if dest.exists():
             return _dataset_root(dest)
-        tmp = dest_root / f".{digest}.tmp{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        written = 0
+        reclaim_stale(dest_root)
         try:
-            for info, path in members:
-                target = tmp.joinpath(*path.parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as out:
-                    while chunk := src.read(1 << 20):
-                        written += len(chunk)
-                        if written > limits.max_total_bytes or out.tell() > limits.max_member_bytes:
-                            raise WorkbenchError("the zip inflates beyond its declared size; refused", label)
-                        out.write(chunk)
-        except WorkbenchError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
+            with atomic_dir(dest) as tmp:
+                _extract_members(zf, members, tmp, limits, label)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
             raise WorkbenchError(f"the zip is corrupt or uses an unsupported feature ({exc})", label) from None
-        os.replace(tmp, dest)
+        except OSError as exc:  # strerror only: the exception's own text names a server path
+            raise WorkbenchError(f"the zip could not be extracted ({exc.strerror or type(exc).__name__})",
+                                 label) from None
     return _dataset_root(dest)
+
+
+def _check_clashes(paths: list[PurePosixPath], label: str) -> None:
+    """Refuse an entry that is a file and also a folder of other entries (cannot be extracted)."""
+    folders = {str(parent) for p in paths for parent in p.parents}
+    for p in paths:
+        if str(p) in folders:
+            raise WorkbenchError(f"'{_shown(str(p))}' is both a file and a folder in this zip; refused", label)
+
+
+def _extract_members(zf: zipfile.ZipFile, members: list[tuple[zipfile.ZipInfo, PurePosixPath]], tmp: Path,
+                     limits: ZipLimits, label: str) -> None:
+    written = 0
+    for info, path in members:
+        target = tmp.joinpath(*path.parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as src, open(target, "wb") as out:
+            while chunk := src.read(1 << 20):
+                written += len(chunk)
+                if written > limits.max_total_bytes or out.tell() > limits.max_member_bytes:
+                    raise WorkbenchError("the zip inflates beyond its declared size; refused", label)
+                out.write(chunk)
 
 
 def _dataset_root(folder: Path) -> Path:

@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from core.cachefs import DAMAGED_ENTRY, cache_folder, cache_write, discard
 from core.datasets import Dataset
 from core.errors import WorkbenchError
 from core.hashing import content_hash, group_pairs, hash_to_hex, hashes_from_hex, near_pairs, perceptual_hash
 from core.imageio import decode_image
-from core.paths import cache_dir
 
 SCAN_VERSION = 3
 MEAN_SIZE = 64  # side of the per-class mean image
@@ -145,17 +145,13 @@ def _assign_groups(files: pd.DataFrame, threshold: int) -> None:
     files.loc[ok, "near_group"] = np.where(sizes[gid] > 1, gid, -1)
 
 
-def _cache_paths(fingerprint: str) -> tuple[Path, Path]:
-    folder = cache_dir() / "scans"
-    folder.mkdir(parents=True, exist_ok=True)
+def _cache_paths(fingerprint: str) -> tuple[Path, Path] | None:
+    """The (json, npz) cache entry of a fingerprint; None when the cache folder is unusable."""
+    folder = cache_folder("scans")
+    if folder is None:
+        return None
     stem = folder / f"v{SCAN_VERSION}-{fingerprint}"
     return stem.with_suffix(".json"), stem.with_suffix(".npz")
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def scan_dataset(ds: Dataset, threshold: int = 20, progress: Progress | None = None,
@@ -169,9 +165,9 @@ def scan_dataset(ds: Dataset, threshold: int = 20, progress: Progress | None = N
         workers: decoding threads (Pillow and OpenCV release the GIL while decoding).
     """
     start = time.perf_counter()
-    json_path, npz_path = _cache_paths(ds.fingerprint)
-    if use_cache and json_path.exists() and npz_path.exists():
-        report = _load(json_path, npz_path, ds)
+    entry = _cache_paths(ds.fingerprint)
+    if use_cache and entry is not None and entry[0].exists() and entry[1].exists():
+        report = _load(*entry, ds)
         if report is not None:
             if report.threshold != threshold:
                 _assign_groups(report.files, threshold)
@@ -206,7 +202,8 @@ def scan_dataset(ds: Dataset, threshold: int = 20, progress: Progress | None = N
                         else np.zeros(HIST_BINS)).astype(np.float64)
     report = ScanReport(ds.fingerprint, list(ds.class_names), threshold, files, means, hists,
                         list(ds.problems), time.perf_counter() - start, False)
-    _save(report, json_path, npz_path)
+    if entry is not None:
+        _save(report, *entry)
     return report
 
 
@@ -221,20 +218,42 @@ def _save(report: ScanReport, json_path: Path, npz_path: Path) -> None:
     }
     arrays = {f"mean_{k}": v for k, v in report.class_means.items()}
     arrays |= {f"hist_{k}": v for k, v in report.class_hists.items()}
-    _atomic_write(npz_path, lambda p: np.savez_compressed(open(p, "wb"), **arrays))
-    _atomic_write(json_path, lambda p: p.write_text(json.dumps(payload)))
+    # The npz lands first: a JSON file means the pair is complete. A cache that cannot be
+    # written costs one warning (cache_write) and the JSON is not attempted.
+    if cache_write(npz_path, lambda fh: np.savez_compressed(fh, **arrays)):
+        cache_write(json_path, lambda fh: fh.write(json.dumps(payload)), mode="w")
+
+
+#: Columns every cached file table must have (the ones scan_dataset fills).
+_CACHED_COLUMNS = ("path", "label", "source_split", "ok", "error", "width", "height", "mode", "sha256", "phash",
+                   "exact_group", "near_group")
 
 
 def _load(json_path: Path, npz_path: Path, ds: Dataset) -> ScanReport | None:
+    """The cached report, or None after discarding an entry that is damaged or disagrees with ``ds``."""
     try:
         payload = json.loads(json_path.read_text())
         split = payload["files"]
         files = pd.DataFrame(split["data"], columns=split["columns"])
-        with np.load(npz_path) as npz:
-            means = {k: npz[f"mean_{k}"] for k in payload["class_names"]}
-            hists = {k: npz[f"hist_{k}"] for k in payload["class_names"]}
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
-        return None  # a damaged cache is simply rebuilt
-    files["ok"] = files["ok"].astype(bool)
-    return ScanReport(payload["fingerprint"], payload["class_names"], payload["threshold"], files,
-                      means, hists, [tuple(p) for p in payload["listing_problems"]], 0.0, True)
+        names = list(payload["class_names"])
+        with open(npz_path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:  # our handle: always closed
+            means = {k: np.asarray(npz[f"mean_{k}"], np.float32) for k in names}
+            hists = {k: np.asarray(npz[f"hist_{k}"], np.float64) for k in names}
+        consistent = (
+            payload.get("version") == SCAN_VERSION and payload.get("fingerprint") == ds.fingerprint
+            and names == list(ds.class_names) and all(c in files.columns for c in _CACHED_COLUMNS)
+            and files["path"].tolist() == ds.files["path"].tolist()
+            and files["label"].tolist() == ds.files["label"].tolist()
+            and all(m.shape == (MEAN_SIZE, MEAN_SIZE) for m in means.values())
+            and all(h.shape == (HIST_BINS,) for h in hists.values())
+        )
+        if consistent:
+            files["ok"] = files["ok"].astype(bool)
+            files["error"] = files["error"].fillna("")
+            files.index = ds.files.index
+            return ScanReport(payload["fingerprint"], names, int(payload["threshold"]), files, means, hists,
+                              [tuple(p) for p in payload["listing_problems"]], 0.0, True)
+    except DAMAGED_ENTRY:
+        pass
+    discard(json_path, npz_path)  # damaged or inconsistent: rebuilt by the caller
+    return None

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from core.architectures import get_arch
+from core.atomic import write_bytes
 from core.errors import WorkbenchError
 
 _REACH_CACHE: dict[str, tuple[float, bool]] = {}
@@ -121,7 +122,5 @@ def install_weights(arch: str, data: bytes, filename: str = "upload.h5") -> Path
                 "file from the Keras applications page on a connected machine", filename)
     target = keras_cache_dir() / spec.weights_file
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    write_bytes(target, data)
     return target
