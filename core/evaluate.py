@@ -279,40 +279,14 @@ def _stage(job: Job | None, lo: float, hi: float, phase: str):
 def logits_function(run: Run, batch_size: int = BATCH) -> Callable[..., np.ndarray]:
     """Load a run's model once and return ``f(images, progress=None) -> logits (N, C)``.
 
-    Logits come from the 'logits' layer, else log(probs), with the card's test-time
-    augmentation, batch by batch. One tf.function with a batch-agnostic signature is traced
-    once: ``predict_on_batch`` retraces on the short last batch and ``predict`` adds seconds
-    of tf.data overhead.
+    Logits as inference computes them (:class:`core.runner.ModelRunner` with the card's
+    test-time augmentation), batch by batch.
     """
     from core.registry import load_model
-    from core.tfrt import keras, tf
-    from core.tta import tta_logits, tta_mode
+    from core.runner import ModelRunner
+    from core.tta import tta_mode
 
-    tf, k = tf(), keras()
-    model = load_model(run)
-    try:
-        probe, from_probs = k.Model(model.inputs, model.get_layer("logits").output), False
-    except ValueError:  # no 'logits' layer: log(probs) equals the logits up to a per-row constant
-        probe, from_probs = model, True
-    size = run.image_size
-    step = tf.function(lambda x: probe([x], training=False),
-                       input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32)])
-
-    def forward(x: np.ndarray) -> np.ndarray:
-        out = np.asarray(step(tf.constant(x, tf.float32)), dtype=np.float64)
-        return np.log(np.clip(out, 1e-12, 1.0)) if from_probs else out
-
-    mode = tta_mode(run.card)
-
-    def logits(images: np.ndarray, progress=None) -> np.ndarray:
-        out = [np.zeros((0, len(run.class_names)))]
-        for start in range(0, len(images), batch_size):
-            out.append(tta_logits(forward, images[start:start + batch_size], mode))
-            if progress:
-                progress(min(start + batch_size, len(images)), len(images))
-        return np.concatenate(out)
-
-    return logits
+    return ModelRunner(load_model(run), tta_mode(run.card), features=False, batch_size=batch_size).logits
 
 
 def predict_logits(run: Run, images: np.ndarray, progress=None, batch_size: int = BATCH) -> np.ndarray:

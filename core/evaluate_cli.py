@@ -11,6 +11,7 @@ import json
 import sys
 
 from core.evaluate import EVAL_SETS
+from core.gradcam import CAM_METHODS
 
 
 def register(sub) -> None:
@@ -26,6 +27,11 @@ def register(sub) -> None:
     p.add_argument("--robustness", action="store_true",
                    help="also score the images under simulated acquisition shifts (contrast, bias field, noise, "
                         "blur, resolution, JPEG): a proxy for other scanners, not external validation")
+    p.add_argument("--boxes", default=None, metavar="CSV",
+                   help="tumour boxes (file,class,x0,y0,x1,y1; paths relative to the evaluated folder): adds the "
+                        "pointing game and the heat-in-box ratio of the heat maps on the leakage-free images listed")
+    p.add_argument("--cam", default=None, choices=sorted(CAM_METHODS),
+                   help="heat-map method for --boxes (default: the one Predict & Explain uses)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -58,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         from core.evaluate import evaluate_robustness
 
         table = evaluate_robustness(model_run, eval_set, use_cache=not args.no_cache)
+    if args.boxes:
+        from core.localisation import evaluate_localisation
+
+        summary["localisation"] = evaluate_localisation(model_run, eval_set, args.boxes, args.cam)
     if args.json:
         if table is not None:
             summary["robustness"] = table.to_dict(orient="records")
@@ -66,7 +76,23 @@ def run(args: argparse.Namespace) -> int:
     _print_text(summary)
     if table is not None:
         _print_robustness(table)
+    if args.boxes:
+        _print_localisation(summary["localisation"])
     return 0
+
+
+def _print_localisation(loc: dict) -> None:
+    print(f"\nheat maps against tumour boxes ({loc['method']}, {loc['n_images']} leakage-free images with a box):")
+    if not loc["n_images"]:
+        print("  no evaluated image is listed in the box file")
+        return
+    print(f"  pointing game (peak inside the box grown by 10 % of its side): {loc['pointing_game']:.1%}")
+    ratio = loc["heat_in_box_ratio"]
+    print(f"  heat inside the box: {ratio:.1f}× what a uniform map would put there" if ratio is not None
+          else "  heat inside the box: n/a (all maps empty)")
+    for name, row in loc["per_class"].items():
+        print(f"    {name:12s} pointing {row['pointing_game']:.1%}, heat ratio "
+              f"{row['heat_in_box_ratio'] or float('nan'):.1f}×, {row['n_images']} images")
 
 
 def _print_robustness(table) -> None:

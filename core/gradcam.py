@@ -217,6 +217,17 @@ class BaseCAM:
         g = np.asarray(grads, dtype=np.float64)[0]
         return np.nan_to_num(acts), np.nan_to_num(g), int(idx)
 
+    def cam_map(self, activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
+        """(h, w, c) activations and gradients -> (h, w) map before ReLU; channel-weighted by default."""
+        return activations @ self.channel_weights(activations, grads)
+
+    def raw(self, image: np.ndarray, class_index: int | None = None) -> np.ndarray:
+        """The unnormalised map at the input's size (float32, ≥ 0): comparable between classes."""
+        acts, grads, _ = self.activations_and_grads(image, class_index)
+        cam = np.maximum(self.cam_map(acts, grads), 0.0)  # ReLU: keep only evidence *for* the class
+        h, w = np.asarray(image).shape[:2]
+        return cv2.resize(cam.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+
     def __call__(self, image: np.ndarray, class_index: int | None = None) -> np.ndarray:
         """The map for one image.
 
@@ -228,15 +239,15 @@ class BaseCAM:
         Raises:
             WorkbenchError: wrong image shape or class index.
         """
-        acts, grads, _ = self.activations_and_grads(image, class_index)
-        weights = self.channel_weights(acts, grads)
-        cam = np.maximum(acts @ weights, 0.0)  # ReLU: keep only evidence *for* the class
-        h, w = np.asarray(image).shape[:2]
-        cam = cv2.resize(cam.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        top = float(cam.max()) if cam.size else 0.0
-        if not np.isfinite(top) or top <= 1e-12:
-            return np.zeros((h, w), dtype=np.float32)
-        return np.clip(cam / top, 0.0, 1.0).astype(np.float32)
+        return normalise(self.raw(image, class_index))
+
+
+def normalise(cam: np.ndarray) -> np.ndarray:
+    """A map scaled to [0, 1] by its maximum (all zeros when it has no positive value)."""
+    top = float(cam.max()) if cam.size else 0.0
+    if not np.isfinite(top) or top <= 1e-12:
+        return np.zeros(cam.shape, dtype=np.float32)
+    return np.clip(cam / top, 0.0, 1.0).astype(np.float32)
 
 
 class GradCAM(BaseCAM):
@@ -258,12 +269,54 @@ class GradCAMPlusPlus(BaseCAM):
         return (np.maximum(grads, 0.0) * alpha).sum(axis=(0, 1))
 
 
-CAM_METHODS: dict[str, type[BaseCAM]] = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus}
-CAM_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}
+class LayerCAM(BaseCAM):
+    """LayerCAM (Jiang et al. 2021): each position weighted by its own positive gradient.
+
+    Position-wise weights keep fine detail in earlier, higher-resolution layers, where one
+    weight per channel (Grad-CAM) blurs; the paper fuses several layers, as :func:`compute_cam`
+    does for this method by default.
+    """
+
+    def cam_map(self, activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
+        return (np.maximum(grads, 0.0) * activations).sum(axis=-1)
+
+
+CAM_METHODS: dict[str, type[BaseCAM]] = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "layercam": LayerCAM}
+CAM_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "layercam": "LayerCAM"}
+#: Methods that fuse several resolutions unless a layer is named.
+MULTI_LAYER = {"layercam": 2}
+#: What Predict & Explain, Evaluate and the CLI use unless told otherwise (chosen by the
+#: pointing game on held-out tumour boxes; see bench/README.md).
+DEFAULT_CAM_METHOD = "gradcam"
+
+
+# Layers that only rescale or replicate the input: their "map" is the image, not evidence.
+_INPUT_ADAPTERS = {"Rescaling", "Normalization", "Concatenate"}
+
+
+def multiscale_layers(model: Any, n: int = 2) -> list[str]:
+    """Names of the last feature-map layer at each of the last ``n`` spatial resolutions.
+
+    E.g. for the custom CNN at 128 px: the 8×8 output of stage 4 and the 16×16 output of
+    stage 3. Searches the outer model only (transfer models are built flat).
+    """
+    names: list[str] = []
+    sizes: list[tuple] = []
+    for layer in reversed(model.layers):
+        if not _is_feature_map(layer) or type(layer).__name__ in _INPUT_ADAPTERS:
+            continue
+        size = tuple(layer.output.shape[1:3])
+        if size in sizes:
+            continue
+        sizes.append(size)
+        names.append(layer.name)
+        if len(names) == n:
+            break
+    return names
 
 
 def compute_cam(model: Any, image: np.ndarray, class_index: int | None = None, method: str = "gradcam",
-                layer_name: str | None = None) -> np.ndarray:
+                layer_name: str | list[str] | tuple[str, ...] | None = None, normalised: bool = True) -> np.ndarray:
     """Class activation map of one prepared image.
 
     Args:
@@ -271,12 +324,26 @@ def compute_cam(model: Any, image: np.ndarray, class_index: int | None = None, m
         image: (S, S, 1) uint8 or float 0..255 (not modified).
         class_index: class to explain; None = the predicted class.
         method: a key of :data:`CAM_METHODS`.
-        layer_name: feature-map layer; None = the last one, searched inside nested models.
+        layer_name: feature-map layer, or several to fuse (mean of their maps); None = the last
+            one (searched inside nested models), or for multi-layer methods the last layer at
+            each of the last resolutions (:func:`multiscale_layers`).
+        normalised: scale to [0, 1] by the map's maximum; False keeps the raw scale, so maps of
+            different classes of one image can be compared.
     Returns:
-        float32 (S, S) heatmap in [0, 1].
+        float32 (S, S) heatmap, in [0, 1] when normalised.
     Raises:
         WorkbenchError: unknown method, no usable layer, wrong shape or class index.
     """
     if method not in CAM_METHODS:
         raise WorkbenchError(f"unknown CAM method '{method}'; choose one of {', '.join(CAM_METHODS)}", "Grad-CAM")
-    return CAM_METHODS[method](model, layer_name)(image, class_index)
+    if layer_name is None and method in MULTI_LAYER:
+        layer_name = multiscale_layers(model, MULTI_LAYER[method]) or None
+    if isinstance(layer_name, list | tuple):
+        if class_index is None:  # one class for every layer: the predicted one
+            class_index = CAM_METHODS[method](model, layer_name[0]).activations_and_grads(image, None)[2]
+        # Each layer's map scaled to its own maximum first, so the coarse layer cannot drown the fine one.
+        maps = [normalise(CAM_METHODS[method](model, name).raw(image, class_index)) for name in layer_name]
+        fused = np.mean(maps, axis=0).astype(np.float32)
+        return normalise(fused) if normalised else fused
+    cam = CAM_METHODS[method](model, layer_name)
+    return cam(image, class_index) if normalised else cam.raw(image, class_index)

@@ -24,9 +24,9 @@ from core.imageio import DecodedImage, decode_image
 from core.ood import OODModel, energy, image_checks
 from core.preprocess import Framing, Prepared, prepare_framed
 from core.registry import OOD_FILE, Run, best_run, list_runs, load_model, resolve_run
-from core.tta import mirrored, tta_mode
+from core.runner import ModelRunner
+from core.tta import tta_mode
 
-BATCH = 32  # images per forward pass: bounds memory for large uploads
 SAFE_META = (*SAFE_FIELDS, "window", "frames")  # DICOM fields we show; never patient identifiers
 NOT_MRI = "Probably not a brain MRI"
 
@@ -40,6 +40,7 @@ class Scores:
     features: np.ndarray | None  # (N, D) pooled 'features' layer, for the Mahalanobis score
     mahalanobis: np.ndarray | None  # (N,) distance to the nearest training class mean
     energy: np.ndarray  # (N,) −logsumexp(logits / T); higher = less like the training data
+    view_logits: list[np.ndarray] = field(default_factory=list)  # per test-time view (unmirrored first)
 
 
 @dataclass
@@ -119,9 +120,6 @@ class Predictor:
     """
 
     def __init__(self, run: Run, model: Any = None) -> None:
-        from core.tfrt import keras
-        from core.tfrt import tf as tfrt_tf
-
         self.run = run
         self.model = model if model is not None else load_model(run)
         card = run.card
@@ -138,14 +136,7 @@ class Predictor:
         card_ood = results.get("ood") or {}
         self.maha_threshold = card_ood.get("mahalanobis_threshold", self.ood.maha_threshold if self.ood else None)
         self.energy_threshold = card_ood.get("energy_threshold", self.ood.energy_threshold if self.ood else None)
-        names = {layer.name for layer in self.model.layers}
-        outputs = [self.model.get_layer(n).output for n in ("features", "logits") if n in names]
-        self._has = {"features": "features" in names, "logits": "logits" in names}
-        self._probe = keras().Model(self.model.inputs, outputs or self.model.outputs)
-        tf = tfrt_tf()
-        # One traced graph instead of eager layer-by-layer calls: ~40 ms -> a few ms per image.
-        self._probe_fn = tf.function(lambda x: self._probe([x], training=False), input_signature=[
-            tf.TensorSpec([None, self.image_size, self.image_size, 1], tf.float32)])
+        self.runner = ModelRunner(self.model, self.tta)
 
     @classmethod
     def load(cls, run_id_or_path: str | None = None) -> Predictor:
@@ -175,29 +166,11 @@ class Predictor:
         if x.ndim != 4 or x.shape[1:] != (self.image_size, self.image_size, 1):
             raise WorkbenchError(f"expected (N, {self.image_size}, {self.image_size}, 1) images, got {x.shape}",
                                  "predict")
-        feats, logits = [], []
-        for start in range(0, len(x), BATCH):
-            xb = x[start:start + BATCH].astype(np.float32)
-            f, lg = self._forward(xb)
-            if f is not None:
-                feats.append(f)
-            if self.tta == "hflip":  # the card's temperature was fitted on averaged logits too
-                lg = (lg + self._forward(mirrored(xb))[1]) / 2.0
-            logits.append(lg)
-        lg = np.concatenate(logits) if logits else np.zeros((0, len(self.class_names)))
-        f = np.concatenate(feats) if feats else None
+        out = self.runner.run(x)  # the card's temperature was fitted on logits computed this way
+        lg, f = out.logits, out.features
         maha = self.ood.mahalanobis(f) if (self.ood is not None and f is not None and len(f)) else None
-        return Scores(lg, softmax(lg, self.temperature) if len(lg) else lg, f, maha, energy(lg / self.temperature))
-
-    def _forward(self, xb: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-        """(features or None, logits) of one float32 batch."""
-        out = self._probe_fn(np.ascontiguousarray(xb, dtype=np.float32))
-        out = out if isinstance(out, list | tuple) else [out]
-        arrays = [np.asarray(o, dtype=np.float64) for o in out]
-        f = arrays.pop(0) if self._has["features"] else None
-        if self._has["logits"]:
-            return f, arrays[0]
-        return f, np.log(np.clip(arrays[-1], 1e-12, 1.0))  # log-probabilities = logits + constant
+        return Scores(lg, softmax(lg, self.temperature) if len(lg) else lg, f, maha, energy(lg / self.temperature),
+                      out.view_logits)
 
     def explain(self, model_input: np.ndarray, class_index: int | None = None, method: str = "gradcam") -> np.ndarray:
         """Grad-CAM heatmap (S, S) in [0, 1] for one prepared image; None class = predicted."""

@@ -409,18 +409,14 @@ def calibration_results(val_logits: np.ndarray, y: np.ndarray, n_classes: int, s
 
 
 def _feature_probe(model):
-    """A model returning (pooled features, logits) and a batched numpy runner for it."""
-    from core.tfrt import keras
+    """A batched numpy runner returning (pooled features, logits) without test-time augmentation."""
+    from core.runner import ModelRunner
 
-    probe = keras().Model(model.inputs, [model.get_layer("features").output, model.get_layer("logits").output])
+    runner = ModelRunner(model, "none", batch_size=128)
 
     def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        feats, logits = [], []
-        for start in range(0, len(x), 128):
-            f, lg = probe([x[start:start + 128].astype(np.float32)], training=False)
-            feats.append(np.asarray(f, dtype=np.float64))
-            logits.append(np.asarray(lg, dtype=np.float64))
-        return np.concatenate(feats), np.concatenate(logits)
+        out = runner.run(x)
+        return out.features, out.logits
 
     return run
 

@@ -104,7 +104,8 @@ def test_input_is_not_modified(method, dtype):
 @pytest.mark.parametrize("corner", ["top_left", "bottom_right"])
 def test_cam_peaks_where_the_evidence_is(nested, method, corner):
     model = _evidence_model(nested)
-    cam = compute_cam(model, _square_image(corner=corner), class_index=0, method=method)
+    # The named coarse map holds all the evidence (multi-layer methods would also fuse the 1×1 copy).
+    cam = compute_cam(model, _square_image(corner=corner), class_index=0, method=method, layer_name="coarse_map")
     assert cam.shape == (16, 16)
     near, far = (slice(0, 4), slice(8, 16)) if corner == "top_left" else (slice(12, 16), slice(0, 8))
     peak = np.unravel_index(int(cam.argmax()), cam.shape)
@@ -195,3 +196,25 @@ def test_bad_method_class_and_shape_are_refused():
         compute_cam(model, np.zeros((20, 20, 1), np.uint8))
     with pytest.raises(WorkbenchError, match="one \\(H, W, 1\\) image"):
         compute_cam(model, np.zeros((1, 16, 16, 1), np.uint8))
+
+
+def test_layercam_fuses_the_last_resolutions_as_a_mean_of_normalised_maps():
+    from core.gradcam import multiscale_layers
+
+    model = _evidence_model(nested=False)
+    assert multiscale_layers(model, 2) == ["coarse_map", "copy_conv"]  # 4×4 then 16×16, preprocessing skipped
+    image = _square_image()
+    fused = compute_cam(model, image, class_index=0, method="layercam")
+    parts = [compute_cam(model, image, class_index=0, method="layercam", layer_name=n)
+             for n in ("coarse_map", "copy_conv")]
+    expected = np.mean(parts, axis=0)
+    np.testing.assert_allclose(fused, expected / expected.max(), atol=1e-6)
+    assert fused[:4, :4].max() == 1.0 and fused[8:, 8:].max() == 0.0
+
+
+def test_raw_maps_keep_their_scale_so_classes_can_be_compared():
+    model = _evidence_model(nested=False)
+    image = _square_image()
+    raw = compute_cam(model, image, class_index=0, layer_name="coarse_map", normalised=False)
+    dim = compute_cam(model, (image // 2).astype(np.uint8), class_index=0, layer_name="coarse_map", normalised=False)
+    assert raw.max() > 1.5 * dim.max() > 0  # half the evidence, about half the raw heat

@@ -46,8 +46,8 @@ def test_predictor_and_evaluation_use_the_cards_tta(tiny_run, tmp_path) -> None:
     for mode in ("none", "hflip"):
         run = update_card(run, results={**run.card["results"], "tta": mode})
         predictor = Predictor(run)
-        plain = predictor._forward(x.astype(np.float32))[1]
-        flipped = predictor._forward(mirrored(x).astype(np.float32))[1]
+        plain = predictor.runner.forward(x.astype(np.float32))[1]
+        flipped = predictor.runner.forward(mirrored(x).astype(np.float32))[1]
         expected = plain if mode == "none" else (plain + flipped) / 2
         scores = predictor.predict(x)
         np.testing.assert_allclose(scores.logits, expected, rtol=1e-5, atol=1e-5)
