@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import pandas as pd
 from core.classes import map_class_folders
 from core.errors import WorkbenchError
 from core.imageio import IMAGE_SUFFIXES
+from core.safeio import OUTSIDE_ROOTS, allowed_roots, is_inside, not_regular_reason
 
 #: Folder names that mean "this is a split" in the Kaggle layout (case-insensitive).
 SPLIT_FOLDERS = {"training": "train", "train": "train", "testing": "test", "test": "test",
@@ -50,37 +52,78 @@ def _is_candidate(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES or path.suffix == ""
 
 
-def _list_class_folder(folder: Path, root: Path, problems: list[tuple[str, str]]) -> list[tuple[str, int, int]]:
-    """Files under a class folder as (relative path, size, mtime_ns); problems are recorded."""
-    out = []
+def _inode(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
 
-    def onerror(exc: OSError) -> None:
-        problems.append((os.path.relpath(exc.filename, root), "permission denied: folder cannot be read"))
 
-    for dirpath, dirnames, filenames in os.walk(folder, onerror=onerror, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for fname in sorted(filenames):
-            if fname.startswith("."):
+def _list_class_folder(folder: Path, root: Path, problems: list[tuple[str, str]],
+                       allowed: list[Path]) -> list[tuple[str, int, int]]:
+    """Files under a class folder as (relative path, size, mtime_ns); problems are recorded.
+
+    Depth-first in name order with an explicit stack (no recursion limit on deep trees). A
+    link is followed only when its target stays inside ``allowed``; each real folder is
+    listed once (a link back up is a loop); anything that is not a regular file is skipped
+    with the reason, and never opened.
+    """
+    out: list[tuple[str, int, int]] = []
+    seen = {_inode(root / up) for up in folder.relative_to(root).parents}  # the folders above
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        where = current.relative_to(root).as_posix() + "/"
+        try:
+            key = _inode(current)
+            entries = sorted(os.scandir(current), key=lambda e: e.name)
+        except OSError as exc:
+            denied = isinstance(exc, PermissionError)
+            problems.append((where, "permission denied: folder cannot be read" if denied
+                             else f"folder cannot be read ({exc.strerror})"))
+            continue
+        if key in seen:
+            problems.append((where, "skipped: a link back to a folder already listed (a loop)"))
+            continue
+        seen.add(key)
+        subdirs = []
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            p = Path(dirpath) / fname
+            p = Path(entry.path)
             rel = p.relative_to(root).as_posix()
-            if not _is_candidate(p):
-                problems.append((rel, f"skipped: '{p.suffix}' is not an image type"))
+            if entry.is_symlink() and not is_inside(p, allowed):
+                problems.append((rel + ("/" if p.is_dir() else ""), OUTSIDE_ROOTS))
                 continue
             try:
                 st = p.stat()
             except OSError as exc:
                 problems.append((rel, f"cannot be read ({exc.strerror})"))
                 continue
-            out.append((rel, st.st_size, st.st_mtime_ns))
+            if stat.S_ISDIR(st.st_mode):
+                subdirs.append(p)
+            elif not _is_candidate(p):
+                problems.append((rel, f"skipped: '{p.suffix}' is not an image type"))
+            elif not stat.S_ISREG(st.st_mode):
+                problems.append((rel, not_regular_reason(st.st_mode)))
+            else:
+                out.append((rel, st.st_size, st.st_mtime_ns))
+        stack.extend(reversed(subdirs))
     return out
 
 
-def _subdirs(folder: Path) -> list[Path]:
+def _subdirs(folder: Path, root: Path, problems: list[tuple[str, str]], allowed: list[Path]) -> list[Path]:
+    """Visible subfolders; one linked outside ``allowed`` is recorded as a problem, not followed."""
     try:
-        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     except PermissionError:
         raise WorkbenchError("permission denied: the folder cannot be read", str(folder)) from None
+    out = []
+    for p in entries:
+        if p.is_symlink() and not is_inside(p, allowed):
+            if p.is_dir():
+                problems.append((p.relative_to(root).as_posix() + "/", OUTSIDE_ROOTS))
+        elif p.is_dir():
+            out.append(p)
+    return out
 
 
 def open_folder(root: str | Path, *, kind: str = "folder", name: str | None = None, synthetic: bool = False) -> Dataset:
@@ -96,14 +139,15 @@ def open_folder(root: str | Path, *, kind: str = "folder", name: str | None = No
         raise WorkbenchError("the folder does not exist", label)
     if not root.is_dir():
         raise WorkbenchError("this is a file, not a folder", label)
-    top = _subdirs(root)
+    allowed = allowed_roots(root)  # links are followed only into the dataset or a data root
+    problems: list[tuple[str, str]] = []
+    top = _subdirs(root, root, problems, allowed)
     split_dirs = {d: SPLIT_FOLDERS[d.name.lower()] for d in top if d.name.lower() in SPLIT_FOLDERS}
     layout = "splits" if split_dirs else "flat"
     groups = list(split_dirs.items()) if split_dirs else [(root, "")]
-    problems: list[tuple[str, str]] = []
     rows: list[tuple[str, str, str, int, int]] = []
     for folder, split in groups:
-        class_dirs = _subdirs(folder)
+        class_dirs = _subdirs(folder, root, problems, allowed)
         if not class_dirs:
             raise WorkbenchError(
                 "no class subfolders found; expected one folder per class (e.g. glioma/, "
@@ -112,7 +156,7 @@ def open_folder(root: str | Path, *, kind: str = "folder", name: str | None = No
             )
         mapping = map_class_folders([d.name for d in class_dirs], str(folder))
         for d in class_dirs:
-            listed = _list_class_folder(d, root, problems)
+            listed = _list_class_folder(d, root, problems, allowed)
             if not listed:
                 problems.append((d.relative_to(root).as_posix() + "/", "empty class folder: no images"))
             rows.extend((rel, mapping[d.name], split, size, mtime) for rel, size, mtime in listed)
@@ -137,7 +181,7 @@ def open_folder(root: str | Path, *, kind: str = "folder", name: str | None = No
         layout=layout,
         class_names=present,
         files=files[["path", "label", "source_split"]].reset_index(drop=True),
-        problems=problems,
+        problems=list(dict.fromkeys(problems)),  # a flat layout lists the root's folders twice
         fingerprint=digest.hexdigest()[:20],
     )
 

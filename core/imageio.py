@@ -75,20 +75,9 @@ def decode_image(source: str | Path | bytes, name: str | None = None) -> Decoded
 def _read_bytes(source: str | Path | bytes, label: str) -> bytes:
     if isinstance(source, bytes):
         return source
-    path = Path(source)
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise WorkbenchError(f"the file is too large ({size / 1e6:.0f} MB)", label)
-        return path.read_bytes()
-    except PermissionError:
-        raise WorkbenchError("permission denied: the file cannot be read", label) from None
-    except FileNotFoundError:
-        raise WorkbenchError("the file does not exist", label) from None
-    except IsADirectoryError:
-        raise WorkbenchError("this is a folder, not an image file", label) from None
-    except OSError as exc:
-        raise WorkbenchError(f"the file cannot be read ({exc.strerror or exc})", label) from None
+    from core.safeio import read_regular_file  # regular files only (a FIFO would hang), capped
+
+    return read_regular_file(source, label, MAX_FILE_BYTES)
 
 
 def _decode_raster(data: bytes, label: str) -> DecodedImage:

@@ -23,7 +23,8 @@ from core.cachefs import DAMAGED_ENTRY, cache_folder, cache_write, discard
 from core.datasets import Dataset
 from core.errors import WorkbenchError
 from core.hashing import content_hash, group_pairs, hash_to_hex, hashes_from_hex, near_pairs, perceptual_hash
-from core.imageio import decode_image
+from core.imageio import MAX_FILE_BYTES, decode_image
+from core.safeio import OUTSIDE_ROOTS, allowed_roots, is_inside, read_regular_file
 
 SCAN_VERSION = 3
 MEAN_SIZE = 64  # side of the per-class mean image
@@ -100,11 +101,14 @@ class ScanReport:
         }
 
 
-def _analyse(path: Path, rel: str) -> dict[str, Any]:
+def _analyse(path: Path, rel: str, allowed: list[Path]) -> dict[str, Any]:
+    # Checked again at read time: a file may have been swapped for a link since the listing.
+    if not is_inside(path, allowed):
+        return {"ok": False, "error": OUTSIDE_ROOTS}
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return {"ok": False, "error": f"cannot be read ({exc.strerror or exc})"}
+        data = read_regular_file(path, rel, MAX_FILE_BYTES)
+    except WorkbenchError as exc:
+        return {"ok": False, "error": exc.reason}
     try:
         img = decode_image(data, rel)
     except WorkbenchError as exc:
@@ -180,8 +184,9 @@ def scan_dataset(ds: Dataset, threshold: int = 20, progress: Progress | None = N
     n = len(ds.files)
     results: list[dict[str, Any]] = [None] * n  # type: ignore[list-item]
     paths = [ds.abspath(p) for p in ds.files["path"]]
+    allowed = [allowed_roots(ds.root)] * n
     with ThreadPoolExecutor(max_workers=workers or min(8, 2 * (os.cpu_count() or 2))) as pool:
-        for i, res in enumerate(pool.map(_analyse, paths, ds.files["path"])):
+        for i, res in enumerate(pool.map(_analyse, paths, ds.files["path"], allowed)):
             results[i] = res
             if progress and (i % 64 == 0 or i == n - 1):
                 progress(i + 1, n)
