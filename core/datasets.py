@@ -198,8 +198,12 @@ def open_zip(data: bytes, filename: str = "upload.zip") -> Dataset:
     from core.paths import cache_dir
     from core.safezip import extract_zip
 
-    dest_root = cache_dir() / "uploads"
-    dest_root.mkdir(parents=True, exist_ok=True)
+    try:
+        dest_root = cache_dir() / "uploads"
+        dest_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # the reason only: the exception's text names a server path
+        raise WorkbenchError(f"uploads cannot be stored on the server ({exc.strerror or type(exc).__name__}); "
+                             "an administrator should check WORKBENCH_CACHE_DIR", filename) from None
     folder = extract_zip(data, dest_root, filename)
     return open_folder(folder, kind="zip", name=Path(filename).stem)
 

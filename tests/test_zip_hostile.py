@@ -130,3 +130,13 @@ def test_a_write_error_while_extracting_names_no_server_path(tmp_path, monkeypat
         extract_zip(zip_of(good_entries()), tmp_path, "z.zip")
     _no_server_path(str(info.value), tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_upload_folder_is_a_clear_refusal(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(blocker / "cache"))
+    with pytest.raises(WorkbenchError, match="cannot be stored on the server") as info:
+        open_zip(zip_of(good_entries()), "good.zip")
+    assert info.value.source == "good.zip"
+    _no_server_path(str(info.value), tmp_path)
