@@ -7,16 +7,25 @@ Some files decode fine although they look odd (16-bit, CMYK, RGBA): they are her
 they are *not* refused, and are converted correctly.
 
 Entry points: core.imageio.decode_image, core.predict.predict_files (a batch with good files),
-core.safezip.extract_zip / core.datasets.open_zip, core.datasets.open_folder, and the Predict
-page (AppTest) with all bad images uploaded together with a good one.
+core.safezip.extract_zip / core.datasets.open_zip, core.datasets.open_folder, core.scan, the
+cache, and the Predict page (AppTest) with all bad images uploaded together with a good one.
+
+Every case has an outcome: *refused with message*, *handled* (used, or skipped with a reason,
+while the rest works) or *recovered* (a fault of the server's own state survived and repaired).
+:func:`corpus_totals` counts them; the last test prints the totals, and
+``PYTHONPATH=. python tests/test_bad_input_corpus.py`` lists every case. Add a new case to its group's dict
+(or a new group to :func:`corpus_cases`) so that it is both run and counted.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import os
 import re
+import socket
 import stat
+import threading
 import time
 import tracemalloc
 import zipfile
@@ -27,9 +36,13 @@ import numpy as np
 import pytest
 from conftest import PROJECT_ROOT, encode, smooth_image, write_class_tree
 from PIL import Image
+from test_cache_faults import DAMAGE, WRITE_FAULTS, summary_without_timing, tamper_entry
+from test_concurrent_sessions import comparable, dataset_zip, in_parallel
 from test_dicom import _syntax_without_decoder, make_dicom
+from test_edge_datasets import DATASETS as EDGE_DATASETS
 from test_imageio import crafted_png
 from test_safezip import make_zip
+from test_zip_hostile import HOSTILE_ZIPS
 
 from core.datasets import open_folder, open_zip
 from core.errors import WorkbenchError
@@ -227,6 +240,7 @@ BAD_ZIPS: dict[str, tuple[Callable[[], bytes], str]] = {
                  r"compresses \d+:1, which looks like a zip bomb"),
     "100k-files.zip": (functools.cache(_many_files_zip),
                        rf"holds 100000 entries; the limit is {ZipLimits().max_files}"),
+    **HOSTILE_ZIPS,  # encrypted, 2,000 folders deep, 300-character name, 6 KB path, file/folder clash
 }
 
 
@@ -305,3 +319,259 @@ def test_predict_page_shows_one_error_per_bad_file(tiny_registry, monkeypatch: p
     assert table["class"].astype(bool).tolist() == [True] + [False] * len(BAD_IMAGES)
     assert table["error"].astype(bool).tolist() == [False] + [True] * len(BAD_IMAGES)
     assert any(m.value.startswith("### ") for m in at.markdown), "the good file's class and confidence"
+
+
+# --------------------------------------------------------------------------------------------
+# Data folders: links out of the data roots, non-regular files (handled: skipped with a reason)
+# --------------------------------------------------------------------------------------------
+
+OUTSIDE = r"outside the allowed data folders"
+
+
+def _link(rel: str, target: Callable[[Path], Path | str]) -> Callable[[Path, Path], None]:
+    def setup(root: Path, outside: Path) -> None:
+        dest = Path(target(outside))
+        (root / rel).symlink_to(dest, target_is_directory=dest.is_dir())
+    return setup
+
+
+def _fifo(root: Path, outside: Path) -> None:
+    os.mkfifo(root / "Training/glioma/pipe.png")
+
+
+def _socket(root: Path, outside: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:  # the socket file stays after closing
+        sock.bind(str(root / "Training/glioma/sock.png"))
+
+
+def _device(root: Path, outside: Path) -> None:
+    try:
+        os.mknod(root / "Training/glioma/zero.png", stat.S_IFCHR | 0o600, os.makedev(1, 5))
+    except OSError:
+        pytest.skip("cannot create device nodes here")
+
+
+#: name -> (setup(dataset root, folder outside every data root), problem path, reason regex)
+HOSTILE_FOLDER_ENTRIES: dict[str, tuple[Callable[[Path, Path], None], str, str]] = {
+    "class-folder-linked-outside": (_link("Training/meningioma", lambda o: o / "meningioma"),
+                                    "Training/meningioma/", OUTSIDE),
+    "etc-as-class-folder": (_link("Training/pituitary", lambda o: "/etc"), "Training/pituitary/", OUTSIDE),
+    "split-folder-linked-outside": (_link("Testing", lambda o: o / "Testing"), "Testing/", OUTSIDE),
+    "subfolder-linked-outside": (_link("Training/glioma/more", lambda o: o / "meningioma"),
+                                 "Training/glioma/more/", OUTSIDE),
+    "file-linked-outside": (_link("Training/glioma/leak.png", lambda o: o / "secret.png"),
+                            "Training/glioma/leak.png", OUTSIDE),
+    "link-to-dev-zero": (_link("Training/glioma/zero.png", lambda o: "/dev/zero"), "Training/glioma/zero.png",
+                         OUTSIDE),
+    "link-loop": (_link("Training/glioma/loop", lambda o: o.parent / "data" / "ds"), "Training/glioma/loop/",
+                  r"a loop"),
+    "dangling-link": (_link("Training/glioma/gone.png", lambda o: o / "deleted.png"), "Training/glioma/gone.png",
+                      OUTSIDE),
+    "fifo-in-class-folder": (_fifo, "Training/glioma/pipe.png", r"named pipe \(FIFO\), not a regular file"),
+    "socket-in-class-folder": (_socket, "Training/glioma/sock.png", r"a socket, not a regular file"),
+    "device-in-class-folder": (_device, "Training/glioma/zero.png", r"character device, not a regular file"),
+}
+
+
+def _finishes(fn: Callable[[], object], seconds: float = 30.0):
+    """fn() in a daemon thread: a hang (a FIFO read, /dev/zero) fails the test instead of the suite."""
+    box: dict = {}
+    thread = threading.Thread(target=lambda: box.update(value=fn()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    assert "value" in box, "raised (see the thread's traceback above)"
+    return box["value"]
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_FOLDER_ENTRIES))
+def test_hostile_folder_entry_is_skipped_with_a_reason(name: str, tmp_path: Path, monkeypatch) -> None:
+    from core.scan import scan_dataset
+
+    setup, where, reason = HOSTILE_FOLDER_ENTRIES[name]
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    write_class_tree(data / "ds", {"Training/glioma": 2, "Training/notumor": 2}, seed=1)
+    write_class_tree(outside, {"meningioma": 2, "Testing/glioma": 1, "Testing/notumor": 1}, seed=2)
+    (outside / "secret.png").write_bytes(encode(smooth_image(3)))
+    monkeypatch.setenv("WORKBENCH_DATA_ROOTS", str(data))
+    setup(data / "ds", outside)
+
+    ds = _finishes(lambda: open_folder(data / "ds"))
+    problems = dict(ds.problems)
+    assert where in problems and re.search(reason, problems[where]), ds.problems
+    assert len(ds.files) == 4 and set(ds.class_names) == {"glioma", "notumor"}, "only the real images"
+    report = _finishes(lambda: scan_dataset(ds, workers=1))
+    assert report.files["ok"].all() and where in dict(report.unreadable())
+
+
+# --------------------------------------------------------------------------------------------
+# Paths that are not (plain) image files: refused at once, never read without a cap
+# --------------------------------------------------------------------------------------------
+
+
+def _fifo_path(tmp: Path) -> Path:
+    os.mkfifo(tmp / "pipe.png")
+    return tmp / "pipe.png"
+
+
+def _sparse_huge(tmp: Path) -> Path:
+    from core.imageio import MAX_FILE_BYTES
+
+    with open(tmp / "huge.png", "wb") as fh:
+        fh.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk used
+    return tmp / "huge.png"
+
+
+#: name -> (path builder, reason regex, read cap in bytes to use or None)
+BAD_PATHS: dict[str, tuple[Callable[[Path], Path], str, int | None]] = {
+    "dev-zero": (lambda tmp: Path("/dev/zero"), r"character device, not a regular file", None),
+    "dev-urandom": (lambda tmp: Path("/dev/urandom"), r"character device, not a regular file", None),
+    "fifo": (_fifo_path, r"named pipe", None),
+    "streams-past-its-size": (lambda tmp: Path("/proc/self/maps"), r"too large \(more than 64 bytes\)", 64),
+    "sparse-beyond-the-cap": (_sparse_huge, r"too large", None),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_PATHS))
+def test_bad_path_is_refused_at_once(name: str, tmp_path: Path, monkeypatch) -> None:
+    import core.imageio
+
+    build, reason, cap = BAD_PATHS[name]
+    if cap is not None:
+        monkeypatch.setattr(core.imageio, "MAX_FILE_BYTES", cap)
+    path = build(tmp_path)
+    start = time.perf_counter()
+    error = _finishes(lambda: pytest.raises(WorkbenchError, decode_image, path).value, 10)
+    assert time.perf_counter() - start < 5
+    assert error.source == str(path) and re.search(reason, error.reason), error.reason
+
+
+# --------------------------------------------------------------------------------------------
+# Unlucky datasets for the Dataset Explorer (handled: every table keeps its columns)
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(EDGE_DATASETS))
+def test_unlucky_dataset_explores_without_error(name: str, tmp_path: Path) -> None:
+    from core import explore
+    from core.scan import scan_dataset
+
+    EDGE_DATASETS[name](tmp_path / name)
+    report = scan_dataset(open_folder(tmp_path / name), workers=1)
+    for column in ("near_group", "exact_group"):
+        dups = explore.duplicate_groups(report, column)
+        assert list(dups[dups["spans_splits"]].columns) == list(explore.DUPLICATE_COLUMNS)
+    assert explore.class_balance(report)["count"].sum() == len(report.readable)
+    assert not explore.size_mode_mix(report).empty and not explore.class_histograms(report).empty
+    assert explore.leak_summary(report)["groups"] == []
+
+
+# --------------------------------------------------------------------------------------------
+# Cache faults (recovered: the work goes on, damaged entries are rebuilt, leftovers reclaimed)
+# --------------------------------------------------------------------------------------------
+
+def _cache_dataset(tmp_path: Path):
+    write_class_tree(tmp_path / "d", {"glioma": 3, "notumor": 3})
+    return open_folder(tmp_path / "d")
+
+
+@pytest.mark.parametrize("fault", list(WRITE_FAULTS))
+def test_unwritable_cache_is_recovered_from(fault: str, tmp_path: Path, monkeypatch) -> None:
+    from core.cachefs import CacheWriteWarning
+    from core.scan import scan_dataset
+
+    ds = _cache_dataset(tmp_path)
+    with monkeypatch.context() as mp:
+        WRITE_FAULTS[fault](mp)
+        with pytest.warns(CacheWriteWarning):
+            report = scan_dataset(ds, workers=1)
+    assert summary_without_timing(report) == summary_without_timing(scan_dataset(ds, use_cache=False))
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_cache_entry_is_recovered_from(damage: str, tmp_path: Path, isolated_workbench_dirs) -> None:
+    from core.scan import scan_dataset
+
+    ds = _cache_dataset(tmp_path)
+    reference = summary_without_timing(scan_dataset(ds, workers=1))
+    tamper_entry(isolated_workbench_dirs["cache"], damage)
+    again = scan_dataset(ds, workers=1)
+    assert not again.from_cache and summary_without_timing(again) == reference
+
+
+def test_stale_temporaries_are_recovered(tmp_path: Path, isolated_workbench_dirs) -> None:
+    from core.scan import scan_dataset
+
+    scans = isolated_workbench_dirs["cache"] / "scans"
+    scans.mkdir(parents=True)
+    stale = scans / ".v3-x.npz.0123456789abcdef.tmp"
+    stale.write_bytes(b"\0" * 692_000)  # the size of the one left behind in the report
+    os.utime(stale, (time.time() - 7 * 3600,) * 2)
+    scan_dataset(_cache_dataset(tmp_path), workers=1)
+    assert not stale.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Sessions at once (handled: same results, nothing left behind)
+# --------------------------------------------------------------------------------------------
+
+def test_four_sessions_upload_and_scan_one_zip_at_once(isolated_workbench_dirs) -> None:
+    from core.scan import scan_dataset
+
+    data = dataset_zip()
+    datasets = in_parallel(lambda i: open_zip(data, "scans.zip"))
+    reports = in_parallel(lambda i: scan_dataset(datasets[i], workers=1))
+    assert len({d.root for d in datasets}) == 1
+    assert all(comparable(r) == comparable(reports[0]) for r in reports)
+    assert not [p for p in isolated_workbench_dirs["cache"].rglob("*") if ".tmp" in p.name]
+
+
+# --------------------------------------------------------------------------------------------
+# The corpus's size: every distinct hostile case above and its outcome
+# --------------------------------------------------------------------------------------------
+
+REFUSED, HANDLED, RECOVERED = "refused with message", "handled", "recovered"
+OUTCOMES = (REFUSED, HANDLED, RECOVERED)
+
+
+def corpus_cases() -> dict[str, str]:
+    """Every distinct hostile case of this file (group: name) with its outcome.
+
+    refused with message: a WorkbenchError naming the input and the reason, nothing written;
+    handled: the input is used or skipped with a reason and everything else still works;
+    recovered: a fault of the server's own state (cache) is survived and repaired.
+    """
+    groups: list[tuple[str, object, str]] = [
+        ("image", BAD_IMAGES, REFUSED),
+        ("odd image", ODD_IMAGES, HANDLED),
+        ("zip", BAD_ZIPS, REFUSED),
+        ("dataset folder", BAD_FOLDERS, REFUSED),
+        ("folder entry", HOSTILE_FOLDER_ENTRIES, HANDLED),
+        ("path", BAD_PATHS, REFUSED),
+        ("unlucky dataset", EDGE_DATASETS, HANDLED),
+        ("cache write fault", WRITE_FAULTS, RECOVERED),
+        ("damaged cache entry", DAMAGE, RECOVERED),
+        ("cache leftovers", ["stale temporaries"], RECOVERED),
+        ("sessions at once", ["four uploads and scans of one zip"], HANDLED),
+    ]
+    return {f"{group}: {name}": outcome for group, names, outcome in groups for name in names}
+
+
+def corpus_totals() -> dict[str, int]:
+    """How many distinct hostile cases the corpus holds, in all and per outcome."""
+    cases = corpus_cases()
+    return {"distinct hostile cases": len(cases), **{o: sum(v == o for v in cases.values()) for o in OUTCOMES}}
+
+
+def test_the_corpus_reports_its_size(record_property, capsys) -> None:
+    cases, totals = corpus_cases(), corpus_totals()
+    assert set(cases.values()) <= set(OUTCOMES)
+    assert sum(totals[o] for o in OUTCOMES) == totals["distinct hostile cases"] == len(cases)
+    record_property("bad_input_corpus", totals)
+    with capsys.disabled():
+        print("\nbad-input corpus: " + ", ".join(f"{n} {k}" for k, n in totals.items()))
+
+
+if __name__ == "__main__":  # python tests/test_bad_input_corpus.py: the table and the totals
+    for case, outcome in corpus_cases().items():
+        print(f"{outcome:22} {case}")
+    print(corpus_totals())

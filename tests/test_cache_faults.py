@@ -215,6 +215,14 @@ DAMAGE = {
 }
 
 
+def tamper_entry(cache: Path, damage: str) -> None:
+    """Damage the scan cache entry in ``cache`` the way DAMAGE[damage] says."""
+    suffix, how = DAMAGE[damage]
+    entry = _scan_entry(cache, suffix)
+    data = entry.read_bytes()
+    entry.write_bytes(how(data) if callable(how) else _tamper(data, how))
+
+
 def _tamper(data: bytes, how: str) -> bytes:
     payload = json.loads(data)
     files = payload["files"]
@@ -239,10 +247,7 @@ def test_damaged_or_inconsistent_scan_entry_is_discarded_and_rebuilt(damage, dat
     cache = isolated_workbench_dirs["cache"]
     first = scan_dataset(dataset, workers=1)
     reference = summary_without_timing(first)
-    suffix, how = DAMAGE[damage]
-    entry = _scan_entry(cache, suffix)
-    data = entry.read_bytes()
-    entry.write_bytes(how(data) if callable(how) else _tamper(data, how))
+    tamper_entry(cache, damage)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a damaged entry is not worth a warning: it is just rebuilt
         second = scan_dataset(dataset, workers=1)
