@@ -10,9 +10,14 @@ from core.errors import WorkbenchError
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
+    from core.config import DataConfig
     from core.datasets import open_folder
     from core.scan import scan_dataset
 
+    try:
+        DataConfig(near_dup_threshold=args.threshold)  # the declared range, checked before any work
+    except WorkbenchError as exc:
+        raise WorkbenchError(exc.reason, "--threshold") from None
     ds = open_folder(args.data_dir)
     report = scan_dataset(ds, threshold=args.threshold)
     summary = report.summary()
@@ -60,6 +65,21 @@ def main(argv: list[str] | None = None) -> int:
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`... --json | head`): stop quietly, as other command-line tools do.
+        _silence_stdout()
+        return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail a second time."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # stdout is not a real file (tests): nothing left to flush
 
 
 def _load_extra_commands() -> None:

@@ -36,9 +36,13 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if not (0 <= self.val_fraction < 0.5 and 0 <= self.test_fraction < 0.5):
-            raise WorkbenchError("validation and test fractions must each be below 0.5", "DataConfig")
+            raise WorkbenchError("validation and test fractions must each be from 0 to below 0.5, got "
+                                 f"{self.val_fraction} and {self.test_fraction}", "DataConfig")
         if not 0 <= self.near_dup_threshold <= 64:
-            raise WorkbenchError("near-duplicate threshold must be between 0 and 64 bits", "DataConfig")
+            raise WorkbenchError(f"near-duplicate threshold must be between 0 and 64 bits, got {self.near_dup_threshold}",
+                                 "DataConfig")
+        if not 0 <= self.split_seed <= 2**31 - 1:
+            raise WorkbenchError(f"split seed must be from 0 to {2**31 - 1}, got {self.split_seed}", "DataConfig")
 
     to_dict = dataclasses.asdict
 
@@ -125,6 +129,16 @@ class FineTuneConfig:
     unfreeze_layers: int = 20  # how many of the backbone's top layers become trainable
     lr_factor: float = 0.1  # phase-2 learning rate = learning_rate * lr_factor
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.epochs <= 1000:
+            raise WorkbenchError(f"fine-tuning epochs must be from 0 (off) to 1000, got {self.epochs}", "FineTuneConfig")
+        if not 0 <= self.unfreeze_layers <= 10_000:
+            raise WorkbenchError(f"layers to unfreeze must be from 0 to 10000, got {self.unfreeze_layers}",
+                                 "FineTuneConfig")
+        if not 0 < self.lr_factor <= 1:
+            raise WorkbenchError(f"fine-tuning learning-rate factor must be above 0 and at most 1, got {self.lr_factor}",
+                                 "FineTuneConfig")
+
     to_dict = dataclasses.asdict
 
 
@@ -163,11 +177,28 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.image_size < 32 or self.image_size > 512:
-            raise WorkbenchError("image size must be between 32 and 512 pixels", "TrainConfig")
+            raise WorkbenchError(f"image size must be between 32 and 512 pixels, got {self.image_size}", "TrainConfig")
         if self.epochs < 1 or self.batch_size < 1:
-            raise WorkbenchError("epochs and batch size must be at least 1", "TrainConfig")
+            raise WorkbenchError(f"epochs and batch size must be at least 1, got {self.epochs} and {self.batch_size}",
+                                 "TrainConfig")
+        if self.batch_size > 1024:
+            raise WorkbenchError(f"batch size must be from 1 to 1024, got {self.batch_size}", "TrainConfig")
         if not 0 < self.learning_rate < 1:
-            raise WorkbenchError("learning rate must be between 0 and 1", "TrainConfig")
+            raise WorkbenchError(f"learning rate must be between 0 and 1 (exclusive), got {self.learning_rate}",
+                                 "TrainConfig")
+        if not 0 <= self.weight_decay < 1:
+            raise WorkbenchError(f"weight decay must be from 0 to below 1, got {self.weight_decay}", "TrainConfig")
+        if not 0 <= self.label_smoothing < 1:
+            raise WorkbenchError(f"label smoothing must be from 0 to below 1, got {self.label_smoothing}", "TrainConfig")
+        if not 0 < self.width <= 4:  # NaN fails every comparison, so it is refused here too
+            raise WorkbenchError(f"width must be above 0 and at most 4, got {self.width}", "TrainConfig")
+        if self.max_train_batches is not None and self.max_train_batches < 1:
+            raise WorkbenchError(f"batches per epoch must be at least 1 (or no limit), got {self.max_train_batches}",
+                                 "TrainConfig")
+        if not 0 <= self.seed <= 2**31 - 1:
+            raise WorkbenchError(f"seed must be from 0 to {2**31 - 1}, got {self.seed}", "TrainConfig")
+        if not 0 <= self.patience <= 1000:
+            raise WorkbenchError(f"patience must be from 0 to 1000 epochs, got {self.patience}", "TrainConfig")
         if self.optimizer not in ("adamw", "adam", "sgd"):
             raise WorkbenchError(f"unknown optimizer '{self.optimizer}'", "TrainConfig")
         if self.lr_schedule not in ("cosine", "plateau"):

@@ -133,6 +133,9 @@ def open_folder(root: str | Path, *, kind: str = "folder", name: str | None = No
         WorkbenchError: missing folder, no class subfolders, unknown class names, or fewer
             than two classes with images. Unreadable files are recorded, not fatal.
     """
+    from core.paths import check_path_text
+
+    check_path_text(root)
     root = Path(root).expanduser()
     label = str(root)
     if not root.exists():

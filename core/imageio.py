@@ -75,6 +75,8 @@ def decode_image(source: str | Path | bytes, name: str | None = None) -> Decoded
 def _read_bytes(source: str | Path | bytes, label: str) -> bytes:
     if isinstance(source, bytes):
         return source
+    if "\0" in str(source):
+        raise WorkbenchError("the path contains a NUL character, which no file name can hold", repr(label))
     from core.safeio import read_regular_file  # regular files only (a FIFO would hang), capped
 
     return read_regular_file(source, label, MAX_FILE_BYTES)

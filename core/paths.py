@@ -10,19 +10,44 @@ from core.errors import WorkbenchError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def check_path_text(path: str | Path, label: str | None = None) -> None:
+    """Refuse a typed path that no file system can hold (a NUL character) with a clear message."""
+    if "\0" in str(path):
+        raise WorkbenchError("the path contains a NUL character, which no file or folder name can hold; "
+                             "check what was typed or pasted", label or repr(str(path)))
+
+
+def _setting_folder(variable: str, path: Path) -> Path:
+    """``path`` from ``variable``; refused when it names a file (or cannot be a path at all)."""
+    check_path_text(path, variable)
+    if path.exists() and not path.is_dir():
+        raise WorkbenchError(f"{variable} names a file, not a folder; set it to a folder", str(path))
+    return path
+
+
 def cache_dir() -> Path:
-    """Scan caches, extracted zips and the generated demo dataset (WORKBENCH_CACHE_DIR)."""
+    """Scan caches, extracted zips and the generated demo dataset (WORKBENCH_CACHE_DIR).
+
+    Raises:
+        WorkbenchError: the setting names a file. (A folder that cannot be created raises
+            OSError, which the cache treats as "work uncached": core.cachefs.)
+    """
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mri-workbench"
-    path = Path(os.environ.get("WORKBENCH_CACHE_DIR", default))
+    path = _setting_folder("WORKBENCH_CACHE_DIR", Path(os.environ.get("WORKBENCH_CACHE_DIR", default)))
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def models_dir() -> Path:
-    """The model registry (WORKBENCH_MODELS_DIR, default: the project's models/ folder)."""
-    path = Path(os.environ.get("WORKBENCH_MODELS_DIR", PROJECT_ROOT / "models"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """The model registry (WORKBENCH_MODELS_DIR, default: the project's models/ folder).
+
+    Not created here: a mistyped setting must not quietly become a new, empty registry. The
+    folder is created when the first run is published (core.registry.staging_dir).
+
+    Raises:
+        WorkbenchError: the setting names a file.
+    """
+    return _setting_folder("WORKBENCH_MODELS_DIR", Path(os.environ.get("WORKBENCH_MODELS_DIR", PROJECT_ROOT / "models")))
 
 
 def default_data_dir() -> Path | None:
@@ -49,6 +74,7 @@ def data_roots() -> list[Path]:
 
 def check_under_data_roots(path: str | Path) -> Path:
     """Resolve a user-typed folder and refuse it unless it lies under a configured data root."""
+    check_path_text(path)
     resolved = Path(path).expanduser().resolve()
     for root in data_roots():
         if resolved == root or root in resolved.parents:

@@ -11,6 +11,7 @@ from core.errors import WorkbenchError
 from core.gradcam import CAM_METHODS
 from core.imageio import MAX_FILE_BYTES
 from core.overlay import COLORMAPS
+from core.paths import check_path_text, models_dir
 
 
 def register(sub: Any) -> None:
@@ -42,6 +43,8 @@ def _read(path: str) -> bytes | str:
         return "permission denied: the file cannot be read"
     except OSError as exc:
         return f"the file cannot be read ({exc.strerror or exc})"
+    except ValueError:  # os.stat refuses a NUL character
+        return "the path contains a NUL character, which no file name can hold"
 
 
 def _write_overlay(out_dir: Path, result: Any, alpha: float, colormap: str, used: set[str]) -> str:
@@ -53,16 +56,30 @@ def _write_overlay(out_dir: Path, result: Any, alpha: float, colormap: str, used
     return str(target)
 
 
+def _overlay_folder(path: str) -> Path:
+    """The --gradcam folder, created if needed; refused (before any work) when it cannot be one."""
+    check_path_text(path, "--gradcam")
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise WorkbenchError("this is a file, not a folder; give a folder for the overlay images", f"--gradcam {path}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WorkbenchError(f"the folder cannot be created ({exc.strerror or exc})", f"--gradcam {path}") from None
+    return folder
+
+
 def run(args: argparse.Namespace) -> int:
     """Predict every file; exit 0 when all were analysed, 2 when any input was rejected."""
     from core.predict import PredictionResult, Predictor, predict_files
 
-    if not 0.0 <= args.alpha <= 1.0:
+    if not 0.0 <= args.alpha <= 1.0:  # NaN fails both comparisons and is refused too
         raise WorkbenchError(f"must be between 0 and 1, got {args.alpha}", "--alpha")
+    out_dir = _overlay_folder(args.gradcam) if args.gradcam else None
+    if args.model is None and not models_dir().is_dir():
+        raise WorkbenchError("no trained model yet: the model registry folder does not exist (check "
+                             "WORKBENCH_MODELS_DIR if models were trained)", str(models_dir()))
     predictor = Predictor.load(args.model)  # WorkbenchError -> "error: ..." and exit 2 (core.cli)
-    out_dir = Path(args.gradcam) if args.gradcam else None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
     raw = [(f, _read(f)) for f in args.files]
     readable = [(f, data) for f, data in raw if isinstance(data, bytes)]
     predicted = iter(predict_files(predictor, readable, gradcam=out_dir is not None, method=args.method,

@@ -182,7 +182,7 @@ def publish(staging: Path, run_id: str) -> Run:
     return _read_run(final)  # type: ignore[return-value]
 
 
-LINKED_FOLDER = "the run folder is a link; models are only loaded from folders inside the registry"
+LINKED_FOLDER = "the run folder is a link; models are only loaded from the registry folder itself, not through links"
 
 
 def _read_run(folder: Path) -> Run | None:
@@ -258,10 +258,14 @@ def resolve_run(run_id_or_path: str, root: Path | None = None) -> Run:
     if folder.name == MODEL_FILE:
         folder = folder.parent
     if folder.is_symlink():
-        raise WorkbenchError(LINKED_FOLDER, run_id_or_path)
+        raise WorkbenchError(f"models are only loaded from the registry folder {root}, never through a link",
+                             run_id_or_path)
     folder = folder.resolve()
     if folder.parent != root:
         raise WorkbenchError(f"models are only loaded from the registry folder {root}", run_id_or_path)
+    if not root.is_dir():
+        raise WorkbenchError(f"no model run with this id: the model registry folder {root} does not exist (check "
+                             "WORKBENCH_MODELS_DIR; it is created when the first model is trained)", run_id_or_path)
     run = _read_run(folder) if folder.is_dir() else None
     if run is None:
         raise WorkbenchError("no complete model run with this id (model.keras and card.json needed)", run_id_or_path)

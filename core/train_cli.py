@@ -51,6 +51,43 @@ def register(sub) -> None:
     c.set_defaults(func=calibrate)
 
 
+#: option -> (settings class, field, argparse attribute): each option is checked alone against the
+#: range its settings class declares, so the message names the option that is out of range.
+OPTION_FIELDS: dict[str, tuple[type, str, str]] = {
+    "--epochs": (TrainConfig, "epochs", "epochs"),
+    "--image-size": (TrainConfig, "image_size", "image_size"),
+    "--batch-size": (TrainConfig, "batch_size", "batch_size"),
+    "--lr": (TrainConfig, "learning_rate", "lr"),
+    "--label-smoothing": (TrainConfig, "label_smoothing", "label_smoothing"),
+    "--mixup": (TrainConfig, "mixup", "mixup"),
+    "--width": (TrainConfig, "width", "width"),
+    "--patience": (TrainConfig, "patience", "patience"),
+    "--seed": (TrainConfig, "seed", "seed"),
+    "--max-batches": (TrainConfig, "max_train_batches", "max_batches"),
+    "--finetune-epochs": (FineTuneConfig, "epochs", "finetune_epochs"),
+    "--unfreeze": (FineTuneConfig, "unfreeze_layers", "unfreeze"),
+    "--split-seed": (DataConfig, "split_seed", "split_seed"),
+}
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse any option outside its declared range before any work starts.
+
+    Raises:
+        WorkbenchError: named after the option, with the allowed range and the value given.
+    """
+    from core.errors import WorkbenchError
+
+    for option, (settings, name, attr) in OPTION_FIELDS.items():
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        try:
+            settings(**{name: value})
+        except WorkbenchError as exc:
+            raise WorkbenchError(exc.reason, option) from None
+
+
 def calibrate(args: argparse.Namespace) -> int:
     from core.registry import resolve_run
     from core.train import recalibrate_run
@@ -73,9 +110,11 @@ def run(args: argparse.Namespace) -> int:
     from core.scan import scan_dataset
     from core.train import train_model
 
+    check_options(args)
     spec = get_arch(args.arch)
+    image_size = spec.default_image_size if args.image_size is None else args.image_size
     cfg = TrainConfig(
-        arch=args.arch, image_size=args.image_size or spec.default_image_size, epochs=args.epochs,
+        arch=args.arch, image_size=image_size, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.lr, optimizer=args.optimizer, lr_schedule=args.schedule,
         label_smoothing=args.label_smoothing, augment=AUGMENT_PRESETS[args.augment], patience=args.patience,
         weights=args.weights, finetune=FineTuneConfig(epochs=args.finetune_epochs, unfreeze_layers=args.unfreeze),
