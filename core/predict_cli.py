@@ -30,19 +30,12 @@ def register(sub: Any) -> None:
 
 def _read(path: str) -> bytes | str:
     """The file's bytes, or the reason it cannot be read."""
-    p = Path(path)
+    from core.safeio import read_regular_file  # regular files only (a FIFO would hang), capped
+
     try:
-        if p.stat().st_size > MAX_FILE_BYTES:
-            return f"the file is too large ({p.stat().st_size / 1e6:.0f} MB)"
-        return p.read_bytes()
-    except FileNotFoundError:
-        return "the file does not exist"
-    except IsADirectoryError:
-        return "this is a folder, not an image file"
-    except PermissionError:
-        return "permission denied: the file cannot be read"
-    except OSError as exc:
-        return f"the file cannot be read ({exc.strerror or exc})"
+        return read_regular_file(path, path, MAX_FILE_BYTES)
+    except WorkbenchError as exc:
+        return exc.reason
     except ValueError:  # os.stat refuses a NUL character
         return "the path contains a NUL character, which no file name can hold"
 

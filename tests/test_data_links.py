@@ -222,3 +222,13 @@ def test_a_sparse_file_beyond_the_cap_is_refused_without_reading(tmp_path):
     with pytest.raises(WorkbenchError, match="too large"):
         decode_image(big)
     assert time.perf_counter() - start < 2
+
+
+def test_the_predict_cli_refuses_a_fifo_without_hanging(tmp_path):
+    from core.predict_cli import _read
+
+    fifo = tmp_path / "scan.png"
+    os.mkfifo(fifo)
+    reason = run_with_timeout(lambda: _read(str(fifo)), 10)
+    assert isinstance(reason, str) and "named pipe" in reason
+    assert "not a regular file" in run_with_timeout(lambda: _read("/dev/zero"), 10)
