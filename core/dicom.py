@@ -3,15 +3,42 @@
 from __future__ import annotations
 
 import io
+import re
+from typing import Any
 
 import numpy as np
 
 from core.errors import WorkbenchError
 from core.imageio import DecodedImage, colourfulness, scale_to_uint8
 
-#: Header fields safe to show; patient identifiers are never read out.
-SAFE_FIELDS = ("Modality", "SeriesDescription", "BodyPartExamined", "MRAcquisitionType",
-               "SliceThickness", "PhotometricInterpretation", "Rows", "Columns")
+#: Coded header fields that may be shown: code strings (capitals, digits, space, underscore, at
+#: most 16 characters, as DICOM's CS) and numbers. Free text (SeriesDescription, StudyDescription,
+#: ProtocolName, ...) is never read out: sites type patient names into it.
+CODED_FIELDS = ("Modality", "BodyPartExamined", "MRAcquisitionType", "PhotometricInterpretation")
+NUMERIC_FIELDS = ("SliceThickness", "PixelSpacing", "MagneticFieldStrength", "Rows", "Columns")
+SAFE_FIELDS = CODED_FIELDS + NUMERIC_FIELDS
+_CODE = re.compile(r"[A-Z0-9 _]{1,16}")
+
+
+def safe_header(ds: Any) -> dict[str, str]:
+    """The coded fields of a DICOM header; a value that is not in its coded form is left out."""
+    out = {}
+    for key in CODED_FIELDS:
+        value = str(ds.get(key, "") or "").strip()
+        if _CODE.fullmatch(value):
+            out[key] = value
+    for key in NUMERIC_FIELDS:
+        value = ds.get(key)
+        if value is None:
+            continue
+        try:
+            many = hasattr(value, "__iter__") and not isinstance(value, str | bytes)  # e.g. PixelSpacing
+            numbers = [float(v) for v in (value if many else [value])]
+        except (TypeError, ValueError):
+            continue
+        if numbers and all(np.isfinite(numbers)):
+            out[key] = str(value)
+    return out
 
 
 def decode_dicom(data: bytes, label: str) -> DecodedImage:
@@ -55,7 +82,7 @@ def _decode_dicom(data: bytes, label: str) -> DecodedImage:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         arr = arr[frames // 2]  # the middle slice of a multi-frame object
-    meta = {k: str(ds.get(k)) for k in SAFE_FIELDS if k in ds}
+    meta: dict[str, Any] = safe_header(ds)
     meta["frames"] = frames
 
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):  # colour DICOM (e.g. a screenshot)
@@ -69,6 +96,7 @@ def _decode_dicom(data: bytes, label: str) -> DecodedImage:
         raise WorkbenchError(f"the image is too small ({w}×{h} pixels)", label)
 
     values = apply_modality_lut(arr, ds).astype(np.float64)
+    _check_finite(values, label)
     center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
     if "VOILUTSequence" in ds:
         windowed = apply_voi_lut(values, ds, index=0).astype(np.float64)
@@ -85,6 +113,14 @@ def _decode_dicom(data: bytes, label: str) -> DecodedImage:
     if photometric == "MONOCHROME1":  # high values are dark in MONOCHROME1
         gray = 255 - gray
     return DecodedImage(gray, "DICOM", photometric, 0.0, meta)
+
+
+def _check_finite(values: np.ndarray, label: str) -> None:
+    """Refuse pixel values that are NaN or infinite: any window over them gives a made-up picture."""
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise WorkbenchError(f"{bad} of the {values.size} pixel values are not numbers (NaN or infinity); the "
+                             "image cannot be shown or classified reliably", label)
 
 
 def _unsupported_compression(transfer_syntax: object, label: str) -> WorkbenchError:

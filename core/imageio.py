@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 from core.errors import WorkbenchError
 
@@ -24,6 +24,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 MAX_PIXELS = 40_000_000  # ~6300×6300; far above any MRI slice
 MIN_SIDE = 16  # a thumbnail-sized file carries no diagnostic content
 MAX_FILE_BYTES = 200 * 1024 * 1024
+EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how the stored pixels must be turned to be upright
 
 IMAGE_FORMATS = {"JPEG", "PNG", "BMP", "TIFF", "MPO"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
@@ -109,6 +110,7 @@ def _decode_raster(data: bytes, label: str) -> DecodedImage:
                     f"the file holds {img.n_frames} frames; upload a single slice", label
                 )
             img.load()
+        img = _apply_orientation(img)
     except WorkbenchError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -124,12 +126,25 @@ def _decode_raster(data: bytes, label: str) -> DecodedImage:
     return DecodedImage(pixels=pixels, source_format=fmt, source_mode=mode, colourfulness=colourfulness)
 
 
+def _apply_orientation(img: Image.Image) -> Image.Image:
+    """Turn the pixels upright as the EXIF orientation tag says (phone photos are often stored sideways).
+
+    A damaged EXIF block leaves the pixels as stored rather than refusing an otherwise good image.
+    """
+    try:
+        if img.getexif().get(EXIF_ORIENTATION, 1) in (1, None):
+            return img
+        return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - EXIF parsers raise many types on damaged blocks
+        return img
+
+
 def _to_gray(img: Image.Image, label: str) -> tuple[np.ndarray, float]:
     """Convert any Pillow mode to uint8 grayscale, measuring colourfulness on the way."""
     mode = img.mode
     try:
         if mode in ("I;16", "I;16B", "I;16L", "I", "F") or mode.startswith("I;"):
-            return scale_to_uint8(np.asarray(img, dtype=np.float64)), 0.0
+            return scale_to_uint8(np.asarray(img, dtype=np.float64), label=label), 0.0
         if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
             # Composite on black: transparent background is "no signal", as in an MRI.
             rgba = img.convert("RGBA")
@@ -141,13 +156,23 @@ def _to_gray(img: Image.Image, label: str) -> tuple[np.ndarray, float]:
             return np.asarray(img, dtype=np.uint8).copy(), 0.0
         rgb = np.asarray(img, dtype=np.uint8)
         return np.asarray(img.convert("L"), dtype=np.uint8).copy(), colourfulness(rgb)
+    except WorkbenchError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise WorkbenchError(f"the image mode {mode} could not be converted ({exc})", label) from None
 
 
-def scale_to_uint8(values: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
-    """Linearly map [low, high] (default: min..max) onto 0..255, clipping outside."""
+def scale_to_uint8(values: np.ndarray, low: float | None = None, high: float | None = None,
+                   label: str | None = None) -> np.ndarray:
+    """Linearly map [low, high] (default: min..max) onto 0..255, clipping outside.
+
+    Raises:
+        WorkbenchError: some values are NaN or infinite (they would become a made-up picture).
+    """
     values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise WorkbenchError("some pixel values are not numbers (NaN or infinity); the image cannot be shown "
+                             "or classified reliably", label)
     lo = float(np.min(values)) if low is None else low
     hi = float(np.max(values)) if high is None else high
     if hi <= lo:
