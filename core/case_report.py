@@ -20,6 +20,7 @@ from PIL import Image
 
 from core.overlay import overlay
 from core.predict import PredictionResult
+from core.safetext import neutralise_cell
 
 DISCLAIMER = ("Decision support for research and education only — not a diagnosis. "
               "A qualified clinician must interpret every result.")
@@ -59,15 +60,19 @@ def overlay_filename(result: PredictionResult, used: set[str]) -> str:
 # --- batch exports ----------------------------------------------------------------------------
 
 def results_csv(results: Sequence[PredictionResult], class_names: Sequence[str]) -> bytes:
-    """One row per file: label, confidence, per-class probabilities, warnings, error (UTF-8 CSV)."""
+    """One row per file: label, confidence, per-class probabilities, warnings, error (UTF-8 CSV).
+
+    Text that a spreadsheet would run as a formula (a file named ``=HYPERLINK(...)``) is neutralised.
+    """
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["file", "label", "confidence", *[f"prob_{c}" for c in class_names], "flags", "warnings",
                      "error"])
     for r in results:
         probs = [f"{r.probabilities[c]:.6f}" if c in r.probabilities else "" for c in class_names]
-        writer.writerow([r.file, r.label or "", f"{r.confidence:.6f}" if r.confidence is not None else "", *probs,
-                         ";".join(r.flags), " | ".join(r.warnings), r.error or ""])
+        writer.writerow(map(neutralise_cell, [
+            r.file, r.label or "", f"{r.confidence:.6f}" if r.confidence is not None else "", *probs,
+            ";".join(r.flags), " | ".join(r.warnings), r.error or ""]))
     return buf.getvalue().encode("utf-8")
 
 

@@ -27,8 +27,13 @@ def metrics_json(result: EvaluationResult) -> bytes:
 
 
 def predictions_csv(result: EvaluationResult) -> bytes:
-    """Per-image predictions: file, true, predicted, confidence, prob_<class>, overlap with training."""
-    return result.predictions.to_csv(index=False).encode()
+    """Per-image predictions: file, true, predicted, confidence, prob_<class>, overlap with training.
+
+    Text cells a spreadsheet would run as formulas (file names starting with = + - @) are neutralised.
+    """
+    from core.safetext import neutralise_frame
+
+    return neutralise_frame(result.predictions).to_csv(index=False).encode()
 
 
 def _f(value: Any, pct: bool = False) -> str:

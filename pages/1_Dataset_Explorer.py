@@ -10,6 +10,7 @@ from core import charts, explore
 from core.classes import display_name
 from core.datasets import SOURCES
 from core.paths import data_roots
+from core.safetext import escape_markdown
 from core.splits import SPLIT_MODES
 from core.teaching import CLASS_NOTES
 from pages import _shared as sh
@@ -74,7 +75,7 @@ def draw_group(paths: list[str], header: str) -> None:
     rows = files.set_index("path").loc[paths]
     st.markdown(header)
     st.image(sh.thumbnails(ds, paths, THUMB), width=THUMB,
-             caption=[f"{r.split} · {display_name(r.label)} · {Path(p).name}" for p, r in rows.iterrows()])
+             caption=[f"{r.split} · {display_name(r.label)} · {escape_markdown(Path(p).name)}" for p, r in rows.iterrows()])
 
 
 def balance_section() -> None:
@@ -124,7 +125,7 @@ def show_large(rel: str) -> None:
     with sh.shown_errors():
         img = sh.cached_image(ds.fingerprint, str(ds.abspath(rel)))
         left, right = st.columns([3, 2])
-        left.image(img.pixels, caption=Path(rel).name, width=min(448, img.size[0] * 2))
+        left.image(img.pixels, caption=escape_markdown(Path(rel).name), width=min(448, img.size[0] * 2))
         try:
             nbytes = f"{ds.abspath(rel).stat().st_size / 1024:,.1f} KB"
         except OSError:

@@ -17,6 +17,7 @@ from core.gradcam import CAM_METHODS, CAM_TITLES
 from core.overlay import COLORMAPS
 from core.predict import PredictionResult, Predictor, card_summary, predict_files
 from core.registry import best_run, list_runs, resolve_run
+from core.safetext import escape_markdown
 from pages import _shared as sh
 
 RESULTS_KEY = "predict_results"  # (inputs key, results) of the last analysis in this session
@@ -50,7 +51,7 @@ def batch_table(results: list[PredictionResult]) -> pd.DataFrame:
 
 def show_result(i: int, r: PredictionResult, alpha: float, cmap: str, summary: dict[str, str]) -> None:
     with st.container(border=True):
-        st.markdown(f"**{r.file}**")
+        st.markdown(f"**{escape_markdown(r.file)}**")  # an uploaded name is shown literally, never rendered
         if not r.ok:
             st.error(f"This file could not be analysed: {r.error}", icon=":material/error:")
             return

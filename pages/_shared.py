@@ -24,6 +24,7 @@ from core.errors import WorkbenchError
 from core.explore import naive_split, thumbnail
 from core.imageio import DecodedImage, decode_image
 from core.paths import cache_dir, check_under_data_roots, default_data_dir, models_dir
+from core.safetext import escape_markdown
 from core.scan import ScanReport, scan_dataset
 from core.splits import SPLIT_MODES, make_split
 
@@ -132,7 +133,7 @@ def show_active_dataset_badge() -> Dataset:
     ds = active_dataset()
     files = ds.files
     splits = sorted(s for s in files["source_split"].unique() if s)
-    parts = [f"**{ds.name}**", f"{len(files):,} images", f"{len(ds.class_names)} classes",
+    parts = [f"**{escape_markdown(ds.name)}**", f"{len(files):,} images", f"{len(ds.class_names)} classes",
              f"splits: {', '.join(splits)}" if splits else "no split folders"]
     badge = " :orange-badge[SYNTHETIC — not patient data]" if ds.synthetic else ""
     st.caption(":material/database: Active dataset: " + " · ".join(parts) + badge)
@@ -257,8 +258,9 @@ def list_models() -> list[tuple[str, dict]]:
     except ImportError:
         list_runs = None
     if list_runs is not None:
-        try:
-            return [(str(r.run_id), dict(r.card)) for r in list_runs()]
+        try:  # unusable runs are listed too, with why (model_summary's "status")
+            return [(str(r.run_id), {**r.card, "_problems": list(r.problems)})
+                    for r in list_runs(include_broken=True)]
         except Exception:  # noqa: BLE001 - a broken registry must not take the Home page down
             pass
     out = []
@@ -278,11 +280,12 @@ def model_summary(run_id: str, card: dict) -> dict[str, Any]:
     acc = results.get("val_accuracy")
     return {
         "model": run_id,
-        "architecture": card.get("arch_title") or card.get("arch", ""),
-        "dataset": (data.get("name", "") + (" (SYNTHETIC)" if data.get("synthetic") else "")),
-        "split": data.get("split_mode", ""),
+        "architecture": str(card.get("arch_title") or card.get("arch", "")),  # str(): a damaged card may hold anything
+        "dataset": (str(data.get("name", "")) + (" (SYNTHETIC)" if data.get("synthetic") is True else "")),
+        "split": str(data.get("split_mode", "")),
         "val accuracy": f"{acc:.1%}" if isinstance(acc, (int, float)) else "",
-        "created": card.get("created", ""),
+        "created": str(card.get("created", "")),
+        "status": ("unusable: " + "; ".join(card["_problems"])) if card.get("_problems") else "ok",
     }
 
 
