@@ -525,6 +525,227 @@ def test_four_sessions_upload_and_scan_one_zip_at_once(isolated_workbench_dirs) 
     assert not [p for p in isolated_workbench_dirs["cache"].rglob("*") if ".tmp" in p.name]
 
 
+# ============================================================================================
+# Issue 13, model / card / command-line / input side (defects 2, 5, 6, 9, 10, 11, 12).
+# The cases live in their own test modules (named below); here each is run once more through
+# one compact check and counted by _model_and_input_groups().
+# ============================================================================================
+
+from test_cli_validation import BAD_TRAIN_OPTIONS  # noqa: E402
+from test_injection import FORMULAS, HOSTILE_NAMES  # noqa: E402
+from test_odd_images import NON_FINITE, float_dicom  # noqa: E402
+from test_registry import fake_run  # noqa: E402
+from test_registry_rules import BAD_CARDS, bad_run, held_out, keras_run, tiny_keras_file  # noqa: E402, F401
+
+from core.cli import main as cli_main  # noqa: E402
+
+
+@pytest.fixture
+def models_root(isolated_workbench_dirs: dict) -> Path:
+    root = isolated_workbench_dirs["models"]
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@pytest.mark.parametrize("name", list(BAD_CARDS))
+def test_malformed_card_is_refused_and_the_others_work(name: str, models_root: Path) -> None:
+    from core.registry import list_runs, resolve_run
+
+    fake_run(models_root / "good")
+    bad_run(models_root, name)
+    assert [r.run_id for r in list_runs()] == ["good"]
+    with pytest.raises(WorkbenchError, match="model card is damaged") as info:
+        resolve_run(name)
+    assert BAD_CARDS[name][1] in info.value.reason
+
+
+#: card changes -> words of the refusal when the model is loaded (the card itself is well formed)
+CARD_MISFITS: dict[str, tuple[dict, str]] = {
+    "class count edited": ({"class_names": ["glioma", "meningioma", "notumor"]}, "3 classes but the model has 2"),
+    "image size edited": ({"image_size": 16}, "16×16 pixels but the model takes"),
+    "channels edited": ({"input_channels": 3}, "3 channel(s) but the model takes 1"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CARD_MISFITS))
+def test_card_that_does_not_fit_its_model_is_refused(name: str, models_root: Path, tiny_keras_file) -> None:  # noqa: F811
+    from core.registry import list_runs, load_model
+
+    keras_run(models_root, tiny_keras_file, **CARD_MISFITS[name][0])
+    with pytest.raises(WorkbenchError, match="does not fit the model") as info:
+        load_model(list_runs()[0])
+    assert CARD_MISFITS[name][1] in info.value.reason
+
+
+def _link_outside(models: Path, tmp: Path) -> str:
+    os.symlink(fake_run(tmp / "outside" / "planted", evaluation=held_out(1.0)), models / "planted")
+    return "planted"
+
+
+def _link_to_a_run(models: Path, tmp: Path) -> str:
+    os.symlink(models / "good", models / "alias")
+    return "alias"
+
+
+def _linked_card(models: Path, tmp: Path) -> str:
+    folder = fake_run(models / "linked-card")
+    (tmp / "card.json").write_bytes((folder / "card.json").read_bytes())
+    (folder / "card.json").unlink()
+    os.symlink(tmp / "card.json", folder / "card.json")
+    return "linked-card"
+
+
+LINKED_RUNS: dict[str, Callable[[Path, Path], str]] = {
+    "run folder linked outside the registry": _link_outside,
+    "run folder linked to another run": _link_to_a_run,
+    "card.json linked elsewhere": _linked_card,
+}
+
+
+@pytest.mark.parametrize("name", list(LINKED_RUNS))
+def test_linked_run_is_never_listed_picked_or_resolved(name: str, models_root: Path, tmp_path: Path) -> None:
+    from core.registry import best_run, list_runs, resolve_run
+
+    fake_run(models_root / "good", evaluation=held_out(0.5))
+    linked = LINKED_RUNS[name](models_root, tmp_path)
+    assert [r.run_id for r in list_runs()] == ["good"] and best_run(list_runs()).run_id == "good"
+    with pytest.raises(WorkbenchError, match="link"):
+        resolve_run(linked)
+
+
+#: name -> extra runs that must not become the default next to run "real" (held-out macro-F1 0.6)
+DEFAULT_PICK: dict[str, dict] = {
+    "perfect score on another folder": {"evaluation": held_out(1.0, eval_set="folder")},
+    "perfect score, trained on synthetic images": {"evaluation": held_out(1.0), "data": {"synthetic": True}},
+}
+
+
+@pytest.mark.parametrize("name", list(DEFAULT_PICK))
+def test_default_model_compares_like_with_like(name: str, models_root: Path) -> None:
+    from core.evaluate import comparison_table
+    from core.registry import best_run, list_runs
+
+    fake_run(models_root / "real", data={"synthetic": False}, evaluation=held_out(0.6))
+    fake_run(models_root / "other", created="2026-09-01", **DEFAULT_PICK[name])
+    assert best_run(list_runs()).run_id == "real"
+    assert comparison_table(list_runs()).set_index("run").loc["real", "best"]
+
+
+def _cli_case(args: list[str], env: dict[str, str] | None = None, words: str = ""):
+    return args, env or {}, words
+
+
+#: name -> (argv, environment changes, words of the one-line error); {tmp} is the test's folder
+CLI_CASES: dict[str, tuple[list[str], dict[str, str], str]] = {
+    **{f"train {' '.join(a)}": _cli_case(["train", "--data", "{tmp}/d", *a], words=o)
+       for a, o, _ in BAD_TRAIN_OPTIONS.values()},
+    "scan --threshold 300": _cli_case(["scan", "{tmp}/d", "--threshold", "300"], words="--threshold"),
+    "predict --gradcam onto a file": _cli_case(["predict", "{tmp}/x.png", "--gradcam", "{tmp}/file"],
+                                               words="a file, not a folder"),
+    "WORKBENCH_MODELS_DIR names a file": _cli_case(["predict", "{tmp}/x.png"], {"WORKBENCH_MODELS_DIR": "{tmp}/file"},
+                                                   "names a file"),
+    "WORKBENCH_CACHE_DIR names a file": _cli_case(["scan", "{tmp}/d"], {"WORKBENCH_CACHE_DIR": "{tmp}/file"},
+                                                  "names a file"),
+    "mistyped models folder": _cli_case(["predict", "{tmp}/x.png"], {"WORKBENCH_MODELS_DIR": "{tmp}/modles"},
+                                        "does not exist"),
+    "NUL byte in a typed path": _cli_case(["scan", "{tmp}/d\0x"], words="NUL character"),
+}
+
+
+@pytest.mark.parametrize("name", list(CLI_CASES))
+def test_cli_input_is_refused_in_one_line(name: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    args, env, words = CLI_CASES[name]
+    write_class_tree(tmp_path / "d", {"glioma": 2, "notumor": 2})
+    (tmp_path / "file").write_text("a file")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value.format(tmp=tmp_path))
+    assert cli_main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and words in err, err
+    assert not (tmp_path / "modles").exists()
+
+
+@pytest.mark.parametrize("name", list(NON_FINITE))
+def test_non_finite_pixels_are_refused(name: str) -> None:
+    with pytest.raises(WorkbenchError, match=r"NaN or infinity") as info:
+        decode_image(NON_FINITE[name](), name)
+    assert info.value.source == name
+
+
+def _exif_turned(orientation: int) -> np.ndarray:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    stored = np.full((40, 60), 30, np.uint8)
+    stored[:10, :15] = 230
+    Image.fromarray(stored).save(buf, format="PNG", exif=exif)
+    return decode_image(buf.getvalue(), "phone.png").pixels
+
+
+#: handled inputs: name -> check that the input is used correctly
+HANDLED_INPUTS: dict[str, Callable[[], None]] = {
+    "photo stored sideways (EXIF 6)": lambda: _check(_exif_turned(6).shape == (60, 40) and _exif_turned(6)[0, -1] == 230),
+    "photo stored upside down (EXIF 3)": lambda: _check(_exif_turned(3)[-1, -1] == 230),
+    "finite float DICOM": lambda: _check(decode_image(float_dicom(np.tile(np.linspace(0, 9, 32), (32, 1))),
+                                                      "f.dcm").pixels[:, -1].min() > 245),
+    "DICOM free text naming the patient": lambda: _check("SeriesDescription" not in decode_image(
+        make_dicom(), "s.dcm").meta),
+}
+
+
+def _check(ok: bool) -> None:
+    assert ok
+
+
+@pytest.mark.parametrize("name", list(HANDLED_INPUTS))
+def test_odd_input_is_handled(name: str) -> None:
+    HANDLED_INPUTS[name]()
+
+
+@pytest.mark.parametrize("text", FORMULAS, ids=[repr(f[:12]) for f in FORMULAS])
+def test_formula_in_a_file_name_is_neutralised_in_csv(text: str) -> None:
+    from core.case_report import results_csv
+    from core.predict import PredictionResult
+
+    data = results_csv([PredictionResult(file=text, error="x")], ["glioma", "notumor"]).decode()
+    assert data.splitlines()[1].lstrip('"').startswith("'")
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=[repr(n[:14]) for n in HOSTILE_NAMES])
+def test_markdown_in_a_file_name_is_shown_literally(name: str) -> None:
+    from core.safetext import escape_markdown
+
+    assert re.sub(r"\\(.)", r"\1", escape_markdown(name)) == name.replace("\n", " ")
+
+
+def test_closed_stdout_pipe_ends_quietly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    write_class_tree(tmp_path / "d", {"glioma": 2, "notumor": 2})
+    proc = subprocess.Popen([sys.executable, "-m", "core", "scan", str(tmp_path / "d"), "--json"], cwd=PROJECT_ROOT,
+                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    assert b"Traceback" not in proc.communicate(timeout=120)[1]
+
+
+def _model_and_input_groups() -> list[tuple[str, object, str]]:
+    """This block's groups for :func:`corpus_cases` (issue 13, defects 2, 5, 6, 9, 10, 11, 12)."""
+    return [
+        ("model card", BAD_CARDS, REFUSED),
+        ("card against its model", CARD_MISFITS, REFUSED),
+        ("linked run", LINKED_RUNS, REFUSED),
+        ("default model pick", DEFAULT_PICK, HANDLED),
+        ("command line", CLI_CASES, REFUSED),
+        ("command line output", ["stdout closed early (| head)"], HANDLED),
+        ("pixel values", NON_FINITE, REFUSED),
+        ("odd input", HANDLED_INPUTS, HANDLED),
+        ("CSV formula in a name", [repr(f) for f in FORMULAS], HANDLED),
+        ("Markdown in a name", [repr(n) for n in HOSTILE_NAMES], HANDLED),
+    ]
+
+
 # --------------------------------------------------------------------------------------------
 # The corpus's size: every distinct hostile case above and its outcome
 # --------------------------------------------------------------------------------------------
@@ -552,6 +773,7 @@ def corpus_cases() -> dict[str, str]:
         ("damaged cache entry", DAMAGE, RECOVERED),
         ("cache leftovers", ["stale temporaries"], RECOVERED),
         ("sessions at once", ["four uploads and scans of one zip"], HANDLED),
+        *_model_and_input_groups(),
     ]
     return {f"{group}: {name}": outcome for group, names, outcome in groups for name in names}
 
