@@ -61,3 +61,24 @@ def class_histogram_chart(hists: pd.DataFrame) -> alt.Chart:
         )
         .properties(height=280)
     )
+
+
+def shortcut_chart(per_class: pd.DataFrame) -> alt.Chart:
+    """Small multiples: each global statistic's mean per class (from ``ShortcutResult.per_class``).
+
+    Scales are independent per statistic, so each panel shows how far apart the classes are.
+    """
+    data = _with_names(per_class)
+    return (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X("mean:Q", title=None),
+            y=alt.Y("class_name:N", title=None),
+            color=alt.Color("class_name:N", title="class", legend=None),
+            tooltip=["statistic", "class_name", alt.Tooltip("mean:Q", format=".2f")],
+        )
+        .properties(width=230, height=110)
+        .facet(facet=alt.Facet("statistic:N", title=None, header=alt.Header(labelLimit=260)), columns=3)
+        .resolve_scale(x="independent")
+    )

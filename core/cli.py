@@ -13,6 +13,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from core.config import DataConfig
     from core.datasets import open_folder
     from core.scan import scan_dataset
+    from core.shortcut import dataset_shortcut
 
     try:
         DataConfig(near_dup_threshold=args.threshold)  # the declared range, checked before any work
@@ -21,6 +22,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     ds = open_folder(args.data_dir)
     report = scan_dataset(ds, threshold=args.threshold)
     summary = report.summary()
+    shortcut = dataset_shortcut(ds, report)
+    summary.update(shortcut_accuracy=shortcut.accuracy, shortcut_chance=shortcut.chance,
+                   shortcut_verdict=shortcut.verdict)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -36,6 +40,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     print(f"Near-duplicate groups (<= {args.threshold} of 256 bits): {len(near)} ({sum(map(len, near))} files)")
     print(f"Label conflicts: {len(summary['label_conflicts'])}")
     print(f"Groups crossing the folder's own splits: {len(summary['cross_split_leaks'])}")
+    print(f"Shortcut check: {shortcut.verdict}")
     print(f"Scan took {summary['seconds']:.2f} s ({'cache' if summary['from_cache'] else 'cold'})")
     return 0
 

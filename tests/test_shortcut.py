@@ -1,0 +1,75 @@
+"""core.shortcut: global image statistics alone, cross-validated, with an honest verdict."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core.shortcut import MIN_PER_CLASS, STATISTICS, image_statistics, shortcut_check
+
+
+def _heads(n: int, brightness: float, fill: float, seed: int) -> np.ndarray:
+    """``n`` 64-px slices: an ellipse 'head' of a given brightness filling ``fill`` of the side."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:64, 0:64]
+    out = np.zeros((n, 64, 64), np.uint8)
+    for i in range(n):
+        r = 32 * fill * rng.uniform(0.9, 1.1)
+        head = ((yy - 32) / r) ** 2 + ((xx - 32) / (0.85 * r)) ** 2 < 1
+        out[i][head] = np.clip(rng.normal(brightness, 25, head.sum()), 21, 255).astype(np.uint8)
+    return out
+
+
+def test_statistics_are_the_declared_columns_and_read_what_they_say():
+    stats = image_statistics(_heads(4, 150, 0.9, 0))
+    assert list(stats.columns) == list(STATISTICS) and len(stats) == 4
+    small = image_statistics(_heads(4, 150, 0.4, 0))
+    assert (stats["box_fill"] > small["box_fill"]).all() and (stats["background"] < small["background"]).all()
+    assert (image_statistics(_heads(4, 60, 0.9, 0))["p50"] < stats["p50"]).all()
+    blank = image_statistics(np.zeros((1, 32, 32), np.uint8))
+    assert blank.loc[0, "background"] == 1.0 and np.isfinite(blank.to_numpy()).all()
+
+
+def test_classes_that_differ_in_style_are_told_apart_from_style_alone():
+    a, b = _heads(30, 80, 0.6, 1), _heads(30, 160, 0.9, 2)
+    result = shortcut_check(np.concatenate([a, b]), ["glioma"] * 30 + ["notumor"] * 30)
+    assert result.accuracy > 0.9 and result.chance == 0.5
+    assert "differ strongly" in result.verdict
+    assert set(result.per_class["label"]) == {"glioma", "notumor"}
+    assert sum(sum(r.values()) for r in result.confusion.values()) == 60
+
+
+def test_classes_of_one_style_stay_near_chance():
+    images = _heads(60, 120, 0.8, 3)
+    result = shortcut_check(images, ["glioma", "notumor"] * 30)
+    assert result.accuracy < 0.7
+    assert "differ strongly" not in result.verdict
+
+
+def test_near_duplicate_groups_stay_in_one_fold():
+    # Each style is one copied slice: with groups, no fold can learn a group it is tested on.
+    a = np.repeat(_heads(5, 80, 0.6, 4), 6, axis=0)
+    b = np.repeat(_heads(5, 160, 0.9, 5), 6, axis=0)
+    groups = np.repeat(np.arange(10), 6)
+    result = shortcut_check(np.concatenate([a, b]), ["glioma"] * 30 + ["notumor"] * 30, groups=groups)
+    assert result.grouped and result.accuracy is not None
+
+
+@pytest.mark.parametrize("labels, reason", [
+    (["glioma"] * 12, "fewer than two classes"),
+    (["glioma"] * 12 + ["notumor"] * (MIN_PER_CLASS - 1), "too few images"),
+])
+def test_too_little_data_gives_a_reason_not_a_number(labels, reason):
+    result = shortcut_check(_heads(len(labels), 100, 0.7, 6), labels)
+    assert result.accuracy is None and reason in result.verdict
+
+
+def test_scan_json_has_the_shortcut_accuracy(demo_root, capsys):
+    from core.cli import main
+
+    assert main(["scan", str(demo_root), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 0 <= out["shortcut_accuracy"] <= 1 and 0 < out["shortcut_chance"] <= 1
+    assert isinstance(out["shortcut_verdict"], str)
