@@ -29,7 +29,7 @@ from core.jobs import Job
 from core.registry import HISTORY_FILE, Run, resolve_run, update_card, write_json_atomic
 
 EVAL_VERSION = 2  # bump when the cached result format or the computation changes
-ROBUSTNESS_VERSION = 2  # bump when a shift in core.robustness changes
+ROBUSTNESS_VERSION = 3  # bump when a shift in core.robustness changes
 BATCH = 64
 
 #: Evaluation-set registry: the page and the CLI list these keys.
@@ -443,7 +443,7 @@ def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use
     Each shift acts on the whole frame as acquired (at twice the model's side); the run's own
     preprocessing then prepares the shifted image, exactly as for an upload.
     """
-    from core.robustness import SHIFTS, robustness_table
+    from core.robustness import robustness_table
 
     _check_preprocessing(run)
     ds = open_eval_dataset(run, eval_set)
@@ -451,20 +451,26 @@ def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use
     if use_cache and (hit := _read_table(path)) is not None:
         return hit
     _, labels, raw = _raw_images(run, eval_set, ds, job)
-    done = iter(range(1, len(SHIFTS) + 1))
-    progress = _stage(job, 0.4, 1.0, "Shifted images")
-    model_logits = logits_function(run)  # one model load for every shift
-
-    def logits_fn(x: np.ndarray) -> np.ndarray:
-        out = model_logits(x)
-        progress(next(done), len(SHIFTS))
-        if job is not None:
-            job.check_cancelled()
-        return out
+    from core.ood import OODModel
+    from core.registry import OOD_FILE, load_model
+    from core.runner import ModelRunner
+    from core.trust import card_thresholds, flags, warning_rates
+    from core.trust_fit import shifted_scores
+    from core.tta import tta_mode
 
     temperature = float((run.card.get("results") or {}).get("temperature") or 1.0)
-    table = robustness_table(logits_fn, raw, labels, len(run.class_names), temperature,
-                             prepare_fn=model_inputs_from_raw(run), scale=RAW_SCALE)
+    runner = ModelRunner(load_model(run), tta_mode(run.card))  # one model load for every shift
+    ood = OODModel.load(run.path / OOD_FILE) if (run.path / OOD_FILE).is_file() else None
+    scores = shifted_scores(runner, ood, raw, labels, run.image_size, run.preprocessing, temperature,
+                            job=_SubJob(job, 0.4, 1.0, "") if job is not None else None)
+    table = robustness_table(None, raw, labels, len(run.class_names), temperature,
+                             logits={k: s["logits"] for k, s in scores.items()})
+    # Would the Predict page have warned? The card's own thresholds, on every shifted copy.
+    thresholds = card_thresholds(run.card)
+    rates = [warning_rates(flags(s["probs"], s["distance"], s["views"], thresholds).any,
+                           s["probs"].argmax(axis=1) == labels) for s in scores.values()]
+    for key in ("wrong_warned", "correct_warned", "silent_wrong"):
+        table[key] = [r[key] for r in rates]
     table.insert(4, "n_images", len(labels))
     if path.parent != _NO_CACHE_FOLDER:
         from core.cachefs import cache_write

@@ -86,7 +86,7 @@ def _print_localisation(loc: dict) -> None:
     if not loc["n_images"]:
         print("  no evaluated image is listed in the box file")
         return
-    print(f"  pointing game (peak inside the box grown by 10 % of its side): {loc['pointing_game']:.1%}")
+    print(f"  pointing game (peak inside the box grown by 10 % of the image side): {loc['pointing_game']:.1%}")
     ratio = loc["heat_in_box_ratio"]
     print(f"  heat inside the box: {ratio:.1f}× what a uniform map would put there" if ratio is not None
           else "  heat inside the box: n/a (all maps empty)")
@@ -98,10 +98,12 @@ def _print_localisation(loc: dict) -> None:
 def _print_robustness(table) -> None:
     print(f"\nrobustness to simulated acquisition and source shifts ({table['n_images'].iloc[0]} leakage-free "
           "images; a proxy for other scanners and hospitals, not external validation):")
-    print(f"  {'shift':34s}{'accuracy':>9s}{'change':>9s}{'macro-F1':>10s}{'ECE':>8s}{'confidence':>12s}")
+    print(f"  {'shift':34s}{'accuracy':>9s}{'change':>9s}{'macro-F1':>10s}{'ECE':>8s}{'confidence':>12s}"
+          f"{'wrong warned':>14s}{'right warned':>14s}")
     for row in table.itertuples():
+        pct = lambda v: "n/a" if v != v or v is None else f"{v:.0%}"  # noqa: E731 - NaN when nothing was wrong
         print(f"  {row.title:34s}{row.accuracy:>9.3f}{row.change:>+8.1f}p{row.macro_f1:>10.3f}{row.ece:>8.3f}"
-              f"{row.mean_confidence:>12.3f}")
+              f"{row.mean_confidence:>12.3f}{pct(row.wrong_warned):>14s}{pct(row.correct_warned):>14s}")
 
 
 def _fmt(value: float | None, ci: list[float] | None = None) -> str:

@@ -3,8 +3,9 @@
 Two standard figures, computed on the original image's frame so that models with different
 preprocessing (whole frame, head crop) are scored alike:
 
-- **pointing game** (Zhang et al. 2016): is the map's peak inside the tumour box, grown on
-  every edge by ``grow`` × the box's side? (A peak on the tumour's rim still counts.)
+- **pointing game** (Zhang et al. 2016): is the map's peak inside the tumour box, grown by
+  ``grow`` × the image's side (half on each edge)? A peak on the tumour's rim still counts;
+  with 10 % a pituitary box of 0.1 × 0.1 becomes 0.2 × 0.2 of the frame.
 - **heat-in-box ratio**: the share of the map's total heat inside the (ungrown) box, divided
   by the box's share of the frame. 1 means "no better than a uniform map"; higher is better.
 
@@ -22,7 +23,7 @@ import pandas as pd
 
 from core.errors import WorkbenchError
 
-GROW = 0.10  # pointing-game tolerance: each edge moves out by 10 % of the box's side
+GROW = 0.10  # pointing-game tolerance: the box grows by 10 % of the image side (5 % on each edge)
 BOX_COLUMNS = ("file", "x0", "y0", "x1", "y1")
 
 
@@ -66,17 +67,18 @@ def score_heatmap(heat: np.ndarray, box: tuple[float, float, float, float], grow
     Args:
         heat: non-negative map over the whole original image.
         box: normalised (x0, y0, x1, y1) of the tumour.
-        grow: pointing-game tolerance as a fraction of the box's side.
+        grow: pointing-game tolerance: how much the box's width and height grow, as a fraction
+            of the image's side (half on each edge).
     """
     h, w = heat.shape
     x0, y0, x1, y1 = box
-    bw, bh = x1 - x0, y1 - y0
     total = float(heat.sum())
     if not np.isfinite(total) or total <= 0:
         return BoxScore(False, float("nan"))
     py, px = np.unravel_index(int(np.argmax(heat)), heat.shape)
     cx, cy = (px + 0.5) / w, (py + 0.5) / h  # pixel centre, normalised
-    hit = (x0 - grow * bw) <= cx <= (x1 + grow * bw) and (y0 - grow * bh) <= cy <= (y1 + grow * bh)
+    edge = grow / 2
+    hit = (x0 - edge) <= cx <= (x1 + edge) and (y0 - edge) <= cy <= (y1 + edge)
     c0, c1 = int(np.floor(x0 * w)), int(np.ceil(x1 * w))
     r0, r1 = int(np.floor(y0 * h)), int(np.ceil(y1 * h))
     inside = float(heat[r0:r1, c0:c1].sum())

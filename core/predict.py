@@ -25,6 +25,8 @@ from core.ood import OODModel, energy, image_checks
 from core.preprocess import Framing, Prepared, prepare_framed
 from core.registry import OOD_FILE, Run, best_run, list_runs, load_model, resolve_run
 from core.runner import ModelRunner
+from core.trust import TrustThresholds, card_thresholds, unstable_views
+from core.trust import flags as trust_flags
 from core.tta import tta_mode
 
 SAFE_META = (*SAFE_FIELDS, "window", "frames")  # DICOM fields we show; never patient identifiers
@@ -59,6 +61,7 @@ class PredictionResult:
     image: DecodedImage | None = None  # the decoded upload (full resolution)
     model_input: np.ndarray | None = None  # (S, S, 1) uint8, exactly what the model saw
     framing: Framing | None = None  # where model_input came from in ``image`` (head crop)
+    details: dict[str, str] = field(default_factory=dict)  # the figures behind the warnings, for the curious
     meta: dict[str, Any] = field(default_factory=dict)  # safe DICOM header fields
     error: str | None = None
 
@@ -70,7 +73,8 @@ class PredictionResult:
         """JSON-safe summary (no arrays)."""
         return {"file": self.file, "label": self.label, "confidence": self.confidence,
                 "probabilities": dict(self.probabilities), "warnings": list(self.warnings),
-                "flags": list(self.flags), "meta": dict(self.meta), "error": self.error}
+                "flags": list(self.flags), "details": dict(self.details), "meta": dict(self.meta),
+                "error": self.error}
 
 
 def card_summary(run: Run) -> dict[str, str]:
@@ -136,6 +140,10 @@ class Predictor:
         card_ood = results.get("ood") or {}
         self.maha_threshold = card_ood.get("mahalanobis_threshold", self.ood.maha_threshold if self.ood else None)
         self.energy_threshold = card_ood.get("energy_threshold", self.ood.energy_threshold if self.ood else None)
+        trust = card_thresholds(card)  # fitted on shifted validation images, or the older card fields
+        self.low_confidence = trust.min_confidence
+        self.maha_threshold = trust.max_distance
+        self.flag_unstable = trust.flag_unstable
         self.runner = ModelRunner(self.model, self.tta)
 
     @classmethod
@@ -191,34 +199,66 @@ class Predictor:
 
     # --- warnings -----------------------------------------------------------------------------
 
-    def warnings_for(self, image: DecodedImage, scores: Scores, i: int) -> tuple[list[str], list[str]]:
-        """(messages, flags) for image ``i`` of a scored batch."""
+    def warnings_for(self, image: DecodedImage, scores: Scores, i: int,
+                     framing: Framing | None = None) -> tuple[list[str], list[str], dict[str, str]]:
+        """(messages, flags, details) for image ``i`` of a scored batch.
+
+        Messages say what a warning means for the reader, in plain words; the figures behind
+        them go to ``details`` (shown on request).
+        """
         messages: list[str] = []
         flags: list[str] = []
+        details: dict[str, str] = {}
+        thresholds = TrustThresholds(self.low_confidence, self.maha_threshold, self.flag_unstable)
+        distance = None if scores.mahalanobis is None else scores.mahalanobis[i:i + 1]
+        f = trust_flags(scores.probs[i:i + 1], distance, [v[i:i + 1] for v in scores.view_logits], thresholds)
         conf = float(scores.probs[i].max())
-        if conf < self.low_confidence:
-            messages.append(f"Low confidence: {conf:.0%} is below this model's reliability threshold of "
-                            f"{self.low_confidence:.0%}; do not rely on this prediction.")
+        details["Model probability of the top class"] = f"{format_probability(conf)} (warning below " \
+                                                         f"{format_probability(self.low_confidence)})"
+        if f.low_confidence[0]:
+            messages.append("Close call: the model is not confident about this slice. Do not rely on this "
+                            "result; look at the probabilities of the other classes too.")
             flags.append("low_confidence")
+        if distance is not None and self.maha_threshold is not None:
+            details["Distance from the training images (features)"] = \
+                f"{float(distance[0]):.1f} (warning above {self.maha_threshold:.1f})"
+        if f.unfamiliar[0]:
+            messages.append("This slice looks unlike the images the model learned from; treat the result with "
+                            "extra caution.")
+            flags.append("unfamiliar")
+        if len(scores.view_logits) > 1:
+            agree = not unstable_views([v[i:i + 1] for v in scores.view_logits])[0]
+            details["Same answer for the mirrored slice"] = "yes" if agree else "no"
+        if f.unstable[0]:
+            messages.append("The answer changes when the slice is mirrored left to right, so the model is unsure; "
+                            "treat the result with extra caution.")
+            flags.append("unstable")
         reasons = [f"{NOT_MRI}: {text}" for text in image_checks(image)]
-        if scores.mahalanobis is not None and self.maha_threshold is not None \
-                and scores.mahalanobis[i] > self.maha_threshold:
-            reasons.append(f"{NOT_MRI}: its features are unlike the training images (distance "
-                           f"{scores.mahalanobis[i]:.1f} > {self.maha_threshold:.1f}).")
-        elif self.energy_threshold is not None and scores.energy[i] > self.energy_threshold:
-            reasons.append(f"{NOT_MRI}: the model's output energy is unlike the training images "
-                           f"({scores.energy[i]:.2f} > {self.energy_threshold:.2f}).")
+        if framing is not None and not framing.head_found:
+            reasons.append(f"{NOT_MRI}: no head outline could be found in it, so the model looked at the "
+                           "whole frame.")
+            flags.append("no_head")
         if reasons:
             messages.extend(reasons)
             flags.append("ood")
         if len(self.train_hashes):
             dist = int(nearest_distance(perceptual_hash(image.pixels)[None], self.train_hashes)[0])
+            details["Nearest training image (perceptual-hash bits that differ, of 256)"] = \
+                f"{dist} (near-copy at {self.near_dup_threshold} or fewer)"
             if dist <= self.near_dup_threshold:
-                messages.append(f"This image or a near-copy was in the training set (pHash distance {dist} ≤ "
-                                f"{self.near_dup_threshold} of 256 bits): this result says nothing about how "
-                                "the model does on new patients.")
+                messages.append("This image, or a near-copy, was in the model's training data, so its score here "
+                                "says little about new patients.")
                 flags.append("near_duplicate")
-        return messages, flags
+        return messages, flags, details
+
+
+def format_probability(p: float) -> str:
+    """A probability as people should read it: never "100.0 %", never "0.0 %" for a possible class."""
+    if p > 0.999:
+        return "> 99.9 %"
+    if 0 < p < 0.001:
+        return "< 0.1 %"
+    return f"{100 * p:.1f} %"
 
 
 def _decode(name: str, data: bytes) -> DecodedImage:
@@ -266,7 +306,7 @@ def predict_files(predictor: Predictor, items: Sequence[tuple[str, bytes]], grad
         k = int(probs.argmax())
         r.label, r.confidence = predictor.class_names[k], float(probs[k])
         r.probabilities = {c: float(p) for c, p in zip(predictor.class_names, probs)}
-        r.warnings, r.flags = predictor.warnings_for(r.image, scores, row)
+        r.warnings, r.flags, r.details = predictor.warnings_for(r.image, scores, row, r.framing)
         if gradcam:
             try:
                 idx = k if target is None else target

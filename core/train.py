@@ -338,7 +338,7 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
         job.check_cancelled()
         run = publish(stage, run_id)
         job.add_log(f"saved {run.path}")
-        return run
+        return _fit_warnings(run, model, job)
     except BaseException:
         # Cancelled or failed: nothing half-done may look like a usable model.
         if keep_partial and (stage / MODEL_FILE).exists():
@@ -346,6 +346,26 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
         else:
             shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+def _fit_warnings(run: Run, model, job: Job) -> Run:
+    """Fit the warning thresholds on validation images and their shifted copies (core.trust_fit).
+
+    A run whose validation images cannot be read again keeps its older thresholds: it is
+    still usable, only its warnings are less well tuned, and the log says so.
+    """
+    from core.trust_fit import fit_run_warnings
+
+    job.update(phase="Fitting the warnings on shifted validation images", progress=0.98)
+    try:
+        run = fit_run_warnings(run, model=model, job=None)
+    except WorkbenchError as exc:
+        job.add_log(f"warnings keep their basic thresholds: {exc.reason}")
+        return run
+    trust = run.card["results"]["trust"]
+    job.add_log(f"warnings: confidence below {trust['min_confidence']:.3f}, feature distance above "
+                f"{trust['max_distance'] or float('nan'):.1f}, mirrored views disagree: {trust['flag_unstable']}")
+    return run
 
 
 def _average_weights(model, averager, data: PreparedData, cfg: TrainConfig, job: Job) -> dict[str, Any]:

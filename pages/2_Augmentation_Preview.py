@@ -11,7 +11,8 @@ from core.augment import TRANSFORM_NOTES, anatomy_warnings, preview_variants
 from core.classes import display_name
 from core.config import AUGMENT_PRESETS, AugmentConfig
 from core.imageio import decode_image
-from core.preprocess import prepare
+from core.preprocess import PREPROCESSING_ID, get_recipe, prepare
+from core.safetext import escape_markdown
 from pages import _shared as sh
 
 PREVIEW_SIDE = 128  # small: TensorFlow transforms a batch of these in milliseconds
@@ -24,6 +25,8 @@ SLIDERS = {
     "contrast": (0.9, 0.01, "Contrast (± fraction)"),
     "blur": (3.0, 0.1, "Blur (max σ, pixels)"),
     "noise": (0.2, 0.01, "Noise (max σ, fraction of the range)"),
+    "gamma": (1.0, 0.05, "Contrast curve (max |log γ|)"),
+    "downsample": (0.75, 0.05, "Resolution loss (max fraction)"),
 }
 TOGGLES = {"horizontal_flip": "Left-right flip", "vertical_flip": "Upside-down flip"}
 DRAFT_KEY = "augment_draft"  # the sliders' config, kept while the user visits other pages
@@ -98,10 +101,12 @@ with view:
     if image is None:
         st.info("Upload an image to preview its variants.")
     else:
-        small = prepare(image, PREVIEW_SIDE)[..., 0]  # the trainer's own resize
+        # The trainer's own preprocessing (head crop + intensity standardisation for new models).
+        small = prepare(image, PREVIEW_SIDE, PREPROCESSING_ID)[..., 0]
         with st.spinner("Transforming (the first time also loads TensorFlow)…"):
             out = variants(small, tuple(dataclasses.asdict(cfg).items()), int(n), int(seed))
-        st.image(small, caption=f"original · {Path(name).name}", width=192)
+        st.image(small, caption=f"as the network sees it ({get_recipe(PREPROCESSING_ID).title.lower()}) · "
+                                f"{escape_markdown(Path(name).name)}", width=192)
         st.image(list(out), width=PREVIEW_SIDE, caption=[f"variant {i + 1}" for i in range(len(out))])
         st.caption(f"{len(out)} variants at {PREVIEW_SIDE}×{PREVIEW_SIDE}, seed {seed} · "
                    f"fingerprint {hashlib.sha1(out.tobytes()).hexdigest()[:12]}")

@@ -32,13 +32,14 @@ def test_uniform_map_scores_ratio_one_and_empty_map_is_nan():
     assert not empty.hit and np.isnan(empty.ratio)
 
 
-def test_the_pointing_tolerance_grows_with_the_box_side():
-    box = (0.40, 0.40, 0.50, 0.50)  # side 0.1: the tolerance is 0.01 on every edge
-    just_outside = _blob(200, 200, 90, 101.5, sigma=1.0)  # peak at x ≈ 0.5100: inside 0.51
-    far_outside = _blob(200, 200, 90, 106, sigma=1.0)  # x ≈ 0.53
-    assert score_heatmap(just_outside, box).hit
-    assert not score_heatmap(far_outside, box).hit
-    assert score_heatmap(far_outside, box, grow=0.5).hit
+def test_the_pointing_tolerance_is_a_tenth_of_the_image_side_half_on_each_edge():
+    box = (0.40, 0.40, 0.50, 0.50)  # grown by 0.1 of the side: 0.35..0.55
+    just_inside = _blob(200, 200, 90, 108.5, sigma=1.0)  # peak at x ≈ 0.545
+    outside = _blob(200, 200, 90, 112, sigma=1.0)  # x ≈ 0.56
+    assert score_heatmap(just_inside, box).hit
+    assert not score_heatmap(outside, box).hit
+    assert score_heatmap(outside, box, grow=0.4).hit
+    assert not score_heatmap(just_inside, box, grow=0.0).hit
 
 
 def test_summary_ignores_empty_maps_in_the_ratio_but_counts_them_as_misses():

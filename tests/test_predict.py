@@ -168,8 +168,8 @@ def test_near_duplicate_of_training_image_is_flagged(tiny_predictor, tiny_run, d
     name, data = _good(tiny_run, demo_root)
     unrelated = encode(smooth_image(12345, 64))
     seen, fresh = predict_files(tiny_predictor, [(name, data), ("fresh.png", unrelated)])
-    assert "near_duplicate" in seen.flags and any("training set" in w for w in seen.warnings)
-    assert "near_duplicate" not in fresh.flags and not any("training set" in w for w in fresh.warnings)
+    assert "near_duplicate" in seen.flags and any("training data" in w for w in seen.warnings)
+    assert "near_duplicate" not in fresh.flags and not any("training data" in w for w in fresh.warnings)
     # A re-encoded, slightly shifted copy is still the same picture.
     shifted = np.roll(decode_image(data).pixels, 1, axis=1)
     copy = predict_files(tiny_predictor, [("copy.jpg", encode(shifted, "JPEG", quality=85))])[0]
@@ -184,7 +184,54 @@ def test_low_confidence_threshold_comes_from_the_card(tiny_predictor, tiny_run, 
     lenient.low_confidence = 0.0
     assert "low_confidence" in predict_files(strict, item)[0].flags
     assert "low_confidence" not in predict_files(lenient, item)[0].flags
-    assert tiny_predictor.low_confidence == tiny_run.card["results"]["low_confidence_threshold"]
+    from core.trust import card_thresholds
+
+    assert tiny_predictor.low_confidence == card_thresholds(tiny_run.card).min_confidence
+    assert "trust" in tiny_run.card["results"]  # fitted at the end of training
+
+
+JARGON = ("mahalanobis", "energy", "phash", "fingerprint", "threshold", "distance", "quantile")
+
+
+def test_warnings_speak_plain_language_and_keep_their_figures_apart(tiny_predictor, tiny_run, demo_root):
+    strict = Predictor(tiny_run, model=tiny_predictor.model)
+    strict.low_confidence, strict.maha_threshold, strict.flag_unstable = 1.0, 0.0, True
+    blank = encode(np.zeros((48, 48), np.uint8))
+    results = predict_files(strict, [_good(tiny_run, demo_root), ("blank.png", blank)])
+    good, empty = results
+    assert {"low_confidence", "unfamiliar", "near_duplicate"} <= set(good.flags)
+    assert "no_head" in empty.flags
+    for r in results:
+        for text in r.warnings:
+            assert not any(word in text.lower() for word in JARGON), text
+            assert "%" not in text
+    assert any("looks unlike the images the model learned from" in w for w in good.warnings)
+    # The figures are still there for the curious.
+    assert "Model probability of the top class" in good.details
+    assert any("Distance" in k for k in good.details) and good.to_dict()["details"] == good.details
+
+
+def test_mirrored_views_that_disagree_are_flagged_when_the_card_says_so(tiny_predictor, tiny_run):
+    from core.predict import Scores
+
+    p = Predictor(tiny_run, model=tiny_predictor.model)
+    p.low_confidence, p.maha_threshold, p.flag_unstable = 0.0, None, True
+    plain, mirror = np.array([[2.0, 0, 0, 0]]), np.array([[0, 2.0, 0, 0]])
+    scores = Scores(logits=(plain + mirror) / 2, probs=np.array([[0.5, 0.5, 0, 0]]), features=None,
+                    mahalanobis=None, energy=np.zeros(1), view_logits=[plain, mirror])
+    image = decode_image(encode(smooth_image(3, 64)))
+    _, flags, details = p.warnings_for(image, scores, 0)
+    assert "unstable" in flags and details["Same answer for the mirrored slice"] == "no"
+    p.flag_unstable = False
+    assert "unstable" not in p.warnings_for(image, scores, 0)[1]
+
+
+@pytest.mark.parametrize("p, text", [(1.0, "> 99.9 %"), (0.9996, "> 99.9 %"), (0.999, "99.9 %"), (0.5, "50.0 %"),
+                                     (0.0004, "< 0.1 %"), (0.0, "0.0 %")])
+def test_probabilities_are_never_shown_as_certain(p, text):
+    from core.predict import format_probability
+
+    assert format_probability(p) == text
 
 
 # --- Grad-CAM ---------------------------------------------------------------------------------
