@@ -24,8 +24,9 @@ from core.evaluate import (
     training_history,
     worst_mistakes,
 )
-from core.gradcam import CAM_METHODS, CAM_TITLES
+from core.gradcam import CAM_METHODS, CAM_TITLES, DEFAULT_CAM_METHOD
 from core.jobs import FINISHED, job_registry
+from core.localisation import evaluate_localisation
 from core.paths import check_under_data_roots
 from core.registry import best_run, list_runs, load_model, resolve_run
 from pages import _shared as sh
@@ -252,15 +253,16 @@ st.altair_chart(ec.reliability_chart(table, ece), width="stretch")
 st.caption(f"Confidences are temperature-scaled (T = {result.temperature:.2f}, fitted on validation images). "
            "Bars on the diagonal mean a 90% confident answer is right 90% of the time.")
 
-st.subheader("Robustness to acquisition differences")
-st.caption("How accuracy and confidence move when the same leakage-free test images are altered the way another "
-           "scanner or site could differ (contrast curve, coil bias field, noise, blur, resolution, JPEG). A stress "
-           "test on simulated shifts, not validation on another hospital's data.")
+st.subheader("Robustness to other scanners and hospitals")
+st.caption("How accuracy, calibration and the warnings hold when the same leakage-free test images are altered the "
+           "way another scanner could differ (contrast curve, coil bias field, noise, blur, resolution, JPEG) or "
+           "another hospital's images could (the head filling the frame, another collection's brightness and "
+           "contrast). Simulated shifts, not validation on another hospital's data.")
 robust = cached_robustness(run, eval_set)
 if robust is None:
     slot = st.empty()  # the button goes once the result is there
     if slot.button("Run the stress test", key="evaluate_robustness",
-                   help="Predicts every leakage-free test image under each shift; about ten forward passes "
+                   help="Predicts every leakage-free test image under each shift; about a dozen forward passes "
                         "over the set."):
         slot.empty()
         with sh.shown_errors(), st.spinner("Predicting shifted images…"):
@@ -270,6 +272,41 @@ if robust is not None:
     worst = robust.sort_values("change").iloc[0]
     st.caption(f"{int(robust['n_images'].iloc[0])} images. Largest drop: {worst['title']} "
                f"({worst['change']:+.1f} points; imitates {worst['imitates']}).")
+    if "wrong_warned" in robust.columns:
+        shown = pd.DataFrame({
+            "Condition": robust["title"],
+            "Accuracy": robust["accuracy"].map(lambda v: f"{v:.1%}"),
+            "Change (points)": robust["change"].map(lambda v: f"{v:+.1f}"),
+            "Calibration error": robust["ece"].map(lambda v: f"{v:.1%}"),
+            "Mistakes that carry a warning": robust["wrong_warned"].map(
+                lambda v: "no mistakes" if pd.isna(v) else f"{v:.0%}"),
+            "Correct answers that carry a warning": robust["correct_warned"].map(
+                lambda v: "–" if pd.isna(v) else f"{v:.0%}"),
+        })
+        st.dataframe(shown, hide_index=True)
+        st.caption("A warning is what Predict & Explain would show: a close call, a slice unlike the training "
+                   "images, or an answer that changes when the slice is mirrored. Mistakes should carry one; "
+                   "correct answers on ordinary images rarely should.")
+
+boxes_file = Path(result.root) / "tumour_boxes.csv"
+if boxes_file.is_file():
+    st.subheader("Does the heat map point at the tumour?")
+    st.caption("For test images with a known tumour box (from the figshare collection), is the hottest point of "
+               f"the {CAM_TITLES[DEFAULT_CAM_METHOD]} map inside the box (grown by 10 % of the image side), and how "
+               "much more heat does the box hold than a uniform map would give it?")
+    key = f"localisation-{run.run_id}-{result.eval_kind}-{result.dataset_fingerprint}"
+    if st.button("Score the heat maps", key="evaluate_localisation"):
+        with sh.shown_errors(), st.spinner("Computing heat maps…"):
+            st.session_state[key] = evaluate_localisation(run, eval_set, boxes_file)
+    loc = st.session_state.get(key)
+    if loc is not None and loc["n_images"]:
+        m = st.columns(3)
+        m[0].metric("Peak inside the tumour box", f"{loc['pointing_game']:.0%}")
+        ratio = loc["heat_in_box_ratio"]
+        m[1].metric("Heat in the box vs. a uniform map", "–" if ratio is None else f"{ratio:.1f}×")
+        m[2].metric("Images with a box", loc["n_images"])
+    elif loc is not None:
+        st.info("None of the evaluated images has a tumour box in this file.")
 
 st.subheader("Most confident mistakes")
 show_gallery(run, result, worst_mistakes(result.subset(lf), GALLERY), method, "No wrong predictions.")

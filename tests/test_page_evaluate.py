@@ -105,11 +105,14 @@ def test_robustness_stress_test_runs_from_the_page_and_is_cached(tiny_run, app_e
     run = add_run(tiny_run, app_env["models"])
     evaluate_run(run, EvalSet("card_test"))
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
-    assert "Robustness to acquisition differences" in texts(at.subheader)
+    assert "Robustness to other scanners and hospitals" in texts(at.subheader)
     assert not any("Largest drop" in t for t in texts(at.caption))
     at.button(key="evaluate_robustness").click().run()
     assert not at.exception and not at.error
     assert any("Largest drop" in t for t in texts(at.caption))
+    table = at.dataframe[-1].value
+    assert {"Condition", "Mistakes that carry a warning", "Correct answers that carry a warning"} <= set(table.columns)
+    assert {"Re-framed to the head", "Unchanged"} <= set(table["Condition"])
     assert cached_robustness(run, EvalSet("card_test")) is not None
     again = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()  # a new session: shown at once
     assert any("Largest drop" in t for t in texts(again.caption))
