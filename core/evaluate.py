@@ -158,13 +158,17 @@ def select_images(run: Run, eval_set: EvalSet, ds: Dataset, report) -> tuple[pd.
         wanted = list(data["test_files"])
         present = readable.set_index("path")
         missing = [p for p in wanted if p not in present.index]
-        if data.get("fingerprint") != ds.fingerprint:
+        if data.get("fingerprint") != ds.fingerprint:  # file times differ; did any image change?
+            from core.data_changes import dataset_changes
+
             if missing:
                 raise WorkbenchError(f"the dataset changed since training: {len(missing)} of the {len(wanted)} "
                                      f"held-out test images are missing or unreadable (e.g. {missing[0]})",
                                      str(ds.root))
-            notes.append("The dataset changed since training (its fingerprint differs), but every held-out test "
-                         "image is still present.")
+            changes = dataset_changes(data, readable)
+            if changes.changed:
+                notes.append(f"The dataset changed since training ({changes.sentence()}), but every held-out "
+                             "test image is still present.")
         rows = present.loc[[p for p in wanted if p in present.index]].reset_index()
         description = f"held-out test split of {data.get('name', ds.name)} recorded at training ({len(wanted)} images)"
     elif eval_set.kind == "dataset_test":

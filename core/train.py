@@ -47,6 +47,7 @@ class PreparedData:
     paths: dict[str, list[str]]  # split -> relative paths
     hashes: dict[str, list[str]]  # split -> perceptual hashes (hex)
     class_names: list[str]
+    content_digest: str = ""  # core.data_changes.content_digest of the scanned images
 
 
 def prepare_data(ds: Dataset, report: ScanReport, cfg: TrainConfig, data_cfg: DataConfig,
@@ -67,7 +68,9 @@ def prepare_data(ds: Dataset, report: ScanReport, cfg: TrainConfig, data_cfg: Da
             job.check_cancelled()
 
     images = cached_images(paths_all, cfg.image_size, ds.fingerprint, progress, preprocessing=cfg.preprocessing)
-    out = PreparedData({}, {}, {}, {}, list(ds.class_names))
+    from core.data_changes import content_digest
+
+    out = PreparedData({}, {}, {}, {}, list(ds.class_names), content_digest(report.readable))
     for split in ("train", "val", "test"):
         mask = (files["split"] == split).to_numpy()
         out.x[split] = images[mask]
@@ -551,7 +554,8 @@ def _model_card(run_id, spec, cfg, data_cfg, ds, data, model, stage, results, we
             "root": str(ds.root),
             "kind": ds.kind,
             "synthetic": ds.synthetic,
-            "fingerprint": ds.fingerprint,
+            "fingerprint": ds.fingerprint,  # paths, sizes and file times: for caches
+            "content_digest": data.content_digest,  # paths and bytes: did the images change?
             "split_mode": "leakage_free" if cfg.leakage_free else "dataset",
             "data_config": data_cfg.to_dict(),
             "counts": {s: {c: int((data.y[s] == i).sum()) for i, c in enumerate(data.class_names)}
