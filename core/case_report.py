@@ -18,13 +18,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.classes import display_name
+from core.gradcam import CAM_TITLES
 from core.overlay import overlay
-from core.predict import PredictionResult
+from core.predict import PredictionResult, format_probability
 from core.safetext import neutralise_cell
 
 DISCLAIMER = ("Decision support for research and education only — not a diagnosis. "
               "A qualified clinician must interpret every result.")
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+CALIBRATION_NOTE = ("Model probability: among validation images the model scored this confidently, about this "
+                    "share were right. It is not the chance that the patient has this tumour.")
+UNLIKELY = 0.05  # below this model probability, a heat map explains a class the model all but rules out
 PDF_IMAGE_PX = 512  # longest side of images embedded in the PDF: sharp enough, small file
 
 
@@ -36,6 +41,22 @@ def overlay_for(result: PredictionResult, alpha: float = 0.4, colormap: str = "j
     if result.framing is not None:  # the model saw a crop: put the map back where that crop came from
         heat = result.framing.place(heat, result.image.pixels.shape[:2])
     return overlay(result.image.pixels, heat, alpha=alpha, colormap=colormap)
+
+
+def heatmap_note(result: PredictionResult) -> str | None:
+    """A plain caution when the heat map explains a class the model gives almost no weight (None otherwise).
+
+    Each map is scaled to its own maximum, so a map for an unlikely class looks as hot as one
+    for the predicted class; the reader must be told.
+    """
+    if result.heatmap is None or result.heatmap_class is None or result.heatmap_class == result.label:
+        return None
+    p = result.probabilities.get(result.heatmap_class, 0.0)
+    if p >= UNLIKELY:
+        return None
+    return (f"The model gives {display_name(result.heatmap_class)} almost no weight (model probability "
+            f"{format_probability(p)}). The map shows the faint evidence it found, scaled to look as bright as "
+            "any other; it is not a sign of that tumour.")
 
 
 def png_bytes(rgb_or_gray: np.ndarray) -> bytes:
@@ -184,20 +205,29 @@ def case_report_pdf(result: PredictionResult, model: dict[str, str], alpha: floa
         pictures.append(("Input slice", result.image.pixels))
     picture = overlay_for(result, alpha, colormap)
     if picture is not None:
-        title = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}.get(result.method or "", "CAM")
-        pictures.append((f"{title} for '{result.heatmap_class}' (opacity {alpha:.0%}, {colormap})", picture))
+        title = CAM_TITLES.get(result.method or "", "Heat map")
+        pictures.append((f"{title} for {display_name(result.heatmap_class)} (opacity {alpha:.0%}, {colormap})",
+                         picture))
     if pictures:
         w.images(pictures)
     w.pdf.ln(2)
-    w.line(f"Predicted class: {result.label}   (calibrated confidence {result.confidence:.1%})", size=12, bold=True)
+    w.line(f"Predicted class: {display_name(result.label)}   (model probability "
+           f"{format_probability(result.confidence)})", size=12, bold=True)
+    note = heatmap_note(result)
+    if note:
+        w.line(note, size=9, colour=(150, 80, 0))
     w.pdf.ln(1)
-    w.line("Class probabilities (temperature-calibrated)", size=10, bold=True)
-    w.table([(c, f"{p:.1%}") for c, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1])],
-            widths=(50, 40))
+    w.line("Model probabilities", size=10, bold=True)
+    w.table([(display_name(c), format_probability(p))
+             for c, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1])], widths=(50, 40))
+    w.line(CALIBRATION_NOTE, size=8, colour=(90, 90, 90))
     w.pdf.ln(2)
     w.line("Warnings", size=10, bold=True)
     for text in result.warnings or ["None."]:
         w.line(f"• {text}" if result.warnings else text, size=9, colour=(150, 80, 0) if result.warnings else (0, 0, 0))
+    if result.details:
+        w.line("The figures behind the warnings", size=8, bold=True)
+        w.table(list(result.details.items()), widths=(90, 90))
     w.pdf.ln(2)
     w.line("Model", size=10, bold=True)
     w.table(list(model.items()))

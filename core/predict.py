@@ -18,7 +18,7 @@ from core.calibration import softmax
 from core.config import DataConfig
 from core.dicom import SAFE_FIELDS
 from core.errors import WorkbenchError
-from core.gradcam import CAM_METHODS, compute_cam
+from core.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD, compute_cam
 from core.hashing import hashes_from_hex, nearest_distance, perceptual_hash
 from core.imageio import DecodedImage, decode_image
 from core.ood import OODModel, energy, image_checks
@@ -78,27 +78,38 @@ class PredictionResult:
 
 
 def card_summary(run: Run) -> dict[str, str]:
-    """What the page and the case report say about a model, as label -> text (tolerant of old cards)."""
+    """What the page and the case report say about a model, as label -> text (tolerant of old cards).
+
+    One format per figure everywhere: accuracies as percentages, macro-F1 as a 0–1 score.
+    """
+    from core.classes import display_name
+    from core.preprocess import get_recipe
+
     card = run.card
     data = card.get("data") if isinstance(card.get("data"), dict) else {}
     results = card.get("results") if isinstance(card.get("results"), dict) else {}
+    try:
+        recipe = get_recipe(run.preprocessing).title
+    except WorkbenchError:
+        recipe = run.preprocessing
     out = {
         "Model run": run.run_id,
         "Architecture": str(card.get("arch_title") or card.get("arch") or "unknown"),
         "Training data": str(data.get("name") or "unknown") + (" (SYNTHETIC demo, not patient data)"
                                                                if data.get("synthetic") else ""),
         "Trained": str(card.get("created") or "unknown"),
-        "Classes": ", ".join(run.class_names),
-        "Input": f"{run.image_size}×{run.image_size} grayscale",
+        "Classes": ", ".join(display_name(c) for c in run.class_names),
+        "Input": f"{run.image_size}×{run.image_size} grayscale, {recipe.lower()}",
     }
     if isinstance(results.get("val_accuracy"), int | float):
-        out["Validation accuracy"] = f"{results['val_accuracy']:.1%} ({results.get('n_val', '?')} images)"
+        out["Validation accuracy"] = f"{100 * results['val_accuracy']:.1f} % ({results.get('n_val', '?')} images)"
     ev = card.get("evaluation") if isinstance(card.get("evaluation"), dict) else {}
     free = ev.get("leakage_free") if isinstance(ev.get("leakage_free"), dict) else {}
-    parts = [f"{label} {free[key]:.1%}" if key != "n_images" else f"{free[key]} images"
-             for key, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"),
-                                ("balanced_accuracy", "balanced accuracy"), ("n_images", ""))
-             if isinstance(free.get(key), int | float)]
+    formats = (("accuracy", "accuracy", lambda v: f"{100 * v:.1f} %"), ("macro_f1", "macro-F1", lambda v: f"{v:.3f}"),
+               ("balanced_accuracy", "balanced accuracy", lambda v: f"{100 * v:.1f} %"))
+    parts = [f"{label} {fmt(free[key])}" for key, label, fmt in formats if isinstance(free.get(key), int | float)]
+    if isinstance(free.get("n_images"), int):
+        parts.append(f"{free['n_images']} images")
     out["Leakage-free test metrics"] = (", ".join(parts) + (f" ({ev.get('description')})" if ev.get("description")
                                                               else "")) if parts else "not evaluated yet"
     return out
@@ -180,7 +191,8 @@ class Predictor:
         return Scores(lg, softmax(lg, self.temperature) if len(lg) else lg, f, maha, energy(lg / self.temperature),
                       out.view_logits)
 
-    def explain(self, model_input: np.ndarray, class_index: int | None = None, method: str = "gradcam") -> np.ndarray:
+    def explain(self, model_input: np.ndarray, class_index: int | None = None,
+                method: str = DEFAULT_CAM_METHOD) -> np.ndarray:
         """Grad-CAM heatmap (S, S) in [0, 1] for one prepared image; None class = predicted."""
         return compute_cam(self.model, model_input, class_index=class_index, method=method)
 
@@ -266,7 +278,7 @@ def _decode(name: str, data: bytes) -> DecodedImage:
 
 
 def predict_files(predictor: Predictor, items: Sequence[tuple[str, bytes]], gradcam: bool = False,
-                  method: str = "gradcam", target_class: str | int | None = None) -> list[PredictionResult]:
+                  method: str = DEFAULT_CAM_METHOD, target_class: str | int | None = None) -> list[PredictionResult]:
     """Predict every file; a file that cannot be used gets ``error`` and the others carry on.
 
     Args:

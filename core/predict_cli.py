@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import WorkbenchError
-from core.gradcam import CAM_METHODS
+from core.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
 from core.imageio import MAX_FILE_BYTES
 from core.overlay import COLORMAPS
 from core.paths import check_path_text, models_dir
@@ -20,7 +20,7 @@ def register(sub: Any) -> None:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--model", default=None, help="run id or run folder (default: the best registered run)")
     p.add_argument("--gradcam", metavar="OUT_DIR", default=None, help="write a heatmap overlay PNG per file here")
-    p.add_argument("--method", default="gradcam", choices=list(CAM_METHODS))
+    p.add_argument("--method", default=DEFAULT_CAM_METHOD, choices=list(CAM_METHODS))
     p.add_argument("--target-class", default=None, help="class the heatmap explains (default: the predicted one)")
     p.add_argument("--alpha", type=float, default=0.4, help="heatmap opacity in the overlay (0..1)")
     p.add_argument("--colormap", default="jet", choices=list(COLORMAPS))

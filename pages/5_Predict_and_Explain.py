@@ -11,11 +11,19 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.case_report import DISCLAIMER, case_report_pdf, overlay_for, overlays_zip, results_csv
+from core.case_report import (
+    CALIBRATION_NOTE,
+    DISCLAIMER,
+    case_report_pdf,
+    heatmap_note,
+    overlay_for,
+    overlays_zip,
+    results_csv,
+)
 from core.classes import display_name
-from core.gradcam import CAM_METHODS, CAM_TITLES
+from core.gradcam import CAM_METHODS, CAM_TITLES, DEFAULT_CAM_METHOD
 from core.overlay import COLORMAPS
-from core.predict import PredictionResult, Predictor, card_summary, predict_files
+from core.predict import PredictionResult, Predictor, card_summary, format_probability, predict_files
 from core.registry import best_run, list_runs, resolve_run
 from core.safetext import escape_markdown
 from pages import _shared as sh
@@ -34,19 +42,20 @@ def predictor_for(run_id: str, sha: str, path: str) -> Predictor:
 def probability_chart(probabilities: dict[str, float], predicted: str) -> alt.Chart:
     """Horizontal bars, one per class, the predicted class highlighted."""
     df = pd.DataFrame({"class": [display_name(c) for c in probabilities], "probability": list(probabilities.values()),
+                       "shown": [format_probability(p) for p in probabilities.values()],
                        "predicted": [c == predicted for c in probabilities]})
     return alt.Chart(df).mark_bar().encode(
-        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="calibrated probability"),
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="model probability"),
         y=alt.Y("class:N", sort=None, title=None),
         color=alt.Color("predicted:N", scale=alt.Scale(domain=[True, False], range=["#d62728", "#9aa5b1"]), legend=None),
-        tooltip=["class", alt.Tooltip("probability:Q", format=".1%")],
+        tooltip=["class", alt.Tooltip("shown:N", title="model probability")],
     ).properties(height=alt.Step(26))
 
 
 def batch_table(results: list[PredictionResult]) -> pd.DataFrame:
-    return pd.DataFrame([{"file": r.file, "class": display_name(r.label) if r.label else "",
-                          "confidence": r.confidence, "error": r.error or "",
-                          "warnings": " | ".join(r.warnings)} for r in results])
+    return pd.DataFrame([{"File": r.file, "Class": display_name(r.label) if r.label else "",
+                          "Model probability": format_probability(r.confidence) if r.ok else "",
+                          "Problem": r.error or "", "Warnings": " | ".join(r.warnings)} for r in results])
 
 
 def show_result(i: int, r: PredictionResult, alpha: float, cmap: str, summary: dict[str, str]) -> None:
@@ -55,10 +64,12 @@ def show_result(i: int, r: PredictionResult, alpha: float, cmap: str, summary: d
         if not r.ok:
             st.error(f"This file could not be analysed: {r.error}", icon=":material/error:")
             return
-        st.markdown(f"### {display_name(r.label)} · {r.confidence:.1%}")
-        st.caption("Calibrated confidence (temperature scaling on validation data).")
+        st.markdown(f"### {display_name(r.label)} · model probability {format_probability(r.confidence)}")
         for text in r.warnings:
             st.warning(text, icon=":material/warning:")
+        if r.details:
+            with st.expander("The figures behind these checks", icon=":material/functions:"):
+                st.table(pd.DataFrame({"": list(r.details.values())}, index=list(r.details)))
         left, middle, right = st.columns(3)
         dicom = r.image.source_format == "DICOM"
         left.image(r.image.pixels, caption=f"DICOM slice, window {r.meta.get('window', '')}" if dicom else "Input",
@@ -67,6 +78,9 @@ def show_result(i: int, r: PredictionResult, alpha: float, cmap: str, summary: d
             what = f"{CAM_TITLES[r.method]} for {display_name(r.heatmap_class)}"
             middle.image(overlay_for(r, 1.0, cmap), caption=f"{what}: heatmap", width="stretch")
             right.image(overlay_for(r, alpha, cmap), caption=f"{what}: overlay", width="stretch")
+            note = heatmap_note(r)
+            if note:
+                st.info(note, icon=":material/info:")
         if dicom:
             shown = {k: r.meta[k] for k in ("Modality", "SeriesDescription", "BodyPartExamined") if k in r.meta}
             st.caption("DICOM header (no patient data): " + " · ".join(f"{k} {v}" for k, v in shown.items()))
@@ -78,9 +92,6 @@ def show_result(i: int, r: PredictionResult, alpha: float, cmap: str, summary: d
 
 st.title("Predict & Explain")
 st.warning(DISCLAIMER, icon=":material/medical_information:")
-sh.show_active_dataset_badge()
-st.caption("Predictions use the model chosen below and its own training data (see its card), "
-           "not the active dataset.")
 
 runs = list_runs()
 if not runs:
@@ -95,6 +106,9 @@ run_id = st.selectbox("Model", list(by_id), index=list(by_id).index(best.run_id)
                       format_func=lambda rid: by_id[rid].label() + ("  ★ best" if rid == best.run_id else ""))
 run = by_id[run_id]
 summary = card_summary(run)
+st.caption(f":material/model_training: {summary['Architecture']}, trained on {summary['Training data']}"
+           + (" :orange-badge[SYNTHETIC training data: not for real scans]"
+              if (run.card.get("data") or {}).get("synthetic") else ""))
 with st.expander("Model card", expanded=False, icon=":material/badge:"):
     st.table(pd.DataFrame({"": list(summary.values())}, index=list(summary)))
 with sh.shown_errors(stop=True):
@@ -106,7 +120,9 @@ uploads = st.file_uploader(
 st.caption(":material/lock: Uploads are processed in memory and never written to disk.")
 
 c1, c2, c3, c4 = st.columns(4)
-method = c1.selectbox("Explanation method", list(CAM_METHODS), format_func=CAM_TITLES.get, key="predict_method")
+methods = [DEFAULT_CAM_METHOD, *(m for m in CAM_METHODS if m != DEFAULT_CAM_METHOD)]
+method = c1.selectbox("Explanation method", methods, format_func=CAM_TITLES.get, key="predict_method",
+                      help="The first one is the method whose heat maps pointed at known tumours most often.")
 target = c2.selectbox("Explain class", [PREDICTED, *run.class_names], key="predict_target",
                       format_func=lambda c: c if c == PREDICTED else f"why {display_name(c)}?",
                       help="Pick a class to see which regions would support it, e.g. 'why meningioma?'.")
@@ -127,8 +143,8 @@ results = st.session_state[RESULTS_KEY][1]
 
 n_bad = sum(not r.ok for r in results)
 st.subheader(f"Results: {len(results) - n_bad} analysed" + (f", {n_bad} rejected" if n_bad else ""))
-st.dataframe(batch_table(results), hide_index=True, width="stretch",
-             column_config={"confidence": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
+st.dataframe(batch_table(results), hide_index=True, width="stretch")
+st.caption(CALIBRATION_NOTE)
 d1, d2 = st.columns(2)
 d1.download_button("Results (CSV)", data=partial(results_csv, results, predictor.class_names),
                    file_name="predictions.csv", mime="text/csv", icon=":material/table:", on_click="ignore")

@@ -46,7 +46,13 @@ def test_renders_with_a_model_and_defaults_to_the_best_run(tiny_registry):
     uploader = at.file_uploader(key="predict_uploads")
     assert uploader.accept_multiple_files and uploader.allowed_type == []  # content is checked in core
     assert any("never written to disk" in c for c in _texts(at.caption))
-    assert set(at.selectbox(key="predict_method").options) == {"Grad-CAM", "Grad-CAM++"}
+    from core.gradcam import CAM_TITLES, DEFAULT_CAM_METHOD
+
+    options = at.selectbox(key="predict_method").options
+    assert set(options) == set(CAM_TITLES.values()) and options[0] == CAM_TITLES[DEFAULT_CAM_METHOD]
+    # What the page says about its model, not about the active dataset.
+    assert any("trained on" in c for c in _texts(at.caption))
+    assert not any("Active dataset" in c for c in _texts(at.caption))
 
 
 def test_uploads_good_bad_and_dicom(tiny_registry, demo_root):
@@ -65,8 +71,8 @@ def test_uploads_good_bad_and_dicom(tiny_registry, demo_root):
     errors = _texts(at.error)
     assert len(errors) == 1 and "not an image file" in errors[0]  # only the broken file fails
     table = at.dataframe[0].value
-    assert list(table["file"]) == [good.name, "broken.jpg", "slice", "photo.png"]
-    assert table["class"].astype(bool).tolist() == [True, False, True, True]
+    assert list(table["File"]) == [good.name, "broken.jpg", "slice", "photo.png"]
+    assert table["Class"].astype(bool).tolist() == [True, False, True, True]
     warnings = " ".join(_texts(at.warning))
     assert "Probably not a brain MRI" in warnings and "colour" in warnings
     captions = " ".join(_texts(at.caption))

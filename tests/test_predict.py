@@ -299,11 +299,14 @@ def test_card_summary_shows_leakage_free_metrics_only_when_evaluated(tiny_run):
 
     summary = card_summary(tiny_run)
     assert summary["Leakage-free test metrics"] == "not evaluated yet"
-    assert summary["Architecture"].startswith("Custom CNN") and summary["Input"] == "32×32 grayscale"
+    assert summary["Architecture"].startswith("Custom CNN")
+    assert summary["Input"] == "32×32 grayscale, head crop + intensity standardisation"
+    assert summary["Classes"] == "Glioma, Meningioma, No tumour, Pituitary tumour"  # display names, not ids
     card = dict(tiny_run.card, evaluation={"description": "held-out test split",
                                            "leakage_free": {"accuracy": 0.91, "macro_f1": 0.9, "n_images": 57}})
     text = card_summary(Run(tiny_run.run_id, tiny_run.path, card))["Leakage-free test metrics"]
-    assert "accuracy 91.0%" in text and "macro-F1 90.0%" in text and "57 images" in text
+    # One format per figure: accuracy as a percentage, macro-F1 as a 0–1 score.
+    assert "accuracy 91.0 %" in text and "macro-F1 0.900" in text and "57 images" in text
 
 
 # --- exports ----------------------------------------------------------------------------------
@@ -341,3 +344,16 @@ def test_overlays_zip(batch):
         assert len(names) == 2 and len(set(names)) == 2  # the bad file has none; same names kept apart
         img = Image.open(io.BytesIO(zf.read(names[0])))
         assert img.mode == "RGB" and img.size == batch[0].image.size
+
+
+def test_a_heat_map_for_a_class_the_model_rules_out_says_so():
+    from core.case_report import heatmap_note
+
+    r = PredictionResult(file="x.png", label="pituitary", confidence=0.999,
+                         probabilities={"glioma": 0.0004, "meningioma": 0.0003, "notumor": 0.0003, "pituitary": 0.999},
+                         heatmap=np.ones((8, 8), np.float32), heatmap_class="meningioma")
+    note = heatmap_note(r)
+    assert note and "Meningioma" in note and "almost no weight" in note and "< 0.1 %" in note
+    assert heatmap_note(PredictionResult(**{**r.__dict__, "heatmap_class": "pituitary"})) is None
+    likely = {**r.probabilities, "meningioma": 0.2}
+    assert heatmap_note(PredictionResult(**{**r.__dict__, "probabilities": likely})) is None
