@@ -77,7 +77,8 @@ def test_temperature_from_card_is_applied(run_copy):
     run = set_card(run_copy, results__temperature=3.0)
     result = evaluate_run(run, EvalSet("card_test"), use_cache=False)
     root = Path(run.card["data"]["root"])
-    images = cached_images([root / f for f in result.predictions["file"]], run.image_size, "t")
+    images = cached_images([root / f for f in result.predictions["file"]], run.image_size, "t",
+                           preprocessing=run.preprocessing)
     logits = ev.predict_logits(run, images)
     probs = result.predictions[[f"prob_{c}" for c in run.class_names]].to_numpy()
     assert np.allclose(probs, softmax(logits, 3.0), atol=1e-5)
