@@ -30,6 +30,28 @@ TRANSFORM_NOTES: dict[str, str] = {
 }
 
 
+#: How each enabled transform reads in a sentence ("rotation up to ±10°"), by AugmentConfig field.
+_DESCRIBE: dict[str, str] = {
+    "rotation_deg": "rotation up to ±{v:g}°",
+    "zoom": "zoom up to ±{v:.0%}",
+    "translate": "shift up to ±{v:.0%} of the side",
+    "horizontal_flip": "left-right flip",
+    "vertical_flip": "upside-down flip",
+    "brightness": "brightness up to ±{v:.0%}",
+    "contrast": "contrast up to ±{v:.0%}",
+    "blur": "blur up to σ {v:g} px",
+    "noise": "noise up to σ {v:.0%}",
+    "gamma": "contrast curve up to |log γ| {v:g}",
+    "downsample": "resolution loss up to {v:.0%}",
+}
+
+
+def describe_augment(cfg: AugmentConfig) -> str:
+    """The enabled transforms in plain words, e.g. 'rotation up to ±10°, left-right flip'."""
+    parts = [_DESCRIBE[name].format(v=value) for name, value in cfg.to_dict().items() if value]
+    return ", ".join(parts) or "no augmentation"
+
+
 def anatomy_warnings(cfg: AugmentConfig) -> list[str]:
     """Plain warnings about settings that produce anatomically implausible training images."""
     out = []

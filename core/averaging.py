@@ -11,6 +11,7 @@ training images ("precise BN", Wu & Johnson 2021).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -83,12 +84,14 @@ def _trainable_batchnorms(model: Any) -> list:
     return found
 
 
-def recompute_bn_statistics(model: Any, images: np.ndarray, batch_size: int = 128) -> int:
+def recompute_bn_statistics(model: Any, images: np.ndarray, batch_size: int = 128,
+                            check: Callable[[], None] | None = None) -> int:
     """Replace every trainable batch-norm layer's running mean/variance by the exact average over
     ``images`` (un-augmented, as inference sees them). Returns the number of layers updated.
 
     Momentum is set per batch to seen/(seen+batch), which turns the running update into a
-    cumulative mean, then restored, so the saved configuration is unchanged.
+    cumulative mean, then restored, so the saved configuration is unchanged. ``check`` runs
+    before each batch (a job's cancel check raises there).
     """
     bns = _trainable_batchnorms(model)
     if not bns or len(images) == 0:
@@ -101,6 +104,8 @@ def recompute_bn_statistics(model: Any, images: np.ndarray, batch_size: int = 12
     try:
         seen = 0
         for start in range(0, len(images), batch_size):
+            if check is not None:
+                check()
             batch = images[start:start + batch_size].astype(np.float32)
             for bn in bns:
                 bn.momentum = seen / (seen + len(batch))

@@ -50,6 +50,7 @@ class Job:
     error: str | None = None
     error_traceback: str | None = None
     result: Any = None
+    settings: dict[str, Any] = field(default_factory=dict)  # what it was started with (shown on reattach)
     cancel_event: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -99,7 +100,7 @@ class Job:
                 "batch": self.batch, "batches": self.batches, "eta_s": self.eta_s,
                 "history": list(self.history), "batch_log": list(self.batch_log), "log": list(self.log),
                 "error": self.error, "error_traceback": self.error_traceback, "result": self.result,
-                "cancel_requested": self.cancel_event.is_set(),
+                "cancel_requested": self.cancel_event.is_set(), "settings": dict(self.settings),
             }
 
 

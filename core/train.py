@@ -21,7 +21,7 @@ from core.averaging import WeightAverager
 from core.config import DataConfig, TrainConfig
 from core.datasets import Dataset
 from core.errors import WorkbenchError
-from core.jobs import Job
+from core.jobs import Job, JobCancelled
 from core.registry import (
     CARD_FILE,
     CARD_VERSION,
@@ -55,6 +55,7 @@ def prepare_data(ds: Dataset, report: ScanReport, cfg: TrainConfig, data_cfg: Da
     """Split the scanned dataset and load every split's images at the configured size."""
     from core.pipeline import cached_images
     from core.splits import make_split
+    from core.train_feedback import PHASE_DECODING
 
     mode = "leakage_free" if cfg.leakage_free else "dataset"
     files = report.readable.copy()
@@ -64,7 +65,7 @@ def prepare_data(ds: Dataset, report: ScanReport, cfg: TrainConfig, data_cfg: Da
 
     def progress(done: int, total: int) -> None:
         if job:
-            job.update(phase=f"Loading images {done}/{total}", progress=0.05 * done / total)
+            job.update(phase=f"{PHASE_DECODING} {done:,}/{total:,}", progress=0.05 * done / total)
             job.check_cancelled()
 
     images = cached_images(paths_all, cfg.image_size, ds.fingerprint, progress, preprocessing=cfg.preprocessing)
@@ -84,10 +85,17 @@ def prepare_data(ds: Dataset, report: ScanReport, cfg: TrainConfig, data_cfg: Da
 
 
 class _ProgressCallback:
-    """Keras callback writing per-batch and per-epoch progress into the job; cancels within a batch."""
+    """Keras callback writing per-batch and per-epoch progress into the job; cancels between batches.
+
+    A cancel raises :class:`core.jobs.JobCancelled` out of ``fit`` at the next batch boundary
+    (training or validation). Setting ``stop_training`` alone would still run the epoch's whole
+    validation pass, the checkpoint save and early stopping's weight restore: seconds to tens of
+    seconds on a CPU. The ETA counts only batches after the first, whose time is graph tracing.
+    """
 
     def __new__(cls, *args: Any, **kwargs: Any):  # subclass keras.callbacks.Callback lazily
         from core.tfrt import keras
+        from core.train_feedback import PHASE_COMPILING, seconds_left
 
         k = keras()
 
@@ -99,44 +107,50 @@ class _ProgressCallback:
                 super().__init__()
                 self.job, self.steps, self.total_epochs = job, steps, total_epochs
                 self.epoch_offset, self.phase_epochs, self.phase = epoch_offset, phase_epochs, phase
-                self.t_start = time.perf_counter()
-                self.t_epoch = self.t_start
+                self.t_epoch = time.perf_counter()
+                self.t_first: float | None = None  # end of the first batch: the clock for the ETA
                 self.done_batches = 0
 
             def _lr(self) -> float:
                 return float(k.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
-            def _stop_if_cancelled(self) -> bool:
-                if self.job.cancelled:
-                    # Keras checks stop_training after every batch, but would still run the whole
-                    # validation pass at the end of the epoch; stop_evaluating cuts that short too.
-                    self.model.stop_training = True
-                    self.model.stop_evaluating = True
-                return self.job.cancelled
+            def on_train_begin(self, logs=None):
+                self.job.check_cancelled()
+                self.job.update(phase=PHASE_COMPILING, eta_s=None)
 
             def on_epoch_begin(self, epoch, logs=None):
+                self.job.check_cancelled()
                 self.t_epoch = time.perf_counter()
-                self.job.update(epoch=epoch + 1, batch=0, batches=self.steps, phase=self.phase)
+                self.job.update(epoch=epoch + 1, batch=0, batches=self.steps,
+                                **({} if self.t_first is None else {"phase": self.phase}))
+
+            def on_train_batch_begin(self, batch, logs=None):
+                self.job.check_cancelled()
 
             def on_train_batch_end(self, batch, logs=None):
                 logs = logs or {}
                 self.done_batches += 1
-                elapsed = time.perf_counter() - self.t_start
-                frac = min(1.0, self.done_batches / max(1, self.steps * self.phase_epochs))
+                now = time.perf_counter()
+                if self.t_first is None:
+                    self.t_first = now
+                    self.job.update(phase=self.phase)
                 step = self.epoch_offset * self.steps + self.done_batches
                 global_frac = step / max(1, self.steps * self.total_epochs)
-                eta = elapsed / frac * (1 - frac) if frac > 0 else None
+                eta = seconds_left(self.done_batches - 1, now - self.t_first,
+                                   self.steps * self.phase_epochs - self.done_batches)
                 self.job.update(batch=batch + 1, progress=0.05 + 0.9 * min(1.0, global_frac), eta_s=eta)
                 self.job.add_batch({"step": step, "epoch": self.job.epoch, "loss": float(logs.get("loss", np.nan)),
                                     "accuracy": float(logs.get("accuracy", np.nan)), "lr": self._lr()})
-                self._stop_if_cancelled()
+                self.job.check_cancelled()
+
+            def on_test_batch_begin(self, batch, logs=None):
+                self.job.check_cancelled()
 
             def on_test_batch_end(self, batch, logs=None):
-                self._stop_if_cancelled()
+                self.job.check_cancelled()
 
             def on_epoch_end(self, epoch, logs=None):
-                if self._stop_if_cancelled():
-                    return  # a cut-short epoch is not a result
+                self.job.check_cancelled()  # a cut-short epoch is not a result
                 row = {"epoch": epoch + 1, "phase": self.phase, "lr": self._lr(),
                        "seconds": time.perf_counter() - self.t_epoch}
                 row.update({k_: float(v) for k_, v in (logs or {}).items() if k_ != "learning_rate"})
@@ -224,15 +238,18 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
     from core.architectures import build_model, get_arch
     from core.pipeline import class_weights, eval_dataset, train_dataset
     from core.tfrt import keras, tf
+    from core.train_feedback import PHASE_COMPILING, PHASE_DECODING
 
     tf, k = tf(), keras()
     spec = get_arch(cfg.arch)
     k.utils.set_random_seed(cfg.seed)  # python, numpy and TF seeds, inside the worker thread
     t0 = time.perf_counter()
-    job.update(phase="Loading images", epochs=cfg.epochs + (cfg.finetune.epochs if spec.transfer else 0))
+    job.update(phase=PHASE_DECODING, epochs=cfg.epochs + (cfg.finetune.epochs if spec.transfer else 0))
     data = prepare_data(ds, report, cfg, data_cfg, job)
     n_classes = len(data.class_names)
     job.add_log(f"train={len(data.x['train'])} val={len(data.x['val'])} test={len(data.x['test'])} images")
+    job.check_cancelled()
+    job.update(phase=PHASE_COMPILING)
 
     weights = cfg.weights if spec.transfer else "none"
     weights_note = "not applicable (trained from scratch)"
@@ -261,6 +278,7 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
         model.compile(optimizer=_optimizer(cfg, cfg.learning_rate),
                       loss=k.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
                       metrics=["accuracy"])
+    job.check_cancelled()
 
     sw = class_weights(data.y["train"], n_classes)[data.y["train"]] if cfg.class_weighting else None
     train_ds = train_dataset(data.x["train"], data.y["train"], n_classes, cfg.batch_size, cfg.augment, cfg.seed, sw,
@@ -286,12 +304,13 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
 
         def callbacks(phase: str, offset: int, epochs: int, lr: float, last: bool) -> list:
             cbs = [
-                k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
-                                          restore_best_weights=averager is None),
-                k.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True),
+                # First, so a cancel stops the epoch before the checkpoint is written.
                 # ETA: phase 1 still has phase 2 ahead of it; phase 2 only itself.
                 _ProgressCallback(job, steps, total_epochs, offset, epochs if phase == "finetune" else total_epochs,
                                   phase),
+                k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
+                                          restore_best_weights=averager is None),
+                k.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True),
             ]
             if cfg.lr_schedule == "cosine":
                 cbs.append(_CosineCallback(lr, steps * epochs, warmup_steps=min(steps, steps * epochs // 10)))
@@ -327,7 +346,7 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
         train_seconds = time.perf_counter() - t0
 
         job.update(phase="Calibrating and saving", progress=0.96)
-        results, ood = _post_training(model, data, cfg, n_classes)
+        results, ood = _post_training(model, data, cfg, n_classes, job)
         if averaging:
             results["averaging"] = averaging
         job.check_cancelled()
@@ -361,14 +380,32 @@ def _fit_warnings(run: Run, model, job: Job) -> Run:
 
     job.update(phase="Fitting the warnings on shifted validation images", progress=0.98)
     try:
-        run = fit_run_warnings(run, model=model, job=None)
+        run = fit_run_warnings(run, model=model, job=_WarningFitJob(job))
     except WorkbenchError as exc:
         job.add_log(f"warnings keep their basic thresholds: {exc.reason}")
+        return run
+    except JobCancelled:
+        # The model is already saved and usable: a cancel here only skips the fine-tuning of its warnings.
+        job.add_log("warnings keep their basic thresholds: cancelled while fitting them (the model is saved)")
         return run
     trust = run.card["results"]["trust"]
     job.add_log(f"warnings: confidence below {trust['min_confidence']:.3f}, feature distance above "
                 f"{trust['max_distance'] or float('nan'):.1f}, mirrored views disagree: {trust['flag_unstable']}")
     return run
+
+
+class _WarningFitJob:
+    """The training job as seen by core.trust_fit: its progress maps into the last 2 % of the bar."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def update(self, progress: float = 0.0, phase: str = "", **_: Any) -> None:
+        self.job.update(progress=0.98 + 0.02 * min(1.0, progress),
+                        phase=f"Fitting the warnings on shifted validation images ({phase.lower()})")
+
+    def check_cancelled(self) -> None:
+        self.job.check_cancelled()
 
 
 def _average_weights(model, averager, data: PreparedData, cfg: TrainConfig, job: Job) -> dict[str, Any]:
@@ -387,12 +424,14 @@ def _average_weights(model, averager, data: PreparedData, cfg: TrainConfig, job:
         return float((run(data.x[split])[1].argmax(axis=1) == data.y[split]).mean())
 
     out: dict[str, Any] = {"val_accuracy_last_epoch": val_accuracy()}
-    recompute_bn_statistics(model, data.x["train"])
+    job.check_cancelled()
+    recompute_bn_statistics(model, data.x["train"], check=job.check_cancelled)
     out["val_accuracy_last_epoch_bn"] = val_accuracy()
     job.check_cancelled()
     weights, count = averager.averaged()
     set_trainable_weights(model, weights)
-    recompute_bn_statistics(model, data.x["train"])
+    recompute_bn_statistics(model, data.x["train"], check=job.check_cancelled)
+    job.check_cancelled()
     out.update(epochs_averaged=count, val_accuracy_averaged=val_accuracy())
     job.add_log(f"averaged the last {count} epochs: validation accuracy {out['val_accuracy_last_epoch']:.4f} "
                 f"(last epoch) → {out['val_accuracy_last_epoch_bn']:.4f} (re-estimated batch norm) → "
@@ -444,18 +483,27 @@ def _feature_probe(model):
     return run
 
 
-def _post_training(model, data: PreparedData, cfg: TrainConfig, n_classes: int):
+def _post_training(model, data: PreparedData, cfg: TrainConfig, n_classes: int, job: Job | None = None):
     """Validation metrics, temperature, low-confidence threshold and the OOD model."""
     from core.ood import fit_ood
     from core.tta import tta_logits
 
+    check = job.check_cancelled if job is not None else (lambda: None)
     run = _feature_probe(model)
     split = cfg.validate_on
     val_feat, _ = run(data.x[split])
-    val_logits = tta_logits(lambda x: run(x)[1], data.x[split], cfg.tta)
+    check()
+
+    def logits(x: np.ndarray) -> np.ndarray:  # one call per test-time view: a cancel point each
+        check()
+        return run(x)[1]
+
+    val_logits = tta_logits(logits, data.x[split], cfg.tta)
+    check()
     rng = np.random.default_rng(cfg.seed)
     sub = rng.choice(len(data.x["train"]), size=min(3000, len(data.x["train"])), replace=False)
     train_feat, _ = run(data.x["train"][sub])
+    check()
     results = calibration_results(val_logits, data.y[split], n_classes, split, cfg.tta)
     ood = fit_ood(train_feat, data.y["train"][sub], val_feat, val_logits / results["temperature"])
     results["ood"] = {"mahalanobis_threshold": ood.maha_threshold, "energy_threshold": ood.energy_threshold}

@@ -70,15 +70,20 @@ def metric_chart(curves: pd.DataFrame, metric: str, best: int | None = None, hei
     return alt.layer(*layers).properties(height=height, title=metric)
 
 
-def lr_chart(batch_log: list[dict], steps_per_epoch: int, height: int = 160) -> alt.Chart:
-    """The learning rate per batch (cosine warm-up and decay, or plateau drops)."""
+def lr_chart(batch_log: list[dict], steps_per_epoch: int, height: int = 180) -> alt.Chart:
+    """The learning rate per batch (cosine warm-up and decay, or plateau drops).
+
+    Few ticks in a compact number format: exponent labels such as 2e-3 repeat and overlap
+    when Vega picks many ticks on a short axis.
+    """
     df = pd.DataFrame(batch_log, columns=["step", "lr"])
     df = df.assign(epoch=df["step"] / max(1, steps_per_epoch))
     return (
         alt.Chart(df)
         .mark_line()
         .encode(x=alt.X("epoch:Q", title="epoch"),
-                y=alt.Y("lr:Q", title="learning rate", axis=alt.Axis(format=".0e")),
+                y=alt.Y("lr:Q", title="learning rate", scale=alt.Scale(zero=True),
+                        axis=alt.Axis(format=".1e", tickCount=4, labelOverlap=True)),
                 tooltip=[alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip("lr:Q", format=".2e")])
         .properties(height=height, title="learning rate")
     )

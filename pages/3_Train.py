@@ -4,7 +4,6 @@ The page gathers one TrainConfig and hands it to core.train in a background job;
 records feed the live charts. Switching pages or refreshing reattaches to the running job.
 """
 
-import dataclasses
 import json
 
 import pandas as pd
@@ -12,11 +11,13 @@ import streamlit as st
 
 from core import train_charts as charts
 from core.architectures import ARCHITECTURES
+from core.augment import describe_augment
 from core.config import AUGMENT_PRESETS, DataConfig, FineTuneConfig, TrainConfig
 from core.jobs import CANCELLED, DONE, FAILED, job_registry
 from core.registry import list_runs
 from core.splits import SPLIT_MODES
 from core.train import train_model
+from core.train_feedback import PHASE_CANCELLING, settings_rows, training_verdict
 from core.weights import install_weights, keras_cache_dir, weight_status
 from pages import _shared as sh
 
@@ -51,6 +52,20 @@ def runs_frame(runs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def form_fields() -> dict:
+    """Widget key -> parser for the settings a refresh keeps (they live in the page address)."""
+    num = sh.parse_number
+    fields = {"train_arch": sh.parse_choice(ARCHITECTURES), "train_epochs": num(int, 1, 500),
+              "train_batch": num(int, 1, 512), "train_patience": num(int, 1, 100),
+              "train_lr": num(float, 1e-6, 0.5), "train_optimizer": sh.parse_choice(OPTIMIZERS),
+              "train_schedule": sh.parse_choice(SCHEDULES), "train_smoothing": num(float, 0.0, 0.3),
+              "train_mixup": num(float, 0.0, 1.0), "train_width": sh.parse_choice([0.25, 0.5, 0.75, 1.0, 1.5, 2.0]),
+              "train_class_weights": sh.parse_choice([True, False]), "train_seed": num(int, 0, 2**31 - 1),
+              "train_max_batches": num(int, 0, 100_000), "train_average_epochs": num(int, 0, 500)}
+    fields.update({f"train_size_{key}": num(int, 32, 512) for key in ARCHITECTURES})
+    return fields
+
+
 def apply_augment_preset() -> None:
     name = st.session_state["train_aug_preset"]
     if name in AUGMENT_PRESETS:
@@ -58,6 +73,7 @@ def apply_augment_preset() -> None:
 
 
 st.title("Train")
+sh.restore_from_url(form_fields())
 ds = sh.show_active_dataset_badge()
 st.caption("Train a classifier on the active dataset. Training runs on the server in the background: you "
            "can switch pages or reload, and this page reattaches to the running job.")
@@ -166,8 +182,7 @@ c1.selectbox("Preset", options, key="train_aug_preset", on_change=apply_augment_
              help="Random transforms applied to training images only. Tune them visually on the "
                   "Augmentation Preview page.")
 with c2:
-    active = {k: v for k, v in dataclasses.asdict(augment).items() if v}
-    st.caption("Training uses: " + (", ".join(f"{k} = {v}" for k, v in active.items()) or "no augmentation"))
+    st.caption("Training uses: " + describe_augment(augment) + ".")
     sh.page_link("pages/2_Augmentation_Preview.py", "Preview or fine-tune augmentation", ":material/tune:")
 
 with st.expander("Advanced"):
@@ -186,6 +201,9 @@ with st.expander("Advanced"):
 
 # --- start -----------------------------------------------------------------------------------------
 registry = jobs()
+sh.remember_in_url({key: st.session_state[key] for key in form_fields() if key in st.session_state})
+busy = registry.active("train")
+weights_missing = weights == "imagenet" and weight_status(arch).state in ("unreachable", "damaged")
 with sh.shown_errors():
     cfg = TrainConfig(
         arch=arch, image_size=int(image_size), epochs=int(epochs), batch_size=int(batch_size),
@@ -197,10 +215,18 @@ with sh.shown_errors():
     )
     with st.expander("Exact configuration (saved in the model card)"):
         st.code(json.dumps(cfg.to_dict(), indent=2), language="json")
-    if st.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start"):
+    why_not = ("a training job is running (below): wait for it or cancel it" if busy is not None else
+               "the ImageNet weights cannot be reached: place or upload them above, or choose random "
+               "initialisation" if weights_missing else None)
+    if st.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start",
+                 disabled=why_not is not None, help=why_not and f"Disabled: {why_not}."):
         job = registry.submit("train", f"{spec.title} on {ds.name}",
                               lambda j: train_model(ds, report, cfg, j, DataConfig()))
+        job.update(settings={"config": cfg.to_dict(), "dataset": ds.name})
         st.toast(f"Started: {job.title}")
+        st.rerun()  # the button greys at once while the job runs
+    if why_not:
+        st.caption(f"Start training is disabled: {why_not}.")
 
 # --- the running or last job -------------------------------------------------------------------------
 current = registry.active("train") or next(iter(registry.jobs("train")), None)
@@ -216,18 +242,29 @@ def job_view(job_id: str) -> None:
     st.subheader(f"Job: {snap['title']}")
     if job.running:
         text = snap["phase"] or "Starting"
-        if snap["batches"]:
-            text += (f" · epoch {snap['epoch']}/{snap['epochs']} · batch {snap['batch']}/{snap['batches']}"
-                     f" · about {fmt_seconds(snap['eta_s'])} left")
+        if snap["batches"] and snap["batch"]:
+            text += f" · epoch {snap['epoch']}/{snap['epochs']} · batch {snap['batch']}/{snap['batches']}"
+            text += f" · about {fmt_seconds(snap['eta_s'])} left" if snap["eta_s"] is not None else \
+                " · estimating the time left"
+        if snap["cancel_requested"]:
+            text = f"{PHASE_CANCELLING} (finishing the current step; nothing will be saved)"
         st.progress(min(1.0, snap["progress"]), text=text)
-        st.button("Cancel", icon=":material/stop:", key="train_cancel", on_click=job.cancel,
-                  disabled=snap["cancel_requested"], help="Stops within one batch; nothing is saved.")
+        st.button("Cancelling…" if snap["cancel_requested"] else "Cancel", icon=":material/stop:",
+                  key="train_cancel", on_click=job.cancel, disabled=snap["cancel_requested"],
+                  help="Stops after the step in flight (usually under a second); nothing is saved.")
+        if snap["settings"]:
+            with st.expander("This job's settings (read-only)", expanded=True):
+                rows = settings_rows(snap["settings"]["config"], snap["settings"]["dataset"])
+                st.dataframe(pd.DataFrame(rows, columns=["setting", "value"]), hide_index=True, width="stretch")
     elif snap["status"] == DONE:
         run = snap["result"]
         res = run.card["results"]
         st.success(f"Finished: validation accuracy {res['val_accuracy']:.1%} (macro-F1 {res['val_macro_f1']:.3f}, "
                    f"ECE {res['val_ece']:.3f}) in {fmt_seconds(run.card['timings']['train_seconds'])}. "
                    f"Saved as {run.run_id} in {run.path}.", icon=":material/check_circle:")
+        verdict = training_verdict(res["val_accuracy"], res["val_macro_f1"], len(run.class_names),
+                                   len(snap["history"]), int(run.card["train_config"].get("epochs", 0)))
+        getattr(st, verdict.level)(f"**{verdict.headline}** {verdict.advice}")
         if st.button("Evaluate on held-out test data", icon=":material/analytics:", key="train_to_eval"):
             st.switch_page("pages/4_Evaluate.py")  # as registered in Home.py (relative to it)
     elif snap["status"] == FAILED:

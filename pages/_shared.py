@@ -10,7 +10,7 @@ Keys (st.session_state):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,6 +33,8 @@ WARNING_KEY = "active_dataset_warning"
 SPLIT_KEY = "split_mode"
 AUGMENT_KEY = "augment_config"
 DEFAULT_SPLIT_MODE = "leakage_free"
+QUERY_DATASET = "dataset"  # the page-address parameter holding the active dataset
+QUERY_AUGMENT = "augment"  # ... and the augmentation preset the Train page uses
 DEFAULT_AUGMENT = "standard"  # the preset the Train page uses until the user picks another
 
 
@@ -96,12 +98,78 @@ def _ensure_entrypoint_navigation() -> None:
         st.rerun()
 
 
+def _dataset_from_url() -> Dataset | None:
+    """The dataset named in the page address (kept there so a refresh keeps it), or None."""
+    value = st.query_params.get(QUERY_DATASET, "")
+    if not value:
+        return None
+    try:
+        if value == "demo":
+            return _open_cached("demo", "", str(cache_dir()))
+        folder = check_under_data_roots(value)
+        return _open_cached("folder", str(folder), str(cache_dir()))
+    except WorkbenchError as exc:
+        st.session_state[WARNING_KEY] = f"The dataset in the page address could not be opened ({exc})."
+        return None
+
+
+def _remember_dataset(ds: Dataset) -> None:
+    """Write the active dataset into the address (a folder by path; an upload cannot be reopened)."""
+    value = {"demo": "demo", "folder": str(ds.root)}.get(ds.kind)
+    if value is None:
+        st.query_params.pop(QUERY_DATASET, None)
+    elif st.query_params.get(QUERY_DATASET) != value:
+        st.query_params[QUERY_DATASET] = value
+
+
 def active_dataset() -> Dataset:
-    """The dataset every page works on (default: WORKBENCH_DATA_DIR, else the synthetic demo)."""
+    """The dataset every page works on: after a refresh the one in the page address, else
+    WORKBENCH_DATA_DIR, else the synthetic demo."""
     _ensure_entrypoint_navigation()
     if DATASET_KEY not in st.session_state:
-        st.session_state[DATASET_KEY] = _open_default()
-    return st.session_state[DATASET_KEY]
+        st.session_state[DATASET_KEY] = _dataset_from_url() or _open_default()
+    ds = st.session_state[DATASET_KEY]
+    _remember_dataset(ds)
+    return ds
+
+
+def restore_from_url(fields: dict[str, Callable[[str], Any]]) -> None:
+    """Fill widget state from the page address on a session's first visit (after a refresh).
+
+    Args:
+        fields: widget key -> parser that returns the widget value or raises ValueError when
+            the text is not a valid value for it (a hand-edited address is ignored, not fatal).
+    """
+    for key, parse in fields.items():
+        if key not in st.session_state and key in st.query_params:
+            try:
+                st.session_state[key] = parse(st.query_params[key])
+            except (ValueError, TypeError, KeyError):
+                pass
+
+
+def remember_in_url(values: dict[str, Any]) -> None:
+    """Write widget values into the page address, so a refresh restores them."""
+    for key, value in values.items():
+        text = str(value)
+        if st.query_params.get(key) != text:
+            st.query_params[key] = text
+
+
+def parse_choice(options: Iterable[Any]) -> Callable[[str], Any]:
+    """A parser for restore_from_url that accepts only one of ``options`` (compared as text)."""
+    by_text = {str(o): o for o in options}
+    return lambda text: by_text[text]
+
+
+def parse_number(kind: Callable[[str], Any], low: float, high: float) -> Callable[[str], Any]:
+    """A parser for restore_from_url that accepts a number of ``kind`` within [low, high]."""
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not low <= value <= high:
+            raise ValueError(text)
+        return value
+    return parse
 
 
 def set_active_dataset(kind: str, **args: Any) -> Dataset:
@@ -193,7 +261,9 @@ def naive_split_cached(report: ScanReport) -> pd.Series:
 def split_mode() -> str:
     """The split mode shared with the Train page (default: leakage-free)."""
     if st.session_state.get(SPLIT_KEY) not in SPLIT_MODES:
-        st.session_state[SPLIT_KEY] = DEFAULT_SPLIT_MODE
+        from_url = st.query_params.get(SPLIT_KEY)
+        st.session_state[SPLIT_KEY] = from_url if from_url in SPLIT_MODES else DEFAULT_SPLIT_MODE
+    remember_in_url({SPLIT_KEY: st.session_state[SPLIT_KEY]})
     return st.session_state[SPLIT_KEY]
 
 
@@ -201,6 +271,7 @@ def set_split_mode(mode: str) -> None:
     if mode not in SPLIT_MODES:
         raise WorkbenchError(f"unknown split mode '{mode}'", "split mode")
     st.session_state[SPLIT_KEY] = mode
+    remember_in_url({SPLIT_KEY: mode})
 
 
 def active_split(report: ScanReport, mode: str | None = None) -> pd.Series:
@@ -238,12 +309,18 @@ def thumbnails(ds: Dataset, paths: list[str], size: int = 96) -> list[np.ndarray
 def augment_config() -> AugmentConfig:
     """The augmentation the Train page will use (default: the 'standard' preset)."""
     if not isinstance(st.session_state.get(AUGMENT_KEY), AugmentConfig):
-        st.session_state[AUGMENT_KEY] = AUGMENT_PRESETS[DEFAULT_AUGMENT]
+        name = st.query_params.get(QUERY_AUGMENT)
+        st.session_state[AUGMENT_KEY] = AUGMENT_PRESETS[name if name in AUGMENT_PRESETS else DEFAULT_AUGMENT]
     return st.session_state[AUGMENT_KEY]
 
 
 def set_augment_config(cfg: AugmentConfig) -> None:
     st.session_state[AUGMENT_KEY] = cfg
+    preset = next((name for name, p in AUGMENT_PRESETS.items() if p == cfg), None)
+    if preset is None:  # a hand-tuned config does not fit in the address: it lasts for the session
+        st.query_params.pop(QUERY_AUGMENT, None)
+    else:
+        remember_in_url({QUERY_AUGMENT: preset})
 
 
 # --- models -----------------------------------------------------------------------------------

@@ -103,8 +103,9 @@ def test_running_job_is_reattached_and_a_second_start_is_refused(page_env):
         assert not at.exception
         assert "held job" in texts(at.subheader)
         assert "epoch 1/3 · batch 2/5" in at.get("progress")[0].proto.text
-        at.button(key="train_start").click().run()
-        assert "still running" in texts(at.error)
+        # Issue 14, item 15: Start is disabled during a run (the registry would refuse it: test_jobs).
+        assert at.button(key="train_start").disabled
+        assert "a training job is running" in texts(at.caption)
         at.button(key="train_cancel").click().run()
         page_env.wait(job, 10)
         assert job.status == "cancelled"
@@ -176,7 +177,8 @@ def test_augmentation_preset_can_be_changed_on_the_page(page_env):
     from core.config import AUGMENT_PRESETS
 
     at = page().run()
-    assert "rotation_deg" in texts(at.caption)  # the default preset, carried over
+    assert "rotation up to ±10°" in texts(at.caption)  # the default preset, carried over, in words
+    assert "rotation_deg" not in texts(at.caption)  # issue 14, item 11: no raw field names
     at.selectbox(key="train_aug_preset").set_value("none").run()
     assert at.session_state["augment_config"] == AUGMENT_PRESETS["none"]
     assert "no augmentation" in texts(at.caption)
