@@ -17,6 +17,13 @@ CELL_SELECTION = "cell"
 _MAX_CURVE_POINTS = 400  # per class: enough for a smooth curve, small enough for the browser
 
 
+def _label_expr(classes: list[str]) -> str:
+    """A Vega expression that shows each class id's display name as an axis label."""
+    import json
+
+    return f"{json.dumps({c: display_name(c) for c in classes})}[datum.value] || datum.value"
+
+
 def confusion_chart(cells: pd.DataFrame, normalized: bool = False, size: int = 340) -> alt.LayerChart:
     """Heatmap of a confusion matrix (rows = true, columns = predicted) with text labels.
 
@@ -28,16 +35,22 @@ def confusion_chart(cells: pd.DataFrame, normalized: bool = False, size: int = 3
     df = cells.assign(label=[f"{s:.0%}" if normalized and pd.notna(s) else str(int(c))
                              for c, s in zip(cells["count"], cells["row_share"])])
     order = list(dict.fromkeys(df["true"]))
+    df = df.assign(true_name=df["true"].map(display_name), predicted_name=df["predicted"].map(display_name))
+    # The selection keeps class ids (the page maps a click back to them); the axes show display names.
+    names = _label_expr(order)
     pick = alt.selection_point(name=CELL_SELECTION, fields=["true", "predicted"], on="click", clear="dblclick")
     base = alt.Chart(df).encode(
-        x=alt.X("predicted:N", sort=order, title="predicted class", axis=alt.Axis(labelAngle=0, orient="top")),
-        y=alt.Y("true:N", sort=order, title="true class"),
+        x=alt.X("predicted:N", sort=order, title="predicted class",
+                axis=alt.Axis(labelAngle=0, orient="top", labelExpr=names, labelLimit=200)),
+        y=alt.Y("true:N", sort=order, title="true class", axis=alt.Axis(labelExpr=names, labelLimit=200)),
     )
     rect = base.mark_rect(stroke="white").encode(
         color=alt.Color(f"{value}:Q", scale=alt.Scale(scheme="blues", **({"domain": [0, 1]} if normalized else {})),
                         title="share of row" if normalized else "images"),
         opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45)),
-        tooltip=["true", "predicted", "count", alt.Tooltip("row_share:Q", format=".1%", title="share of true class")],
+        tooltip=[alt.Tooltip("true_name:N", title="true class"),
+                 alt.Tooltip("predicted_name:N", title="predicted class"), alt.Tooltip("count:Q", title="images"),
+                 alt.Tooltip("row_share:Q", format=".1%", title="share of true class")],
     ).add_params(pick)
     # Dark text on light cells and white on dark ones, so every number stays legible.
     top = float(df[value].max() or 1)
@@ -87,7 +100,7 @@ def roc_chart(roc: pd.DataFrame, aucs: dict[str, float | None]) -> alt.LayerChar
         y=alt.Y("tpr:Q", title="true-positive rate (sensitivity)", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("curve:N", title="class"),
         order="fpr:Q",
-        tooltip=["class", alt.Tooltip("fpr:Q", format=".3f"), alt.Tooltip("tpr:Q", format=".3f"),
+        tooltip=[alt.Tooltip("curve:N", title="class"), alt.Tooltip("fpr:Q", format=".3f"), alt.Tooltip("tpr:Q", format=".3f"),
                  alt.Tooltip("threshold:Q", format=".3f")],
     )
     chance = alt.Chart(pd.DataFrame({"fpr": [0, 1], "tpr": [0, 1]})).mark_line(strokeDash=[4, 4], color="gray")
@@ -102,7 +115,7 @@ def pr_chart(pr: pd.DataFrame, aps: dict[str, float | None]) -> alt.Chart:
         y=alt.Y("precision:Q", title="precision", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("curve:N", title="class"),
         order=alt.Order("recall:Q"),
-        tooltip=["class", alt.Tooltip("recall:Q", format=".3f"), alt.Tooltip("precision:Q", format=".3f")],
+        tooltip=[alt.Tooltip("curve:N", title="class"), alt.Tooltip("recall:Q", format=".3f"), alt.Tooltip("precision:Q", format=".3f")],
     ).properties(height=320, title="Precision-recall (one class vs rest)")
 
 

@@ -149,6 +149,22 @@ def open_eval_dataset(run: Run, eval_set: EvalSet) -> Dataset:
     return ds
 
 
+def data_kind_warning(card: dict[str, Any], eval_synthetic: bool) -> str | None:
+    """A caution when a model trained on real scans is scored on synthetic phantoms, or the reverse.
+
+    Returns None when the kinds match or the card does not say what it trained on.
+    """
+    trained = (card.get("data") or {}).get("synthetic") if isinstance(card.get("data"), dict) else None
+    if not isinstance(trained, bool) or trained == eval_synthetic:
+        return None
+    if eval_synthetic:
+        return ("This model learned from real MRI scans, but this evaluation set is the synthetic demo (drawn "
+                "phantoms). Its score here says little about how it does on patients' images; evaluate it on real "
+                "data instead.")
+    return ("This model learned from the synthetic demo (drawn phantoms), but this evaluation set holds real MRI "
+            "scans. A low score is expected: it has never seen a real image.")
+
+
 def select_images(run: Run, eval_set: EvalSet, ds: Dataset, report) -> tuple[pd.DataFrame, str, list[str]]:
     """The scan rows (path, label, phash) to evaluate, a description and notes for the reader."""
     readable = report.readable

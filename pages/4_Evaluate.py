@@ -18,6 +18,7 @@ from core.evaluate import (
     cached_robustness,
     cell_images,
     comparison_table,
+    data_kind_warning,
     evaluate_robustness,
     evaluate_runs,
     gallery_images,
@@ -32,6 +33,7 @@ from core.registry import best_run, list_runs, load_model, resolve_run
 from pages import _shared as sh
 
 JOB_KEY = "evaluate_job"  # (job id, eval-set key) of the evaluation started from this session
+ROBUST_JOB_KEY = "evaluate_robustness_job"  # (job id, run id, eval-set key) of this session's stress test
 RESULTS_KEY = "evaluate_results"  # {(run id, model sha, eval-set key): EvaluationResult}
 ERROR_KEY = "evaluate_error"
 GALLERY = 12  # images per gallery: each needs a decode and a Grad-CAM pass
@@ -141,7 +143,7 @@ def progress_panel() -> None:
 
 if job is not None:
     progress_panel()
-elif running is not None:
+elif running is not None and running.id != (st.session_state.get(ROBUST_JOB_KEY) or ("",))[0]:
     st.info(f"'{running.title}' is running for another user; results appear when it ends and you press Evaluate.")
 if ERROR_KEY in st.session_state:
     st.error(st.session_state[ERROR_KEY], icon=":material/error:")
@@ -168,6 +170,9 @@ result = results[result_key(run)]
 
 for note in result.notes:
     st.caption(note)
+eval_synthetic = ds.synthetic if folder == str(ds.root) else False
+if kind != "card_test" and (caution := data_kind_warning(run.card, eval_synthetic)):
+    st.warning(caution, icon=":material/warning:")
 st.subheader("All images vs leakage-free")
 if result.n_overlapping:
     st.warning(f"{result.n_overlapping} test images are near-copies of training images; accuracy on them measures "
@@ -220,7 +225,13 @@ st.caption("Recall = sensitivity. Specificity = share of other classes' images n
 st.subheader("Confusion matrix")
 normalized = st.toggle("Show shares of each true class", key="evaluate_normalized")
 event = st.altair_chart(ec.confusion_chart(metrics.confusion_long(y, pred, names), normalized),
-                        on_select="rerun", selection_mode=ec.CELL_SELECTION, key="evaluate_cm")
+                        on_select="rerun", selection_mode=ec.CELL_SELECTION,
+                        key=f"evaluate_cm_{hash((run.run_id, set_key, lf))}")  # a new model or set: no old click
+if st.session_state.get("evaluate_cell_context") != (run.run_id, set_key, lf):
+    # The picked cell belongs to the previous model or set: forget it (and open the commonest mistake).
+    st.session_state["evaluate_cell_context"] = (run.run_id, set_key, lf)
+    for stale in ("evaluate_cell_applied", "evaluate_true", "evaluate_pred"):
+        st.session_state.pop(stale, None)
 cell = ec.selected_cell(event)
 if cell is not None and st.session_state.get("evaluate_cell_applied") != cell:
     # A click moves the two boxes below; afterwards the boxes may be changed by hand.
@@ -259,14 +270,44 @@ st.caption("How accuracy, calibration and the warnings hold when the same leakag
            "another hospital's images could (the head filling the frame, another collection's brightness and "
            "contrast). Simulated shifts, not validation on another hospital's data.")
 robust = cached_robustness(run, eval_set)
+robust_ref = st.session_state.get(ROBUST_JOB_KEY)
+robust_job = registry.get(robust_ref[0]) if robust_ref and robust_ref[1:] == (run.run_id, set_key) else None
+
+
+@st.fragment(run_every=1.0 if robust_job is not None and robust_job.running else None)
+def robustness_progress() -> None:
+    """Polls the stress-test job; when it ends, reruns the page, which then shows its table."""
+    snap = robust_job.snapshot()
+    if snap["status"] not in FINISHED:
+        text = "Cancelling…" if snap["cancel_requested"] else (snap["phase"] or "Starting the stress test…")
+        st.progress(min(1.0, snap["progress"]), text=text)
+        st.button("Cancelling…" if snap["cancel_requested"] else "Cancel", key="evaluate_robustness_cancel",
+                  on_click=robust_job.cancel, disabled=snap["cancel_requested"])
+        return
+    if was_running:
+        st.rerun()
+    if snap["status"] == "failed":
+        st.error(snap["error"], icon=":material/error:")
+    elif snap["status"] == "cancelled":
+        st.caption("The stress test was cancelled.")
+
+
+if robust is None and robust_job is not None and robust_job.status == "done":
+    robust = robust_job.result  # the disk cache may be unwritable: the job still holds the table
 if robust is None:
-    slot = st.empty()  # the button goes once the result is there
-    if slot.button("Run the stress test", key="evaluate_robustness",
-                   help="Predicts every leakage-free test image under each shift; about a dozen forward passes "
-                        "over the set."):
-        slot.empty()
-        with sh.shown_errors(), st.spinner("Predicting shifted images…"):
-            robust = evaluate_robustness(run, eval_set)
+    was_running = robust_job is not None and robust_job.running
+    if robust_job is not None:
+        robustness_progress()
+    if robust_job is None or not robust_job.running:
+        busy = registry.active("evaluate")
+        if st.button("Run the stress test", key="evaluate_robustness", disabled=busy is not None,
+                     help="Predicts every leakage-free test image under each shift; about a dozen forward passes "
+                          "over the set. Runs in the background, with progress and Cancel."):
+            with sh.shown_errors():
+                new = registry.submit("evaluate", f"Stress test of {run.run_id}",
+                                      lambda j, r=run, es=eval_set: evaluate_robustness(r, es, j))
+                st.session_state[ROBUST_JOB_KEY] = (new.id, run.run_id, set_key)
+                st.rerun()
 if robust is not None:
     st.altair_chart(ec.robustness_chart(robust), width="stretch")
     worst = robust.sort_values("change").iloc[0]

@@ -109,6 +109,13 @@ def test_robustness_stress_test_runs_from_the_page_and_is_cached(tiny_run, app_e
     assert not any("Largest drop" in t for t in texts(at.caption))
     at.button(key="evaluate_robustness").click().run()
     assert not at.exception and not at.error
+    # Issue 14, item 13: the stress test is a background job (progress and Cancel), polled like an evaluation.
+    for _ in range(MAX_POLLS):
+        if any("Largest drop" in t for t in texts(at.caption)) or at.exception or at.error:
+            break
+        time.sleep(1.0)
+        at.run()
+    assert not at.exception and not at.error
     assert any("Largest drop" in t for t in texts(at.caption))
     table = at.dataframe[-1].value
     assert {"Condition", "Mistakes that carry a warning", "Correct answers that carry a warning"} <= set(table.columns)
