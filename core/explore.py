@@ -227,3 +227,29 @@ def naive_split(report: ScanReport, cfg: DataConfig = DataConfig()) -> pd.Series
     """
     files = report.readable.assign(near_group=-1)  # every file its own group
     return grouped_split(files, {"test": cfg.test_fraction, "val": cfg.val_fraction}, cfg.split_seed)
+
+
+def moved_across_test_folder(report: ScanReport, split: pd.Series) -> dict[str, int]:
+    """How a re-split moved images across the folder's own Testing line.
+
+    Returns:
+        ``n_test_folder`` (readable images in Testing/), ``test_moved_out`` (of those, how many
+        the split puts in train or val) and ``moved_into_test`` (Training/ images it puts in test).
+        All 0 for a folder without a Testing/ folder.
+    """
+    files = report.readable
+    names = split.reindex(files.index)
+    own_test = files["source_split"] == "test"
+    return {"n_test_folder": int(own_test.sum()),
+            "test_moved_out": int((own_test & (names != "test")).sum()),
+            "moved_into_test": int((~own_test & (names == "test")).sum()) if own_test.any() else 0}
+
+
+def short_file_name(name: str, limit: int = 16) -> str:
+    """A file name that fits under a thumbnail: the middle gives way ("Tr-gl_…0012.jpg"), never
+    the extension, so a caption never breaks a name mid-word."""
+    if len(name) <= limit:
+        return name
+    keep = limit - 1
+    head, tail = keep // 2, keep - keep // 2
+    return f"{name[:head]}…{name[-tail:]}"

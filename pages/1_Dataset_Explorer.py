@@ -18,8 +18,7 @@ from pages import _shared as sh
 SOURCE_LABELS = {"demo": "Synthetic demo", "folder": "Folder on the server", "zip": "Upload a .zip"}
 SECTIONS = ["Class balance", "Samples", "Classes", "Style shortcut", "Data quality", "Tumour types"]
 GROUPS_PER_PAGE = 5  # duplicate groups drawn at once: each costs a few thumbnail decodes
-THUMB = 96
-MODE_NAMES = {"leakage_free": "leakage-free", "dataset": "folder's own"}
+THUMB = 112
 
 st.title("Dataset Explorer")
 ds = sh.show_active_dataset_badge()
@@ -49,25 +48,40 @@ with st.expander("Choose the dataset", expanded=ds.synthetic):
                 st.rerun()
 
 ds = sh.active_dataset()
-with sh.shown_errors(stop=True):
+# One slot for everything below: a first scan's progress bar replaces the previous dataset's
+# figures in it at once, instead of leaving them on screen (greyed) until the scan ends.
+body = st.empty()
+with body, sh.shown_errors(stop=True):
     report = sh.cached_scan(ds)
-if report.readable.empty:
-    st.error("None of the files in this dataset could be decoded; see the list below.")
-    st.dataframe(pd.DataFrame(report.unreadable(), columns=["file", "reason"]), hide_index=True)
-    st.stop()
-
-# Widget keys are separate from the shared state: Streamlit drops a widget's key when another
-# page runs, but the Train page must still see the choice.
-st.session_state["explorer_split_widget"] = sh.split_mode()
-mode = st.radio("Split (used on this page and for training)", list(SPLIT_MODES), format_func=SPLIT_MODES.get,
-                horizontal=True, key="explorer_split_widget",
-                on_change=lambda: sh.set_split_mode(st.session_state["explorer_split_widget"]))
-if not (report.readable["source_split"] == "test").any():
-    st.caption("This dataset has no Testing folder, so both choices hold out validation and test images "
-               "the same way: near-duplicates kept together.")
-split = sh.active_split(report, mode)
-files = report.readable.assign(split=explore.split_names(report, split))
-section = st.segmented_control("Show", SECTIONS, default=SECTIONS[0], required=True, key="explorer_section")
+page_box = body.container()
+with page_box:
+    if report.readable.empty:
+        st.error("None of the files in this dataset could be decoded; see the list below.")
+        st.dataframe(pd.DataFrame(report.unreadable(), columns=["file", "reason"]), hide_index=True)
+        st.stop()
+    has_test_folder = bool((report.readable["source_split"] == "test").any())
+    if has_test_folder:
+        # Widget keys are separate from the shared state: Streamlit drops a widget's key when another
+        # page runs, but the Train page must still see the choice.
+        st.session_state["explorer_split_widget"] = sh.split_mode()
+        mode = st.radio("Split (used on this page and for training)", list(SPLIT_MODES),
+                        format_func=SPLIT_MODES.get, horizontal=True, key="explorer_split_widget",
+                        on_change=lambda: sh.set_split_mode(st.session_state["explorer_split_widget"]))
+    else:
+        mode = "leakage_free"  # the only split there is: no Testing folder to keep
+        sh.set_split_mode(mode)
+        st.caption("Split: this dataset has no Testing folder, so the workbench holds out validation and test "
+                   "images itself, keeping near-duplicates together (the leakage-free split). Training uses the "
+                   "same split.")
+    split = sh.active_split(report, mode)
+    if has_test_folder and mode == "leakage_free":
+        moves = explore.moved_across_test_folder(report, split)
+        st.caption(f"The leakage-free split re-splits this dataset, Testing folder included: "
+                   f"{moves['test_moved_out']:,} of the {moves['n_test_folder']:,} Testing images moved to "
+                   f"training or validation and {moves['moved_into_test']:,} Training images moved to test, so "
+                   "each group of near-copies stays on one side.")
+    files = report.readable.assign(split=explore.split_names(report, split))
+    section = st.segmented_control("Show", SECTIONS, default=SECTIONS[0], required=True, key="explorer_section")
 
 
 def draw_group(paths: list[str], header: str) -> None:
@@ -75,7 +89,8 @@ def draw_group(paths: list[str], header: str) -> None:
     rows = files.set_index("path").loc[paths]
     st.markdown(header)
     st.image(sh.thumbnails(ds, paths, THUMB), width=THUMB,
-             caption=[f"{r.split} · {display_name(r.label)} · {escape_markdown(Path(p).name)}" for p, r in rows.iterrows()])
+             caption=[f"{display_name(r.label)} · {r.split} · {escape_markdown(explore.short_file_name(Path(p).name))}"
+                      for p, r in rows.iterrows()])
 
 
 def balance_section() -> None:
@@ -98,12 +113,13 @@ def balance_section() -> None:
 def samples_section() -> None:
     if "explorer_seed" not in st.session_state:
         st.session_state["explorer_seed"] = 0
-    c1, c2, c3, c4 = st.columns([2, 3, 2, 2], vertical_alignment="bottom")
-    per_class = c1.slider("Images per class", 1, 12, 6, key="explorer_per_class")
-    classes = c2.multiselect("Classes", report.class_names, default=report.class_names,
+    c1, c2 = st.columns([3, 2])  # wide enough that every chosen class and split shows in full
+    classes = c1.multiselect("Classes", report.class_names, default=report.class_names,
                              format_func=display_name, key="explorer_classes")
     available = list(files["split"].unique())
-    chosen = c3.multiselect("Splits", available, default=available, key=f"explorer_splits_{mode}")
+    chosen = c2.multiselect("Splits", available, default=available, key=f"explorer_splits_{mode}")
+    c1, _, c4 = st.columns([3, 1, 1], vertical_alignment="bottom")
+    per_class = c1.slider("Images per class", 1, 12, 6, key="explorer_per_class")
     seed = c4.number_input("Seed", 0, 1_000_000, key="explorer_seed")
     c4.button("Reshuffle", key="explorer_reshuffle", icon=":material/shuffle:",
               on_click=lambda: st.session_state.update(explorer_seed=st.session_state["explorer_seed"] + 1))
@@ -207,17 +223,13 @@ def leakage_block() -> None:
     now = explore.leak_summary(report, split)
     where = ("In the folder's own Training/Testing split" if has_test
              else "With a plain random split (what most notebooks do)")
+    chosen = {"leakage_free": "With the leakage-free split", "dataset": "With the folder's own split, chosen above"}
     st.markdown(f"{where}, **{ref['n_test_with_train_twin']} of {ref['n_test']} test images have a "
-                f"near-twin in training**. With the {MODE_NAMES[mode]} split chosen above: "
-                f"**{now['n_test_with_train_twin']} of {now['n_test']}**.")
+                f"near-twin in training**. {chosen[mode]}: **{now['n_test_with_train_twin']} of {now['n_test']}**.")
     st.caption("A near-twin is the same slice re-encoded, shifted or rescaled. A model that has memorised "
                "the training copy recognises the test copy, so test accuracy is inflated and says little "
                "about images from new patients. The leakage-free split keeps each group of near-twins on "
                "one side of the line.")
-    st.session_state["explorer_leakfree_widget"] = sh.split_mode() == "leakage_free"
-    st.toggle("Use the leakage-free split for training", key="explorer_leakfree_widget",
-              on_change=lambda: sh.set_split_mode(
-                  "leakage_free" if st.session_state["explorer_leakfree_widget"] else "dataset"))
 
 
 def tumour_types_section() -> None:
@@ -263,11 +275,12 @@ def shortcut_section() -> None:
                "collection's scans are brighter, or frame the head more tightly.")
 
 
-{
-    "Class balance": balance_section,
-    "Samples": samples_section,
-    "Classes": classes_section,
-    "Style shortcut": shortcut_section,
-    "Data quality": quality_section,
-    "Tumour types": tumour_types_section,
-}[section]()
+with page_box:
+    {
+        "Class balance": balance_section,
+        "Samples": samples_section,
+        "Classes": classes_section,
+        "Style shortcut": shortcut_section,
+        "Data quality": quality_section,
+        "Tumour types": tumour_types_section,
+    }[section]()

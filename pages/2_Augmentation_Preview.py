@@ -109,7 +109,7 @@ with view:
                                 f"{escape_markdown(Path(name).name)}", width=192)
         st.image(list(out), width=PREVIEW_SIDE, caption=[f"variant {i + 1}" for i in range(len(out))])
         st.caption(f"{len(out)} variants at {PREVIEW_SIDE}×{PREVIEW_SIDE}, seed {seed} · "
-                   f"fingerprint {hashlib.sha1(out.tobytes()).hexdigest()[:12]}")
+                   f"pixel checksum {hashlib.sha1(out.tobytes()).hexdigest()[:12]} (same seed, same images)")
 
 with controls:
     for warning in anatomy_warnings(cfg):

@@ -119,9 +119,13 @@ def test_explorer_reports_the_planted_leak_and_switches_the_split():
     text = " ".join(m.value for m in at.markdown)
     assert f"{PLANTED_NEAR} of 83 test images have a near-twin in training" in text
     assert at.session_state["split_mode"] == "dataset"
-    at.toggle(key="explorer_leakfree_widget").set_value(True).run()
+    # Issue 14, item 17: one control (the radio; the contradicting toggle is gone), and the re-split says
+    # how many of the Testing folder's images moved.
+    assert not [t for t in at.toggle if t.key == "explorer_leakfree_widget"]
+    at.radio(key="explorer_split_widget").set_value("leakage_free").run()
     assert at.session_state["split_mode"] == "leakage_free"
-    assert at.radio(key="explorer_split_widget").value == "leakage_free"
+    assert any("re-splits this dataset, Testing folder included" in c and "of the 83 Testing images moved" in c
+               for c in captions(at))
 
 
 def test_explorer_samples_reshuffle_and_large_view():
@@ -191,8 +195,8 @@ def test_explorer_shows_a_bad_zip_as_an_error():
 
 
 def variant_fingerprint(at: AppTest) -> str:
-    (line,) = [c for c in captions(at) if "fingerprint" in c]
-    return line.rsplit("fingerprint ", 1)[1]
+    (line,) = [c for c in captions(at) if "pixel checksum" in c]  # was "fingerprint" (issue 14: no jargon)
+    return line.rsplit("pixel checksum ", 1)[1].split()[0]
 
 
 def test_augmentation_has_a_control_for_every_config_field():
