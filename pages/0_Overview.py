@@ -48,5 +48,7 @@ with right:
     if not models:
         st.caption("No trained models yet: train one on the Train page.")
     else:
-        st.dataframe(pd.DataFrame([sh.model_summary(r, c) for r, c in models]), hide_index=True)
+        st.dataframe(pd.DataFrame([sh.model_summary(r, c) for r, c in models]), hide_index=True, width="stretch",
+                     column_config={"model": st.column_config.TextColumn(width="medium"),
+                                    "val accuracy": st.column_config.TextColumn(width="small")})
         st.caption("Accuracy on validation data only; see the Evaluate page for held-out test results.")
