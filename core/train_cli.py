@@ -47,6 +47,9 @@ def register(sub) -> None:
     c = sub.add_parser("calibrate", help="refit a run's temperature and thresholds on its validation split")
     c.add_argument("--model", required=True, help="run id or run folder inside the model registry")
     c.add_argument("--tta", default="hflip", choices=["none", "hflip"])
+    c.add_argument("--warnings-only", action="store_true",
+                   help="only fit the warning thresholds on the validation images and their shifted copies "
+                        "(keeps the temperature; for runs trained before the warnings were fitted)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=calibrate)
 
@@ -91,9 +94,19 @@ def check_options(args: argparse.Namespace) -> None:
 def calibrate(args: argparse.Namespace) -> int:
     from core.registry import resolve_run
     from core.train import recalibrate_run
+    from core.trust_fit import fit_run_warnings
 
-    run_ = recalibrate_run(resolve_run(args.model), args.tta)
+    if args.warnings_only:
+        run_ = fit_run_warnings(resolve_run(args.model))
+    else:
+        run_ = fit_run_warnings(recalibrate_run(resolve_run(args.model), args.tta))
     r = run_.card["results"]
+    if args.warnings_only:
+        t = r["trust"]
+        print(json.dumps(t, indent=2) if args.json else
+              f"run {run_.run_id}: warn below model probability {t['min_confidence']:.3f}, feature distance above "
+              f"{t['max_distance'] or float('nan'):.1f}, mirrored views disagree: {t['flag_unstable']}")
+        return 0
     if args.json:
         print(json.dumps(r, indent=2))
     else:
