@@ -87,3 +87,17 @@ def lr_chart(batch_log: list[dict], steps_per_epoch: int, height: int = 180) -> 
                 tooltip=[alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip("lr:Q", format=".2e")])
         .properties(height=height, title="learning rate")
     )
+
+
+#: Column names of a job's per-epoch records as a reader sees them.
+HISTORY_COLUMNS = {"epoch": "epoch", "phase": "phase", "loss": "training loss", "accuracy": "training accuracy",
+                   "val_loss": "validation loss", "val_accuracy": "validation accuracy", "lr": "learning rate",
+                   "seconds": "seconds"}
+
+
+def history_table(history: list[dict]) -> pd.DataFrame:
+    """The per-epoch records as a table with readable column names, indexed by epoch."""
+    df = pd.DataFrame(history)
+    if df.empty:
+        return df
+    return df.rename(columns=HISTORY_COLUMNS).set_index("epoch")

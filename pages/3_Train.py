@@ -12,6 +12,7 @@ import streamlit as st
 from core import train_charts as charts
 from core.architectures import ARCHITECTURES
 from core.augment import describe_augment
+from core.classes import display_name
 from core.config import AUGMENT_PRESETS, DataConfig, FineTuneConfig, TrainConfig
 from core.jobs import CANCELLED, DONE, FAILED, job_registry
 from core.registry import list_runs
@@ -91,7 +92,7 @@ sh.set_split_mode(mode)
 split = sh.active_split(report, mode)
 counts = pd.crosstab(split, report.readable["label"]).reindex(index=["train", "val", "test"],
                                                               columns=ds.class_names, fill_value=0)
-st.dataframe(counts.assign(total=counts.sum(axis=1)), width="content")
+st.dataframe(counts.assign(total=counts.sum(axis=1)).rename(columns=display_name), width="content")
 if len(report.unreadable()):
     st.caption(f"{len(report.unreadable())} unreadable files are skipped (see the Dataset Explorer).")
 
@@ -284,7 +285,7 @@ def job_view(job_id: str) -> None:
         if best is not None:
             st.caption(f"Dashed line: best epoch {best} (lowest validation loss); early stopping keeps its weights.")
     if snap["history"]:
-        st.dataframe(pd.DataFrame(snap["history"]).set_index("epoch"), width="stretch")
+        st.dataframe(charts.history_table(snap["history"]), width="stretch")
     st.code("\n".join(snap["log"][-12:]) or "(no log yet)", language=None)
 
 
