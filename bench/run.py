@@ -450,6 +450,11 @@ def write_markdown(res: dict, path: Path) -> None:
         "Raw numbers: `bench/results.json`.",
         "",
     ]
+    from bench.cancel import BEGIN, END  # section 6 is written by python -m bench.cancel: keep it
+
+    old = path.read_text() if path.exists() else ""
+    if BEGIN in old and END in old:
+        lines.append(old[old.index(BEGIN):old.index(END) + len(END)])
     path.write_text("\n".join(lines))
 
 
