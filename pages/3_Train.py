@@ -92,6 +92,7 @@ sh.set_split_mode(mode)
 split = sh.active_split(report, mode)
 counts = pd.crosstab(split, report.readable["label"]).reindex(index=["train", "val", "test"],
                                                               columns=ds.class_names, fill_value=0)
+counts = counts.rename_axis(index="split", columns=None)  # the index was named after the grouping column
 st.dataframe(counts.assign(total=counts.sum(axis=1)).rename(columns=display_name), width="content")
 if len(report.unreadable()):
     st.caption(f"{len(report.unreadable())} unreadable files are skipped (see the Dataset Explorer).")

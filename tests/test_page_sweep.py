@@ -50,6 +50,7 @@ def world(isolated_workbench_dirs: dict, demo_root: Path, tiny_run, monkeypatch:
 
 def _frame_text(df: pd.DataFrame) -> list[str]:
     out = [str(c) for c in df.columns] + [str(i) for i in df.index if not isinstance(i, (int, np.integer))]
+    out += [str(n) for n in (*df.index.names, *df.columns.names) if n is not None]  # header corners
     for col in df.columns:
         if df[col].dtype == object:
             out += [str(v) for v in df[col].tolist()]

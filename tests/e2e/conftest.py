@@ -39,6 +39,7 @@ class Server:
     models: Path
     cache: Path
     log: Path
+    data: Path  # the only data root: holds a tiny flat dataset, "tiny-folder" (open it from the Explorer)
 
 
 def _free_port() -> int:
@@ -62,6 +63,19 @@ def _tail(path: Path, n: int = 40) -> str:
         return "(no log)"
 
 
+def _tiny_folder(root: Path) -> None:
+    """A flat two-class dataset of smooth random 64-px PNGs: scans in a second."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    for label in ("glioma", "notumor"):
+        (root / label).mkdir(parents=True)
+        for i in range(8):
+            small = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+            Image.fromarray(small).resize((64, 64), Image.BILINEAR).save(root / label / f"{label}_{i}.png")
+
+
 @pytest.fixture(scope="package")
 def chromium_path() -> Path:
     if not CHROMIUM.is_file():
@@ -73,7 +87,8 @@ def chromium_path() -> Path:
 def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`streamlit run Home.py` on a free port; terminated (only this process) after the last browser test."""
     base = tmp_path_factory.mktemp("e2e_server")
-    models, cache = base / "models", base / "cache"
+    models, cache, data = base / "models", base / "cache", base / "data"
+    _tiny_folder(data / "tiny-folder")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in ARTIFACTS.iterdir():  # screenshots of an earlier session would mislead
         if old.is_file():
@@ -82,7 +97,7 @@ def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("WORKBENCH_DATA_DIR", "WORKBENCH_DATA_ROOTS")}
     env.update(WORKBENCH_MODELS_DIR=str(models), WORKBENCH_CACHE_DIR=str(cache), TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", WORKBENCH_DATA_ROOTS=str(data))
     cmd = [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.headless", "true",
            "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"]  # no reloads if someone edits a file meanwhile
@@ -97,7 +112,7 @@ def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
             if time.monotonic() > deadline:
                 pytest.fail(f"streamlit was not healthy within {STARTUP_TIMEOUT_S} s:\n{_tail(log)}")
             time.sleep(0.5)
-        yield Server(url, models, cache, log)
+        yield Server(url, models, cache, log, data)
     finally:
         if proc.poll() is None:
             proc.terminate()

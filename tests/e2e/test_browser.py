@@ -208,7 +208,7 @@ def test_augmentation_slider_redraws_the_variants(page, server):
     open_page(page, server, "Augmentation_Preview")
     page.locator('[data-testid="stImage"] img').nth(8).wait_for()  # original + 8 variants
     before = image_sources(page)
-    caption = page.get_by_text(re.compile(r"fingerprint [0-9a-f]{12}"))
+    caption = page.get_by_text(re.compile(r"pixel checksum [0-9a-f]{12}"))
     fingerprint = caption.inner_text()
     shot(page, "3-augment-before")
 
@@ -367,6 +367,43 @@ def test_predict_shows_class_confidence_and_heatmap_and_survives_a_corrupt_file(
     assert main.locator("h3").filter(has_text=re.compile(r"· \d+\.\d%")).count() == 2
     assert_no_exception(page)
     shot(page, "7-predict-after-corrupt")
+
+
+# --- 8. A refresh keeps the user's work (issue 14, item 10) --------------------------------------------
+
+
+def test_refresh_keeps_the_dataset_and_the_settings(page, server):
+    open_page(page, server, "Dataset_Explorer")
+    page.locator(key("explorer_source")).get_by_text("Folder on the server").click()
+    wait_idle(page)
+    folder = page.locator(f"{key('explorer_folder')} input")
+    folder.fill(str(server.data / "tiny-folder"))
+    folder.press("Enter")
+    wait_idle(page)
+    page.locator(f"{key('explorer_open_folder')} button").click()
+    wait_idle(page)
+    badge = page.get_by_text(re.compile(r"Active dataset: tiny-folder · 16 images"))
+    badge.first.wait_for(timeout=60_000)
+
+    nav(page, "Train", PAGES["Train"])
+    set_number(page, "train_epochs", 7)
+    set_number(page, "train_batch", 8)
+    choose(page, "train_aug_preset", "light")
+    assert "dataset=" in page.url and "train_epochs=7" in page.url, page.url
+    shot(page, "8-refresh-before")
+
+    page.reload()
+    page.locator("h1", has_text=PAGES["Train"]).first.wait_for(timeout=120_000)
+    wait_idle(page)
+    assert page.get_by_text(re.compile(r"Active dataset: tiny-folder · 16 images")).count() >= 1
+    assert float(page.locator(f"{key('train_epochs')} input").input_value()) == 7
+    assert float(page.locator(f"{key('train_batch')} input").input_value()) == 8
+    assert page.locator(f"{key('train_aug_preset')} input").input_value() == "light"
+    assert_no_exception(page)
+    shot(page, "8-refresh-after")
+
+    nav(page, "Home", PAGES[""])  # the dataset is kept on the other pages too
+    assert page.get_by_text(re.compile(r"Active dataset: tiny-folder")).count() >= 1
 
 
 def test_no_stray_files_from_uploads(server):
