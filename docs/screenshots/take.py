@@ -36,7 +36,7 @@ def main(url: str) -> None:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox"])
         page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
         page.set_default_timeout(300_000)
-        for path, name in (("", "home"), ("Dataset_Explorer", "instructor-explorer"), ("Train", "trainer-train"),
+        for path, name in (("", "home"), ("Train", "trainer-train"),
                            ("Augmentation_Preview", "instructor-augmentation")):
             page.goto(f"{url}/{path}")
             idle(page)
