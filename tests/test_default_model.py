@@ -65,6 +65,16 @@ def test_default_model_accuracy_on_a_fixed_sample_of_its_held_out_images(default
         pytest.skip("this copy of the dataset lacks some of the model's held-out files")
     labels = np.array([default_run.class_names.index(canonical_class(Path(test_files[i]).parent.name))
                        for i in chosen])
-    logits = predict_logits(default_run, load_many(paths, default_run.image_size))
+    logits = predict_logits(default_run, load_many(paths, default_run.image_size,
+                                                   preprocessing=default_run.preprocessing))
     accuracy = float((logits.argmax(axis=1) == labels).mean())
     assert accuracy >= card["evaluation"]["leakage_free"]["accuracy"] - 0.03
+
+
+def test_default_model_uses_the_head_recipe_and_fitted_warnings(default_run) -> None:
+    card = default_run.card
+    assert default_run.preprocessing == "head-v2"
+    trust = card["results"]["trust"]
+    assert 0 < trust["min_confidence"] < 1 and trust["max_distance"] > 0
+    # Fitted so that at most 4 % of correct ordinary validation answers carry a warning.
+    assert trust["validation_rates"]["none"]["correct_warned"] <= 0.04 + 1e-9
