@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -315,7 +316,8 @@ def evaluate_time(run, data_dir: Path, n: int, reps: int) -> dict:
             target = folder / p.parent.name / p.name
             target.parent.mkdir(parents=True, exist_ok=True)
             if not target.exists():
-                target.symlink_to(p)
+                # A copy, not a link: links to files outside every data root are not followed.
+                shutil.copyfile(p, target)
         try:
             for r in range(reps):
                 os.environ["WORKBENCH_CACHE_DIR"] = str(Path(tmp) / f"cache{r}")

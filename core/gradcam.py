@@ -300,13 +300,14 @@ def multiscale_layers(model: Any, n: int = 2) -> list[str]:
     """Names of the last feature-map layer at each of the last ``n`` spatial resolutions.
 
     E.g. for the custom CNN at 128 px: the 8×8 output of stage 4 and the 16×16 output of
-    stage 3. Searches the outer model only (transfer models are built flat).
+    stage 3. Searches the outer model only (transfer models are built flat); a model whose
+    backbone is one nested layer gets an empty list, and callers fall back to its last layer.
     """
     names: list[str] = []
     sizes: list[tuple] = []
     for layer in reversed(model.layers):
-        if not _is_feature_map(layer) or type(layer).__name__ in _INPUT_ADAPTERS:
-            continue
+        if not _is_feature_map(layer) or type(layer).__name__ in _INPUT_ADAPTERS or _sub_layers(layer):
+            continue  # a nested backbone is searched by the single-layer path instead
         size = tuple(layer.output.shape[1:3])
         if size in sizes:
             continue

@@ -315,9 +315,9 @@ def test_predict_page_shows_one_error_per_bad_file(tiny_registry, monkeypatch: p
     for error, (name, (_, reason)) in zip(errors, BAD_IMAGES.items()):
         assert error.startswith("This file could not be analysed") and re.search(reason, error), (name, error)
     table = at.dataframe[0].value
-    assert list(table["file"]) == [good_name, *BAD_IMAGES]
-    assert table["class"].astype(bool).tolist() == [True] + [False] * len(BAD_IMAGES)
-    assert table["error"].astype(bool).tolist() == [False] + [True] * len(BAD_IMAGES)
+    assert list(table["File"]) == [good_name, *BAD_IMAGES]
+    assert table["Class"].astype(bool).tolist() == [True] + [False] * len(BAD_IMAGES)
+    assert table["Problem"].astype(bool).tolist() == [False] + [True] * len(BAD_IMAGES)
     assert any(m.value.startswith("### ") for m in at.markdown), "the good file's class and confidence"
 
 

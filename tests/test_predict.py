@@ -239,7 +239,9 @@ def test_probabilities_are_never_shown_as_certain(p, text):
 def test_heatmap_for_a_chosen_class(tiny_predictor, tiny_run, demo_root):
     item = [_good(tiny_run, demo_root)]
     r = predict_files(tiny_predictor, item, gradcam=True, target_class="meningioma")[0]
-    assert r.heatmap_class == "meningioma" and r.method == "gradcam"
+    from core.gradcam import DEFAULT_CAM_METHOD
+
+    assert r.heatmap_class == "meningioma" and r.method == DEFAULT_CAM_METHOD
     assert r.heatmap.shape == (32, 32) and r.heatmap.dtype == np.float32
     assert 0.0 <= r.heatmap.min() and r.heatmap.max() <= 1.0
     plain = predict_files(tiny_predictor, item)[0]

@@ -91,6 +91,6 @@ def test_target_class_is_explained(tiny_registry, good_files, tmp_path, capsys):
     code = main(["predict", good_files[0], "--json", "--gradcam", str(tmp_path), "--target-class", "notumor",
                  "--colormap", "inferno", "--alpha", "1.0"])
     row = _json(capsys)[0]
-    assert code == 0 and row["overlay"].endswith("_gradcam_notumor.png")
+    assert code == 0 and row["overlay"].endswith("_layercam_notumor.png")  # the default method, then the class
     pixels = np.asarray(Image.open(row["overlay"]))
     assert pixels.shape[-1] == 3
