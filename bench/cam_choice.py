@@ -3,7 +3,7 @@
     python -m bench.cam_choice --model RUN [--split val|test] [--boxes CSV]
 
 Scores every candidate (method × layers) with the pointing game and the heat-in-box ratio
-(core.localisation) on the run's validation files that have a tumour box, so the default
+(core.evaluation.localisation) on the run's validation files that have a tumour box, so the default
 is chosen without looking at the test split. Prints a table and writes JSON to --out.
 """
 
@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.localisation import BoxScore, read_boxes, score_files, summarise
+from core.evaluation.localisation import BoxScore, read_boxes, score_files, summarise
 
 DEFAULT_BOXES = Path(__file__).resolve().parents[1].parent / "shared/data/brain-tumor-mri/tumour_boxes.csv"
 
 
 def candidates(model) -> list[tuple[str, str, list[str] | str | None]]:
     """(label, method, layer_name) pairs: the last layer, a finer one, and fusions."""
-    from core.gradcam import multiscale_layers
+    from core.inference.gradcam import multiscale_layers
 
     three = multiscale_layers(model, 3)
     out = [("Grad-CAM, last layer", "gradcam", None), ("Grad-CAM++, last layer", "gradcam++", None),
@@ -38,7 +38,7 @@ def candidates(model) -> list[tuple[str, str, list[str] | str | None]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.registry import load_model, resolve_run
+    from core.models.registry import load_model, resolve_run
 
     p = argparse.ArgumentParser(prog="python -m bench.cam_choice", description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)

@@ -2,7 +2,7 @@
 
     python -m bench.cancel [--tries 10] [--out bench/RESULTS.md]
 
-Trains a tiny custom CNN on the synthetic demo through the real engine (core.train in a
+Trains a tiny custom CNN on the synthetic demo through the real engine (core.training.train in a
 core.jobs background job, as the Train page does) and presses Cancel at four moments:
 
 - ``loading``: while images are decoded (a fresh cache each try);
@@ -58,7 +58,7 @@ def _moments() -> dict[str, tuple[float, Callable]]:
 def one_try(ds, report, when: Callable | None, cache: Path, delay: float = 0.0) -> dict[str, float | str | None]:
     """Run one job; cancel ``delay`` s after ``when(snapshot)`` first holds (None: at epoch 2)."""
     from core.jobs import FINISHED, JobRegistry
-    from core.train import train_model
+    from core.training.train import train_model
 
     os.environ["WORKBENCH_CACHE_DIR"] = str(cache)
     registry = JobRegistry()
@@ -87,8 +87,8 @@ def one_try(ds, report, when: Callable | None, cache: Path, delay: float = 0.0) 
 
 
 def run(tries: int) -> dict:
-    from core.datasets import open_demo
-    from core.scan import scan_dataset
+    from core.data.datasets import open_demo
+    from core.data.scan import scan_dataset
 
     base = Path(tempfile.mkdtemp(prefix="bench-cancel-"))
     os.environ["WORKBENCH_MODELS_DIR"] = str(base / "models")
@@ -117,7 +117,7 @@ def markdown(res: dict) -> str:
     lines = [BEGIN, "## 6. Cancel latency and time to first progress", "",
              f"`python -m bench.cancel` on {time.strftime('%Y-%m-%d %H:%M %Z')}: a custom CNN (width {res['width']}, "
              f"{res['image_size']} px, batch {res['batch']}) on the synthetic demo ({res['images']} images) trained "
-             f"through core.train in a background job, as the Train page runs it; {res['tries']} tries per moment, "
+             f"through core.training.train in a background job, as the Train page runs it; {res['tries']} tries per moment, "
              "on a machine also running a long training job.", "",
              "| Cancel pressed | median | worst | ended as cancelled |", "|---|---|---|---|"]
     for name, r in res["latency"].items():

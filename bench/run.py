@@ -93,9 +93,9 @@ def training_throughput(paths: list[Path], labels: np.ndarray, size: int, width:
     from PIL import Image
 
     from bench.flops import forward_flops
-    from core.architectures import build_custom_cnn
     from core.config import AUGMENT_PRESETS
-    from core.pipeline import cached_images, train_dataset
+    from core.models.architectures import build_custom_cnn
+    from core.training.pipeline import cached_images, train_dataset
 
     def fresh_model():
         keras.utils.set_random_seed(0)
@@ -164,7 +164,7 @@ def training_throughput(paths: list[Path], labels: np.ndarray, size: int, width:
 # ---------------------------------------------------------------- scan
 def scan_times(data_dir: Path, reps: int) -> dict:
     """Cold scan in a fresh cache folder (subprocess each, so nothing is warm), then warm."""
-    code = ("import sys,time,json;from core.datasets import open_folder;from core.scan import scan_dataset;"
+    code = ("import sys,time,json;from core.data.datasets import open_folder;from core.data.scan import scan_dataset;"
             "t=time.perf_counter();r=scan_dataset(open_folder(sys.argv[1]));"
             "print(json.dumps({'s':time.perf_counter()-t,'n':int(r.files['ok'].sum()),'cache':r.from_cache}))")
     cold, warm, n = [], [], 0
@@ -257,8 +257,8 @@ def predict_latency(run, files: list[Path], reps: int) -> dict:
     path that reloads the model for every request (as several public apps do)."""
     import keras
 
-    from core.predict import Predictor, predict_files
-    from core.preprocess import load_for_model
+    from core.data.preprocess import load_for_model
+    from core.inference.predict import Predictor, predict_files
 
     predictor = Predictor(run)
     blobs = [(p.name, p.read_bytes()) for p in files]
@@ -303,7 +303,7 @@ def evaluate_time(run, data_dir: Path, n: int, reps: int) -> dict:
     The images are linked into a temporary class-folder dataset; each repetition uses a fresh
     cache folder so decoding is really included.
     """
-    from core.evaluate import EvalSet, evaluate_run
+    from core.evaluation.evaluate import EvalSet, evaluate_run
 
     rng = np.random.default_rng(0)
     files = sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".png", ".jpeg"))
@@ -335,7 +335,7 @@ def evaluate_time(run, data_dir: Path, n: int, reps: int) -> dict:
 
 # ---------------------------------------------------------------- driver
 def _dataset_files(data_dir: Path) -> tuple[list[Path], np.ndarray]:
-    from core.datasets import open_folder
+    from core.data.datasets import open_folder
 
     ds = open_folder(data_dir)
     rng = np.random.default_rng(0)
@@ -346,7 +346,7 @@ def _dataset_files(data_dir: Path) -> tuple[list[Path], np.ndarray]:
 
 
 def run_all(data_dir: Path, quick: bool, model: str | None) -> dict:
-    from core.registry import best_run, list_runs, resolve_run
+    from core.models.registry import best_run, list_runs, resolve_run
 
     results: dict = {"machine": machine_info(), "quick": quick, "data": str(data_dir)}
     print("matmul peak ...", flush=True)

@@ -69,3 +69,8 @@ def map_class_folders(folder_names: list[str], where: str) -> dict[str, str]:
             where,
         )
     return mapping
+
+
+#: Folder names of a dataset's own splits (any case) -> split.
+SPLIT_FOLDERS = {"training": "train", "train": "train", "testing": "test", "test": "test",
+                 "validation": "val", "val": "val"}

@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from core.data.preprocess import RECIPES
 from core.errors import WorkbenchError
-from core.preprocess import RECIPES
 
 T = TypeVar("T")
 
@@ -146,7 +146,7 @@ class FineTuneConfig:
 class TrainConfig:
     """Everything that defines a training run; saved unchanged into the model card."""
 
-    arch: str = "custom_cnn"  # key of core.architectures.ARCHITECTURES
+    arch: str = "custom_cnn"  # key of core.models.architectures.ARCHITECTURES
     image_size: int = 128  # square input side in pixels
     epochs: int = 20  # phase-1 epochs (upper bound; early stopping may end sooner)
     batch_size: int = 32
@@ -169,9 +169,9 @@ class TrainConfig:
     max_train_batches: int | None = None  # cap per epoch, for tests and smoke runs
     tta: str = "hflip"  # test-time augmentation: average with the mirrored slice (none | hflip)
     # Average the weights of the last N epochs and re-estimate batch-norm statistics
-    # (core.averaging); 0 keeps the epoch with the best validation loss instead.
+    # (core.training.averaging); 0 keeps the epoch with the best validation loss instead.
     average_epochs: int = 0
-    # Preprocessing recipe (core.preprocess.RECIPES): head crop + intensity standardisation
+    # Preprocessing recipe (core.data.preprocess.RECIPES): head crop + intensity standardisation
     # by default; the card records it and inference applies the same one.
     preprocessing: str = "head-v2"
 

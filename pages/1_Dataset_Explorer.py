@@ -6,13 +6,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import charts, explore
 from core.classes import display_name
-from core.datasets import SOURCES
+from core.data import explore
+from core.data.datasets import SOURCES
+from core.data.splits import SPLIT_MODES
+from core.data.teaching import CLASS_NOTES
 from core.paths import data_roots
+from core.reports import charts
 from core.safetext import escape_markdown
-from core.splits import SPLIT_MODES
-from core.teaching import CLASS_NOTES
 from pages import _shared as sh
 
 SOURCE_LABELS = {"demo": "Synthetic demo", "folder": "Folder on the server", "zip": "Upload a .zip"}
@@ -247,7 +248,7 @@ def tumour_types_section() -> None:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _shortcut(fingerprint: str, _ds, _report):
-    from core.shortcut import dataset_shortcut
+    from core.data.shortcut import dataset_shortcut
 
     return dataset_shortcut(_ds, _report)
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core.augment import TRANSFORM_NOTES, anatomy_warnings, preview_variants
 from core.classes import display_name
 from core.config import AUGMENT_PRESETS, AugmentConfig
-from core.imageio import decode_image
-from core.preprocess import PREPROCESSING_ID, get_recipe, prepare
+from core.data.imageio import decode_image
+from core.data.preprocess import PREPROCESSING_ID, get_recipe, prepare
 from core.safetext import escape_markdown
+from core.training.augment import TRANSFORM_NOTES, anatomy_warnings, preview_variants
 from pages import _shared as sh
 
 PREVIEW_SIDE = 128  # small: TensorFlow transforms a batch of these in milliseconds

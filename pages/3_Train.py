@@ -1,6 +1,6 @@
 """Train: choose a model and its settings, train in the background, watch it live.
 
-The page gathers one TrainConfig and hands it to core.train in a background job; the job's
+The page gathers one TrainConfig and hands it to core.training.train in a background job; the job's
 records feed the live charts. Switching pages or refreshing reattaches to the running job.
 """
 
@@ -9,17 +9,17 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core import train_charts as charts
-from core.architectures import ARCHITECTURES
-from core.augment import describe_augment
 from core.classes import display_name
 from core.config import AUGMENT_PRESETS, DataConfig, FineTuneConfig, TrainConfig
+from core.data.splits import SPLIT_MODES
 from core.jobs import CANCELLED, DONE, FAILED, job_registry
-from core.registry import list_runs
-from core.splits import SPLIT_MODES
-from core.train import train_model
-from core.train_feedback import PHASE_CANCELLING, settings_rows, training_verdict
-from core.weights import install_weights, keras_cache_dir, weight_status
+from core.models.architectures import ARCHITECTURES
+from core.models.registry import list_runs
+from core.models.weights import install_weights, keras_cache_dir, weight_status
+from core.reports import train_charts as charts
+from core.training.augment import describe_augment
+from core.training.train import train_model
+from core.training.train_feedback import PHASE_CANCELLING, settings_rows, training_verdict
 from pages import _shared as sh
 
 OPTIMIZERS = {"adamw": "AdamW (decoupled weight decay)", "adam": "Adam", "sgd": "SGD with Nesterov momentum"}

@@ -6,12 +6,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import eval_charts as ec
-from core import metrics
 from core.classes import display_name
 from core.errors import WorkbenchError
-from core.eval_report import html_report, metrics_json, predictions_csv
-from core.evaluate import (
+from core.evaluation import metrics
+from core.evaluation.evaluate import (
     EVAL_SETS,
     EvalSet,
     cached_evaluation,
@@ -25,11 +23,13 @@ from core.evaluate import (
     training_history,
     worst_mistakes,
 )
-from core.gradcam import CAM_METHODS, CAM_TITLES, DEFAULT_CAM_METHOD
+from core.evaluation.localisation import evaluate_localisation
+from core.inference.gradcam import CAM_METHODS, CAM_TITLES, DEFAULT_CAM_METHOD
 from core.jobs import FINISHED, job_registry
-from core.localisation import evaluate_localisation
+from core.models.registry import best_run, list_runs, load_model, resolve_run
 from core.paths import check_under_data_roots
-from core.registry import best_run, list_runs, load_model, resolve_run
+from core.reports import eval_charts as ec
+from core.reports.eval_report import html_report, metrics_json, predictions_csv
 from pages import _shared as sh
 
 JOB_KEY = "evaluate_job"  # (job id, eval-set key) of the evaluation started from this session

@@ -1,6 +1,6 @@
 """Predict & Explain: classify uploaded slices, see where the model looked, export a case report.
 
-The page gathers uploads and settings, calls core.predict, and draws what it returns. The
+The page gathers uploads and settings, calls core.inference.predict, and draws what it returns. The
 model is loaded once per process (per run and file hash); uploads stay in memory.
 """
 
@@ -11,7 +11,18 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.case_report import (
+from core.classes import display_name
+from core.inference.gradcam import CAM_METHODS, CAM_TITLES, DEFAULT_CAM_METHOD
+from core.inference.overlay import COLORMAPS
+from core.inference.predict import (
+    PredictionResult,
+    Predictor,
+    card_summary,
+    format_probability,
+    predict_files,
+)
+from core.models.registry import best_run, list_runs, resolve_run
+from core.reports.case_report import (
     CALIBRATION_NOTE,
     DISCLAIMER,
     case_report_pdf,
@@ -20,11 +31,6 @@ from core.case_report import (
     overlays_zip,
     results_csv,
 )
-from core.classes import display_name
-from core.gradcam import CAM_METHODS, CAM_TITLES, DEFAULT_CAM_METHOD
-from core.overlay import COLORMAPS
-from core.predict import PredictionResult, Predictor, card_summary, format_probability, predict_files
-from core.registry import best_run, list_runs, resolve_run
 from core.safetext import escape_markdown
 from pages import _shared as sh
 

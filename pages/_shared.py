@@ -3,7 +3,7 @@ handed to training. This is the only module that reads or writes those session-s
 
 Keys (st.session_state):
     active_dataset   the core Dataset every page works on
-    split_mode       a key of core.splits.SPLIT_MODES; the Train page splits this way
+    split_mode       a key of core.data.splits.SPLIT_MODES; the Train page splits this way
     augment_config   the AugmentConfig the Train page trains with
 """
 
@@ -19,14 +19,14 @@ import pandas as pd
 import streamlit as st
 
 from core.config import AUGMENT_PRESETS, AugmentConfig, DataConfig
-from core.datasets import Dataset, open_demo, open_folder, open_zip
+from core.data.datasets import Dataset, open_demo, open_folder, open_zip
+from core.data.explore import naive_split, thumbnail
+from core.data.imageio import DecodedImage, decode_image
+from core.data.scan import ScanReport, scan_dataset
+from core.data.splits import SPLIT_MODES, make_split
 from core.errors import WorkbenchError
-from core.explore import naive_split, thumbnail
-from core.imageio import DecodedImage, decode_image
 from core.paths import cache_dir, check_under_data_roots, default_data_dir, models_dir
 from core.safetext import escape_markdown
-from core.scan import ScanReport, scan_dataset
-from core.splits import SPLIT_MODES, make_split
 
 DATASET_KEY = "active_dataset"
 WARNING_KEY = "active_dataset_warning"
@@ -328,10 +328,10 @@ def set_augment_config(cfg: AugmentConfig) -> None:
 def list_models() -> list[tuple[str, dict]]:
     """(run id, model card) for every saved model, newest-named last.
 
-    Uses core.registry when it exists; otherwise reads models/<run>/card.json directly.
+    Uses core.models.registry when it exists; otherwise reads models/<run>/card.json directly.
     """
     try:
-        from core.registry import list_runs
+        from core.models.registry import list_runs
     except ImportError:
         list_runs = None
     if list_runs is not None:

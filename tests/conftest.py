@@ -57,7 +57,7 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Read-only by convention: copy it (``shutil.copytree``) before modifying anything.
     """
-    from core.demo import generate_demo
+    from core.data.demo import generate_demo
 
     return generate_demo(tmp_path_factory.mktemp("demo") / "demo")
 
@@ -79,7 +79,7 @@ def smooth_image(seed: int, size: int = TINY) -> np.ndarray:
     """A uint8 (size, size) image of random blobs; different seeds give different files.
 
     Fine wherever images only need to be distinct. For perceptual-hash tests use
-    ``core.demo.phantom`` instead: such smooth images have many near-zero DCT coefficients,
+    ``core.data.demo.phantom`` instead: such smooth images have many near-zero DCT coefficients,
     so their pHash bits flip under re-encoding.
     """
     import cv2

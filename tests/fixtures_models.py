@@ -19,9 +19,9 @@ TINY_SIZE = 32
 
 def train_isolated(base: Path, demo_root: Path, cfg, job):
     """Train ``cfg`` on the demo dataset with models and caches under ``base``; (run, dataset, scan)."""
-    from core.datasets import open_folder
-    from core.scan import scan_dataset
-    from core.train import train_model
+    from core.data.datasets import open_folder
+    from core.data.scan import scan_dataset
+    from core.training.train import train_model
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WORKBENCH_MODELS_DIR", str(base / "models"))
@@ -33,7 +33,7 @@ def train_isolated(base: Path, demo_root: Path, cfg, job):
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, demo_root: Path):
-    """A complete registered run (core.registry.Run) in its own session-wide models folder."""
+    """A complete registered run (core.models.registry.Run) in its own session-wide models folder."""
     from core.config import AUGMENT_PRESETS, TrainConfig
     from core.jobs import Job
 
@@ -54,7 +54,7 @@ def tiny_registry(tiny_run, monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture(scope="session")
 def tiny_predictor(tiny_run):
-    """The loaded :class:`core.predict.Predictor` for ``tiny_run`` (loaded once per session)."""
-    from core.predict import Predictor
+    """The loaded :class:`core.inference.predict.Predictor` for ``tiny_run`` (loaded once per session)."""
+    from core.inference.predict import Predictor
 
     return Predictor(tiny_run)

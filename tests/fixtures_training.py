@@ -41,11 +41,11 @@ class RecordingJob(Job):
 
 @dataclass
 class RecordedRun:
-    run: Any  # core.registry.Run
+    run: Any  # core.models.registry.Run
     job: RecordingJob
     cfg: Any  # core.config.TrainConfig
-    dataset: Any  # core.datasets.Dataset
-    report: Any  # core.scan.ScanReport
+    dataset: Any  # core.data.datasets.Dataset
+    report: Any  # core.data.scan.ScanReport
     warnings: list[str]
 
 
@@ -78,7 +78,7 @@ def _train_recorded_run(tmp_path_factory: pytest.TempPathFactory, demo_root: Pat
 @pytest.fixture
 def registry_with_run(recorded_run: RecordedRun, isolated_workbench_dirs: dict):
     """This test's (empty) models folder with a copy of the recorded run in it; returns the copy."""
-    from core.registry import list_runs
+    from core.models.registry import list_runs
 
     models = isolated_workbench_dirs["models"]
     models.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.architectures import ARCHITECTURES, backbone_layers, build_model, get_arch
 from core.errors import WorkbenchError
+from core.models.architectures import ARCHITECTURES, backbone_layers, build_model, get_arch
 
 pytestmark = pytest.mark.slow
 N_CLASSES = 4

@@ -1,12 +1,12 @@
-"""core.augment: seeded, shape-preserving transforms in range, and honest anatomy warnings."""
+"""core.training.augment: seeded, shape-preserving transforms in range, and honest anatomy warnings."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from core.augment import TRANSFORM_NOTES, anatomy_warnings, augment_batch, preview_variants
 from core.config import AUGMENT_PRESETS, AugmentConfig
+from core.training.augment import TRANSFORM_NOTES, anatomy_warnings, augment_batch, preview_variants
 
 B, H, W = 8, 32, 40  # non-square: catches swapped axes
 

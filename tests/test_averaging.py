@@ -1,4 +1,4 @@
-"""Tail weight averaging and batch-norm re-estimation (core.averaging) on tiny models."""
+"""Tail weight averaging and batch-norm re-estimation (core.training.averaging) on tiny models."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _images(n: int = 50) -> np.ndarray:
 
 
 def test_bn_statistics_become_the_dataset_mean_with_uneven_batches():
-    from core.averaging import recompute_bn_statistics
+    from core.training.averaging import recompute_bn_statistics
 
     model, images = _tiny_bn_model(), _images(50)
     bn = model.get_layer("bn")
@@ -47,7 +47,7 @@ def test_bn_statistics_become_the_dataset_mean_with_uneven_batches():
 
 
 def test_bn_variance_is_the_dataset_variance_in_one_batch():
-    from core.averaging import recompute_bn_statistics
+    from core.training.averaging import recompute_bn_statistics
 
     model, images = _tiny_bn_model(), _images(40)
     recompute_bn_statistics(model, images, batch_size=len(images))
@@ -56,7 +56,7 @@ def test_bn_variance_is_the_dataset_variance_in_one_batch():
 
 
 def test_frozen_batchnorm_keeps_its_statistics():
-    from core.averaging import recompute_bn_statistics
+    from core.training.averaging import recompute_bn_statistics
 
     model = _tiny_bn_model()
     bn = model.get_layer("bn")
@@ -87,7 +87,7 @@ def _fit_recorded(epochs: int, averager, initial_epoch: int = 0):
 
 
 def test_averager_returns_the_mean_of_the_last_epochs():
-    from core.averaging import WeightAverager
+    from core.training.averaging import WeightAverager
 
     averager = WeightAverager(n_epochs=2, total_epochs=4)
     _, seen = _fit_recorded(4, averager)
@@ -99,7 +99,7 @@ def test_averager_returns_the_mean_of_the_last_epochs():
 
 
 def test_averager_counts_epochs_from_the_start_of_a_second_phase():
-    from core.averaging import WeightAverager
+    from core.training.averaging import WeightAverager
 
     averager = WeightAverager(n_epochs=2, total_epochs=3)  # fine-tuning: epochs 5, 6, 7 of the run
     _, seen = _fit_recorded(3, averager, initial_epoch=5)
@@ -110,7 +110,7 @@ def test_averager_counts_epochs_from_the_start_of_a_second_phase():
 
 
 def test_averager_falls_back_to_the_last_epoch_when_the_run_stops_early():
-    from core.averaging import WeightAverager
+    from core.training.averaging import WeightAverager
 
     averager = WeightAverager(n_epochs=2, total_epochs=10)  # fit ran only 3 of the planned 10
     _, seen = _fit_recorded(3, averager)
@@ -121,7 +121,7 @@ def test_averager_falls_back_to_the_last_epoch_when_the_run_stops_early():
 
 
 def test_set_trainable_weights_assigns_and_checks_length():
-    from core.averaging import set_trainable_weights
+    from core.training.averaging import set_trainable_weights
 
     model = _tiny_bn_model()
     values = [np.full(v.shape, 0.5) for v in model.trainable_variables]
@@ -141,11 +141,11 @@ def test_config_rejects_averaging_more_epochs_than_trained():
 
 def test_training_with_averaging_records_each_step_in_the_card(demo_root, tmp_path, monkeypatch):
     from core.config import AUGMENT_PRESETS
-    from core.datasets import open_folder
+    from core.data.datasets import open_folder
+    from core.data.scan import scan_dataset
     from core.jobs import Job
-    from core.registry import load_model
-    from core.scan import scan_dataset
-    from core.train import train_model
+    from core.models.registry import load_model
+    from core.training.train import train_model
 
     monkeypatch.setenv("WORKBENCH_MODELS_DIR", str(tmp_path / "models"))
     ds = open_folder(demo_root)

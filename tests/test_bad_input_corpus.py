@@ -6,8 +6,8 @@ and the reason, never another exception, and the other inputs of the same batch 
 Some files decode fine although they look odd (16-bit, CMYK, RGBA): they are here to prove
 they are *not* refused, and are converted correctly.
 
-Entry points: core.imageio.decode_image, core.predict.predict_files (a batch with good files),
-core.safezip.extract_zip / core.datasets.open_zip, core.datasets.open_folder, core.scan, the
+Entry points: core.data.imageio.decode_image, core.inference.predict.predict_files (a batch with good files),
+core.data.safezip.extract_zip / core.data.datasets.open_zip, core.data.datasets.open_folder, core.data.scan, the
 cache, and the Predict page (AppTest) with all bad images uploaded together with a good one.
 
 Every case has an outcome: *refused with message*, *handled* (used, or skipped with a reason,
@@ -44,10 +44,10 @@ from test_imageio import crafted_png
 from test_safezip import make_zip
 from test_zip_hostile import HOSTILE_ZIPS
 
-from core.datasets import open_folder, open_zip
+from core.data.datasets import open_folder, open_zip
+from core.data.imageio import decode_image
+from core.data.safezip import ZipLimits, extract_zip
 from core.errors import WorkbenchError
-from core.imageio import decode_image
-from core.safezip import ZipLimits, extract_zip
 
 SIDE = 40
 
@@ -110,7 +110,7 @@ def test_bad_image_is_refused_with_file_and_reason(name: str, tmp_path: Path) ->
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(BAD_IMAGES))
 def test_bad_image_in_a_batch_leaves_the_others_working(name: str, tiny_predictor) -> None:
-    from core.predict import predict_files
+    from core.inference.predict import predict_files
 
     build, reason = BAD_IMAGES[name]
     good = _good_batch()
@@ -193,7 +193,7 @@ def test_odd_image_decodes_to_uint8(name: str) -> None:
 
 @pytest.mark.slow
 def test_odd_images_are_predicted_in_a_batch_with_bad_ones(tiny_predictor) -> None:
-    from core.predict import predict_files
+    from core.inference.predict import predict_files
 
     items = [(name, build()) for name, (build, _, _) in ODD_IMAGES.items()]
     items += [(name, build()) for name, (build, _) in BAD_IMAGES.items()]
@@ -386,7 +386,7 @@ def _finishes(fn: Callable[[], object], seconds: float = 30.0):
 
 @pytest.mark.parametrize("name", list(HOSTILE_FOLDER_ENTRIES))
 def test_hostile_folder_entry_is_skipped_with_a_reason(name: str, tmp_path: Path, monkeypatch) -> None:
-    from core.scan import scan_dataset
+    from core.data.scan import scan_dataset
 
     setup, where, reason = HOSTILE_FOLDER_ENTRIES[name]
     data, outside = tmp_path / "data", tmp_path / "outside"
@@ -415,7 +415,7 @@ def _fifo_path(tmp: Path) -> Path:
 
 
 def _sparse_huge(tmp: Path) -> Path:
-    from core.imageio import MAX_FILE_BYTES
+    from core.data.imageio import MAX_FILE_BYTES
 
     with open(tmp / "huge.png", "wb") as fh:
         fh.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk used
@@ -434,11 +434,11 @@ BAD_PATHS: dict[str, tuple[Callable[[Path], Path], str, int | None]] = {
 
 @pytest.mark.parametrize("name", list(BAD_PATHS))
 def test_bad_path_is_refused_at_once(name: str, tmp_path: Path, monkeypatch) -> None:
-    import core.imageio
+    import core.data.imageio
 
     build, reason, cap = BAD_PATHS[name]
     if cap is not None:
-        monkeypatch.setattr(core.imageio, "MAX_FILE_BYTES", cap)
+        monkeypatch.setattr(core.data.imageio, "MAX_FILE_BYTES", cap)
     path = build(tmp_path)
     start = time.perf_counter()
     error = _finishes(lambda: pytest.raises(WorkbenchError, decode_image, path).value, 10)
@@ -452,8 +452,8 @@ def test_bad_path_is_refused_at_once(name: str, tmp_path: Path, monkeypatch) -> 
 
 @pytest.mark.parametrize("name", list(EDGE_DATASETS))
 def test_unlucky_dataset_explores_without_error(name: str, tmp_path: Path) -> None:
-    from core import explore
-    from core.scan import scan_dataset
+    from core.data import explore
+    from core.data.scan import scan_dataset
 
     EDGE_DATASETS[name](tmp_path / name)
     report = scan_dataset(open_folder(tmp_path / name), workers=1)
@@ -477,7 +477,7 @@ def _cache_dataset(tmp_path: Path):
 @pytest.mark.parametrize("fault", list(WRITE_FAULTS))
 def test_unwritable_cache_is_recovered_from(fault: str, tmp_path: Path, monkeypatch) -> None:
     from core.cachefs import CacheWriteWarning
-    from core.scan import scan_dataset
+    from core.data.scan import scan_dataset
 
     ds = _cache_dataset(tmp_path)
     with monkeypatch.context() as mp:
@@ -489,7 +489,7 @@ def test_unwritable_cache_is_recovered_from(fault: str, tmp_path: Path, monkeypa
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_damaged_cache_entry_is_recovered_from(damage: str, tmp_path: Path, isolated_workbench_dirs) -> None:
-    from core.scan import scan_dataset
+    from core.data.scan import scan_dataset
 
     ds = _cache_dataset(tmp_path)
     reference = summary_without_timing(scan_dataset(ds, workers=1))
@@ -499,7 +499,7 @@ def test_damaged_cache_entry_is_recovered_from(damage: str, tmp_path: Path, isol
 
 
 def test_stale_temporaries_are_recovered(tmp_path: Path, isolated_workbench_dirs) -> None:
-    from core.scan import scan_dataset
+    from core.data.scan import scan_dataset
 
     scans = isolated_workbench_dirs["cache"] / "scans"
     scans.mkdir(parents=True)
@@ -515,7 +515,7 @@ def test_stale_temporaries_are_recovered(tmp_path: Path, isolated_workbench_dirs
 # --------------------------------------------------------------------------------------------
 
 def test_four_sessions_upload_and_scan_one_zip_at_once(isolated_workbench_dirs) -> None:
-    from core.scan import scan_dataset
+    from core.data.scan import scan_dataset
 
     data = dataset_zip()
     datasets = in_parallel(lambda i: open_zip(data, "scans.zip"))
@@ -549,7 +549,7 @@ def models_root(isolated_workbench_dirs: dict) -> Path:
 
 @pytest.mark.parametrize("name", list(BAD_CARDS))
 def test_malformed_card_is_refused_and_the_others_work(name: str, models_root: Path) -> None:
-    from core.registry import list_runs, resolve_run
+    from core.models.registry import list_runs, resolve_run
 
     fake_run(models_root / "good")
     bad_run(models_root, name)
@@ -570,7 +570,7 @@ CARD_MISFITS: dict[str, tuple[dict, str]] = {
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CARD_MISFITS))
 def test_card_that_does_not_fit_its_model_is_refused(name: str, models_root: Path, tiny_keras_file) -> None:  # noqa: F811
-    from core.registry import list_runs, load_model
+    from core.models.registry import list_runs, load_model
 
     keras_run(models_root, tiny_keras_file, **CARD_MISFITS[name][0])
     with pytest.raises(WorkbenchError, match="does not fit the model") as info:
@@ -605,7 +605,7 @@ LINKED_RUNS: dict[str, Callable[[Path, Path], str]] = {
 
 @pytest.mark.parametrize("name", list(LINKED_RUNS))
 def test_linked_run_is_never_listed_picked_or_resolved(name: str, models_root: Path, tmp_path: Path) -> None:
-    from core.registry import best_run, list_runs, resolve_run
+    from core.models.registry import best_run, list_runs, resolve_run
 
     fake_run(models_root / "good", evaluation=held_out(0.5))
     linked = LINKED_RUNS[name](models_root, tmp_path)
@@ -623,8 +623,8 @@ DEFAULT_PICK: dict[str, dict] = {
 
 @pytest.mark.parametrize("name", list(DEFAULT_PICK))
 def test_default_model_compares_like_with_like(name: str, models_root: Path) -> None:
-    from core.evaluate import comparison_table
-    from core.registry import best_run, list_runs
+    from core.evaluation.evaluate import comparison_table
+    from core.models.registry import best_run, list_runs
 
     fake_run(models_root / "real", data={"synthetic": False}, evaluation=held_out(0.6))
     fake_run(models_root / "other", created="2026-09-01", **DEFAULT_PICK[name])
@@ -705,8 +705,8 @@ def test_odd_input_is_handled(name: str) -> None:
 
 @pytest.mark.parametrize("text", FORMULAS, ids=[repr(f[:12]) for f in FORMULAS])
 def test_formula_in_a_file_name_is_neutralised_in_csv(text: str) -> None:
-    from core.case_report import results_csv
-    from core.predict import PredictionResult
+    from core.inference.predict import PredictionResult
+    from core.reports.case_report import results_csv
 
     data = results_csv([PredictionResult(file=text, error="x")], ["glioma", "notumor"]).decode()
     assert data.splitlines()[1].lstrip('"').startswith("'")

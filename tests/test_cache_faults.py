@@ -30,9 +30,9 @@ from conftest import write_class_tree
 
 import core.atomic
 from core.cachefs import CacheWriteWarning
-from core.datasets import open_folder
-from core.pipeline import cached_images
-from core.scan import scan_dataset
+from core.data.datasets import open_folder
+from core.data.scan import scan_dataset
+from core.training.pipeline import cached_images
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -145,7 +145,7 @@ def test_image_array_cache_goes_on_uncached(fault, dataset, isolated_workbench_d
 
 
 def _evaluation(n: int = 4):
-    from core.evaluate import EvaluationResult
+    from core.evaluation.evaluate import EvaluationResult
 
     preds = pd.DataFrame({"file": [f"f{i}.png" for i in range(n)], "true": ["glioma", "notumor"] * (n // 2),
                           "predicted": ["glioma"] * n, "confidence": [0.9] * n,
@@ -159,7 +159,7 @@ def _evaluation(n: int = 4):
 
 @pytest.mark.parametrize("fault", list(WRITE_FAULTS))
 def test_evaluation_cache_goes_on_uncached(fault, isolated_workbench_dirs, monkeypatch):
-    from core.evaluate import _save, load_cached
+    from core.evaluation.evaluate import _save, load_cached
 
     with monkeypatch.context() as mp:
         WRITE_FAULTS[fault](mp)
@@ -278,7 +278,7 @@ def test_damaged_image_array_entry_is_rebuilt(damage, dataset, isolated_workbenc
 @pytest.mark.parametrize("damage", ["json truncated", "json empty", "json not an object", "metrics not a dict",
                                     "csv empty", "csv rows missing", "csv column missing"])
 def test_damaged_evaluation_entry_is_a_miss(damage, isolated_workbench_dirs):
-    from core.evaluate import _cache_paths, _save, load_cached
+    from core.evaluation.evaluate import _cache_paths, _save, load_cached
 
     _save(_evaluation(), "key")
     json_path, csv_path = _cache_paths("key")

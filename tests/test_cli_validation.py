@@ -91,7 +91,7 @@ def test_settings_naming_a_file_are_a_clear_error(variable, tmp_path, monkeypatc
 
 
 def test_mistyped_models_folder_is_reported_not_created(tmp_path, monkeypatch, capsys):
-    from core.registry import list_runs
+    from core.models.registry import list_runs
 
     typo = tmp_path / "modles"
     monkeypatch.setenv("WORKBENCH_MODELS_DIR", str(typo))
@@ -115,7 +115,7 @@ def test_scan_json_into_a_closed_pipe_ends_quietly(tmp_path):
 
 
 def test_valid_options_still_pass_the_check(tmp_path):
-    from core.train_cli import OPTION_FIELDS, check_options
+    from core.cli.train import OPTION_FIELDS, check_options
 
     args = type("Args", (), {attr: None for _, _, attr in OPTION_FIELDS.values()})()
     args.epochs, args.width, args.max_batches, args.seed, args.finetune_epochs = 1, 0.25, 3, 0, 0

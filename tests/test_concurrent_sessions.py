@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import encode, smooth_image
 
-from core.datasets import open_folder, open_zip
-from core.scan import scan_dataset
+from core.data.datasets import open_folder, open_zip
+from core.data.scan import scan_dataset
 
 SESSIONS = 4
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.data_changes import DataChanges, content_digest, dataset_changes
-from core.datasets import open_folder
-from core.scan import scan_dataset
+from core.data.data_changes import DataChanges, content_digest, dataset_changes
+from core.data.datasets import open_folder
+from core.data.scan import scan_dataset
 
 
 def _card_data(root: Path) -> dict:

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from conftest import write_class_tree, write_image
 
-from core.datasets import open_folder
+from core.data.datasets import open_folder
+from core.data.imageio import decode_image
+from core.data.scan import scan_dataset
 from core.errors import WorkbenchError
-from core.imageio import decode_image
-from core.scan import scan_dataset
 
 OUTSIDE_REASON = "outside the allowed data folders"
 
@@ -205,15 +205,15 @@ def test_decoding_a_fifo_is_refused_without_hanging(tmp_path):
 
 def test_a_file_that_claims_zero_bytes_but_streams_is_cut_off(monkeypatch):
     """/proc files are 'regular' with st_size 0 yet hold data: only the cap stops such a read."""
-    import core.imageio
+    import core.data.imageio
 
-    monkeypatch.setattr(core.imageio, "MAX_FILE_BYTES", 64)
+    monkeypatch.setattr(core.data.imageio, "MAX_FILE_BYTES", 64)
     with pytest.raises(WorkbenchError, match="too large"):
         decode_image("/proc/self/maps")
 
 
 def test_a_sparse_file_beyond_the_cap_is_refused_without_reading(tmp_path):
-    from core.imageio import MAX_FILE_BYTES
+    from core.data.imageio import MAX_FILE_BYTES
 
     big = tmp_path / "huge.png"
     with open(big, "wb") as fh:
@@ -225,7 +225,7 @@ def test_a_sparse_file_beyond_the_cap_is_refused_without_reading(tmp_path):
 
 
 def test_the_predict_cli_refuses_a_fifo_without_hanging(tmp_path):
-    from core.predict_cli import _read
+    from core.cli.predict import _read
 
     fifo = tmp_path / "scan.png"
     os.mkfifo(fifo)

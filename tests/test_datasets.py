@@ -1,4 +1,4 @@
-"""core.datasets: layouts, class-name variants, listing problems, fingerprints, read-only access."""
+"""core.data.datasets: layouts, class-name variants, listing problems, fingerprints, read-only access."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from core.classes import CANONICAL_CLASSES
-from core.datasets import SOURCES, open_default, open_demo, open_folder
-from core.demo import DEMO_COUNTS, PLANTED_EXACT, PLANTED_NEAR
+from core.data.datasets import SOURCES, open_default, open_demo, open_folder
+from core.data.demo import DEMO_COUNTS, PLANTED_EXACT, PLANTED_NEAR
+from core.data.scan import scan_dataset
 from core.errors import WorkbenchError
-from core.scan import scan_dataset
 
 
 def test_kaggle_layout(kaggle_tree: Path) -> None:
@@ -50,9 +50,9 @@ def test_demo_layout_matches_its_documentation(demo_root: Path) -> None:
 def test_open_demo_and_open_default(
     demo_root: Path, kaggle_tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import core.demo
+    import core.data.demo
 
-    monkeypatch.setattr(core.demo, "demo_dir", lambda seed=0: demo_root)
+    monkeypatch.setattr(core.data.demo, "demo_dir", lambda seed=0: demo_root)
     demo = open_demo()
     assert demo.synthetic and demo.kind == "demo"
     assert open_default().root == demo_root  # no WORKBENCH_DATA_DIR: the demo

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.registry import best_run, file_sha256, list_runs
+from core.models.registry import best_run, file_sha256, list_runs
 
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 CARD_KEYS = ("run_id", "status", "created", "arch", "class_names", "image_size", "preprocessing", "versions",
@@ -35,7 +35,7 @@ def test_default_model_is_committed_small_and_intact(default_run) -> None:
 
 
 def test_default_model_predicts_on_the_demo_data(default_run, demo_root: Path) -> None:
-    from core.predict import Predictor, predict_files
+    from core.inference.predict import Predictor, predict_files
 
     predictor = Predictor(default_run)
     files = sorted((demo_root / "Testing").rglob("*.png"))[::10][:8]
@@ -53,8 +53,8 @@ def test_default_model_accuracy_on_a_fixed_sample_of_its_held_out_images(default
     """Not timed. A fixed 400-image sample of the card's own held-out test split must score at
     least the card's leakage-free accuracy minus 3 points (about 3 binomial standard errors)."""
     from core.classes import canonical_class
-    from core.evaluate import predict_logits
-    from core.preprocess import load_many
+    from core.data.preprocess import load_many
+    from core.evaluation.evaluate import predict_logits
 
     card = default_run.card
     rng = np.random.default_rng(0)

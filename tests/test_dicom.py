@@ -1,4 +1,4 @@
-"""core.dicom: synthetic DICOM slices written with pydicom, decoded through decode_image."""
+"""core.data.dicom: synthetic DICOM slices written with pydicom, decoded through decode_image."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from core.data.imageio import decode_image
 from core.errors import WorkbenchError
-from core.imageio import decode_image
 
 SIDE = 32
 

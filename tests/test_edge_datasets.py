@@ -1,4 +1,4 @@
-"""Every core.explore function and the Dataset Explorer page on awkward but legal datasets.
+"""Every core.data.explore function and the Dataset Explorer page on awkward but legal datasets.
 
 The demo and the Kaggle data always contain duplicates, so they never exercise the empty
 paths. These datasets are built in tmp_path from small generated PNGs:
@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import charts, explore
 from core.classes import CANONICAL_CLASSES
-from core.datasets import open_folder
-from core.demo import phantom
-from core.scan import ScanReport, scan_dataset
-from core.splits import make_split
+from core.data import explore
+from core.data.datasets import open_folder
+from core.data.demo import phantom
+from core.data.scan import ScanReport, scan_dataset
+from core.data.splits import make_split
+from core.reports import charts
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SIDE = 64
@@ -83,7 +84,7 @@ def test_the_edge_datasets_have_the_intended_shape(edge_dataset):
         assert sorted(Path(p).name for p, _ in report.unreadable()) == ["corrupt.png", "empty.jpg"]
 
 
-# --- every core.explore function --------------------------------------------------------------
+# --- every core.data.explore function --------------------------------------------------------------
 
 DUP_COLUMNS = ["group", "path", "label", "split", "spans_splits", "mixed_labels"]
 

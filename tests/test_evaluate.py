@@ -1,4 +1,4 @@
-"""The evaluation engine on a tiny trained model (core.evaluate, core.eval_report).
+"""The evaluation engine on a tiny trained model (core.evaluation.evaluate, core.reports.eval_report).
 
 Each test evaluates a private copy of the session's tiny run: evaluation writes a summary into
 the card, and the shared run must stay as its other users expect it.
@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import evaluate as ev
 from core.errors import WorkbenchError
-from core.evaluate import EvalSet, evaluate_run
-from core.registry import CARD_FILE, best_run, list_runs, load_model, resolve_run, update_card
+from core.evaluation import evaluate as ev
+from core.evaluation.evaluate import EvalSet, evaluate_run
+from core.models.registry import CARD_FILE, best_run, list_runs, load_model, resolve_run, update_card
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def run_copy(tiny_run, isolated_workbench_dirs):
 
 def train_files(run) -> list[str]:
     """Relative paths of the run's training images (everything not held out for val/test)."""
-    from core.datasets import open_folder
+    from core.data.datasets import open_folder
 
     data = run.card["data"]
     held_out = set(data["val_files"]) | set(data["test_files"])
@@ -71,8 +71,8 @@ def test_card_test_split_predictions_are_consistent(run_copy):
 
 
 def test_temperature_from_card_is_applied(run_copy):
-    from core.calibration import softmax
-    from core.pipeline import cached_images
+    from core.inference.calibration import softmax
+    from core.training.pipeline import cached_images
 
     run = set_card(run_copy, results__temperature=3.0)
     result = evaluate_run(run, EvalSet("card_test"), use_cache=False)
@@ -91,7 +91,7 @@ def test_copied_training_images_are_flagged_and_left_out(run_copy, tmp_path):
 
     data = run_copy.card["data"]
     root = Path(data["root"])
-    from core.datasets import open_folder
+    from core.data.datasets import open_folder
 
     files = open_folder(root).files
     label = dict(zip(files["path"], files["label"]))
@@ -123,8 +123,8 @@ def test_copied_training_images_are_flagged_and_left_out(run_copy, tmp_path):
 
 def test_overlap_distances_read_current_and_legacy_card_hashes(pixels, tmp_path):
     """Cards written before the head-crop hash half hold 64 hex digits; they must still match."""
-    from core.hashing import hash_to_hex, perceptual_hash
-    from core.registry import Run
+    from core.data.hashing import hash_to_hex, perceptual_hash
+    from core.models.registry import Run
 
     a, b = (hash_to_hex(perceptual_hash(pixels(seed, 64))) for seed in (1, 2))
     for train in ([a], [a[:64]]):
@@ -181,9 +181,9 @@ def test_dataset_test_uses_testing_folder(run_copy, demo_root):
 
 def test_dataset_test_of_flat_folder_uses_leakage_free_test_part(run_copy, demo_root):
     from core.config import DataConfig
-    from core.datasets import open_folder
-    from core.scan import scan_dataset
-    from core.splits import make_split
+    from core.data.datasets import open_folder
+    from core.data.scan import scan_dataset
+    from core.data.splits import make_split
 
     flat = demo_root / "Training"
     result = evaluate_run(run_copy, EvalSet("dataset_test", str(flat)))
@@ -248,7 +248,7 @@ def test_worst_mistakes_are_the_most_confident_wrong_ones():
 
 
 def test_exports_are_self_contained(run_copy):
-    from core.eval_report import html_report, metrics_json, predictions_csv
+    from core.reports.eval_report import html_report, metrics_json, predictions_csv
 
     result = ev.cached_evaluation(run_copy, EvalSet("card_test")) or evaluate_run(run_copy, EvalSet("card_test"))
     page = html_report(result, run_copy.card)

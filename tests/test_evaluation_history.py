@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from test_registry import fake_run
 
-from core import evaluate as ev
-from core.evaluate import EvalSet, evaluate_run
-from core.registry import CARD_FILE, best_run, list_runs, resolve_run
+from core.evaluation import evaluate as ev
+from core.evaluation.evaluate import EvalSet, evaluate_run
+from core.models.registry import CARD_FILE, best_run, list_runs, resolve_run
 
 
 @pytest.fixture

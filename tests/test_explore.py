@@ -1,4 +1,4 @@
-"""core.explore (sample grids, balance, histograms, duplicates, leaks) and core.charts."""
+"""core.data.explore (sample grids, balance, histograms, duplicates, leaks) and core.reports.charts."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import charts, explore
 from core.config import DataConfig
-from core.datasets import open_folder
-from core.demo import DEMO_COUNTS, PLANTED_EXACT, PLANTED_NEAR
+from core.data import explore
+from core.data.datasets import open_folder
+from core.data.demo import DEMO_COUNTS, PLANTED_EXACT, PLANTED_NEAR
+from core.data.scan import ScanReport, scan_dataset
+from core.data.splits import make_split
 from core.errors import WorkbenchError
-from core.scan import ScanReport, scan_dataset
-from core.splits import make_split
+from core.reports import charts
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +89,7 @@ def test_class_balance_counts_the_demo(demo_report):
     bal = explore.class_balance(demo_report)
     counts = {(r.split, r.label): r.count for r in bal.itertuples()}
     train, test = DEMO_COUNTS["Training"], DEMO_COUNTS["Testing"]
-    # The planted exact copies are all gliomas (core.demo); near-copies: 2 gliomas, 1 meningioma.
+    # The planted exact copies are all gliomas (core.data.demo); near-copies: 2 gliomas, 1 meningioma.
     assert counts[("train", "glioma")] == train + PLANTED_EXACT
     assert counts[("train", "notumor")] == train
     assert counts[("test", "glioma")] == test + 2 and counts[("test", "meningioma")] == test + 1
@@ -215,6 +216,6 @@ def test_charts_build_valid_specs(demo_report, pixels):
 
 
 def test_core_explore_modules_never_import_streamlit():
-    code = ("import sys, core.explore, core.charts, core.teaching; "
+    code = ("import sys, core.data.explore, core.reports.charts, core.data.teaching; "
             "assert 'streamlit' not in sys.modules; assert 'tensorflow' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from core.datasets import open_folder
-from core.explore import moved_across_test_folder, short_file_name
-from core.scan import scan_dataset
-from core.splits import make_split
+from core.data.datasets import open_folder
+from core.data.explore import moved_across_test_folder, short_file_name
+from core.data.scan import scan_dataset
+from core.data.splits import make_split
 
 
 def test_short_names_keep_their_ends() -> None:

@@ -17,13 +17,13 @@ from pathlib import Path
 import fixtures_training as ft
 import pytest
 
-from core.architectures import ARCHITECTURES, ArchSpec
 from core.config import FineTuneConfig, TrainConfig
-from core.datasets import open_folder
+from core.data.datasets import open_folder
+from core.data.scan import scan_dataset
 from core.errors import WorkbenchError
 from core.jobs import CANCELLED, DONE, FAILED, Job, JobRegistry
-from core.registry import list_runs, load_model
-from core.scan import scan_dataset
+from core.models.architectures import ARCHITECTURES, ArchSpec
+from core.models.registry import list_runs, load_model
 
 pytestmark = pytest.mark.slow
 recorded_run, registry_with_run = ft.recorded_run, ft.registry_with_run  # fixtures
@@ -52,7 +52,7 @@ def staging_folders(models: Path) -> list[str]:
 
 def build_tiny_transfer(num_classes: int, image_size: int = 32, weights: str = "none", width: float = 1.0):
     """A three-block stand-in 'backbone' (conv + batch norm): exercises phase 2 in seconds."""
-    from core.architectures import _head
+    from core.models.architectures import _head
     from core.tfrt import keras
 
     k = keras()
@@ -82,7 +82,7 @@ def demo(demo_root: Path):
 
 def test_cancel_stops_within_one_batch_and_saves_nothing(demo, isolated_workbench_dirs, monkeypatch):
     from core.tfrt import keras
-    from core.train import train_model
+    from core.training.train import train_model
 
     validation_batches = []
     callbacks = keras().callbacks.CallbackList
@@ -106,7 +106,7 @@ def test_cancel_stops_within_one_batch_and_saves_nothing(demo, isolated_workbenc
 
 
 def test_cancel_during_fine_tuning_phase_two(demo, tiny_transfer, isolated_workbench_dirs):
-    from core.train import train_model
+    from core.training.train import train_model
 
     ds, report = demo
     job = CancellingJob("train", "cancel in phase 2", cancel_phase="finetune")
@@ -121,7 +121,7 @@ def test_cancel_during_fine_tuning_phase_two(demo, tiny_transfer, isolated_workb
 
 
 def test_cancel_while_loading_images(demo, isolated_workbench_dirs):
-    from core.train import train_model
+    from core.training.train import train_model
 
     ds, report = demo
     job = Job("train", "cancelled early")
@@ -135,9 +135,9 @@ def test_cancel_while_loading_images(demo, isolated_workbench_dirs):
 
 def test_error_mid_epoch_fails_the_job_and_keeps_earlier_runs(demo, registry_with_run, isolated_workbench_dirs,
                                                              monkeypatch):
-    import core.pipeline as pipeline
+    import core.training.pipeline as pipeline
     from core.tfrt import tf
-    from core.train import train_model
+    from core.training.train import train_model
 
     original = pipeline.train_dataset
 
@@ -170,8 +170,8 @@ def test_error_mid_epoch_fails_the_job_and_keeps_earlier_runs(demo, registry_wit
 
 def test_unreadable_image_while_loading_is_a_readable_failure(demo, registry_with_run, isolated_workbench_dirs,
                                                              monkeypatch):
-    import core.pipeline as pipeline
-    from core.train import train_model
+    import core.training.pipeline as pipeline
+    from core.training.train import train_model
 
     def broken(paths, *args, **kwargs):
         raise WorkbenchError("cannot be decoded (truncated file)", "Training/glioma/0001.png")
@@ -202,12 +202,12 @@ def hang(where):
     time.sleep(600)
 
 
-import core.train as train
+import core.training.train as train
 from core.config import TrainConfig
-from core.datasets import open_folder
+from core.data.datasets import open_folder
 from core.jobs import Job
-from core.registry import MODEL_FILE
-from core.scan import scan_dataset
+from core.models.registry import MODEL_FILE
+from core.data.scan import scan_dataset
 from core.tfrt import keras
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.architectures import ARCHITECTURES, build_model
 from core.errors import WorkbenchError
-from core.gradcam import CAM_METHODS, compute_cam, find_target_layer, gradient_model
+from core.inference.gradcam import CAM_METHODS, compute_cam, find_target_layer, gradient_model
+from core.models.architectures import ARCHITECTURES, build_model
 
 SIZE = 32
 
@@ -199,7 +199,7 @@ def test_bad_method_class_and_shape_are_refused():
 
 
 def test_layercam_fuses_the_last_resolutions_as_a_mean_of_normalised_maps():
-    from core.gradcam import multiscale_layers
+    from core.inference.gradcam import multiscale_layers
 
     model = _evidence_model(nested=False)
     assert multiscale_layers(model, 2) == ["coarse_map", "copy_conv"]  # 4×4 then 16×16, preprocessing skipped

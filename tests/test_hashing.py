@@ -1,4 +1,4 @@
-"""core.hashing: Hamming-distance properties, near pairs and union-find groups on crafted hashes."""
+"""core.data.hashing: Hamming-distance properties, near pairs and union-find groups on crafted hashes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.demo import phantom
-from core.hashing import (
+from core.data.demo import phantom
+from core.data.hashing import (
     HALF_WORDS,
     HASH_WORDS,
     content_hash,

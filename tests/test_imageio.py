@@ -1,4 +1,4 @@
-"""core.imageio: every supported file becomes a 2-D uint8 array; every bad file a clear error."""
+"""core.data.imageio: every supported file becomes a 2-D uint8 array; every bad file a clear error."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from core.data.imageio import colourfulness, decode_image, is_dicom_bytes, scale_to_uint8
 from core.errors import WorkbenchError
-from core.imageio import colourfulness, decode_image, is_dicom_bytes, scale_to_uint8
 
 SIDE = 32
 
@@ -242,9 +242,9 @@ def test_unreadable_permissions(tmp_path: Path) -> None:
 
 
 def test_oversized_file_is_refused_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import core.imageio
+    import core.data.imageio
 
-    monkeypatch.setattr(core.imageio, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(core.data.imageio, "MAX_FILE_BYTES", 100)
     path = tmp_path / "big.png"
     path.write_bytes(VARIANTS["gray.png"])
     with pytest.raises(WorkbenchError, match="too large"):

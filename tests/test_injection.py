@@ -57,8 +57,8 @@ def _first_cells(data: bytes) -> list[str]:
 
 
 def test_predict_results_csv_is_neutralised():
-    from core.case_report import results_csv
-    from core.predict import PredictionResult
+    from core.inference.predict import PredictionResult
+    from core.reports.case_report import results_csv
 
     results = [PredictionResult(file=name, error="-not an image") for name in FORMULAS]
     data = results_csv(results, ["glioma", "notumor"])
@@ -68,7 +68,7 @@ def test_predict_results_csv_is_neutralised():
 
 
 def test_evaluation_predictions_csv_is_neutralised():
-    from core.eval_report import predictions_csv
+    from core.reports.eval_report import predictions_csv
 
     predictions = pd.DataFrame({"file": ["glioma/=cmd|' /C calc'!A0.png", "notumor/ok.png"], "true": ["glioma"] * 2,
                                 "predicted": ["glioma"] * 2, "confidence": [0.9, 0.8], "train_distance": [-1, -1]})
@@ -91,7 +91,7 @@ def test_escaped_names_show_literally(name):
 
 @pytest.fixture
 def app_env(isolated_workbench_dirs: dict, demo_root: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
-    from core.demo import DEMO_VERSION
+    from core.data.demo import DEMO_VERSION
 
     monkeypatch.syspath_prepend(str(PROJECT_ROOT))
     cache = isolated_workbench_dirs["cache"]

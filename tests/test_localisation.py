@@ -1,4 +1,4 @@
-"""core.localisation: pointing game and heat-in-box ratio, box files, and ``evaluate --boxes``."""
+"""core.evaluation.localisation: pointing game and heat-in-box ratio, box files, and ``evaluate --boxes``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
+from core.data.preprocess import Framing
 from core.errors import WorkbenchError
-from core.localisation import BoxScore, read_boxes, score_heatmap, summarise
-from core.preprocess import Framing
+from core.evaluation.localisation import BoxScore, read_boxes, score_heatmap, summarise
 
 
 def _blob(h: int, w: int, cy: float, cx: float, sigma: float = 3.0) -> np.ndarray:
@@ -85,7 +85,7 @@ def test_box_paths_use_forward_slashes(tmp_path):
 @pytest.mark.slow
 def test_evaluate_cli_adds_a_localisation_block(tiny_run, isolated_workbench_dirs, capsys, tmp_path):
     from core.cli import main
-    from core.registry import resolve_run
+    from core.models.registry import resolve_run
 
     shutil.copytree(tiny_run.path, isolated_workbench_dirs["models"] / tiny_run.run_id)
     run = resolve_run(tiny_run.run_id)

@@ -1,4 +1,4 @@
-"""Evaluation metrics against values computed by hand (core.metrics)."""
+"""Evaluation metrics against values computed by hand (core.evaluation.metrics)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from core import metrics
+from core.evaluation import metrics
 
 NAMES = ["a", "b", "c"]
 # Hand-made 3-class case. Confusion (rows = true):  a: 3 1 0 | b: 0 2 1 | c: 1 0 2

@@ -26,11 +26,11 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import core.train as train
+import core.training.train as train
 from core.config import TrainConfig
-from core.datasets import open_folder
+from core.data.datasets import open_folder
 from core.jobs import Job
-from core.scan import scan_dataset
+from core.data.scan import scan_dataset
 
 replicas = []
 make_strategy = train._strategy
@@ -64,7 +64,7 @@ def test_mirrored_strategy_trains_on_two_replicas(demo_root, tmp_path):
     assert result["replicas"] == [2]
     assert result["epochs"] == 1 and result["strategy"] == "mirrored"
 
-    from core.registry import list_runs, load_model
+    from core.models.registry import list_runs, load_model
 
     (run,) = list_runs()  # the subprocess wrote into this test's models folder
     assert str(run.path) == result["run"]

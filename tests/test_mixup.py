@@ -17,8 +17,8 @@ def _batch(n: int = 16, size: int = 8, classes: int = 4):
 
 
 def _mix(alpha: float, key=(3, 7), with_weights: bool = True):
-    from core.pipeline import mixup_batch
     from core.tfrt import tf
+    from core.training.pipeline import mixup_batch
 
     tf = tf()
     x, y, w, labels = _batch()
@@ -58,7 +58,7 @@ def test_mixup_without_sample_weights_returns_none_for_them():
 
 
 def test_training_stream_has_soft_labels_only_with_mixup():
-    from core.pipeline import train_dataset
+    from core.training.pipeline import train_dataset
 
     x, _, _, labels = _batch(32)
     images = x.astype(np.uint8)

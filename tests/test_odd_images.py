@@ -17,8 +17,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from test_dicom import make_dicom
 
+from core.data.imageio import decode_image
 from core.errors import WorkbenchError
-from core.imageio import decode_image
 
 SIDE = 32
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.errors import WorkbenchError
-from core.overlay import COLORMAPS, colorize, overlay
+from core.inference.overlay import COLORMAPS, colorize, overlay
 
 
 def _ramp(h: int = 8, w: int = 8) -> np.ndarray:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.demo import DEMO_VERSION
+from core.data.demo import DEMO_VERSION
 
 pytestmark = pytest.mark.slow
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ def app_env(isolated_workbench_dirs: dict, demo_root: Path, monkeypatch: pytest.
 
 
 def add_run(tiny_run, models: Path, name: str | None = None):
-    from core.registry import resolve_run
+    from core.models.registry import resolve_run
 
     shutil.copytree(tiny_run.path, models / (name or tiny_run.run_id))
     return resolve_run(name or tiny_run.run_id)
@@ -67,7 +67,7 @@ def test_background_evaluation_to_confusion_matrix_and_gallery(tiny_run, app_env
     assert len(at.metric) == 4 and at.metric[0].label == "Accuracy"
     assert len(at.get("download_button")) == 3
 
-    from core.evaluate import EvalSet, cached_evaluation
+    from core.evaluation.evaluate import EvalSet, cached_evaluation
 
     result = cached_evaluation(run, EvalSet("card_test"))
     assert result is not None  # the job cached it on disk
@@ -84,7 +84,7 @@ def test_background_evaluation_to_confusion_matrix_and_gallery(tiny_run, app_env
 
 
 def test_cached_results_show_without_a_new_job(tiny_run, app_env):
-    from core.evaluate import EvalSet, evaluate_run
+    from core.evaluation.evaluate import EvalSet, evaluate_run
 
     run = add_run(tiny_run, app_env["models"])
     evaluate_run(run, EvalSet("card_test"))
@@ -100,7 +100,7 @@ def test_cached_results_show_without_a_new_job(tiny_run, app_env):
 
 
 def test_robustness_stress_test_runs_from_the_page_and_is_cached(tiny_run, app_env):
-    from core.evaluate import EvalSet, cached_robustness, evaluate_run
+    from core.evaluation.evaluate import EvalSet, cached_robustness, evaluate_run
 
     run = add_run(tiny_run, app_env["models"])
     evaluate_run(run, EvalSet("card_test"))
@@ -127,8 +127,8 @@ def test_robustness_stress_test_runs_from_the_page_and_is_cached(tiny_run, app_e
 
 
 def test_testing_folder_shows_overlap_warning(tiny_run, app_env):
-    from core.demo import demo_dir
-    from core.evaluate import EvalSet, evaluate_run
+    from core.data.demo import demo_dir
+    from core.evaluation.evaluate import EvalSet, evaluate_run
 
     run = add_run(tiny_run, app_env["models"])
     result = evaluate_run(run, EvalSet("dataset_test", str(demo_dir())))
@@ -145,7 +145,7 @@ def test_testing_folder_shows_overlap_warning(tiny_run, app_env):
 
 
 def test_two_runs_are_compared_and_best_is_marked(tiny_run, app_env):
-    from core.evaluate import EvalSet, evaluate_run
+    from core.evaluation.evaluate import EvalSet, evaluate_run
 
     runs = [add_run(tiny_run, app_env["models"]), add_run(tiny_run, app_env["models"], "20200101-000000-copy")]
     for r in runs:

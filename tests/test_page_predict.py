@@ -46,7 +46,7 @@ def test_renders_with_a_model_and_defaults_to_the_best_run(tiny_registry):
     uploader = at.file_uploader(key="predict_uploads")
     assert uploader.accept_multiple_files and uploader.allowed_type == []  # content is checked in core
     assert any("never written to disk" in c for c in _texts(at.caption))
-    from core.gradcam import CAM_TITLES, DEFAULT_CAM_METHOD
+    from core.inference.gradcam import CAM_TITLES, DEFAULT_CAM_METHOD
 
     options = at.selectbox(key="predict_method").options
     assert set(options) == set(CAM_TITLES.values()) and options[0] == CAM_TITLES[DEFAULT_CAM_METHOD]

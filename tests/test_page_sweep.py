@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.demo import DEMO_VERSION
+from core.data.demo import DEMO_VERSION
 
 pytestmark = pytest.mark.slow
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -34,8 +34,8 @@ EXPLORER_SECTIONS = ["Class balance", "Samples", "Classes", "Style shortcut", "D
 @pytest.fixture
 def world(isolated_workbench_dirs: dict, demo_root: Path, tiny_run, monkeypatch: pytest.MonkeyPatch) -> dict:
     """The demo as the active dataset and a copy of the tiny run, evaluated on its held-out split."""
-    from core.evaluate import EvalSet, evaluate_run
-    from core.registry import resolve_run
+    from core.evaluation.evaluate import EvalSet, evaluate_run
+    from core.models.registry import resolve_run
 
     monkeypatch.syspath_prepend(str(PROJECT_ROOT))
     cache, models = isolated_workbench_dirs["cache"], isolated_workbench_dirs["models"]
@@ -156,7 +156,7 @@ def test_no_internal_identifier_is_shown(world, page: str) -> None:
 
 
 def test_training_history_table_has_readable_headers() -> None:
-    from core.train_charts import history_table
+    from core.reports.train_charts import history_table
 
     table = history_table([{"epoch": 1, "phase": "train", "loss": 1.2, "accuracy": 0.3, "val_loss": 1.3,
                             "val_accuracy": 0.25, "lr": 1e-3, "seconds": 4.0}])

@@ -17,7 +17,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import core.jobs as jobs
-from core.demo import DEMO_VERSION
+from core.data.demo import DEMO_VERSION
 from core.errors import WorkbenchError
 from core.jobs import DONE, FINISHED, JobCancelled, JobRegistry
 
@@ -158,8 +158,8 @@ def test_past_runs_table_lists_saved_models(page_env, registry_with_run):
 
 
 def test_transfer_model_shows_weight_status_and_where_to_put_the_file(page_env, monkeypatch):
-    import core.weights as weights
-    from core.architectures import ARCHITECTURES
+    import core.models.weights as weights
+    from core.models.architectures import ARCHITECTURES
 
     monkeypatch.setattr(weights, "download_reachable", lambda timeout=1.5: False)
     transfer = next(k for k, s in ARCHITECTURES.items() if s.transfer)

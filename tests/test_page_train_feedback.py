@@ -12,7 +12,7 @@ import fixtures_training as ft
 import test_page_train as tpt
 
 from core.jobs import JobRegistry
-from core.train_feedback import PHASE_COMPILING
+from core.training.train_feedback import PHASE_COMPILING
 
 recorded_run, registry_with_run = ft.recorded_run, ft.registry_with_run  # fixtures
 page_env = tpt.page_env  # autouse: a fresh job registry, the demo and an empty models folder

@@ -1,7 +1,7 @@
 """Smoke and behaviour tests of Home, the Dataset Explorer and the Augmentation Preview (AppTest).
 
 The demo is copied (mtimes kept) into each test's cache folder, so the pages find it where
-``core.demo.demo_dir`` looks, and Streamlit's in-process caches can reuse one scan.
+``core.data.demo.demo_dir`` looks, and Streamlit's in-process caches can reuse one scan.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core.config import AugmentConfig
-from core.demo import DEMO_VERSION, PLANTED_NEAR
+from core.data.demo import DEMO_VERSION, PLANTED_NEAR
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60  # the Augmentation page imports TensorFlow on its first run
@@ -55,7 +55,7 @@ def test_home_shows_disclaimer_workflow_and_demo():
 
 
 def test_home_lists_saved_models(app_env):
-    from core.registry import CARD_FILE, MODEL_FILE
+    from core.models.registry import CARD_FILE, MODEL_FILE
 
     run = app_env["models"] / "20260101-000000-custom_cnn-abcd"
     run.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""core.predict and core.case_report against a tiny model trained by the real engine.
+"""core.inference.predict and core.reports.case_report against a tiny model trained by the real engine.
 
 Covers: one preprocessing path (bit-identical to training), calibration, per-file errors,
 DICOM end to end, 'not a brain MRI' and near-duplicate warnings, thread safety, Grad-CAM
@@ -21,12 +21,12 @@ from conftest import encode, smooth_image
 from PIL import Image
 from test_dicom import make_dicom
 
-from core import case_report
-from core.calibration import softmax
+from core.data.hashing import hash_to_hex, perceptual_hash
+from core.data.imageio import decode_image
 from core.errors import WorkbenchError
-from core.hashing import hash_to_hex, perceptual_hash
-from core.imageio import decode_image
-from core.predict import PredictionResult, Predictor, card_summary, predict_files
+from core.inference.calibration import softmax
+from core.inference.predict import PredictionResult, Predictor, card_summary, predict_files
+from core.reports import case_report
 
 pytestmark = pytest.mark.slow
 
@@ -56,8 +56,8 @@ def _png_header(width: int, height: int) -> bytes:
 # --- one preprocessing path -------------------------------------------------------------------
 
 def test_predict_time_array_equals_the_training_pipeline_array(tiny_predictor, tiny_run, demo_root):
-    from core.pipeline import cached_images
-    from core.preprocess import load_many
+    from core.data.preprocess import load_many
+    from core.training.pipeline import cached_images
 
     path = _training_file(tiny_run, demo_root)
     size = tiny_run.image_size
@@ -69,7 +69,9 @@ def test_predict_time_array_equals_the_training_pipeline_array(tiny_predictor, t
     assert result.model_input.shape == (size, size, 1)
     np.testing.assert_array_equal(result.model_input, trained)
     np.testing.assert_array_equal(result.model_input, loaded)
-    assert tiny_run.card["preprocessing"]["id"] == __import__("core.preprocess").preprocess.PREPROCESSING_ID
+    from core.data.preprocess import PREPROCESSING_ID
+
+    assert tiny_run.card["preprocessing"]["id"] == PREPROCESSING_ID
 
 
 def test_probabilities_are_temperature_calibrated(tiny_predictor, tiny_run, demo_root):
@@ -184,7 +186,7 @@ def test_low_confidence_threshold_comes_from_the_card(tiny_predictor, tiny_run, 
     lenient.low_confidence = 0.0
     assert "low_confidence" in predict_files(strict, item)[0].flags
     assert "low_confidence" not in predict_files(lenient, item)[0].flags
-    from core.trust import card_thresholds
+    from core.inference.trust import card_thresholds
 
     assert tiny_predictor.low_confidence == card_thresholds(tiny_run.card).min_confidence
     assert "trust" in tiny_run.card["results"]  # fitted at the end of training
@@ -212,7 +214,7 @@ def test_warnings_speak_plain_language_and_keep_their_figures_apart(tiny_predict
 
 
 def test_mirrored_views_that_disagree_are_flagged_when_the_card_says_so(tiny_predictor, tiny_run):
-    from core.predict import Scores
+    from core.inference.predict import Scores
 
     p = Predictor(tiny_run, model=tiny_predictor.model)
     p.low_confidence, p.maha_threshold, p.flag_unstable = 0.0, None, True
@@ -229,7 +231,7 @@ def test_mirrored_views_that_disagree_are_flagged_when_the_card_says_so(tiny_pre
 @pytest.mark.parametrize("p, text", [(1.0, "> 99.9 %"), (0.9996, "> 99.9 %"), (0.999, "99.9 %"), (0.5, "50.0 %"),
                                      (0.0004, "< 0.1 %"), (0.0, "0.0 %")])
 def test_probabilities_are_never_shown_as_certain(p, text):
-    from core.predict import format_probability
+    from core.inference.predict import format_probability
 
     assert format_probability(p) == text
 
@@ -239,7 +241,7 @@ def test_probabilities_are_never_shown_as_certain(p, text):
 def test_heatmap_for_a_chosen_class(tiny_predictor, tiny_run, demo_root):
     item = [_good(tiny_run, demo_root)]
     r = predict_files(tiny_predictor, item, gradcam=True, target_class="meningioma")[0]
-    from core.gradcam import DEFAULT_CAM_METHOD
+    from core.inference.gradcam import DEFAULT_CAM_METHOD
 
     assert r.heatmap_class == "meningioma" and r.method == DEFAULT_CAM_METHOD
     assert r.heatmap.shape == (32, 32) and r.heatmap.dtype == np.float32
@@ -297,7 +299,7 @@ def test_load_best_run_from_the_registry(tiny_registry):
 
 
 def test_card_summary_shows_leakage_free_metrics_only_when_evaluated(tiny_run):
-    from core.registry import Run
+    from core.models.registry import Run
 
     summary = card_summary(tiny_run)
     assert summary["Leakage-free test metrics"] == "not evaluated yet"
@@ -349,7 +351,7 @@ def test_overlays_zip(batch):
 
 
 def test_a_heat_map_for_a_class_the_model_rules_out_says_so():
-    from core.case_report import heatmap_note
+    from core.reports.case_report import heatmap_note
 
     r = PredictionResult(file="x.png", label="pituitary", confidence=0.999,
                          probabilities={"glioma": 0.0004, "meningioma": 0.0003, "notumor": 0.0003, "pituitary": 0.999},

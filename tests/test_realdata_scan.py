@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from core.datasets import open_folder
-from core.scan import ScanReport, scan_dataset
-from core.splits import make_split
+from core.data.datasets import open_folder
+from core.data.scan import ScanReport, scan_dataset
+from core.data.splits import make_split
 
 pytestmark = pytest.mark.realdata
 
@@ -65,7 +65,7 @@ def test_grouped_split_has_no_leaks_on_real_data(real_report: ScanReport) -> Non
 
 @pytest.mark.slow
 def test_the_kaggle_classes_are_predictable_from_style_alone(real_data_dir: Path, real_report: ScanReport) -> None:
-    from core.shortcut import dataset_shortcut
+    from core.data.shortcut import dataset_shortcut
 
     result = dataset_shortcut(open_folder(real_data_dir), real_report)
     assert result.grouped and result.n_images == 5708

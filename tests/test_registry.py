@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from core.errors import WorkbenchError
-from core.registry import (
+from core.models.registry import (
     CARD_FILE,
     MODEL_FILE,
     best_run,
@@ -164,7 +164,7 @@ def test_stale_staging_folders_are_reclaimed_and_fresh_ones_kept(tmp_path) -> No
     import os
     import time
 
-    from core.registry import remove_stale_staging
+    from core.models.registry import remove_stale_staging
 
     old = tmp_path / ".tmp-20200101-000000-custom_cnn-dead"
     fresh = tmp_path / ".tmp-20200101-000001-custom_cnn-busy"
@@ -181,7 +181,7 @@ def test_stale_staging_folders_are_reclaimed_and_fresh_ones_kept(tmp_path) -> No
 
 def test_relative_data_root_resolves_from_the_project_root(models, tmp_path, monkeypatch):
     import core.paths
-    from core.registry import Run
+    from core.models.registry import Run
 
     project = tmp_path / "project"
     (tmp_path / "shared" / "data" / "mri").mkdir(parents=True)

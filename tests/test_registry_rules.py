@@ -18,9 +18,17 @@ from pathlib import Path
 import pytest
 from test_registry import fake_run
 
-from core.card_validation import validate_card
 from core.errors import WorkbenchError
-from core.registry import CARD_FILE, MODEL_FILE, best_run, file_sha256, list_runs, load_model, resolve_run
+from core.models.card_validation import validate_card
+from core.models.registry import (
+    CARD_FILE,
+    MODEL_FILE,
+    best_run,
+    file_sha256,
+    list_runs,
+    load_model,
+    resolve_run,
+)
 
 
 @pytest.fixture

@@ -1,11 +1,11 @@
-"""Simulated acquisition shifts (core.robustness) and the robustness evaluation of a run."""
+"""Simulated acquisition shifts (core.evaluation.robustness) and the robustness evaluation of a run."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from core.robustness import SHIFTS, robustness_table, shift_images
+from core.evaluation.robustness import SHIFTS, robustness_table, shift_images
 
 
 def _phantoms(n: int = 6, size: int = 64) -> np.ndarray:
@@ -51,7 +51,7 @@ def test_reframe_makes_the_head_fill_the_frame():
 
 
 def test_histogram_matching_maps_onto_the_reference_distribution():
-    from core.robustness import _match_histogram
+    from core.evaluation.robustness import _match_histogram
 
     rng = np.random.default_rng(0)
     src = rng.integers(0, 100, (64, 64)).astype(np.uint8)
@@ -116,8 +116,8 @@ def test_table_scores_each_shift_against_the_unchanged_images():
 
 
 def test_robustness_of_a_run_is_computed_once_and_cached(tiny_registry, monkeypatch):
-    import core.evaluate as evaluate
-    from core.evaluate import EvalSet, evaluate_robustness
+    import core.evaluation.evaluate as evaluate
+    from core.evaluation.evaluate import EvalSet, evaluate_robustness
 
     table = evaluate_robustness(tiny_registry, EvalSet("card_test"))
     assert list(table["shift"]) == list(SHIFTS)

@@ -1,4 +1,4 @@
-"""core.safezip: uploads are validated before a byte is written, and refusals leave nothing."""
+"""core.data.safezip: uploads are validated before a byte is written, and refusals leave nothing."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from core.datasets import open_zip
+from core.data.datasets import open_zip
+from core.data.safezip import ZipLimits, extract_zip
 from core.errors import WorkbenchError
-from core.safezip import ZipLimits, extract_zip
 
 CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
 

@@ -1,4 +1,4 @@
-"""core.scan: decoding, exact and near-duplicate groups, unreadable files, the cache, the summary."""
+"""core.data.scan: decoding, exact and near-duplicate groups, unreadable files, the cache, the summary."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from core.datasets import open_folder
-from core.demo import phantom
-from core.scan import HIST_BINS, MEAN_SIZE, scan_dataset
+from core.data.datasets import open_folder
+from core.data.demo import phantom
+from core.data.scan import HIST_BINS, MEAN_SIZE, scan_dataset
 
 SIDE = 128  # pHash needs some structure; 128-px phantoms still encode in microseconds
 

@@ -23,8 +23,8 @@ from conftest import PROJECT_ROOT, encode, smooth_image, snapshot
 from test_dicom import make_dicom
 
 from core.errors import WorkbenchError
+from core.models.registry import CARD_FILE, MODEL_FILE, file_sha256, list_runs, load_model, resolve_run
 from core.paths import check_under_data_roots
-from core.registry import CARD_FILE, MODEL_FILE, file_sha256, list_runs, load_model, resolve_run
 
 PATIENT = ("Doe", "Jane", "SECRET-123", "19700101", "Patient")  # what make_dicom writes into the header
 
@@ -55,7 +55,7 @@ def test_resolve_run_refuses_paths_outside_the_registry(isolated_workbench_dirs,
 
 
 def test_predictor_load_goes_through_the_registry_check(isolated_workbench_dirs, tiny_run):
-    from core.predict import Predictor
+    from core.inference.predict import Predictor
 
     with pytest.raises(WorkbenchError, match="only loaded from the registry folder"):
         Predictor.load(str(tiny_run.path))  # tiny_run lives in another folder than WORKBENCH_MODELS_DIR
@@ -172,7 +172,7 @@ def _holds(path: Path, marker: bytes) -> bool:
 def test_uploads_are_never_written_to_disk(tiny_predictor, isolated_workbench_dirs, tmp_path, monkeypatch):
     from PIL import PngImagePlugin
 
-    from core.predict import predict_files
+    from core.inference.predict import predict_files
 
     marker = f"upload-marker-{os.getpid()}-{np.random.default_rng().integers(1 << 62)}".encode()
     info = PngImagePlugin.PngInfo()
@@ -210,8 +210,8 @@ def test_uploads_are_never_written_to_disk(tiny_predictor, isolated_workbench_di
 
 @pytest.mark.slow
 def test_dicom_patient_fields_never_reach_results_or_exports(tiny_predictor):
-    from core.case_report import results_csv
-    from core.predict import predict_files
+    from core.inference.predict import predict_files
+    from core.reports.case_report import results_csv
 
     data = make_dicom(np.tile(np.linspace(0, 1000, 40), (40, 1)).astype(np.uint16), window=(500, 1000))
     assert b"Doe^Jane" in data and b"SECRET-123" in data  # the header really holds them

@@ -1,4 +1,4 @@
-"""core.shortcut: global image statistics alone, cross-validated, with an honest verdict."""
+"""core.data.shortcut: global image statistics alone, cross-validated, with an honest verdict."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from core.shortcut import MIN_PER_CLASS, STATISTICS, image_statistics, shortcut_check
+from core.data.shortcut import MIN_PER_CLASS, STATISTICS, image_statistics, shortcut_check
 
 
 def _heads(n: int, brightness: float, fill: float, seed: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""core.splits: grouped, stratified, seeded splits, and the folder's own split in 'dataset' mode."""
+"""core.data.splits: grouped, stratified, seeded splits, and the folder's own split in 'dataset' mode."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from core.config import DataConfig
-from core.datasets import open_folder
-from core.scan import ScanReport, scan_dataset
-from core.splits import SPLIT_MODES, grouped_split, make_split
+from core.data.datasets import open_folder
+from core.data.scan import ScanReport, scan_dataset
+from core.data.splits import SPLIT_MODES, grouped_split, make_split
 
 CLASS_SHARES = {"glioma": 0.4, "meningioma": 0.3, "notumor": 0.2, "pituitary": 0.1}
 

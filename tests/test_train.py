@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from core.config import DataConfig, FineTuneConfig, TrainConfig
-from core.registry import CARD_FILE, HISTORY_FILE, MODEL_FILE, file_sha256, list_runs, load_model
+from core.models.registry import CARD_FILE, HISTORY_FILE, MODEL_FILE, file_sha256, list_runs, load_model
 
 recorded_run, registry_with_run = ft.recorded_run, ft.registry_with_run  # fixtures
 TINY = ft.TINY
@@ -102,9 +102,9 @@ def test_training_raises_no_keras_warning_noise(recorded_run):
 # --- data preparation (no TensorFlow) -------------------------------------------------------------
 
 def test_unreadable_file_is_skipped_by_training(demo_root, tmp_path):
-    from core.datasets import open_folder
-    from core.scan import scan_dataset
-    from core.train import prepare_data
+    from core.data.datasets import open_folder
+    from core.data.scan import scan_dataset
+    from core.training.train import prepare_data
 
     root = shutil.copytree(demo_root, tmp_path / "demo")
     bad = root / "Training" / "glioma" / "zz_truncated.jpg"
@@ -122,9 +122,9 @@ def test_unreadable_file_is_skipped_by_training(demo_root, tmp_path):
 # --- transfer learning: two phases ----------------------------------------------------------------
 
 def test_backbone_freezing_keeps_batchnorm_frozen():
-    from core.architectures import backbone_layers, build_model
+    from core.models.architectures import backbone_layers, build_model
     from core.tfrt import keras
-    from core.train import _set_backbone_trainable
+    from core.training.train import _set_backbone_trainable
 
     bn = keras().layers.BatchNormalization
     model = build_model("mobilenetv3small", 4, 32, "none")
@@ -140,10 +140,10 @@ def test_backbone_freezing_keeps_batchnorm_frozen():
 
 
 def test_transfer_model_fine_tunes_in_two_phases(demo_root, monkeypatch):
-    import core.train as train
-    from core.architectures import backbone_layers
-    from core.datasets import open_folder
-    from core.scan import scan_dataset
+    import core.training.train as train
+    from core.data.datasets import open_folder
+    from core.data.scan import scan_dataset
+    from core.models.architectures import backbone_layers
     from core.tfrt import keras
 
     seen = {}

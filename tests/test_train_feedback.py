@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.train_feedback import chance_level, seconds_left, training_verdict
+from core.training.train_feedback import chance_level, seconds_left, training_verdict
 
 
 def test_no_estimate_before_two_measured_batches() -> None:

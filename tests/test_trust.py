@@ -1,4 +1,4 @@
-"""core.trust: warning thresholds fitted so that ordinary correct answers are rarely warned."""
+"""core.inference.trust: warning thresholds fitted so that ordinary correct answers are rarely warned."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from core.trust import (
+from core.inference.trust import (
     FALSE_ALARM,
     TrustThresholds,
     card_thresholds,
@@ -83,7 +83,7 @@ def test_card_thresholds_prefer_the_fitted_ones_and_fall_back_to_older_fields():
 @pytest.mark.slow
 def test_calibrate_cli_fits_the_warnings_of_an_older_run(tiny_run, isolated_workbench_dirs, capsys):
     from core.cli import main
-    from core.registry import CARD_FILE, resolve_run
+    from core.models.registry import CARD_FILE, resolve_run
 
     target = isolated_workbench_dirs["models"] / tiny_run.run_id
     shutil.copytree(tiny_run.path, target)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.tta import mirrored, tta_logits, tta_mode
+from core.inference.tta import mirrored, tta_logits, tta_mode
 
 
 def test_tta_logits_average_the_mirrored_pass() -> None:
@@ -35,10 +35,10 @@ def test_predictor_and_evaluation_use_the_cards_tta(tiny_run, tmp_path) -> None:
     """Both inference paths average with the mirror exactly when the card says so."""
     import shutil
 
-    from core.calibration import softmax
-    from core.evaluate import predict_logits
-    from core.predict import Predictor
-    from core.registry import resolve_run, update_card
+    from core.evaluation.evaluate import predict_logits
+    from core.inference.calibration import softmax
+    from core.inference.predict import Predictor
+    from core.models.registry import resolve_run, update_card
 
     shutil.copytree(tiny_run.path, tmp_path / tiny_run.run_id)  # the session run stays untouched
     run = resolve_run(tiny_run.run_id, root=tmp_path)
@@ -58,7 +58,7 @@ def test_predictor_and_evaluation_use_the_cards_tta(tiny_run, tmp_path) -> None:
 def test_low_confidence_threshold_is_strict_enough_to_flag_a_close_call() -> None:
     """98 % accurate overall, with the only mistakes at 60 % confidence: a 95 % target would pass
     every prediction; the 99 % target flags the uncertain ones."""
-    from core.calibration import low_confidence_threshold
+    from core.inference.calibration import low_confidence_threshold
 
     n = 100
     probs = np.tile([0.97, 0.01, 0.01, 0.01], (n, 1))

@@ -15,9 +15,9 @@ from urllib.parse import urlparse
 
 import pytest
 
-import core.weights as weights
-from core.architectures import ARCHITECTURES
+import core.models.weights as weights
 from core.errors import WorkbenchError
+from core.models.architectures import ARCHITECTURES
 
 TRANSFER = [key for key, spec in ARCHITECTURES.items() if spec.transfer]
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import encode, smooth_image
 
-from core.datasets import open_zip
+from core.data.datasets import open_zip
+from core.data.safezip import ZipLimits, extract_zip
 from core.errors import WorkbenchError
-from core.safezip import ZipLimits, extract_zip
 
 
 def good_entries() -> dict[str, bytes]:
@@ -116,7 +116,7 @@ def test_a_write_error_while_extracting_names_no_server_path(tmp_path, monkeypat
     """An OSError (disk full) during extraction: a clear refusal, the server path withheld."""
     import errno
 
-    import core.safezip
+    import core.data.safezip
 
     real_open = open
 
@@ -125,7 +125,7 @@ def test_a_write_error_while_extracting_names_no_server_path(tmp_path, monkeypat
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real_open(path, mode, *a, **k)
 
-    monkeypatch.setattr(core.safezip, "open", failing_open, raising=False)
+    monkeypatch.setattr(core.data.safezip, "open", failing_open, raising=False)
     with pytest.raises(WorkbenchError, match="No space left on device") as info:
         extract_zip(zip_of(good_entries()), tmp_path, "z.zip")
     _no_server_path(str(info.value), tmp_path)

@@ -108,7 +108,7 @@ def nav(page, link: str, title: str) -> None:
 
 
 def completed_runs(server: Server) -> list:
-    from core.registry import list_runs
+    from core.models.registry import list_runs
 
     return list_runs(server.models)
 

@@ -1,0 +1,104 @@
+"""``python -m core predict``: classify files with a registered model, as the Predict page does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from core.data.imageio import MAX_FILE_BYTES
+from core.errors import WorkbenchError
+from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
+from core.inference.overlay import COLORMAPS
+from core.paths import check_path_text, models_dir
+
+
+def register(sub: Any) -> None:
+    """Add the ``predict`` sub-command to the CLI's sub-parsers."""
+    p = sub.add_parser("predict", help="classify image files (JPEG/PNG/BMP/TIFF/DICOM) with a registered model")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--model", default=None, help="run id or run folder (default: the best registered run)")
+    p.add_argument("--gradcam", metavar="OUT_DIR", default=None, help="write a heatmap overlay PNG per file here")
+    p.add_argument("--method", default=DEFAULT_CAM_METHOD, choices=list(CAM_METHODS))
+    p.add_argument("--target-class", default=None, help="class the heatmap explains (default: the predicted one)")
+    p.add_argument("--alpha", type=float, default=0.4, help="heatmap opacity in the overlay (0..1)")
+    p.add_argument("--colormap", default="jet", choices=list(COLORMAPS))
+    p.add_argument("--json", action="store_true", help="machine-readable output (a list, one object per file)")
+    p.set_defaults(func=run)
+
+
+def _read(path: str) -> bytes | str:
+    """The file's bytes, or the reason it cannot be read."""
+    from core.data.safeio import read_regular_file  # regular files only (a FIFO would hang), capped
+
+    try:
+        return read_regular_file(path, path, MAX_FILE_BYTES)
+    except WorkbenchError as exc:
+        return exc.reason
+    except ValueError:  # os.stat refuses a NUL character
+        return "the path contains a NUL character, which no file name can hold"
+
+
+def _write_overlay(out_dir: Path, result: Any, alpha: float, colormap: str, used: set[str]) -> str:
+    from core.atomic import write_bytes
+    from core.reports.case_report import overlay_filename, overlay_for, png_bytes
+
+    target = out_dir / overlay_filename(result, used)
+    write_bytes(target, png_bytes(overlay_for(result, alpha, colormap)))  # a reader never sees half a PNG
+    return str(target)
+
+
+def _overlay_folder(path: str) -> Path:
+    """The --gradcam folder, created if needed; refused (before any work) when it cannot be one."""
+    check_path_text(path, "--gradcam")
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise WorkbenchError("this is a file, not a folder; give a folder for the overlay images", f"--gradcam {path}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WorkbenchError(f"the folder cannot be created ({exc.strerror or exc})", f"--gradcam {path}") from None
+    return folder
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict every file; exit 0 when all were analysed, 2 when any input was rejected."""
+    from core.inference.predict import PredictionResult, Predictor, predict_files
+
+    if not 0.0 <= args.alpha <= 1.0:  # NaN fails both comparisons and is refused too
+        raise WorkbenchError(f"must be between 0 and 1, got {args.alpha}", "--alpha")
+    out_dir = _overlay_folder(args.gradcam) if args.gradcam else None
+    if args.model is None and not models_dir().is_dir():
+        raise WorkbenchError("no trained model yet: the model registry folder does not exist (check "
+                             "WORKBENCH_MODELS_DIR if models were trained)", str(models_dir()))
+    predictor = Predictor.load(args.model)  # WorkbenchError -> "error: ..." and exit 2 (core.cli)
+    raw = [(f, _read(f)) for f in args.files]
+    readable = [(f, data) for f, data in raw if isinstance(data, bytes)]
+    predicted = iter(predict_files(predictor, readable, gradcam=out_dir is not None, method=args.method,
+                                   target_class=args.target_class))
+    results = [next(predicted) if isinstance(data, bytes) else PredictionResult(file=f, error=data)
+               for f, data in raw]
+    rows, used = [], set()
+    for r in results:
+        row = r.to_dict()
+        row["overlay"] = (_write_overlay(out_dir, r, args.alpha, args.colormap, used)
+                          if out_dir is not None and r.heatmap is not None else None)
+        rows.append(row)
+    run_ = predictor.run
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        print(f"model {run_.run_id} ({run_.card.get('arch_title') or run_.card.get('arch')}); "
+              "decision support for research and education only, not a diagnosis")
+        for row in rows:
+            if row["error"]:
+                print(f"{row['file']}: error: {row['error']}")
+                continue
+            probs = ", ".join(f"{c} {p:.1%}" for c, p in row["probabilities"].items())
+            print(f"{row['file']}: {row['label']} {row['confidence']:.1%}  [{probs}]")
+            for text in row["warnings"]:
+                print(f"  warning: {text}")
+            if row["overlay"]:
+                print(f"  overlay: {row['overlay']}")
+    return 2 if any(r.error for r in results) else 0

@@ -1,0 +1,166 @@
+"""``python -m core train``: the same engine as the Train page, headless."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from core.config import AUGMENT_PRESETS, DataConfig, FineTuneConfig, TrainConfig
+from core.data.preprocess import RECIPES
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a model on a dataset folder and register it under models/")
+    p.add_argument("--data", required=True, help="dataset folder (Kaggle layout or class folders)")
+    p.add_argument("--arch", default="custom_cnn")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "plateau"])
+    p.add_argument("--label-smoothing", type=float, default=0.05)
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha, e.g. 0.2 (0 = off)")
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (custom CNN)")
+    p.add_argument("--augment", default="standard", choices=sorted(AUGMENT_PRESETS))
+    p.add_argument("--patience", type=int, default=6)
+    p.add_argument("--weights", default="imagenet", choices=["imagenet", "none"])
+    p.add_argument("--finetune-epochs", type=int, default=0)
+    p.add_argument("--unfreeze", type=int, default=20)
+    p.add_argument("--split", default="leakage_free", choices=["leakage_free", "dataset"])
+    p.add_argument("--split-seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--strategy", default="default", choices=["default", "mirrored"])
+    p.add_argument("--max-batches", type=int, default=None, help="cap batches per epoch (smoke runs)")
+    p.add_argument("--preprocessing", default=TrainConfig.preprocessing, choices=sorted(RECIPES),
+                   help="preprocessing recipe (head-v2: head crop + intensity standardisation)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--tta", default="hflip", choices=["none", "hflip"],
+                   help="test-time augmentation used at inference and in calibration")
+    p.add_argument("--average-epochs", type=int, default=0,
+                   help="average the weights of the last N epochs and re-estimate batch-norm statistics "
+                        "(0: keep the epoch with the best validation loss)")
+    p.set_defaults(func=run)
+
+    c = sub.add_parser("calibrate", help="refit a run's temperature and thresholds on its validation split")
+    c.add_argument("--model", required=True, help="run id or run folder inside the model registry")
+    c.add_argument("--tta", default="hflip", choices=["none", "hflip"])
+    c.add_argument("--warnings-only", action="store_true",
+                   help="only fit the warning thresholds on the validation images and their shifted copies "
+                        "(keeps the temperature; for runs trained before the warnings were fitted)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=calibrate)
+
+
+#: option -> (settings class, field, argparse attribute): each option is checked alone against the
+#: range its settings class declares, so the message names the option that is out of range.
+OPTION_FIELDS: dict[str, tuple[type, str, str]] = {
+    "--epochs": (TrainConfig, "epochs", "epochs"),
+    "--image-size": (TrainConfig, "image_size", "image_size"),
+    "--batch-size": (TrainConfig, "batch_size", "batch_size"),
+    "--lr": (TrainConfig, "learning_rate", "lr"),
+    "--label-smoothing": (TrainConfig, "label_smoothing", "label_smoothing"),
+    "--mixup": (TrainConfig, "mixup", "mixup"),
+    "--width": (TrainConfig, "width", "width"),
+    "--patience": (TrainConfig, "patience", "patience"),
+    "--seed": (TrainConfig, "seed", "seed"),
+    "--max-batches": (TrainConfig, "max_train_batches", "max_batches"),
+    "--finetune-epochs": (FineTuneConfig, "epochs", "finetune_epochs"),
+    "--unfreeze": (FineTuneConfig, "unfreeze_layers", "unfreeze"),
+    "--split-seed": (DataConfig, "split_seed", "split_seed"),
+}
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse any option outside its declared range before any work starts.
+
+    Raises:
+        WorkbenchError: named after the option, with the allowed range and the value given.
+    """
+    from core.errors import WorkbenchError
+
+    for option, (settings, name, attr) in OPTION_FIELDS.items():
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        try:
+            settings(**{name: value})
+        except WorkbenchError as exc:
+            raise WorkbenchError(exc.reason, option) from None
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    from core.inference.trust_fit import fit_run_warnings
+    from core.models.registry import resolve_run
+    from core.training.train import recalibrate_run
+
+    if args.warnings_only:
+        run_ = fit_run_warnings(resolve_run(args.model))
+    else:
+        run_ = fit_run_warnings(recalibrate_run(resolve_run(args.model), args.tta))
+    r = run_.card["results"]
+    if args.warnings_only:
+        t = r["trust"]
+        print(json.dumps(t, indent=2) if args.json else
+              f"run {run_.run_id}: warn below model probability {t['min_confidence']:.3f}, feature distance above "
+              f"{t['max_distance'] or float('nan'):.1f}, mirrored views disagree: {t['flag_unstable']}")
+        return 0
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        print(f"run {run_.run_id} (tta={r['tta']}): val accuracy {r['val_accuracy']:.4f}, macro-F1 "
+              f"{r['val_macro_f1']:.4f}, ECE {r['val_ece']:.4f} (T={r['temperature']:.2f}), low-confidence "
+              f"threshold {r['low_confidence_threshold']:.2f}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.data.datasets import open_folder
+    from core.data.scan import scan_dataset
+    from core.jobs import FINISHED, job_registry
+    from core.models.architectures import get_arch
+    from core.training.train import train_model
+
+    check_options(args)
+    spec = get_arch(args.arch)
+    image_size = spec.default_image_size if args.image_size is None else args.image_size
+    cfg = TrainConfig(
+        arch=args.arch, image_size=image_size, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.lr, optimizer=args.optimizer, lr_schedule=args.schedule,
+        label_smoothing=args.label_smoothing, augment=AUGMENT_PRESETS[args.augment], patience=args.patience,
+        weights=args.weights, finetune=FineTuneConfig(epochs=args.finetune_epochs, unfreeze_layers=args.unfreeze),
+        seed=args.seed, leakage_free=args.split == "leakage_free", strategy=args.strategy, width=args.width,
+        max_train_batches=args.max_batches, tta=args.tta,
+        average_epochs=args.average_epochs, mixup=args.mixup, preprocessing=args.preprocessing,
+    )
+    data_cfg = DataConfig(split_seed=args.split_seed)
+    ds = open_folder(args.data)
+    report = scan_dataset(ds, threshold=data_cfg.near_dup_threshold)
+    out = sys.stderr if args.json else sys.stdout
+    job = job_registry().submit("train", f"{spec.title} on {ds.name}",
+                                lambda j: train_model(ds, report, cfg, j, data_cfg))
+    seen = 0
+    while True:
+        snap = job.snapshot()
+        for line in snap["log"][seen:]:
+            print(line, file=out, flush=True)
+        seen = len(snap["log"])
+        if snap["status"] in FINISHED:
+            break
+        time.sleep(1.0)
+    if snap["status"] != "done":
+        print(f"error: training {snap['status']}: {snap['error']}", file=sys.stderr)
+        return 2 if snap["status"] == "failed" else 130
+    run_ = snap["result"]
+    summary = {"run_id": run_.run_id, "path": str(run_.path), "results": run_.card["results"],
+               "timings": run_.card["timings"], "counts": run_.card["data"]["counts"]}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        r = run_.card["results"]
+        print(f"run {run_.run_id}: val accuracy {r['val_accuracy']:.4f}, macro-F1 {r['val_macro_f1']:.4f}, "
+              f"ECE {r['val_ece']:.4f} (T={r['temperature']:.2f}), {run_.card['timings']['train_seconds']:.0f} s")
+        print(f"saved to {run_.path}")
+    return 0

@@ -1,0 +1,1 @@
+"""Images and datasets: decoding (incl. DICOM), the one preprocessing path, dataset sources, zip and file safety, the demo, scanning, hashing, splits, the Explorer's numbers and the shortcut check."""

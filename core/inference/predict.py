@@ -1,0 +1,329 @@
+"""Prediction for uploaded files: calibrated class probabilities, warnings, and Grad-CAM.
+
+A :class:`Predictor` is built once per registered run. It reads everything that shaped the
+model from its card (class order, image size, temperature, low-confidence threshold, OOD
+thresholds, training-image hashes), so nothing is re-typed in a page, and it prepares every
+upload with the same :func:`core.data.preprocess.prepare` used for training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.config import DataConfig
+from core.data.dicom import SAFE_FIELDS
+from core.data.hashing import hashes_from_hex, nearest_distance, perceptual_hash
+from core.data.imageio import DecodedImage, decode_image
+from core.data.preprocess import Framing, Prepared, prepare_framed
+from core.errors import WorkbenchError
+from core.inference.calibration import softmax
+from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD, compute_cam
+from core.inference.ood import OODModel, energy, image_checks
+from core.inference.runner import ModelRunner
+from core.inference.trust import TrustThresholds, card_thresholds, unstable_views
+from core.inference.trust import flags as trust_flags
+from core.inference.tta import tta_mode
+from core.models.registry import OOD_FILE, Run, best_run, list_runs, load_model, resolve_run
+
+SAFE_META = (*SAFE_FIELDS, "window", "frames")  # DICOM fields we show; never patient identifiers
+NOT_MRI = "Probably not a brain MRI"
+
+
+@dataclass
+class Scores:
+    """Model outputs for a batch of prepared images."""
+
+    logits: np.ndarray  # (N, K) pre-softmax scores
+    probs: np.ndarray  # (N, K) softmax(logits / temperature): calibrated
+    features: np.ndarray | None  # (N, D) pooled 'features' layer, for the Mahalanobis score
+    mahalanobis: np.ndarray | None  # (N,) distance to the nearest training class mean
+    energy: np.ndarray  # (N,) −logsumexp(logits / T); higher = less like the training data
+    view_logits: list[np.ndarray] = field(default_factory=list)  # per test-time view (unmirrored first)
+
+
+@dataclass
+class PredictionResult:
+    """Everything shown or exported for one file; ``error`` is set when the file was rejected."""
+
+    file: str
+    label: str | None = None
+    confidence: float | None = None  # calibrated probability of ``label``
+    probabilities: dict[str, float] = field(default_factory=dict)  # class name -> calibrated prob
+    warnings: list[str] = field(default_factory=list)  # plain-language, shown as they are
+    flags: list[str] = field(default_factory=list)  # machine-readable: low_confidence, ood, near_duplicate
+    heatmap: np.ndarray | None = None  # float32 (S, S) in [0, 1]
+    heatmap_class: str | None = None  # the class the heatmap explains
+    method: str | None = None  # the CAM method used
+    image: DecodedImage | None = None  # the decoded upload (full resolution)
+    model_input: np.ndarray | None = None  # (S, S, 1) uint8, exactly what the model saw
+    framing: Framing | None = None  # where model_input came from in ``image`` (head crop)
+    details: dict[str, str] = field(default_factory=dict)  # the figures behind the warnings, for the curious
+    meta: dict[str, Any] = field(default_factory=dict)  # safe DICOM header fields
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary (no arrays)."""
+        return {"file": self.file, "label": self.label, "confidence": self.confidence,
+                "probabilities": dict(self.probabilities), "warnings": list(self.warnings),
+                "flags": list(self.flags), "details": dict(self.details), "meta": dict(self.meta),
+                "error": self.error}
+
+
+def card_summary(run: Run) -> dict[str, str]:
+    """What the page and the case report say about a model, as label -> text (tolerant of old cards).
+
+    One format per figure everywhere: accuracies as percentages, macro-F1 as a 0–1 score.
+    """
+    from core.classes import display_name
+    from core.data.preprocess import get_recipe
+
+    card = run.card
+    data = card.get("data") if isinstance(card.get("data"), dict) else {}
+    results = card.get("results") if isinstance(card.get("results"), dict) else {}
+    try:
+        recipe = get_recipe(run.preprocessing).title
+    except WorkbenchError:
+        recipe = run.preprocessing
+    out = {
+        "Model run": run.run_id,
+        "Architecture": str(card.get("arch_title") or card.get("arch") or "unknown"),
+        "Training data": str(data.get("name") or "unknown") + (" (SYNTHETIC demo, not patient data)"
+                                                               if data.get("synthetic") else ""),
+        "Trained": str(card.get("created") or "unknown"),
+        "Classes": ", ".join(display_name(c) for c in run.class_names),
+        "Input": f"{run.image_size}×{run.image_size} grayscale, {recipe.lower()}",
+    }
+    if isinstance(results.get("val_accuracy"), int | float):
+        out["Validation accuracy"] = f"{100 * results['val_accuracy']:.1f} % ({results.get('n_val', '?')} images)"
+    ev = card.get("evaluation") if isinstance(card.get("evaluation"), dict) else {}
+    free = ev.get("leakage_free") if isinstance(ev.get("leakage_free"), dict) else {}
+    formats = (("accuracy", "accuracy", lambda v: f"{100 * v:.1f} %"), ("macro_f1", "macro-F1", lambda v: f"{v:.3f}"),
+               ("balanced_accuracy", "balanced accuracy", lambda v: f"{100 * v:.1f} %"))
+    parts = [f"{label} {fmt(free[key])}" for key, label, fmt in formats if isinstance(free.get(key), int | float)]
+    if isinstance(free.get("n_images"), int):
+        parts.append(f"{free['n_images']} images")
+    out["Leakage-free test metrics"] = (", ".join(parts) + (f" ({ev.get('description')})" if ev.get("description")
+                                                              else "")) if parts else "not evaluated yet"
+    return out
+
+
+def no_model_error() -> WorkbenchError:
+    return WorkbenchError("no trained model yet: train one on the Train page or with "
+                          "`python -m core train --data FOLDER`", "model registry")
+
+
+class Predictor:
+    """A loaded model plus the card values that turn its outputs into safe answers.
+
+    Thread-safe: nothing is mutated after construction; forward passes call the model
+    directly (not ``model.predict``, which builds state on first use) and the Grad-CAM
+    gradient model is built once under a lock in :mod:`core.inference.gradcam`.
+
+    Args:
+        run: the registered run; its model is loaded (sha256-checked, safe mode) unless given.
+        model: an already loaded Keras model for ``run`` (tests, caches).
+    Raises:
+        WorkbenchError: the model file does not match its card or cannot be loaded.
+    """
+
+    def __init__(self, run: Run, model: Any = None) -> None:
+        self.run = run
+        self.model = model if model is not None else load_model(run)
+        card = run.card
+        self.class_names: list[str] = run.class_names
+        self.image_size: int = run.image_size
+        results = card.get("results") or {}
+        self.temperature = float(results.get("temperature") or 1.0)
+        self.low_confidence = float(results.get("low_confidence_threshold") or 0.0)
+        self.tta = tta_mode(card)
+        data = card.get("data") or {}
+        self.train_hashes = hashes_from_hex(list(data.get("train_hashes") or []))
+        self.near_dup_threshold = DataConfig.from_dict(data.get("data_config")).near_dup_threshold
+        self.ood = OODModel.load(run.path / OOD_FILE) if (run.path / OOD_FILE).is_file() else None
+        card_ood = results.get("ood") or {}
+        self.maha_threshold = card_ood.get("mahalanobis_threshold", self.ood.maha_threshold if self.ood else None)
+        self.energy_threshold = card_ood.get("energy_threshold", self.ood.energy_threshold if self.ood else None)
+        trust = card_thresholds(card)  # fitted on shifted validation images, or the older card fields
+        self.low_confidence = trust.min_confidence
+        self.maha_threshold = trust.max_distance
+        self.flag_unstable = trust.flag_unstable
+        self.runner = ModelRunner(self.model, self.tta)
+
+    @classmethod
+    def load(cls, run_id_or_path: str | None = None) -> Predictor:
+        """The predictor for a run id or folder; None = the best registered run."""
+        if run_id_or_path:
+            return cls(resolve_run(run_id_or_path))
+        run = best_run(list_runs())
+        if run is None:
+            raise no_model_error()
+        return cls(run)
+
+    # --- preprocessing and scores -------------------------------------------------------------
+
+    def prepare(self, image: DecodedImage) -> np.ndarray:
+        """(S, S, 1) uint8 model input, via the training pipeline's own function."""
+        return self.prepare_framed(image).pixels
+
+    def prepare_framed(self, image: DecodedImage) -> Prepared:
+        """The model input and where it came from in the image (the card's preprocessing recipe)."""
+        return prepare_framed(image, self.image_size, self.run.preprocessing)
+
+    def predict(self, images: np.ndarray) -> Scores:
+        """Scores for (N, S, S, 1) prepared images (uint8 or float 0..255)."""
+        x = np.asarray(images)
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4 or x.shape[1:] != (self.image_size, self.image_size, 1):
+            raise WorkbenchError(f"expected (N, {self.image_size}, {self.image_size}, 1) images, got {x.shape}",
+                                 "predict")
+        out = self.runner.run(x)  # the card's temperature was fitted on logits computed this way
+        lg, f = out.logits, out.features
+        maha = self.ood.mahalanobis(f) if (self.ood is not None and f is not None and len(f)) else None
+        return Scores(lg, softmax(lg, self.temperature) if len(lg) else lg, f, maha, energy(lg / self.temperature),
+                      out.view_logits)
+
+    def explain(self, model_input: np.ndarray, class_index: int | None = None,
+                method: str = DEFAULT_CAM_METHOD) -> np.ndarray:
+        """Grad-CAM heatmap (S, S) in [0, 1] for one prepared image; None class = predicted."""
+        return compute_cam(self.model, model_input, class_index=class_index, method=method)
+
+    def class_index(self, target: str | int | None) -> int | None:
+        """A class name or index as an index (None stays None = the predicted class)."""
+        if target is None or target == "":
+            return None
+        if isinstance(target, str):
+            if target not in self.class_names:
+                raise WorkbenchError(f"unknown class '{target}'; the model knows {', '.join(self.class_names)}",
+                                     "target class")
+            return self.class_names.index(target)
+        if not 0 <= int(target) < len(self.class_names):
+            raise WorkbenchError(f"class index {target} is out of range", "target class")
+        return int(target)
+
+    # --- warnings -----------------------------------------------------------------------------
+
+    def warnings_for(self, image: DecodedImage, scores: Scores, i: int,
+                     framing: Framing | None = None) -> tuple[list[str], list[str], dict[str, str]]:
+        """(messages, flags, details) for image ``i`` of a scored batch.
+
+        Messages say what a warning means for the reader, in plain words; the figures behind
+        them go to ``details`` (shown on request).
+        """
+        messages: list[str] = []
+        flags: list[str] = []
+        details: dict[str, str] = {}
+        thresholds = TrustThresholds(self.low_confidence, self.maha_threshold, self.flag_unstable)
+        distance = None if scores.mahalanobis is None else scores.mahalanobis[i:i + 1]
+        f = trust_flags(scores.probs[i:i + 1], distance, [v[i:i + 1] for v in scores.view_logits], thresholds)
+        conf = float(scores.probs[i].max())
+        details["Model probability of the top class"] = f"{format_probability(conf)} (warning below " \
+                                                         f"{format_probability(self.low_confidence)})"
+        if f.low_confidence[0]:
+            messages.append("Close call: the model is not confident about this slice. Do not rely on this "
+                            "result; look at the probabilities of the other classes too.")
+            flags.append("low_confidence")
+        if distance is not None and self.maha_threshold is not None:
+            details["Distance from the training images (features)"] = \
+                f"{float(distance[0]):.1f} (warning above {self.maha_threshold:.1f})"
+        if f.unfamiliar[0]:
+            messages.append("This slice looks unlike the images the model learned from; treat the result with "
+                            "extra caution.")
+            flags.append("unfamiliar")
+        if len(scores.view_logits) > 1:
+            agree = not unstable_views([v[i:i + 1] for v in scores.view_logits])[0]
+            details["Same answer for the mirrored slice"] = "yes" if agree else "no"
+        if f.unstable[0]:
+            messages.append("The answer changes when the slice is mirrored left to right, so the model is unsure; "
+                            "treat the result with extra caution.")
+            flags.append("unstable")
+        reasons = [f"{NOT_MRI}: {text}" for text in image_checks(image)]
+        if framing is not None and not framing.head_found:
+            reasons.append(f"{NOT_MRI}: no head outline could be found in it, so the model looked at the "
+                           "whole frame.")
+            flags.append("no_head")
+        if reasons:
+            messages.extend(reasons)
+            flags.append("ood")
+        if len(self.train_hashes):
+            dist = int(nearest_distance(perceptual_hash(image.pixels)[None], self.train_hashes)[0])
+            details["Nearest training image (perceptual-hash bits that differ, of 256)"] = \
+                f"{dist} (near-copy at {self.near_dup_threshold} or fewer)"
+            if dist <= self.near_dup_threshold:
+                messages.append("This image, or a near-copy, was in the model's training data, so its score here "
+                                "says little about new patients.")
+                flags.append("near_duplicate")
+        return messages, flags, details
+
+
+def format_probability(p: float) -> str:
+    """A probability as people should read it: never "100.0 %", never "0.0 %" for a possible class."""
+    if p > 0.999:
+        return "> 99.9 %"
+    if 0 < p < 0.001:
+        return "< 0.1 %"
+    return f"{100 * p:.1f} %"
+
+
+def _decode(name: str, data: bytes) -> DecodedImage:
+    return decode_image(data, name)
+
+
+def predict_files(predictor: Predictor, items: Sequence[tuple[str, bytes]], gradcam: bool = False,
+                  method: str = DEFAULT_CAM_METHOD, target_class: str | int | None = None) -> list[PredictionResult]:
+    """Predict every file; a file that cannot be used gets ``error`` and the others carry on.
+
+    Args:
+        predictor: the loaded model and its card values.
+        items: (file name, file bytes) pairs, e.g. uploads read in memory.
+        gradcam: also compute a heatmap per image.
+        method: a key of :data:`core.inference.gradcam.CAM_METHODS`.
+        target_class: class name or index the heatmap explains; None = the predicted class.
+    Returns:
+        One :class:`PredictionResult` per item, in input order.
+    Raises:
+        WorkbenchError: an unknown method or target class (a setting, not a file problem).
+    """
+    if gradcam and method not in CAM_METHODS:
+        raise WorkbenchError(f"unknown CAM method '{method}'; choose one of {', '.join(CAM_METHODS)}", "method")
+    target = predictor.class_index(target_class)
+    results = [PredictionResult(file=str(name)) for name, _ in items]
+    good: list[int] = []
+    for i, (name, data) in enumerate(items):
+        try:
+            image = _decode(str(name), bytes(data))
+            results[i].image = image
+            results[i].meta = {k: v for k, v in image.meta.items() if k in SAFE_META}
+            prepared = predictor.prepare_framed(image)
+            results[i].model_input, results[i].framing = prepared.pixels, prepared.framing
+            good.append(i)
+        except WorkbenchError as exc:
+            results[i].error = exc.reason
+        except Exception as exc:  # noqa: BLE001 - one hostile file must never stop the batch
+            results[i].error = f"the file could not be processed ({type(exc).__name__})"
+    if not good:
+        return results
+    scores = predictor.predict(np.stack([results[i].model_input for i in good]))
+    for row, i in enumerate(good):
+        r = results[i]
+        probs = scores.probs[row]
+        k = int(probs.argmax())
+        r.label, r.confidence = predictor.class_names[k], float(probs[k])
+        r.probabilities = {c: float(p) for c, p in zip(predictor.class_names, probs)}
+        r.warnings, r.flags, r.details = predictor.warnings_for(r.image, scores, row, r.framing)
+        if gradcam:
+            try:
+                idx = k if target is None else target
+                r.heatmap = predictor.explain(r.model_input, idx, method)
+                r.heatmap_class, r.method = predictor.class_names[idx], method
+            except WorkbenchError as exc:
+                r.warnings.append(f"No heatmap: {exc.reason}")
+    return results

@@ -1,0 +1,82 @@
+"""Fit a run's warning thresholds (core.inference.trust) on its validation images and their shifted copies.
+
+Runs at the end of training, and on demand for older runs (``python -m core calibrate
+--warnings``). Only the card changes: the model file and its checksum stay as they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.classes import canonical_class
+from core.data.preprocess import LEGACY_ID, load_many, prepare_batch
+from core.errors import WorkbenchError
+from core.evaluation.robustness import SHIFTS, shift_images
+from core.inference.calibration import softmax
+from core.inference.ood import OODModel
+from core.inference.runner import ModelRunner
+from core.inference.trust import fit_thresholds, flags, unstable_views, warning_rates
+from core.inference.tta import tta_mode
+from core.jobs import Job
+from core.models.registry import OOD_FILE, Run, load_model, update_card
+
+RAW_SCALE = 2  # shifts act on the whole frame at twice the model's side, as in the robustness test
+
+
+def shifted_scores(runner: ModelRunner, ood: OODModel | None, raw: np.ndarray, labels: np.ndarray, size: int,
+                   preprocessing: str, temperature: float, shifts: list[str] | None = None,
+                   job: Job | None = None) -> dict[str, dict[str, Any]]:
+    """Per shift: logits, calibrated probs, feature distance (or None) and the test-time views' logits.
+
+    ``raw`` holds whole frames at RAW_SCALE × ``size``; each shifted copy is prepared with the
+    run's own recipe, exactly as an upload would be.
+    """
+    out = {}
+    keys = shifts or list(SHIFTS)
+    for i, key in enumerate(keys):
+        x = prepare_batch(shift_images(raw, key, seed=0, labels=labels, scale=RAW_SCALE), size, preprocessing)
+        res = runner.run(x)
+        out[key] = {"logits": res.logits, "probs": softmax(res.logits, temperature),
+                    "distance": ood.mahalanobis(res.features) if (ood is not None and res.features is not None)
+                    else None,
+                    "views": res.view_logits}
+        if job is not None:
+            job.update(phase=f"Shifted images {i + 1}/{len(keys)}", progress=(i + 1) / len(keys))
+            job.check_cancelled()
+    return out
+
+
+def fit_run_warnings(run: Run, model: Any = None, job: Job | None = None) -> Run:
+    """Fit and store ``results.trust`` for a registered run from its validation files.
+
+    Raises:
+        WorkbenchError: the validation images are not on this machine.
+    """
+    results = dict(run.card.get("results") or {})
+    files = list((run.card.get("data") or {}).get("val_files") or [])
+    root = run.data_root
+    paths = [root / f for f in files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if not files or missing:
+        raise WorkbenchError(f"{len(missing) or 'the'} validation images are missing"
+                             + (f", e.g. {missing[0]}" if missing else ""), str(root))
+    labels = np.array([run.class_names.index(canonical_class(Path(f).parent.name)) for f in files])
+    raw = load_many(paths, RAW_SCALE * run.image_size, preprocessing=LEGACY_ID)
+    runner = ModelRunner(model if model is not None else load_model(run), tta_mode(run.card))
+    ood = OODModel.load(run.path / OOD_FILE) if (run.path / OOD_FILE).is_file() else None
+    temperature = float(results.get("temperature") or 1.0)
+    scores = shifted_scores(runner, ood, raw, labels, run.image_size, run.preprocessing, temperature, job=job)
+    clean = scores["none"]
+    correct = clean["probs"].argmax(axis=1) == labels
+    thresholds = fit_thresholds(clean["probs"].max(axis=1), clean["distance"], unstable_views(clean["views"]),
+                                correct)
+    rates = {}
+    for key, s in scores.items():
+        f = flags(s["probs"], s["distance"], s["views"], thresholds)
+        rates[key] = warning_rates(f.any, s["probs"].argmax(axis=1) == labels)
+    results["trust"] = {**thresholds.to_dict(), "fitted_on": f"{len(files)} validation images and their "
+                        f"{len(SHIFTS) - 1} shifted copies", "validation_rates": rates}
+    return update_card(run, results=results)

@@ -1,0 +1,1 @@
+"""Architectures, ImageNet weights, the model registry and the model card's validation."""

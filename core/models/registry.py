@@ -1,0 +1,321 @@
+"""The model registry under ``models/``: one folder per run with model, card and history.
+
+A run folder is assembled under a hidden temporary name and renamed into place in one step,
+so a reader (or a crash) never sees a half-written model. Loading checks the file's sha256
+against its card and uses Keras ``safe_mode`` (no Lambda layers, no arbitrary code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import WorkbenchError
+from core.models.card_validation import check_card_against_model, validate_card
+from core.paths import models_dir
+
+MODEL_FILE = "model.keras"
+CARD_FILE = "card.json"
+HISTORY_FILE = "history.csv"
+OOD_FILE = "ood.npz"
+CARD_VERSION = 1
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Run:
+    """One registered model run."""
+
+    run_id: str
+    path: Path
+    card: dict[str, Any]
+    problems: list[str] = field(default_factory=list)  # why the run cannot be used (empty: usable)
+
+    @property
+    def usable(self) -> bool:
+        """False when the card is malformed or the folder breaks the registry's rules."""
+        return not self.problems
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the model was trained on synthetic (demo) images."""
+        data = self.card.get("data")
+        return isinstance(data, dict) and data.get("synthetic") is True
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def partial(self) -> bool:
+        return self.card.get("status") != "complete"
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.card["class_names"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.card["image_size"])
+
+    @property
+    def preprocessing(self) -> str:
+        """The preprocessing recipe id the model was trained with (cards before v2: the legacy one)."""
+        from core.data.preprocess import LEGACY_ID
+
+        pre = self.card.get("preprocessing")
+        return str(pre.get("id") or LEGACY_ID) if isinstance(pre, dict) else LEGACY_ID
+
+    @property
+    def created(self) -> str:
+        return str(self.card.get("created", ""))
+
+    @property
+    def data_root(self) -> Path:
+        """The training data folder recorded in the card.
+
+        A relative path (as typed on the command line) is tried from the working directory, then
+        from the project root, so the committed default model finds ``../shared/data`` from anywhere.
+        """
+        root = Path(str((self.card.get("data") or {}).get("root", "")))
+        if root.is_absolute() or root.is_dir():
+            return root
+        from core.paths import PROJECT_ROOT
+
+        beside_project = PROJECT_ROOT / root
+        return beside_project if beside_project.is_dir() else root
+
+    def leakage_free_macro_f1(self) -> float | None:
+        """Leakage-free macro-F1 on the card's own held-out test split (None: not evaluated on it).
+
+        Evaluations on other folders are kept under ``evaluations`` and never count here: a
+        score on 20 images of another folder is not comparable with another run's held-out one.
+        """
+        ev = self.card.get("evaluation")
+        if not isinstance(ev, dict) or ev.get("eval_set", "card_test") != "card_test":
+            return None
+        free = ev.get("leakage_free")
+        value = free.get("macro_f1") if isinstance(free, dict) else None
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    def label(self) -> str:
+        if self.problems:
+            return f"{self.run_id} [UNUSABLE: {self.problems[0]}]"
+        arch = self.card.get("arch_title") or self.card.get("arch", "?")
+        acc = (self.card.get("results") or {}).get("val_accuracy")
+        extra = f", val acc {acc:.1%}" if isinstance(acc, float) else ""
+        tag = " [PARTIAL]" if self.partial else ""
+        return f"{self.run_id} · {arch}{extra}{tag}"
+
+
+def new_run_id(arch: str) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{arch}-{secrets.token_hex(2)}"
+
+
+def remove_stale_staging(root: Path | None = None, max_age_s: float = 6 * 3600) -> list[Path]:
+    """Delete staging folders left by a killed process (older than ``max_age_s``).
+
+    ``list_runs`` already ignores them; this only reclaims the disk space. Age-based, so a
+    run being assembled right now by another process is never touched.
+    """
+    removed = []
+    now = time.time()
+    for folder in (root or models_dir()).glob(".tmp-*"):
+        try:
+            if folder.is_dir() and now - folder.stat().st_mtime > max_age_s:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        except OSError:
+            continue
+    return removed
+
+
+def staging_dir(run_id: str, root: Path | None = None) -> Path:
+    """A hidden folder where a run is assembled before :func:`publish` renames it."""
+    remove_stale_staging(root)
+    path = (root or models_dir()) / f".tmp-{run_id}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Publish ``data`` as JSON through :mod:`core.atomic` (unique temporary, fsync, rename)."""
+    from core.atomic import write_text
+
+    write_text(path, json.dumps(data, indent=2, default=_json_default))
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def publish(staging: Path, run_id: str) -> Run:
+    """Rename a complete staging folder into the registry (atomic on one file system)."""
+    for required in (MODEL_FILE, CARD_FILE):
+        if not (staging / required).exists():
+            raise WorkbenchError(f"cannot publish: {required} is missing", str(staging))
+    final = staging.parent / run_id
+    os.replace(staging, final)
+    return _read_run(final)  # type: ignore[return-value]
+
+
+LINKED_FOLDER = "the run folder is a link; models are only loaded from the registry folder itself, not through links"
+
+
+def _read_run(folder: Path) -> Run | None:
+    """The run in ``folder``: None when it is not a run, a Run with ``problems`` when it is unusable."""
+    model, card_path = folder / MODEL_FILE, folder / CARD_FILE
+    if not (model.is_file() and card_path.is_file()):
+        return None
+    if model.is_symlink() or card_path.is_symlink():
+        return Run(folder.name, folder, {}, ["model.keras or card.json is a link; links are not followed"])
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+        return Run(folder.name, folder, {}, [f"card.json cannot be read ({type(exc).__name__})"])
+    problems = validate_card(card)
+    return Run(folder.name, folder, card if isinstance(card, dict) else {}, problems)
+
+
+def _inside(folder: Path, real_root: Path) -> bool:
+    """True for a real folder directly inside the registry (not a link, not resolving elsewhere)."""
+    return not folder.is_symlink() and folder.resolve().parent == real_root
+
+
+def list_runs(root: Path | None = None, include_partial: bool = False, include_broken: bool = False) -> list[Run]:
+    """Complete, usable runs, newest first.
+
+    Hidden/temporary folders and incomplete runs are skipped. A run folder that is a link (or
+    resolves outside the registry) is never usable, so nothing outside the registry becomes the
+    default model. Runs with a malformed card are left out unless ``include_broken``: then they
+    come with their ``problems``, so a page can list them as unusable.
+    """
+    root = root or models_dir()
+    if not root.is_dir():
+        return []
+    real_root, runs = root.resolve(), []
+    for folder in sorted(root.iterdir()):
+        if folder.name.startswith(".") or not folder.is_dir():
+            continue
+        run = _read_run(folder) if _inside(folder, real_root) else Run(folder.name, folder, {}, [LINKED_FOLDER])
+        if run is None or (run.problems and not include_broken):
+            continue
+        if run.problems or include_partial or not run.partial:
+            runs.append(run)
+    return sorted(runs, key=lambda r: (r.created, r.run_id), reverse=True)
+
+
+def best_run(runs: list[Run]) -> Run | None:
+    """The default model: the best leakage-free macro-F1 on each card's own held-out test split.
+
+    Like is compared with like: evaluations on other folders never count (see
+    :meth:`Run.leakage_free_macro_f1`), unusable or linked runs are never chosen, and a run
+    trained on synthetic data is never chosen while a run trained on real images exists. If no
+    candidate has a held-out score, the first (newest) candidate is returned.
+    """
+    usable = [r for r in runs if r.usable and not r.path.is_symlink()]
+    pool = [r for r in usable if not r.synthetic] or usable
+    scored = [r for r in pool if r.leakage_free_macro_f1() is not None]
+    if scored:
+        return max(scored, key=lambda r: r.leakage_free_macro_f1() or 0.0)
+    return pool[0] if pool else None
+
+
+def resolve_run(run_id_or_path: str, root: Path | None = None) -> Run:
+    """Find a usable run by id or by its folder path (a real folder directly inside the registry).
+
+    Raises:
+        WorkbenchError: outside the registry, a link, no complete run, or a malformed card.
+    """
+    if "\0" in str(run_id_or_path):
+        raise WorkbenchError("the model name contains a NUL character", repr(run_id_or_path))
+    root = (root or models_dir()).resolve()
+    candidate = Path(run_id_or_path).expanduser()
+    folder = candidate if candidate.is_dir() else root / run_id_or_path
+    if folder.name == MODEL_FILE:
+        folder = folder.parent
+    if folder.is_symlink():
+        raise WorkbenchError(f"models are only loaded from the registry folder {root}, never through a link",
+                             run_id_or_path)
+    folder = folder.resolve()
+    if folder.parent != root:
+        raise WorkbenchError(f"models are only loaded from the registry folder {root}", run_id_or_path)
+    if not root.is_dir():
+        raise WorkbenchError(f"no model run with this id: the model registry folder {root} does not exist (check "
+                             "WORKBENCH_MODELS_DIR; it is created when the first model is trained)", run_id_or_path)
+    run = _read_run(folder) if folder.is_dir() else None
+    if run is None:
+        raise WorkbenchError("no complete model run with this id (model.keras and card.json needed)", run_id_or_path)
+    if run.problems:
+        raise WorkbenchError("this model run cannot be used because its model card is damaged: "
+                             + "; ".join(run.problems), run_id_or_path)
+    return run
+
+
+def update_card(run: Run, **fields: Any) -> Run:
+    """Merge fields into a run's card (atomic write); used to store evaluation results."""
+    card = dict(run.card)
+    card.update(fields)
+    write_json_atomic(run.path / CARD_FILE, card)
+    return Run(run.run_id, run.path, card, validate_card(card))
+
+
+def load_model(run: Run):
+    """Load a run's Keras model safely (sha256 must match the card; safe_mode on).
+
+    The card must be well formed (:func:`core.models.card_validation.validate_card`: unique class
+    names, finite temperature above 0, thresholds in range) and must fit the loaded network:
+    as many class names as outputs, the image size and channels of its input.
+
+    Raises:
+        WorkbenchError: a damaged card, a file changed since it was registered, a model that
+            cannot be loaded, or a card that does not fit the model.
+    """
+    from core.tfrt import keras
+
+    problems = validate_card(run.card)
+    if problems:
+        raise WorkbenchError("the model card is damaged, so the model is not loaded: " + "; ".join(problems),
+                             str(run.path / CARD_FILE))
+    expected = run.card.get("model_sha256")
+    actual = file_sha256(run.model_path)
+    if not expected or expected != actual:
+        raise WorkbenchError(
+            "the model file does not match its model card (sha256 differs); it may have been "
+            "modified or corrupted, so it is not loaded",
+            str(run.model_path),
+        )
+    try:
+        model = keras().saving.load_model(run.model_path, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for bad files
+        raise WorkbenchError(f"the model could not be loaded safely ({type(exc).__name__}: {exc})",
+                             str(run.model_path)) from None
+    mismatch = check_card_against_model(run.card, model)
+    if mismatch:
+        raise WorkbenchError("the model card does not fit the model (it may have been edited), so its answers "
+                             "could carry the wrong labels; the model is not used: " + "; ".join(mismatch),
+                             str(run.path / CARD_FILE))
+    return model

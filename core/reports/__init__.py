@@ -1,0 +1,1 @@
+"""Altair charts and the HTML and PDF reports."""
