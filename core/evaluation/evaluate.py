@@ -428,13 +428,13 @@ def cached_robustness(run: Run, eval_set: EvalSet) -> pd.DataFrame | None:
         return None
 
 
-RAW_SCALE = 2  # stress and style shifts act on the whole frame at twice the model's input side
 
 
 def _raw_images(run: Run, eval_set: EvalSet, ds: Dataset, job: Job | None):
     """Leakage-free rows of an evaluation set, their labels, and their whole frames at RAW_SCALE × size."""
     from core.data.preprocess import LEGACY_ID
     from core.data.scan import scan_dataset
+    from core.evaluation.robustness import RAW_SCALE
     from core.training.pipeline import cached_images
 
     report = scan_dataset(ds, _threshold(run), progress=_stage(job, 0.0, 0.2, "Scanning images"))
@@ -447,13 +447,6 @@ def _raw_images(run: Run, eval_set: EvalSet, ds: Dataset, job: Job | None):
     raw = cached_images(paths, RAW_SCALE * run.image_size, ds.fingerprint, _stage(job, 0.2, 0.4, "Loading images"),
                         preprocessing=LEGACY_ID)
     return rows, labels, raw
-
-
-def model_inputs_from_raw(run: Run):
-    """The run's own preprocessing applied to whole-frame images (N, R, R, 1) -> (N, S, S, 1)."""
-    from core.data.preprocess import prepare_batch
-
-    return lambda raw: prepare_batch(raw, run.image_size, run.preprocessing)
 
 
 def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use_cache: bool = True) -> pd.DataFrame:

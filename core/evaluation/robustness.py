@@ -18,6 +18,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
+#: Shifts act on the whole frame at this multiple of the model's input side, then the model's own
+#: preprocessing follows (a head crop of a model-sized frame would lose resolution).
+RAW_SCALE = 2
+
 
 @dataclass(frozen=True)
 class ShiftContext:

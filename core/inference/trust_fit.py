@@ -14,7 +14,7 @@ import numpy as np
 from core.classes import canonical_class
 from core.data.preprocess import LEGACY_ID, load_many, prepare_batch
 from core.errors import WorkbenchError
-from core.evaluation.robustness import SHIFTS, shift_images
+from core.evaluation.robustness import RAW_SCALE, SHIFTS, shift_images
 from core.inference.calibration import softmax
 from core.inference.ood import OODModel
 from core.inference.runner import ModelRunner
@@ -22,8 +22,6 @@ from core.inference.trust import fit_thresholds, flags, unstable_views, warning_
 from core.inference.tta import tta_mode
 from core.jobs import Job
 from core.models.registry import OOD_FILE, Run, load_model, update_card
-
-RAW_SCALE = 2  # shifts act on the whole frame at twice the model's side, as in the robustness test
 
 
 def shifted_scores(runner: ModelRunner, ood: OODModel | None, raw: np.ndarray, labels: np.ndarray, size: int,
