@@ -159,6 +159,61 @@ def test_nested_transfer_backbone_as_a_layer():
         assert cam.shape == (SIZE, SIZE) and 0.0 <= cam.min() and cam.max() <= 1.0
 
 
+def _evidence_backbone():
+    """The nested part of :func:`_evidence_model` on its own: copy the image, pool to 4×4."""
+    k = _keras()
+    inner_in = k.Input((16, 16, 1))
+    conv = k.layers.Conv2D(1, 1, activation="relu", name="copy_conv")
+    backbone = k.Model(inner_in, k.layers.MaxPooling2D(4, name="coarse_map")(conv(inner_in)), name="backbone")
+    conv.set_weights([np.ones((1, 1, 1, 1), np.float32), np.zeros(1, np.float32)])
+    return backbone
+
+
+def test_nested_backbone_with_a_skip_connection_around_it():
+    """Layers after the backbone may also read earlier tensors: the map is the plain nested one's."""
+    k = _keras()
+    L = k.layers
+    inputs = k.Input((16, 16, 1), name="image")
+    x = L.Rescaling(1 / 255.0, name="scale")(inputs)
+    pooled = L.GlobalAveragePooling2D(name="features")(_evidence_backbone()(x))
+    skipped = L.GlobalAveragePooling2D(name="skip")(x)  # bypasses the backbone
+    logits = L.Dense(2, name="logits")
+    model = k.Model(inputs, L.Activation("softmax")(logits(L.Concatenate()([pooled, skipped]))))
+    logits.set_weights([np.array([[1.0, -1.0], [0.0, 0.0]], np.float32), np.zeros(2, np.float32)])
+    plain = _evidence_model(nested=True)
+    for method in CAM_METHODS:
+        for corner in ("top_left", "bottom_right"):
+            image = _square_image(corner=corner)
+            np.testing.assert_allclose(compute_cam(model, image, 0, method, normalised=False),
+                                       compute_cam(plain, image, 0, method, normalised=False), atol=1e-6)
+
+
+def test_nested_backbone_in_a_sequential_model():
+    k = _keras()
+    logits = k.layers.Dense(2, name="logits")
+    model = k.Sequential([k.Input((16, 16, 1)), k.layers.Rescaling(1 / 255.0), _evidence_backbone(),
+                          k.layers.GlobalAveragePooling2D(), logits, k.layers.Activation("softmax")])
+    logits.set_weights([np.array([[1.0, -1.0]], np.float32), np.zeros(2, np.float32)])
+    assert find_target_layer(model).name == "coarse_map"
+    for method in CAM_METHODS:
+        cam = compute_cam(model, _square_image(corner="bottom_right"), method=method, layer_name="coarse_map")
+        assert np.unravel_index(int(cam.argmax()), cam.shape) >= (12, 12)  # the evidence is hot ...
+        assert cam[:8, :].max() < 0.05 and cam[:, :8].max() < 0.05  # ... the opposite half is not
+
+
+def test_backbone_used_twice_is_refused():
+    """Which of its two calls would the map explain? The message says what to do instead."""
+    k = _keras()
+    inputs = k.Input((16, 16, 1))
+    backbone = _evidence_backbone()
+    pool = k.layers.GlobalAveragePooling2D()
+    both = k.layers.Concatenate()([pool(backbone(inputs)), pool(backbone(k.layers.Rescaling(-1.0, 255.0)(inputs)))])
+    model = k.Model(inputs, k.layers.Dense(2, name="logits")(both))
+    assert find_target_layer(model).name == "coarse_map"  # inside the backbone: no outer layer is 4-D
+    with pytest.raises(WorkbenchError, match="'backbone' is used 2 times.*pass layer_name"):
+        compute_cam(model, _square_image())
+
+
 def test_gradient_model_is_built_once_per_model_and_layer():
     model = _evidence_model(nested=False)
     first, name = gradient_model(model)

@@ -78,43 +78,60 @@ def find_target_layer(model: Any, name: str | None = None) -> Any:
 
 # --- the gradient model (built once per model and layer) ---------------------------------------
 
-def _single_node(layer: Any, model: Any) -> Any:
-    nodes = getattr(layer, "_inbound_nodes", [])
-    if len(nodes) != 1:
+def _spliced_model(model: Any, nested: Any, inner: Any, score_layer: Any) -> Any:
+    """``model`` with its call of ``nested`` replaced by ``inner`` (same inputs, returning [feature
+    map, nested's output]): a model mapping ``model``'s inputs to [feature map, score].
+
+    The graph is re-traced with Keras's public ``clone_model``, keeping every layer (and so every
+    weight) and calling ``inner`` where ``nested`` was called, so layers after the nested model
+    may also use earlier tensors (skip connections). ``score_layer`` None scores with the output.
+    """
+    from core.tfrt import keras
+
+    k = keras()
+    if isinstance(model, k.Sequential):  # clone_model takes a call_function for functional graphs only
+        model = k.Model(model.inputs, model.outputs, name=model.name)
+    feats, scores = [], []
+
+    def call(layer: Any, *args: Any, **kwargs: Any) -> Any:
+        if layer is nested:
+            feat, out = inner(*args, **kwargs)
+            feats.append(feat)
+        else:
+            out = layer(*args, **kwargs)
+        if layer is score_layer:
+            scores.append(out)
+        return out
+
+    traced = k.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
+    if len(feats) != 1:
         raise WorkbenchError(
-            f"the nested model '{layer.name}' is used {len(nodes)} times in '{model.name}'; "
+            f"the nested model '{nested.name}' is used {len(feats)} times in '{model.name}'; "
             "pass layer_name of a layer in the outer model", "Grad-CAM")
-    return nodes[0]
+    return k.Model(traced.inputs, [feats[0], scores[0] if score_layer is not None else traced.outputs[0]])
 
 
-def _feature_model(model: Any, path: list, score: Any) -> Any:
-    """A model mapping ``model``'s inputs to [target feature map, ``score``].
+def _feature_model(model: Any, path: list, score_layer: Any = None) -> Any:
+    """A model mapping ``model``'s inputs to [target feature map, score].
 
-    For a nested path the inner model is rebuilt to also return the target's output, then
-    spliced into the outer graph between the part before it and the part after it.
+    The score is ``score_layer``'s output (a layer of ``model``), or ``model``'s output when
+    None. For a nested path the inner model is rebuilt to also return the target's output, then
+    put in place of the nested model in the outer graph.
     """
     from core.tfrt import keras
 
     k = keras()
     if len(path) == 1:
+        score = score_layer.output if score_layer is not None else model.outputs[0]
         return k.Model(model.inputs, [path[0].output, score])
     nested = path[0]
-    inner = _feature_model(nested, path[1:], nested.outputs[0])
-    node = _single_node(nested, model)
-    try:
-        after = k.Model(node.output_tensors[0], score)
-    except Exception as exc:  # noqa: BLE001 - Keras raises ValueError/KeyError on a split graph
-        raise WorkbenchError(
-            f"the layers after '{nested.name}' also use earlier tensors ({type(exc).__name__}); "
-            "pass layer_name of a layer in the outer model", "Grad-CAM") from None
-    inputs = node.input_tensors
-    feats, mid = inner(inputs[0] if len(inputs) == 1 else inputs)
-    return k.Model(model.inputs, [feats, after(mid)])
+    return _spliced_model(model, nested, _feature_model(nested, path[1:]), score_layer)
 
 
-def _score_tensor(model: Any) -> Any:
+def _score_layer(model: Any) -> Any:
+    """The layer giving pre-softmax scores, None when the model has none (its output is used)."""
     names = {layer.name for layer in model.layers}
-    return model.get_layer(SCORE_LAYER).output if SCORE_LAYER in names else model.outputs[0]
+    return model.get_layer(SCORE_LAYER) if SCORE_LAYER in names else None
 
 
 _CACHE: dict[tuple[int, str | None], tuple[weakref.ref, Any, str]] = {}
@@ -130,7 +147,7 @@ def gradient_model(model: Any, layer_name: str | None = None) -> tuple[Any, str]
             return hit[1], hit[2]
         find_target_layer(model, layer_name)  # clear error before building anything
         path = _find_path(model, layer_name)
-        built = _feature_model(model, path, _score_tensor(model))
+        built = _feature_model(model, path, _score_layer(model))
         _CACHE[key] = (weakref.ref(model), built, path[-1].name)
         weakref.finalize(model, _CACHE.pop, key, None)
         return built, path[-1].name
