@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from core.config import AUGMENT_PRESETS, AugmentConfig
-from core.training.augment import TRANSFORM_NOTES, anatomy_warnings, augment_batch, preview_variants
+from core.training.augment import (
+    TRANSFORM_NOTES,
+    affine_warp,
+    anatomy_warnings,
+    augment_batch,
+    preview_variants,
+)
 
 B, H, W = 8, 32, 40  # non-square: catches swapped axes
 
@@ -94,6 +100,57 @@ def test_flip_gives_an_exact_mirror_or_the_original(field: str, flip) -> None:
         np.testing.assert_array_equal(out[i], flip(images[i]))
         flipped += 1
     assert 0 < flipped < len(out), "each item is flipped with probability 1/2"
+
+
+# --- the geometric warp, with known parameters ------------------------------------------------------
+
+def warp(images: np.ndarray, theta: float = 0.0, scale: float = 1.0, tx: float = 0.0, ty: float = 0.0,
+         fx: float = 1.0, fy: float = 1.0) -> np.ndarray:
+    """affine_warp with one set of parameters for every image of the batch."""
+    n = len(images)
+    p = [np.full(n, v, np.float32) for v in (theta, scale, tx, ty, fx, fy)]
+    return affine_warp(images, *p).numpy()
+
+
+def dot(row: int, col: int, h: int = 9, w: int = 11) -> np.ndarray:
+    """A black (1, h, w, 1) image with one white pixel."""
+    img = np.zeros((1, h, w, 1), np.float32)
+    img[0, row, col] = 255.0
+    return img
+
+
+def lit(image: np.ndarray) -> dict[tuple[int, int], float]:
+    """(row, col) -> value of the pixels that are not black."""
+    return {(int(r), int(c)): round(float(image[0, r, c, 0]), 3) for r, c in zip(*np.nonzero(image[0, ..., 0] > 1e-3))}
+
+
+def test_no_rotation_no_zoom_no_shift_is_the_identity() -> None:
+    images = batch()
+    np.testing.assert_array_equal(warp(images), images)
+
+
+def test_a_whole_pixel_shift_moves_a_pixel_exactly() -> None:
+    assert lit(warp(dot(4, 5), tx=3.0, ty=-2.0)) == {(2, 8): 255.0}  # right 3, up 2
+
+
+def test_a_half_pixel_shift_interpolates_bilinearly() -> None:
+    assert lit(warp(dot(4, 5), tx=0.5)) == {(4, 5): 127.5, (4, 6): 127.5}
+
+
+def test_pixels_shifted_in_from_outside_are_black() -> None:
+    out = warp(np.full((1, H, W, 1), 200.0, np.float32), tx=5.0)
+    assert out[0, :, :5].max() == 0.0 and out[0, :, 6:].min() == 200.0
+
+
+def test_rotation_turns_about_the_centre_clockwise_as_displayed() -> None:
+    # centre (4, 5); the pixel 2 to the right of it goes 2 below it after a quarter turn
+    out = warp(dot(4, 7), theta=np.pi / 2)
+    assert list(lit(out)) == [(6, 5)] and lit(out)[(6, 5)] == pytest.approx(255.0, abs=0.01)
+
+
+def test_zoom_scales_distances_from_the_centre() -> None:
+    out = warp(dot(4, 6), scale=2.0)  # 1 right of the centre -> 2 right, spread over 2 pixels
+    assert int(np.argmax(out[0, 4, :, 0])) == 7 and out[0, 4, 7, 0] == 255.0
 
 
 def test_brightness_adds_one_constant_per_image() -> None:

@@ -106,20 +106,7 @@ def augment_batch(images, seed, cfg: AugmentConfig):
     ones = tf.ones([b])
     fx = tf.where(_uniform(seeds[4], [b], 0.0, 1.0) < 0.5, -ones, ones) if cfg.horizontal_flip else ones
     fy = tf.where(_uniform(seeds[5], [b], 0.0, 1.0) < 0.5, -ones, ones) if cfg.vertical_flip else ones
-    # Output->input mapping (what ImageProjectiveTransform wants): in = M (out - c - t) + c,
-    # with M = R(-theta) · diag(fx, fy) / scale.
-    cos, sin = tf.cos(theta), tf.sin(theta)
-    a0, a1 = cos * fx / scale, sin * fy / scale
-    b0, b1 = -sin * fx / scale, cos * fy / scale
-    cx, cy = (w - 1.0) / 2.0, (h - 1.0) / 2.0
-    a2 = cx - (a0 * (cx + tx) + a1 * (cy + ty))
-    b2 = cy - (b0 * (cx + tx) + b1 * (cy + ty))
-    zeros = tf.zeros([b])
-    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-    out = tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT",
-    )
+    out = affine_warp(images, theta, scale, tx, ty, fx, fy)
     if cfg.contrast > 0:
         factor = 1.0 + _uniform(seeds[6], [b, 1, 1, 1], -1.0, 1.0) * cfg.contrast
         mean = tf.reduce_mean(out, axis=[1, 2, 3], keepdims=True)
@@ -149,6 +136,38 @@ def augment_batch(images, seed, cfg: AugmentConfig):
         if cfg.downsample > 0:
             out = _random_downsample(out, more[1], more[2], cfg.downsample)
     return tf.clip_by_value(out, 0.0, 255.0)
+
+
+def affine_warp(images, theta, scale, tx, ty, fx, fy):
+    """Flip, rotate and scale each image about its centre, then shift it (bilinear, black outside).
+
+    Args:
+        images: float32 tensor (B, H, W, C).
+        theta: (B,) rotation in radians; positive turns the picture clockwise as displayed
+            (row 0 at the top).
+        scale: (B,) zoom factor (> 1 enlarges).
+        tx, ty: (B,) shift in pixels, to the right and downwards.
+        fx, fy: (B,) +1 or -1; -1 mirrors left-right (fx) or upside-down (fy).
+    Returns:
+        float32 tensor of the same shape; pixels that come from outside the image are 0.
+    """
+    import keras
+    import tensorflow as tf
+
+    h = tf.cast(tf.shape(images)[1], tf.float32)
+    w = tf.cast(tf.shape(images)[2], tf.float32)
+    # affine_transform maps each output pixel to the input pixel it samples:
+    # in = M (out - c - t) + c, with M = R(-theta) · diag(fx, fy) / scale.
+    cos, sin = tf.cos(theta), tf.sin(theta)
+    a0, a1 = cos * fx / scale, sin * fy / scale
+    b0, b1 = -sin * fx / scale, cos * fy / scale
+    cx, cy = (w - 1.0) / 2.0, (h - 1.0) / 2.0
+    a2 = cx - (a0 * (cx + tx) + a1 * (cy + ty))
+    b2 = cy - (b0 * (cx + tx) + b1 * (cy + ty))
+    zeros = tf.zeros_like(a0)
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    return keras.ops.image.affine_transform(images, transforms, interpolation="bilinear", fill_mode="constant",
+                                            fill_value=0.0, data_format="channels_last")
 
 
 def _random_downsample(images, seed_factor, seed_pick, max_loss: float):
