@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Other modules add their sub-commands here (train, evaluate, predict) to keep this file small.
+#: Other modules add their sub-commands here (train, evaluate, predict, export) to keep this file small.
 _EXTRA_COMMANDS: list = []
 
 
@@ -90,7 +90,7 @@ def _silence_stdout() -> None:
 def _load_extra_commands() -> None:
     import importlib
 
-    for module in ("core.cli.train", "core.cli.evaluate", "core.cli.predict"):
+    for module in ("core.cli.train", "core.cli.evaluate", "core.cli.predict", "core.cli.export"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
