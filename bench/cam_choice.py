@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     run = resolve_run(args.model)
     model = load_model(run)
-    files = pd.Series(run.card["data"][f"{args.split}_files"], dtype=str)
+    files = pd.Series(run.card.data[f"{args.split}_files"], dtype=str)
     table = pd.DataFrame({"path": files, "label": files.str.split("/").str[-2]})
     boxes = read_boxes(args.boxes)
     rows = []

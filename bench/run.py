@@ -303,7 +303,8 @@ def evaluate_time(run, data_dir: Path, n: int, reps: int) -> dict:
     The images are linked into a temporary class-folder dataset; each repetition uses a fresh
     cache folder so decoding is really included.
     """
-    from core.evaluation.evaluate import EvalSet, evaluate_run
+    from core.evaluation.evaluate import evaluate_run
+    from core.evaluation.sets import EvalSet
 
     rng = np.random.default_rng(0)
     files = sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".png", ".jpeg"))
@@ -362,7 +363,7 @@ def run_all(data_dir: Path, quick: bool, model: str | None) -> dict:
     results["scan"] = scan_times(data_dir, 1 if quick else 3)
     run = resolve_run(model) if model else best_run(list_runs())
     if run is not None:
-        results["model"] = {"run_id": run.run_id, "arch": run.card.get("arch"), "image_size": run.image_size}
+        results["model"] = {"run_id": run.run_id, "arch": run.card.arch, "image_size": run.image_size}
         print("predict ...", flush=True)
         results["predict"] = predict_latency(run, paths[:50], 3 if quick else 30)
         print("evaluate ...", flush=True)

@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 from core.data.preprocess import RECIPES
 from core.errors import WorkbenchError
+from core.inference.tta import TTA
+from core.training.options import OPTIMIZERS, SCHEDULES, STRATEGIES, WEIGHTS
 
 T = TypeVar("T")
 
@@ -151,7 +153,7 @@ class TrainConfig:
     epochs: int = 20  # phase-1 epochs (upper bound; early stopping may end sooner)
     batch_size: int = 32
     learning_rate: float = 2e-3
-    optimizer: str = "adamw"  # adamw | adam | sgd
+    optimizer: str = "adamw"  # key of core.training.options.OPTIMIZERS
     weight_decay: float = 1e-4  # decoupled weight decay for AdamW
     lr_schedule: str = "cosine"  # cosine | plateau (ReduceLROnPlateau also guards cosine runs)
     label_smoothing: float = 0.05
@@ -159,15 +161,15 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=lambda: AUGMENT_PRESETS["standard"])
     class_weighting: bool = True  # weight the loss by inverse class frequency
     patience: int = 6  # EarlyStopping patience in epochs (restore best weights)
-    weights: str = "imagenet"  # imagenet | none (transfer models only)
+    weights: str = "imagenet"  # key of core.training.options.WEIGHTS (transfer models only)
     finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
     seed: int = 1
     validate_on: str = "val"  # which split early-stops the run: val | test
     leakage_free: bool = True  # split with near-duplicates grouped (only for unsplit folders)
-    strategy: str = "default"  # default | mirrored (tf.distribute.MirroredStrategy)
+    strategy: str = "default"  # key of core.training.options.STRATEGIES
     width: float = 1.0  # channel multiplier for the custom CNN
     max_train_batches: int | None = None  # cap per epoch, for tests and smoke runs
-    tta: str = "hflip"  # test-time augmentation: average with the mirrored slice (none | hflip)
+    tta: str = "hflip"  # test-time augmentation, key of core.inference.tta.TTA
     # Average the weights of the last N epochs and re-estimate batch-norm statistics
     # (core.training.averaging); 0 keeps the epoch with the best validation loss instead.
     average_epochs: int = 0
@@ -199,24 +201,17 @@ class TrainConfig:
             raise WorkbenchError(f"seed must be from 0 to {2**31 - 1}, got {self.seed}", "TrainConfig")
         if not 0 <= self.patience <= 1000:
             raise WorkbenchError(f"patience must be from 0 to 1000 epochs, got {self.patience}", "TrainConfig")
-        if self.optimizer not in ("adamw", "adam", "sgd"):
-            raise WorkbenchError(f"unknown optimizer '{self.optimizer}'", "TrainConfig")
-        if self.lr_schedule not in ("cosine", "plateau"):
-            raise WorkbenchError(f"unknown learning-rate schedule '{self.lr_schedule}'", "TrainConfig")
-        if self.weights not in ("imagenet", "none"):
-            raise WorkbenchError("weights must be 'imagenet' or 'none'", "TrainConfig")
+        for registry, value in ((OPTIMIZERS, self.optimizer), (SCHEDULES, self.lr_schedule), (WEIGHTS, self.weights),
+                                (STRATEGIES, self.strategy), (TTA, self.tta)):
+            registry.check(value, "TrainConfig")
         if self.validate_on not in ("val", "test"):
             raise WorkbenchError("validate_on must be 'val' or 'test'", "TrainConfig")
-        if self.tta not in ("none", "hflip"):
-            raise WorkbenchError("tta must be 'none' or 'hflip'", "TrainConfig")
         if not 0 <= self.average_epochs <= self.epochs + self.finetune.epochs:
             raise WorkbenchError("epochs to average must be between 0 and the number of epochs", "TrainConfig")
         if not 0 <= self.mixup <= 1:
             raise WorkbenchError("mixup alpha must be between 0 (off) and 1", "TrainConfig")
         if self.preprocessing not in RECIPES:
             raise WorkbenchError(f"unknown preprocessing '{self.preprocessing}'", "TrainConfig")
-        if self.strategy not in ("default", "mirrored"):
-            raise WorkbenchError("strategy must be 'default' or 'mirrored'", "TrainConfig")
 
     to_dict = dataclasses.asdict
 

@@ -17,13 +17,13 @@ from core.models.architectures import ARCHITECTURES
 from core.models.registry import list_runs
 from core.models.weights import install_weights, keras_cache_dir, weight_status
 from core.reports import train_charts as charts
+from core.reports.run_summary import runs_table
 from core.training.augment import describe_augment
+from core.training.options import OPTIMIZERS, SCHEDULES, STRATEGIES, WEIGHTS
 from core.training.train import train_model
 from core.training.train_feedback import PHASE_CANCELLING, settings_rows, training_verdict
 from pages import _shared as sh
 
-OPTIMIZERS = {"adamw": "AdamW (decoupled weight decay)", "adam": "Adam", "sgd": "SGD with Nesterov momentum"}
-SCHEDULES = {"cosine": "Cosine decay with warm-up", "plateau": "Drop when validation loss stalls"}
 STATUS_ICONS = {"cached": ":material/check_circle:", "will download": ":material/download:",
                 "unreachable": ":material/cloud_off:", "damaged": ":material/broken_image:"}
 
@@ -38,19 +38,6 @@ def fmt_seconds(s: float | None) -> str:
     if s is None:
         return "…"
     return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
-
-
-def runs_frame(runs) -> pd.DataFrame:
-    """Past runs with their key validation metrics (test-set results live on the Evaluate page)."""
-    rows = []
-    for r in runs:
-        res, card = r.card.get("results") or {}, r.card
-        rows.append({"run": r.run_id, "architecture": card.get("arch_title", card.get("arch")),
-                     "image size": card.get("image_size"), "dataset": (card.get("data") or {}).get("name"),
-                     "val accuracy": res.get("val_accuracy"), "macro-F1": res.get("val_macro_f1"),
-                     "ECE": res.get("val_ece"), "train time (s)": (card.get("timings") or {}).get("train_seconds"),
-                     "size (MB)": (card.get("model_bytes") or 0) / 1e6, "created": r.created})
-    return pd.DataFrame(rows)
 
 
 def form_fields() -> dict:
@@ -118,11 +105,10 @@ patience = c4.number_input("Patience (epochs)", 1, 100, 6, key="train_patience",
 c1, c2, c3, c4 = st.columns(4)
 learning_rate = c1.number_input("Learning rate", 1e-6, 0.5, 2e-3, step=1e-4, format="%.5f", key="train_lr",
                                 help="Peak step size. Too high diverges; too low learns slowly.")
-optimizer = c2.selectbox("Optimizer", list(OPTIMIZERS), format_func=OPTIMIZERS.get, key="train_optimizer",
-                         help="AdamW is a robust default; SGD can generalise slightly better with tuning.")
-schedule = c3.selectbox("Learning-rate schedule", list(SCHEDULES), format_func=SCHEDULES.get,
-                        key="train_schedule", help="Cosine: short warm-up, then a smooth decay to almost zero. "
-                                                   "Plateau: divide the rate when validation loss stalls.")
+optimizer = c2.selectbox("Optimizer", list(OPTIMIZERS), format_func=OPTIMIZERS.title, key="train_optimizer",
+                         help=OPTIMIZERS.help_text())
+schedule = c3.selectbox("Learning-rate schedule", list(SCHEDULES), format_func=SCHEDULES.title,
+                        key="train_schedule", help=SCHEDULES.help_text())
 label_smoothing = c4.slider("Label smoothing", 0.0, 0.3, 0.05, 0.01, key="train_smoothing",
                             help="Softens the one-hot targets a little, which curbs over-confidence.")
 c1, c2, c3 = st.columns(3)
@@ -139,10 +125,8 @@ if not spec.transfer:
 # --- pretrained weights and fine-tuning (transfer models) -----------------------------------------
 if spec.transfer:
     st.subheader("Pretrained weights")
-    weights = st.radio("Start from", ["imagenet", "none"], horizontal=True, key=f"train_weights_{arch}",
-                       format_func={"imagenet": "ImageNet weights", "none": "Random initialisation"}.get,
-                       help="ImageNet features transfer well even to MRI; random initialisation needs far "
-                            "more data and epochs.")
+    weights = st.radio("Start from", list(WEIGHTS), horizontal=True, key=f"train_weights_{arch}",
+                       format_func=WEIGHTS.title, help=WEIGHTS.help_text())
     status_box = st.container()
     with st.expander("Offline? Place or upload the weights file"):
         target = keras_cache_dir() / (spec.weights_file or "")
@@ -191,9 +175,8 @@ with st.expander("Advanced"):
     c1, c2, c3 = st.columns(3)
     seed = c1.number_input("Seed", 0, 2**31 - 1, 1, key="train_seed",
                            help="The same seed, data and settings give the same run.")
-    strategy = c2.selectbox("Devices", ["default", "mirrored"], key="train_strategy",
-                            format_func={"default": "One device", "mirrored": "All GPUs (MirroredStrategy)"}.get,
-                            help="Mirrored copies the model to every GPU and splits each batch between them.")
+    strategy = c2.selectbox("Devices", list(STRATEGIES), key="train_strategy", format_func=STRATEGIES.title,
+                            help=STRATEGIES.help_text())
     max_batches = c3.number_input("Batches per epoch (0 = all)", 0, 100_000, 0, key="train_max_batches",
                                   help="Cap each epoch for a quick smoke run; leave 0 for real training.")
     average_epochs = c1.number_input(
@@ -260,12 +243,12 @@ def job_view(job_id: str) -> None:
                 st.dataframe(pd.DataFrame(rows, columns=["setting", "value"]), hide_index=True, width="stretch")
     elif snap["status"] == DONE:
         run = snap["result"]
-        res = run.card["results"]
+        res = run.card.results
         st.success(f"Finished: validation accuracy {res['val_accuracy']:.1%} (macro-F1 {res['val_macro_f1']:.3f}, "
-                   f"ECE {res['val_ece']:.3f}) in {fmt_seconds(run.card['timings']['train_seconds'])}. "
+                   f"ECE {res['val_ece']:.3f}) in {fmt_seconds(run.card.train_seconds)}. "
                    f"Saved as {run.run_id} in {run.path}.", icon=":material/check_circle:")
         verdict = training_verdict(res["val_accuracy"], res["val_macro_f1"], len(run.class_names),
-                                   len(snap["history"]), int(run.card["train_config"].get("epochs", 0)))
+                                   len(snap["history"]), int(run.card.train_config.get("epochs", 0)))
         getattr(st, verdict.level)(f"**{verdict.headline}** {verdict.advice}")
         if st.button("Evaluate on held-out test data", icon=":material/analytics:", key="train_to_eval"):
             st.switch_page("pages/4_Evaluate.py")  # as registered in Home.py (relative to it)
@@ -297,9 +280,10 @@ if current is not None:
 st.subheader("Past runs")
 runs = list_runs()
 if runs:
-    st.dataframe(runs_frame(runs), hide_index=True, width="stretch",
-                 column_config={"val accuracy": st.column_config.NumberColumn(format="percent"),
-                                "macro-F1": st.column_config.NumberColumn(format="%.3f"),
+    table = runs_table(runs)[["model", "architecture", "image size", "dataset", "val accuracy", "macro-F1", "ECE",
+                              "train time (s)", "size (MB)", "created"]]
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"macro-F1": st.column_config.NumberColumn(format="%.3f"),
                                 "ECE": st.column_config.NumberColumn(format="%.3f"),
                                 "size (MB)": st.column_config.NumberColumn(format="%.1f")})
     st.caption("Validation-set scores; the Evaluate page measures each model on its held-out test split.")

@@ -9,27 +9,18 @@ import streamlit as st
 from core.classes import display_name
 from core.errors import WorkbenchError
 from core.evaluation import metrics
-from core.evaluation.evaluate import (
-    EVAL_SETS,
-    EvalSet,
-    cached_evaluation,
-    cached_robustness,
-    cell_images,
-    comparison_table,
-    data_kind_warning,
-    evaluate_robustness,
-    evaluate_runs,
-    gallery_images,
-    training_history,
-    worst_mistakes,
-)
+from core.evaluation.compare import cell_images, comparison_table, training_history, worst_mistakes
+from core.evaluation.evaluate import cached_evaluation, evaluate_runs
 from core.evaluation.localisation import evaluate_localisation
+from core.evaluation.robustness_eval import cached_robustness, evaluate_robustness
+from core.evaluation.sets import EVAL_SETS, EvalSet, data_kind_warning
 from core.inference.gradcam import CAM_METHODS, CAM_TITLES, DEFAULT_CAM_METHOD
 from core.jobs import FINISHED, job_registry
 from core.models.registry import best_run, list_runs, load_model, resolve_run
 from core.paths import check_under_data_roots
 from core.reports import eval_charts as ec
 from core.reports.eval_report import html_report, metrics_json, predictions_csv
+from core.reports.gallery import gallery_images
 from pages import _shared as sh
 
 JOB_KEY = "evaluate_job"  # (job id, eval-set key) of the evaluation started from this session
@@ -82,7 +73,8 @@ if not runs:
 by_id = {r.run_id: r for r in runs}
 chosen = st.multiselect("Models", list(by_id), default=[best_run(runs).run_id], format_func=lambda k: by_id[k].label(),
                         key="evaluate_runs")
-kind = st.radio("Evaluate on", list(EVAL_SETS), format_func=EVAL_SETS.get, key="evaluate_kind")
+kind = st.radio("Evaluate on", list(EVAL_SETS), format_func=EVAL_SETS.title, key="evaluate_kind",
+                help=" ".join(f"{o.title}: {o.help}" for o in EVAL_SETS.values()))
 folder = None
 with sh.shown_errors(stop=True):
     if kind == "dataset_test":
@@ -99,7 +91,7 @@ results: dict = st.session_state.setdefault(RESULTS_KEY, {})
 
 
 def result_key(run) -> tuple:
-    return (run.run_id, run.card.get("model_sha256"), set_key)
+    return (run.run_id, run.card.model_sha256, set_key)
 
 
 for run in selected:  # earlier evaluations (this session or cached on disk) show without a new job
@@ -111,7 +103,7 @@ running = registry.active("evaluate")
 with sh.shown_errors():
     if st.button(f"Evaluate {len(selected)} model(s)", type="primary", disabled=not selected or running is not None,
                  key="evaluate_start"):
-        job = registry.submit("evaluate", f"Evaluate {len(selected)} model(s) on {EVAL_SETS[kind].lower()}",
+        job = registry.submit("evaluate", f"Evaluate {len(selected)} model(s) on {EVAL_SETS.title(kind).lower()}",
                               lambda j, rs=tuple(selected), es=eval_set: evaluate_runs(list(rs), es, j))
         st.session_state[JOB_KEY] = (job.id, set_key)
         st.session_state.pop(ERROR_KEY, None)

@@ -17,7 +17,6 @@ from core.inference.overlay import COLORMAPS
 from core.inference.predict import (
     PredictionResult,
     Predictor,
-    card_summary,
     format_probability,
     predict_files,
 )
@@ -31,6 +30,7 @@ from core.reports.case_report import (
     overlays_zip,
     results_csv,
 )
+from core.reports.run_summary import model_facts
 from core.safetext import escape_markdown
 from pages import _shared as sh
 
@@ -111,14 +111,14 @@ best = best_run(runs)
 run_id = st.selectbox("Model", list(by_id), index=list(by_id).index(best.run_id), key="predict_model",
                       format_func=lambda rid: by_id[rid].label() + ("  ★ best" if rid == best.run_id else ""))
 run = by_id[run_id]
-summary = card_summary(run)
+summary = model_facts(run)
 st.caption(f":material/model_training: {summary['Architecture']}, trained on {summary['Training data']}"
            + (" :orange-badge[SYNTHETIC training data: not for real scans]"
-              if (run.card.get("data") or {}).get("synthetic") else ""))
+              if run.synthetic else ""))
 with st.expander("Model card", expanded=False, icon=":material/badge:"):
     st.table(pd.DataFrame({"": list(summary.values())}, index=list(summary)))
 with sh.shown_errors(stop=True):
-    predictor = predictor_for(run.run_id, str(run.card.get("model_sha256")), str(run.path))
+    predictor = predictor_for(run.run_id, run.card.model_sha256, str(run.path))
 
 uploads = st.file_uploader(
     "MRI slices: JPEG, PNG, BMP, TIFF or DICOM (.dcm or no extension)", type=None, accept_multiple_files=True,
@@ -139,7 +139,7 @@ if not uploads:
     st.info("Upload one or more slices to classify them.", icon=":material/upload_file:")
     st.stop()
 
-key = (run.run_id, run.card.get("model_sha256"), method, target, tuple((f.file_id, f.name, f.size) for f in uploads))
+key = (run.run_id, run.card.model_sha256, method, target, tuple((f.file_id, f.name, f.size) for f in uploads))
 if st.session_state.get(RESULTS_KEY, (None,))[0] != key:
     with st.spinner(f"Analysing {len(uploads)} file(s)…"), sh.shown_errors(stop=True):
         results = predict_files(predictor, [(f.name, f.getvalue()) for f in uploads], gradcam=True, method=method,

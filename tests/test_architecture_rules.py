@@ -70,7 +70,7 @@ def test_core_is_cut_into_the_documented_sub_packages() -> None:
     assert packages == ["cli", "data", "evaluation", "inference", "models", "reports", "training"]
     flat = sorted(p.stem for p in CORE_DIR.glob("*.py"))
     # The shared kernel only: everything else lives in a sub-package named after its stage.
-    assert flat == ["__init__", "__main__", "atomic", "cachefs", "classes", "config", "errors", "jobs", "paths",
+    assert flat == ["__init__", "__main__", "atomic", "cachefs", "classes", "config", "errors", "jobs", "options", "paths",
                     "safetext", "tfrt"]
 
 

@@ -87,9 +87,9 @@ def _fit_recorded(epochs: int, averager, initial_epoch: int = 0):
 
 
 def test_averager_returns_the_mean_of_the_last_epochs():
-    from core.training.averaging import WeightAverager
+    from core.training.averaging import weight_averager
 
-    averager = WeightAverager(n_epochs=2, total_epochs=4)
+    averager = weight_averager(n_epochs=2, total_epochs=4)
     _, seen = _fit_recorded(4, averager)
     weights, count = averager.averaged()
     assert count == 2 and len(seen) == 4
@@ -99,9 +99,9 @@ def test_averager_returns_the_mean_of_the_last_epochs():
 
 
 def test_averager_counts_epochs_from_the_start_of_a_second_phase():
-    from core.training.averaging import WeightAverager
+    from core.training.averaging import weight_averager
 
-    averager = WeightAverager(n_epochs=2, total_epochs=3)  # fine-tuning: epochs 5, 6, 7 of the run
+    averager = weight_averager(n_epochs=2, total_epochs=3)  # fine-tuning: epochs 5, 6, 7 of the run
     _, seen = _fit_recorded(3, averager, initial_epoch=5)
     weights, count = averager.averaged()
     assert count == 2 and len(seen) == 3
@@ -110,9 +110,9 @@ def test_averager_counts_epochs_from_the_start_of_a_second_phase():
 
 
 def test_averager_falls_back_to_the_last_epoch_when_the_run_stops_early():
-    from core.training.averaging import WeightAverager
+    from core.training.averaging import weight_averager
 
-    averager = WeightAverager(n_epochs=2, total_epochs=10)  # fit ran only 3 of the planned 10
+    averager = weight_averager(n_epochs=2, total_epochs=10)  # fit ran only 3 of the planned 10
     _, seen = _fit_recorded(3, averager)
     weights, count = averager.averaged()
     assert count == 1
@@ -153,7 +153,7 @@ def test_training_with_averaging_records_each_step_in_the_card(demo_root, tmp_pa
                       augment=AUGMENT_PRESETS["none"], average_epochs=2)
     job = Job("train", "averaged tiny run")
     run = train_model(ds, scan_dataset(ds), cfg, job)
-    avg = run.card["results"]["averaging"]
+    avg = run.card.results["averaging"]
     assert avg["epochs_averaged"] == 2
     for key in ("val_accuracy_last_epoch", "val_accuracy_last_epoch_bn", "val_accuracy_averaged"):
         assert 0.0 <= avg[key] <= 1.0

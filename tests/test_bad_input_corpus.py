@@ -623,7 +623,7 @@ DEFAULT_PICK: dict[str, dict] = {
 
 @pytest.mark.parametrize("name", list(DEFAULT_PICK))
 def test_default_model_compares_like_with_like(name: str, models_root: Path) -> None:
-    from core.evaluation.evaluate import comparison_table
+    from core.evaluation.compare import comparison_table
     from core.models.registry import best_run, list_runs
 
     fake_run(models_root / "real", data={"synthetic": False}, evaluation=held_out(0.6))

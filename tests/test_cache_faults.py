@@ -145,7 +145,7 @@ def test_image_array_cache_goes_on_uncached(fault, dataset, isolated_workbench_d
 
 
 def _evaluation(n: int = 4):
-    from core.evaluation.evaluate import EvaluationResult
+    from core.evaluation.result import EvaluationResult
 
     preds = pd.DataFrame({"file": [f"f{i}.png" for i in range(n)], "true": ["glioma", "notumor"] * (n // 2),
                           "predicted": ["glioma"] * n, "confidence": [0.9] * n,
@@ -159,7 +159,8 @@ def _evaluation(n: int = 4):
 
 @pytest.mark.parametrize("fault", list(WRITE_FAULTS))
 def test_evaluation_cache_goes_on_uncached(fault, isolated_workbench_dirs, monkeypatch):
-    from core.evaluation.evaluate import _save, load_cached
+    from core.evaluation.cache import load_cached
+    from core.evaluation.cache import save_result as _save
 
     with monkeypatch.context() as mp:
         WRITE_FAULTS[fault](mp)
@@ -278,7 +279,9 @@ def test_damaged_image_array_entry_is_rebuilt(damage, dataset, isolated_workbenc
 @pytest.mark.parametrize("damage", ["json truncated", "json empty", "json not an object", "metrics not a dict",
                                     "csv empty", "csv rows missing", "csv column missing"])
 def test_damaged_evaluation_entry_is_a_miss(damage, isolated_workbench_dirs):
-    from core.evaluation.evaluate import _cache_paths, _save, load_cached
+    from core.evaluation.cache import cache_paths as _cache_paths
+    from core.evaluation.cache import load_cached
+    from core.evaluation.cache import save_result as _save
 
     _save(_evaluation(), "key")
     json_path, csv_path = _cache_paths("key")

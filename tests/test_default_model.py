@@ -22,7 +22,7 @@ def default_run():
 
 
 def test_default_model_is_committed_small_and_intact(default_run) -> None:
-    card = default_run.card
+    card = default_run.card.to_json()
     assert all(key in card for key in CARD_KEYS), [k for k in CARD_KEYS if k not in card]
     assert card["status"] == "complete" and card["arch"] == "custom_cnn"
     assert card["class_names"] == ["glioma", "meningioma", "notumor", "pituitary"]
@@ -56,7 +56,7 @@ def test_default_model_accuracy_on_a_fixed_sample_of_its_held_out_images(default
     from core.data.preprocess import load_many
     from core.evaluation.evaluate import predict_logits
 
-    card = default_run.card
+    card = default_run.card.to_json()
     rng = np.random.default_rng(0)
     test_files = card["data"]["test_files"]
     chosen = sorted(rng.choice(len(test_files), size=min(400, len(test_files)), replace=False))
@@ -72,7 +72,7 @@ def test_default_model_accuracy_on_a_fixed_sample_of_its_held_out_images(default
 
 
 def test_default_model_uses_the_head_recipe_and_fitted_warnings(default_run) -> None:
-    card = default_run.card
+    card = default_run.card.to_json()
     assert default_run.preprocessing == "head-v2"
     trust = card["results"]["trust"]
     assert 0 < trust["min_confidence"] < 1 and trust["max_distance"] > 0

@@ -16,8 +16,10 @@ import pandas as pd
 import pytest
 
 from core.errors import WorkbenchError
+from core.evaluation import compare, sets
 from core.evaluation import evaluate as ev
-from core.evaluation.evaluate import EvalSet, evaluate_run
+from core.evaluation.evaluate import evaluate_run
+from core.evaluation.sets import EvalSet
 from core.models.registry import CARD_FILE, best_run, list_runs, load_model, resolve_run, update_card
 
 pytestmark = pytest.mark.slow
@@ -36,7 +38,7 @@ def train_files(run) -> list[str]:
     """Relative paths of the run's training images (everything not held out for val/test)."""
     from core.data.datasets import open_folder
 
-    data = run.card["data"]
+    data = run.card.data
     held_out = set(data["val_files"]) | set(data["test_files"])
     return [p for p in open_folder(data["root"]).files["path"] if p not in held_out]
 
@@ -57,15 +59,15 @@ def test_card_test_split_predictions_are_consistent(run_copy):
     result = evaluate_run(run_copy, EvalSet("card_test"))
     p = result.predictions
     names = run_copy.class_names
-    assert result.metrics["n_images"] == len(run_copy.card["data"]["test_files"]) == len(p)
-    assert list(p["file"]) == run_copy.card["data"]["test_files"]
+    assert result.metrics["n_images"] == len(run_copy.card.data["test_files"]) == len(p)
+    assert list(p["file"]) == run_copy.card.data["test_files"]
     probs = p[[f"prob_{c}" for c in names]].to_numpy()
     assert np.allclose(probs.sum(axis=1), 1.0)
     assert (p["predicted"] == [names[i] for i in probs.argmax(axis=1)]).all()
     assert np.allclose(p["confidence"], probs.max(axis=1))
     # The leakage-free split keeps near-duplicate groups whole: no test image is a near-copy.
     assert result.n_overlapping == 0 and not p["overlap"].any()
-    assert (p["train_distance"] > run_copy.card["data"]["data_config"]["near_dup_threshold"]).all()
+    assert (p["train_distance"] > run_copy.card.data["data_config"]["near_dup_threshold"]).all()
     assert result.leakage_free["n_images"] == result.metrics["n_images"]
     assert result.metrics["accuracy"] == pytest.approx(p["correct"].mean())
 
@@ -76,7 +78,7 @@ def test_temperature_from_card_is_applied(run_copy):
 
     run = set_card(run_copy, results__temperature=3.0)
     result = evaluate_run(run, EvalSet("card_test"), use_cache=False)
-    root = Path(run.card["data"]["root"])
+    root = Path(run.card.data["root"])
     images = cached_images([root / f for f in result.predictions["file"]], run.image_size, "t",
                            preprocessing=run.preprocessing)
     logits = ev.predict_logits(run, images)
@@ -89,7 +91,7 @@ def test_copied_training_images_are_flagged_and_left_out(run_copy, tmp_path):
     """Exact and re-encoded copies of training images are near-duplicates; fresh test images are not."""
     from PIL import Image
 
-    data = run_copy.card["data"]
+    data = run_copy.card.data
     root = Path(data["root"])
     from core.data.datasets import open_folder
 
@@ -124,14 +126,15 @@ def test_copied_training_images_are_flagged_and_left_out(run_copy, tmp_path):
 def test_overlap_distances_read_current_and_legacy_card_hashes(pixels, tmp_path):
     """Cards written before the head-crop hash half hold 64 hex digits; they must still match."""
     from core.data.hashing import hash_to_hex, perceptual_hash
+    from core.models.card import ModelCard
     from core.models.registry import Run
 
     a, b = (hash_to_hex(perceptual_hash(pixels(seed, 64))) for seed in (1, 2))
     for train in ([a], [a[:64]]):
-        run = Run("r", tmp_path, {"data": {"train_hashes": train}})
-        dist = ev.overlap_distances(run, [a, b])
+        run = Run("r", tmp_path, ModelCard(data={"train_hashes": train}))
+        dist = sets.overlap_distances(run, [a, b])
         assert dist[0] == 0 and dist[1] > 20
-    assert ev.overlap_distances(Run("r", tmp_path, {"data": {}}), [a]) is None
+    assert sets.overlap_distances(Run("r", tmp_path, ModelCard()), [a]) is None
 
 
 def test_class_mismatch_is_refused(run_copy, demo_root):
@@ -168,7 +171,7 @@ def test_changed_dataset_with_missing_test_image_is_refused(run_copy, tmp_path, 
     moved = tmp_path / "copy"
     shutil.copytree(demo_root, moved)
     run = set_card(run_copy, data__root=str(moved))
-    (moved / run.card["data"]["test_files"][0]).unlink()
+    (moved / run.card.data["test_files"][0]).unlink()
     with pytest.raises(WorkbenchError, match="1 of the .* held-out test images are missing"):
         evaluate_run(run, EvalSet("card_test"))
 
@@ -188,7 +191,7 @@ def test_dataset_test_of_flat_folder_uses_leakage_free_test_part(run_copy, demo_
     flat = demo_root / "Training"
     result = evaluate_run(run_copy, EvalSet("dataset_test", str(flat)))
     report = scan_dataset(open_folder(flat), DataConfig().near_dup_threshold)
-    split = make_split(report, DataConfig.from_dict(run_copy.card["data"]["data_config"]), "leakage_free")
+    split = make_split(report, DataConfig.from_dict(run_copy.card.data["data_config"]), "leakage_free")
     expected = sorted(report.readable["path"][split == "test"])
     assert sorted(result.predictions["file"]) == expected and 0 < len(expected) < len(report.readable)
     assert "leakage-free test part" in result.description
@@ -218,7 +221,7 @@ def test_evaluate_runs_job_reports_progress_and_stores_summary_in_card(run_copy)
     result = out[run_copy.run_id]
     assert job.progress > 0.9 and any(run_copy.run_id in line for line in job.log)
     run = resolve_run(run_copy.run_id)
-    stored = run.card["evaluation"]
+    stored = run.card.evaluation
     assert stored["leakage_free"]["macro_f1"] == pytest.approx(result.leakage_free["macro_f1"])
     assert stored["n_overlapping"] == 0 and stored["eval_set"] == "card_test"
     assert run.leakage_free_macro_f1() == pytest.approx(result.leakage_free["macro_f1"])
@@ -232,19 +235,19 @@ def test_comparison_table_marks_best_leakage_free_f1(run_copy, isolated_workbenc
     other = resolve_run("zz-other")
     update_card(run_copy, evaluation={"accuracy": 0.9, "eval_set": "card_test", "leakage_free": {"macro_f1": 0.5}})
     update_card(other, evaluation={"accuracy": 0.8, "eval_set": "card_test", "leakage_free": {"macro_f1": 0.7}})
-    table = ev.comparison_table(list_runs())
+    table = compare.comparison_table(list_runs())
     assert table.set_index("run").loc["zz-other", "best"]
     assert table["best"].sum() == 1
     assert set(table.columns) >= {"arch", "val_accuracy", "test_accuracy", "leakage_free_macro_f1",
                                   "train_seconds", "size_mb", "params"}
-    assert ev.comparison_table([])["best"].sum() == 0
+    assert compare.comparison_table([])["best"].sum() == 0
 
 
 def test_worst_mistakes_are_the_most_confident_wrong_ones():
     p = pd.DataFrame({"file": list("abcd"), "true": ["x", "x", "y", "y"], "predicted": ["y", "x", "x", "x"],
                       "confidence": [0.6, 0.99, 0.9, 0.7]})
-    assert ev.worst_mistakes(p, 2)["file"].tolist() == ["c", "d"]
-    assert ev.cell_images(p, "y", "x")["file"].tolist() == ["c", "d"]
+    assert compare.worst_mistakes(p, 2)["file"].tolist() == ["c", "d"]
+    assert compare.cell_images(p, "y", "x")["file"].tolist() == ["c", "d"]
 
 
 def test_exports_are_self_contained(run_copy):

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from test_registry import fake_run
 
-from core.evaluation import evaluate as ev
-from core.evaluation.evaluate import EvalSet, evaluate_run
+from core.evaluation import compare
+from core.evaluation.evaluate import evaluate_run
+from core.evaluation.sets import EvalSet
 from core.models.registry import CARD_FILE, best_run, list_runs, resolve_run
 
 
@@ -66,8 +67,8 @@ def test_other_folder_never_rewrites_the_held_out_result(run_copy, demo_root, tm
 def test_other_folder_first_leaves_the_held_out_slot_empty(run_copy, demo_root, tmp_path):
     evaluate_run(run_copy, EvalSet("folder", str(small_folder(demo_root, tmp_path / "other"))))
     run = resolve_run(run_copy.run_id)
-    assert run.card.get("evaluation") is None and run.leakage_free_macro_f1() is None
-    assert len(run.card["evaluations"]) == 1
+    assert not run.card.evaluation and run.leakage_free_macro_f1() is None
+    assert len(run.card.evaluations) == 1
 
 
 @pytest.mark.slow
@@ -96,7 +97,7 @@ def models(isolated_workbench_dirs: dict) -> Path:
 def test_comparison_table_uses_held_out_figures_only(models):
     fake_run(models / "held-out", evaluation={"eval_set": "card_test", "leakage_free": {"macro_f1": 0.6}})
     fake_run(models / "phantom-folder", evaluation={"eval_set": "folder", "leakage_free": {"macro_f1": 1.0}})
-    table = ev.comparison_table(list_runs()).set_index("run")
+    table = compare.comparison_table(list_runs()).set_index("run")
     assert table.loc["held-out", "best"] and not table.loc["phantom-folder", "best"]
     assert pd_isna(table.loc["phantom-folder", "leakage_free_macro_f1"])
     assert best_run(list_runs()).run_id == "held-out"
@@ -107,9 +108,9 @@ def test_comparison_table_prefers_real_data_runs(models):
              evaluation={"eval_set": "card_test", "leakage_free": {"macro_f1": 0.7}})
     fake_run(models / "phantoms", data={"synthetic": True},
              evaluation={"eval_set": "card_test", "leakage_free": {"macro_f1": 1.0}})
-    table = ev.comparison_table(list_runs()).set_index("run")
+    table = compare.comparison_table(list_runs()).set_index("run")
     assert table.loc["real", "best"] and table["best"].sum() == 1
-    only = ev.comparison_table([r for r in list_runs() if r.run_id == "phantoms"])
+    only = compare.comparison_table([r for r in list_runs() if r.run_id == "phantoms"])
     assert only["best"].tolist() == [True]
 
 

@@ -89,7 +89,7 @@ def test_evaluate_cli_adds_a_localisation_block(tiny_run, isolated_workbench_dir
 
     shutil.copytree(tiny_run.path, isolated_workbench_dirs["models"] / tiny_run.run_id)
     run = resolve_run(tiny_run.run_id)
-    files = run.card["data"]["test_files"][:6]
+    files = run.card.data["test_files"][:6]
     boxes = tmp_path / "boxes.csv"
     boxes.write_text("file,class,x0,y0,x1,y1\n" + "".join(
         f"{f},{f.split('/')[-2]},0.3,0.3,0.7,0.7\n" for f in files) + "not/evaluated.png,glioma,0.1,0.1,0.2,0.2\n")

@@ -33,7 +33,7 @@ from core.jobs import Job
 from core.data.scan import scan_dataset
 
 replicas = []
-make_strategy = train._strategy
+make_strategy = train.strategy_for
 
 
 def spy(cfg):
@@ -42,13 +42,13 @@ def spy(cfg):
     return strategy
 
 
-train._strategy = spy
+train.strategy_for = spy
 ds = open_folder(sys.argv[1])
 cfg = TrainConfig(epochs=1, max_train_batches=2, image_size=32, width=0.25, batch_size=16, strategy="mirrored")
 job = Job("train", "mirrored")
 run = train.train_model(ds, scan_dataset(ds), cfg, job)
 print("RESULT " + json.dumps({"replicas": replicas, "run": str(run.path), "epochs": len(job.history),
-                              "strategy": run.card["train_config"]["strategy"]}))
+                              "strategy": run.card.train_config["strategy"]}))
 '''
 
 

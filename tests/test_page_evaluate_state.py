@@ -13,7 +13,8 @@ import pytest
 import test_page_evaluate as tpe
 from streamlit.testing.v1 import AppTest
 
-from core.evaluation.evaluate import EvalSet, data_kind_warning, evaluate_run
+from core.evaluation.evaluate import evaluate_run
+from core.evaluation.sets import EvalSet, data_kind_warning
 
 pytestmark = pytest.mark.slow
 app_env = tpe.app_env  # autouse: the demo as the active dataset, empty models folder
@@ -48,7 +49,7 @@ def test_picked_cell_resets_when_the_model_changes(tiny_run, app_env) -> None:
 
 
 def test_stress_test_shows_progress_and_can_be_cancelled(tiny_run, app_env, monkeypatch) -> None:
-    import core.evaluation.evaluate as evaluate
+    import core.evaluation.robustness_eval as evaluate
 
     run = add_run(tiny_run, app_env["models"])
     evaluate_run(run, EvalSet("card_test"))
@@ -82,7 +83,7 @@ def test_real_data_model_on_the_demo_gets_a_caution(tiny_run, app_env) -> None:
     from core.models.registry import update_card
 
     run = add_run(tiny_run, app_env["models"])
-    run = update_card(run, data={**run.card["data"], "synthetic": False})  # as if trained on real scans
+    run = update_card(run, data={**run.card.data, "synthetic": False})  # as if trained on real scans
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
     at.radio(key="evaluate_kind").set_value("dataset_test").run()
     at.button(key="evaluate_start").click().run()

@@ -90,7 +90,7 @@ def test_tiny_training_from_start_to_summary(page_env):
     assert "Finished: validation accuracy" in summary and "Saved as" in summary
     (job,) = page_env.jobs("train")
     assert job.status == DONE and job.result.run_id in summary
-    assert job.result.card["train_config"]["width"] == 0.25
+    assert job.result.card.train_config["width"] == 0.25
     past = at.dataframe[-1].value
     assert list(past["run"]) == [job.result.run_id] and 0 <= past["val accuracy"][0] <= 1
     assert at.button(key="train_to_eval")

@@ -71,7 +71,7 @@ def test_train_page_lists_the_usable_run(registry):
     at = page("3_Train.py").run()
     assert not at.exception, at.exception
     tables = [df.value for df in at.dataframe]
-    assert any("run" in t and list(t["run"]) == [registry] for t in tables), tables
+    assert any("model" in t and list(t["model"]) == [registry] for t in tables), tables
 
 
 def test_home_lists_every_run_and_says_which_are_unusable(registry):

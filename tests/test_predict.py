@@ -25,15 +25,16 @@ from core.data.hashing import hash_to_hex, perceptual_hash
 from core.data.imageio import decode_image
 from core.errors import WorkbenchError
 from core.inference.calibration import softmax
-from core.inference.predict import PredictionResult, Predictor, card_summary, predict_files
+from core.inference.predict import PredictionResult, Predictor, predict_files
 from core.reports import case_report
+from core.reports.run_summary import model_facts as card_summary
 
 pytestmark = pytest.mark.slow
 
 
 def _training_file(run, demo_root: Path) -> Path:
     """A demo file whose perceptual hash is among the card's training hashes."""
-    hashes = set(run.card["data"]["train_hashes"])
+    hashes = set(run.card.data["train_hashes"])
     for path in sorted((demo_root / "Training").rglob("*.png")):
         if hash_to_hex(perceptual_hash(decode_image(path).pixels)) in hashes:
             return path
@@ -71,7 +72,7 @@ def test_predict_time_array_equals_the_training_pipeline_array(tiny_predictor, t
     np.testing.assert_array_equal(result.model_input, loaded)
     from core.data.preprocess import PREPROCESSING_ID
 
-    assert tiny_run.card["preprocessing"]["id"] == PREPROCESSING_ID
+    assert tiny_run.card.preprocessing_id == PREPROCESSING_ID
 
 
 def test_probabilities_are_temperature_calibrated(tiny_predictor, tiny_run, demo_root):
@@ -83,10 +84,10 @@ def test_probabilities_are_temperature_calibrated(tiny_predictor, tiny_run, demo
     logits_model = keras().Model(model.inputs, model.get_layer("logits").output)
     x = r.model_input[None].astype(np.float32)
     logits = np.asarray(logits_model([x], training=False), dtype=np.float64)
-    if tiny_run.card["results"].get("tta") == "hflip":  # the card asks for flip averaging
+    if tiny_run.card.results.get("tta") == "hflip":  # the card asks for flip averaging
         logits = (logits + np.asarray(logits_model([x[:, :, ::-1, :].copy()], training=False))) / 2
-    expected = softmax(logits, tiny_run.card["results"]["temperature"])[0]
-    assert tiny_predictor.temperature == pytest.approx(tiny_run.card["results"]["temperature"])
+    expected = softmax(logits, tiny_run.card.results["temperature"])[0]
+    assert tiny_predictor.temperature == pytest.approx(tiny_run.card.results["temperature"])
     got = np.array([r.probabilities[c] for c in tiny_run.class_names])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert list(r.probabilities) == tiny_run.class_names
@@ -189,7 +190,7 @@ def test_low_confidence_threshold_comes_from_the_card(tiny_predictor, tiny_run, 
     from core.inference.trust import card_thresholds
 
     assert tiny_predictor.low_confidence == card_thresholds(tiny_run.card).min_confidence
-    assert "trust" in tiny_run.card["results"]  # fitted at the end of training
+    assert "trust" in tiny_run.card.results  # fitted at the end of training
 
 
 JARGON = ("mahalanobis", "energy", "phash", "fingerprint", "threshold", "distance", "quantile")
@@ -306,8 +307,8 @@ def test_card_summary_shows_leakage_free_metrics_only_when_evaluated(tiny_run):
     assert summary["Architecture"].startswith("Custom CNN")
     assert summary["Input"] == "32×32 grayscale, head crop + intensity standardisation"
     assert summary["Classes"] == "Glioma, Meningioma, No tumour, Pituitary tumour"  # display names, not ids
-    card = dict(tiny_run.card, evaluation={"description": "held-out test split",
-                                           "leakage_free": {"accuracy": 0.91, "macro_f1": 0.9, "n_images": 57}})
+    card = tiny_run.card.replace(evaluation={"description": "held-out test split",
+                                             "leakage_free": {"accuracy": 0.91, "macro_f1": 0.9, "n_images": 57}})
     text = card_summary(Run(tiny_run.run_id, tiny_run.path, card))["Leakage-free test metrics"]
     # One format per figure: accuracy as a percentage, macro-F1 as a 0–1 score.
     assert "accuracy 91.0 %" in text and "macro-F1 0.900" in text and "57 images" in text

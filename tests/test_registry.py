@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from core.errors import WorkbenchError
+from core.models.card import ModelCard
 from core.models.registry import (
     CARD_FILE,
     MODEL_FILE,
@@ -118,7 +119,7 @@ def test_update_card_merges_and_keeps_the_rest(models):
     fake_run(models / "r")
     (run,) = list_runs()
     updated = update_card(run, evaluation={"leakage_free": {"macro_f1": 0.8}})
-    assert updated.card["class_names"] == ["a", "b"] and updated.leakage_free_macro_f1() == 0.8
+    assert list(updated.card.class_names) == ["a", "b"] and updated.leakage_free_macro_f1() == 0.8
     assert json.loads((models / "r" / CARD_FILE).read_text())["evaluation"]["leakage_free"]["macro_f1"] == 0.8
 
 
@@ -190,10 +191,10 @@ def test_relative_data_root_resolves_from_the_project_root(models, tmp_path, mon
     elsewhere = tmp_path / "elsewhere" / "deeper"
     elsewhere.mkdir(parents=True)
     monkeypatch.chdir(elsewhere)  # "../shared/data/mri" does not exist from here
-    run = Run("r", models / "r", {"data": {"root": "../shared/data/mri"}})
+    run = Run("r", models / "r", ModelCard(data={"root": "../shared/data/mri"}))
     assert run.data_root == project / "../shared/data/mri"
     assert run.data_root.is_dir()
-    absolute = Run("r", models / "r", {"data": {"root": str(tmp_path / "gone")}})
+    absolute = Run("r", models / "r", ModelCard(data={"root": str(tmp_path / "gone")}))
     assert absolute.data_root == tmp_path / "gone"  # absolute paths are kept, even when missing
-    missing = Run("r", models / "r", {"data": {"root": "nowhere/at/all"}})
+    missing = Run("r", models / "r", ModelCard(data={"root": "nowhere/at/all"}))
     assert missing.data_root == Path("nowhere/at/all")  # the message then names what the card says

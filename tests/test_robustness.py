@@ -116,15 +116,15 @@ def test_table_scores_each_shift_against_the_unchanged_images():
 
 
 def test_robustness_of_a_run_is_computed_once_and_cached(tiny_registry, monkeypatch):
-    import core.evaluation.evaluate as evaluate
-    from core.evaluation.evaluate import EvalSet, evaluate_robustness
+    import core.evaluation.robustness_eval as robustness_eval
+    from core.evaluation.robustness_eval import evaluate_robustness
+    from core.evaluation.sets import EvalSet
 
     table = evaluate_robustness(tiny_registry, EvalSet("card_test"))
     assert list(table["shift"]) == list(SHIFTS)
-    n = len(tiny_registry.card["data"]["test_files"])
+    n = len(tiny_registry.card.data["test_files"])
     assert 0 < table["n_images"].iloc[0] <= n
     assert table["accuracy"].between(0, 1).all() and table["mean_confidence"].between(0, 1).all()
-    monkeypatch.setattr(evaluate, "predict_logits", lambda *a, **k: pytest.fail("cache not used"))
-    monkeypatch.setattr(evaluate, "logits_function", lambda *a, **k: pytest.fail("cache not used"))
+    monkeypatch.setattr(robustness_eval, "load_model", lambda *a, **k: pytest.fail("cache not used"))
     again = evaluate_robustness(tiny_registry, EvalSet("card_test"))
     assert list(again["accuracy"]) == pytest.approx(list(table["accuracy"]))

@@ -37,7 +37,7 @@ def test_run_is_registered_and_loads(recorded_run, registry_with_run):
 
 def test_model_card_is_complete(recorded_run):
     run, cfg, ds = recorded_run.run, recorded_run.cfg, recorded_run.dataset
-    card = run.card
+    card = run.card.to_json()
     for key in ("class_names", "image_size", "preprocessing", "versions", "model_sha256", "train_config",
                 "data", "results", "timings"):
         assert key in card, key
@@ -60,11 +60,29 @@ def test_model_card_is_complete(recorded_run):
     assert card["timings"]["train_seconds"] > 0
 
 
-def test_no_test_image_has_a_copy_in_training(recorded_run):
-    """Leakage-free split: planted exact and near copies stay on one side."""
-    files = recorded_run.report.readable.set_index("path")
-    test_hashes = set(files.loc[recorded_run.run.card["data"]["test_files"], "phash"])
-    assert test_hashes.isdisjoint(recorded_run.run.card["data"]["train_hashes"])
+def test_no_image_has_a_near_copy_in_another_split(recorded_run):
+    """Leakage-free split: no image is within the near-duplicate distance of one in another split.
+
+    The demo plants exact copies and shifted near-copies; a split that ignored near-duplicate
+    groups would put some pair on both sides, which equal hash strings alone would not see.
+    """
+    import json
+
+    from core.data.hashing import hashes_from_hex, near_pairs, nearest_distance
+
+    report = recorded_run.report
+    phash = report.readable.set_index("path")["phash"]
+    data = json.loads((recorded_run.run.path / CARD_FILE).read_text())["data"]  # the split the run recorded
+    hashes = {"train": hashes_from_hex(data["train_hashes"]),
+              "val": hashes_from_hex(list(phash[data["val_files"]])),
+              "test": hashes_from_hex(list(phash[data["test_files"]]))}
+    assert sum(len(h) for h in hashes.values()) == len(phash)
+    planted = near_pairs(hashes_from_hex(list(phash)), report.threshold)
+    assert len(planted) >= 6  # the demo's 3 exact and 3 shifted copies: the check below can fail
+    for a, b in (("test", "train"), ("val", "train"), ("test", "val")):
+        closest = nearest_distance(hashes[a], hashes[b])
+        assert closest.min() > report.threshold, (
+            f"{int((closest <= report.threshold).sum())} {a} image(s) within {report.threshold} bits of a {b} image")
 
 
 def test_history_csv_matches_the_epochs(recorded_run):
@@ -124,7 +142,7 @@ def test_unreadable_file_is_skipped_by_training(demo_root, tmp_path):
 def test_backbone_freezing_keeps_batchnorm_frozen():
     from core.models.architectures import backbone_layers, build_model
     from core.tfrt import keras
-    from core.training.train import _set_backbone_trainable
+    from core.training.loop import set_backbone_trainable as _set_backbone_trainable
 
     bn = keras().layers.BatchNormalization
     model = build_model("mobilenetv3small", 4, 32, "none")
@@ -147,7 +165,7 @@ def test_transfer_model_fine_tunes_in_two_phases(demo_root, monkeypatch):
     from core.tfrt import keras
 
     seen = {}
-    post = train._post_training
+    post = train.fit_calibration
 
     def capture(model, *args, **kwargs):  # the trained model, right after phase 2
         bn = keras().layers.BatchNormalization
@@ -155,7 +173,7 @@ def test_transfer_model_fine_tunes_in_two_phases(demo_root, monkeypatch):
         seen["head"] = model.get_layer("logits").trainable
         return post(model, *args, **kwargs)
 
-    monkeypatch.setattr(train, "_post_training", capture)
+    monkeypatch.setattr(train, "fit_calibration", capture)
     ds = open_folder(demo_root)
     cfg = TrainConfig(arch="mobilenetv3small", weights="none", epochs=1, max_train_batches=2,
                       finetune=FineTuneConfig(epochs=1, unfreeze_layers=12), **TINY)
@@ -172,5 +190,5 @@ def test_transfer_model_fine_tunes_in_two_phases(demo_root, monkeypatch):
     assert all(trainable != is_bn for trainable, is_bn in top)  # BN frozen, the others unfrozen
     assert not any(trainable for trainable, _ in rest)
     assert seen["head"]
-    assert run.card["weights"].startswith("random initialisation")
-    assert run.card["train_config"]["finetune"]["epochs"] == 1
+    assert run.card.weights.startswith("random initialisation")
+    assert run.card.train_config["finetune"]["epochs"] == 1

@@ -70,14 +70,16 @@ def test_nothing_correct_gives_thresholds_that_warn_nothing():
 
 
 def test_card_thresholds_prefer_the_fitted_ones_and_fall_back_to_older_fields():
-    fitted = {"results": {"trust": {"min_confidence": 0.7, "max_distance": 12.0, "flag_unstable": True},
-                          "low_confidence_threshold": 0.5, "ood": {"mahalanobis_threshold": 20.0}}}
+    from core.models.card import ModelCard
+
+    fitted = ModelCard(results={"trust": {"min_confidence": 0.7, "max_distance": 12.0, "flag_unstable": True},
+                                "low_confidence_threshold": 0.5, "ood": {"mahalanobis_threshold": 20.0}})
     assert card_thresholds(fitted) == TrustThresholds(0.7, 12.0, True)
-    old = {"results": {"low_confidence_threshold": 0.5, "ood": {"mahalanobis_threshold": 20.0}}}
+    old = ModelCard(results={"low_confidence_threshold": 0.5, "ood": {"mahalanobis_threshold": 20.0}})
     assert card_thresholds(old) == TrustThresholds(0.5, 20.0, False)
-    broken = {"results": {"trust": {"min_confidence": "high"}, "low_confidence_threshold": 0.4}}
+    broken = ModelCard(results={"trust": {"min_confidence": "high"}, "low_confidence_threshold": 0.4})
     assert card_thresholds(broken) == TrustThresholds(0.4, None, False)
-    assert card_thresholds({}) == TrustThresholds()
+    assert card_thresholds(ModelCard()) == TrustThresholds()
 
 
 @pytest.mark.slow
@@ -95,5 +97,5 @@ def test_calibrate_cli_fits_the_warnings_of_an_older_run(tiny_run, isolated_work
     assert 0 <= trust["min_confidence"] <= 1 and "validation_rates" in trust
     assert set(trust["validation_rates"]) >= {"none", "reframe", "histogram", "noise"}
     run = resolve_run(tiny_run.run_id)
-    assert run.card["results"]["trust"]["min_confidence"] == trust["min_confidence"]
-    assert run.card["model_sha256"] == tiny_run.card["model_sha256"]  # only the card changed
+    assert run.card.results["trust"]["min_confidence"] == trust["min_confidence"]
+    assert run.card.model_sha256 == tiny_run.card.model_sha256  # only the card changed

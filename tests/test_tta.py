@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.inference.tta import mirrored, tta_logits, tta_mode
+from core.inference.tta import mirrored, tta_logits
+from core.models.card import ModelCard
 
 
 def test_tta_logits_average_the_mirrored_pass() -> None:
@@ -24,10 +25,9 @@ def test_tta_logits_average_the_mirrored_pass() -> None:
     np.testing.assert_array_equal(mirrored(mirrored(x)), x)
 
 
-@pytest.mark.parametrize(("card", "mode"), [({}, "none"), ({"results": {"tta": "hflip"}}, "hflip"),
-                                            ({"results": {"tta": "bogus"}}, "none")])
-def test_tta_mode_from_card(card: dict, mode: str) -> None:
-    assert tta_mode(card) == mode
+@pytest.mark.parametrize(("results", "mode"), [({}, "none"), ({"tta": "hflip"}, "hflip"), ({"tta": "bogus"}, "none")])
+def test_tta_mode_from_card(results: dict, mode: str) -> None:
+    assert ModelCard(results=results).tta == mode
 
 
 @pytest.mark.slow
@@ -44,7 +44,7 @@ def test_predictor_and_evaluation_use_the_cards_tta(tiny_run, tmp_path) -> None:
     run = resolve_run(tiny_run.run_id, root=tmp_path)
     x = np.random.default_rng(1).integers(0, 255, (4, run.image_size, run.image_size, 1)).astype(np.uint8)
     for mode in ("none", "hflip"):
-        run = update_card(run, results={**run.card["results"], "tta": mode})
+        run = update_card(run, results={**run.card.results, "tta": mode})
         predictor = Predictor(run)
         plain = predictor.runner.forward(x.astype(np.float32))[1]
         flipped = predictor.runner.forward(mirrored(x).astype(np.float32))[1]

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from core.evaluation.evaluate import EVAL_SETS
+from core.evaluation.sets import EVAL_SETS
 from core.inference.gradcam import CAM_METHODS
 
 
@@ -21,8 +21,8 @@ def register(sub) -> None:
                    help="dataset folder: class folders, or a root with Testing/ (default: the held-out test "
                         "split recorded in the model card)")
     p.add_argument("--set", dest="eval_set", default=None, choices=sorted(EVAL_SETS),
-                   help="which images of --data: dataset_test (Testing/, else the leakage-free test part) or "
-                        "folder (every image); default: dataset_test for a root with Testing/, else folder")
+                   help="which images: " + EVAL_SETS.help_text() + " Default: card_test without --data; with "
+                        "--data, dataset_test for a root with Testing/, else folder.")
     p.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
     p.add_argument("--robustness", action="store_true",
                    help="also score the images under simulated acquisition shifts (contrast, bias field, noise, "
@@ -39,7 +39,7 @@ def register(sub) -> None:
 def _choose_set(args: argparse.Namespace):
     from core.data.datasets import open_folder
     from core.errors import WorkbenchError
-    from core.evaluation.evaluate import EvalSet
+    from core.evaluation.sets import EvalSet
 
     if args.data is None:
         if args.eval_set not in (None, "card_test"):
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     summary = result.summary()
     table = None
     if args.robustness:
-        from core.evaluation.evaluate import evaluate_robustness
+        from core.evaluation.robustness_eval import evaluate_robustness
 
         table = evaluate_robustness(model_run, eval_set, use_cache=not args.no_cache)
     if args.boxes:

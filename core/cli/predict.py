@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        print(f"model {run_.run_id} ({run_.card.get('arch_title') or run_.card.get('arch')}); "
+        print(f"model {run_.run_id} ({run_.card.title}); "
               "decision support for research and education only, not a diagnosis")
         for row in rows:
             if row["error"]:

@@ -92,15 +92,15 @@ def check_options(args: argparse.Namespace) -> None:
 
 
 def calibrate(args: argparse.Namespace) -> int:
+    from core.inference.calibration_fit import recalibrate_run
     from core.inference.trust_fit import fit_run_warnings
     from core.models.registry import resolve_run
-    from core.training.train import recalibrate_run
 
     if args.warnings_only:
         run_ = fit_run_warnings(resolve_run(args.model))
     else:
         run_ = fit_run_warnings(recalibrate_run(resolve_run(args.model), args.tta))
-    r = run_.card["results"]
+    r = run_.card.to_json()["results"]
     if args.warnings_only:
         t = r["trust"]
         print(json.dumps(t, indent=2) if args.json else
@@ -154,13 +154,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: training {snap['status']}: {snap['error']}", file=sys.stderr)
         return 2 if snap["status"] == "failed" else 130
     run_ = snap["result"]
-    summary = {"run_id": run_.run_id, "path": str(run_.path), "results": run_.card["results"],
-               "timings": run_.card["timings"], "counts": run_.card["data"]["counts"]}
+    card = run_.card.to_json()
+    summary = {"run_id": run_.run_id, "path": str(run_.path), "results": card["results"],
+               "timings": card["timings"], "counts": card["data"]["counts"]}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        r = run_.card["results"]
+        r = card["results"]
         print(f"run {run_.run_id}: val accuracy {r['val_accuracy']:.4f}, macro-F1 {r['val_macro_f1']:.4f}, "
-              f"ECE {r['val_ece']:.4f} (T={r['temperature']:.2f}), {run_.card['timings']['train_seconds']:.0f} s")
+              f"ECE {r['val_ece']:.4f} (T={r['temperature']:.2f}), {run_.card.train_seconds:.0f} s")
         print(f"saved to {run_.path}")
     return 0

@@ -144,13 +144,9 @@ def evaluate_localisation(run, eval_set, boxes_path: str | Path, method: str | N
         WorkbenchError: unreadable box file, missing data, or a model that cannot be loaded.
     """
     from core.data.scan import scan_dataset
-    from core.evaluation.evaluate import (
-        _stage,
-        _threshold,
-        open_eval_dataset,
-        overlap_distances,
-        select_images,
-    )
+    from core.evaluation.evaluate import progress_stage as _stage
+    from core.evaluation.sets import near_dup_threshold as _threshold
+    from core.evaluation.sets import open_eval_dataset, overlap_distances, select_images
     from core.inference.gradcam import CAM_TITLES, DEFAULT_CAM_METHOD
     from core.models.registry import load_model
 

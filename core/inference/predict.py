@@ -26,7 +26,6 @@ from core.inference.ood import OODModel, energy, image_checks
 from core.inference.runner import ModelRunner
 from core.inference.trust import TrustThresholds, card_thresholds, unstable_views
 from core.inference.trust import flags as trust_flags
-from core.inference.tta import tta_mode
 from core.models.registry import OOD_FILE, Run, best_run, list_runs, load_model, resolve_run
 
 SAFE_META = (*SAFE_FIELDS, "window", "frames")  # DICOM fields we show; never patient identifiers
@@ -77,44 +76,6 @@ class PredictionResult:
                 "error": self.error}
 
 
-def card_summary(run: Run) -> dict[str, str]:
-    """What the page and the case report say about a model, as label -> text (tolerant of old cards).
-
-    One format per figure everywhere: accuracies as percentages, macro-F1 as a 0–1 score.
-    """
-    from core.classes import display_name
-    from core.data.preprocess import get_recipe
-
-    card = run.card
-    data = card.get("data") if isinstance(card.get("data"), dict) else {}
-    results = card.get("results") if isinstance(card.get("results"), dict) else {}
-    try:
-        recipe = get_recipe(run.preprocessing).title
-    except WorkbenchError:
-        recipe = run.preprocessing
-    out = {
-        "Model run": run.run_id,
-        "Architecture": str(card.get("arch_title") or card.get("arch") or "unknown"),
-        "Training data": str(data.get("name") or "unknown") + (" (SYNTHETIC demo, not patient data)"
-                                                               if data.get("synthetic") else ""),
-        "Trained": str(card.get("created") or "unknown"),
-        "Classes": ", ".join(display_name(c) for c in run.class_names),
-        "Input": f"{run.image_size}×{run.image_size} grayscale, {recipe.lower()}",
-    }
-    if isinstance(results.get("val_accuracy"), int | float):
-        out["Validation accuracy"] = f"{100 * results['val_accuracy']:.1f} % ({results.get('n_val', '?')} images)"
-    ev = card.get("evaluation") if isinstance(card.get("evaluation"), dict) else {}
-    free = ev.get("leakage_free") if isinstance(ev.get("leakage_free"), dict) else {}
-    formats = (("accuracy", "accuracy", lambda v: f"{100 * v:.1f} %"), ("macro_f1", "macro-F1", lambda v: f"{v:.3f}"),
-               ("balanced_accuracy", "balanced accuracy", lambda v: f"{100 * v:.1f} %"))
-    parts = [f"{label} {fmt(free[key])}" for key, label, fmt in formats if isinstance(free.get(key), int | float)]
-    if isinstance(free.get("n_images"), int):
-        parts.append(f"{free['n_images']} images")
-    out["Leakage-free test metrics"] = (", ".join(parts) + (f" ({ev.get('description')})" if ev.get("description")
-                                                              else "")) if parts else "not evaluated yet"
-    return out
-
-
 def no_model_error() -> WorkbenchError:
     return WorkbenchError("no trained model yet: train one on the Train page or with "
                           "`python -m core train --data FOLDER`", "model registry")
@@ -140,11 +101,10 @@ class Predictor:
         card = run.card
         self.class_names: list[str] = run.class_names
         self.image_size: int = run.image_size
-        results = card.get("results") or {}
-        self.temperature = float(results.get("temperature") or 1.0)
-        self.low_confidence = float(results.get("low_confidence_threshold") or 0.0)
-        self.tta = tta_mode(card)
-        data = card.get("data") or {}
+        results = card.results
+        self.temperature = card.temperature
+        self.tta = card.tta
+        data = card.data
         self.train_hashes = hashes_from_hex(list(data.get("train_hashes") or []))
         self.near_dup_threshold = DataConfig.from_dict(data.get("data_config")).near_dup_threshold
         self.ood = OODModel.load(run.path / OOD_FILE) if (run.path / OOD_FILE).is_file() else None
@@ -152,7 +112,7 @@ class Predictor:
         self.maha_threshold = card_ood.get("mahalanobis_threshold", self.ood.maha_threshold if self.ood else None)
         self.energy_threshold = card_ood.get("energy_threshold", self.ood.energy_threshold if self.ood else None)
         trust = card_thresholds(card)  # fitted on shifted validation images, or the older card fields
-        self.low_confidence = trust.min_confidence
+        self.low_confidence = trust.min_confidence  # fitted, or the card's older low-confidence threshold
         self.maha_threshold = trust.max_distance
         self.flag_unstable = trust.flag_unstable
         self.runner = ModelRunner(self.model, self.tta)

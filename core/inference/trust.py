@@ -15,8 +15,12 @@ cause, while no more than ``false_alarm`` of correct predictions on ordinary ima
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only
+    from core.models.card import ModelCard
 
 FALSE_ALARM = 0.04  # fitted on validation: leaves a margin under the 5 % target on new images
 DISTANCE_QUANTILE = 0.99  # the unfamiliar-slice threshold alone flags 1 % of correct ordinary slices
@@ -133,10 +137,10 @@ def warning_rates(flagged: np.ndarray, correct: np.ndarray) -> dict[str, float |
     }
 
 
-def card_thresholds(card: dict) -> TrustThresholds:
+def card_thresholds(card: ModelCard) -> TrustThresholds:
     """The card's warning thresholds: ``results.trust`` when fitted, else the older card fields
     (low-confidence threshold and Mahalanobis threshold, no views check)."""
-    results = card.get("results") if isinstance(card.get("results"), dict) else {}
+    results = card.results
     fitted = TrustThresholds.from_dict(results.get("trust"))
     if fitted is not None:
         return fitted

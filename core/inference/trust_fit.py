@@ -19,7 +19,6 @@ from core.inference.calibration import softmax
 from core.inference.ood import OODModel
 from core.inference.runner import ModelRunner
 from core.inference.trust import fit_thresholds, flags, unstable_views, warning_rates
-from core.inference.tta import tta_mode
 from core.jobs import Job
 from core.models.registry import OOD_FILE, Run, load_model, update_card
 
@@ -53,8 +52,8 @@ def fit_run_warnings(run: Run, model: Any = None, job: Job | None = None) -> Run
     Raises:
         WorkbenchError: the validation images are not on this machine.
     """
-    results = dict(run.card.get("results") or {})
-    files = list((run.card.get("data") or {}).get("val_files") or [])
+    results = dict(run.card.results)
+    files = list(run.card.data.get("val_files") or [])
     root = run.data_root
     paths = [root / f for f in files]
     missing = [str(p) for p in paths if not p.is_file()]
@@ -63,9 +62,9 @@ def fit_run_warnings(run: Run, model: Any = None, job: Job | None = None) -> Run
                              + (f", e.g. {missing[0]}" if missing else ""), str(root))
     labels = np.array([run.class_names.index(canonical_class(Path(f).parent.name)) for f in files])
     raw = load_many(paths, RAW_SCALE * run.image_size, preprocessing=LEGACY_ID)
-    runner = ModelRunner(model if model is not None else load_model(run), tta_mode(run.card))
+    runner = ModelRunner(model if model is not None else load_model(run), run.card.tta)
     ood = OODModel.load(run.path / OOD_FILE) if (run.path / OOD_FILE).is_file() else None
-    temperature = float(results.get("temperature") or 1.0)
+    temperature = run.card.temperature
     scores = shifted_scores(runner, ood, raw, labels, run.image_size, run.preprocessing, temperature, job=job)
     clean = scores["none"]
     correct = clean["probs"].argmax(axis=1) == labels

@@ -10,17 +10,17 @@ always explains the unmirrored pass.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
-TTA_MODES = ("none", "hflip")
+from core.options import Option, Registry
 
-
-def tta_mode(card: dict[str, Any]) -> str:
-    """The card's test-time augmentation ('none' for cards written before it existed)."""
-    mode = (card.get("results") or {}).get("tta", "none")
-    return mode if mode in TTA_MODES else "none"
+TTA = Registry("test-time augmentation", [
+    Option("none", "None", "Each slice is scored once, as it is."),
+    Option("hflip", "Average with the mirrored slice",
+           "Each slice is scored as it is and left-right mirrored; the two answers are averaged."),
+])
+TTA_MODES = tuple(TTA)  # the keys, for membership tests
 
 
 def mirrored(images: np.ndarray) -> np.ndarray:

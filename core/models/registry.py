@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import WorkbenchError
-from core.models.card_validation import check_card_against_model, validate_card
+from core.models.card import CARD_VERSION, MODEL_FILE, ModelCard, card_from_json_lenient
+from core.models.card_validation import check_card_against_model
+from core import paths
 from core.paths import models_dir
 
-MODEL_FILE = "model.keras"
 CARD_FILE = "card.json"
 HISTORY_FILE = "history.csv"
 OOD_FILE = "ood.npz"
-CARD_VERSION = 1
+__all__ = ["CARD_FILE", "CARD_VERSION", "HISTORY_FILE", "MODEL_FILE", "OOD_FILE", "ModelCard", "Run"]
 
 
 def file_sha256(path: Path) -> str:
@@ -42,8 +43,13 @@ class Run:
 
     run_id: str
     path: Path
-    card: dict[str, Any]
+    card: ModelCard
     problems: list[str] = field(default_factory=list)  # why the run cannot be used (empty: usable)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.card, ModelCard):  # parsed JSON (tests, tools): checked like a card on disk
+            self.card, problems = card_from_json_lenient(self.card)
+            self.problems = self.problems or problems
 
     @property
     def usable(self) -> bool:
@@ -53,8 +59,7 @@ class Run:
     @property
     def synthetic(self) -> bool:
         """True when the model was trained on synthetic (demo) images."""
-        data = self.card.get("data")
-        return isinstance(data, dict) and data.get("synthetic") is True
+        return self.card.synthetic
 
     @property
     def model_path(self) -> Path:
@@ -62,27 +67,24 @@ class Run:
 
     @property
     def partial(self) -> bool:
-        return self.card.get("status") != "complete"
+        return not self.card.complete
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.card["class_names"])
+        return list(self.card.class_names)
 
     @property
     def image_size(self) -> int:
-        return int(self.card["image_size"])
+        return self.card.image_size
 
     @property
     def preprocessing(self) -> str:
-        """The preprocessing recipe id the model was trained with (cards before v2: the legacy one)."""
-        from core.data.preprocess import LEGACY_ID
-
-        pre = self.card.get("preprocessing")
-        return str(pre.get("id") or LEGACY_ID) if isinstance(pre, dict) else LEGACY_ID
+        """The preprocessing recipe id the model was trained with (older cards: the legacy one)."""
+        return self.card.preprocessing_id
 
     @property
     def created(self) -> str:
-        return str(self.card.get("created", ""))
+        return self.card.created
 
     @property
     def data_root(self) -> Path:
@@ -91,12 +93,10 @@ class Run:
         A relative path (as typed on the command line) is tried from the working directory, then
         from the project root, so the committed default model finds ``../shared/data`` from anywhere.
         """
-        root = Path(str((self.card.get("data") or {}).get("root", "")))
+        root = Path(str(self.card.data.get("root", "")))
         if root.is_absolute() or root.is_dir():
             return root
-        from core.paths import PROJECT_ROOT
-
-        beside_project = PROJECT_ROOT / root
+        beside_project = paths.PROJECT_ROOT / root  # read now: tests move the project root
         return beside_project if beside_project.is_dir() else root
 
     def leakage_free_macro_f1(self) -> float | None:
@@ -105,21 +105,15 @@ class Run:
         Evaluations on other folders are kept under ``evaluations`` and never count here: a
         score on 20 images of another folder is not comparable with another run's held-out one.
         """
-        ev = self.card.get("evaluation")
-        if not isinstance(ev, dict) or ev.get("eval_set", "card_test") != "card_test":
-            return None
-        free = ev.get("leakage_free")
-        value = free.get("macro_f1") if isinstance(free, dict) else None
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        return self.card.leakage_free_macro_f1()
 
     def label(self) -> str:
         if self.problems:
             return f"{self.run_id} [UNUSABLE: {self.problems[0]}]"
-        arch = self.card.get("arch_title") or self.card.get("arch", "?")
-        acc = (self.card.get("results") or {}).get("val_accuracy")
-        extra = f", val acc {acc:.1%}" if isinstance(acc, float) else ""
+        acc = self.card.val_accuracy
+        extra = f", val acc {acc:.1%}" if acc is not None else ""
         tag = " [PARTIAL]" if self.partial else ""
-        return f"{self.run_id} · {arch}{extra}{tag}"
+        return f"{self.run_id} · {self.card.title}{extra}{tag}"
 
 
 def new_run_id(arch: str) -> str:
@@ -151,6 +145,11 @@ def staging_dir(run_id: str, root: Path | None = None) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+def write_card(path: Path, card: ModelCard) -> None:
+    """Publish a model card as ``card.json`` (atomically)."""
+    write_json_atomic(path, card.to_json())
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -191,13 +190,13 @@ def _read_run(folder: Path) -> Run | None:
     if not (model.is_file() and card_path.is_file()):
         return None
     if model.is_symlink() or card_path.is_symlink():
-        return Run(folder.name, folder, {}, ["model.keras or card.json is a link; links are not followed"])
+        return Run(folder.name, folder, ModelCard(), ["model.keras or card.json is a link; links are not followed"])
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
+        data = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
-        return Run(folder.name, folder, {}, [f"card.json cannot be read ({type(exc).__name__})"])
-    problems = validate_card(card)
-    return Run(folder.name, folder, card if isinstance(card, dict) else {}, problems)
+        return Run(folder.name, folder, ModelCard(), [f"card.json cannot be read ({type(exc).__name__})"])
+    card, problems = card_from_json_lenient(data)
+    return Run(folder.name, folder, card, problems)
 
 
 def _inside(folder: Path, real_root: Path) -> bool:
@@ -220,7 +219,7 @@ def list_runs(root: Path | None = None, include_partial: bool = False, include_b
     for folder in sorted(root.iterdir()):
         if folder.name.startswith(".") or not folder.is_dir():
             continue
-        run = _read_run(folder) if _inside(folder, real_root) else Run(folder.name, folder, {}, [LINKED_FOLDER])
+        run = _read_run(folder) if _inside(folder, real_root) else Run(folder.name, folder, ModelCard(), [LINKED_FOLDER])
         if run is None or (run.problems and not include_broken):
             continue
         if run.problems or include_partial or not run.partial:
@@ -276,11 +275,17 @@ def resolve_run(run_id_or_path: str, root: Path | None = None) -> Run:
 
 
 def update_card(run: Run, **fields: Any) -> Run:
-    """Merge fields into a run's card (atomic write); used to store evaluation results."""
-    card = dict(run.card)
-    card.update(fields)
-    write_json_atomic(run.path / CARD_FILE, card)
-    return Run(run.run_id, run.path, card, validate_card(card))
+    """Replace fields of a run's card (atomic write); used to store evaluation results.
+
+    A section set to None is emptied. The new card is checked like one read from disk.
+
+    Raises:
+        WorkbenchError: the changed card would not be valid (nothing is written).
+    """
+    card = run.card.replace(**{k: ({} if v is None else v) for k, v in fields.items()})
+    card = ModelCard.from_json(card.to_json())  # the same checks as a card read from disk
+    write_card(run.path / CARD_FILE, card)
+    return Run(run.run_id, run.path, card)
 
 
 def load_model(run: Run):
@@ -296,11 +301,10 @@ def load_model(run: Run):
     """
     from core.tfrt import keras
 
-    problems = validate_card(run.card)
-    if problems:
-        raise WorkbenchError("the model card is damaged, so the model is not loaded: " + "; ".join(problems),
+    if run.problems:
+        raise WorkbenchError("the model card is damaged, so the model is not loaded: " + "; ".join(run.problems),
                              str(run.path / CARD_FILE))
-    expected = run.card.get("model_sha256")
+    expected = run.card.model_sha256
     actual = file_sha256(run.model_path)
     if not expected or expected != actual:
         raise WorkbenchError(
@@ -313,7 +317,7 @@ def load_model(run: Run):
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for bad files
         raise WorkbenchError(f"the model could not be loaded safely ({type(exc).__name__}: {exc})",
                              str(run.model_path)) from None
-    mismatch = check_card_against_model(run.card, model)
+    mismatch = check_card_against_model(run.card.to_json(), model)
     if mismatch:
         raise WorkbenchError("the model card does not fit the model (it may have been edited), so its answers "
                              "could carry the wrong labels; the model is not used: " + "; ".join(mismatch),

@@ -181,7 +181,7 @@ def case_report_pdf(result: PredictionResult, model: dict[str, str], alpha: floa
 
     Args:
         result: a successful prediction (with the decoded image; the heatmap is optional).
-        model: the model summary, label -> text (see :func:`core.inference.predict.card_summary`).
+        model: the model summary, label -> text (see :func:`core.reports.run_summary.model_facts`).
         alpha: heatmap opacity in the overlay.
         colormap: a key of :data:`core.inference.overlay.COLORMAPS`.
         created: the timestamp printed on the report (default: now, local time).

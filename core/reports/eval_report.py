@@ -15,7 +15,8 @@ import pandas as pd
 
 from core.classes import display_name
 from core.evaluation import metrics
-from core.evaluation.evaluate import EvaluationResult
+from core.evaluation.result import EvaluationResult
+from core.models.card import ModelCard
 
 PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2"]
 W, H, PAD = 340, 260, 40  # SVG plot size and margin, pixels
@@ -136,7 +137,7 @@ def _headline_html(result: EvaluationResult) -> str:
 
 
 def _mistakes_html(result: EvaluationResult, n: int = 15) -> str:
-    from core.evaluation.evaluate import worst_mistakes
+    from core.evaluation.compare import worst_mistakes
 
     worst = worst_mistakes(result.predictions, n)
     if worst.empty:
@@ -155,9 +156,9 @@ th:first-child,td:first-child{text-align:left}.cm td{text-align:center;min-width
 small{opacity:.8}"""
 
 
-def html_report(result: EvaluationResult, card: dict[str, Any] | None = None) -> str:
+def html_report(result: EvaluationResult, card: ModelCard | None = None) -> str:
     """A standalone HTML page with every number of the evaluation and offline SVG charts."""
-    card = card or {}
+    card = card or ModelCard()
     y, pred, probs = result.arrays()
     names = result.class_names
     roc, _ = metrics.roc_curves(y, probs, names)
@@ -168,8 +169,8 @@ def html_report(result: EvaluationResult, card: dict[str, Any] | None = None) ->
     if result.n_overlapping:
         notes.insert(0, f"{result.n_overlapping} test images are near-copies of training images; accuracy on them "
                         "measures memory, not generalisation. The leakage-free column leaves them out.")
-    arch = card.get("arch_title") or card.get("arch", "")
-    synthetic = " (SYNTHETIC demo data, not patient images)" if (card.get("data") or {}).get("synthetic") else ""
+    arch = card.title
+    synthetic = " (SYNTHETIC demo data, not patient images)" if card.synthetic else ""
     rel = table.assign(confidence=table["confidence"].round(3), accuracy=table["accuracy"].round(3))
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Evaluation {html.escape(result.run_id)}</title>
 <style>{CSS}</style></head><body>

@@ -17,43 +17,44 @@ from typing import Any
 import numpy as np
 
 
-class WeightAverager:
-    """Keras callback that sums the trainable weights at the end of the last ``n_epochs`` epochs.
+def weight_averager(n_epochs: int, total_epochs: int) -> Any:
+    """A Keras callback that sums the trainable weights at the end of the last ``n_epochs`` epochs.
 
     Args:
         n_epochs: how many final epochs to average.
         total_epochs: how many epochs this ``fit`` call runs (counted from its first epoch, so a
             fine-tuning phase started at ``initial_epoch`` works the same way).
+
+    The class is defined on call: subclassing keras.callbacks.Callback at import time would load
+    TensorFlow whenever the engine is imported.
     """
+    from core.tfrt import keras
 
-    def __new__(cls, n_epochs: int, total_epochs: int):  # subclass keras.callbacks.Callback lazily
-        from core.tfrt import keras
+    class WeightAverager(keras().callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sums: list[np.ndarray] | None = None
+            self.count = 0
+            self.last: list[np.ndarray] | None = None  # fallback when stopped before the tail
+            self.first_epoch: int | None = None  # a second phase's fit starts at initial_epoch
 
-        class _Averager(keras().callbacks.Callback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.sums: list[np.ndarray] | None = None
-                self.count = 0
-                self.last: list[np.ndarray] | None = None  # fallback when stopped before the tail
-                self.first_epoch: int | None = None  # a second phase's fit starts at initial_epoch
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            values = [np.asarray(v, dtype=np.float64) for v in self.model.trainable_variables]
+            self.last = values
+            if self.first_epoch is None:
+                self.first_epoch = epoch
+            if epoch - self.first_epoch < total_epochs - n_epochs:
+                return
+            self.sums = values if self.sums is None else [s + v for s, v in zip(self.sums, values)]
+            self.count += 1
 
-            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-                values = [np.asarray(v, dtype=np.float64) for v in self.model.trainable_variables]
-                self.last = values
-                if self.first_epoch is None:
-                    self.first_epoch = epoch
-                if epoch - self.first_epoch < total_epochs - n_epochs:
-                    return
-                self.sums = values if self.sums is None else [s + v for s, v in zip(self.sums, values)]
-                self.count += 1
+        def averaged(self) -> tuple[list[np.ndarray], int]:
+            """(weights, number of epochs averaged); the last epoch alone if the run stopped early."""
+            if self.sums is None:
+                return (self.last or []), (1 if self.last else 0)
+            return [s / self.count for s in self.sums], self.count
 
-            def averaged(self) -> tuple[list[np.ndarray], int]:
-                """(weights, number of epochs averaged); the last epoch alone if the run stopped early."""
-                if self.sums is None:
-                    return (self.last or []), (1 if self.last else 0)
-                return [s / self.count for s in self.sums], self.count
-
-        return _Averager()
+    return WeightAverager()
 
 
 def set_trainable_weights(model: Any, values: list[np.ndarray]) -> None:

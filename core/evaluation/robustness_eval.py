@@ -1,0 +1,88 @@
+"""The robustness evaluation of a run: its leakage-free test images under stress and style shifts.
+
+The shifts and the table live in :mod:`core.evaluation.robustness`; this module feeds them a
+run's images, scores every shifted copy with the run's own preprocessing, calibration and
+warning thresholds, and caches the table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core.cachefs import cache_write
+from core.data.datasets import Dataset
+from core.data.preprocess import LEGACY_ID
+from core.data.scan import scan_dataset
+from core.errors import WorkbenchError
+from core.evaluation.cache import NO_CACHE_FOLDER, read_table, robustness_path
+from core.evaluation.evaluate import SubJob, check_preprocessing, progress_stage
+from core.evaluation.robustness import RAW_SCALE, robustness_table
+from core.evaluation.sets import (
+    EvalSet,
+    near_dup_threshold,
+    open_eval_dataset,
+    overlap_distances,
+    select_images,
+)
+from core.inference.ood import OODModel
+from core.inference.runner import ModelRunner
+from core.inference.trust import card_thresholds, flags, warning_rates
+from core.inference.trust_fit import shifted_scores
+from core.jobs import Job
+from core.models.registry import OOD_FILE, Run, load_model
+from core.training.pipeline import cached_images
+
+
+def cached_robustness(run: Run, eval_set: EvalSet) -> pd.DataFrame | None:
+    """The cached robustness table for this run and set, if any (never predicts)."""
+    try:
+        return read_table(robustness_path(run, open_eval_dataset(run, eval_set), eval_set))
+    except WorkbenchError:
+        return None
+
+
+def _raw_images(run: Run, eval_set: EvalSet, ds: Dataset, job: Job | None):
+    """Leakage-free rows of an evaluation set, their labels, and their whole frames at RAW_SCALE × size."""
+    report = scan_dataset(ds, near_dup_threshold(run), progress=progress_stage(job, 0.0, 0.2, "Scanning images"))
+    rows, _, _ = select_images(run, eval_set, ds, report)
+    dist = overlap_distances(run, rows["phash"].tolist())
+    keep = np.ones(len(rows), bool) if dist is None else dist > near_dup_threshold(run)
+    rows = rows[keep].reset_index(drop=True)
+    labels = rows["label"].map({c: i for i, c in enumerate(run.class_names)}).to_numpy(np.int64)
+    paths = [ds.abspath(p) for p in rows["path"]]
+    raw = cached_images(paths, RAW_SCALE * run.image_size, ds.fingerprint, progress_stage(job, 0.2, 0.4, "Loading images"),
+                        preprocessing=LEGACY_ID)
+    return rows, labels, raw
+
+
+def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use_cache: bool = True) -> pd.DataFrame:
+    """:func:`core.evaluation.robustness.robustness_table` for a run on an evaluation set (cached on disk).
+
+    Images with a near-copy in the training set are left out, as in the leakage-free figures.
+    Each shift acts on the whole frame as acquired (at twice the model's side); the run's own
+    preprocessing then prepares the shifted image, exactly as for an upload.
+    """
+    check_preprocessing(run)
+    ds = open_eval_dataset(run, eval_set)
+    path = robustness_path(run, ds, eval_set)
+    if use_cache and (hit := read_table(path)) is not None:
+        return hit
+    _, labels, raw = _raw_images(run, eval_set, ds, job)
+    temperature = run.card.temperature
+    runner = ModelRunner(load_model(run), run.card.tta)  # one model load for every shift
+    ood = OODModel.load(run.path / OOD_FILE) if (run.path / OOD_FILE).is_file() else None
+    scores = shifted_scores(runner, ood, raw, labels, run.image_size, run.preprocessing, temperature,
+                            job=SubJob(job, 0.4, 1.0, "") if job is not None else None)
+    table = robustness_table(None, raw, labels, len(run.class_names), temperature,
+                             logits={k: s["logits"] for k, s in scores.items()})
+    # Would the Predict page have warned? The card's own thresholds, on every shifted copy.
+    thresholds = card_thresholds(run.card)
+    rates = [warning_rates(flags(s["probs"], s["distance"], s["views"], thresholds).any,
+                           s["probs"].argmax(axis=1) == labels) for s in scores.values()]
+    for key in ("wrong_warned", "correct_warned", "silent_wrong"):
+        table[key] = [r[key] for r in rates]
+    table.insert(4, "n_images", len(labels))
+    if path.parent != NO_CACHE_FOLDER:
+        cache_write(path, lambda fh: table.to_csv(fh, index=False), mode="w")
+    return table

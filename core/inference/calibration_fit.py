@@ -1,0 +1,112 @@
+"""Fitting a model's calibration on its validation images: temperature, thresholds, OOD model.
+
+Done once at the end of training (:func:`fit_calibration`) and again on request for a
+registered run (:func:`recalibrate_run`, ``python -m core calibrate``). Validation logits are
+computed exactly as inference computes them (same runner, same test-time augmentation).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score
+
+from core.classes import canonical_class
+from core.data.preprocess import load_many
+from core.inference.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    low_confidence_threshold,
+    softmax,
+)
+from core.inference.ood import OODModel, energy, fit_ood
+from core.inference.runner import ModelRunner
+from core.inference.tta import TTA, tta_logits
+from core.models.registry import Run, load_model, update_card
+
+OOD_TRAIN_SAMPLE = 3000  # training images the Mahalanobis model is fitted on (bounded: memory and time)
+
+
+def calibration_results(val_logits: np.ndarray, y: np.ndarray, n_classes: int, split: str,
+                        tta: str) -> dict[str, Any]:
+    """Validation metrics, fitted temperature and low-confidence threshold from validation logits.
+
+    ``val_logits`` must be computed the way inference will compute them (with ``tta``).
+    """
+    temperature = fit_temperature(val_logits, y)
+    probs_raw, probs = softmax(val_logits), softmax(val_logits, temperature)
+    pred = probs.argmax(axis=1)
+    return {
+        "validated_on": split,
+        "tta": tta,
+        "val_accuracy": float(accuracy_score(y, pred)),
+        "val_macro_f1": float(f1_score(y, pred, average="macro", labels=list(range(n_classes)), zero_division=0)),
+        "val_ece_raw": expected_calibration_error(probs_raw, y),
+        "val_ece": expected_calibration_error(probs, y),
+        "temperature": temperature,
+        "low_confidence_threshold": low_confidence_threshold(probs, y),
+        "n_val": int(len(y)),
+    }
+
+
+def fit_calibration(model: Any, x: dict[str, np.ndarray], y: dict[str, np.ndarray], split: str, tta: str,
+                    seed: int, check=lambda: None) -> tuple[dict[str, Any], OODModel]:
+    """Card ``results`` (validation metrics, temperature, thresholds) and the OOD model of a trained model.
+
+    Args:
+        x, y: images and labels per split ("train" and ``split`` are read).
+        split: the split that validates (early stopping and calibration).
+        check: called between passes; raises to cancel.
+    """
+    runner = ModelRunner(model, "none", batch_size=128)
+    val_feat = runner.run(x[split]).features
+    check()
+
+    def logits(images: np.ndarray) -> np.ndarray:  # one call per test-time view: a cancel point each
+        check()
+        return runner.run(images).logits
+
+    val_logits = tta_logits(logits, x[split], tta)
+    check()
+    rng = np.random.default_rng(seed)
+    sub = rng.choice(len(x["train"]), size=min(OOD_TRAIN_SAMPLE, len(x["train"])), replace=False)
+    train_feat = runner.run(x["train"][sub]).features
+    check()
+    results = calibration_results(val_logits, y[split], int(val_logits.shape[1]), split, tta)
+    ood = fit_ood(train_feat, y["train"][sub], val_feat, val_logits / results["temperature"])
+    results["ood"] = {"mahalanobis_threshold": ood.maha_threshold, "energy_threshold": ood.energy_threshold}
+    return results, ood
+
+
+def recalibrate_run(run: Run, tta: str) -> Run:
+    """Refit a registered run's temperature, thresholds and validation metrics for ``tta``.
+
+    Reads the run's own validation files (recorded in its card) from its training data folder;
+    only the card changes, so the model file and its sha256 stay as they are.
+
+    Raises:
+        WorkbenchError: unknown mode, or the validation images are not on this machine.
+    """
+    TTA.check(tta, "tta")
+    card = run.card
+    root = run.data_root
+    files = card.data_section.get("val_files") or []
+    paths = [root / f for f in files]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing or not paths:
+        from core.errors import WorkbenchError
+
+        raise WorkbenchError(f"{len(missing)} validation images are missing, e.g. {missing[0]}" if missing else
+                             "the model card lists no validation images", str(root))
+    y = np.array([run.class_names.index(canonical_class(Path(f).parent.name)) for f in files])
+    runner = ModelRunner(load_model(run), "none", batch_size=128)
+    images = load_many(paths, run.image_size, preprocessing=run.preprocessing)
+    logits = tta_logits(lambda b: runner.run(b).logits, images, tta)
+    results = dict(card.results)
+    results.update(calibration_results(logits, y, len(run.class_names), card.validated_on, tta))
+    ood = dict(results.get("ood") or {})
+    ood["energy_threshold"] = float(np.quantile(energy(logits / results["temperature"]), 0.99))
+    results["ood"] = ood
+    return update_card(run, results=results)

@@ -1,0 +1,189 @@
+"""The model card: a frozen, typed record of what a model is and how it must be fed.
+
+Saved as ``card.json`` beside every model. Inference reads the class order, image size and
+preprocessing from it; defaults for fields that older cards lack live here and nowhere else.
+The JSON is checked by :mod:`core.models.card_validation` before a card is built from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from core.data.preprocess import LEGACY_ID
+from core.errors import WorkbenchError
+from core.inference.tta import TTA_MODES
+from core.models.card_validation import validate_card
+
+CARD_VERSION = 1  # bump when a field changes meaning; readers keep loading every older version
+DEFAULT_TEMPERATURE = 1.0  # cards from before calibration: probabilities as the network gives them
+MODEL_FILE = "model.keras"
+
+#: JSON sections kept as read-only mappings (their inner shape is checked by card_validation).
+SECTIONS = ("versions", "train_config", "data", "results", "evaluation", "evaluations", "timings")
+
+
+def _frozen(value: Any) -> Mapping[str, Any]:
+    """A read-only view of a JSON object (a private copy, so the caller's dict can change freely)."""
+    return MappingProxyType(json.loads(json.dumps(_plain(value)))) if isinstance(value, Mapping) else MappingProxyType({})
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy of mappings/tuples (MappingProxyType is not JSON serialisable)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a saved model is. Build with :meth:`from_json` (checked) or the constructor (training)."""
+
+    card_version: int = CARD_VERSION
+    run_id: str = ""
+    status: str = "complete"  # "complete", or "partial" for a run kept after a cancel
+    created: str = ""  # ISO time the run was saved
+    arch: str = ""
+    arch_title: str = ""
+    class_names: tuple[str, ...] = ()
+    image_size: int = 0
+    input_channels: int = 1
+    preprocessing_id: str = LEGACY_ID  # core.data.preprocess recipe; cards before it existed used the legacy one
+    preprocessing_description: str = ""
+    weights: str = ""  # where the starting weights came from, in words
+    versions: Mapping[str, Any] = field(default_factory=dict)
+    model_file: str = MODEL_FILE
+    model_sha256: str = ""
+    model_bytes: int = 0
+    params: int = 0
+    train_config: Mapping[str, Any] = field(default_factory=dict)  # TrainConfig.to_dict()
+    data: Mapping[str, Any] = field(default_factory=dict)  # training data: name, root, counts, val/test files...
+    results: Mapping[str, Any] = field(default_factory=dict)  # validation metrics, temperature, thresholds
+    timings: Mapping[str, Any] = field(default_factory=dict)
+    evaluation: Mapping[str, Any] = field(default_factory=dict)  # the held-out test result ({} until evaluated)
+    evaluations: Mapping[str, Any] = field(default_factory=dict)  # every evaluation, keyed "set:fingerprint"
+    extra: Mapping[str, Any] = field(default_factory=dict)  # keys a newer version wrote: kept, not interpreted
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        for name in (*SECTIONS, "extra"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
+    # --- JSON -------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_json(cls, data: Any) -> ModelCard:
+        """A card from parsed ``card.json``.
+
+        Raises:
+            WorkbenchError: the JSON is not a usable card (the message lists every problem).
+        """
+        problems = validate_card(data)
+        if problems:
+            raise WorkbenchError("the model card is damaged: " + "; ".join(problems), "card.json")
+        known = {f.name for f in dataclasses.fields(cls)}
+        pre = data.get("preprocessing") if isinstance(data.get("preprocessing"), dict) else {}
+        kwargs = {k: v for k, v in data.items() if k in known and k not in ("extra", "preprocessing") and v is not None}
+        extra = {k: v for k, v in data.items() if k not in known and k != "preprocessing"}
+        return cls(**kwargs, preprocessing_id=str(pre.get("id") or LEGACY_ID),
+                   preprocessing_description=str(pre.get("description") or ""), extra=extra)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to ``card.json`` (unknown keys from a newer version kept)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name in ("extra", "preprocessing_id", "preprocessing_description"):
+                continue
+            value = _plain(getattr(self, f.name))
+            if f.name == "evaluation" and not value:
+                continue  # "not evaluated yet" is the field's absence, as in every earlier card
+            out[f.name] = value
+            if f.name == "input_channels":
+                out["preprocessing"] = {"id": self.preprocessing_id, "description": self.preprocessing_description}
+        out.update(_plain(self.extra))
+        return out
+
+    def replace(self, **changes: Any) -> ModelCard:
+        """A copy with some fields changed (sections are replaced whole)."""
+        return dataclasses.replace(self, **changes)
+
+    # --- what readers ask ---------------------------------------------------------------------------
+
+    @property
+    def title(self) -> str:
+        """The architecture's display name ("unknown" for a card that names none)."""
+        return self.arch_title or self.arch or "unknown"
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the model was trained on synthetic (demo) images."""
+        return self.data.get("synthetic") is True
+
+    @property
+    def temperature(self) -> float:
+        """Calibration temperature: probabilities are softmax(logits / T)."""
+        t = self.results.get("temperature")
+        return float(t) if t is not None else DEFAULT_TEMPERATURE
+
+    @property
+    def tta(self) -> str:
+        """The test-time augmentation the calibration was fitted with ('none' for cards before it)."""
+        mode = self.results.get("tta", "none")
+        return mode if mode in TTA_MODES else "none"
+
+    @property
+    def validated_on(self) -> str:
+        """The split that early-stopped and calibrated the run."""
+        return str(self.results.get("validated_on", "val"))
+
+    @property
+    def low_confidence_threshold(self) -> float | None:
+        value = self.results.get("low_confidence_threshold")
+        return float(value) if value is not None else None
+
+    @property
+    def trust(self) -> Mapping[str, Any]:
+        """Fitted warning thresholds (core.inference.trust_fit); empty before they were fitted."""
+        value = self.results.get("trust")
+        return value if isinstance(value, Mapping) else {}
+
+    @property
+    def val_accuracy(self) -> float | None:
+        value = self.results.get("val_accuracy")
+        return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def train_seconds(self) -> float | None:
+        value = self.timings.get("train_seconds")
+        return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def split_mode(self) -> str:
+        return str(self.data.get("split_mode", ""))
+
+    def held_out(self) -> Mapping[str, Any]:
+        """The card's own held-out test result; {} when none (or when the slot holds another set's)."""
+        ev = self.evaluation
+        return ev if ev and ev.get("eval_set", "card_test") == "card_test" else {}
+
+    def leakage_free_macro_f1(self) -> float | None:
+        """Leakage-free macro-F1 on the card's own held-out split (None: not evaluated on it)."""
+        free = self.held_out().get("leakage_free")
+        value = free.get("macro_f1") if isinstance(free, Mapping) else None
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def card_from_json_lenient(data: Any) -> tuple[ModelCard, list[str]]:
+    """(card, problems): an empty card and the problems when the JSON is not usable."""
+    problems = validate_card(data)
+    return (ModelCard(), problems) if problems else (ModelCard.from_json(data), [])

@@ -1,0 +1,81 @@
+"""What the pages and reports say about a saved model: one formatter, one format per figure.
+
+Accuracies are percentages, macro-F1 is a 0–1 score, everywhere. :func:`model_facts` is the
+Predict page's and the case report's model box; :func:`runs_table` lists runs (Overview, Train).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from core.classes import display_name
+from core.data.preprocess import get_recipe
+from core.errors import WorkbenchError
+from core.models.registry import Run
+
+SPLIT_WORDS = {"leakage_free": "leakage-free", "dataset": "folder's own"}
+
+
+def percent(value: Any) -> str:
+    """A share as "97.3 %" ("" when it is not a number)."""
+    return f"{100 * value:.1f} %" if isinstance(value, int | float) and not isinstance(value, bool) else ""
+
+
+def held_out_sentence(ev: Mapping[str, Any]) -> str:
+    """The leakage-free held-out figures in words ("not evaluated yet" when there are none)."""
+    free = ev.get("leakage_free") if isinstance(ev.get("leakage_free"), Mapping) else {}
+    formats = (("accuracy", "accuracy", percent), ("macro_f1", "macro-F1", lambda v: f"{v:.3f}"),
+               ("balanced_accuracy", "balanced accuracy", percent))
+    parts = [f"{label} {fmt(free[key])}" for key, label, fmt in formats if isinstance(free.get(key), int | float)]
+    if isinstance(free.get("n_images"), int):
+        parts.append(f"{free['n_images']} images")
+    if not parts:
+        return "not evaluated yet"
+    return ", ".join(parts) + (f" ({ev.get('description')})" if ev.get("description") else "")
+
+
+def model_facts(run: Run) -> dict[str, str]:
+    """The model box of the Predict page and the case report, as label -> text (old cards too)."""
+    card = run.card
+    try:
+        recipe = get_recipe(run.preprocessing).title
+    except WorkbenchError:
+        recipe = run.preprocessing
+    out = {
+        "Model run": run.run_id,
+        "Architecture": card.title,
+        "Training data": str(card.data.get("name") or "unknown") + (" (SYNTHETIC demo, not patient data)"
+                                                                    if card.synthetic else ""),
+        "Trained": card.created or "unknown",
+        "Classes": ", ".join(display_name(c) for c in run.class_names),
+        "Input": f"{run.image_size}×{run.image_size} grayscale, {recipe.lower()}",
+    }
+    if card.val_accuracy is not None:
+        out["Validation accuracy"] = f"{percent(card.val_accuracy)} ({card.results.get('n_val', '?')} images)"
+    out["Leakage-free test metrics"] = held_out_sentence(card.held_out())
+    return out
+
+
+def runs_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per run (unusable ones too, with why), the figure people look for first."""
+    rows = []
+    for r in runs:
+        card = r.card
+        rows.append({
+            "model": r.run_id,
+            "val accuracy": percent(card.val_accuracy),
+            "architecture": card.title if r.usable else "",
+            "dataset": str(card.data.get("name", "")) + (" (SYNTHETIC)" if card.synthetic else ""),
+            "split": SPLIT_WORDS.get(card.split_mode, ""),
+            "image size": card.image_size or None,
+            "macro-F1": card.results.get("val_macro_f1"),
+            "ECE": card.results.get("val_ece"),
+            "train time (s)": card.train_seconds,
+            "size (MB)": card.model_bytes / 1e6 or None,
+            "status": ("unusable: " + "; ".join(r.problems)) if r.problems else "ok",
+            "created": card.created[:16].replace("T", " "),
+        })
+    return pd.DataFrame(rows)

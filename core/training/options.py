@@ -1,0 +1,124 @@
+"""The training choices a person makes by name: optimizers, schedules, weights sources, strategies.
+
+Each is one :class:`core.options.Option`; ``TrainConfig`` validates against these registries,
+and the Train page and ``python -m core train`` list their titles, help and keys from them.
+Builders import Keras when called, never at import time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from core.options import Option, Registry
+
+# Builders take a core.config.TrainConfig, typed Any here: config imports these registries to
+# validate its fields, so this module cannot import config (not even for annotations).
+TrainConfig = Any
+
+
+def _adamw(cfg: TrainConfig, lr: float) -> Any:
+    from core.tfrt import keras
+
+    return keras().optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay)
+
+
+def _adam(cfg: TrainConfig, lr: float) -> Any:
+    from core.tfrt import keras
+
+    return keras().optimizers.Adam(learning_rate=lr)
+
+
+def _sgd(cfg: TrainConfig, lr: float) -> Any:
+    from core.tfrt import keras
+
+    return keras().optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True)
+
+
+OPTIMIZERS = Registry("optimizer", [
+    Option("adamw", "AdamW (decoupled weight decay)",
+           "Adam with weight decay kept apart from the gradient step; a safe default.", _adamw),
+    Option("adam", "Adam", "Adaptive steps per weight, no weight decay.", _adam),
+    Option("sgd", "SGD with Nesterov momentum",
+           "Plain gradient descent with momentum 0.9: slower to tune, sometimes generalises better.", _sgd),
+])
+
+
+def cosine_callback(peak_lr: float, total_steps: int, warmup_steps: int):
+    """A Keras callback: per-batch cosine learning-rate decay after a short linear warm-up
+    (Loshchilov & Hutter 2017); the rate never drops below 1/1000 of the peak."""
+    from core.tfrt import keras
+
+    k = keras()
+
+    class CosineCallback(k.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.step = 0
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.step < warmup_steps:
+                lr = peak_lr * (self.step + 1) / warmup_steps
+            else:
+                t = (self.step - warmup_steps) / max(1, total_steps - warmup_steps)
+                lr = 0.5 * peak_lr * (1 + math.cos(math.pi * min(1.0, t)))
+            self.model.optimizer.learning_rate.assign(max(lr, peak_lr * 1e-3))
+            self.step += 1
+
+    return CosineCallback()
+
+
+def _cosine(cfg: TrainConfig, lr: float, steps: int, epochs: int) -> Any:
+    return cosine_callback(lr, steps * epochs, warmup_steps=min(steps, steps * epochs // 10))
+
+
+def _plateau(cfg: TrainConfig, lr: float, steps: int, epochs: int) -> Any:
+    from core.tfrt import keras
+
+    return keras().callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, cfg.patience // 2),
+                                               min_lr=lr * 1e-3)
+
+
+#: Builders take (config, peak learning rate, batches per epoch, epochs of this phase) and return a callback.
+SCHEDULES = Registry("learning-rate schedule", [
+    Option("cosine", "Cosine decay with warm-up",
+           "The rate rises over the first tenth of the phase, then falls smoothly to 1/1000 of its peak.", _cosine),
+    Option("plateau", "Drop when validation loss stalls",
+           "The rate is cut to 30 % whenever the validation loss has not improved for half the patience.",
+           _plateau),
+])
+
+WEIGHTS = Registry("weights source", [
+    Option("imagenet", "ImageNet (pre-trained)",
+           "Start from weights learned on ImageNet photographs; downloaded once into the Keras cache "
+           "(offline machines need the file placed there)."),
+    Option("none", "Random initialisation", "Start from random weights: no download, but needs more data and epochs."),
+])
+
+
+def _default_strategy() -> Any:
+    from core.tfrt import tf
+
+    return tf().distribute.get_strategy()
+
+
+def _mirrored_strategy() -> Any:
+    from core.tfrt import tf
+
+    tf_ = tf()
+    gpus = [d.name for d in tf_.config.list_logical_devices("GPU")]
+    devices = gpus or [d.name for d in tf_.config.list_logical_devices("CPU")]
+    return tf_.distribute.MirroredStrategy(devices=devices)
+
+
+STRATEGIES = Registry("distribution strategy", [
+    Option("default", "One device", "Train on this machine's default device.", _default_strategy),
+    Option("mirrored", "All GPUs of this machine (mirrored)",
+           "tf.distribute.MirroredStrategy: one replica per GPU (or per logical CPU device), gradients summed.",
+           _mirrored_strategy),
+])
+
+
+def strategy_for(cfg: TrainConfig) -> Any:
+    """The tf.distribute strategy the config names (built now: it inspects the devices)."""
+    return STRATEGIES.check(cfg.strategy, "strategy").build()
