@@ -139,6 +139,7 @@ def test_config_rejects_averaging_more_epochs_than_trained():
         TrainConfig(epochs=5, average_epochs=-1)
 
 
+@pytest.mark.slow
 def test_training_with_averaging_records_each_step_in_the_card(demo_root, tmp_path, monkeypatch):
     from core.config import AUGMENT_PRESETS
     from core.data.datasets import open_folder

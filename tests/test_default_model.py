@@ -34,6 +34,7 @@ def test_default_model_is_committed_small_and_intact(default_run) -> None:
     assert lf["n_images"] > 500 and 0 <= lf["accuracy"] <= 1
 
 
+@pytest.mark.slow
 def test_default_model_predicts_on_the_demo_data(default_run, demo_root: Path) -> None:
     from core.inference.predict import Predictor, predict_files
 
@@ -48,6 +49,7 @@ def test_default_model_predicts_on_the_demo_data(default_run, demo_root: Path) -
         assert 0 <= r.heatmap.min() and r.heatmap.max() <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_default_model_accuracy_on_a_fixed_sample_of_its_held_out_images(default_run, real_data_dir) -> None:
     """Not timed. A fixed 400-image sample of the card's own held-out test split must score at

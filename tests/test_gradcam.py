@@ -141,6 +141,7 @@ def test_find_target_layer_searches_inside_nested_models():
     assert cam.shape == (16, 16) and cam[:4, :4].min() > 0.9 and cam[8:, 8:].max() < 0.05
 
 
+@pytest.mark.slow
 def test_nested_transfer_backbone_as_a_layer():
     """The classic failure: MobileNetV3 as one nested layer instead of a flat graph."""
     k = _keras()

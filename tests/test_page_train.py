@@ -129,6 +129,7 @@ def test_failed_job_shows_the_message_and_the_traceback_apart(page_env):
     assert "Traceback" in texts(details.code) and "WorkbenchError" in texts(details.code)
 
 
+@pytest.mark.slow
 def test_finished_job_leads_to_the_evaluate_page(page_env, registry_with_run):
     page_env.wait(page_env.submit("train", "finished earlier", lambda job: registry_with_run), 10)
     at = AppTest.from_file(str(PROJECT_ROOT / "Home.py"), default_timeout=TIMEOUT).run()
@@ -148,6 +149,7 @@ def test_cancelled_job_says_nothing_was_saved(page_env):
     assert not at.exception and "nothing was saved" in texts(at.warning)
 
 
+@pytest.mark.slow
 def test_past_runs_table_lists_saved_models(page_env, registry_with_run):
     at = page().run()
     assert not at.exception

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 
 import fixtures_training as ft
+import pytest
 import test_page_train as tpt
 
 from core.jobs import JobRegistry
@@ -76,6 +77,7 @@ def test_start_is_disabled_while_a_job_runs_and_its_settings_show(page_env: JobR
         page_env.wait(job, 10)
 
 
+@pytest.mark.slow
 def test_finished_run_gets_a_plain_verdict(page_env: JobRegistry, registry_with_run) -> None:
     page_env.wait(page_env.submit("train", "finished", lambda job: registry_with_run), 10)
     at = page().run()

@@ -115,6 +115,7 @@ def test_table_scores_each_shift_against_the_unchanged_images():
     assert np.isclose(rows.loc["darker", "overconfidence"], conf)
 
 
+@pytest.mark.slow
 def test_robustness_of_a_run_is_computed_once_and_cached(tiny_registry, monkeypatch):
     import core.evaluation.robustness_eval as robustness_eval
     from core.evaluation.robustness_eval import evaluate_robustness
