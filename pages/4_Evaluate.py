@@ -16,6 +16,8 @@ from core.evaluation.robustness_eval import cached_robustness, evaluate_robustne
 from core.evaluation.sets import EVAL_SETS, EvalSet, data_kind_warning
 from core.inference.gradcam import CAM_METHODS, CAM_TITLES, DEFAULT_CAM_METHOD
 from core.jobs import FINISHED, job_registry
+from core.models.export import export_bytes
+from core.models.export_formats import EXPORT_FORMATS
 from core.models.registry import best_run, list_runs, load_model, resolve_run
 from core.paths import check_under_data_roots
 from core.reports import eval_charts as ec
@@ -27,6 +29,7 @@ JOB_KEY = "evaluate_job"  # (job id, eval-set key) of the evaluation started fro
 ROBUST_JOB_KEY = "evaluate_robustness_job"  # (job id, run id, eval-set key) of this session's stress test
 RESULTS_KEY = "evaluate_results"  # {(run id, model sha, eval-set key): EvaluationResult}
 ERROR_KEY = "evaluate_error"
+EXPORT_KEY = "evaluate_export"  # ((run id, model sha, format), zip bytes, ExportResult): the last bundle built
 GALLERY = 12  # images per gallery: each needs a decode and a Grad-CAM pass
 SUBSETS = {"leakage_free": "Leakage-free images", "all": "All images"}
 
@@ -361,3 +364,20 @@ try:
     c3.download_button("Report (HTML)", report, f"{stem}.html", "text/html", key="evaluate_dl_html")
 except WorkbenchError as exc:
     c3.error(str(exc))
+
+st.subheader("Export the model")
+st.caption("A zip with the model, its card and a README with a short inference example. The temperature (and the "
+           "mirror averaging, when this run uses it) is baked in; the preprocessing is not, and the README says what "
+           "to do. Each export is checked against this workbench on 32 held-out images before it is offered.")
+fmt = st.selectbox("Format", list(EXPORT_FORMATS), format_func=lambda k: EXPORT_FORMATS[k].title,
+                   key="evaluate_export_format")
+bundle_key = (run.run_id, result.model_sha256, fmt)
+if st.button("Build the export", key="evaluate_export_build"):
+    with sh.shown_errors(), st.spinner("Converting and checking the export…"):
+        st.session_state[EXPORT_KEY] = (bundle_key, *export_bytes(run, fmt))
+built = st.session_state.get(EXPORT_KEY)
+if built is not None and built[0] == bundle_key:
+    _, data, made = built
+    st.download_button(f"Download ({len(data) / 1e6:.1f} MB zip)", data, f"{run.run_id}-{fmt}.zip", "application/zip",
+                       key="evaluate_export_download")
+    st.caption(f"Verified on {made.image_source}: probabilities within {made.max_abs_diff:.1e} of the Keras model.")

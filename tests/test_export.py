@@ -173,3 +173,30 @@ def test_cli_exports_into_a_folder_and_refuses_to_overwrite(tiny_registry, tmp_p
     assert summary["max_abs_diff"] <= TOLERANCE and summary["bytes"] > 0
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_evaluate_page_builds_and_offers_a_bundle(tiny_run, isolated_workbench_dirs, demo_root, monkeypatch):
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from core.data.demo import DEMO_VERSION
+    from core.evaluation.evaluate import EvalSet, evaluate_run
+    from core.models.registry import resolve_run
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root))
+    cache, models = isolated_workbench_dirs["cache"], isolated_workbench_dirs["models"]
+    cache.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(demo_root, cache / f"demo-v{DEMO_VERSION}-seed0")  # the page's active dataset
+    shutil.copytree(tiny_run.path, models / tiny_run.run_id)
+    evaluate_run(resolve_run(tiny_run.run_id), EvalSet("card_test"))  # cached: the page shows it at once
+    at = AppTest.from_file(str(root / "pages" / "4_Evaluate.py"), default_timeout=120).run()
+    assert not at.exception and "Export the model" in [s.value for s in at.subheader]
+    before = len(at.get("download_button"))
+    at.selectbox(key="evaluate_export_format").set_value("tflite").run()
+    at.button(key="evaluate_export_build").click().run()
+    assert not at.exception and not at.error
+    assert len(at.get("download_button")) == before + 1
+    assert any(c.value.startswith("Verified on 32 images") for c in at.caption)
