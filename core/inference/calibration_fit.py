@@ -21,6 +21,7 @@ from core.inference.calibration import (
     low_confidence_threshold,
     softmax,
 )
+from core.inference.conformal_fit import fit_run_conformal, write_conformal
 from core.inference.ood import OODModel, energy, fit_ood
 from core.inference.runner import ModelRunner
 from core.inference.tta import TTA, tta_logits
@@ -52,13 +53,16 @@ def calibration_results(val_logits: np.ndarray, y: np.ndarray, n_classes: int, s
 
 
 def fit_calibration(model: Any, x: dict[str, np.ndarray], y: dict[str, np.ndarray], split: str, tta: str,
-                    seed: int, check=lambda: None) -> tuple[dict[str, Any], OODModel]:
+                    seed: int, check=lambda: None, class_names: list[str] | None = None,
+                    conformal_dir: Path | None = None) -> tuple[dict[str, Any], OODModel]:
     """Card ``results`` (validation metrics, temperature, thresholds) and the OOD model of a trained model.
 
     Args:
         x, y: images and labels per split ("train" and ``split`` are read).
         split: the split that validates (early stopping and calibration).
         check: called between passes; raises to cancel.
+        class_names, conformal_dir: when both are given, the prediction sets are fitted on the
+            same validation logits and ``conformal.npz`` is written there (``results.conformal``).
     """
     runner = ModelRunner(model, "none", batch_size=128)
     val_feat = runner.run(x[split]).features
@@ -77,6 +81,9 @@ def fit_calibration(model: Any, x: dict[str, np.ndarray], y: dict[str, np.ndarra
     results = calibration_results(val_logits, y[split], int(val_logits.shape[1]), split, tta)
     ood = fit_ood(train_feat, y["train"][sub], val_feat, val_logits / results["temperature"])
     results["ood"] = {"mahalanobis_threshold": ood.maha_threshold, "energy_threshold": ood.energy_threshold}
+    if conformal_dir is not None and class_names:
+        results["conformal"] = write_conformal(conformal_dir, softmax(val_logits, results["temperature"]),
+                                               y[split], list(class_names), results["temperature"], tta)
     return results, ood
 
 
@@ -109,4 +116,4 @@ def recalibrate_run(run: Run, tta: str) -> Run:
     ood = dict(results.get("ood") or {})
     ood["energy_threshold"] = float(np.quantile(energy(logits / results["temperature"]), 0.99))
     results["ood"] = ood
-    return update_card(run, results=results)
+    return fit_run_conformal(update_card(run, results=results), logits, y)  # new temperature: new sets

@@ -120,7 +120,8 @@ def _save_and_publish(model: Any, data: PreparedData, cfg: TrainConfig, data_cfg
     from core.training.saving import build_card, inference_copy, write_history
 
     job.update(phase="Calibrating and saving", progress=0.96)
-    results, ood = fit_calibration(model, data.x, data.y, cfg.validate_on, cfg.tta, cfg.seed, job.check_cancelled)
+    results, ood = fit_calibration(model, data.x, data.y, cfg.validate_on, cfg.tta, cfg.seed, job.check_cancelled,
+                                   class_names=data.class_names, conformal_dir=stage)  # + conformal.npz
     if averaging:
         results["averaging"] = averaging
     job.check_cancelled()
