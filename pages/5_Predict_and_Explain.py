@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from core.classes import display_name
+from core.inference.conformal import COVERAGE_CHOICES, DEFAULT_COVERAGE
 from core.inference.gradcam import CAM_METHODS, CAM_TITLES, DEFAULT_CAM_METHOD
 from core.inference.overlay import COLORMAPS
 from core.inference.predict import (
@@ -30,6 +31,7 @@ from core.reports.case_report import (
     overlays_zip,
     results_csv,
 )
+from core.reports.prediction_sets import GUARANTEE_NOTE, coverage_words, describe_set
 from core.reports.run_summary import model_facts
 from core.safetext import escape_markdown
 from pages import _shared as sh
@@ -61,6 +63,7 @@ def probability_chart(probabilities: dict[str, float], predicted: str) -> alt.Ch
 def batch_table(results: list[PredictionResult]) -> pd.DataFrame:
     return pd.DataFrame([{"File": r.file, "Class": display_name(r.label) if r.label else "",
                           "Model probability": format_probability(r.confidence) if r.ok else "",
+                          "Prediction set": ", ".join(map(display_name, r.prediction_set or [])) if r.ok else "",
                           "Problem": r.error or "", "Warnings": " | ".join(r.warnings)} for r in results])
 
 
@@ -71,6 +74,8 @@ def show_result(i: int, r: PredictionResult, alpha: float, cmap: str, summary: d
             st.error(f"This file could not be analysed: {r.error}", icon=":material/error:")
             return
         st.markdown(f"### {display_name(r.label)} · model probability {format_probability(r.confidence)}")
+        if r.coverage is not None:
+            st.markdown(f":material/checklist: {describe_set(r.prediction_set, r.coverage, len(r.probabilities))}")
         for text in r.warnings:
             st.warning(text, icon=":material/warning:")
         if r.details:
@@ -125,7 +130,7 @@ uploads = st.file_uploader(
     key="predict_uploads", help="Every file is checked by content, whatever its name says.")
 st.caption(":material/lock: Uploads are processed in memory and never written to disk.")
 
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4, c5 = st.columns(5)
 methods = [DEFAULT_CAM_METHOD, *(m for m in CAM_METHODS if m != DEFAULT_CAM_METHOD)]
 method = c1.selectbox("Explanation method", methods, format_func=CAM_TITLES.get, key="predict_method",
                       help="The first one is the method whose heat maps pointed at known tumours most often.")
@@ -134,6 +139,12 @@ target = c2.selectbox("Explain class", [PREDICTED, *run.class_names], key="predi
                       help="Pick a class to see which regions would support it, e.g. 'why meningioma?'.")
 cmap = c3.selectbox("Colormap", list(COLORMAPS), key="predict_cmap")
 alpha = c4.slider("Heatmap opacity", 0.0, 1.0, 0.4, 0.05, key="predict_alpha")
+coverage = c5.selectbox("Prediction-set coverage", COVERAGE_CHOICES, index=COVERAGE_CHOICES.index(DEFAULT_COVERAGE),
+                        format_func=coverage_words, key="predict_coverage",
+                        help="The set of classes that holds the true one this often on images like the "
+                             "validation ones. Higher coverage, larger sets.")
+if predictor.conformal is None:
+    st.caption(f":material/info: No prediction sets: {predictor.conformal_problem}")
 
 if not uploads:
     st.info("Upload one or more slices to classify them.", icon=":material/upload_file:")
@@ -146,11 +157,14 @@ if st.session_state.get(RESULTS_KEY, (None,))[0] != key:
                                 target_class=None if target == PREDICTED else target)
     st.session_state[RESULTS_KEY] = (key, results)
 results = st.session_state[RESULTS_KEY][1]
+predictor.add_prediction_sets(results, coverage)  # no forward pass: the sets follow the coverage choice
 
 n_bad = sum(not r.ok for r in results)
 st.subheader(f"Results: {len(results) - n_bad} analysed" + (f", {n_bad} rejected" if n_bad else ""))
 st.dataframe(batch_table(results), hide_index=True, width="stretch")
 st.caption(CALIBRATION_NOTE)
+if predictor.conformal is not None:
+    st.caption(GUARANTEE_NOTE)
 d1, d2 = st.columns(2)
 d1.download_button("Results (CSV)", data=partial(results_csv, results, predictor.class_names),
                    file_name="predictions.csv", mime="text/csv", icon=":material/table:", on_click="ignore")

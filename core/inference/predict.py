@@ -21,6 +21,7 @@ from core.data.imageio import DecodedImage, decode_image
 from core.data.preprocess import Framing, Prepared, prepare_framed
 from core.errors import WorkbenchError
 from core.inference.calibration import softmax
+from core.inference.conformal import DEFAULT_COVERAGE, check_coverage, try_run_conformal
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD, compute_cam
 from core.inference.ood import OODModel, energy, image_checks
 from core.inference.runner import ModelRunner
@@ -63,6 +64,8 @@ class PredictionResult:
     details: dict[str, str] = field(default_factory=dict)  # the figures behind the warnings, for the curious
     meta: dict[str, Any] = field(default_factory=dict)  # safe DICOM header fields
     error: str | None = None
+    prediction_set: list[str] | None = None  # conformal set at ``coverage``, most probable first (None: no calibration)
+    coverage: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -73,7 +76,7 @@ class PredictionResult:
         return {"file": self.file, "label": self.label, "confidence": self.confidence,
                 "probabilities": dict(self.probabilities), "warnings": list(self.warnings),
                 "flags": list(self.flags), "details": dict(self.details), "meta": dict(self.meta),
-                "error": self.error}
+                "error": self.error, "prediction_set": self.prediction_set, "coverage": self.coverage}
 
 
 def no_model_error() -> WorkbenchError:
@@ -116,6 +119,7 @@ class Predictor:
         self.maha_threshold = trust.max_distance
         self.flag_unstable = trust.flag_unstable
         self.runner = ModelRunner(self.model, self.tta)
+        self.conformal, self.conformal_problem = try_run_conformal(run)  # prediction sets, or why there are none
 
     @classmethod
     def load(cls, run_id_or_path: str | None = None) -> Predictor:
@@ -168,6 +172,19 @@ class Predictor:
         if not 0 <= int(target) < len(self.class_names):
             raise WorkbenchError(f"class index {target} is out of range", "target class")
         return int(target)
+
+    def add_prediction_sets(self, results: Sequence[PredictionResult], coverage: float = DEFAULT_COVERAGE) -> None:
+        """Set every analysed result's prediction set at ``coverage`` (cheap: no forward pass).
+
+        Raises:
+            WorkbenchError: ``coverage`` outside the allowed range.
+        """
+        coverage = check_coverage(coverage)
+        for r in results:
+            if r.ok and r.probabilities:
+                r.coverage = coverage
+                r.prediction_set = None if self.conformal is None else self.conformal.set_names(
+                    [r.probabilities[c] for c in self.class_names], coverage)
 
     # --- warnings -----------------------------------------------------------------------------
 
@@ -238,7 +255,8 @@ def _decode(name: str, data: bytes) -> DecodedImage:
 
 
 def predict_files(predictor: Predictor, items: Sequence[tuple[str, bytes]], gradcam: bool = False,
-                  method: str = DEFAULT_CAM_METHOD, target_class: str | int | None = None) -> list[PredictionResult]:
+                  method: str = DEFAULT_CAM_METHOD, target_class: str | int | None = None,
+                  coverage: float = DEFAULT_COVERAGE) -> list[PredictionResult]:
     """Predict every file; a file that cannot be used gets ``error`` and the others carry on.
 
     Args:
@@ -247,11 +265,13 @@ def predict_files(predictor: Predictor, items: Sequence[tuple[str, bytes]], grad
         gradcam: also compute a heatmap per image.
         method: a key of :data:`core.inference.gradcam.CAM_METHODS`.
         target_class: class name or index the heatmap explains; None = the predicted class.
+        coverage: the prediction sets' coverage (core.inference.conformal).
     Returns:
         One :class:`PredictionResult` per item, in input order.
     Raises:
-        WorkbenchError: an unknown method or target class (a setting, not a file problem).
+        WorkbenchError: an unknown method, target class or coverage (a setting, not a file problem).
     """
+    check_coverage(coverage, "coverage")
     if gradcam and method not in CAM_METHODS:
         raise WorkbenchError(f"unknown CAM method '{method}'; choose one of {', '.join(CAM_METHODS)}", "method")
     target = predictor.class_index(target_class)
@@ -286,4 +306,5 @@ def predict_files(predictor: Predictor, items: Sequence[tuple[str, bytes]], grad
                 r.heatmap_class, r.method = predictor.class_names[idx], method
             except WorkbenchError as exc:
                 r.warnings.append(f"No heatmap: {exc.reason}")
+    predictor.add_prediction_sets(results, coverage)
     return results

@@ -22,6 +22,7 @@ from core.classes import display_name
 from core.inference.gradcam import CAM_TITLES
 from core.inference.overlay import overlay
 from core.inference.predict import PredictionResult, format_probability
+from core.reports.prediction_sets import GUARANTEE_NOTE, describe_set
 from core.safetext import neutralise_cell
 
 DISCLAIMER = ("Decision support for research and education only — not a diagnosis. "
@@ -213,6 +214,9 @@ def case_report_pdf(result: PredictionResult, model: dict[str, str], alpha: floa
     w.pdf.ln(2)
     w.line(f"Predicted class: {display_name(result.label)}   (model probability "
            f"{format_probability(result.confidence)})", size=12, bold=True)
+    if result.coverage is not None:
+        w.line(describe_set(result.prediction_set, result.coverage, len(result.probabilities)), size=10)
+        w.line(GUARANTEE_NOTE, size=8, colour=(90, 90, 90))
     note = heatmap_note(result)
     if note:
         w.line(note, size=9, colour=(150, 80, 0))
