@@ -182,3 +182,11 @@ def run_conformal(run) -> ConformalCalibration:
         raise WorkbenchError("the prediction-set calibration was fitted before the model's calibration changed, "
                              f"so its sets would be wrong; {refit}", run.run_id)
     return cal
+
+
+def try_run_conformal(run) -> tuple[ConformalCalibration | None, str | None]:
+    """(calibration, None), or (None, the reason in words) when the run has no usable one."""
+    try:
+        return run_conformal(run), None
+    except WorkbenchError as exc:
+        return None, exc.reason
