@@ -50,6 +50,9 @@ def register(sub) -> None:
     c.add_argument("--warnings-only", action="store_true",
                    help="only fit the warning thresholds on the validation images and their shifted copies "
                         "(keeps the temperature; for runs trained before the warnings were fitted)")
+    c.add_argument("--conformal-only", action="store_true",
+                   help="only fit the prediction sets (conformal.npz) on the validation images, with the run's "
+                        "temperature and test-time augmentation kept (for runs trained before prediction sets)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=calibrate)
 
@@ -96,6 +99,10 @@ def calibrate(args: argparse.Namespace) -> int:
     from core.inference.trust_fit import fit_run_warnings
     from core.models.registry import resolve_run
 
+    if args.conformal_only:
+        from core.cli.prediction_sets import calibrate_conformal
+
+        return calibrate_conformal(args)
     if args.warnings_only:
         run_ = fit_run_warnings(resolve_run(args.model))
     else:

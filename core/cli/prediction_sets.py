@@ -1,0 +1,54 @@
+"""Command-line pieces for prediction sets: ``calibrate --conformal-only`` and ``predict --coverage``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from core.errors import WorkbenchError
+from core.inference.conformal import DEFAULT_COVERAGE, MAX_COVERAGE, MIN_COVERAGE, check_coverage
+
+
+def add_coverage_option(p: argparse.ArgumentParser) -> None:
+    """``--coverage PERCENT`` (a share is accepted too: 95 and 0.95 mean the same)."""
+    p.add_argument("--coverage", type=str, default=f"{100 * DEFAULT_COVERAGE:g}", metavar="PERCENT",
+                   help=f"coverage of the prediction set, {100 * MIN_COVERAGE:g} to {100 * MAX_COVERAGE:g} %% "
+                        f"(default {100 * DEFAULT_COVERAGE:g}): the set holds the true class this often on images "
+                        "like the model's validation images")
+
+
+def parse_coverage(text: str) -> float:
+    """The ``--coverage`` value as a share: "95" or "0.95" -> 0.95.
+
+    Raises:
+        WorkbenchError: not a number, or outside the allowed range (the option is named).
+    """
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise WorkbenchError(f"must be a number (a percentage such as 95), got {text!r}", "--coverage") from None
+    share = value / 100 if value > 1 else value
+    try:
+        return check_coverage(share, "--coverage")
+    except WorkbenchError:
+        raise WorkbenchError(f"must be between {100 * MIN_COVERAGE:g} and {100 * MAX_COVERAGE:g} (percent), "
+                             f"got {text}", "--coverage") from None
+
+
+def calibrate_conformal(args: argparse.Namespace) -> int:
+    """``calibrate --conformal-only``: refit only the prediction sets (temperature kept)."""
+    from core.inference.conformal_fit import fit_run_conformal
+    from core.models.registry import resolve_run
+
+    if getattr(args, "warnings_only", False):
+        raise WorkbenchError("choose one of --warnings-only and --conformal-only", "calibrate")
+    run = fit_run_conformal(resolve_run(args.model))
+    summary = dict(run.card.to_json()["results"]["conformal"])
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    choice = summary["score_choice"][summary["score"]]
+    print(f"run {run.run_id}: prediction sets fitted on {summary['fitted_on']}; score {summary['score_title']}; "
+          f"on validation half splits at {DEFAULT_COVERAGE:.0%}: mean set size {choice['mean_set_size']:.3f}, "
+          f"worst class coverage {choice['min_class_coverage']:.3f}")
+    return 0
