@@ -10,6 +10,7 @@ from core.classes import display_name
 from core.errors import WorkbenchError
 from core.evaluation import metrics
 from core.evaluation.compare import cell_images, comparison_table, training_history, worst_mistakes
+from core.evaluation.conformal_eval import evaluate_conformal
 from core.evaluation.evaluate import cached_evaluation, evaluate_runs
 from core.evaluation.localisation import evaluate_localisation
 from core.evaluation.robustness_eval import cached_robustness, evaluate_robustness
@@ -23,6 +24,7 @@ from core.paths import check_under_data_roots
 from core.reports import eval_charts as ec
 from core.reports.eval_report import html_report, metrics_json, predictions_csv
 from core.reports.gallery import gallery_images
+from core.reports.prediction_sets import GUARANTEE_NOTE, coverage_chart, coverage_display
 from pages import _shared as sh
 
 JOB_KEY = "evaluate_job"  # (job id, eval-set key) of the evaluation started from this session
@@ -259,6 +261,18 @@ st.altair_chart(ec.reliability_chart(table, ece), width="stretch")
 st.caption(f"Confidences are temperature-scaled (T = {result.temperature:.2f}, fitted on validation images). "
            "Bars on the diagonal mean a 90% confident answer is right 90% of the time.")
 
+st.subheader("Prediction sets")
+sets = evaluate_conformal(run, result)  # leakage-free images; None: the run has no prediction sets
+if sets is None:
+    st.info("This model has no prediction-set calibration yet: run `python -m core calibrate --model "
+            f"{run.run_id} --conformal-only`.", icon=":material/info:")
+else:
+    st.altair_chart(coverage_chart(sets), width="stretch")
+    st.dataframe(coverage_display(sets), hide_index=True, width="stretch")
+    st.caption(f"How often the set held the true class, per class (95 % intervals), on "
+               f"{int(sets['n_images'].iloc[0])} leakage-free images; points on the dashed line keep the promise. "
+               + GUARANTEE_NOTE)
+
 st.subheader("Robustness to other scanners and hospitals")
 st.caption("How accuracy, calibration and the warnings hold when the same leakage-free test images are altered the "
            "way another scanner could differ (contrast curve, coil bias field, noise, blur, resolution, JPEG) or "
@@ -319,6 +333,10 @@ if robust is not None:
             "Correct answers that carry a warning": robust["correct_warned"].map(
                 lambda v: "–" if pd.isna(v) else f"{v:.0%}"),
         })
+        if "set_coverage" in robust.columns and robust["set_coverage"].notna().any():
+            shown["Prediction set at 95 %: coverage (worst class)"] = [
+                f"{v:.1%} ({w:.1%})" for v, w in zip(robust["set_coverage"], robust["set_coverage_worst_class"])]
+            shown["Mean set size"] = robust["mean_set_size"].map(lambda v: f"{v:.2f}")
         st.dataframe(shown, hide_index=True)
         st.caption("A warning is what Predict & Explain would show: a close call, a slice unlike the training "
                    "images, or an answer that changes when the slice is mirrored. Mistakes should carry one; "

@@ -52,6 +52,8 @@ def _choose_set(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.cli.prediction_sets import print_coverage
+    from core.evaluation.conformal_eval import evaluate_conformal
     from core.evaluation.evaluate import evaluate_run
     from core.models.registry import resolve_run
 
@@ -59,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     eval_set = _choose_set(args)
     result = evaluate_run(model_run, eval_set, use_cache=not args.no_cache)
     summary = result.summary()
+    sets = evaluate_conformal(model_run, result)  # None: the run has no prediction sets
+    summary["conformal"] = None if sets is None else sets.to_dict(orient="records")
     table = None
     if args.robustness:
         from core.evaluation.robustness_eval import evaluate_robustness
@@ -74,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
         return 0
     _print_text(summary)
+    print_coverage(sets)
     if table is not None:
         _print_robustness(table)
     if args.boxes:
@@ -99,11 +104,12 @@ def _print_robustness(table) -> None:
     print(f"\nrobustness to simulated acquisition and source shifts ({table['n_images'].iloc[0]} leakage-free "
           "images; a proxy for other scanners and hospitals, not external validation):")
     print(f"  {'shift':34s}{'accuracy':>9s}{'change':>9s}{'macro-F1':>10s}{'ECE':>8s}{'confidence':>12s}"
-          f"{'wrong warned':>14s}{'right warned':>14s}")
+          f"{'wrong warned':>14s}{'right warned':>14s}{'set cov. 95%':>14s}{'set size':>10s}")
     for row in table.itertuples():
         pct = lambda v: "n/a" if v != v or v is None else f"{v:.0%}"  # noqa: E731 - NaN when nothing was wrong
         print(f"  {row.title:34s}{row.accuracy:>9.3f}{row.change:>+8.1f}p{row.macro_f1:>10.3f}{row.ece:>8.3f}"
-              f"{row.mean_confidence:>12.3f}{pct(row.wrong_warned):>14s}{pct(row.correct_warned):>14s}")
+              f"{row.mean_confidence:>12.3f}{pct(row.wrong_warned):>14s}{pct(row.correct_warned):>14s}"
+              f"{getattr(row, 'set_coverage', float('nan')):>14.1%}{getattr(row, 'mean_set_size', float('nan')):>10.2f}")
 
 
 def _fmt(value: float | None, ci: list[float] | None = None) -> str:

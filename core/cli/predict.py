@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from core.cli.prediction_sets import add_coverage_option, parse_coverage
 from core.data.imageio import MAX_FILE_BYTES
 from core.errors import WorkbenchError
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
@@ -24,6 +25,7 @@ def register(sub: Any) -> None:
     p.add_argument("--target-class", default=None, help="class the heatmap explains (default: the predicted one)")
     p.add_argument("--alpha", type=float, default=0.4, help="heatmap opacity in the overlay (0..1)")
     p.add_argument("--colormap", default="jet", choices=list(COLORMAPS))
+    add_coverage_option(p)
     p.add_argument("--json", action="store_true", help="machine-readable output (a list, one object per file)")
     p.set_defaults(func=run)
 
@@ -65,9 +67,11 @@ def _overlay_folder(path: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Predict every file; exit 0 when all were analysed, 2 when any input was rejected."""
     from core.inference.predict import PredictionResult, Predictor, predict_files
+    from core.reports.prediction_sets import GUARANTEE_NOTE, describe_set
 
     if not 0.0 <= args.alpha <= 1.0:  # NaN fails both comparisons and is refused too
         raise WorkbenchError(f"must be between 0 and 1, got {args.alpha}", "--alpha")
+    coverage = parse_coverage(args.coverage)
     out_dir = _overlay_folder(args.gradcam) if args.gradcam else None
     if args.model is None and not models_dir().is_dir():
         raise WorkbenchError("no trained model yet: the model registry folder does not exist (check "
@@ -76,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     raw = [(f, _read(f)) for f in args.files]
     readable = [(f, data) for f, data in raw if isinstance(data, bytes)]
     predicted = iter(predict_files(predictor, readable, gradcam=out_dir is not None, method=args.method,
-                                   target_class=args.target_class))
+                                   target_class=args.target_class, coverage=coverage))
     results = [next(predicted) if isinstance(data, bytes) else PredictionResult(file=f, error=data)
                for f, data in raw]
     rows, used = [], set()
@@ -91,12 +95,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"model {run_.run_id} ({run_.card.title}); "
               "decision support for research and education only, not a diagnosis")
+        print(GUARANTEE_NOTE if predictor.conformal is not None else
+              f"no prediction sets: {predictor.conformal_problem}")
         for row in rows:
             if row["error"]:
                 print(f"{row['file']}: error: {row['error']}")
                 continue
             probs = ", ".join(f"{c} {p:.1%}" for c, p in row["probabilities"].items())
             print(f"{row['file']}: {row['label']} {row['confidence']:.1%}  [{probs}]")
+            print(f"  {describe_set(row['prediction_set'], coverage, len(row['probabilities']))}")
             for text in row["warnings"]:
                 print(f"  warning: {text}")
             if row["overlay"]:

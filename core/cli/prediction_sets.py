@@ -52,3 +52,21 @@ def calibrate_conformal(args: argparse.Namespace) -> int:
           f"on validation half splits at {DEFAULT_COVERAGE:.0%}: mean set size {choice['mean_set_size']:.3f}, "
           f"worst class coverage {choice['min_class_coverage']:.3f}")
     return 0
+
+
+def print_coverage(table) -> None:
+    """The evaluate command's prediction-set block: coverage per class and mean set size per level."""
+    from core.evaluation.conformal_eval import wide_table
+
+    if table is None:
+        print("\nprediction sets: this model has no prediction-set calibration (calibrate --conformal-only)")
+        return
+    wide = wide_table(table)
+    classes = [c for c in wide.columns if c not in ("coverage_target", "coverage_all", "mean_set_size")]
+    n = int(table.loc[table["class"] == "all", "n_images"].iloc[0])
+    print(f"\nprediction sets on {n} leakage-free images (empirical coverage; target = the promised share):")
+    print(f"  {'target':>7s}{'all':>8s}" + "".join(f"{c[:11]:>12s}" for c in classes) + f"{'mean size':>11s}")
+    for row in wide.itertuples(index=False):
+        values = row._asdict()
+        print(f"  {values['coverage_target']:>7.0%}{values['coverage_all']:>8.1%}"
+              + "".join(f"{values[c]:>12.1%}" for c in classes) + f"{values['mean_set_size']:>11.3f}")

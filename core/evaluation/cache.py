@@ -18,10 +18,11 @@ from core.data.datasets import Dataset
 from core.data.scan import SCAN_VERSION
 from core.evaluation.result import EvaluationResult
 from core.evaluation.sets import EvalSet, near_dup_threshold
+from core.inference.conformal import conformal_fingerprint
 from core.models.registry import Run, write_json_atomic
 
 EVAL_VERSION = 2  # bump when the cached result format or the computation changes
-ROBUSTNESS_VERSION = 3  # bump when a shift in core.evaluation.robustness changes
+ROBUSTNESS_VERSION = 4  # bump when a shift in core.evaluation.robustness or the table's columns change
 
 
 def cache_key(run: Run, ds: Dataset, eval_set: EvalSet) -> str:
@@ -80,7 +81,8 @@ def load_cached(key: str) -> EvaluationResult | None:
 
 def robustness_path(run: Run, ds: Dataset, eval_set: EvalSet) -> Path:
     """Where the robustness table of (run, data, set) is cached."""
-    return cache_paths(f"{cache_key(run, ds, eval_set)}-robustness-{ROBUSTNESS_VERSION}")[1]
+    # The table holds prediction-set coverage too, so a refit of conformal.npz is a new entry.
+    return cache_paths(f"{cache_key(run, ds, eval_set)}-robustness-{ROBUSTNESS_VERSION}-{conformal_fingerprint(run)}")[1]
 
 
 def read_table(path: Path) -> pd.DataFrame | None:

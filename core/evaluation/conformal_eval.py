@@ -88,3 +88,12 @@ def wide_table(table: pd.DataFrame) -> pd.DataFrame:
     sizes = table[table["class"] == ALL].set_index("coverage_target")["mean_set_size"]
     out = cov[[ALL, *classes]].assign(mean_set_size=sizes).reset_index()
     return out.rename(columns={ALL: "coverage_all"})
+
+
+def shift_columns(cal: ConformalCalibration | None, probs_by_shift: dict[str, np.ndarray], labels: np.ndarray,
+                  coverage: float = DEFAULT_COVERAGE) -> dict[str, list[float]]:
+    """Robustness-table columns: :func:`shift_coverage` per shift, in order (NaN without a calibration)."""
+    keys = ("set_coverage", "set_coverage_worst_class", "mean_set_size")
+    rows = [shift_coverage(cal, p, labels, coverage) if cal is not None else dict.fromkeys(keys, float("nan"))
+            for p in probs_by_shift.values()]
+    return {k: [r[k] for r in rows] for k in keys}

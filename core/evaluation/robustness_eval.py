@@ -16,6 +16,7 @@ from core.data.preprocess import LEGACY_ID
 from core.data.scan import scan_dataset
 from core.errors import WorkbenchError
 from core.evaluation.cache import NO_CACHE_FOLDER, read_table, robustness_path
+from core.evaluation.conformal_eval import shift_columns
 from core.evaluation.evaluate import SubJob, check_preprocessing, progress_stage
 from core.evaluation.robustness import RAW_SCALE, robustness_table
 from core.evaluation.sets import (
@@ -25,6 +26,7 @@ from core.evaluation.sets import (
     overlap_distances,
     select_images,
 )
+from core.inference.conformal import try_run_conformal
 from core.inference.ood import OODModel
 from core.inference.runner import ModelRunner
 from core.inference.trust import card_thresholds, flags, warning_rates
@@ -83,6 +85,10 @@ def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use
     for key in ("wrong_warned", "correct_warned", "silent_wrong"):
         table[key] = [r[key] for r in rates]
     table.insert(4, "n_images", len(labels))
+    # Prediction sets at 95 %: does their coverage hold off the validation distribution? (It need not.)
+    sets = shift_columns(try_run_conformal(run)[0], {k: s["probs"] for k, s in scores.items()}, labels)
+    for key, column in sets.items():
+        table[key] = column
     if path.parent != NO_CACHE_FOLDER:
         cache_write(path, lambda fh: table.to_csv(fh, index=False), mode="w")
     return table

@@ -190,3 +190,14 @@ def try_run_conformal(run) -> tuple[ConformalCalibration | None, str | None]:
         return run_conformal(run), None
     except WorkbenchError as exc:
         return None, exc.reason
+
+
+def conformal_fingerprint(run) -> str:
+    """A short digest of a run's ``conformal.npz`` ("none" without one): caches keyed on it follow a refit."""
+    import hashlib
+
+    path = Path(run.path) / CONFORMAL_FILE
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "none"
+    except OSError:
+        return "none"

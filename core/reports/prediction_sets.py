@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import altair as alt
+import pandas as pd
+
 from core.classes import display_name
 
 #: Said once wherever sets are shown: what the coverage promises, and when it does not hold.
@@ -42,3 +45,34 @@ def describe_set(names: Sequence[str] | None, coverage: float, n_classes: int) -
         return (f"{level} the answer could be any of the {n_classes} classes: at this level the model cannot "
                 "rule any of them out, so it gives no useful narrowing for this slice.")
     return f"{level} the answer is in {{{', '.join(shown)}}}."
+
+
+def coverage_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The Evaluate page's table: one row per promised coverage, measured coverage per class, mean set size."""
+    all_rows = table[table["class"] == "all"].set_index("coverage_target")
+    out = pd.DataFrame({"Promised coverage": [coverage_words(t) for t in all_rows.index],
+                        "All images": [f"{v:.1%}" for v in all_rows["coverage"]]})
+    for name in [c for c in table["class"].unique() if c != "all"]:
+        rows = table[table["class"] == name].set_index("coverage_target").loc[all_rows.index]
+        out[display_name(name)] = [f"{v:.1%} ({lo:.0%}–{hi:.0%})" for v, lo, hi in
+                                   zip(rows["coverage"], rows["ci_low"], rows["ci_high"])]
+    out["Mean set size"] = [f"{v:.2f}" for v in all_rows["mean_set_size"]]
+    out["Empty sets"] = [f"{v:.1%}" for v in all_rows["empty"]]
+    return out
+
+
+def coverage_chart(table: pd.DataFrame) -> alt.Chart:
+    """Measured against promised coverage per class (points with 95 % intervals), the diagonal = kept promise."""
+    df = table[table["class"] != "all"].assign(klass=lambda d: d["class"].map(display_name))
+    x = alt.X("coverage_target:Q", title="promised coverage", scale=alt.Scale(domain=[0.75, 1.0]),
+              axis=alt.Axis(format="%"))
+    y = alt.Y("coverage:Q", title="measured coverage", scale=alt.Scale(domain=[0.6, 1.0]), axis=alt.Axis(format="%"))
+    diagonal = alt.Chart(df).mark_line(color="#9aa5b1", strokeDash=[4, 4]).encode(x=x, y="coverage_target:Q")
+    bars = alt.Chart(df).mark_rule().encode(x=x, y="ci_low:Q", y2="ci_high:Q", color=alt.Color("klass:N", title=None),
+                                            xOffset="klass:N")
+    points = alt.Chart(df).mark_point(filled=True).encode(
+        x=x, y=y, color=alt.Color("klass:N", title=None), xOffset="klass:N",
+        tooltip=[alt.Tooltip("klass:N", title="class"), alt.Tooltip("coverage_target:Q", format=".0%"),
+                 alt.Tooltip("coverage:Q", format=".1%"), alt.Tooltip("mean_set_size:Q", format=".2f"),
+                 "n_images:Q"])
+    return (diagonal + bars + points).properties(height=260)
