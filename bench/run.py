@@ -453,11 +453,12 @@ def write_markdown(res: dict, path: Path) -> None:
         "Raw numbers: `bench/results.json`.",
         "",
     ]
-    from bench.cancel import BEGIN, END  # section 6 is written by python -m bench.cancel: keep it
+    from bench import cancel, export_latency  # sections 6 and 7 are written by their own scripts: keep them
 
     old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        lines.append(old[old.index(BEGIN):old.index(END) + len(END)])
+    for begin, end in ((cancel.BEGIN, cancel.END), (export_latency.BEGIN, export_latency.END)):
+        if begin in old and end in old:
+            lines.append(old[old.index(begin):old.index(end) + len(end)] + "\n")
     path.write_text("\n".join(lines))
 
 
