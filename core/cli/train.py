@@ -32,7 +32,7 @@ def register(sub) -> None:
     p.add_argument("--split", default="leakage_free", choices=["leakage_free", "dataset"])
     p.add_argument("--split-seed", type=int, default=42)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--strategy", default="default", choices=["default", "mirrored"])
+    p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"])
     p.add_argument("--max-batches", type=int, default=None, help="cap batches per epoch (smoke runs)")
     p.add_argument("--preprocessing", default=TrainConfig.preprocessing, choices=sorted(RECIPES),
                    help="preprocessing recipe (head-v2: head crop + intensity standardisation)")
@@ -131,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
     from core.training.train import train_model
 
     check_options(args)
+    if args.strategy == "multiworker":
+        from core.training.distributed import multiworker_strategy, read_tf_config
+
+        read_tf_config()  # a missing or malformed TF_CONFIG is refused before any work
     spec = get_arch(args.arch)
     image_size = spec.default_image_size if args.image_size is None else args.image_size
     cfg = TrainConfig(
@@ -145,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     data_cfg = DataConfig(split_seed=args.split_seed)
     ds = open_folder(args.data)
     report = scan_dataset(ds, threshold=data_cfg.near_dup_threshold)
+    if args.strategy == "multiworker":
+        multiworker_strategy()  # joins the cluster (waits for every worker) before TensorFlow runs anything else
     out = sys.stderr if args.json else sys.stdout
     job = job_registry().submit("train", f"{spec.title} on {ds.name}",
                                 lambda j: train_model(ds, report, cfg, j, data_cfg))
@@ -161,6 +167,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: training {snap['status']}: {snap['error']}", file=sys.stderr)
         return 2 if snap["status"] == "failed" else 130
     run_ = snap["result"]
+    if run_ is None:  # another worker of a multi-worker run: the chief published it
+        print("this worker's part is done; the chief published the run", file=out)
+        return 0
     card = run_.card.to_json()
     summary = {"run_id": run_.run_id, "path": str(run_.path), "results": card["results"],
                "timings": card["timings"], "counts": card["data"]["counts"]}

@@ -17,6 +17,7 @@ from core.tfrt import keras
 from core.training.averaging import recompute_bn_statistics, set_trainable_weights, weight_averager
 from core.training.callbacks import progress_callback
 from core.training.data import PreparedData
+from core.training.distributed import shard_by_data
 from core.training.options import OPTIMIZERS, SCHEDULES
 from core.training.pipeline import class_weights, eval_dataset, train_dataset
 
@@ -58,6 +59,7 @@ def fit_phases(model: Any, data: PreparedData, cfg: TrainConfig, spec: ArchSpec,
     train_ds = train_dataset(data.x["train"], data.y["train"], n_classes, cfg.batch_size, cfg.augment, cfg.seed, sw,
                              mixup=cfg.mixup)
     val_ds = eval_dataset(data.x[cfg.validate_on], data.y[cfg.validate_on], n_classes, cfg.batch_size)
+    train_ds, val_ds = shard_by_data(strategy, train_ds), shard_by_data(strategy, val_ds)  # several machines only
     steps = math.ceil(len(data.x["train"]) / cfg.batch_size)
     if cfg.max_train_batches:
         steps = min(steps, cfg.max_train_batches)

@@ -111,11 +111,21 @@ def _mirrored_strategy() -> Any:
     return tf_.distribute.MirroredStrategy(devices=devices)
 
 
+def _multiworker_strategy() -> Any:
+    from core.training.distributed import multiworker_strategy
+
+    return multiworker_strategy()
+
+
 STRATEGIES = Registry("distribution strategy", [
     Option("default", "One device", "Train on this machine's default device.", _default_strategy),
     Option("mirrored", "All GPUs of this machine (mirrored)",
            "tf.distribute.MirroredStrategy: one replica per GPU (or per logical CPU device), gradients summed.",
            _mirrored_strategy),
+    Option("multiworker", "Several machines (multi-worker, command line)",
+           "tf.distribute.MultiWorkerMirroredStrategy: every machine in the TF_CONFIG environment variable runs "
+           "python -m core train with the same settings; each trains on its slice of every batch, gradients are "
+           "summed across machines and the chief publishes the run.", _multiworker_strategy),
 ])
 
 

@@ -34,6 +34,7 @@ from core.models.registry import (
     write_card,
 )
 from core.training.data import PreparedData, prepare_data
+from core.training.distributed import finish_worker, is_chief, release_workers, worker_folder
 from core.training.options import strategy_for
 from core.training.train_feedback import PHASE_COMPILING, PHASE_DECODING
 
@@ -41,8 +42,10 @@ __all__ = ["PreparedData", "prepare_data", "train_model"]
 
 
 def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
-                data_cfg: DataConfig = DataConfig(), keep_partial: bool = False) -> Run:
+                data_cfg: DataConfig = DataConfig(), keep_partial: bool = False) -> Run | None:
     """Train, calibrate and register a model. Runs in the calling thread (use a Job thread).
+
+    In multi-worker training only the chief registers the run; the other workers return None.
 
     Raises:
         JobCancelled: the user cancelled; nothing usable is left in the registry.
@@ -64,15 +67,20 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
     job.check_cancelled()
 
     run_id = new_run_id(cfg.arch)
-    stage = staging_dir(run_id)
+    chief = is_chief(strategy)  # always, except on the other workers of a multi-worker run
+    stage = staging_dir(run_id) if chief else worker_folder(strategy)
     try:
         checkpoints = stage / "checkpoint"
         checkpoints.mkdir()
         averaging = fit_phases(model, data, cfg, spec, strategy, job, checkpoints)
+        if not chief:
+            return finish_worker(strategy, stage, lambda folder: _worker_save(model, folder, job))
         train_seconds = time.perf_counter() - t0
         run = _save_and_publish(model, data, cfg, data_cfg, ds, spec, job, stage, run_id, weights_note,
                                 train_seconds, averaging)
-        return _fit_warnings(run, model, job)
+        run = _fit_warnings(run, model, job)
+        release_workers(strategy, job.add_log)  # the other workers leave the cluster once it is published
+        return run
     except BaseException:
         # Cancelled or failed: nothing half-done may look like a usable model.
         if keep_partial and (stage / MODEL_FILE).exists():
@@ -80,6 +88,14 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
         else:
             shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+def _worker_save(model: Any, folder, job: Job) -> None:
+    """A non-chief worker saves too (TensorFlow's multi-worker recipe), into a folder it then removes."""
+    from core.training.saving import inference_copy
+
+    inference_copy(model).save(folder / MODEL_FILE)
+    job.add_log("training done; the chief publishes the run")
 
 
 def _build_and_compile(cfg: TrainConfig, spec: ArchSpec, n_classes: int, strategy: Any, job: Job) -> tuple[Any, str]:
