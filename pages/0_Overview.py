@@ -6,6 +6,8 @@ import streamlit as st
 from core.classes import display_name
 from pages import _shared as sh
 
+sh.require_navigation()  # first: a deep link may have started this page without Home.py
+
 st.warning("**Decision support for research and education, not a diagnosis.** No output of this "
            "workbench may be used to make clinical decisions about a patient.", icon=":material/info:")
 st.title("MRI Workbench")

@@ -16,6 +16,8 @@ from core.reports import charts
 from core.safetext import escape_markdown
 from pages import _shared as sh
 
+sh.require_navigation()  # first: a deep link may have started this page without Home.py
+
 SOURCE_LABELS = {"demo": "Synthetic demo", "folder": "Folder on the server", "zip": "Upload a .zip"}
 SECTIONS = ["Class balance", "Samples", "Classes", "Style shortcut", "Data quality", "Tumour types"]
 GROUPS_PER_PAGE = 5  # duplicate groups drawn at once: each costs a few thumbnail decodes

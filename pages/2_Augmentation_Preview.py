@@ -15,6 +15,8 @@ from core.safetext import escape_markdown
 from core.training.augment import TRANSFORM_NOTES, anatomy_warnings, preview_variants
 from pages import _shared as sh
 
+sh.require_navigation()  # first: a deep link may have started this page without Home.py
+
 PREVIEW_SIDE = 128  # small: TensorFlow transforms a batch of these in milliseconds
 #: Float fields of AugmentConfig -> (max, step, label); the ranges are AugmentConfig's own limits.
 SLIDERS = {

@@ -24,6 +24,8 @@ from core.training.train import train_model
 from core.training.train_feedback import PHASE_CANCELLING, settings_rows, training_verdict
 from pages import _shared as sh
 
+sh.require_navigation()  # first: a deep link may have started this page without Home.py
+
 STATUS_ICONS = {"cached": ":material/check_circle:", "will download": ":material/download:",
                 "unreachable": ":material/cloud_off:", "damaged": ":material/broken_image:"}
 

@@ -27,6 +27,8 @@ from core.reports.gallery import gallery_images
 from core.reports.prediction_sets import GUARANTEE_NOTE, coverage_chart, coverage_display
 from pages import _shared as sh
 
+sh.require_navigation()  # first: a deep link may have started this page without Home.py
+
 JOB_KEY = "evaluate_job"  # (job id, eval-set key) of the evaluation started from this session
 ROBUST_JOB_KEY = "evaluate_robustness_job"  # (job id, run id, eval-set key) of this session's stress test
 RESULTS_KEY = "evaluate_results"  # {(run id, model sha, eval-set key): EvaluationResult}

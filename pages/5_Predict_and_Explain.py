@@ -36,6 +36,8 @@ from core.reports.run_summary import model_facts
 from core.safetext import escape_markdown
 from pages import _shared as sh
 
+sh.require_navigation()  # first: a deep link may have started this page without Home.py
+
 RESULTS_KEY = "predict_results"  # (inputs key, results) of the last analysis in this session
 PREDICTED = "Predicted class"
 PER_PAGE = 10  # detailed views per page: each draws three images and a chart

@@ -9,14 +9,16 @@ Keys (st.session_state):
 
 from __future__ import annotations
 
-import json
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from core.config import AUGMENT_PRESETS, AugmentConfig, DataConfig
 from core.data.datasets import Dataset, open_demo, open_folder, open_zip
@@ -25,7 +27,8 @@ from core.data.imageio import DecodedImage, decode_image
 from core.data.scan import ScanReport, scan_dataset
 from core.data.splits import SPLIT_MODES, make_split
 from core.errors import WorkbenchError
-from core.paths import cache_dir, check_under_data_roots, default_data_dir, models_dir
+from core.models.registry import list_runs
+from core.paths import cache_dir, check_under_data_roots, default_data_dir
 from core.safetext import escape_markdown
 
 DATASET_KEY = "active_dataset"
@@ -36,6 +39,59 @@ DEFAULT_SPLIT_MODE = "leakage_free"
 QUERY_DATASET = "dataset"  # the page-address parameter holding the active dataset
 QUERY_AUGMENT = "augment"  # ... and the augmentation preset the Train page uses
 DEFAULT_AUGMENT = "standard"  # the preset the Train page uses until the user picks another
+
+
+# --- navigation -------------------------------------------------------------------------------
+
+_PAGES_DIR = Path(__file__).parent
+# Set once st.navigation has run in this server process: Streamlit has then left its legacy
+# pages/-folder mode for good, and every page run goes through Home.py.
+_NAVIGATION_DECLARED = threading.Event()
+
+
+def app_pages() -> dict[str, list[Any]]:
+    """The app's pages by sidebar section; the URL of each comes from its file name
+    (``5_Predict_and_Explain.py`` -> ``/Predict_and_Explain``)."""
+    def page(file: str, title: str, icon: str, **kwargs: Any) -> Any:
+        return st.Page(_PAGES_DIR / file, title=title, icon=icon, **kwargs)
+
+    return {
+        "Overview": [page("0_Overview.py", "Home", ":material/home:", default=True)],
+        "Data": [
+            page("1_Dataset_Explorer.py", "Dataset Explorer", ":material/dataset:"),
+            page("2_Augmentation_Preview.py", "Augmentation Preview", ":material/tune:"),
+        ],
+        "Models": [
+            page("3_Train.py", "Train", ":material/model_training:"),
+            page("4_Evaluate.py", "Evaluate", ":material/analytics:"),
+            page("5_Predict_and_Explain.py", "Predict & Explain", ":material/neurology:"),
+        ],
+    }
+
+
+def run_navigation() -> None:
+    """Home.py's job: declare the pages (st.navigation) and run the one the address names."""
+    current = st.navigation(app_pages())
+    _NAVIGATION_DECLARED.set()
+    current.run()
+
+
+def require_navigation() -> None:
+    """Every page's first call: send a page that started without Home.py back through it.
+
+    Streamlit serves an app that has a pages/ folder in its legacy multipage mode until some
+    session has called st.navigation; from then on it ignores pages/ for every session. So a
+    deep link as the first request after a server start runs the page alone: the legacy sidebar
+    (every file, no sections), no wide layout. Declaring the app's navigation here switches the
+    server over (the documented effect of st.navigation), and the rerun goes through Home.py to
+    the same address. A run without a browser address (AppTest runs page files on their own)
+    is left alone.
+    """
+    if _NAVIGATION_DECLARED.is_set() or not st.context.url:
+        return
+    st.navigation(app_pages())
+    _NAVIGATION_DECLARED.set()
+    st.rerun()
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -77,27 +133,6 @@ def _open_default() -> Dataset:
         return _open_cached("demo", "", str(cache_dir()))
 
 
-def _ensure_entrypoint_navigation() -> None:
-    """Leave Streamlit's legacy pages/-folder mode if a page was opened before Home.py ever ran.
-
-    Streamlit decides per process whether an app uses the pages/ folder, and only learns that
-    Home.py calls st.navigation once Home.py has run. A deep link as the first request after a
-    server start would otherwise run the page alone: no sections, no wide layout. Rerunning
-    after clearing the flag runs Home.py, which routes to the same page. AppTest resets the
-    flag before every run, and flipping it there loses button clicks: leave AppTest alone.
-    """
-    try:
-        from streamlit import config
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # a future Streamlit without the legacy mode
-        return
-    if config.get_option("global.appTest"):  # looked up late: AppTest patches config.get_option
-        return
-    if getattr(PagesManager, "uses_pages_directory", False):
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
 def _dataset_from_url() -> Dataset | None:
     """The dataset named in the page address (kept there so a refresh keeps it), or None."""
     value = st.query_params.get(QUERY_DATASET, "")
@@ -125,7 +160,6 @@ def _remember_dataset(ds: Dataset) -> None:
 def active_dataset() -> Dataset:
     """The dataset every page works on: after a refresh the one in the page address, else
     WORKBENCH_DATA_DIR, else the synthetic demo."""
-    _ensure_entrypoint_navigation()
     if DATASET_KEY not in st.session_state:
         st.session_state[DATASET_KEY] = _dataset_from_url() or _open_default()
     ds = st.session_state[DATASET_KEY]
@@ -326,28 +360,13 @@ def set_augment_config(cfg: AugmentConfig) -> None:
 # --- models -----------------------------------------------------------------------------------
 
 def list_models() -> list[tuple[str, dict]]:
-    """(run id, model card) for every saved model, newest-named last.
+    """(run id, model card) for every saved model, newest first.
 
-    Uses core.models.registry when it exists; otherwise reads models/<run>/card.json directly.
+    Unusable runs are listed too, with why (the card's ``_problems``, model_summary's "status"):
+    the registry reads a damaged or half-written card as an unusable run, never as an error.
     """
-    try:
-        from core.models.registry import list_runs
-    except ImportError:
-        list_runs = None
-    if list_runs is not None:
-        try:  # unusable runs are listed too, with why (model_summary's "status")
-            return [(str(r.run_id), {**r.card, "_problems": list(r.problems)})
-                    for r in list_runs(include_broken=True)]
-        except Exception:  # noqa: BLE001 - a broken registry must not take the Home page down
-            pass
-    out = []
-    root = models_dir()
-    for card_path in sorted(root.glob("*/card.json")):
-        try:
-            out.append((card_path.parent.name, json.loads(card_path.read_text())))
-        except (OSError, ValueError):
-            continue  # a half-written or damaged card is skipped, not fatal
-    return out
+    return [(str(r.run_id), {**r.card.to_json(), "_problems": list(r.problems)})
+            for r in list_runs(include_broken=True)]
 
 
 def model_summary(run_id: str, card: dict) -> dict[str, Any]:
@@ -372,5 +391,5 @@ def page_link(page: str, label: str, icon: str | None = None) -> None:
     """st.page_link, degrading to plain text when the page runs outside the navigation (tests)."""
     try:
         st.page_link(page, label=label, icon=icon)
-    except Exception:  # noqa: BLE001 - StreamlitAPIException/KeyError when not registered
+    except StreamlitAPIException:  # the page is not registered: no st.navigation ran (AppTest)
         st.markdown(f"**{label}**")

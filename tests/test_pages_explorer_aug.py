@@ -67,6 +67,7 @@ def test_home_lists_saved_models(app_env):
                 "class_names": ["glioma", "meningioma", "notumor", "pituitary"],
                 "arch": "custom_cnn",
                 "created": "2026-01-01T00:00:00",
+                "image_size": 128,  # a complete card: an unusable run is listed by name and problem only
                 "results": {"val_accuracy": 0.875},
                 "data": {"name": "Demo phantoms", "synthetic": True, "split_mode": "leakage_free"},
             }

@@ -167,6 +167,28 @@ def start_training(page, epochs: int, patience: int | None = None) -> None:
     page.locator(f"{key('train_start')} button").click()
 
 
+# --- 0. a deep link as the server's first request -----------------------------------------------
+
+
+def test_a_deep_link_as_the_first_request_runs_through_home(page, server):
+    """First in file order, so it is the server's first page run: Streamlit still serves its legacy
+    pages/-folder mode then (the page alone, its own navigation), until a st.navigation call; the
+    page must come back through Home.py: its sections, titles and icons, and the address kept."""
+    page.goto(f"{server.url}/Predict_and_Explain?dataset=demo")
+    page.locator("h1", has_text=PAGES["Predict_and_Explain"]).first.wait_for(timeout=120_000)
+    wait_idle(page)
+    assert_no_exception(page)
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    links = [text.split() for text in nav.locator("a").all_inner_texts()]  # [material icon name, title words]
+    assert [(words[0], " ".join(words[1:])) for words in links] == [
+        ("home", "Home"), ("dataset", "Dataset Explorer"), ("tune", "Augmentation Preview"),
+        ("model_training", "Train"), ("analytics", "Evaluate"), ("neurology", "Predict & Explain")]
+    for section in ("Overview", "Data", "Models"):  # Home.py's sections, not the legacy flat list
+        assert nav.get_by_text(section, exact=True).count() == 1
+    assert page.url.endswith("/Predict_and_Explain?dataset=demo"), page.url
+    shot(page, "0-deep-link-first")
+
+
 # --- 1. every page loads --------------------------------------------------------------------------
 
 
