@@ -17,10 +17,10 @@ def _batch(n: int = 16, size: int = 8, classes: int = 4):
 
 
 def _mix(alpha: float, key=(3, 7), with_weights: bool = True):
-    from core.tfrt import tf
+    from core.tfrt import tf as load_tf
     from core.training.pipeline import mixup_batch
 
-    tf = tf()
+    tf = load_tf()
     x, y, w, labels = _batch()
     out = mixup_batch(tf.constant(x), tf.constant(y), tf.constant(w) if with_weights else None,
                       tf.constant(key, tf.int64), alpha)

@@ -163,9 +163,9 @@ def traced_gradients(grad_model: Any, batch_shape: tuple) -> Any:
     Eager GradientTape through ~50 Keras layers costs ~80 ms of Python per image on a CPU; the
     traced graph runs the same maths in a few milliseconds.
     """
-    from core.tfrt import tf
+    from core.tfrt import tf as load_tf
 
-    tf = tf()
+    tf = load_tf()
     key = (id(grad_model), tuple(batch_shape))
     with _CACHE_LOCK:
         hit = _TRACED.get(key)
@@ -221,9 +221,9 @@ class BaseCAM:
 
     def activations_and_grads(self, image: np.ndarray, class_index: int | None) -> tuple[np.ndarray, np.ndarray, int]:
         """Feature map, d(score)/d(feature map), both (h, w, c) float64, and the class used."""
-        from core.tfrt import tf
+        from core.tfrt import tf as load_tf
 
-        tf = tf()
+        tf = load_tf()
         x = _as_batch(image, self.model.inputs[0].shape)
         n = int(self.grad_model.outputs[1].shape[-1])
         if class_index is not None and not 0 <= int(class_index) < n:

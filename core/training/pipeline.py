@@ -76,10 +76,10 @@ def train_dataset(images: np.ndarray, labels: np.ndarray, num_classes: int, batc
     (seed, global batch index), so a rerun sees exactly the same stream. ``mixup`` > 0 blends
     augmented examples pairwise (:func:`mixup_batch` with that alpha).
     """
-    from core.tfrt import tf
+    from core.tfrt import tf as load_tf
     from core.training.augment import augment_batch
 
-    tf = tf()
+    tf = load_tf()
     onehot = np.eye(num_classes, dtype=np.float32)[labels]
     parts = (images, onehot) if sample_weights is None else (images, onehot, sample_weights.astype(np.float32))
     ds = tf.data.Dataset.from_tensor_slices(parts)
@@ -101,9 +101,9 @@ def train_dataset(images: np.ndarray, labels: np.ndarray, num_classes: int, batc
 
 def eval_dataset(images: np.ndarray, labels: np.ndarray | None, num_classes: int, batch_size: int):
     """A finite, unshuffled dataset for validation/evaluation/prediction (no augmentation)."""
-    from core.tfrt import tf
+    from core.tfrt import tf as load_tf
 
-    tf = tf()
+    tf = load_tf()
     x = tf.data.Dataset.from_tensor_slices(images).map(lambda a: tf.cast(a, tf.float32))
     if labels is not None:
         y = tf.data.Dataset.from_tensor_slices(np.eye(num_classes, dtype=np.float32)[labels])
