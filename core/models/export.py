@@ -77,7 +77,7 @@ def bundle_target(out: str | Path, run: Run, fmt: str, overwrite: bool = False) 
                              f"--out {out}")
     if target.exists() and not overwrite:
         raise WorkbenchError("the file already exists; choose another name or allow overwriting (--overwrite)",
-                             f"--out {out}")
+                             f"--out {target}")
     return target
 
 
