@@ -11,25 +11,17 @@ from core.classes import display_name
 from core.config import AUGMENT_PRESETS, AugmentConfig
 from core.data.imageio import decode_image
 from core.data.preprocess import PREPROCESSING_ID, get_recipe, prepare
+from core.options import bound_of
 from core.safetext import escape_markdown
 from core.training.augment import TRANSFORM_NOTES, anatomy_warnings, preview_variants
+from pages import _settings as ws
 from pages import _shared as sh
 
 sh.require_navigation()  # first: a deep link may have started this page without Home.py
 
 PREVIEW_SIDE = 128  # small: TensorFlow transforms a batch of these in milliseconds
-#: Float fields of AugmentConfig -> (max, step, label); the ranges are AugmentConfig's own limits.
-SLIDERS = {
-    "rotation_deg": (180.0, 1.0, "Rotation (± degrees)"),
-    "zoom": (0.9, 0.01, "Zoom (± fraction)"),
-    "translate": (0.5, 0.01, "Shift (± fraction of the side)"),
-    "brightness": (1.0, 0.01, "Brightness (± fraction of the range)"),
-    "contrast": (0.9, 0.01, "Contrast (± fraction)"),
-    "blur": (3.0, 0.1, "Blur (max σ, pixels)"),
-    "noise": (0.2, 0.01, "Noise (max σ, fraction of the range)"),
-    "gamma": (1.0, 0.05, "Contrast curve (max |log γ|)"),
-    "downsample": (0.75, 0.05, "Resolution loss (max fraction)"),
-}
+#: The float fields of AugmentConfig: label, range and step are the field's declared Bound.
+SLIDERS = [f.name for f in dataclasses.fields(AugmentConfig) if "bound" in f.metadata]
 TOGGLES = {"horizontal_flip": "Left-right flip", "vertical_flip": "Upside-down flip"}
 DRAFT_KEY = "augment_draft"  # the sliders' config, kept while the user visits other pages
 
@@ -69,8 +61,9 @@ with controls:
     st.selectbox("Start from a preset", list(AUGMENT_PRESETS), index=None, placeholder="choose a preset…",
                  key="aug_preset", on_change=apply_preset)
     values = {}
-    for name, (hi, step, label) in SLIDERS.items():
-        values[name] = st.slider(label, 0.0, hi, step=step, key=f"aug_{name}", help=TRANSFORM_NOTES[name])
+    for name in SLIDERS:  # values come from session state (load_into_widgets), so no default is passed
+        values[name] = ws.slider(st, bound_of(AugmentConfig, name).title, AugmentConfig, name, f"aug_{name}",
+                                 TRANSFORM_NOTES[name], value=None)
     for name, label in TOGGLES.items():
         values[name] = st.toggle(label, key=f"aug_{name}", help=TRANSFORM_NOTES[name])
     cfg = AugmentConfig(**values)
@@ -127,5 +120,5 @@ with controls:
         st.caption(f"The Train page still uses {f'the {used} preset' if used else 'earlier custom settings'}.")
 
 with st.expander("What each transform does"):
-    st.markdown("\n".join(f"- **{SLIDERS.get(k, (0, 0, TOGGLES.get(k, k)))[2]}**: {v}"
+    st.markdown("\n".join(f"- **{bound_of(AugmentConfig, k).title if k in SLIDERS else TOGGLES.get(k, k)}**: {v}"
                           for k, v in TRANSFORM_NOTES.items()))

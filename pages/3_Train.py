@@ -22,9 +22,12 @@ from core.training.augment import describe_augment
 from core.training.options import OPTIMIZERS, SCHEDULES, STRATEGIES, WEIGHTS
 from core.training.train import train_model
 from core.training.train_feedback import PHASE_CANCELLING, settings_rows, training_verdict
+from pages import _settings as ws
 from pages import _shared as sh
 
 sh.require_navigation()  # first: a deep link may have started this page without Home.py
+
+WIDTHS = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0]  # the custom CNN's channel multipliers offered (config allows (0, 4])
 
 STATUS_ICONS = {"cached": ":material/check_circle:", "will download": ":material/download:",
                 "unreachable": ":material/cloud_off:", "damaged": ":material/broken_image:"}
@@ -44,15 +47,17 @@ def fmt_seconds(s: float | None) -> str:
 
 def form_fields() -> dict:
     """Widget key -> parser for the settings a refresh keeps (they live in the page address)."""
-    num = sh.parse_number
-    fields = {"train_arch": sh.parse_choice(ARCHITECTURES), "train_epochs": num(int, 1, 500),
-              "train_batch": num(int, 1, 512), "train_patience": num(int, 1, 100),
-              "train_lr": num(float, 1e-6, 0.5), "train_optimizer": sh.parse_choice(OPTIMIZERS),
-              "train_schedule": sh.parse_choice(SCHEDULES), "train_smoothing": num(float, 0.0, 0.3),
-              "train_mixup": num(float, 0.0, 1.0), "train_width": sh.parse_choice([0.25, 0.5, 0.75, 1.0, 1.5, 2.0]),
-              "train_class_weights": sh.parse_choice([True, False]), "train_seed": num(int, 0, 2**31 - 1),
-              "train_max_batches": num(int, 0, 100_000), "train_average_epochs": num(int, 0, 500)}
-    fields.update({f"train_size_{key}": num(int, 32, 512) for key in ARCHITECTURES})
+    def num(name: str, kind: type = int):
+        return sh.parse_number(*ws.url_parser(TrainConfig, name, kind))
+
+    fields = {"train_arch": sh.parse_choice(ARCHITECTURES), "train_epochs": num("epochs"),
+              "train_batch": num("batch_size"), "train_patience": num("patience"),
+              "train_lr": num("learning_rate", float), "train_optimizer": sh.parse_choice(OPTIMIZERS),
+              "train_schedule": sh.parse_choice(SCHEDULES), "train_smoothing": num("label_smoothing", float),
+              "train_mixup": num("mixup", float), "train_width": sh.parse_choice(WIDTHS),
+              "train_class_weights": sh.parse_choice([True, False]), "train_seed": num("seed"),
+              "train_max_batches": num("max_train_batches"), "train_average_epochs": num("average_epochs")}
+    fields.update({f"train_size_{key}": num("image_size") for key in ARCHITECTURES})
     return fields
 
 
@@ -94,34 +99,35 @@ arch = st.selectbox("Architecture", list(ARCHITECTURES), format_func=lambda k: A
 spec = ARCHITECTURES[arch]
 st.caption(spec.description)
 c1, c2, c3, c4 = st.columns(4)
-image_size = c1.number_input("Image size (px)", 32, 512, spec.default_image_size, step=16, key=f"train_size_{arch}",
-                             help="Images are resized to this square side. Larger sees finer detail but "
-                                  "trains roughly quadratically slower.")
-epochs = c2.number_input("Epochs", 1, 500, 20, key="train_epochs",
-                         help="Upper bound: early stopping ends the run when validation loss stops improving.")
-batch_size = c3.number_input("Batch size", 1, 512, 32, key="train_batch",
-                             help="Images per gradient step. Smaller uses less memory; larger is smoother.")
-patience = c4.number_input("Patience (epochs)", 1, 100, 6, key="train_patience",
-                           help="Early stopping waits this many epochs without a better validation loss, "
-                                "then restores the best weights.")
+image_size = ws.number(c1, "Image size (px)", TrainConfig, "image_size", f"train_size_{arch}",
+                       "Images are resized to this square side. Larger sees finer detail but trains roughly "
+                       "quadratically slower.", value=spec.default_image_size)
+epochs = ws.number(c2, "Epochs", TrainConfig, "epochs", "train_epochs",
+                   "Upper bound: early stopping ends the run when validation loss stops improving.")
+batch_size = ws.number(c3, "Batch size", TrainConfig, "batch_size", "train_batch",
+                       "Images per gradient step. Smaller uses less memory; larger is smoother.")
+patience = ws.number(c4, "Patience (epochs)", TrainConfig, "patience", "train_patience",
+                     "Early stopping waits this many epochs without a better validation loss, then keeps the "
+                     "best weights.")
 c1, c2, c3, c4 = st.columns(4)
-learning_rate = c1.number_input("Learning rate", 1e-6, 0.5, 2e-3, step=1e-4, format="%.5f", key="train_lr",
-                                help="Peak step size. Too high diverges; too low learns slowly.")
+learning_rate = ws.number(c1, "Learning rate", TrainConfig, "learning_rate", "train_lr",
+                          "Peak step size. Too high diverges; too low learns slowly.", format="%.5f")
 optimizer = c2.selectbox("Optimizer", list(OPTIMIZERS), format_func=OPTIMIZERS.title, key="train_optimizer",
                          help=OPTIMIZERS.help_text())
 schedule = c3.selectbox("Learning-rate schedule", list(SCHEDULES), format_func=SCHEDULES.title,
                         key="train_schedule", help=SCHEDULES.help_text())
-label_smoothing = c4.slider("Label smoothing", 0.0, 0.3, 0.05, 0.01, key="train_smoothing",
-                            help="Softens the one-hot targets a little, which curbs over-confidence.")
+label_smoothing = ws.slider(c4, "Label smoothing", TrainConfig, "label_smoothing", "train_smoothing",
+                            "Softens the one-hot targets a little, which curbs over-confidence.")
 c1, c2, c3 = st.columns(3)
-class_weighting = c1.toggle("Weight classes by rarity", True, key="train_class_weights",
+class_weighting = c1.toggle("Weight classes by rarity", ws.default_of(TrainConfig, "class_weighting"),
+                            key="train_class_weights",
                             help="Rare classes count more in the loss, so the model cannot ignore them.")
-mixup = c3.slider("Mixup", 0.0, 1.0, 0.0, 0.05, key="train_mixup",
-                  help="Blends pairs of training images and their labels (0 = off; 0.2 is typical). A "
-                       "regulariser for small datasets: the model cannot memorise single images as easily.")
+mixup = ws.slider(c3, "Mixup", TrainConfig, "mixup", "train_mixup",
+                  "Blends pairs of training images and their labels (0 = off; 0.2 is typical). A regulariser "
+                  "for small datasets: the model cannot memorise single images as easily.")
 width, weights, finetune = 1.0, "none", FineTuneConfig()
 if not spec.transfer:
-    width = c2.select_slider("Width (channel multiplier)", [0.25, 0.5, 0.75, 1.0, 1.5, 2.0], 1.0, key="train_width",
+    width = c2.select_slider("Width (channel multiplier)", WIDTHS, ws.default_of(TrainConfig, "width"), key="train_width",
                              help="Scales every layer's channels: 0.5 is about 4× cheaper, 2.0 about 4× dearer.")
 
 # --- pretrained weights and fine-tuning (transfer models) -----------------------------------------
@@ -148,14 +154,15 @@ if spec.transfer:
     st.markdown("**Fine-tuning** (phase 2: after the new head has trained, unfreeze the top of the backbone)")
     c1, c2, c3 = st.columns(3)
     finetune = FineTuneConfig(
-        epochs=c1.number_input("Fine-tuning epochs", 0, 200, 5, key="train_ft_epochs",
-                               help="0 trains only the new head on a frozen backbone."),
-        unfreeze_layers=c2.number_input("Unfreeze top K layers", 1, 500, 20, key="train_ft_layers",
-                                        help="Layers counted from the top of the backbone. Batch-norm "
-                                             "layers always stay frozen (small batches would wreck them)."),
-        lr_factor=c3.number_input("Learning-rate factor", 0.001, 1.0, 0.1, step=0.01, format="%.3f",
-                                  key="train_ft_lr", help="Phase-2 rate = learning rate × this factor, so "
-                                                          "the pretrained features are only nudged."),
+        # 5, not the config's 0: on this page a transfer model fine-tunes unless the user turns it off.
+        epochs=ws.number(c1, "Fine-tuning epochs", FineTuneConfig, "epochs", "train_ft_epochs",
+                         "0 trains only the new head on a frozen backbone.", value=5),
+        unfreeze_layers=ws.number(c2, "Unfreeze top K layers", FineTuneConfig, "unfreeze_layers", "train_ft_layers",
+                                  "Layers counted from the top of the backbone. Batch-norm layers always stay "
+                                  "frozen (small batches would wreck them)."),
+        lr_factor=ws.number(c3, "Learning-rate factor", FineTuneConfig, "lr_factor", "train_ft_lr",
+                            "Phase-2 rate = learning rate × this factor, so the pretrained features are only "
+                            "nudged.", format="%.3f"),
     )
 
 # --- augmentation ------------------------------------------------------------------------------------
@@ -175,16 +182,15 @@ with c2:
 
 with st.expander("Advanced"):
     c1, c2, c3 = st.columns(3)
-    seed = c1.number_input("Seed", 0, 2**31 - 1, 1, key="train_seed",
-                           help="The same seed, data and settings give the same run.")
+    seed = ws.number(c1, "Seed", TrainConfig, "seed", "train_seed", "The same seed, data and settings give the same run.")
     strategy = c2.selectbox("Devices", list(STRATEGIES), key="train_strategy", format_func=STRATEGIES.title,
                             help=STRATEGIES.help_text())
-    max_batches = c3.number_input("Batches per epoch (0 = all)", 0, 100_000, 0, key="train_max_batches",
-                                  help="Cap each epoch for a quick smoke run; leave 0 for real training.")
-    average_epochs = c1.number_input(
-        "Average the last N epochs (0 = keep the best epoch)", 0, 500, 0, key="train_average_epochs",
-        help="Averages the weights of the final epochs and re-measures batch-norm statistics on the "
-             "training images: a steadier model than the single epoch that scored best on validation.")
+    max_batches = ws.number(c3, "Batches per epoch (0 = all)", TrainConfig, "max_train_batches", "train_max_batches",
+                            "Cap each epoch for a quick smoke run; leave 0 for real training.", value=0)
+    average_epochs = ws.number(
+        c1, "Average the last N epochs (0 = keep the best epoch)", TrainConfig, "average_epochs",
+        "train_average_epochs", "Averages the weights of the final epochs and re-measures batch-norm statistics on "
+        "the training images: a steadier model than the single epoch that scored best on validation.")
 
 # --- start -----------------------------------------------------------------------------------------
 registry = jobs()
@@ -285,7 +291,8 @@ if runs:
     table = runs_table(runs)[["model", "architecture", "image size", "dataset", "val accuracy", "macro-F1", "ECE",
                               "train time (s)", "size (MB)", "created"]]
     st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"macro-F1": st.column_config.NumberColumn(format="%.3f"),
+                 column_config={"val accuracy": st.column_config.NumberColumn(format="percent"),
+                                "macro-F1": st.column_config.NumberColumn(format="%.3f"),
                                 "ECE": st.column_config.NumberColumn(format="%.3f"),
                                 "size (MB)": st.column_config.NumberColumn(format="%.1f")})
     st.caption("Validation-set scores; the Evaluate page measures each model on its held-out test split.")

@@ -21,7 +21,7 @@ from core.cli import main
 BAD_TRAIN_OPTIONS = {
     "max-batches-negative": (["--max-batches", "-1"], "--max-batches", "at least 1"),
     "max-batches-zero": (["--max-batches", "0"], "--max-batches", "at least 1"),
-    "image-size-zero": (["--image-size", "0"], "--image-size", "between 32 and 512"),
+    "image-size-zero": (["--image-size", "0"], "--image-size", "from 32 to 512"),
     "label-smoothing-5": (["--label-smoothing", "5"], "--label-smoothing", "from 0 to below 1"),
     "width-negative": (["--width", "-1"], "--width", "above 0 and at most 4"),
     "width-nan": (["--width", "nan"], "--width", "above 0 and at most 4"),
@@ -31,9 +31,9 @@ BAD_TRAIN_OPTIONS = {
     "seed-negative": (["--seed", "-1"], "--seed", "from 0 to"),
     "split-seed-negative": (["--split-seed", "-5"], "--split-seed", "from 0 to"),
     "batch-size-huge": (["--batch-size", "100000"], "--batch-size", "from 1 to 1024"),
-    "lr-nan": (["--lr", "nan"], "--lr", "between 0 and 1"),
+    "lr-nan": (["--lr", "nan"], "--lr", "above 0 and below 1"),
     "patience-negative": (["--patience", "-1"], "--patience", "from 0 to 1000"),
-    "mixup-nan": (["--mixup", "nan"], "--mixup", "between 0 (off) and 1"),
+    "mixup-nan": (["--mixup", "nan"], "--mixup", "from 0 (off) to 1"),
 }
 
 
@@ -58,7 +58,7 @@ def test_scan_threshold_out_of_range_is_refused(tmp_path, capsys):
     write_class_tree(tmp_path / "data", {"glioma": 2, "notumor": 2})
     assert main(["scan", str(tmp_path / "data"), "--threshold", "300"]) == 2
     line = one_error_line(capsys)
-    assert line.startswith("error: --threshold: ") and "between 0 and 64" in line
+    assert line.startswith("error: --threshold: ") and "from 0 to 64" in line
 
 
 def test_nul_byte_in_a_typed_path_is_a_clear_error(capsys):

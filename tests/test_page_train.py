@@ -92,7 +92,7 @@ def test_tiny_training_from_start_to_summary(page_env):
     assert job.status == DONE and job.result.run_id in summary
     assert job.result.card.train_config["width"] == 0.25
     past = at.dataframe[-1].value
-    assert list(past["run"]) == [job.result.run_id] and 0 <= past["val accuracy"][0] <= 1
+    assert list(past["model"]) == [job.result.run_id] and 0 <= past["val accuracy"][0] <= 1
     assert at.button(key="train_to_eval")
 
 
@@ -154,7 +154,7 @@ def test_past_runs_table_lists_saved_models(page_env, registry_with_run):
     at = page().run()
     assert not at.exception
     past = at.dataframe[-1].value
-    assert list(past["run"]) == [registry_with_run.run_id]
+    assert list(past["model"]) == [registry_with_run.run_id]
     for column in ("val accuracy", "macro-F1", "ECE", "train time (s)", "size (MB)"):
         assert column in past and past[column].notna().all(), column
 

@@ -9,44 +9,66 @@ import time
 
 from core.config import AUGMENT_PRESETS, DataConfig, FineTuneConfig, TrainConfig
 from core.data.preprocess import RECIPES
+from core.data.splits import SPLIT_MODES
+from core.inference.tta import TTA
+from core.models.architectures import ARCHITECTURES
+from core.options import bound_of
+from core.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, WEIGHTS
+
+ARCHITECTURE_KEYS = list(ARCHITECTURES)
+
+
+def _choice(p, flag: str, registry, default: str) -> None:
+    """An option whose choices, default and help come from a registry (core.options.Registry)."""
+    p.add_argument(flag, default=default, choices=list(registry), help=registry.help_text().replace("%", "%%"))
+
+
+def _number(p, flag: str, settings: type, name: str, kind: type, help: str = "") -> None:
+    """An option whose default and range (in the help) come from the settings class's declared Bound."""
+    b = bound_of(settings, name)
+    default = getattr(settings(), name)
+    p.add_argument(flag, type=kind, default=default,
+                   help=f"{help + '; ' if help else ''}{b.words()}{b.unit} (default {default})")
 
 
 def register(sub) -> None:
+    t, f = TrainConfig, FineTuneConfig
     p = sub.add_parser("train", help="train a model on a dataset folder and register it under models/")
     p.add_argument("--data", required=True, help="dataset folder (Kaggle layout or class folders)")
-    p.add_argument("--arch", default="custom_cnn")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
-    p.add_argument("--schedule", default="cosine", choices=["cosine", "plateau"])
-    p.add_argument("--label-smoothing", type=float, default=0.05)
-    p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha, e.g. 0.2 (0 = off)")
-    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (custom CNN)")
+    p.add_argument("--arch", default=t.arch, help="architecture key: " + ", ".join(ARCHITECTURE_KEYS))
+    _number(p, "--epochs", t, "epochs", int)
+    p.add_argument("--image-size", type=int, default=None, help="square input side in pixels (default: the "
+                   "architecture's own, e.g. 128 for the custom CNN); " + bound_of(t, "image_size").words())
+    _number(p, "--batch-size", t, "batch_size", int)
+    _number(p, "--lr", t, "learning_rate", float, "peak learning rate")
+    _choice(p, "--optimizer", OPTIMIZERS, t.optimizer)
+    _choice(p, "--schedule", SCHEDULES, t.lr_schedule)
+    _number(p, "--label-smoothing", t, "label_smoothing", float)
+    _number(p, "--mixup", t, "mixup", float, "mixup alpha, e.g. 0.2")
+    _number(p, "--width", t, "width", float, "channel multiplier (custom CNN)")
     p.add_argument("--augment", default="standard", choices=sorted(AUGMENT_PRESETS))
-    p.add_argument("--patience", type=int, default=6)
-    p.add_argument("--weights", default="imagenet", choices=["imagenet", "none"])
-    p.add_argument("--finetune-epochs", type=int, default=0)
-    p.add_argument("--unfreeze", type=int, default=20)
-    p.add_argument("--split", default="leakage_free", choices=["leakage_free", "dataset"])
-    p.add_argument("--split-seed", type=int, default=42)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"])
-    p.add_argument("--max-batches", type=int, default=None, help="cap batches per epoch (smoke runs)")
-    p.add_argument("--preprocessing", default=TrainConfig.preprocessing, choices=sorted(RECIPES),
+    _number(p, "--patience", t, "patience", int, "early-stopping patience")
+    _choice(p, "--weights", WEIGHTS, t.weights)
+    _number(p, "--finetune-epochs", f, "epochs", int, "phase-2 epochs of a transfer model")
+    _number(p, "--unfreeze", f, "unfreeze_layers", int, "backbone layers unfrozen in phase 2")
+    p.add_argument("--split", default="leakage_free", choices=list(SPLIT_MODES))
+    _number(p, "--split-seed", DataConfig, "split_seed", int)
+    _number(p, "--seed", t, "seed", int)
+    _choice(p, "--strategy", STRATEGIES, t.strategy)
+    _choice(p, "--precision", PRECISIONS, t.precision)
+    p.add_argument("--max-batches", type=int, default=None, help="cap batches per epoch (smoke runs); "
+                   + bound_of(t, "max_train_batches").words())
+    p.add_argument("--preprocessing", default=t.preprocessing, choices=sorted(RECIPES),
                    help="preprocessing recipe (head-v2: head crop + intensity standardisation)")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--tta", default="hflip", choices=["none", "hflip"],
-                   help="test-time augmentation used at inference and in calibration")
-    p.add_argument("--average-epochs", type=int, default=0,
-                   help="average the weights of the last N epochs and re-estimate batch-norm statistics "
-                        "(0: keep the epoch with the best validation loss)")
+    _choice(p, "--tta", TTA, t.tta)
+    _number(p, "--average-epochs", t, "average_epochs", int,
+            "average the weights of the last N epochs and re-estimate batch-norm statistics")
     p.set_defaults(func=run)
 
     c = sub.add_parser("calibrate", help="refit a run's temperature and thresholds on its validation split")
     c.add_argument("--model", required=True, help="run id or run folder inside the model registry")
-    c.add_argument("--tta", default="hflip", choices=["none", "hflip"])
+    _choice(c, "--tta", TTA, t.tta)
     c.add_argument("--warnings-only", action="store_true",
                    help="only fit the warning thresholds on the validation images and their shifted copies "
                         "(keeps the temperature; for runs trained before the warnings were fitted)")
@@ -145,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, leakage_free=args.split == "leakage_free", strategy=args.strategy, width=args.width,
         max_train_batches=args.max_batches, tta=args.tta,
         average_epochs=args.average_epochs, mixup=args.mixup, preprocessing=args.preprocessing,
+        precision=args.precision,
     )
     data_cfg = DataConfig(split_seed=args.split_seed)
     ds = open_folder(args.data)

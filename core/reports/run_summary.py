@@ -60,13 +60,13 @@ def model_facts(run: Run) -> dict[str, str]:
 
 
 def runs_table(runs: list[Run]) -> pd.DataFrame:
-    """One row per run (unusable ones too, with why), the figure people look for first."""
+    """One row per run (unusable ones too, with why), the figure people look for first; numbers stay numbers."""
     rows = []
     for r in runs:
         card = r.card
         rows.append({
             "model": r.run_id,
-            "val accuracy": percent(card.val_accuracy),
+            "val accuracy": card.val_accuracy,  # a share: pages show it as a percentage
             "architecture": card.title if r.usable else "",
             "dataset": str(card.data.get("name", "")) + (" (SYNTHETIC)" if card.synthetic else ""),
             "split": SPLIT_WORDS.get(card.split_mode, ""),

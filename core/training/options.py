@@ -1,4 +1,4 @@
-"""The training choices a person makes by name: optimizers, schedules, weights sources, strategies.
+"""The training choices a person makes by name: optimizers, schedules, weights sources, strategies, precisions.
 
 Each is one :class:`core.options.Option`; ``TrainConfig`` validates against these registries,
 and the Train page and ``python -m core train`` list their titles, help and keys from them.
@@ -126,6 +126,16 @@ STRATEGIES = Registry("distribution strategy", [
            "tf.distribute.MultiWorkerMirroredStrategy: every machine in the TF_CONFIG environment variable runs "
            "python -m core train with the same settings; each trains on its slice of every batch, gradients are "
            "summed across machines and the chief publishes the run.", _multiworker_strategy),
+])
+
+
+#: Builders return the Keras dtype-policy name the training layers use (core.training.precision).
+PRECISIONS = Registry("precision", [
+    Option("float32", "float32 (standard)", "Every layer computes in 32-bit floats.", lambda: "float32"),
+    Option("bfloat16", "bfloat16 mixed (fast)",
+           "Layers compute in bfloat16 with float32 weights, loss, logits and batch-norm statistics; about "
+           "twice as fast on CPUs with AVX512-BF16 or AMX and on GPUs. The saved model is float32, so "
+           "calibration, evaluation and Grad-CAM are unchanged.", lambda: "mixed_bfloat16"),
 ])
 
 
