@@ -27,7 +27,7 @@ def parse_coverage(text: str) -> float:
         value = float(text)
     except (TypeError, ValueError):
         raise WorkbenchError(f"must be a number (a percentage such as 95), got {text!r}", "--coverage") from None
-    share = value / 100 if value > 1 else value
+    share = round(value / 100, 9) if value > 1 else value  # 99.9 / 100 is 0.9990000000000001 in floats
     try:
         return check_coverage(share, "--coverage")
     except WorkbenchError:
