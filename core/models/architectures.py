@@ -39,7 +39,8 @@ def _head(x, num_classes: int, dropout: float):
     k = keras()
     x = k.layers.GlobalAveragePooling2D(name="features")(x)
     x = k.layers.Dropout(dropout, name="head_dropout")(x)
-    x = k.layers.Dense(num_classes, name="logits")(x)
+    # float32 under a mixed policy too (core.training.precision): the loss reads these logits.
+    x = k.layers.Dense(num_classes, name="logits", dtype="float32")(x)
     return k.layers.Activation("softmax", name="probs", dtype="float32")(x)
 
 

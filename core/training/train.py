@@ -36,6 +36,7 @@ from core.models.registry import (
 from core.training.data import PreparedData, prepare_data
 from core.training.distributed import finish_worker, is_chief, release_workers, worker_folder
 from core.training.options import strategy_for
+from core.training.precision import float32_model, precision_scope
 from core.training.train_feedback import PHASE_COMPILING, PHASE_DECODING
 
 __all__ = ["PreparedData", "prepare_data", "train_model"]
@@ -73,6 +74,8 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
         checkpoints = stage / "checkpoint"
         checkpoints.mkdir()
         averaging = fit_phases(model, data, cfg, spec, strategy, job, checkpoints)
+        # A bfloat16 run continues as float32: calibration, the saved model and its warnings.
+        model = float32_model(model, cfg.arch, cfg.image_size, cfg.width)
         if not chief:
             return finish_worker(strategy, stage, lambda folder: _worker_save(model, folder, job))
         train_seconds = time.perf_counter() - t0
@@ -104,7 +107,7 @@ def _build_and_compile(cfg: TrainConfig, spec: ArchSpec, n_classes: int, strateg
 
     weights = cfg.weights if spec.transfer else "none"
     weights_note = "not applicable (trained from scratch)"
-    with strategy.scope():
+    with strategy.scope(), precision_scope(cfg.precision):
         if weights == "imagenet":
             from core.models.weights import weight_status
 
