@@ -17,11 +17,13 @@ Only :mod:`core.errors` and :mod:`core.tfrt` are imported: the strategy registry
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import re
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,6 +200,33 @@ def shard_by_data(strategy: Any, dataset: Any) -> Any:
     return dataset.with_options(options)
 
 
+@contextlib.contextmanager
+def lost_workers(strategy: Any) -> Iterator[None]:
+    """Turn the error TensorFlow raises when a peer dies or cannot be reached into one plain
+    WorkbenchError (its first line kept); a no-op outside multi-worker training."""
+    if not is_multiworker(strategy):
+        yield
+        return
+    from core.tfrt import tf
+
+    errors = tf().errors
+    try:
+        yield
+    except (errors.UnavailableError, errors.AbortedError, errors.DeadlineExceededError,
+            errors.CancelledError, errors.InternalError) as exc:
+        raise WorkbenchError(f"another worker stopped or cannot be reached ({type(exc).__name__}: {_gist(exc)}); "
+                             "nothing was published. Read the other machines' output, then start every worker "
+                             "again", worker_name(strategy)) from None
+
+
+def _gist(exc: Exception) -> str:
+    """The telling line of a TensorFlow error (its message starts with "Graph execution error" and a traceback)."""
+    lines = [line.strip() for line in str(getattr(exc, "message", "") or exc).splitlines() if line.strip()]
+    telling = [line for line in lines if not line.startswith(("File ", "[[")) and re.search(
+        r"abort|unavailable|heartbeat|timed out|deadline|connection|peer", line, re.IGNORECASE)]
+    return (telling or lines or [""])[0][:300]
+
+
 def wait_for_all(strategy: Any) -> None:
     """Block until every worker has called this (one all-reduce of a scalar); no-op in one process.
 
@@ -210,7 +239,8 @@ def wait_for_all(strategy: Any) -> None:
     from core.tfrt import tf
 
     tf_ = tf()
-    arrived = strategy.reduce(tf_.distribute.ReduceOp.SUM, strategy.run(lambda: tf_.constant(1.0)), axis=None)
+    with lost_workers(strategy):
+        arrived = strategy.reduce(tf_.distribute.ReduceOp.SUM, strategy.run(lambda: tf_.constant(1.0)), axis=None)
     if int(arrived) != strategy.num_replicas_in_sync:
         raise WorkbenchError(f"only {int(arrived)} of {strategy.num_replicas_in_sync} workers finished", ENV)
 

@@ -34,7 +34,7 @@ from core.models.registry import (
     write_card,
 )
 from core.training.data import PreparedData, prepare_data
-from core.training.distributed import finish_worker, is_chief, release_workers, worker_folder
+from core.training.distributed import finish_worker, is_chief, lost_workers, release_workers, worker_folder
 from core.training.options import strategy_for
 from core.training.precision import float32_model, precision_scope
 from core.training.train_feedback import PHASE_COMPILING, PHASE_DECODING
@@ -73,7 +73,8 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
     try:
         checkpoints = stage / "checkpoint"
         checkpoints.mkdir()
-        averaging = fit_phases(model, data, cfg, spec, strategy, job, checkpoints)
+        with lost_workers(strategy):  # a dead peer: one plain error, not TensorFlow's traceback
+            averaging = fit_phases(model, data, cfg, spec, strategy, job, checkpoints)
         # A bfloat16 run continues as float32: calibration, the saved model and its warnings.
         model = float32_model(model, cfg.arch, cfg.image_size, cfg.width)
         if not chief:
