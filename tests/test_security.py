@@ -39,6 +39,7 @@ def _copy_run(run, models: Path, name: str) -> Path:
 # --- models: registry folder only, sha256, safe_mode ------------------------------------------------
 
 
+@pytest.mark.slow  # trains the shared tiny model (tiny_run) when it runs first
 def test_resolve_run_refuses_paths_outside_the_registry(isolated_workbench_dirs, tiny_run):
     models = isolated_workbench_dirs["models"]
     models.mkdir(parents=True, exist_ok=True)
@@ -54,6 +55,7 @@ def test_resolve_run_refuses_paths_outside_the_registry(isolated_workbench_dirs,
         assert info.value.source == attempt
 
 
+@pytest.mark.slow  # trains the shared tiny model (tiny_run) when it runs first
 def test_predictor_load_goes_through_the_registry_check(isolated_workbench_dirs, tiny_run):
     from core.inference.predict import Predictor
 
