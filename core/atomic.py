@@ -13,6 +13,7 @@ killed process left behind, by age, so a publish in progress is never touched.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -76,6 +77,23 @@ def write_bytes(target: str | Path, data: bytes) -> None:
     """Publish ``data`` as ``target`` atomically."""
     with atomic_open(target, "wb") as fh:
         fh.write(data)
+
+
+def write_json(target: str | Path, data: Any) -> None:
+    """Publish ``data`` as indented JSON (NumPy scalars and arrays, and paths, written as plain values)."""
+    write_text(target, json.dumps(data, indent=2, default=_json_default))
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np  # only when a NumPy value is met: this module is imported by light code too
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def write_text(target: str | Path, text: str) -> None:

@@ -12,6 +12,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -145,6 +146,32 @@ def open_folder(root: str | Path, *, kind: str = "folder", name: str | None = No
     split_dirs = {d: SPLIT_FOLDERS[d.name.lower()] for d in top if d.name.lower() in SPLIT_FOLDERS}
     layout = "splits" if split_dirs else "flat"
     groups = list(split_dirs.items()) if split_dirs else [(root, "")]
+    files = _list_groups(groups, root, problems, allowed)
+    present = sorted(files["label"].unique()) if len(files) else []
+    if len(present) < 2:
+        raise WorkbenchError(
+            f"a classifier needs images of at least two classes; found {len(present)} "
+            f"({', '.join(present) or 'none'})",
+            label,
+        )
+    if layout == "splits" and "train" not in set(files["source_split"]):
+        raise WorkbenchError("the folder has split folders but no Training/ folder with images", label)
+    return Dataset(
+        name=name or root.name,
+        root=root,
+        kind=kind,
+        synthetic=synthetic,
+        layout=layout,
+        class_names=present,
+        files=files[["path", "label", "source_split"]].reset_index(drop=True),
+        problems=list(dict.fromkeys(problems)),  # a flat layout lists the root's folders twice
+        fingerprint=_fingerprint(files),
+    )
+
+
+def _list_groups(groups: list[tuple[Path, str]], root: Path, problems: list[tuple[str, str]],
+                 allowed: Any) -> pd.DataFrame:
+    """Every image of every (folder, split) group: path, label, source_split, size, mtime_ns."""
     rows: list[tuple[str, str, str, int, int]] = []
     for folder, split in groups:
         class_dirs = _subdirs(folder, root, problems, allowed)
@@ -160,30 +187,15 @@ def open_folder(root: str | Path, *, kind: str = "folder", name: str | None = No
             if not listed:
                 problems.append((d.relative_to(root).as_posix() + "/", "empty class folder: no images"))
             rows.extend((rel, mapping[d.name], split, size, mtime) for rel, size, mtime in listed)
-    files = pd.DataFrame(rows, columns=["path", "label", "source_split", "size", "mtime_ns"])
-    present = sorted(files["label"].unique()) if len(files) else []
-    if len(present) < 2:
-        raise WorkbenchError(
-            f"a classifier needs images of at least two classes; found {len(present)} "
-            f"({', '.join(present) or 'none'})",
-            label,
-        )
-    if layout == "splits" and "train" not in set(files["source_split"]):
-        raise WorkbenchError("the folder has split folders but no Training/ folder with images", label)
+    return pd.DataFrame(rows, columns=["path", "label", "source_split", "size", "mtime_ns"])
+
+
+def _fingerprint(files: pd.DataFrame) -> str:
+    """Paths, sizes and file times: what the caches key on (content is checked by data_changes)."""
     digest = hashlib.sha256()
     for rel, size, mtime in files[["path", "size", "mtime_ns"]].itertuples(index=False):
         digest.update(f"{rel}\0{size}\0{mtime}\n".encode())
-    return Dataset(
-        name=name or root.name,
-        root=root,
-        kind=kind,
-        synthetic=synthetic,
-        layout=layout,
-        class_names=present,
-        files=files[["path", "label", "source_split"]].reset_index(drop=True),
-        problems=list(dict.fromkeys(problems)),  # a flat layout lists the root's folders twice
-        fingerprint=digest.hexdigest()[:20],
-    )
+    return digest.hexdigest()[:20]
 
 
 def open_demo(seed: int = 0) -> Dataset:

@@ -55,7 +55,7 @@ def decode_dicom(data: bytes, label: str) -> DecodedImage:
 def _decode_dicom(data: bytes, label: str) -> DecodedImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_modality_lut
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
@@ -97,22 +97,25 @@ def _decode_dicom(data: bytes, label: str) -> DecodedImage:
 
     values = apply_modality_lut(arr, ds).astype(np.float64)
     _check_finite(values, label)
-    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
-    if "VOILUTSequence" in ds:
-        windowed = apply_voi_lut(values, ds, index=0).astype(np.float64)
-        gray = scale_to_uint8(windowed)
-        meta["window"] = "VOI LUT"
-    elif center is not None and width is not None and width > 0:
-        # The DICOM linear window (PS3.3 C.11.2.1.2): [c - w/2, c + w/2] maps onto full range.
-        gray = scale_to_uint8(values, center - width / 2, center + width / 2)
-        meta["window"] = f"{center:g}/{width:g}"
-    else:
-        lo, hi = np.percentile(values, [0.5, 99.5])  # robust auto-window
-        gray = scale_to_uint8(values, float(lo), float(hi if hi > lo else values.max()))
-        meta["window"] = "auto (0.5-99.5 percentile)"
+    gray, meta["window"] = _window(ds, values)
     if photometric == "MONOCHROME1":  # high values are dark in MONOCHROME1
         gray = 255 - gray
     return DecodedImage(gray, "DICOM", photometric, 0.0, meta)
+
+
+def _window(ds: Any, values: np.ndarray) -> tuple[np.ndarray, str]:
+    """8-bit pixels through the file's VOI LUT, its linear window, or a robust auto-window; and which."""
+    from pydicom.pixels import apply_voi_lut
+
+    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+    if "VOILUTSequence" in ds:
+        return scale_to_uint8(apply_voi_lut(values, ds, index=0).astype(np.float64)), "VOI LUT"
+    if center is not None and width is not None and width > 0:
+        # The DICOM linear window (PS3.3 C.11.2.1.2): [c - w/2, c + w/2] maps onto full range.
+        return scale_to_uint8(values, center - width / 2, center + width / 2), f"{center:g}/{width:g}"
+    lo, hi = np.percentile(values, [0.5, 99.5])  # robust auto-window
+    return (scale_to_uint8(values, float(lo), float(hi if hi > lo else values.max())),
+            "auto (0.5-99.5 percentile)")
 
 
 def _check_finite(values: np.ndarray, label: str) -> None:

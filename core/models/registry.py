@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core import paths
+from core.atomic import write_json
 from core.errors import WorkbenchError
 from core.models.card import CARD_VERSION, MODEL_FILE, ModelCard, card_from_json_lenient
 from core.models.card_validation import check_card_against_model
-from core import paths
 from core.paths import models_dir
 
 CARD_FILE = "card.json"
@@ -154,21 +155,7 @@ def write_card(path: Path, card: ModelCard) -> None:
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Publish ``data`` as JSON through :mod:`core.atomic` (unique temporary, fsync, rename)."""
-    from core.atomic import write_text
-
-    write_text(path, json.dumps(data, indent=2, default=_json_default))
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    write_json(path, data)
 
 
 def publish(staging: Path, run_id: str) -> Run:

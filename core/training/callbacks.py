@@ -26,7 +26,8 @@ def progress_callback(*args: Any, **kwargs: Any):
     seconds on a CPU. The ETA counts only batches after the first, whose time is graph tracing.
     """
     # The class is defined on the first call: subclassing keras.callbacks.Callback at import time
-    # would load TensorFlow whenever a page imports the engine.
+    # would load TensorFlow whenever a page imports the engine. This function stays whole because
+    # it is that one class; each of its methods is a few lines.
     k = keras()
 
     class ProgressCallback(k.callbacks.Callback):
