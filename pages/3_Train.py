@@ -19,7 +19,8 @@ from core.models.weights import install_weights, keras_cache_dir, weight_status
 from core.reports import train_charts as charts
 from core.reports.run_summary import runs_table
 from core.training.augment import describe_augment
-from core.training.options import OPTIMIZERS, SCHEDULES, STRATEGIES, WEIGHTS
+from core.training.hardware import detect_hardware
+from core.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, WEIGHTS
 from core.training.train import train_model
 from core.training.train_feedback import PHASE_CANCELLING, settings_rows, training_verdict
 from pages import _settings as ws
@@ -56,7 +57,8 @@ def form_fields() -> dict:
               "train_schedule": sh.parse_choice(SCHEDULES), "train_smoothing": num("label_smoothing", float),
               "train_mixup": num("mixup", float), "train_width": sh.parse_choice(WIDTHS),
               "train_class_weights": sh.parse_choice([True, False]), "train_seed": num("seed"),
-              "train_max_batches": num("max_train_batches"), "train_average_epochs": num("average_epochs")}
+              "train_max_batches": num("max_train_batches"), "train_average_epochs": num("average_epochs"),
+              "train_precision": sh.parse_choice(PRECISIONS)}
     fields.update({f"train_size_{key}": num("image_size") for key in ARCHITECTURES})
     return fields
 
@@ -191,6 +193,11 @@ with st.expander("Advanced"):
         c1, "Average the last N epochs (0 = keep the best epoch)", TrainConfig, "average_epochs",
         "train_average_epochs", "Averages the weights of the final epochs and re-measures batch-norm statistics on "
         "the training images: a steadier model than the single epoch that scored best on validation.")
+    # bfloat16 is offered only where it is native (AVX512-BF16/AMX CPU or a GPU): emulated, it is slower.
+    hardware = detect_hardware()
+    precision = (c2.selectbox("Precision", list(PRECISIONS), key="train_precision", format_func=PRECISIONS.title,
+                              help=PRECISIONS.help_text()) if hardware.bf16_fast else "float32")
+    c2.caption(hardware.describe())
 
 # --- start -----------------------------------------------------------------------------------------
 registry = jobs()
@@ -205,6 +212,7 @@ with sh.shown_errors():
         patience=int(patience), weights=weights, finetune=finetune, seed=int(seed),
         leakage_free=mode == "leakage_free", strategy=strategy, width=float(width),
         max_train_batches=int(max_batches) or None, average_epochs=int(average_epochs), mixup=float(mixup),
+        precision=precision,
     )
     with st.expander("Exact configuration (saved in the model card)"):
         st.code(json.dumps(cfg.to_dict(), indent=2), language="json")
