@@ -10,11 +10,15 @@ import threading
 
 import numpy as np
 import pytest
+import test_page_train
 
 from core.config import TrainConfig
 from core.errors import WorkbenchError
 from core.training.hardware import BF16_FLAGS, cpu_flags, detect_hardware
 from core.training.options import PRECISIONS
+
+page_env = test_page_train.page_env  # fixture: the Train page's job registry, demo and folders
+page = test_page_train.page
 
 INTEL_SPR = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n\nprocessor\t: 1\n"
 ZEN4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n"
@@ -169,3 +173,26 @@ def test_cli_parses_the_precision_flag() -> None:
     assert parser.parse_args(["train", "--data", "x"]).precision == "float32"
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--data", "x", "--precision", "float16"])
+
+
+# ---------------------------------------------------------------- Train page
+@pytest.mark.slow
+@pytest.mark.parametrize("cpuinfo, offered", [(ZEN4, True), (OLD_XEON, False)], ids=["avx512-bf16", "no-bf16"])
+def test_train_page_offers_bfloat16_only_where_it_is_native(cpuinfo, offered, page_env, tmp_path, monkeypatch) -> None:
+    import core.training.hardware as hw
+
+    fake = tmp_path / "cpuinfo"
+    fake.write_text(cpuinfo)
+    monkeypatch.setattr(hw, "CPUINFO", fake)
+    monkeypatch.setattr(hw, "_visible_gpus", lambda: 0)
+    at = page().run()
+    assert not at.exception
+    captions = "\n".join(str(c.value) for c in at.caption)
+    assert ("bfloat16 runs natively here: CPU with AVX512-BF16" in captions) is offered
+    assert ("float32 only" in captions) is not offered
+    assert ("train_precision" in [s.key for s in at.selectbox]) is offered
+    if offered:
+        at.selectbox(key="train_precision").set_value("bfloat16").run()
+        assert not at.exception
+    configuration = "\n".join(str(c.value) for c in at.code)
+    assert f'"precision": "{"bfloat16" if offered else "float32"}"' in configuration
