@@ -453,10 +453,12 @@ def write_markdown(res: dict, path: Path) -> None:
         "Raw numbers: `bench/results.json`.",
         "",
     ]
-    from bench import cancel, export_latency  # sections 6 and 7 are written by their own scripts: keep them
+    # Sections 6-8 are written by their own scripts: keep them.
+    from bench import cancel, export_latency, time_to_accuracy
 
     old = path.read_text() if path.exists() else ""
-    for begin, end in ((cancel.BEGIN, cancel.END), (export_latency.BEGIN, export_latency.END)):
+    for begin, end in ((cancel.BEGIN, cancel.END), (export_latency.BEGIN, export_latency.END),
+                       (time_to_accuracy.BEGIN, time_to_accuracy.END)):
         if begin in old and end in old:
             lines.append(old[old.index(begin):old.index(end) + len(end)] + "\n")
     path.write_text("\n".join(lines))

@@ -179,6 +179,88 @@ def evaluate(run_path: str, env: dict) -> dict:
     return json.loads(out.stdout)
 
 
+# ---------------------------------------------------------------- RESULTS.md section
+BEGIN, END = "<!-- tta: written by python -m bench.time_to_accuracy -->", "<!-- /tta -->"
+
+
+def _fmt_s(t: float | None) -> str:
+    return "—" if t is None else f"{t / 60:.1f} min"
+
+
+def markdown(res: dict) -> str:
+    """Section 8 of bench/RESULTS.md from the results dict."""
+    m, runs = res["machine"], res["runs"]
+    target = res["target"]
+    lines = [BEGIN, "## 8. Time to accuracy: float32 vs bfloat16", "",
+             f"Written by `python -m bench.time_to_accuracy --epochs {res['epochs']} --cap-min {res['cap_min']:g}` on "
+             f"{m['date']} ({m['cpu']}, {m['cores']} cores, TensorFlow {m['tensorflow']}, Keras {m['keras']}). "
+             f"Load average at the start {res['load_avg_start'][0]:.1f}, at the end "
+             f"{res.get('load_avg_end', [float('nan')])[0]:.1f}, on 2 cores shared with other jobs: seconds are "
+             "noisy, the ratios measured side by side (the step table) are the figures to trust.", ""]
+    if "steps" in res:
+        st = res["steps"]
+        lines += ["### Training step (interleaved, same load)", "",
+                  f"Default custom CNN (width {st['width']}, {st['image_size']} px, batch {st['batch']}), "
+                  f"`train_on_batch` timed rep by rep alternating the precisions, each rep followed by a "
+                  f"2048² `tf.matmul` in the same dtype (the peak, measured like `bench.run.matmul_peak`). "
+                  f"FLOPs: {st['flop_count']}; {st['train_gflop_per_image']:.3f} GFLOP per image per step.", "",
+                  "| precision | images/s (median) | achieved GFLOP/s | matmul peak, same dtype | share of that peak |",
+                  "|---|---|---|---|---|"]
+        for p in PRECISIONS:
+            r = st[p]
+            lines.append(f"| {p} | {r['images_per_s']:.1f} | {r['achieved_gflop_s']:.1f} | "
+                         f"{r['matmul_peak_gflop_s']:.1f} GFLOP/s | {r['share_of_peak']:.0%} |")
+        lines += ["", f"bfloat16 / float32 steps per second: **{st['speedup_bf16_over_f32']:.2f}×**; the bfloat16 "
+                  f"step reaches {st['share_of_f32_peak_bf16']:.0%} of the float32 matmul peak.", ""]
+    lines += ["### Training runs (sequential, one subprocess each)", "",
+              f"Recipe: the committed default model's `train_config` "
+              f"(`models/20261201-135406-custom_cnn-a305`), except **{res['epochs']} epochs instead of 45** "
+              "(the cosine schedule spans them) and the epochs averaged scaled with them; each run stops at "
+              f"the end of the epoch that passes {res['cap_min']:g} min. Time is counted from the start of "
+              f"`fit`; validation accuracy is Keras's per-epoch figure (one forward pass, no TTA) on the "
+              "856 leakage-free validation images. Test: `python -m core evaluate --model RUN --json`, "
+              "the card's held-out test split, leakage-free figures (flip TTA and temperature as saved).", "",
+              f"| precision | time to ≥ {target:.0%} val | best val accuracy (epoch, time) | epochs run | "
+              "fit time | s / epoch (median) | test accuracy (leakage-free) | test ECE |",
+              "|---|---|---|---|---|---|---|---|"]
+    tests = {}
+    for p in PRECISIONS:
+        r = runs.get(p)
+        if not r or "error" in r:
+            lines.append(f"| {p} | {'failed' if r else 'not run'} | | | | | | |")
+            continue
+        epoch_s = [b["t_s"] - a["t_s"] for a, b in zip(r["epochs"], r["epochs"][1:])]
+        t = r.get("test", {})
+        lf = t.get("leakage_free") or {}
+        acc, ece, n = lf.get("accuracy", t.get("accuracy")), lf.get("ece", t.get("ece")), lf.get("n_images",
+                                                                                              t.get("n_images"))
+        tests[p] = (acc, n)
+        reached = (f"**{_fmt_s(r['reached_s'])}** (epoch {r['reached_epoch']})" if r["reached_s"] is not None
+                   else f"not reached{' (capped)' if r['capped'] else ''}")
+        lines.append(
+            f"| {p} | {reached} | {r['best_val_accuracy']:.2%} ({r['best_epoch']}, {_fmt_s(r['best_t_s'])}) | "
+            f"{r['epochs_run']} of {res['epochs']}{' (capped)' if r['capped'] else ''} | {_fmt_s(r['fit_s'])} | "
+            f"{median(epoch_s) if epoch_s else float('nan'):.0f} s | "
+            + (f"{acc:.2%} of {n} | {ece:.3f} |" if acc is not None else "— | — |"))
+    if all(tests.get(p, (None, None))[0] is not None for p in PRECISIONS):
+        (a32, n32), (a16, n16) = tests["float32"], tests["bfloat16"]
+        diff = a16 - a32
+        lines += ["", f"Test accuracy difference bfloat16 − float32: {diff * 100:+.1f} pt = "
+                  f"{round(a16 * n16) - round(a32 * n32):+d} of {n32} images."]
+    lines += ["", "Raw numbers: `bench/tta_results.json`.", END]
+    return "\n".join(lines)
+
+
+def write_section(section: str, path: Path) -> None:
+    """Replace the time-to-accuracy section of ``path`` (or append it)."""
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
 # ---------------------------------------------------------------- driver
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.time_to_accuracy", description=__doc__.split("\n")[0])
@@ -192,9 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-steps", action="store_true", help="skip the step-throughput part")
     p.add_argument("--max-batches", type=int, default=None, help="cap batches per epoch (smoke runs only)")
     p.add_argument("--child", choices=PRECISIONS, help=argparse.SUPPRESS)
+    p.add_argument("--results-md", default=str(ROOT / "bench" / "RESULTS.md"), help="where section 8 goes")
+    p.add_argument("--from-json", default=None, help="only rewrite section 8 from an earlier results file")
     args = p.parse_args(argv)
     if args.child:
         return train_child(args)
+    if args.from_json:
+        write_section(markdown(json.loads(Path(args.from_json).read_text())), Path(args.results_md))
+        return 0
 
     out_path = Path(args.out)
     results: dict = {"machine": machine_info(), "load_avg_start": os.getloadavg(), "epochs": args.epochs,
@@ -244,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         save()
     results["load_avg_end"] = os.getloadavg()
     save()
+    write_section(markdown(results), Path(args.results_md))
     print(f"wrote {out_path}", flush=True)
     return 0
 
