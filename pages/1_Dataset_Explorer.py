@@ -18,7 +18,6 @@ from pages import _shared as sh
 
 sh.require_navigation()  # first: a deep link may have started this page without Home.py
 
-SOURCE_LABELS = {"demo": "Synthetic demo", "folder": "Folder on the server", "zip": "Upload a .zip"}
 SECTIONS = ["Class balance", "Samples", "Classes", "Style shortcut", "Data quality", "Tumour types"]
 GROUPS_PER_PAGE = 5  # duplicate groups drawn at once: each costs a few thumbnail decodes
 THUMB = 112
@@ -27,20 +26,17 @@ st.title("Dataset Explorer")
 ds = sh.show_active_dataset_badge()
 
 with st.expander("Choose the dataset", expanded=ds.synthetic):
-    kind = st.radio("Source", list(SOURCES), format_func=SOURCE_LABELS.get, horizontal=True,
+    kind = st.radio("Source", list(SOURCES), format_func=SOURCES.title, horizontal=True,
                     key="explorer_source")
     with sh.shown_errors():
         if kind == "demo":
-            st.caption("Synthetic phantom slices drawn by code (not patient data), with a few planted "
-                       "duplicates so the quality report has something to find.")
+            st.caption(SOURCES["demo"].help)
             if st.button("Use the demo", key="explorer_open_demo"):
                 sh.set_active_dataset("demo")
                 st.rerun()
         elif kind == "folder":
             path = st.text_input("Folder path", placeholder="/data/brain-tumor-mri", key="explorer_folder")
-            st.caption("One folder per class (glioma, meningioma, notumor, pituitary), optionally inside "
-                       "Training/ and Testing/. Allowed locations: "
-                       + ", ".join(f"`{r}`" for r in data_roots()))
+            st.caption(SOURCES["folder"].help + " Allowed locations: " + ", ".join(f"`{r}`" for r in data_roots()))
             if st.button("Open folder", key="explorer_open_folder", disabled=not path.strip()):
                 sh.set_active_dataset("folder", path=path)
                 st.rerun()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from core.data.imageio import IMAGE_SUFFIXES
 from core.data.safeio import OUTSIDE_ROOTS, allowed_roots, is_inside, not_regular_reason
 from core.data.safezip import extract_zip
 from core.errors import WorkbenchError
+from core.options import Option, Registry
 
 
 @dataclass
@@ -220,11 +220,14 @@ def open_zip(data: bytes, filename: str = "upload.zip") -> Dataset:
 
 
 #: Source registry: the Explorer page lists these keys.
-SOURCES: dict[str, Callable[..., Dataset]] = {
-    "demo": open_demo,
-    "folder": open_folder,
-    "zip": open_zip,
-}
+#: Where a dataset can come from; the Explorer's source choice lists these (builder: the opener).
+SOURCES = Registry("dataset source", [
+    Option("demo", "Synthetic demo", "Synthetic phantom slices drawn by code (not patient data), with a few planted "
+           "duplicates so the quality report has something to find.", open_demo),
+    Option("folder", "Folder on the server", "One folder per class (glioma, meningioma, notumor, pituitary), "
+           "optionally inside Training/ and Testing/.", open_folder),
+    Option("zip", "Upload a .zip", "A zip of class folders, checked and unpacked on the server.", open_zip),
+])
 
 
 def open_default() -> Dataset:
