@@ -272,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models-dir", default=None, help="registry for the runs (default: a temporary folder)")
     p.add_argument("--out", default=str(ROOT / "bench" / "tta_results.json"))
     p.add_argument("--skip-steps", action="store_true", help="skip the step-throughput part")
+    p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
+                   help="which precisions to train (both by default)")
     p.add_argument("--max-batches", type=int, default=None, help="cap batches per epoch (smoke runs only)")
     p.add_argument("--child", choices=PRECISIONS, help=argparse.SUPPRESS)
     p.add_argument("--results-md", default=str(ROOT / "bench" / "RESULTS.md"), help="where section 8 goes")
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         save()
     models_dir = args.models_dir or tempfile.mkdtemp(prefix="tta_models_")
     env = {**os.environ, "WORKBENCH_MODELS_DIR": models_dir, "PYTHONPATH": str(ROOT)}
-    for prec in PRECISIONS:
+    for prec in args.precisions:
         print(f"training {prec} ({args.epochs} epochs, cap {args.cap_min} min) ...", flush=True)
         t = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "bench.time_to_accuracy", "--child", prec, "--data", args.data,
