@@ -151,7 +151,9 @@ def test_error_mid_epoch_fails_the_job_and_keeps_earlier_runs(demo, registry_wit
 
         return original(*args, **kwargs).enumerate().map(check)
 
-    monkeypatch.setattr(pipeline, "train_dataset", failing_after_two_batches)
+    import core.training.loop as loop
+
+    monkeypatch.setattr(loop, "train_dataset", failing_after_two_batches)  # the name the fit loop calls
     ds, report = demo
     registry = JobRegistry()
     job = registry.submit("train", "fails mid-epoch",
@@ -170,13 +172,14 @@ def test_error_mid_epoch_fails_the_job_and_keeps_earlier_runs(demo, registry_wit
 
 def test_unreadable_image_while_loading_is_a_readable_failure(demo, registry_with_run, isolated_workbench_dirs,
                                                              monkeypatch):
-    import core.training.pipeline as pipeline
     from core.training.train import train_model
 
     def broken(paths, *args, **kwargs):
         raise WorkbenchError("cannot be decoded (truncated file)", "Training/glioma/0001.png")
 
-    monkeypatch.setattr(pipeline, "cached_images", broken)
+    import core.training.data as data
+
+    monkeypatch.setattr(data, "cached_images", broken)  # the name the data step calls
     ds, report = demo
     job = Job("train", "bad image")
     JobRegistry._run(job, lambda j: train_model(ds, report, TrainConfig(**TINY), j))

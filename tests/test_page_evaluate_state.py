@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.evaluation.evaluate import evaluate_run
 from core.evaluation.sets import EvalSet, data_kind_warning
+from core.models.card import ModelCard
 
 pytestmark = pytest.mark.slow
 app_env = tpe.app_env  # autouse: the demo as the active dataset, empty models folder
@@ -22,11 +23,11 @@ add_run, texts, PAGE, TIMEOUT = tpe.add_run, tpe.texts, tpe.PAGE, tpe.TIMEOUT
 
 
 def test_data_kind_warning_both_ways() -> None:
-    real, demo = {"data": {"synthetic": False}}, {"data": {"synthetic": True}}
+    real, demo = ModelCard(data={"synthetic": False}), ModelCard(data={"synthetic": True})
     assert "synthetic demo" in data_kind_warning(real, eval_synthetic=True)
     assert "never seen a real image" in data_kind_warning(demo, eval_synthetic=False)
     assert data_kind_warning(real, False) is None and data_kind_warning(demo, True) is None
-    assert data_kind_warning({}, True) is None  # an older card that does not say
+    assert data_kind_warning(ModelCard(), True) is None  # an older card that does not say
 
 
 def test_picked_cell_resets_when_the_model_changes(tiny_run, app_env) -> None:

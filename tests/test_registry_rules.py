@@ -19,6 +19,7 @@ import pytest
 from test_registry import fake_run
 
 from core.errors import WorkbenchError
+from core.models.card import ModelCard
 from core.models.card_validation import validate_card
 from core.models.registry import (
     CARD_FILE,
@@ -120,7 +121,7 @@ def test_linked_run_folder_is_never_listed_resolved_or_best(models, tmp_path):
         with pytest.raises(WorkbenchError, match="link|only loaded from the registry"):
             resolve_run(name)
     broken = {r.run_id: r for r in list_runs(include_broken=True)}
-    assert "link" in broken["planted"].problems[0] and not broken["planted"].card  # never read
+    assert "link" in broken["planted"].problems[0] and broken["planted"].card == ModelCard()  # never read
 
 
 def test_linked_card_or_model_file_is_refused(models, tmp_path):
