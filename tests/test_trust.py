@@ -99,3 +99,19 @@ def test_calibrate_cli_fits_the_warnings_of_an_older_run(tiny_run, isolated_work
     run = resolve_run(tiny_run.run_id)
     assert run.card.results["trust"]["min_confidence"] == trust["min_confidence"]
     assert run.card.model_sha256 == tiny_run.card.model_sha256  # only the card changed
+
+
+@pytest.mark.slow
+def test_calibrate_cli_refits_temperature_for_another_test_time_augmentation(tiny_run, isolated_workbench_dirs, capsys):
+    from core.cli import main
+    from core.models.registry import resolve_run
+
+    shutil.copytree(tiny_run.path, isolated_workbench_dirs["models"] / tiny_run.run_id)
+    other = "none" if tiny_run.card.tta == "hflip" else "hflip"
+    assert main(["calibrate", "--model", tiny_run.run_id, "--tta", other, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    run = resolve_run(tiny_run.run_id)
+    assert results["tta"] == run.card.tta == other  # the card now says how its calibration was fitted
+    assert run.card.temperature > 0 and results["n_val"] == len(tiny_run.card.data["val_files"])
+    assert "trust" in run.card.results  # the warnings were refitted with the new calibration
+    assert run.card.model_sha256 == tiny_run.card.model_sha256  # only the card changed

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from core.classes import canonical_class
 from core.data.preprocess import load_many
 from core.inference.calibration import (
     expected_calibration_error,
@@ -98,16 +97,7 @@ def recalibrate_run(run: Run, tta: str) -> Run:
     """
     TTA.check(tta, "tta")
     card = run.card
-    root = run.data_root
-    files = card.data_section.get("val_files") or []
-    paths = [root / f for f in files]
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing or not paths:
-        from core.errors import WorkbenchError
-
-        raise WorkbenchError(f"{len(missing)} validation images are missing, e.g. {missing[0]}" if missing else
-                             "the model card lists no validation images", str(root))
-    y = np.array([run.class_names.index(canonical_class(Path(f).parent.name)) for f in files])
+    paths, y = run.validation_set()
     runner = ModelRunner(load_model(run), "none", batch_size=128)
     images = load_many(paths, run.image_size, preprocessing=run.preprocessing)
     logits = tta_logits(lambda b: runner.run(b).logits, images, tta)

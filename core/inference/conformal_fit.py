@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from core.classes import canonical_class
-from core.errors import WorkbenchError
 from core.inference.calibration import softmax
 from core.inference.conformal import (
     CONFORMAL_FILE,
@@ -105,14 +103,7 @@ def _validation_logits(run: Run) -> tuple[np.ndarray, np.ndarray]:
     from core.inference.tta import tta_logits
     from core.models.registry import load_model
 
-    files = list(run.card.data.get("val_files") or [])
-    root = run.data_root
-    paths = [root / f for f in files]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if not files or missing:
-        raise WorkbenchError(f"{len(missing) or 'the'} validation images are missing"
-                             + (f", e.g. {missing[0]}" if missing else ""), str(root))
-    labels = np.array([run.class_names.index(canonical_class(Path(f).parent.name)) for f in files])
+    paths, labels = run.validation_set()
     runner = ModelRunner(load_model(run), "none", batch_size=128)
     images = load_many(paths, run.image_size, preprocessing=run.preprocessing)
     return tta_logits(lambda b: runner.run(b).logits, images, run.card.tta), labels

@@ -6,14 +6,11 @@ Runs at the end of training, and on demand for older runs (``python -m core cali
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.classes import canonical_class
 from core.data.preprocess import LEGACY_ID, load_many, prepare_batch
-from core.errors import WorkbenchError
 from core.evaluation.robustness import RAW_SCALE, SHIFTS, shift_images
 from core.inference.calibration import softmax
 from core.inference.ood import OODModel
@@ -53,14 +50,7 @@ def fit_run_warnings(run: Run, model: Any = None, job: Job | None = None) -> Run
         WorkbenchError: the validation images are not on this machine.
     """
     results = dict(run.card.results)
-    files = list(run.card.data.get("val_files") or [])
-    root = run.data_root
-    paths = [root / f for f in files]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if not files or missing:
-        raise WorkbenchError(f"{len(missing) or 'the'} validation images are missing"
-                             + (f", e.g. {missing[0]}" if missing else ""), str(root))
-    labels = np.array([run.class_names.index(canonical_class(Path(f).parent.name)) for f in files])
+    paths, labels = run.validation_set()
     raw = load_many(paths, RAW_SCALE * run.image_size, preprocessing=LEGACY_ID)
     runner = ModelRunner(model if model is not None else load_model(run), run.card.tta)
     ood = OODModel.load(run.path / OOD_FILE) if (run.path / OOD_FILE).is_file() else None
@@ -74,6 +64,6 @@ def fit_run_warnings(run: Run, model: Any = None, job: Job | None = None) -> Run
     for key, s in scores.items():
         f = flags(s["probs"], s["distance"], s["views"], thresholds)
         rates[key] = warning_rates(f.any, s["probs"].argmax(axis=1) == labels)
-    results["trust"] = {**thresholds.to_dict(), "fitted_on": f"{len(files)} validation images and their "
+    results["trust"] = {**thresholds.to_dict(), "fitted_on": f"{len(paths)} validation images and their "
                         f"{len(SHIFTS) - 1} shifted copies", "validation_rates": rates}
     return update_card(run, results=results)

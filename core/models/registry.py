@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core import paths
 from core.atomic import write_json
+from core.classes import canonical_class
 from core.errors import WorkbenchError
 from core.models.card import CARD_VERSION, MODEL_FILE, ModelCard, card_from_json_lenient
 from core.models.card_validation import check_card_against_model
@@ -99,6 +102,22 @@ class Run:
             return root
         beside_project = paths.PROJECT_ROOT / root  # read now: tests move the project root
         return beside_project if beside_project.is_dir() else root
+
+    def validation_set(self) -> tuple[list[Path], np.ndarray]:
+        """(paths, class indices) of the validation images recorded in the card, read from its data folder.
+
+        Raises:
+            WorkbenchError: the card lists none, or some are not on this machine.
+        """
+        files = list(self.card.data.get("val_files") or [])
+        root = self.data_root
+        paths = [root / f for f in files]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if not files or missing:
+            raise WorkbenchError(f"{len(missing) or 'the'} validation images are missing"
+                                 + (f", e.g. {missing[0]}" if missing else ""), str(root))
+        labels = np.array([self.class_names.index(canonical_class(Path(f).parent.name)) for f in files])
+        return paths, labels
 
     def leakage_free_macro_f1(self) -> float | None:
         """Leakage-free macro-F1 on the card's own held-out test split (None: not evaluated on it).
