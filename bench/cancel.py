@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.sections import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- cancel: written by python -m bench.cancel -->", "<!-- /cancel -->"
 IMAGE_SIZE, WIDTH, BATCH = 64, 0.25, 16
@@ -136,16 +138,6 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(section: str, path: Path) -> None:
-    """Replace the cancel section of ``path`` (or append it)."""
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(ROOT))
@@ -154,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
     res = run(args.tries)
-    write_section(markdown(res), args.out)
+    write_section(markdown(res), args.out, BEGIN, END)
     args.out.with_name("cancel.json").write_text(json.dumps(res, indent=2, default=float))
     print(markdown(res))
     return 0

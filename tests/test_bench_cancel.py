@@ -14,8 +14,8 @@ RESULT = {"tries": 1, "images": 10, "image_size": 32, "width": 0.25, "batch": 4,
 def test_section_is_replaced_not_repeated(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"
     out.write_text("# Benchmark results\n\n## 1. Training\n")
-    write_section(markdown(RESULT), out)
-    write_section(markdown(RESULT), out)
+    write_section(markdown(RESULT), out, BEGIN, END)
+    write_section(markdown(RESULT), out, BEGIN, END)
     text = out.read_text()
     assert text.count(BEGIN) == 1 and text.count(END) == 1 and text.startswith("# Benchmark results")
     assert "| first batch (+1.0 s) | 2.00 s | 3.00 s | 1 of 1 |" in text
@@ -28,7 +28,7 @@ def test_full_benchmark_keeps_the_cancel_section(tmp_path: Path) -> None:
     from bench.run import write_markdown
 
     out = tmp_path / "RESULTS.md"
-    write_section(markdown(RESULT), out)
+    write_section(markdown(RESULT), out, BEGIN, END)
     recorded = json.loads((Path(__file__).resolve().parents[1] / "bench" / "results.json").read_text())
     write_markdown(recorded, out)  # rewrites sections 1-5 from the committed figures
     text = out.read_text()
