@@ -1,5 +1,5 @@
 """Entry point: `streamlit run Home.py`. The frame around every page (title, icon, layout, logo),
-then st.navigation over the pages listed in pages/_shared.py; each page is its own short script.
+then st.navigation over the pages listed in pages/_nav.py; each page is its own short script.
 
 Nothing here imports TensorFlow, so the first page paints before TensorFlow has loaded.
 """
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._shared import run_navigation
+from pages._nav import run_navigation
 
 ASSETS = Path(__file__).parent / "assets"
 

@@ -1,12 +1,14 @@
 """Home: what the workbench is, the workflow, the active dataset and the saved models."""
 
-import pandas as pd
 import streamlit as st
 
 from core.classes import display_name
+from core.models.registry import list_runs
+from core.reports.run_summary import runs_table
+from pages import _nav as nav
 from pages import _shared as sh
 
-sh.require_navigation()  # first: a deep link may have started this page without Home.py
+nav.require_navigation()  # first: a deep link may have started this page without Home.py
 
 st.warning("**Decision support for research and education, not a diagnosis.** No output of this "
            "workbench may be used to make clinical decisions about a patient.", icon=":material/info:")
@@ -32,7 +34,7 @@ STEPS = [
 ]
 for col, (page, label, icon, text) in zip(st.columns(len(STEPS)), STEPS):
     with col.container(border=True):
-        sh.page_link(page, label, icon)
+        nav.page_link(page, label, icon)
         st.caption(text)
 
 left, right = st.columns(2)
@@ -46,11 +48,13 @@ with left:
         st.dataframe(sh.listing_counts(ds).rename(columns=display_name), width="content")
 with right:
     st.subheader("Saved models")
-    models = sh.list_models()
-    if not models:
+    runs = list_runs(include_broken=True)  # unusable runs too, with why ("status")
+    if not runs:
         st.caption("No trained models yet: train one on the Train page.")
     else:
-        st.dataframe(pd.DataFrame([sh.model_summary(r, c) for r, c in models]), hide_index=True, width="stretch",
+        # The figure people look for comes first, so a narrow column never hides it off-screen.
+        table = runs_table(runs)[["model", "val accuracy", "architecture", "dataset", "split", "status", "created"]]
+        st.dataframe(table, hide_index=True, width="stretch",
                      column_config={"model": st.column_config.TextColumn(width="medium"),
-                                    "val accuracy": st.column_config.TextColumn(width="small")})
+                                    "val accuracy": st.column_config.NumberColumn(width="small", format="percent")})
         st.caption("Accuracy on validation data only; see the Evaluate page for held-out test results.")

@@ -14,9 +14,10 @@ from core.data.teaching import CLASS_NOTES
 from core.paths import data_roots
 from core.reports import charts
 from core.safetext import escape_markdown
+from pages import _nav as nav
 from pages import _shared as sh
 
-sh.require_navigation()  # first: a deep link may have started this page without Home.py
+nav.require_navigation()  # first: a deep link may have started this page without Home.py
 
 SECTIONS = ["Class balance", "Samples", "Classes", "Style shortcut", "Data quality", "Tumour types"]
 GROUPS_PER_PAGE = 5  # duplicate groups drawn at once: each costs a few thumbnail decodes

@@ -14,10 +14,11 @@ from core.data.preprocess import PREPROCESSING_ID, get_recipe, prepare
 from core.options import bound_of
 from core.safetext import escape_markdown
 from core.training.augment import TRANSFORM_NOTES, anatomy_warnings, preview_variants
+from pages import _nav as nav
 from pages import _settings as ws
 from pages import _shared as sh
 
-sh.require_navigation()  # first: a deep link may have started this page without Home.py
+nav.require_navigation()  # first: a deep link may have started this page without Home.py
 
 PREVIEW_SIDE = 128  # small: TensorFlow transforms a batch of these in milliseconds
 #: The float fields of AugmentConfig: label, range and step are the field's declared Bound.

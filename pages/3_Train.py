@@ -23,10 +23,12 @@ from core.training.hardware import detect_hardware
 from core.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, WEIGHTS
 from core.training.train import train_model
 from core.training.train_feedback import PHASE_CANCELLING, settings_rows, training_verdict
+from pages import _nav as nav
 from pages import _settings as ws
 from pages import _shared as sh
+from pages import _url as url
 
-sh.require_navigation()  # first: a deep link may have started this page without Home.py
+nav.require_navigation()  # first: a deep link may have started this page without Home.py
 
 WIDTHS = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0]  # the custom CNN's channel multipliers offered (config allows (0, 4])
 
@@ -49,16 +51,16 @@ def fmt_seconds(s: float | None) -> str:
 def form_fields() -> dict:
     """Widget key -> parser for the settings a refresh keeps (they live in the page address)."""
     def num(name: str, kind: type = int):
-        return sh.parse_number(*ws.url_parser(TrainConfig, name, kind))
+        return url.parse_number(*ws.url_parser(TrainConfig, name, kind))
 
-    fields = {"train_arch": sh.parse_choice(ARCHITECTURES), "train_epochs": num("epochs"),
+    fields = {"train_arch": url.parse_choice(ARCHITECTURES), "train_epochs": num("epochs"),
               "train_batch": num("batch_size"), "train_patience": num("patience"),
-              "train_lr": num("learning_rate", float), "train_optimizer": sh.parse_choice(OPTIMIZERS),
-              "train_schedule": sh.parse_choice(SCHEDULES), "train_smoothing": num("label_smoothing", float),
-              "train_mixup": num("mixup", float), "train_width": sh.parse_choice(WIDTHS),
-              "train_class_weights": sh.parse_choice([True, False]), "train_seed": num("seed"),
+              "train_lr": num("learning_rate", float), "train_optimizer": url.parse_choice(OPTIMIZERS),
+              "train_schedule": url.parse_choice(SCHEDULES), "train_smoothing": num("label_smoothing", float),
+              "train_mixup": num("mixup", float), "train_width": url.parse_choice(WIDTHS),
+              "train_class_weights": url.parse_choice([True, False]), "train_seed": num("seed"),
               "train_max_batches": num("max_train_batches"), "train_average_epochs": num("average_epochs"),
-              "train_precision": sh.parse_choice(PRECISIONS)}
+              "train_precision": url.parse_choice(PRECISIONS)}
     fields.update({f"train_size_{key}": num("image_size") for key in ARCHITECTURES})
     return fields
 
@@ -70,7 +72,7 @@ def apply_augment_preset() -> None:
 
 
 st.title("Train")
-sh.restore_from_url(form_fields())
+url.restore_from_url(form_fields())
 ds = sh.show_active_dataset_badge()
 st.caption("Train a classifier on the active dataset. Training runs on the server in the background: you "
            "can switch pages or reload, and this page reattaches to the running job.")
@@ -180,7 +182,7 @@ c1.selectbox("Preset", options, key="train_aug_preset", on_change=apply_augment_
                   "Augmentation Preview page.")
 with c2:
     st.caption("Training uses: " + describe_augment(augment) + ".")
-    sh.page_link("pages/2_Augmentation_Preview.py", "Preview or fine-tune augmentation", ":material/tune:")
+    nav.page_link("pages/2_Augmentation_Preview.py", "Preview or fine-tune augmentation", ":material/tune:")
 
 with st.expander("Advanced"):
     c1, c2, c3 = st.columns(3)
@@ -201,7 +203,7 @@ with st.expander("Advanced"):
 
 # --- start -----------------------------------------------------------------------------------------
 registry = jobs()
-sh.remember_in_url({key: st.session_state[key] for key in form_fields() if key in st.session_state})
+url.remember_in_url({key: st.session_state[key] for key in form_fields() if key in st.session_state})
 busy = registry.active("train")
 weights_missing = weights == "imagenet" and weight_status(arch).state in ("unreachable", "damaged")
 with sh.shown_errors():

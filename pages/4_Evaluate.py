@@ -25,9 +25,10 @@ from core.reports import eval_charts as ec
 from core.reports.eval_report import html_report, metrics_json, predictions_csv
 from core.reports.gallery import gallery_images
 from core.reports.prediction_sets import GUARANTEE_NOTE, coverage_chart, coverage_display
+from pages import _nav as nav
 from pages import _shared as sh
 
-sh.require_navigation()  # first: a deep link may have started this page without Home.py
+nav.require_navigation()  # first: a deep link may have started this page without Home.py
 
 JOB_KEY = "evaluate_job"  # (job id, eval-set key) of the evaluation started from this session
 ROBUST_JOB_KEY = "evaluate_robustness_job"  # (job id, run id, eval-set key) of this session's stress test
@@ -75,7 +76,7 @@ st.caption("Scores on images the model never trained on. Research and teaching t
 runs = list_runs()
 if not runs:
     st.info("No trained models yet: train one first.")
-    sh.page_link("pages/3_Train.py", "Train a model", icon=":material/model_training:")
+    nav.page_link("pages/3_Train.py", "Train a model", icon=":material/model_training:")
     st.stop()
 by_id = {r.run_id: r for r in runs}
 chosen = st.multiselect("Models", list(by_id), default=[best_run(runs).run_id], format_func=lambda k: by_id[k].label(),

@@ -34,9 +34,10 @@ from core.reports.case_report import (
 from core.reports.prediction_sets import GUARANTEE_NOTE, coverage_words, describe_set
 from core.reports.run_summary import model_facts
 from core.safetext import escape_markdown
+from pages import _nav as nav
 from pages import _shared as sh
 
-sh.require_navigation()  # first: a deep link may have started this page without Home.py
+nav.require_navigation()  # first: a deep link may have started this page without Home.py
 
 RESULTS_KEY = "predict_results"  # (inputs key, results) of the last analysis in this session
 PREDICTED = "Predicted class"
@@ -110,7 +111,7 @@ runs = list_runs()
 if not runs:
     st.info("No trained model yet. Train one on the Train page (a few minutes on a laptop), then come back.",
             icon=":material/model_training:")
-    sh.page_link("pages/3_Train.py", "Go to Train", icon=":material/model_training:")
+    nav.page_link("pages/3_Train.py", "Go to Train", icon=":material/model_training:")
     st.stop()
 
 by_id = {r.run_id: r for r in runs}

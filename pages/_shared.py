@@ -1,5 +1,7 @@
 """State shared by every page: the active dataset, its cached scan and split, and the settings
 handed to training. This is the only module that reads or writes those session-state keys.
+Navigation lives in ``pages/_nav.py``, the page address in ``pages/_url.py``, config widgets in
+``pages/_settings.py``.
 
 Keys (st.session_state):
     active_dataset   the core Dataset every page works on
@@ -9,16 +11,13 @@ Keys (st.session_state):
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 
 from core.config import AUGMENT_PRESETS, AugmentConfig, DataConfig
 from core.data.datasets import Dataset, open_demo, open_folder, open_zip
@@ -27,9 +26,9 @@ from core.data.imageio import DecodedImage, decode_image
 from core.data.scan import ScanReport, scan_dataset
 from core.data.splits import SPLIT_MODES, make_split
 from core.errors import WorkbenchError
-from core.models.registry import list_runs
 from core.paths import cache_dir, check_under_data_roots, default_data_dir
 from core.safetext import escape_markdown
+from pages._url import remember_in_url
 
 DATASET_KEY = "active_dataset"
 WARNING_KEY = "active_dataset_warning"
@@ -39,59 +38,6 @@ DEFAULT_SPLIT_MODE = "leakage_free"
 QUERY_DATASET = "dataset"  # the page-address parameter holding the active dataset
 QUERY_AUGMENT = "augment"  # ... and the augmentation preset the Train page uses
 DEFAULT_AUGMENT = "standard"  # the preset the Train page uses until the user picks another
-
-
-# --- navigation -------------------------------------------------------------------------------
-
-_PAGES_DIR = Path(__file__).parent
-# Set once st.navigation has run in this server process: Streamlit has then left its legacy
-# pages/-folder mode for good, and every page run goes through Home.py.
-_NAVIGATION_DECLARED = threading.Event()
-
-
-def app_pages() -> dict[str, list[Any]]:
-    """The app's pages by sidebar section; the URL of each comes from its file name
-    (``5_Predict_and_Explain.py`` -> ``/Predict_and_Explain``)."""
-    def page(file: str, title: str, icon: str, **kwargs: Any) -> Any:
-        return st.Page(_PAGES_DIR / file, title=title, icon=icon, **kwargs)
-
-    return {
-        "Overview": [page("0_Overview.py", "Home", ":material/home:", default=True)],
-        "Data": [
-            page("1_Dataset_Explorer.py", "Dataset Explorer", ":material/dataset:"),
-            page("2_Augmentation_Preview.py", "Augmentation Preview", ":material/tune:"),
-        ],
-        "Models": [
-            page("3_Train.py", "Train", ":material/model_training:"),
-            page("4_Evaluate.py", "Evaluate", ":material/analytics:"),
-            page("5_Predict_and_Explain.py", "Predict & Explain", ":material/neurology:"),
-        ],
-    }
-
-
-def run_navigation() -> None:
-    """Home.py's job: declare the pages (st.navigation) and run the one the address names."""
-    current = st.navigation(app_pages())
-    _NAVIGATION_DECLARED.set()
-    current.run()
-
-
-def require_navigation() -> None:
-    """Every page's first call: send a page that started without Home.py back through it.
-
-    Streamlit serves an app that has a pages/ folder in its legacy multipage mode until some
-    session has called st.navigation; from then on it ignores pages/ for every session. So a
-    deep link as the first request after a server start runs the page alone: the legacy sidebar
-    (every file, no sections), no wide layout. Declaring the app's navigation here switches the
-    server over (the documented effect of st.navigation), and the rerun goes through Home.py to
-    the same address. A run without a browser address (AppTest runs page files on their own)
-    is left alone.
-    """
-    if _NAVIGATION_DECLARED.is_set() or not st.context.url:
-        return
-    st.navigation(app_pages())
-    _NAVIGATION_DECLARED.set()
-    st.rerun()
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -165,45 +111,6 @@ def active_dataset() -> Dataset:
     ds = st.session_state[DATASET_KEY]
     _remember_dataset(ds)
     return ds
-
-
-def restore_from_url(fields: dict[str, Callable[[str], Any]]) -> None:
-    """Fill widget state from the page address on a session's first visit (after a refresh).
-
-    Args:
-        fields: widget key -> parser that returns the widget value or raises ValueError when
-            the text is not a valid value for it (a hand-edited address is ignored, not fatal).
-    """
-    for key, parse in fields.items():
-        if key not in st.session_state and key in st.query_params:
-            try:
-                st.session_state[key] = parse(st.query_params[key])
-            except (ValueError, TypeError, KeyError):
-                pass
-
-
-def remember_in_url(values: dict[str, Any]) -> None:
-    """Write widget values into the page address, so a refresh restores them."""
-    for key, value in values.items():
-        text = str(value)
-        if st.query_params.get(key) != text:
-            st.query_params[key] = text
-
-
-def parse_choice(options: Iterable[Any]) -> Callable[[str], Any]:
-    """A parser for restore_from_url that accepts only one of ``options`` (compared as text)."""
-    by_text = {str(o): o for o in options}
-    return lambda text: by_text[text]
-
-
-def parse_number(kind: Callable[[str], Any], low: float, high: float) -> Callable[[str], Any]:
-    """A parser for restore_from_url that accepts a number of ``kind`` within [low, high]."""
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if not low <= value <= high:
-            raise ValueError(text)
-        return value
-    return parse
 
 
 def set_active_dataset(kind: str, **args: Any) -> Dataset:
@@ -355,41 +262,3 @@ def set_augment_config(cfg: AugmentConfig) -> None:
         st.query_params.pop(QUERY_AUGMENT, None)
     else:
         remember_in_url({QUERY_AUGMENT: preset})
-
-
-# --- models -----------------------------------------------------------------------------------
-
-def list_models() -> list[tuple[str, dict]]:
-    """(run id, model card) for every saved model, newest first.
-
-    Unusable runs are listed too, with why (the card's ``_problems``, model_summary's "status"):
-    the registry reads a damaged or half-written card as an unusable run, never as an error.
-    """
-    return [(str(r.run_id), {**r.card.to_json(), "_problems": list(r.problems)})
-            for r in list_runs(include_broken=True)]
-
-
-def model_summary(run_id: str, card: dict) -> dict[str, Any]:
-    """One table row describing a saved model, tolerant of older or partial cards."""
-    data = card.get("data") if isinstance(card.get("data"), dict) else {}
-    results = card.get("results") if isinstance(card.get("results"), dict) else {}
-    acc = results.get("val_accuracy")
-    split = {"leakage_free": "leakage-free", "dataset": "folder's own"}.get(str(data.get("split_mode", "")), "")
-    # The figure people look for comes first, so a narrow column never hides it off-screen.
-    return {
-        "model": run_id,
-        "val accuracy": f"{acc:.1%}" if isinstance(acc, (int, float)) else "",
-        "architecture": str(card.get("arch_title") or card.get("arch", "")),  # str(): a damaged card may hold anything
-        "dataset": (str(data.get("name", "")) + (" (SYNTHETIC)" if data.get("synthetic") is True else "")),
-        "split": split,
-        "status": ("unusable: " + "; ".join(card["_problems"])) if card.get("_problems") else "ok",
-        "created": str(card.get("created", ""))[:16].replace("T", " "),
-    }
-
-
-def page_link(page: str, label: str, icon: str | None = None) -> None:
-    """st.page_link, degrading to plain text when the page runs outside the navigation (tests)."""
-    try:
-        st.page_link(page, label=label, icon=icon)
-    except StreamlitAPIException:  # the page is not registered: no st.navigation ran (AppTest)
-        st.markdown(f"**{label}**")
