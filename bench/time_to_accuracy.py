@@ -247,6 +247,8 @@ def markdown(res: dict) -> str:
         diff = a16 - a32
         lines += ["", f"Test accuracy difference bfloat16 − float32: {diff * 100:+.1f} pt = "
                   f"{round(a16 * n16) - round(a32 * n32):+d} of {n32} images."]
+    if res.get("notes"):  # the reading, written by hand into the results file after a run
+        lines += ["", *[f"- {note}" for note in res["notes"]]]
     lines += ["", "Raw numbers: `bench/tta_results.json`.", END]
     return "\n".join(lines)
 
