@@ -29,12 +29,14 @@ def _run(acc: float, reached: float | None) -> dict:
 def test_section_reports_the_images_behind_an_accuracy_difference(tmp_path: Path) -> None:
     res = {"machine": {"date": "d", "cpu": "c", "cores": 2, "tensorflow": "t", "keras": "k"},
            "load_avg_start": [5.0], "load_avg_end": [6.0], "epochs": 3, "cap_min": 20, "target": 0.97,
-           "runs": {"float32": _run(800 / 858, None), "bfloat16": _run(803 / 858, 280.0)}}
+           "runs": {"float32": _run(800 / 858, None), "bfloat16": _run(803 / 858, 280.0)},
+           "notes": ["read by hand"]}
     text = markdown(res)
     assert text.startswith(BEGIN) and text.endswith(END)
     assert "+0.3 pt = +3 of 858 images" in text
     assert "not reached (capped)" in text and "**4.7 min** (epoch 3)" in text
-    assert "93.24% of 858" in text  # leakage-free figure, not the overall one (0.0 here)
+    assert "93.24% of 858" in text
+    assert "- read by hand" in text  # leakage-free figure, not the overall one (0.0 here)
     out = tmp_path / "RESULTS.md"
     out.write_text("# Results\n\nkept\n")
     write_section(text, out)
