@@ -7,34 +7,27 @@ import pandas as pd
 import streamlit as st
 
 from core.classes import display_name
-from core.errors import WorkbenchError
 from core.evaluation import metrics
 from core.evaluation.compare import cell_images, comparison_table, training_history, worst_mistakes
 from core.evaluation.conformal_eval import evaluate_conformal
 from core.evaluation.evaluate import cached_evaluation, evaluate_runs
-from core.evaluation.localisation import evaluate_localisation
-from core.evaluation.robustness_eval import cached_robustness, evaluate_robustness
 from core.evaluation.sets import EVAL_SETS, EvalSet, data_kind_warning
-from core.inference.gradcam import CAM_METHODS, CAM_TITLES, DEFAULT_CAM_METHOD
+from core.inference.gradcam import CAM_METHODS, CAM_TITLES
 from core.jobs import FINISHED, job_registry
-from core.models.export import export_bytes
-from core.models.export_formats import EXPORT_FORMATS
 from core.models.registry import best_run, list_runs, load_model, resolve_run
 from core.paths import check_under_data_roots
 from core.reports import eval_charts as ec
-from core.reports.eval_report import html_report, metrics_json, predictions_csv
 from core.reports.gallery import gallery_images
 from core.reports.prediction_sets import GUARANTEE_NOTE, coverage_chart, coverage_display
+from pages import _evaluate_sections as es
 from pages import _nav as nav
 from pages import _shared as sh
 
 nav.require_navigation()  # first: a deep link may have started this page without Home.py
 
 JOB_KEY = "evaluate_job"  # (job id, eval-set key) of the evaluation started from this session
-ROBUST_JOB_KEY = "evaluate_robustness_job"  # (job id, run id, eval-set key) of this session's stress test
 RESULTS_KEY = "evaluate_results"  # {(run id, model sha, eval-set key): EvaluationResult}
 ERROR_KEY = "evaluate_error"
-EXPORT_KEY = "evaluate_export"  # ((run id, model sha, format), zip bytes, ExportResult): the last bundle built
 GALLERY = 12  # images per gallery: each needs a decode and a Grad-CAM pass
 SUBSETS = {"leakage_free": "Leakage-free images", "all": "All images"}
 
@@ -143,7 +136,7 @@ def progress_panel() -> None:
 
 if job is not None:
     progress_panel()
-elif running is not None and running.id != (st.session_state.get(ROBUST_JOB_KEY) or ("",))[0]:
+elif running is not None and running.id != (st.session_state.get(es.ROBUST_JOB_KEY) or ("",))[0]:
     st.info(f"'{running.title}' is running for another user; results appear when it ends and you press Evaluate.")
 if ERROR_KEY in st.session_state:
     st.error(st.session_state[ERROR_KEY], icon=":material/error:")
@@ -276,94 +269,8 @@ else:
                f"{int(sets['n_images'].iloc[0])} leakage-free images; points on the dashed line keep the promise. "
                + GUARANTEE_NOTE)
 
-st.subheader("Robustness to other scanners and hospitals")
-st.caption("How accuracy, calibration and the warnings hold when the same leakage-free test images are altered the "
-           "way another scanner could differ (contrast curve, coil bias field, noise, blur, resolution, JPEG) or "
-           "another hospital's images could (the head filling the frame, another collection's brightness and "
-           "contrast). Simulated shifts, not validation on another hospital's data.")
-robust = cached_robustness(run, eval_set)
-robust_ref = st.session_state.get(ROBUST_JOB_KEY)
-robust_job = registry.get(robust_ref[0]) if robust_ref and robust_ref[1:] == (run.run_id, set_key) else None
-
-
-@st.fragment(run_every=1.0 if robust_job is not None and robust_job.running else None)
-def robustness_progress() -> None:
-    """Polls the stress-test job; when it ends, reruns the page, which then shows its table."""
-    snap = robust_job.snapshot()
-    if snap["status"] not in FINISHED:
-        text = "Cancelling…" if snap["cancel_requested"] else (snap["phase"] or "Starting the stress test…")
-        st.progress(min(1.0, snap["progress"]), text=text)
-        st.button("Cancelling…" if snap["cancel_requested"] else "Cancel", key="evaluate_robustness_cancel",
-                  on_click=robust_job.cancel, disabled=snap["cancel_requested"])
-        return
-    if was_running:
-        st.rerun()
-    if snap["status"] == "failed":
-        st.error(snap["error"], icon=":material/error:")
-    elif snap["status"] == "cancelled":
-        st.caption("The stress test was cancelled.")
-
-
-if robust is None and robust_job is not None and robust_job.status == "done":
-    robust = robust_job.result  # the disk cache may be unwritable: the job still holds the table
-if robust is None:
-    was_running = robust_job is not None and robust_job.running
-    if robust_job is not None:
-        robustness_progress()
-    if robust_job is None or not robust_job.running:
-        busy = registry.active("evaluate")
-        if st.button("Run the stress test", key="evaluate_robustness", disabled=busy is not None,
-                     help="Predicts every leakage-free test image under each shift; about a dozen forward passes "
-                          "over the set. Runs in the background, with progress and Cancel."):
-            with sh.shown_errors():
-                new = registry.submit("evaluate", f"Stress test of {run.run_id}",
-                                      lambda j, r=run, es=eval_set: evaluate_robustness(r, es, j))
-                st.session_state[ROBUST_JOB_KEY] = (new.id, run.run_id, set_key)
-                st.rerun()
-if robust is not None:
-    st.altair_chart(ec.robustness_chart(robust), width="stretch")
-    worst = robust.sort_values("change").iloc[0]
-    st.caption(f"{int(robust['n_images'].iloc[0])} images. Largest drop: {worst['title']} "
-               f"({worst['change']:+.1f} points; imitates {worst['imitates']}).")
-    if "wrong_warned" in robust.columns:
-        shown = pd.DataFrame({
-            "Condition": robust["title"],
-            "Accuracy": robust["accuracy"].map(lambda v: f"{v:.1%}"),
-            "Change (points)": robust["change"].map(lambda v: f"{v:+.1f}"),
-            "Calibration error": robust["ece"].map(lambda v: f"{v:.1%}"),
-            "Mistakes that carry a warning": robust["wrong_warned"].map(
-                lambda v: "no mistakes" if pd.isna(v) else f"{v:.0%}"),
-            "Correct answers that carry a warning": robust["correct_warned"].map(
-                lambda v: "–" if pd.isna(v) else f"{v:.0%}"),
-        })
-        if "set_coverage" in robust.columns and robust["set_coverage"].notna().any():
-            shown["Prediction set at 95 %: coverage (worst class)"] = [
-                f"{v:.1%} ({w:.1%})" for v, w in zip(robust["set_coverage"], robust["set_coverage_worst_class"])]
-            shown["Mean set size"] = robust["mean_set_size"].map(lambda v: f"{v:.2f}")
-        st.dataframe(shown, hide_index=True)
-        st.caption("A warning is what Predict & Explain would show: a close call, a slice unlike the training "
-                   "images, or an answer that changes when the slice is mirrored. Mistakes should carry one; "
-                   "correct answers on ordinary images rarely should.")
-
-boxes_file = Path(result.root) / "tumour_boxes.csv"
-if boxes_file.is_file():
-    st.subheader("Does the heat map point at the tumour?")
-    st.caption("For test images with a known tumour box (from the figshare collection), is the hottest point of "
-               f"the {CAM_TITLES[DEFAULT_CAM_METHOD]} map inside the box (grown by 10 % of the image side), and how "
-               "much more heat does the box hold than a uniform map would give it?")
-    key = f"localisation-{run.run_id}-{result.eval_kind}-{result.dataset_fingerprint}"
-    if st.button("Score the heat maps", key="evaluate_localisation"):
-        with sh.shown_errors(), st.spinner("Computing heat maps…"):
-            st.session_state[key] = evaluate_localisation(run, eval_set, boxes_file)
-    loc = st.session_state.get(key)
-    if loc is not None and loc["n_images"]:
-        m = st.columns(3)
-        m[0].metric("Peak inside the tumour box", f"{loc['pointing_game']:.0%}")
-        ratio = loc["heat_in_box_ratio"]
-        m[1].metric("Heat in the box vs. a uniform map", "–" if ratio is None else f"{ratio:.1f}×")
-        m[2].metric("Images with a box", loc["n_images"])
-    elif loc is not None:
-        st.info("None of the evaluated images has a tumour box in this file.")
+es.robustness_section(run, eval_set, set_key, registry)
+es.localisation_section(run, eval_set, result)
 
 st.subheader("Most confident mistakes")
 show_gallery(run, result, worst_mistakes(result.subset(lf), GALLERY), method, "No wrong predictions.")
@@ -375,30 +282,5 @@ if chart is None:
 else:
     st.altair_chart(chart)
 
-st.subheader("Downloads")
-stem = f"evaluation-{run.run_id}-{result.eval_kind}"
-c1, c2, c3 = st.columns(3)
-c1.download_button("Predictions (CSV)", predictions_csv(result), f"{stem}.csv", "text/csv", key="evaluate_dl_csv")
-c2.download_button("Metrics (JSON)", metrics_json(result), f"{stem}.json", "application/json", key="evaluate_dl_json")
-try:
-    report = html_report(result, run.card)
-    c3.download_button("Report (HTML)", report, f"{stem}.html", "text/html", key="evaluate_dl_html")
-except WorkbenchError as exc:
-    c3.error(str(exc))
-
-st.subheader("Export the model")
-st.caption("A zip with the model, its card and a README with a short inference example. The temperature (and the "
-           "mirror averaging, when this run uses it) is baked in; the preprocessing is not, and the README says what "
-           "to do. Each export is checked against this workbench on 32 held-out images before it is offered.")
-fmt = st.selectbox("Format", list(EXPORT_FORMATS), format_func=lambda k: EXPORT_FORMATS[k].title,
-                   key="evaluate_export_format")
-bundle_key = (run.run_id, result.model_sha256, fmt)
-if st.button("Build the export", key="evaluate_export_build"):
-    with sh.shown_errors(), st.spinner("Converting and checking the export…"):
-        st.session_state[EXPORT_KEY] = (bundle_key, *export_bytes(run, fmt))
-built = st.session_state.get(EXPORT_KEY)
-if built is not None and built[0] == bundle_key:
-    _, data, made = built
-    st.download_button(f"Download ({len(data) / 1e6:.1f} MB zip)", data, f"{run.run_id}-{fmt}.zip", "application/zip",
-                       key="evaluate_export_download")
-    st.caption(f"Verified on {made.image_source}: probabilities within {made.max_abs_diff:.1e} of the Keras model.")
+es.downloads_section(run, result)
+es.export_section(run, result)

@@ -50,7 +50,7 @@ def test_picked_cell_resets_when_the_model_changes(tiny_run, app_env) -> None:
 
 
 def test_stress_test_shows_progress_and_can_be_cancelled(tiny_run, app_env, monkeypatch) -> None:
-    import core.evaluation.robustness_eval as evaluate
+    import pages._evaluate_sections as sections
 
     run = add_run(tiny_run, app_env["models"])
     evaluate_run(run, EvalSet("card_test"))
@@ -61,7 +61,7 @@ def test_stress_test_shows_progress_and_can_be_cancelled(tiny_run, app_env, monk
         while not release.wait(0.02):
             job.check_cancelled()
 
-    monkeypatch.setattr(evaluate, "evaluate_robustness", slow)  # the page imports it on each run
+    monkeypatch.setattr(sections, "evaluate_robustness", slow)  # the name the section calls
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
     try:
         at.button(key="evaluate_robustness").click().run()
