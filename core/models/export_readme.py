@@ -26,6 +26,7 @@ _PREPROCESSING_OTHER = (
 
 def bundle_readme(fmt: str, facts: dict[str, Any]) -> str:
     """Markdown README for a bundle; ``facts`` is the bundle's ``export.json`` content."""
+    # Stays whole: it is the README's text in reading order (a template with a few facts filled in).
     spec = EXPORT_FORMATS[fmt]
     size, pre = facts["image_size"], facts["preprocessing"]
     classes = facts["class_names"]

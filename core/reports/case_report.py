@@ -189,6 +189,7 @@ def case_report_pdf(result: PredictionResult, model: dict[str, str], alpha: floa
     Returns:
         The PDF file's bytes.
     """
+    # Stays whole: it is the printed page read top to bottom, one or two lines per element.
     w = _Writer()
     w.line("Brain MRI classification — case report", size=15, bold=True, h=8)
     w.line(f"Generated {created or time.strftime('%Y-%m-%d %H:%M:%S %Z')}", size=8)

@@ -54,15 +54,7 @@ def fit_phases(model: Any, data: PreparedData, cfg: TrainConfig, spec: ArchSpec,
     ``folder`` receives the checkpoint of each phase's best validation loss; without averaging
     the model ends on those weights (the checkpoint is the best epoch, read back from disk).
     """
-    n_classes = len(data.class_names)
-    sw = class_weights(data.y["train"], n_classes)[data.y["train"]] if cfg.class_weighting else None
-    train_ds = train_dataset(data.x["train"], data.y["train"], n_classes, cfg.batch_size, cfg.augment, cfg.seed, sw,
-                             mixup=cfg.mixup)
-    val_ds = eval_dataset(data.x[cfg.validate_on], data.y[cfg.validate_on], n_classes, cfg.batch_size)
-    train_ds, val_ds = shard_by_data(strategy, train_ds), shard_by_data(strategy, val_ds)  # several machines only
-    steps = math.ceil(len(data.x["train"]) / cfg.batch_size)
-    if cfg.max_train_batches:
-        steps = min(steps, cfg.max_train_batches)
+    train_ds, val_ds, steps = _datasets(data, cfg, strategy)
     finetuning = spec.transfer and cfg.finetune.epochs > 0
     total_epochs = cfg.epochs + (cfg.finetune.epochs if spec.transfer else 0)
     # Weights are averaged over the tail of the last phase; the averaged model replaces "best epoch".
@@ -112,6 +104,18 @@ def fit_phases(model: Any, data: PreparedData, cfg: TrainConfig, spec: ArchSpec,
                   shuffle=False)
         end_phase()
     return average_weights(model, averager, data, cfg, job, checkpoint) if averager is not None else None
+
+
+def _datasets(data: PreparedData, cfg: TrainConfig, strategy: Any) -> tuple[Any, Any, int]:
+    """(training tf.data, validation tf.data, batches per epoch) for the configured run."""
+    n_classes = len(data.class_names)
+    sw = class_weights(data.y["train"], n_classes)[data.y["train"]] if cfg.class_weighting else None
+    train_ds = train_dataset(data.x["train"], data.y["train"], n_classes, cfg.batch_size, cfg.augment, cfg.seed, sw,
+                             mixup=cfg.mixup)
+    val_ds = eval_dataset(data.x[cfg.validate_on], data.y[cfg.validate_on], n_classes, cfg.batch_size)
+    train_ds, val_ds = shard_by_data(strategy, train_ds), shard_by_data(strategy, val_ds)  # several machines only
+    steps = math.ceil(len(data.x["train"]) / cfg.batch_size)
+    return train_ds, val_ds, min(steps, cfg.max_train_batches) if cfg.max_train_batches else steps
 
 
 def average_weights(model: Any, averager: Any, data: PreparedData, cfg: TrainConfig, job: Job,
