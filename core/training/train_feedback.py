@@ -85,4 +85,8 @@ def settings_rows(config: dict, dataset: str) -> list[tuple[str, str]]:
             ("Augmentation", describe_augment(AugmentConfig.from_dict(config.get("augment"))))]
     if config.get("max_train_batches"):
         rows.append(("Batches per epoch (capped)", str(config["max_train_batches"])))
+    if config.get("precision", "float32") != "float32":
+        from core.training.options import PRECISIONS
+
+        rows.append(("Precision", PRECISIONS.title(config["precision"])))
     return rows
