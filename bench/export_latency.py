@@ -50,18 +50,15 @@ def run(model: str | None, reps: int) -> dict:
     from core.models.export import (
         N_VERIFY,
         export_run,
-        temperature,
-        tta_of,
         verification_images,
     )
     from core.models.export_formats import EXPORT_FORMATS
     from core.models.registry import best_run, list_runs, load_model, resolve_run
 
     run_ = resolve_run(model) if model else best_run(list_runs())
-    card = run_.card.to_json() if hasattr(run_.card, "to_json") else dict(run_.card)
     images, source = verification_images(run_, BATCH)
     keras_model = load_model(run_)
-    tta, temp = tta_of(card), temperature(card)
+    tta, temp = run_.card.tta, run_.card.temperature
     workbench = ModelRunner(keras_model, tta, features=False)  # built once, as Predict & Explain does
     runners = {BASELINE: lambda x: softmax(workbench.logits(x), temp)}
     exports = {}

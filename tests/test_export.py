@@ -21,7 +21,6 @@ from core.errors import WorkbenchError
 from core.models.export import (
     TOLERANCE,
     bundle_target,
-    card_json,
     export_run,
     get_format,
     verification_images,
@@ -111,7 +110,7 @@ def test_each_format_round_trips_with_card_and_readme(tiny_run, tiny_predictor, 
         readme = zf.read("README.md").decode()
     assert {"card.json", "export.json", "README.md"} <= set(names)
     assert any(n == spec.artifact or n.startswith(spec.artifact + "/") for n in names)
-    assert card["class_names"] == tiny_run.class_names and card["model_sha256"] == card_json(tiny_run)["model_sha256"]
+    assert card["class_names"] == tiny_run.class_names and card["model_sha256"] == tiny_run.card.model_sha256
     assert facts["class_names"] == tiny_run.class_names and facts["image_size"] == tiny_run.image_size
     assert facts["preprocessing"]["id"] == tiny_run.preprocessing and facts["preprocessing"]["description"]
     assert facts["calibration"]["baked_in"] is True
@@ -157,8 +156,7 @@ def test_a_converter_failure_names_layer_and_architecture(tiny_run, tmp_path, mo
 def test_verification_falls_back_to_phantoms_without_held_out_files(tiny_run):
     from core.models.registry import Run
 
-    card = card_json(tiny_run)
-    card["data"] = {**card["data"], "test_files": [], "val_files": []}
+    card = tiny_run.card.replace(data={**tiny_run.card.data, "test_files": [], "val_files": []})
     images, source = verification_images(Run(tiny_run.run_id, tiny_run.path, card))
     assert images.shape == (32, tiny_run.image_size, tiny_run.image_size, 1) and images.dtype == np.uint8
     assert "synthetic phantom" in source

@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     if run_ is None:  # another worker of a multi-worker run: the chief published it
         print("this worker's part is done; the chief published the run", file=out)
         return 0
-    card = run_.card.to_json()
+    card = run_.card.to_json()  # plain JSON for printing
     summary = {"run_id": run_.run_id, "path": str(run_.path), "results": card["results"],
                "timings": card["timings"], "counts": card["data"]["counts"]}
     if args.json:

@@ -81,26 +81,6 @@ def bundle_target(out: str | Path, run: Run, fmt: str, overwrite: bool = False) 
     return target
 
 
-def card_json(run: Run) -> dict[str, Any]:
-    """The run's card as the JSON object of ``card.json`` (a typed card or an older plain dict)."""
-    card = run.card
-    return card.to_json() if hasattr(card, "to_json") else json.loads(json.dumps(dict(card)))
-
-
-def temperature(card: dict[str, Any]) -> float:
-    """The card's fitted temperature (1.0 for runs without one, as prediction does)."""
-    value = (card.get("results") or {}).get("temperature")
-    return float(value) if isinstance(value, int | float) and value > 0 else 1.0
-
-
-def tta_of(card: dict[str, Any]) -> str:
-    """The card's test-time augmentation ('none' for cards written before it existed)."""
-    from core.inference.tta import TTA_MODES
-
-    mode = (card.get("results") or {}).get("tta", "none")
-    return mode if mode in TTA_MODES else "none"
-
-
 def serving_model(model: Any, tta: str, temp: float) -> Any:
     """The exported network: image -> [mirror-averaged] logits -> softmax(logits / T), named output."""
     from core.tfrt import keras
@@ -138,7 +118,7 @@ def verification_images(run: Run, n: int = N_VERIFY) -> tuple[np.ndarray, str]:
     """
     from core.data.preprocess import load_many, prepare_batch
 
-    data = card_json(run).get("data") or {}
+    data = run.card.data
     for key, words in (("test_files", "the run's held-out test split"), ("val_files", "the run's validation split")):
         listed = [run.data_root / f for f in data.get(key) or []]
         found = [p for p in listed if p.is_file()]
@@ -212,8 +192,8 @@ def export_facts(run: Run, fmt: str, diff: float, n: int, source: str) -> dict[s
     from core.data.preprocess import get_recipe
 
     recipe = get_recipe(run.preprocessing)
-    card, s = card_json(run), run.image_size
-    temp = temperature(card)
+    card, s = run.card, run.image_size
+    temp = card.temperature
 
     def version(pkg: str) -> str | None:
         try:
@@ -222,7 +202,7 @@ def export_facts(run: Run, fmt: str, diff: float, n: int, source: str) -> dict[s
             return None
 
     return {
-        "run_id": run.run_id, "arch": card.get("arch"), "format": fmt,
+        "run_id": run.run_id, "arch": card.arch, "format": fmt,
         "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "class_names": run.class_names, "image_size": s,
         "input": {"name": INPUT_NAME, "shape": [None, s, s, 1], "dtype": "float32", "range": [0, 255]},
@@ -232,8 +212,8 @@ def export_facts(run: Run, fmt: str, diff: float, n: int, source: str) -> dict[s
                           "baked_in": False},
         "calibration": {"baked_in": True, "temperature": temp,
                         "source": "fitted on the run's validation images; card field results.temperature"
-                        if "temperature" in (card.get("results") or {}) else "none was fitted for this run: T = 1"},
-        "tta": tta_of(card),
+                        if "temperature" in card.results else "none was fitted for this run: T = 1"},
+        "tta": card.tta,
         "verification": {"n_images": n, "source": source, "max_abs_diff": diff, "tolerance": TOLERANCE,
                          "reference": "the run's Keras model through the workbench's ModelRunner"},
         "versions": {p: version(p) for p in ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime",
@@ -252,7 +232,7 @@ def _write_zip(target: Path, artifact: Path, fmt: str, run: Run, facts: dict[str
                 zf.write(f, f"{name}/{f.relative_to(artifact).as_posix()}")
         else:
             zf.write(artifact, name)
-        zf.writestr("card.json", json.dumps(card_json(run), indent=2))
+        zf.writestr("card.json", json.dumps(run.card.to_json(), indent=2))
         zf.writestr("export.json", json.dumps(facts, indent=2))
         zf.writestr("README.md", bundle_readme(fmt, facts))
 
@@ -277,10 +257,9 @@ def export_run(run: Run, fmt: str, out: str | Path, overwrite: bool = False,
     model = load_model(run)
     if images is None:
         images, image_source = verification_images(run)
-    card = card_json(run)
-    tta, temp = tta_of(card), temperature(card)
+    tta, temp = run.card.tta, run.card.temperature
     expected = reference_probabilities(model, images, tta, temp)
-    arch = str(card.get("arch_title") or card.get("arch") or model.name)
+    arch = run.card.title
     with tempfile.TemporaryDirectory(prefix="workbench-export-") as tmp:
         artifact = Path(tmp) / EXPORT_FORMATS[fmt].artifact
         _convert(fmt, serving_model(model, tta, temp), model, artifact, arch)
