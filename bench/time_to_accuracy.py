@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import sections
 from bench.run import DEFAULT_DATA, ROOT, machine_info, median
 
 DEFAULT_CARD = ROOT / "models" / "20261201-135406-custom_cnn-a305" / "card.json"
@@ -255,12 +256,7 @@ def markdown(res: dict) -> str:
 
 def write_section(section: str, path: Path) -> None:
     """Replace the time-to-accuracy section of ``path`` (or append it)."""
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    sections.write_section(section, path, BEGIN, END)
 
 
 # ---------------------------------------------------------------- driver
