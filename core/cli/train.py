@@ -23,62 +23,6 @@ def _choice(p, flag: str, registry, default: str) -> None:
     p.add_argument(flag, default=default, choices=list(registry), help=registry.help_text().replace("%", "%%"))
 
 
-def _number(p, flag: str, settings: type, name: str, kind: type, help: str = "") -> None:
-    """An option whose default and range (in the help) come from the settings class's declared Bound."""
-    b = bound_of(settings, name)
-    default = getattr(settings(), name)
-    p.add_argument(flag, type=kind, default=default,
-                   help=f"{help + '; ' if help else ''}{b.words()}{b.unit} (default {default})")
-
-
-def register(sub) -> None:
-    t, f = TrainConfig, FineTuneConfig
-    p = sub.add_parser("train", help="train a model on a dataset folder and register it under models/")
-    p.add_argument("--data", required=True, help="dataset folder (Kaggle layout or class folders)")
-    p.add_argument("--arch", default=t.arch, help="architecture key: " + ", ".join(ARCHITECTURE_KEYS))
-    _number(p, "--epochs", t, "epochs", int)
-    p.add_argument("--image-size", type=int, default=None, help="square input side in pixels (default: the "
-                   "architecture's own, e.g. 128 for the custom CNN); " + bound_of(t, "image_size").words())
-    _number(p, "--batch-size", t, "batch_size", int)
-    _number(p, "--lr", t, "learning_rate", float, "peak learning rate")
-    _choice(p, "--optimizer", OPTIMIZERS, t.optimizer)
-    _choice(p, "--schedule", SCHEDULES, t.lr_schedule)
-    _number(p, "--label-smoothing", t, "label_smoothing", float)
-    _number(p, "--mixup", t, "mixup", float, "mixup alpha, e.g. 0.2")
-    _number(p, "--width", t, "width", float, "channel multiplier (custom CNN)")
-    p.add_argument("--augment", default="standard", choices=sorted(AUGMENT_PRESETS))
-    _number(p, "--patience", t, "patience", int, "early-stopping patience")
-    _choice(p, "--weights", WEIGHTS, t.weights)
-    _number(p, "--finetune-epochs", f, "epochs", int, "phase-2 epochs of a transfer model")
-    _number(p, "--unfreeze", f, "unfreeze_layers", int, "backbone layers unfrozen in phase 2")
-    p.add_argument("--split", default="leakage_free", choices=list(SPLIT_MODES))
-    _number(p, "--split-seed", DataConfig, "split_seed", int)
-    _number(p, "--seed", t, "seed", int)
-    _choice(p, "--strategy", STRATEGIES, t.strategy)
-    _choice(p, "--precision", PRECISIONS, t.precision)
-    p.add_argument("--max-batches", type=int, default=None, help="cap batches per epoch (smoke runs); "
-                   + bound_of(t, "max_train_batches").words())
-    p.add_argument("--preprocessing", default=t.preprocessing, choices=sorted(RECIPES),
-                   help="preprocessing recipe (head-v2: head crop + intensity standardisation)")
-    p.add_argument("--json", action="store_true")
-    _choice(p, "--tta", TTA, t.tta)
-    _number(p, "--average-epochs", t, "average_epochs", int,
-            "average the weights of the last N epochs and re-estimate batch-norm statistics")
-    p.set_defaults(func=run)
-
-    c = sub.add_parser("calibrate", help="refit a run's temperature and thresholds on its validation split")
-    c.add_argument("--model", required=True, help="run id or run folder inside the model registry")
-    _choice(c, "--tta", TTA, t.tta)
-    c.add_argument("--warnings-only", action="store_true",
-                   help="only fit the warning thresholds on the validation images and their shifted copies "
-                        "(keeps the temperature; for runs trained before the warnings were fitted)")
-    c.add_argument("--conformal-only", action="store_true",
-                   help="only fit the prediction sets (conformal.npz) on the validation images, with the run's "
-                        "temperature and test-time augmentation kept (for runs trained before prediction sets)")
-    c.add_argument("--json", action="store_true")
-    c.set_defaults(func=calibrate)
-
-
 #: option -> (settings class, field, argparse attribute): each option is checked alone against the
 #: range its settings class declares, so the message names the option that is out of range.
 OPTION_FIELDS: dict[str, tuple[type, str, str]] = {
@@ -95,7 +39,68 @@ OPTION_FIELDS: dict[str, tuple[type, str, str]] = {
     "--finetune-epochs": (FineTuneConfig, "epochs", "finetune_epochs"),
     "--unfreeze": (FineTuneConfig, "unfreeze_layers", "unfreeze"),
     "--split-seed": (DataConfig, "split_seed", "split_seed"),
+    "--average-epochs": (TrainConfig, "average_epochs", "average_epochs"),
 }
+
+
+def _number(p, flag: str, kind: type, help: str = "", default_words: str | None = None) -> None:
+    """A number option of OPTION_FIELDS: its default and range (in the help) come from the field's Bound.
+
+    ``default_words``: the option defaults to None and the help says what that means instead.
+    """
+    settings, name, _ = OPTION_FIELDS[flag]
+    b = bound_of(settings, name)
+    default = None if default_words else getattr(settings(), name)
+    p.add_argument(flag, type=kind, default=default, help=f"{help + '; ' if help else ''}{b.words()}{b.unit} "
+                   f"(default {default_words or default})")
+
+
+def register(sub) -> None:
+    t = TrainConfig
+    p = sub.add_parser("train", help="train a model on a dataset folder and register it under models/")
+    p.add_argument("--data", required=True, help="dataset folder (Kaggle layout or class folders)")
+    p.add_argument("--arch", default=t.arch, help="architecture key: " + ", ".join(ARCHITECTURE_KEYS))
+    _number(p, "--epochs", int)
+    _number(p, "--image-size", int, "square input side", default_words="the architecture's own, e.g. 128 for the "
+            "custom CNN")
+    _number(p, "--batch-size", int)
+    _number(p, "--lr", float, "peak learning rate")
+    _choice(p, "--optimizer", OPTIMIZERS, t.optimizer)
+    _choice(p, "--schedule", SCHEDULES, t.lr_schedule)
+    _number(p, "--label-smoothing", float)
+    _number(p, "--mixup", float, "mixup alpha, e.g. 0.2")
+    _number(p, "--width", float, "channel multiplier (custom CNN)")
+    p.add_argument("--augment", default="standard", choices=sorted(AUGMENT_PRESETS))
+    _number(p, "--patience", int, "early-stopping patience")
+    _choice(p, "--weights", WEIGHTS, t.weights)
+    _number(p, "--finetune-epochs", int, "phase-2 epochs of a transfer model")
+    _number(p, "--unfreeze", int, "backbone layers unfrozen in phase 2")
+    p.add_argument("--split", default="leakage_free", choices=list(SPLIT_MODES))
+    _number(p, "--split-seed", int)
+    _number(p, "--seed", int)
+    _choice(p, "--strategy", STRATEGIES, t.strategy)
+    _choice(p, "--precision", PRECISIONS, t.precision)
+    _number(p, "--max-batches", int, "cap batches per epoch (smoke runs)", default_words="every batch")
+    p.add_argument("--preprocessing", default=t.preprocessing, choices=sorted(RECIPES),
+                   help="preprocessing recipe (head-v2: head crop + intensity standardisation)")
+    p.add_argument("--json", action="store_true")
+    _choice(p, "--tta", TTA, t.tta)
+    _number(p, "--average-epochs", int, "average the weights of the last N epochs and re-estimate batch-norm statistics")
+    p.set_defaults(func=run)
+
+    c = sub.add_parser("calibrate", help="refit a run's temperature and thresholds on its validation split")
+    c.add_argument("--model", required=True, help="run id or run folder inside the model registry")
+    _choice(c, "--tta", TTA, t.tta)
+    c.add_argument("--warnings-only", action="store_true",
+                   help="only fit the warning thresholds on the validation images and their shifted copies "
+                        "(keeps the temperature; for runs trained before the warnings were fitted)")
+    c.add_argument("--conformal-only", action="store_true",
+                   help="only fit the prediction sets (conformal.npz) on the validation images, with the run's "
+                        "temperature and test-time augmentation kept (for runs trained before prediction sets)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=calibrate)
+
+
 
 
 def check_options(args: argparse.Namespace) -> None:
