@@ -38,7 +38,7 @@ def candidates(model) -> list[tuple[str, str, list[str] | str | None]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.models.registry import load_model, resolve_run
+    from core.models.runs import load_model, resolve_run
 
     p = argparse.ArgumentParser(prog="python -m bench.cam_choice", description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)

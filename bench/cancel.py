@@ -36,7 +36,8 @@ IMAGE_SIZE, WIDTH, BATCH = 64, 0.25, 16
 
 
 def _config():
-    from core.config import AUGMENT_PRESETS, TrainConfig
+    from core.config import AUGMENT_PRESETS
+    from core.training.config import TrainConfig
 
     return TrainConfig(arch="custom_cnn", image_size=IMAGE_SIZE, width=WIDTH, epochs=3, batch_size=BATCH,
                        augment=AUGMENT_PRESETS["standard"], patience=5, seed=1)

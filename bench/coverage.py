@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.evaluation.evaluate import evaluate_run
     from core.evaluation.robustness_eval import evaluate_robustness
     from core.evaluation.sets import EvalSet
-    from core.models.registry import best_run, list_runs, resolve_run
+    from core.models.runs import best_run, list_runs, resolve_run
 
     run = resolve_run(args.model) if args.model else best_run(list_runs())
     result = evaluate_run(run, EvalSet("card_test"), store_in_card=False)

@@ -2,7 +2,7 @@
 
     python -m bench.export_latency [--model RUN] [--reps 30] [--out bench/RESULTS.md]
 
-Exports the run in every format through ``core.models.export`` (each export verified as the
+Exports the run in every format through ``core.export.bundle`` (each export verified as the
 CLI verifies it), unpacks the bundles and times, in the same process and interleaved round by
 round so that load on a shared machine hits every format alike:
 
@@ -45,15 +45,15 @@ def _timed(fn, x) -> float:
 def run(model: str | None, reps: int) -> dict:
     import numpy as np
 
-    from core.inference.calibration import softmax
-    from core.inference.runner import ModelRunner
-    from core.models.export import (
+    from core.export.bundle import (
         N_VERIFY,
         export_run,
         verification_images,
     )
-    from core.models.export_formats import EXPORT_FORMATS
-    from core.models.registry import best_run, list_runs, load_model, resolve_run
+    from core.export.formats import EXPORT_FORMATS
+    from core.inference.calibration import softmax
+    from core.inference.runner import ModelRunner
+    from core.models.runs import best_run, list_runs, load_model, resolve_run
 
     run_ = resolve_run(model) if model else best_run(list_runs())
     images, source = verification_images(run_, BATCH)

@@ -94,8 +94,10 @@ def training_throughput(paths: list[Path], labels: np.ndarray, size: int, width:
 
     from bench.flops import forward_flops
     from core.config import AUGMENT_PRESETS
+    from core.data.image_cache import cached_images
+    from core.data.preprocess import WHOLE_FRAME_ID
     from core.models.architectures import build_custom_cnn
-    from core.training.pipeline import cached_images, train_dataset
+    from core.training.pipeline import train_dataset
 
     def fresh_model():
         keras.utils.set_random_seed(0)
@@ -110,7 +112,7 @@ def training_throughput(paths: list[Path], labels: np.ndarray, size: int, width:
         os.environ["WORKBENCH_CACHE_DIR"] = tmp
         try:
             t = time.perf_counter()
-            images = cached_images(paths, size, key=f"bench-{len(paths)}")
+            images = cached_images(paths, size, key=f"bench-{len(paths)}", preprocessing=WHOLE_FRAME_ID)
             cache_build_s = time.perf_counter() - t
         finally:
             if old_cache is None:
@@ -285,7 +287,7 @@ def predict_latency(run, files: list[Path], reps: int) -> dict:
         name, data = blobs[i % len(blobs)]
         t = time.perf_counter()
         model = keras.saving.load_model(run.model_path, compile=False)
-        x = load_for_model(data, run.image_size, name, run.preprocessing)[None].astype(np.float32)
+        x = load_for_model(data, run.image_size, name, preprocessing=run.preprocessing)[None].astype(np.float32)
         model.predict(x, verbose=0)
         naive.append(time.perf_counter() - t)
     return {"reps": reps, "single_gradcam_median_ms": 1000 * median(single_cam),
@@ -347,7 +349,7 @@ def _dataset_files(data_dir: Path) -> tuple[list[Path], np.ndarray]:
 
 
 def run_all(data_dir: Path, quick: bool, model: str | None) -> dict:
-    from core.models.registry import best_run, list_runs, resolve_run
+    from core.models.runs import best_run, list_runs, resolve_run
 
     results: dict = {"machine": machine_info(), "quick": quick, "data": str(data_dir)}
     print("matmul peak ...", flush=True)

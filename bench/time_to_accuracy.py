@@ -60,7 +60,7 @@ def step_throughput(cfg: dict, reps: int = 5, steps: int = 5) -> dict:
     import numpy as np
 
     from bench.flops import forward_flops
-    from core.config import TrainConfig
+    from core.training.config import TrainConfig
     from core.training.loop import compile_model
     from core.training.precision import build_with_precision
 
@@ -114,10 +114,11 @@ def train_child(args: argparse.Namespace) -> int:
     """Train one precision; print a JSON line with the timings, the run and its per-epoch history."""
     import core.training.loop as loop
     import core.training.train as train_module
-    from core.config import DataConfig, TrainConfig
+    from core.config import DataConfig
     from core.data.datasets import open_folder
     from core.data.scan import scan_dataset
     from core.jobs import Job
+    from core.training.config import TrainConfig
 
     cfg = TrainConfig.from_dict({**recipe(Path(args.card), args.epochs, args.child),
                                  "max_train_batches": args.max_batches})

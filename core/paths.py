@@ -42,7 +42,7 @@ def models_dir() -> Path:
     """The model registry (WORKBENCH_MODELS_DIR, default: the project's models/ folder).
 
     Not created here: a mistyped setting must not quietly become a new, empty registry. The
-    folder is created when the first run is published (core.models.registry.staging_dir).
+    folder is created when the first run is published (core.models.runs.staging_dir).
 
     Raises:
         WorkbenchError: the setting names a file.

@@ -10,15 +10,16 @@ import pandas as pd
 import streamlit as st
 
 from core.classes import display_name
-from core.config import AUGMENT_PRESETS, DataConfig, FineTuneConfig, TrainConfig
+from core.config import AUGMENT_PRESETS, DataConfig
 from core.data.splits import SPLIT_MODES
 from core.jobs import CANCELLED, DONE, FAILED, job_registry
 from core.models.architectures import ARCHITECTURES
-from core.models.registry import list_runs
+from core.models.runs import list_runs
 from core.models.weights import install_weights, keras_cache_dir, weight_status
 from core.reports import train_charts as charts
 from core.reports.run_summary import runs_table
 from core.training.augment import describe_augment
+from core.training.config import FineTuneConfig, TrainConfig
 from core.training.hardware import detect_hardware
 from core.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, WEIGHTS
 from core.training.train import train_model

@@ -14,7 +14,7 @@ from core.evaluation.evaluate import cached_evaluation, evaluate_runs
 from core.evaluation.sets import EVAL_SETS, EvalSet, data_kind_warning
 from core.inference.gradcam import CAM_METHODS, CAM_TITLES
 from core.jobs import FINISHED, job_registry
-from core.models.registry import best_run, list_runs, load_model, resolve_run
+from core.models.runs import best_run, list_runs, load_model, resolve_run
 from core.paths import check_under_data_roots
 from core.reports import eval_charts as ec
 from core.reports.gallery import gallery_images

@@ -21,7 +21,7 @@ from core.inference.predict import (
     format_probability,
     predict_files,
 )
-from core.models.registry import best_run, list_runs, resolve_run
+from core.models.runs import best_run, list_runs, resolve_run
 from core.reports.case_report import (
     CALIBRATION_NOTE,
     DISCLAIMER,

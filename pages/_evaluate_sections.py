@@ -16,11 +16,11 @@ from core.evaluation.localisation import evaluate_localisation
 from core.evaluation.result import EvaluationResult
 from core.evaluation.robustness_eval import cached_robustness, evaluate_robustness
 from core.evaluation.sets import EvalSet
+from core.export.bundle import export_bytes
+from core.export.formats import EXPORT_FORMATS
 from core.inference.gradcam import CAM_TITLES, DEFAULT_CAM_METHOD
 from core.jobs import FINISHED, JobRegistry
-from core.models.export import export_bytes
-from core.models.export_formats import EXPORT_FORMATS
-from core.models.registry import Run
+from core.models.runs import Run
 from core.reports import eval_charts as ec
 from core.reports.eval_report import html_report, metrics_json, predictions_csv
 from core.reports.eval_tables import robustness_display

@@ -33,9 +33,10 @@ def train_isolated(base: Path, demo_root: Path, cfg, job):
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, demo_root: Path):
-    """A complete registered run (core.models.registry.Run) in its own session-wide models folder."""
-    from core.config import AUGMENT_PRESETS, TrainConfig
+    """A complete registered run (core.models.runs.Run) in its own session-wide models folder."""
+    from core.config import AUGMENT_PRESETS
     from core.jobs import Job
+    from core.training.config import TrainConfig
 
     cfg = TrainConfig(arch="custom_cnn", image_size=TINY_SIZE, width=0.25, epochs=1, batch_size=32,
                       augment=AUGMENT_PRESETS["none"], patience=1, seed=1)

@@ -41,9 +41,9 @@ class RecordingJob(Job):
 
 @dataclass
 class RecordedRun:
-    run: Any  # core.models.registry.Run
+    run: Any  # core.models.runs.Run
     job: RecordingJob
-    cfg: Any  # core.config.TrainConfig
+    cfg: Any  # core.training.config.TrainConfig
     dataset: Any  # core.data.datasets.Dataset
     report: Any  # core.data.scan.ScanReport
     warnings: list[str]
@@ -65,7 +65,7 @@ def recorded_run(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> R
 def _train_recorded_run(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> RecordedRun:
     from fixtures_models import train_isolated
 
-    from core.config import TrainConfig
+    from core.training.config import TrainConfig
 
     cfg = TrainConfig(epochs=2, max_train_batches=3, **TINY)
     job = RecordingJob("train", "recorded tiny run")
@@ -78,7 +78,7 @@ def _train_recorded_run(tmp_path_factory: pytest.TempPathFactory, demo_root: Pat
 @pytest.fixture
 def registry_with_run(recorded_run: RecordedRun, isolated_workbench_dirs: dict):
     """This test's (empty) models folder with a copy of the recorded run in it; returns the copy."""
-    from core.models.registry import list_runs
+    from core.models.runs import list_runs
 
     models = isolated_workbench_dirs["models"]
     models.mkdir(parents=True, exist_ok=True)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.config import TrainConfig
 from core.errors import WorkbenchError
+from core.training.config import TrainConfig
 
 
 def _tiny_bn_model(seed: int = 0):
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     k = keras()
     k.utils.set_random_seed(seed)
@@ -23,7 +23,7 @@ def _tiny_bn_model(seed: int = 0):
 
 
 def _conv_outputs(model, images: np.ndarray) -> np.ndarray:
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     probe = keras().Model(model.inputs, model.get_layer("conv").output)
     return np.asarray(probe([images.astype(np.float32)])).reshape(-1, 3).astype(np.float64)
@@ -68,7 +68,7 @@ def test_frozen_batchnorm_keeps_its_statistics():
 
 
 def _fit_recorded(epochs: int, averager, initial_epoch: int = 0):
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     k = keras()
     model = _tiny_bn_model(seed=1)
@@ -145,7 +145,7 @@ def test_training_with_averaging_records_each_step_in_the_card(demo_root, tmp_pa
     from core.data.datasets import open_folder
     from core.data.scan import scan_dataset
     from core.jobs import Job
-    from core.models.registry import load_model
+    from core.models.runs import load_model
     from core.training.train import train_model
 
     monkeypatch.setenv("WORKBENCH_MODELS_DIR", str(tmp_path / "models"))

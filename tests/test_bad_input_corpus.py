@@ -549,7 +549,7 @@ def models_root(isolated_workbench_dirs: dict) -> Path:
 
 @pytest.mark.parametrize("name", list(BAD_CARDS))
 def test_malformed_card_is_refused_and_the_others_work(name: str, models_root: Path) -> None:
-    from core.models.registry import list_runs, resolve_run
+    from core.models.runs import list_runs, resolve_run
 
     fake_run(models_root / "good")
     bad_run(models_root, name)
@@ -570,7 +570,7 @@ CARD_MISFITS: dict[str, tuple[dict, str]] = {
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CARD_MISFITS))
 def test_card_that_does_not_fit_its_model_is_refused(name: str, models_root: Path, tiny_keras_file) -> None:  # noqa: F811
-    from core.models.registry import list_runs, load_model
+    from core.models.runs import list_runs, load_model
 
     keras_run(models_root, tiny_keras_file, **CARD_MISFITS[name][0])
     with pytest.raises(WorkbenchError, match="does not fit the model") as info:
@@ -605,7 +605,7 @@ LINKED_RUNS: dict[str, Callable[[Path, Path], str]] = {
 
 @pytest.mark.parametrize("name", list(LINKED_RUNS))
 def test_linked_run_is_never_listed_picked_or_resolved(name: str, models_root: Path, tmp_path: Path) -> None:
-    from core.models.registry import best_run, list_runs, resolve_run
+    from core.models.runs import best_run, list_runs, resolve_run
 
     fake_run(models_root / "good", evaluation=held_out(0.5))
     linked = LINKED_RUNS[name](models_root, tmp_path)
@@ -624,7 +624,7 @@ DEFAULT_PICK: dict[str, dict] = {
 @pytest.mark.parametrize("name", list(DEFAULT_PICK))
 def test_default_model_compares_like_with_like(name: str, models_root: Path) -> None:
     from core.evaluation.compare import comparison_table
-    from core.models.registry import best_run, list_runs
+    from core.models.runs import best_run, list_runs
 
     fake_run(models_root / "real", data={"synthetic": False}, evaluation=held_out(0.6))
     fake_run(models_root / "other", created="2026-09-01", **DEFAULT_PICK[name])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.time_to_accuracy import BEGIN, DEFAULT_CARD, END, markdown, recipe, write_section
-from core.config import TrainConfig
+from core.training.config import TrainConfig
 
 
 @pytest.mark.skipif(not DEFAULT_CARD.exists(), reason="the committed default model is absent")

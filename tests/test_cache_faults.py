@@ -31,8 +31,9 @@ from conftest import write_class_tree
 import core.atomic
 from core.cachefs import CacheWriteWarning
 from core.data.datasets import open_folder
+from core.data.image_cache import cached_images
+from core.data.preprocess import WHOLE_FRAME_ID
 from core.data.scan import scan_dataset
-from core.training.pipeline import cached_images
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -134,11 +135,11 @@ def test_scan_works_when_the_cache_folder_cannot_even_be_created(dataset, tmp_pa
 @pytest.mark.parametrize("fault", list(WRITE_FAULTS))
 def test_image_array_cache_goes_on_uncached(fault, dataset, isolated_workbench_dirs, monkeypatch):
     paths = [dataset.abspath(p) for p in dataset.files["path"]]
-    reference = cached_images(paths, 24, "ref-key")
+    reference = cached_images(paths, 24, "ref-key", preprocessing=WHOLE_FRAME_ID)
     with monkeypatch.context() as mp:
         WRITE_FAULTS[fault](mp)
         with pytest.warns(CacheWriteWarning) as caught:
-            arr = cached_images(paths, 24, "other-key")
+            arr = cached_images(paths, 24, "other-key", preprocessing=WHOLE_FRAME_ID)
     assert len([w for w in caught if w.category is CacheWriteWarning]) == 1
     np.testing.assert_array_equal(arr, reference)
     assert leftovers(isolated_workbench_dirs["cache"]) == []
@@ -261,7 +262,7 @@ def test_damaged_or_inconsistent_scan_entry_is_discarded_and_rebuilt(damage, dat
 @pytest.mark.parametrize("damage", ["truncated", "empty", "wrong shape", "text"])
 def test_damaged_image_array_entry_is_rebuilt(damage, dataset, isolated_workbench_dirs):
     paths = [dataset.abspath(p) for p in dataset.files["path"]]
-    reference = cached_images(paths, 24, "k")
+    reference = cached_images(paths, 24, "k", preprocessing=WHOLE_FRAME_ID)
     (entry,) = (isolated_workbench_dirs["cache"] / "arrays").glob("*.npy")
     data = entry.read_bytes()
     if damage == "truncated":
@@ -272,7 +273,7 @@ def test_damaged_image_array_entry_is_rebuilt(damage, dataset, isolated_workbenc
         np.save(entry, np.zeros((3, 24, 24, 1), np.uint8))
     else:
         entry.write_text("hello")
-    np.testing.assert_array_equal(cached_images(paths, 24, "k"), reference)
+    np.testing.assert_array_equal(cached_images(paths, 24, "k", preprocessing=WHOLE_FRAME_ID), reference)
     assert np.load(entry).shape == reference.shape, "the entry was rebuilt"
 
 

@@ -91,7 +91,7 @@ def test_settings_naming_a_file_are_a_clear_error(variable, tmp_path, monkeypatc
 
 
 def test_mistyped_models_folder_is_reported_not_created(tmp_path, monkeypatch, capsys):
-    from core.models.registry import list_runs
+    from core.models.runs import list_runs
 
     typo = tmp_path / "modles"
     monkeypatch.setenv("WORKBENCH_MODELS_DIR", str(typo))

@@ -11,8 +11,9 @@ import pytest
 
 from core import paths
 from core.classes import CANONICAL_CLASSES, DISPLAY_NAMES, canonical_class, display_name, map_class_folders
-from core.config import AUGMENT_PRESETS, AugmentConfig, DataConfig, FineTuneConfig, TrainConfig
+from core.config import AUGMENT_PRESETS, AugmentConfig, DataConfig
 from core.errors import WorkbenchError
+from core.training.config import FineTuneConfig, TrainConfig
 
 # ---------------------------------------------------------------------------- config validation
 

@@ -242,7 +242,7 @@ def test_calibrate_conformal_only_keeps_the_temperature(tiny_run, tmp_path, monk
     shutil.copytree(tiny_run.path, models / tiny_run.run_id)
     (models / tiny_run.run_id / CONFORMAL_FILE).unlink()
     monkeypatch.setenv("WORKBENCH_MODELS_DIR", str(models))
-    from core.models.registry import resolve_run
+    from core.models.runs import resolve_run
 
     with pytest.raises(WorkbenchError, match="--conformal-only"):
         run_conformal(resolve_run(tiny_run.run_id))
@@ -255,7 +255,7 @@ def test_calibrate_conformal_only_keeps_the_temperature(tiny_run, tmp_path, monk
     assert main(["calibrate", "--model", tiny_run.run_id, "--conformal-only", "--warnings-only"]) == 2
 
     # A refit temperature makes the old sets stale: they are refused, never silently used.
-    from core.models.registry import update_card
+    from core.models.runs import update_card
 
     results = dict(run.card.results)
     results["temperature"] = run.card.temperature * 1.5

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.models.registry import best_run, file_sha256, list_runs
+from core.models.runs import best_run, file_sha256, list_runs
 
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 CARD_KEYS = ("run_id", "status", "created", "arch", "class_names", "image_size", "preprocessing", "versions",

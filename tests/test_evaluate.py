@@ -20,7 +20,7 @@ from core.evaluation import compare, sets
 from core.evaluation import evaluate as ev
 from core.evaluation.evaluate import evaluate_run
 from core.evaluation.sets import EvalSet
-from core.models.registry import CARD_FILE, best_run, list_runs, load_model, resolve_run, update_card
+from core.models.runs import CARD_FILE, best_run, list_runs, load_model, resolve_run, update_card
 
 pytestmark = pytest.mark.slow
 
@@ -73,8 +73,8 @@ def test_card_test_split_predictions_are_consistent(run_copy):
 
 
 def test_temperature_from_card_is_applied(run_copy):
+    from core.data.image_cache import cached_images
     from core.inference.calibration import softmax
-    from core.training.pipeline import cached_images
 
     run = set_card(run_copy, results__temperature=3.0)
     result = evaluate_run(run, EvalSet("card_test"), use_cache=False)
@@ -127,7 +127,7 @@ def test_overlap_distances_read_current_and_legacy_card_hashes(pixels, tmp_path)
     """Cards written before the head-crop hash half hold 64 hex digits; they must still match."""
     from core.data.hashing import hash_to_hex, perceptual_hash
     from core.models.card import ModelCard
-    from core.models.registry import Run
+    from core.models.runs import Run
 
     a, b = (hash_to_hex(perceptual_hash(pixels(seed, 64))) for seed in (1, 2))
     for train in ([a], [a[:64]]):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.cli import main
-from core.models.registry import CARD_FILE, resolve_run
+from core.models.runs import CARD_FILE, resolve_run
 
 pytestmark = pytest.mark.slow
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def test_text_output(run_id, capsys):
 
 
 def test_robustness_table_in_text_and_json(run_id, capsys):
-    from core.evaluation.robustness import SHIFTS
+    from core.data.shifts import SHIFTS
 
     assert main(["evaluate", "--model", run_id, "--robustness"]) == 0
     text = capsys.readouterr().out

@@ -17,7 +17,7 @@ from test_registry import fake_run
 from core.evaluation import compare
 from core.evaluation.evaluate import evaluate_run
 from core.evaluation.sets import EvalSet
-from core.models.registry import CARD_FILE, best_run, list_runs, resolve_run
+from core.models.runs import CARD_FILE, best_run, list_runs, resolve_run
 
 
 @pytest.fixture

@@ -18,14 +18,14 @@ import pytest
 
 from core.cli import main
 from core.errors import WorkbenchError
-from core.models.export import (
+from core.export.bundle import (
     TOLERANCE,
     bundle_target,
     export_run,
     get_format,
     verification_images,
 )
-from core.models.export_formats import EXPORT_FORMATS
+from core.export.formats import EXPORT_FORMATS
 
 FORMATS = list(EXPORT_FORMATS)
 
@@ -154,7 +154,7 @@ def test_a_converter_failure_names_layer_and_architecture(tiny_run, tmp_path, mo
 
 @pytest.mark.slow
 def test_verification_falls_back_to_phantoms_without_held_out_files(tiny_run):
-    from core.models.registry import Run
+    from core.models.runs import Run
 
     card = tiny_run.card.replace(data={**tiny_run.card.data, "test_files": [], "val_files": []})
     images, source = verification_images(Run(tiny_run.run_id, tiny_run.path, card))
@@ -181,7 +181,7 @@ def test_evaluate_page_builds_and_offers_a_bundle(tiny_run, isolated_workbench_d
 
     from core.data.demo import DEMO_VERSION
     from core.evaluation.evaluate import EvalSet, evaluate_run
-    from core.models.registry import resolve_run
+    from core.models.runs import resolve_run
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.syspath_prepend(str(root))

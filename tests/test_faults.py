@@ -17,13 +17,13 @@ from pathlib import Path
 import fixtures_training as ft
 import pytest
 
-from core.config import FineTuneConfig, TrainConfig
 from core.data.datasets import open_folder
 from core.data.scan import scan_dataset
 from core.errors import WorkbenchError
 from core.jobs import CANCELLED, DONE, FAILED, Job, JobRegistry
 from core.models.architectures import ARCHITECTURES, ArchSpec
-from core.models.registry import list_runs, load_model
+from core.models.runs import list_runs, load_model
+from core.training.config import FineTuneConfig, TrainConfig
 
 pytestmark = pytest.mark.slow
 recorded_run, registry_with_run = ft.recorded_run, ft.registry_with_run  # fixtures
@@ -52,8 +52,8 @@ def staging_folders(models: Path) -> list[str]:
 
 def build_tiny_transfer(num_classes: int, image_size: int = 32, weights: str = "none", width: float = 1.0):
     """A three-block stand-in 'backbone' (conv + batch norm): exercises phase 2 in seconds."""
+    from core.lazy_tensorflow import keras
     from core.models.architectures import _head
-    from core.tfrt import keras
 
     k = keras()
     inputs = k.Input((image_size, image_size, 1), name="image")
@@ -81,7 +81,7 @@ def demo(demo_root: Path):
 # --- cancel -----------------------------------------------------------------------------------------
 
 def test_cancel_stops_within_one_batch_and_saves_nothing(demo, isolated_workbench_dirs, monkeypatch):
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
     from core.training.train import train_model
 
     validation_batches = []
@@ -136,7 +136,7 @@ def test_cancel_while_loading_images(demo, isolated_workbench_dirs):
 def test_error_mid_epoch_fails_the_job_and_keeps_earlier_runs(demo, registry_with_run, isolated_workbench_dirs,
                                                              monkeypatch):
     import core.training.pipeline as pipeline
-    from core.tfrt import tf
+    from core.lazy_tensorflow import tf
     from core.training.train import train_model
 
     original = pipeline.train_dataset
@@ -206,12 +206,12 @@ def hang(where):
 
 
 import core.training.train as train
-from core.config import TrainConfig
+from core.training.config import TrainConfig
 from core.data.datasets import open_folder
 from core.jobs import Job
-from core.models.registry import MODEL_FILE
+from core.models.runs import MODEL_FILE
 from core.data.scan import scan_dataset
-from core.tfrt import keras
+from core.lazy_tensorflow import keras
 
 
 class HangingJob(Job):

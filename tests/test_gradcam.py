@@ -14,7 +14,7 @@ SIZE = 32
 
 
 def _keras():
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     return keras()
 

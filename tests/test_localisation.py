@@ -85,7 +85,7 @@ def test_box_paths_use_forward_slashes(tmp_path):
 @pytest.mark.slow
 def test_evaluate_cli_adds_a_localisation_block(tiny_run, isolated_workbench_dirs, capsys, tmp_path):
     from core.cli import main
-    from core.models.registry import resolve_run
+    from core.models.runs import resolve_run
 
     shutil.copytree(tiny_run.path, isolated_workbench_dirs["models"] / tiny_run.run_id)
     run = resolve_run(tiny_run.run_id)

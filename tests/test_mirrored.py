@@ -27,7 +27,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import core.training.train as train
-from core.config import TrainConfig
+from core.training.config import TrainConfig
 from core.data.datasets import open_folder
 from core.jobs import Job
 from core.data.scan import scan_dataset
@@ -64,7 +64,7 @@ def test_mirrored_strategy_trains_on_two_replicas(demo_root, tmp_path):
     assert result["replicas"] == [2]
     assert result["epochs"] == 1 and result["strategy"] == "mirrored"
 
-    from core.models.registry import list_runs, load_model
+    from core.models.runs import list_runs, load_model
 
     (run,) = list_runs()  # the subprocess wrote into this test's models folder
     assert str(run.path) == result["run"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.config import AUGMENT_PRESETS, TrainConfig
+from core.config import AUGMENT_PRESETS
 from core.errors import WorkbenchError
+from core.training.config import TrainConfig
 
 
 def _batch(n: int = 16, size: int = 8, classes: int = 4):
@@ -17,7 +18,7 @@ def _batch(n: int = 16, size: int = 8, classes: int = 4):
 
 
 def _mix(alpha: float, key=(3, 7), with_weights: bool = True):
-    from core.tfrt import tf as load_tf
+    from core.lazy_tensorflow import tf as load_tf
     from core.training.pipeline import mixup_batch
 
     tf = load_tf()

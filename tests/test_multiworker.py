@@ -121,7 +121,7 @@ def test_cli_refuses_a_missing_tf_config_before_any_work(monkeypatch, capsys, tm
 
 
 def test_multiworker_is_a_registered_strategy() -> None:
-    from core.config import TrainConfig
+    from core.training.config import TrainConfig
     from core.training.options import STRATEGIES
 
     assert "multiworker" in STRATEGIES and "TF_CONFIG" in STRATEGIES["multiworker"].help
@@ -162,13 +162,13 @@ def _start_workers(script: Path, args: list[str], models: Path, tmp_path: Path, 
 
 
 def _weights(run) -> list[np.ndarray]:
-    from core.models.registry import load_model
+    from core.models.runs import load_model
 
     return load_model(run).get_weights()
 
 
 def _runs(models: Path) -> list:
-    from core.models.registry import list_runs
+    from core.models.runs import list_runs
 
     return list_runs(models) if models.exists() else []
 
@@ -202,8 +202,8 @@ def test_two_workers_train_like_one_process_and_only_the_chief_publishes(demo_ro
 
 def _weights_at_start(run) -> list[np.ndarray]:
     """The same architecture freshly initialised with the run's seed (no training)."""
+    from core.lazy_tensorflow import keras
     from core.models.architectures import build_model
-    from core.tfrt import keras
 
     keras().utils.set_random_seed(run.card.train_config["seed"])
     model = build_model(run.card.arch, len(run.class_names), run.image_size, "none", run.card.train_config["width"])

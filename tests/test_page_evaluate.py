@@ -30,7 +30,7 @@ def app_env(isolated_workbench_dirs: dict, demo_root: Path, monkeypatch: pytest.
 
 
 def add_run(tiny_run, models: Path, name: str | None = None):
-    from core.models.registry import resolve_run
+    from core.models.runs import resolve_run
 
     shutil.copytree(tiny_run.path, models / (name or tiny_run.run_id))
     return resolve_run(name or tiny_run.run_id)

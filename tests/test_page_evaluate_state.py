@@ -81,7 +81,7 @@ def test_stress_test_shows_progress_and_can_be_cancelled(tiny_run, app_env, monk
 
 
 def test_real_data_model_on_the_demo_gets_a_caution(tiny_run, app_env) -> None:
-    from core.models.registry import update_card
+    from core.models.runs import update_card
 
     run = add_run(tiny_run, app_env["models"])
     run = update_card(run, data={**run.card.data, "synthetic": False})  # as if trained on real scans

@@ -36,7 +36,7 @@ def world(isolated_workbench_dirs: dict, demo_root: Path, tiny_run, monkeypatch:
     """The demo as the active dataset and a copy of the tiny run, evaluated on its held-out split."""
     from core.evaluation.evaluate import evaluate_run
     from core.evaluation.sets import EvalSet
-    from core.models.registry import resolve_run
+    from core.models.runs import resolve_run
 
     monkeypatch.syspath_prepend(str(PROJECT_ROOT))
     cache, models = isolated_workbench_dirs["cache"], isolated_workbench_dirs["models"]

@@ -16,7 +16,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core.data.demo import DEMO_VERSION
-from core.models.registry import CARD_FILE
+from core.models.runs import CARD_FILE
 
 pytestmark = pytest.mark.slow
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -55,7 +55,7 @@ def test_home_shows_disclaimer_workflow_and_demo():
 
 
 def test_home_lists_saved_models(app_env):
-    from core.models.registry import CARD_FILE, MODEL_FILE
+    from core.models.runs import CARD_FILE, MODEL_FILE
 
     run = app_env["models"] / "20260101-000000-custom_cnn-abcd"
     run.mkdir(parents=True)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import test_page_train
 
-from core.config import TrainConfig
 from core.errors import WorkbenchError
+from core.training.config import TrainConfig
 from core.training.hardware import BF16_FLAGS, cpu_flags, detect_hardware
 from core.training.options import PRECISIONS
 
@@ -91,7 +91,7 @@ def test_this_machine_is_described_without_loading_tensorflow() -> None:
 # ---------------------------------------------------------------- models
 @pytest.mark.slow
 def test_bf16_custom_cnn_computes_convolutions_in_bf16_with_float32_outputs_and_statistics() -> None:
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
     from core.training.precision import build_with_precision
 
     k = keras()
@@ -112,7 +112,7 @@ def test_bf16_custom_cnn_computes_convolutions_in_bf16_with_float32_outputs_and_
 
 @pytest.mark.slow
 def test_the_policy_is_scoped_to_the_building_thread_and_restored() -> None:
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
     from core.training.precision import precision_scope
 
     k = keras()
@@ -158,7 +158,7 @@ def test_bf16_training_saves_a_float32_model_and_records_the_precision(tmp_path,
     from fixtures_models import train_isolated
 
     from core.jobs import Job
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     cfg = TrainConfig(image_size=32, width=0.25, epochs=1, batch_size=16, max_train_batches=2, patience=1,
                       precision="bfloat16")

@@ -57,8 +57,8 @@ def _png_header(width: int, height: int) -> bytes:
 # --- one preprocessing path -------------------------------------------------------------------
 
 def test_predict_time_array_equals_the_training_pipeline_array(tiny_predictor, tiny_run, demo_root):
+    from core.data.image_cache import cached_images
     from core.data.preprocess import load_many
-    from core.training.pipeline import cached_images
 
     path = _training_file(tiny_run, demo_root)
     size = tiny_run.image_size
@@ -76,7 +76,7 @@ def test_predict_time_array_equals_the_training_pipeline_array(tiny_predictor, t
 
 
 def test_probabilities_are_temperature_calibrated(tiny_predictor, tiny_run, demo_root):
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     name, data = _good(tiny_run, demo_root)
     r = predict_files(tiny_predictor, [(name, data)])[0]
@@ -300,7 +300,7 @@ def test_load_best_run_from_the_registry(tiny_registry):
 
 
 def test_card_summary_shows_leakage_free_metrics_only_when_evaluated(tiny_run):
-    from core.models.registry import Run
+    from core.models.runs import Run
 
     summary = card_summary(tiny_run)
     assert summary["Leakage-free test metrics"] == "not evaluated yet"

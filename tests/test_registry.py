@@ -14,7 +14,7 @@ import pytest
 
 from core.errors import WorkbenchError
 from core.models.card import ModelCard
-from core.models.registry import (
+from core.models.runs import (
     CARD_FILE,
     MODEL_FILE,
     best_run,
@@ -165,7 +165,7 @@ def test_stale_staging_folders_are_reclaimed_and_fresh_ones_kept(tmp_path) -> No
     import os
     import time
 
-    from core.models.registry import remove_stale_staging
+    from core.models.runs import remove_stale_staging
 
     old = tmp_path / ".tmp-20200101-000000-custom_cnn-dead"
     fresh = tmp_path / ".tmp-20200101-000001-custom_cnn-busy"
@@ -182,7 +182,7 @@ def test_stale_staging_folders_are_reclaimed_and_fresh_ones_kept(tmp_path) -> No
 
 def test_relative_data_root_resolves_from_the_project_root(models, tmp_path, monkeypatch):
     import core.paths
-    from core.models.registry import Run
+    from core.models.runs import Run
 
     project = tmp_path / "project"
     (tmp_path / "shared" / "data" / "mri").mkdir(parents=True)

@@ -21,7 +21,7 @@ from test_registry import fake_run
 from core.errors import WorkbenchError
 from core.models.card import ModelCard
 from core.models.card_validation import validate_card
-from core.models.registry import (
+from core.models.runs import (
     CARD_FILE,
     MODEL_FILE,
     best_run,
@@ -166,7 +166,7 @@ def test_synthetic_run_is_never_the_default_while_a_real_run_exists(models):
 
 @pytest.fixture(scope="module")
 def tiny_keras_file(tmp_path_factory) -> Path:
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     k = keras()
     inputs = k.Input((8, 8, 1))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.evaluation.robustness import SHIFTS, robustness_table, shift_images
+from core.data.shifts import SHIFTS, shift_images
+from core.evaluation.robustness import robustness_table
 
 
 def _phantoms(n: int = 6, size: int = 64) -> np.ndarray:
@@ -51,7 +52,7 @@ def test_reframe_makes_the_head_fill_the_frame():
 
 
 def test_histogram_matching_maps_onto_the_reference_distribution():
-    from core.evaluation.robustness import _match_histogram
+    from core.data.shifts import _match_histogram
 
     rng = np.random.default_rng(0)
     src = rng.integers(0, 100, (64, 64)).astype(np.uint8)

@@ -23,7 +23,7 @@ from conftest import PROJECT_ROOT, encode, smooth_image, snapshot
 from test_dicom import make_dicom
 
 from core.errors import WorkbenchError
-from core.models.registry import CARD_FILE, MODEL_FILE, file_sha256, list_runs, load_model, resolve_run
+from core.models.runs import CARD_FILE, MODEL_FILE, file_sha256, list_runs, load_model, resolve_run
 from core.paths import check_under_data_roots
 
 PATIENT = ("Doe", "Jane", "SECRET-123", "19700101", "Patient")  # what make_dicom writes into the header
@@ -81,7 +81,7 @@ def test_a_tampered_model_file_is_refused(isolated_workbench_dirs, tiny_run):
 
 @pytest.mark.slow
 def test_a_model_with_a_lambda_layer_is_refused_by_safe_mode(isolated_workbench_dirs):
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     k = keras()
     inputs = k.Input((8, 8, 1))

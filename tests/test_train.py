@@ -13,8 +13,9 @@ import fixtures_training as ft
 import numpy as np
 import pytest
 
-from core.config import DataConfig, FineTuneConfig, TrainConfig
-from core.models.registry import CARD_FILE, HISTORY_FILE, MODEL_FILE, file_sha256, list_runs, load_model
+from core.config import DataConfig
+from core.models.runs import CARD_FILE, HISTORY_FILE, MODEL_FILE, file_sha256, list_runs, load_model
+from core.training.config import FineTuneConfig, TrainConfig
 
 recorded_run, registry_with_run = ft.recorded_run, ft.registry_with_run  # fixtures
 TINY = ft.TINY
@@ -140,8 +141,8 @@ def test_unreadable_file_is_skipped_by_training(demo_root, tmp_path):
 # --- transfer learning: two phases ----------------------------------------------------------------
 
 def test_backbone_freezing_keeps_batchnorm_frozen():
+    from core.lazy_tensorflow import keras
     from core.models.architectures import backbone_layers, build_model
-    from core.tfrt import keras
     from core.training.loop import set_backbone_trainable as _set_backbone_trainable
 
     bn = keras().layers.BatchNormalization
@@ -161,8 +162,8 @@ def test_transfer_model_fine_tunes_in_two_phases(demo_root, monkeypatch):
     import core.training.train as train
     from core.data.datasets import open_folder
     from core.data.scan import scan_dataset
+    from core.lazy_tensorflow import keras
     from core.models.architectures import backbone_layers
-    from core.tfrt import keras
 
     seen = {}
     post = train.fit_calibration

@@ -85,7 +85,7 @@ def test_card_thresholds_prefer_the_fitted_ones_and_fall_back_to_older_fields():
 @pytest.mark.slow
 def test_calibrate_cli_fits_the_warnings_of_an_older_run(tiny_run, isolated_workbench_dirs, capsys):
     from core.cli import main
-    from core.models.registry import CARD_FILE, resolve_run
+    from core.models.runs import CARD_FILE, resolve_run
 
     target = isolated_workbench_dirs["models"] / tiny_run.run_id
     shutil.copytree(tiny_run.path, target)
@@ -104,7 +104,7 @@ def test_calibrate_cli_fits_the_warnings_of_an_older_run(tiny_run, isolated_work
 @pytest.mark.slow
 def test_calibrate_cli_refits_temperature_for_another_test_time_augmentation(tiny_run, isolated_workbench_dirs, capsys):
     from core.cli import main
-    from core.models.registry import resolve_run
+    from core.models.runs import resolve_run
 
     shutil.copytree(tiny_run.path, isolated_workbench_dirs["models"] / tiny_run.run_id)
     other = "none" if tiny_run.card.tta == "hflip" else "hflip"

@@ -38,7 +38,7 @@ def test_predictor_and_evaluation_use_the_cards_tta(tiny_run, tmp_path) -> None:
     from core.evaluation.evaluate import predict_logits
     from core.inference.calibration import softmax
     from core.inference.predict import Predictor
-    from core.models.registry import resolve_run, update_card
+    from core.models.runs import resolve_run, update_card
 
     shutil.copytree(tiny_run.path, tmp_path / tiny_run.run_id)  # the session run stays untouched
     run = resolve_run(tiny_run.run_id, root=tmp_path)

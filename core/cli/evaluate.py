@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from core.cli.prediction_sets import print_coverage
     from core.evaluation.conformal_eval import evaluate_conformal
     from core.evaluation.evaluate import evaluate_run
-    from core.models.registry import resolve_run
+    from core.models.runs import resolve_run
 
     model_run = resolve_run(args.model)
     eval_set = _choose_set(args)

@@ -10,7 +10,7 @@ import argparse
 import json
 from typing import Any
 
-from core.models.export_formats import EXPORT_FORMATS
+from core.export.formats import EXPORT_FORMATS
 
 
 def register(sub: Any) -> None:
@@ -27,8 +27,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.models.export import bundle_target, export_run
-    from core.models.registry import resolve_run
+    from core.export.bundle import bundle_target, export_run
+    from core.models.runs import resolve_run
 
     model_run = resolve_run(args.model)
     bundle_target(args.out, model_run, args.fmt, args.overwrite)  # a bad --out fails before the model loads

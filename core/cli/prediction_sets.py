@@ -38,7 +38,7 @@ def parse_coverage(text: str) -> float:
 def calibrate_conformal(args: argparse.Namespace) -> int:
     """``calibrate --conformal-only``: refit only the prediction sets (temperature kept)."""
     from core.inference.conformal_fit import fit_run_conformal
-    from core.models.registry import resolve_run
+    from core.models.runs import resolve_run
 
     if getattr(args, "warnings_only", False):
         raise WorkbenchError("choose one of --warnings-only and --conformal-only", "calibrate")

@@ -7,12 +7,13 @@ import json
 import sys
 import time
 
-from core.config import AUGMENT_PRESETS, DataConfig, FineTuneConfig, TrainConfig
+from core.config import AUGMENT_PRESETS, DataConfig
 from core.data.preprocess import RECIPES
 from core.data.splits import SPLIT_MODES
 from core.inference.tta import TTA
 from core.models.architectures import ARCHITECTURES
 from core.options import bound_of
+from core.training.config import FineTuneConfig, TrainConfig
 from core.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, WEIGHTS
 
 ARCHITECTURE_KEYS = list(ARCHITECTURES)
@@ -124,7 +125,7 @@ def check_options(args: argparse.Namespace) -> None:
 def calibrate(args: argparse.Namespace) -> int:
     from core.inference.calibration_fit import recalibrate_run
     from core.inference.trust_fit import fit_run_warnings
-    from core.models.registry import resolve_run
+    from core.models.runs import resolve_run
 
     if args.conformal_only:
         from core.cli.prediction_sets import calibrate_conformal

@@ -35,7 +35,9 @@ import numpy as np
 from core.data.imageio import DecodedImage, decode_image
 from core.errors import WorkbenchError
 
-LEGACY_ID = "gray-uint8-resize-area-v1"  # cards written before the recipe registry
+#: The whole-frame recipe: live (a choice on the Train page), and what cards written before the
+#: recipe registry used.
+WHOLE_FRAME_ID = "gray-uint8-resize-area-v1"
 HEAD_ID = "head-v2"
 #: The recipe new models are trained with.
 PREPROCESSING_ID = HEAD_ID
@@ -220,7 +222,7 @@ def _head_v2(pixels: np.ndarray, size: int) -> Prepared:
 
 
 RECIPES: dict[str, Recipe] = {r.id: r for r in (
-    Recipe(LEGACY_ID, "Whole frame",
+    Recipe(WHOLE_FRAME_ID, "Whole frame",
            "decode to 8-bit grayscale (core.data.imageio), resize to image_size×image_size (INTER_AREA when "
            "shrinking), feed 0..255 floats; scaling is inside the model", _legacy),
     Recipe(HEAD_ID, "Head crop + intensity standardisation",
@@ -240,7 +242,7 @@ def get_recipe(preprocessing: str) -> Recipe:
     return RECIPES[preprocessing]
 
 
-def prepare_framed(image: DecodedImage | np.ndarray, size: int, preprocessing: str = LEGACY_ID) -> Prepared:
+def prepare_framed(image: DecodedImage | np.ndarray, size: int, preprocessing: str) -> Prepared:
     """Model input for a decoded image (or a 2-D uint8 array), with its framing."""
     pixels = image.pixels if isinstance(image, DecodedImage) else np.asarray(image)
     if pixels.ndim == 3 and pixels.shape[-1] == 1:
@@ -248,13 +250,13 @@ def prepare_framed(image: DecodedImage | np.ndarray, size: int, preprocessing: s
     return get_recipe(preprocessing).apply(pixels, size)
 
 
-def prepare(image: DecodedImage | np.ndarray, size: int, preprocessing: str = LEGACY_ID) -> np.ndarray:
+def prepare(image: DecodedImage | np.ndarray, size: int, preprocessing: str) -> np.ndarray:
     """Model input for an already decoded image: (size, size, 1) uint8."""
     return prepare_framed(image, size, preprocessing).pixels
 
 
-def load_for_model(source: str | Path | bytes, size: int, name: str | None = None,
-                   preprocessing: str = LEGACY_ID) -> np.ndarray:
+def load_for_model(source: str | Path | bytes, size: int, name: str | None = None, *,
+                   preprocessing: str) -> np.ndarray:
     """Decode a file or bytes and prepare it: (size, size, 1) uint8. Raises WorkbenchError."""
     return prepare(decode_image(source, name), size, preprocessing)
 
@@ -269,7 +271,7 @@ def prepare_batch(images: np.ndarray, size: int, preprocessing: str) -> np.ndarr
 
 
 def load_many(paths: Sequence[str | Path], size: int, progress: Callable[[int, int], None] | None = None,
-              workers: int = 4, preprocessing: str = LEGACY_ID) -> np.ndarray:
+              workers: int = 4, *, preprocessing: str) -> np.ndarray:
     """Decode and prepare many files in parallel threads: (N, size, size, 1) uint8."""
     get_recipe(preprocessing)  # fail before any work
     out = np.zeros((len(paths), size, size, 1), dtype=np.uint8)

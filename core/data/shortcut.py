@@ -133,12 +133,12 @@ def shortcut_check(images: np.ndarray, labels: list[str] | np.ndarray, groups: l
 
 def dataset_shortcut(ds, report, progress=None, seed: int = 0) -> ShortcutResult:
     """:func:`shortcut_check` on a scanned dataset's readable images (whole frames, cached on disk)."""
-    from core.data.preprocess import LEGACY_ID
-    from core.training.pipeline import cached_images
+    from core.data.image_cache import cached_images
+    from core.data.preprocess import WHOLE_FRAME_ID
 
     files = report.readable
     paths = [ds.abspath(p) for p in files["path"]]
-    images = cached_images(paths, STAT_SIZE, ds.fingerprint, progress, preprocessing=LEGACY_ID)
+    images = cached_images(paths, STAT_SIZE, ds.fingerprint, progress, preprocessing=WHOLE_FRAME_ID)
     groups = None
     if "near_group" in files.columns:
         near = files["near_group"].to_numpy(np.int64)

@@ -19,7 +19,7 @@ from core.data.scan import SCAN_VERSION
 from core.evaluation.result import EvaluationResult
 from core.evaluation.sets import EvalSet, near_dup_threshold
 from core.inference.conformal import conformal_fingerprint
-from core.models.registry import Run, write_json_atomic
+from core.models.runs import Run, write_json_atomic
 
 EVAL_VERSION = 2  # bump when the cached result format or the computation changes
 ROBUSTNESS_VERSION = 4  # bump when a shift in core.evaluation.robustness or the table's columns change

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from core.evaluation.result import EvaluationResult
-from core.models.registry import HISTORY_FILE, Run
+from core.models.runs import HISTORY_FILE, Run
 
 
 def worst_mistakes(predictions: pd.DataFrame, n: int = 12) -> pd.DataFrame:
@@ -35,7 +35,7 @@ def comparison_table(runs: list[Run], results: dict[str, EvaluationResult] | Non
     Like is compared with like. Test metrics come from ``results`` when given (one evaluation
     set for all runs; only those rows can be best), else from each card's own held-out result
     (evaluations on other folders are left out). Among card figures, as in
-    :func:`core.models.registry.best_run`, a run trained on synthetic data is best only when no run
+    :func:`core.models.runs.best_run`, a run trained on synthetic data is best only when no run
     trained on real images is in the table.
     """
     rows, eligible = [], []

@@ -5,7 +5,7 @@ dataset) → decode at the card's image size with the card's preprocessing (cach
 logits from the one model runner → temperature-scale → flag images that are near-copies of a
 training image → metrics on all images and on the leakage-free subset (:mod:`.metrics`).
 Results are cached on disk (:mod:`.cache`) and a compact summary goes into the model card,
-where :func:`core.models.registry.best_run` reads it.
+where :func:`core.models.runs.best_run` reads it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.datasets import Dataset
+from core.data.image_cache import cached_images
 from core.data.preprocess import get_recipe
 from core.data.scan import scan_dataset
 from core.errors import WorkbenchError
@@ -33,8 +34,7 @@ from core.evaluation.sets import (
 from core.inference.calibration import softmax
 from core.inference.runner import ModelRunner
 from core.jobs import Job
-from core.models.registry import Run, load_model, resolve_run, update_card
-from core.training.pipeline import cached_images
+from core.models.runs import Run, load_model, resolve_run, update_card
 
 BATCH = 64  # images per forward pass during evaluation
 MAX_STORED_EVALUATIONS = 20  # summaries kept under the card's evaluations; the oldest go first
@@ -140,7 +140,7 @@ def store_summary(run: Run, result: EvaluationResult) -> Run:
     the card's test split, and never replaced. Every result is kept under ``evaluations``, keyed
     by what was evaluated (set kind and dataset fingerprint), so an evaluation on another folder
     can neither rewrite the held-out figure nor change which run is the default
-    (:func:`core.models.registry.best_run` reads the held-out figure only).
+    (:func:`core.models.runs.best_run` reads the held-out figure only).
     """
     fresh = resolve_run(str(run.path), root=run.path.parent)
     summary = result.card_summary()

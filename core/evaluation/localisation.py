@@ -148,7 +148,7 @@ def evaluate_localisation(run, eval_set, boxes_path: str | Path, method: str | N
     from core.evaluation.sets import near_dup_threshold as _threshold
     from core.evaluation.sets import open_eval_dataset, overlap_distances, select_images
     from core.inference.gradcam import CAM_TITLES, DEFAULT_CAM_METHOD
-    from core.models.registry import load_model
+    from core.models.runs import load_model
 
     method = method or DEFAULT_CAM_METHOD
     boxes = read_boxes(boxes_path)

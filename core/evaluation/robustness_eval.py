@@ -12,13 +12,15 @@ import pandas as pd
 
 from core.cachefs import cache_write
 from core.data.datasets import Dataset
-from core.data.preprocess import LEGACY_ID
+from core.data.image_cache import cached_images
+from core.data.preprocess import WHOLE_FRAME_ID
 from core.data.scan import scan_dataset
+from core.data.shifts import RAW_SCALE
 from core.errors import WorkbenchError
 from core.evaluation.cache import NO_CACHE_FOLDER, read_table, robustness_path
 from core.evaluation.conformal_eval import shift_columns
 from core.evaluation.evaluate import SubJob, check_preprocessing, progress_stage
-from core.evaluation.robustness import RAW_SCALE, robustness_table
+from core.evaluation.robustness import robustness_table
 from core.evaluation.sets import (
     EvalSet,
     near_dup_threshold,
@@ -32,8 +34,7 @@ from core.inference.runner import ModelRunner
 from core.inference.trust import card_thresholds, flags, warning_rates
 from core.inference.trust_fit import shifted_scores
 from core.jobs import Job
-from core.models.registry import OOD_FILE, Run, load_model
-from core.training.pipeline import cached_images
+from core.models.runs import OOD_FILE, Run, load_model
 
 
 def cached_robustness(run: Run, eval_set: EvalSet) -> pd.DataFrame | None:
@@ -54,7 +55,7 @@ def _raw_images(run: Run, eval_set: EvalSet, ds: Dataset, job: Job | None):
     labels = rows["label"].map({c: i for i, c in enumerate(run.class_names)}).to_numpy(np.int64)
     paths = [ds.abspath(p) for p in rows["path"]]
     raw = cached_images(paths, RAW_SCALE * run.image_size, ds.fingerprint, progress_stage(job, 0.2, 0.4, "Loading images"),
-                        preprocessing=LEGACY_ID)
+                        preprocessing=WHOLE_FRAME_ID)
     return rows, labels, raw
 
 

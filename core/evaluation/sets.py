@@ -14,7 +14,7 @@ from core.data.hashing import HALF_WORDS, hashes_from_hex, nearest_distance
 from core.data.splits import make_split
 from core.errors import WorkbenchError
 from core.models.card import ModelCard
-from core.models.registry import Run
+from core.models.runs import Run
 from core.options import Option, Registry
 
 #: The page's radio and the CLI's --set list these; EvalSet checks against them.

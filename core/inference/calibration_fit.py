@@ -24,7 +24,7 @@ from core.inference.conformal_fit import fit_run_conformal, write_conformal
 from core.inference.ood import OODModel, energy, fit_ood
 from core.inference.runner import ModelRunner
 from core.inference.tta import TTA, tta_logits
-from core.models.registry import Run, load_model, update_card
+from core.models.runs import Run, load_model, update_card
 
 OOD_TRAIN_SAMPLE = 3000  # training images the Mahalanobis model is fitted on (bounded: memory and time)
 

@@ -82,7 +82,7 @@ def _spliced_model(model: Any, nested: Any, inner: Any, score_layer: Any) -> Any
     weight) and calling ``inner`` where ``nested`` was called, so layers after the nested model
     may also use earlier tensors (skip connections). ``score_layer`` None scores with the output.
     """
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     k = keras()
     if isinstance(model, k.Sequential):  # clone_model takes a call_function for functional graphs only
@@ -114,7 +114,7 @@ def _feature_model(model: Any, path: list, score_layer: Any = None) -> Any:
     None. For a nested path the inner model is rebuilt to also return the target's output, then
     put in place of the nested model in the outer graph.
     """
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     k = keras()
     if len(path) == 1:
@@ -159,7 +159,7 @@ def traced_gradients(grad_model: Any, batch_shape: tuple) -> Any:
     Eager GradientTape through ~50 Keras layers costs ~80 ms of Python per image on a CPU; the
     traced graph runs the same maths in a few milliseconds.
     """
-    from core.tfrt import tf as load_tf
+    from core.lazy_tensorflow import tf as load_tf
 
     tf = load_tf()
     key = (id(grad_model), tuple(batch_shape))

@@ -27,7 +27,7 @@ from core.inference.conformal import (
     conformal_quantile,
     label_scores,
 )
-from core.models.registry import Run, update_card
+from core.models.runs import Run, update_card
 
 SELECTION_REPEATS = 200  # random half splits of the validation images per candidate score
 COVERAGE_SLACK = 0.01  # a score is valid when every class's mean coverage is ≥ nominal − this (Monte Carlo noise)
@@ -101,7 +101,7 @@ def _validation_logits(run: Run) -> tuple[np.ndarray, np.ndarray]:
     from core.data.preprocess import load_many
     from core.inference.runner import ModelRunner
     from core.inference.tta import tta_logits
-    from core.models.registry import load_model
+    from core.models.runs import load_model
 
     paths, labels = run.validation_set()
     runner = ModelRunner(load_model(run), "none", batch_size=128)

@@ -48,7 +48,7 @@ class BaseCAM:
 
     def activations_and_grads(self, image: np.ndarray, class_index: int | None) -> tuple[np.ndarray, np.ndarray, int]:
         """Feature map, d(score)/d(feature map), both (h, w, c) float64, and the class used."""
-        from core.tfrt import tf as load_tf
+        from core.lazy_tensorflow import tf as load_tf
 
         tf = load_tf()
         x = as_batch(image, self.model.inputs[0].shape)

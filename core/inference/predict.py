@@ -27,7 +27,7 @@ from core.inference.ood import OODModel, energy, image_checks
 from core.inference.runner import ModelRunner
 from core.inference.trust import TrustThresholds, card_thresholds, unstable_views
 from core.inference.trust import flags as trust_flags
-from core.models.registry import OOD_FILE, Run, best_run, list_runs, load_model, resolve_run
+from core.models.runs import OOD_FILE, Run, best_run, list_runs, load_model, resolve_run
 
 SAFE_META = (*SAFE_FIELDS, "window", "frames")  # DICOM fields we show; never patient identifiers
 NOT_MRI = "Probably not a brain MRI"

@@ -43,8 +43,8 @@ class ModelRunner:
     """
 
     def __init__(self, model: Any, tta: str = "none", features: bool = True, batch_size: int = BATCH) -> None:
-        from core.tfrt import keras
-        from core.tfrt import tf as load_tf
+        from core.lazy_tensorflow import keras
+        from core.lazy_tensorflow import tf as load_tf
 
         if tta not in TTA_MODES:
             raise WorkbenchError(f"unknown test-time augmentation '{tta}' (choose {', '.join(TTA_MODES)})", "tta")

@@ -10,14 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from core.data.preprocess import LEGACY_ID, load_many, prepare_batch
-from core.evaluation.robustness import RAW_SCALE, SHIFTS, shift_images
+from core.data.preprocess import WHOLE_FRAME_ID, load_many, prepare_batch
+from core.data.shifts import RAW_SCALE, SHIFTS, shift_images
 from core.inference.calibration import softmax
 from core.inference.ood import OODModel
 from core.inference.runner import ModelRunner
 from core.inference.trust import fit_thresholds, flags, unstable_views, warning_rates
 from core.jobs import Job
-from core.models.registry import OOD_FILE, Run, load_model, update_card
+from core.models.runs import OOD_FILE, Run, load_model, update_card
 
 
 def shifted_scores(runner: ModelRunner, ood: OODModel | None, raw: np.ndarray, labels: np.ndarray, size: int,
@@ -51,7 +51,7 @@ def fit_run_warnings(run: Run, model: Any = None, job: Job | None = None) -> Run
     """
     results = dict(run.card.results)
     paths, labels = run.validation_set()
-    raw = load_many(paths, RAW_SCALE * run.image_size, preprocessing=LEGACY_ID)
+    raw = load_many(paths, RAW_SCALE * run.image_size, preprocessing=WHOLE_FRAME_ID)
     runner = ModelRunner(model if model is not None else load_model(run), run.card.tta)
     ood = OODModel.load(run.path / OOD_FILE) if (run.path / OOD_FILE).is_file() else None
     temperature = run.card.temperature

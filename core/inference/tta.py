@@ -13,19 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from core.options import Option, Registry
+from core.data.tta import TTA, TTA_MODES, mirrored
 
-TTA = Registry("test-time augmentation", [
-    Option("none", "None", "Each slice is scored once, as it is."),
-    Option("hflip", "Average with the mirrored slice",
-           "Each slice is scored as it is and left-right mirrored; the two answers are averaged."),
-])
-TTA_MODES = tuple(TTA)  # the keys, for membership tests
-
-
-def mirrored(images: np.ndarray) -> np.ndarray:
-    """Left-right mirror of a (N, H, W, C) batch (a copy, the input is not modified)."""
-    return np.ascontiguousarray(np.asarray(images)[:, :, ::-1, :])
+__all__ = ["TTA", "TTA_MODES", "mirrored", "tta_logits"]
 
 
 def tta_logits(logits_fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray, mode: str) -> np.ndarray:

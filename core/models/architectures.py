@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core.tfrt import keras
+from core.lazy_tensorflow import keras
 
 
 @dataclass(frozen=True)

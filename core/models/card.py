@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from core.data.preprocess import LEGACY_ID
+from core.data.preprocess import WHOLE_FRAME_ID
+from core.data.tta import TTA_MODES
 from core.errors import WorkbenchError
-from core.inference.tta import TTA_MODES
 from core.models.card_validation import validate_card
 
 CARD_VERSION = 1  # bump when a field changes meaning; readers keep loading every older version
@@ -54,7 +54,7 @@ class ModelCard:
     class_names: tuple[str, ...] = ()
     image_size: int = 0
     input_channels: int = 1
-    preprocessing_id: str = LEGACY_ID  # core.data.preprocess recipe; cards before it existed used the legacy one
+    preprocessing_id: str = WHOLE_FRAME_ID  # core.data.preprocess recipe; cards before it existed used the legacy one
     preprocessing_description: str = ""
     weights: str = ""  # where the starting weights came from, in words
     versions: Mapping[str, Any] = field(default_factory=dict)
@@ -91,7 +91,7 @@ class ModelCard:
         pre = data.get("preprocessing") if isinstance(data.get("preprocessing"), dict) else {}
         kwargs = {k: v for k, v in data.items() if k in known and k not in ("extra", "preprocessing") and v is not None}
         extra = {k: v for k, v in data.items() if k not in known and k != "preprocessing"}
-        return cls(**kwargs, preprocessing_id=str(pre.get("id") or LEGACY_ID),
+        return cls(**kwargs, preprocessing_id=str(pre.get("id") or WHOLE_FRAME_ID),
                    preprocessing_description=str(pre.get("description") or ""), extra=extra)
 
     def to_json(self) -> dict[str, Any]:

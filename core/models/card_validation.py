@@ -95,7 +95,7 @@ def _class_and_size_problems(card: dict[str, Any]) -> list[str]:
 
 
 def _results_problems(results: dict[str, Any]) -> list[str]:
-    from core.inference.tta import TTA_MODES
+    from core.data.tta import TTA_MODES
 
     problems = []
     t = results.get("temperature")

@@ -12,7 +12,7 @@ from core.data.preprocess import prepare_framed, resize_square
 from core.errors import WorkbenchError
 from core.inference.gradcam import compute_cam
 from core.inference.overlay import overlay
-from core.models.registry import Run
+from core.models.runs import Run
 
 
 def gallery_images(run: Run, model, root: str | Path, rows: pd.DataFrame, cam_method: str | None = "gradcam",

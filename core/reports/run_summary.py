@@ -14,7 +14,7 @@ import pandas as pd
 from core.classes import display_name
 from core.data.preprocess import get_recipe
 from core.errors import WorkbenchError
-from core.models.registry import Run
+from core.models.runs import Run
 
 SPLIT_WORDS = {"leakage_free": "leakage-free", "dataset": "folder's own"}
 

@@ -28,7 +28,7 @@ def weight_averager(n_epochs: int, total_epochs: int) -> Any:
     The class is defined on call: subclassing keras.callbacks.Callback at import time would load
     TensorFlow whenever the engine is imported.
     """
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     class WeightAverager(keras().callbacks.Callback):
         def __init__(self) -> None:
@@ -67,7 +67,7 @@ def set_trainable_weights(model: Any, values: list[np.ndarray]) -> None:
 
 
 def _trainable_batchnorms(model: Any) -> list:
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     bn_type = keras().layers.BatchNormalization
     found: list = []
@@ -97,7 +97,7 @@ def recompute_bn_statistics(model: Any, images: np.ndarray, batch_size: int = 12
     bns = _trainable_batchnorms(model)
     if not bns or len(images) == 0:
         return 0
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     # A view of the same layers whose inputs are a list, whatever structure the model was built with.
     forward = keras().Model(model.inputs, model.outputs)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from core.jobs import Job
-from core.tfrt import keras
+from core.lazy_tensorflow import keras
 from core.training.train_feedback import PHASE_COMPILING, seconds_left
 
 

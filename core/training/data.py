@@ -6,14 +6,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.config import DataConfig, TrainConfig
+from core.config import DataConfig
 from core.data.data_changes import content_digest
 from core.data.datasets import Dataset
+from core.data.image_cache import cached_images
 from core.data.scan import ScanReport
 from core.data.splits import make_split
 from core.errors import WorkbenchError
 from core.jobs import Job
-from core.training.pipeline import cached_images
+from core.training.config import TrainConfig
 from core.training.train_feedback import PHASE_DECODING
 
 SPLITS = ("train", "val", "test")

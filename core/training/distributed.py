@@ -11,7 +11,7 @@ A dead worker is noticed by TensorFlow's coordination service (its heartbeat tim
 about 10 s), which aborts the pending all-reduce on the others: their ``fit`` raises, the chief
 removes its staging folder and nothing is published.
 
-Only :mod:`core.errors` and :mod:`core.tfrt` are imported: the strategy registry
+Only :mod:`core.errors` and :mod:`core.lazy_tensorflow` are imported: the strategy registry
 (:mod:`core.training.options`) builds the strategy from here, and config imports that registry.
 """
 
@@ -124,7 +124,7 @@ def multiworker_strategy() -> Any:
 @functools.cache
 def _strategy(tf_config: str) -> Any:
     """Built once per TF_CONFIG text (MultiWorkerMirroredStrategy reads the variable itself)."""
-    from core.tfrt import tf
+    from core.lazy_tensorflow import tf
 
     tf_ = tf()
 
@@ -150,7 +150,7 @@ def _strategy(tf_config: str) -> Any:
 
 def is_multiworker(strategy: Any) -> bool:
     """True for a MultiWorkerMirroredStrategy (TensorFlow is loaded already: it built ``strategy``)."""
-    from core.tfrt import tf
+    from core.lazy_tensorflow import tf
 
     return isinstance(strategy, tf().distribute.MultiWorkerMirroredStrategy)
 
@@ -192,7 +192,7 @@ def shard_by_data(strategy: Any, dataset: Any) -> Any:
     """
     if not is_multiworker(strategy):
         return dataset
-    from core.tfrt import tf
+    from core.lazy_tensorflow import tf
 
     tf_ = tf()
     options = tf_.data.Options()
@@ -207,7 +207,7 @@ def lost_workers(strategy: Any) -> Iterator[None]:
     if not is_multiworker(strategy):
         yield
         return
-    from core.tfrt import tf
+    from core.lazy_tensorflow import tf
 
     errors = tf().errors
     try:
@@ -236,7 +236,7 @@ def wait_for_all(strategy: Any) -> None:
     """
     if not is_multiworker(strategy):
         return
-    from core.tfrt import tf
+    from core.lazy_tensorflow import tf
 
     tf_ = tf()
     with lost_workers(strategy):

@@ -10,12 +10,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from core.config import TrainConfig
 from core.jobs import Job
+from core.lazy_tensorflow import keras
 from core.models.architectures import ArchSpec, backbone_layers
-from core.tfrt import keras
 from core.training.averaging import recompute_bn_statistics, set_trainable_weights, weight_averager
 from core.training.callbacks import progress_callback
+from core.training.config import TrainConfig
 from core.training.data import PreparedData
 from core.training.distributed import shard_by_data
 from core.training.options import OPTIMIZERS, SCHEDULES

@@ -8,29 +8,28 @@ Builders import Keras when called, never at import time.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.options import Option, Registry
 
-# Builders take a core.config.TrainConfig, typed Any here: config imports these registries to
-# validate its fields, so this module cannot import config (not even for annotations).
-TrainConfig = Any
+if TYPE_CHECKING:  # config imports these registries to validate its fields; annotations only here
+    from core.training.config import TrainConfig
 
 
 def _adamw(cfg: TrainConfig, lr: float) -> Any:
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     return keras().optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay)
 
 
 def _adam(cfg: TrainConfig, lr: float) -> Any:
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     return keras().optimizers.Adam(learning_rate=lr)
 
 
 def _sgd(cfg: TrainConfig, lr: float) -> Any:
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     return keras().optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True)
 
@@ -47,7 +46,7 @@ OPTIMIZERS = Registry("optimizer", [
 def cosine_callback(peak_lr: float, total_steps: int, warmup_steps: int):
     """A Keras callback: per-batch cosine learning-rate decay after a short linear warm-up
     (Loshchilov & Hutter 2017); the rate never drops below 1/1000 of the peak."""
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     k = keras()
 
@@ -73,7 +72,7 @@ def _cosine(cfg: TrainConfig, lr: float, steps: int, epochs: int) -> Any:
 
 
 def _plateau(cfg: TrainConfig, lr: float, steps: int, epochs: int) -> Any:
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     return keras().callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, cfg.patience // 2),
                                                min_lr=lr * 1e-3)
@@ -97,13 +96,13 @@ WEIGHTS = Registry("weights source", [
 
 
 def _default_strategy() -> Any:
-    from core.tfrt import tf
+    from core.lazy_tensorflow import tf
 
     return tf().distribute.get_strategy()
 
 
 def _mirrored_strategy() -> Any:
-    from core.tfrt import tf
+    from core.lazy_tensorflow import tf
 
     tf_ = tf()
     gpus = [d.name for d in tf_.config.list_logical_devices("GPU")]

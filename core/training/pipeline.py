@@ -1,46 +1,16 @@
 """The tf.data input pipeline shared by training, evaluation and prediction.
 
 decode → resize happens once per (dataset, image size) in parallel threads through
-:func:`core.data.preprocess.load_many` and is cached on disk; then tf.data does
+:func:`core.data.preprocess.load_many` and is cached on disk (:mod:`core.data.image_cache`); then tf.data does
 shuffle → batch → augment (training only, a parallel batched map) → prefetch.
 Augmenting whole batches is ~10× cheaper than per-image maps on a CPU.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Sequence
-from pathlib import Path
-
 import numpy as np
 
-from core.cachefs import DAMAGED_ENTRY, cache_folder, cache_write, discard
 from core.config import AugmentConfig
-from core.data.preprocess import LEGACY_ID, load_many
-
-
-def cached_images(paths: Sequence[Path], size: int, key: str,
-                  progress: Callable[[int, int], None] | None = None,
-                  preprocessing: str = LEGACY_ID) -> np.ndarray:
-    """(N, size, size, 1) uint8 for ``paths`` prepared by ``preprocessing``, cached on disk under
-    ``key`` (dataset fingerprint). A damaged entry is rebuilt; an unwritable cache only warns."""
-    digest = hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:12]
-    folder = cache_folder("arrays")
-    target = folder / f"{preprocessing}-{key}-{size}-{digest}.npy" if folder is not None else None
-    if target is not None and target.exists():
-        try:
-            arr = np.load(target, mmap_mode=None, allow_pickle=False)
-            if arr.shape == (len(paths), size, size, 1) and arr.dtype == np.uint8:
-                if progress:
-                    progress(len(paths), len(paths))
-                return arr
-        except DAMAGED_ENTRY:
-            pass
-        discard(target)  # damaged or of another shape: rebuilt below
-    arr = load_many(paths, size, progress=progress, preprocessing=preprocessing)
-    if target is not None:
-        cache_write(target, lambda fh: np.save(fh, arr))
-    return arr
 
 
 def mixup_batch(x, y, w, key, alpha: float):
@@ -50,7 +20,7 @@ def mixup_batch(x, y, w, key, alpha: float):
     example keeps its identity; labels (and sample weights) blend with the same lam.
     ``key`` is a stateless seed pair: the same key gives the same mix.
     """
-    # Called inside a traced tf.data map, where AutoGraph would try to convert core.tfrt's
+    # Called inside a traced tf.data map, where AutoGraph would try to convert core.lazy_tensorflow's
     # environment set-up; TensorFlow is already initialised by then, so import it directly.
     import tensorflow as tf
 
@@ -76,7 +46,7 @@ def train_dataset(images: np.ndarray, labels: np.ndarray, num_classes: int, batc
     (seed, global batch index), so a rerun sees exactly the same stream. ``mixup`` > 0 blends
     augmented examples pairwise (:func:`mixup_batch` with that alpha).
     """
-    from core.tfrt import tf as load_tf
+    from core.lazy_tensorflow import tf as load_tf
     from core.training.augment import augment_batch
 
     tf = load_tf()
@@ -101,7 +71,7 @@ def train_dataset(images: np.ndarray, labels: np.ndarray, num_classes: int, batc
 
 def eval_dataset(images: np.ndarray, labels: np.ndarray | None, num_classes: int, batch_size: int):
     """A finite, unshuffled dataset for validation/evaluation/prediction (no augmentation)."""
-    from core.tfrt import tf as load_tf
+    from core.lazy_tensorflow import tf as load_tf
 
     tf = load_tf()
     x = tf.data.Dataset.from_tensor_slices(images).map(lambda a: tf.cast(a, tf.float32))

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from core.tfrt import keras
+from core.lazy_tensorflow import keras
 from core.training.options import PRECISIONS
 
 

@@ -8,13 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.config import DataConfig, TrainConfig
+from core.config import DataConfig
 from core.data.datasets import Dataset
 from core.data.preprocess import get_recipe
+from core.lazy_tensorflow import keras
 from core.models.architectures import ArchSpec
 from core.models.card import ModelCard
-from core.models.registry import MODEL_FILE, file_sha256
-from core.tfrt import keras
+from core.models.runs import MODEL_FILE, file_sha256
+from core.training.config import TrainConfig
 from core.training.data import PreparedData
 
 

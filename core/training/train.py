@@ -15,14 +15,14 @@ import shutil
 import time
 from typing import Any
 
-from core.config import DataConfig, TrainConfig
+from core.config import DataConfig
 from core.data.datasets import Dataset
 from core.data.scan import ScanReport
 from core.errors import WorkbenchError
 from core.inference.calibration_fit import fit_calibration
 from core.jobs import Job, JobCancelled
 from core.models.architectures import ArchSpec, build_model, get_arch
-from core.models.registry import (
+from core.models.runs import (
     CARD_FILE,
     HISTORY_FILE,
     MODEL_FILE,
@@ -33,6 +33,7 @@ from core.models.registry import (
     staging_dir,
     write_card,
 )
+from core.training.config import TrainConfig
 from core.training.data import PreparedData, prepare_data
 from core.training.distributed import finish_worker, is_chief, lost_workers, release_workers, worker_folder
 from core.training.options import strategy_for
@@ -52,7 +53,7 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
         JobCancelled: the user cancelled; nothing usable is left in the registry.
         WorkbenchError: bad data or configuration; earlier models are untouched.
     """
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
     from core.training.loop import fit_phases
 
     spec = get_arch(cfg.arch)

@@ -109,7 +109,7 @@ def nav(page, link: str, title: str) -> None:
 
 
 def completed_runs(server: Server) -> list:
-    from core.models.registry import list_runs
+    from core.models.runs import list_runs
 
     return list_runs(server.models)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.data.preprocess import LEGACY_ID
-from core.models.export_formats import EXPORT_FORMATS
+from core.data.preprocess import WHOLE_FRAME_ID
+from core.export.formats import EXPORT_FORMATS
 
 _PREPROCESSING_OUTSIDE = {
-    LEGACY_ID: (
+    WHOLE_FRAME_ID: (
         "Outside the workbench this recipe is easy to reproduce: decode to 8-bit grayscale, resize to "
         "{size}×{size} with OpenCV's INTER_AREA when shrinking (INTER_LINEAR when enlarging), and pass the "
         "0..255 values as float32. A different resize (another library, another interpolation) gives slightly "

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from core.errors import WorkbenchError
-from core.models.export_formats import EXPORT_FORMATS, INPUT_NAME, OUTPUT_NAME
-from core.models.registry import Run, load_model
+from core.export.formats import EXPORT_FORMATS, INPUT_NAME, OUTPUT_NAME
+from core.models.runs import Run, load_model
 from core.paths import check_path_text
 
 TOLERANCE = 1e-4  # largest allowed |exported − Keras| probability on any image and class
@@ -83,7 +83,7 @@ def bundle_target(out: str | Path, run: Run, fmt: str, overwrite: bool = False) 
 
 def serving_model(model: Any, tta: str, temp: float) -> Any:
     """The exported network: image -> [mirror-averaged] logits -> softmax(logits / T), named output."""
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     k = keras()
     names = {layer.name for layer in model.layers}
@@ -223,7 +223,7 @@ def export_facts(run: Run, fmt: str, diff: float, n: int, source: str) -> dict[s
 
 def _write_zip(target: Path, artifact: Path, fmt: str, run: Run, facts: dict[str, Any]) -> None:
     from core.atomic import atomic_open
-    from core.models.export_readme import bundle_readme
+    from core.export.readme import bundle_readme
 
     name = EXPORT_FORMATS[fmt].artifact
     with atomic_open(target, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:

@@ -206,7 +206,7 @@ def load_model(run: Run):
         WorkbenchError: a damaged card, a file changed since it was registered, a model that
             cannot be loaded, or a card that does not fit the model.
     """
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
 
     if run.problems:
         raise WorkbenchError("the model card is damaged, so the model is not loaded: " + "; ".join(run.problems),

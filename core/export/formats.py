@@ -46,8 +46,8 @@ def _write_keras(model: Any, path: Path) -> None:
 
 
 def _load_keras(path: Path) -> Predict:
-    from core.tfrt import keras
-    from core.tfrt import tf as load_tf
+    from core.lazy_tensorflow import keras
+    from core.lazy_tensorflow import tf as load_tf
 
     tf, model = load_tf(), keras().saving.load_model(path, compile=False, safe_mode=True)
     spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
@@ -61,7 +61,7 @@ def _write_savedmodel(model: Any, path: Path) -> None:
 
 
 def _load_savedmodel(path: Path) -> Predict:
-    from core.tfrt import tf as load_tf
+    from core.lazy_tensorflow import tf as load_tf
 
     tf = load_tf()
     loaded = tf.saved_model.load(str(path))  # the closure keeps it alive: the signature needs its variables
@@ -108,7 +108,7 @@ def _write_onnx(model: Any, path: Path) -> None:
     import tf2onnx
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from core.tfrt import tf as load_tf
+    from core.lazy_tensorflow import tf as load_tf
 
     try:  # tf2onnx 1.17 predates NumPy 2; Keras's ONNX exporter applies the same patch before converting
         from keras.src.export.tf2onnx_lib import patch_tf2onnx
