@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
     from core.evaluation.conformal_eval import evaluate_conformal
+    from core.evaluation.eval_sets import EvalSet
     from core.evaluation.evaluate import evaluate_run
     from core.evaluation.robustness_eval import evaluate_robustness
-    from core.evaluation.sets import EvalSet
     from core.models.runs import best_run, list_runs, resolve_run
 
     run = resolve_run(args.model) if args.model else best_run(list_runs())

@@ -305,8 +305,8 @@ def evaluate_time(run, data_dir: Path, n: int, reps: int) -> dict:
     The images are linked into a temporary class-folder dataset; each repetition uses a fresh
     cache folder so decoding is really included.
     """
+    from core.evaluation.eval_sets import EvalSet
     from core.evaluation.evaluate import evaluate_run
-    from core.evaluation.sets import EvalSet
 
     rng = np.random.default_rng(0)
     files = sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".png", ".jpeg"))

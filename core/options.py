@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from core.errors import WorkbenchError
 
@@ -26,18 +27,36 @@ class Option:
     build: Callable[..., Any] | None = None  # what the choice makes (an optimizer, callbacks...), if anything
 
 
-class Registry(Mapping[str, Option]):
-    """An ordered, read-only mapping of key → :class:`Option`; the first entry is listed first.
+class Choice(Protocol):
+    """What every registry entry has: :class:`Option`, and the richer entries (architectures,
+    preprocessing recipes, CAM methods, export formats) that carry more than one builder."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def help(self) -> str: ...
+
+
+C = TypeVar("C", bound=Choice)
+
+
+class Registry(Mapping[str, C], Generic[C]):
+    """An ordered, read-only mapping of key → entry (an :class:`Option` or another :class:`Choice`);
+    the first entry is listed first.
 
     Args:
         what: what the options are, in plain words ("optimizer"), for error messages.
     """
 
-    def __init__(self, what: str, options: Iterable[Option]) -> None:
+    def __init__(self, what: str, options: Iterable[C]) -> None:
         self.what = what
         self._options = {o.key: o for o in options}
 
-    def __getitem__(self, key: str) -> Option:
+    def __getitem__(self, key: str) -> C:
         return self._options[key]
 
     def __iter__(self) -> Iterator[str]:
@@ -46,12 +65,26 @@ class Registry(Mapping[str, Option]):
     def __len__(self) -> int:
         return len(self._options)
 
-    def check(self, key: Any, source: str | None = None) -> Option:
+    def check(self, key: Any, source: str | None = None) -> C:
         """The option for ``key``, or a WorkbenchError naming the valid keys."""
         if not isinstance(key, str) or key not in self._options:
             raise WorkbenchError(f"unknown {self.what} '{key}' (choose {', '.join(self._options)})",
                                  source or self.what)
         return self._options[key]
+
+    @contextmanager
+    def extended(self, entry: C) -> Iterator[C]:
+        """Within the block, ``entry`` is registered (replacing one with its key); afterwards the
+        registry is as before. For tests that add a tiny architecture or alter a checksum."""
+        old = self._options.get(entry.key)
+        self._options[entry.key] = entry
+        try:
+            yield entry
+        finally:
+            if old is None:
+                del self._options[entry.key]
+            else:
+                self._options[entry.key] = old
 
     def title(self, key: str) -> str:
         """The display title of ``key`` (the key itself when unknown: old cards may name retired options)."""

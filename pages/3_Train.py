@@ -102,7 +102,7 @@ arch = st.selectbox("Architecture", list(ARCHITECTURES), format_func=lambda k: A
                     key="train_arch", help="Every model takes the same grayscale input and does its own "
                                            "scaling inside, so a saved model carries its preprocessing.")
 spec = ARCHITECTURES[arch]
-st.caption(spec.description)
+st.caption(spec.help)
 c1, c2, c3, c4 = st.columns(4)
 image_size = ws.number(c1, "Image size (px)", TrainConfig, "image_size", f"train_size_{arch}",
                        "Images are resized to this square side. Larger sees finer detail but trains roughly "

@@ -10,15 +10,15 @@ from core.classes import display_name
 from core.evaluation import metrics
 from core.evaluation.compare import cell_images, comparison_table, training_history, worst_mistakes
 from core.evaluation.conformal_eval import evaluate_conformal
+from core.evaluation.eval_sets import EVAL_SETS, EvalSet, data_kind_warning
 from core.evaluation.evaluate import cached_evaluation, evaluate_runs
-from core.evaluation.sets import EVAL_SETS, EvalSet, data_kind_warning
-from core.inference.gradcam import CAM_METHODS, CAM_TITLES
+from core.inference.gradcam import CAM_METHODS
 from core.jobs import FINISHED, job_registry
 from core.models.runs import best_run, list_runs, load_model, resolve_run
 from core.paths import check_under_data_roots
 from core.reports import eval_charts as ec
+from core.reports.conformal import GUARANTEE_NOTE, coverage_chart, coverage_display
 from core.reports.gallery import gallery_images
-from core.reports.prediction_sets import GUARANTEE_NOTE, coverage_chart, coverage_display
 from pages import _evaluate_sections as es
 from pages import _nav as nav
 from pages import _shared as sh
@@ -238,7 +238,7 @@ elif st.session_state.get("evaluate_true") not in names or st.session_state.get(
 c1, c2, c3 = st.columns(3)
 true_c = c1.selectbox("True class", names, format_func=display_name, key="evaluate_true")
 pred_c = c2.selectbox("Predicted class", names, format_func=display_name, key="evaluate_pred")
-method = c3.selectbox("Overlay", [None, *CAM_METHODS], format_func=lambda k: CAM_TITLES.get(k, "none"),
+method = c3.selectbox("Overlay", [None, *CAM_METHODS], format_func=lambda k: CAM_METHODS.title(k or "none"),
                       index=1, key="evaluate_cam")
 st.caption("Click a cell (or pick the two classes) to see its images; the overlay shows where the model looked.")
 show_gallery(run, result, cell_images(result.subset(lf), true_c, pred_c), method,

@@ -13,7 +13,7 @@ import streamlit as st
 
 from core.classes import display_name
 from core.inference.conformal import COVERAGE_CHOICES, DEFAULT_COVERAGE
-from core.inference.gradcam import CAM_METHODS, CAM_TITLES, DEFAULT_CAM_METHOD
+from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
 from core.inference.overlay import COLORMAPS
 from core.inference.predict import (
     PredictionResult,
@@ -31,7 +31,7 @@ from core.reports.case_report import (
     overlays_zip,
     results_csv,
 )
-from core.reports.prediction_sets import GUARANTEE_NOTE, coverage_words, describe_set
+from core.reports.conformal import GUARANTEE_NOTE, coverage_words, describe_set
 from core.reports.run_summary import model_facts
 from core.safetext import escape_markdown
 from pages import _nav as nav
@@ -89,7 +89,7 @@ def show_result(i: int, r: PredictionResult, alpha: float, cmap: str, summary: d
         left.image(r.image.pixels, caption=f"DICOM slice, window {r.meta.get('window', '')}" if dicom else "Input",
                    width="stretch")
         if r.heatmap is not None:
-            what = f"{CAM_TITLES[r.method]} for {display_name(r.heatmap_class)}"
+            what = f"{CAM_METHODS.title(r.method)} for {display_name(r.heatmap_class)}"
             middle.image(overlay_for(r, 1.0, cmap), caption=f"{what}: heatmap", width="stretch")
             right.image(overlay_for(r, alpha, cmap), caption=f"{what}: overlay", width="stretch")
             note = heatmap_note(r)
@@ -135,7 +135,7 @@ st.caption(":material/lock: Uploads are processed in memory and never written to
 
 c1, c2, c3, c4, c5 = st.columns(5)
 methods = [DEFAULT_CAM_METHOD, *(m for m in CAM_METHODS if m != DEFAULT_CAM_METHOD)]
-method = c1.selectbox("Explanation method", methods, format_func=CAM_TITLES.get, key="predict_method",
+method = c1.selectbox("Explanation method", methods, format_func=CAM_METHODS.title, key="predict_method",
                       help="The first one is the method whose heat maps pointed at known tumours most often.")
 target = c2.selectbox("Explain class", [PREDICTED, *run.class_names], key="predict_target",
                       format_func=lambda c: c if c == PREDICTED else f"why {display_name(c)}?",

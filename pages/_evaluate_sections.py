@@ -12,13 +12,13 @@ from typing import Any
 import streamlit as st
 
 from core.errors import WorkbenchError
+from core.evaluation.eval_sets import EvalSet
 from core.evaluation.localisation import evaluate_localisation
 from core.evaluation.result import EvaluationResult
 from core.evaluation.robustness_eval import cached_robustness, evaluate_robustness
-from core.evaluation.sets import EvalSet
 from core.export.bundle import export_bytes
 from core.export.formats import EXPORT_FORMATS
-from core.inference.gradcam import CAM_TITLES, DEFAULT_CAM_METHOD
+from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
 from core.jobs import FINISHED, JobRegistry
 from core.models.runs import Run
 from core.reports import eval_charts as ec
@@ -95,7 +95,7 @@ def localisation_section(run: Run, eval_set: EvalSet, result: EvaluationResult) 
         return
     st.subheader("Does the heat map point at the tumour?")
     st.caption("For test images with a known tumour box (from the figshare collection), is the hottest point of "
-               f"the {CAM_TITLES[DEFAULT_CAM_METHOD]} map inside the box (grown by 10 % of the image side), and how "
+               f"the {CAM_METHODS.title(DEFAULT_CAM_METHOD)} map inside the box (grown by 10 % of the image side), and how "
                "much more heat does the box hold than a uniform map would give it?")
     key = f"localisation-{run.run_id}-{result.eval_kind}-{result.dataset_fingerprint}"
     if st.button("Score the heat maps", key="evaluate_localisation"):

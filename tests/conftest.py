@@ -182,3 +182,13 @@ def kaggle_tree(tmp_path: Path) -> Path:
 # --------------------------------------------------------------------------------------------
 
 from fixtures_models import tiny_predictor, tiny_registry, tiny_run  # noqa: E402, F401 (pytest fixtures)
+
+
+@pytest.fixture
+def extend_registry():
+    """``extend_registry(registry, entry)`` registers ``entry`` until the test ends (a tiny
+    architecture, an altered checksum); core registries are read-only mappings otherwise."""
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        yield lambda registry, entry: stack.enter_context(registry.extended(entry))

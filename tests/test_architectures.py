@@ -54,7 +54,7 @@ def test_transfer_backbones_sit_flat_in_the_model(built):
 @pytest.mark.parametrize("key", sorted(ARCHITECTURES))
 def test_specs_are_consistent(key):
     spec = ARCHITECTURES[key]
-    assert spec.key == key and spec.title and spec.description
+    assert spec.key == key and spec.title and spec.help
     assert 32 <= spec.default_image_size <= 512
     if spec.transfer:
         assert spec.weights_file and spec.weights_md5 and spec.weights_mb

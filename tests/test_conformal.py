@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from core.cli import main
-from core.cli.prediction_sets import parse_coverage
+from core.cli.conformal import parse_coverage
 from core.errors import WorkbenchError
 from core.evaluation.conformal_eval import coverage_table, shift_columns, wide_table
 from core.inference.conformal import (
@@ -25,7 +25,7 @@ from core.inference.conformal import (
     run_conformal,
 )
 from core.inference.conformal_fit import choose_score, compare_scores
-from core.reports.prediction_sets import GUARANTEE_NOTE, coverage_display, describe_set
+from core.reports.conformal import GUARANTEE_NOTE, coverage_display, describe_set
 
 NAMES = ("glioma", "meningioma", "notumor", "pituitary")
 

@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 
 from core.errors import WorkbenchError
-from core.evaluation import compare, sets
+from core.evaluation import compare, eval_sets
 from core.evaluation import evaluate as ev
+from core.evaluation.eval_sets import EvalSet
 from core.evaluation.evaluate import evaluate_run
-from core.evaluation.sets import EvalSet
 from core.models.runs import CARD_FILE, best_run, list_runs, load_model, resolve_run, update_card
 
 pytestmark = pytest.mark.slow
@@ -132,9 +132,9 @@ def test_overlap_distances_read_current_and_legacy_card_hashes(pixels, tmp_path)
     a, b = (hash_to_hex(perceptual_hash(pixels(seed, 64))) for seed in (1, 2))
     for train in ([a], [a[:64]]):
         run = Run("r", tmp_path, ModelCard(data={"train_hashes": train}))
-        dist = sets.overlap_distances(run, [a, b])
+        dist = eval_sets.overlap_distances(run, [a, b])
         assert dist[0] == 0 and dist[1] > 20
-    assert sets.overlap_distances(Run("r", tmp_path, ModelCard()), [a]) is None
+    assert eval_sets.overlap_distances(Run("r", tmp_path, ModelCard()), [a]) is None
 
 
 def test_class_mismatch_is_refused(run_copy, demo_root):

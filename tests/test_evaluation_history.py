@@ -15,8 +15,8 @@ import pytest
 from test_registry import fake_run
 
 from core.evaluation import compare
+from core.evaluation.eval_sets import EvalSet
 from core.evaluation.evaluate import evaluate_run
-from core.evaluation.sets import EvalSet
 from core.models.runs import CARD_FILE, best_run, list_runs, resolve_run
 
 

@@ -127,26 +127,26 @@ def test_each_format_round_trips_with_card_and_readme(tiny_run, tiny_predictor, 
 
 
 @pytest.mark.slow
-def test_a_mismatching_export_fails_and_leaves_no_file(tiny_run, tmp_path, monkeypatch):
+def test_a_mismatching_export_fails_and_leaves_no_file(tiny_run, tmp_path, extend_registry):
     spec = EXPORT_FORMATS["onnx"]
 
     def off_by_a_little(path):
         run_it = spec.load(path)
         return lambda x: run_it(x) + 1e-3  # a converter that drifts: still plausible probabilities
 
-    monkeypatch.setitem(EXPORT_FORMATS, "onnx", dataclasses.replace(spec, load=off_by_a_little))
+    extend_registry(EXPORT_FORMATS, dataclasses.replace(spec, load=off_by_a_little))
     with pytest.raises(WorkbenchError, match=r"does not reproduce.*1\.00e-03.*nothing was written"):
         export_run(tiny_run, "onnx", tmp_path / "bundle.zip")
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
-def test_a_converter_failure_names_layer_and_architecture(tiny_run, tmp_path, monkeypatch):
+def test_a_converter_failure_names_layer_and_architecture(tiny_run, tmp_path, extend_registry):
     def unsupported(model, path):
         path.write_bytes(b"half a model")
         raise ValueError("Unsupported op in layer 'stage2_conv1': no kernel")
 
-    monkeypatch.setitem(EXPORT_FORMATS, "tflite", dataclasses.replace(EXPORT_FORMATS["tflite"], write=unsupported))
+    extend_registry(EXPORT_FORMATS, dataclasses.replace(EXPORT_FORMATS["tflite"], write=unsupported))
     with pytest.raises(WorkbenchError, match="could not convert this Custom CNN.* at layer 'stage2_conv1'"):
         export_run(tiny_run, "tflite", tmp_path / "bundle.zip")
     assert list(tmp_path.iterdir()) == []

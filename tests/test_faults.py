@@ -66,9 +66,9 @@ def build_tiny_transfer(num_classes: int, image_size: int = 32, weights: str = "
 
 
 @pytest.fixture
-def tiny_transfer(monkeypatch: pytest.MonkeyPatch) -> str:
+def tiny_transfer(extend_registry) -> str:
     spec = ArchSpec("tiny_transfer", "Tiny transfer (test)", "test only", build_tiny_transfer, 32, True)
-    monkeypatch.setitem(ARCHITECTURES, spec.key, spec)
+    extend_registry(ARCHITECTURES, spec)
     return spec.key
 
 

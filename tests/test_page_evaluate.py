@@ -67,8 +67,8 @@ def test_background_evaluation_to_confusion_matrix_and_gallery(tiny_run, app_env
     assert len(at.metric) == 4 and at.metric[0].label == "Accuracy"
     assert len(at.get("download_button")) == 3
 
+    from core.evaluation.eval_sets import EvalSet
     from core.evaluation.evaluate import cached_evaluation
-    from core.evaluation.sets import EvalSet
 
     result = cached_evaluation(run, EvalSet("card_test"))
     assert result is not None  # the job cached it on disk
@@ -85,8 +85,8 @@ def test_background_evaluation_to_confusion_matrix_and_gallery(tiny_run, app_env
 
 
 def test_cached_results_show_without_a_new_job(tiny_run, app_env):
+    from core.evaluation.eval_sets import EvalSet
     from core.evaluation.evaluate import evaluate_run
-    from core.evaluation.sets import EvalSet
 
     run = add_run(tiny_run, app_env["models"])
     evaluate_run(run, EvalSet("card_test"))
@@ -102,9 +102,9 @@ def test_cached_results_show_without_a_new_job(tiny_run, app_env):
 
 
 def test_robustness_stress_test_runs_from_the_page_and_is_cached(tiny_run, app_env):
+    from core.evaluation.eval_sets import EvalSet
     from core.evaluation.evaluate import evaluate_run
     from core.evaluation.robustness_eval import cached_robustness
-    from core.evaluation.sets import EvalSet
 
     run = add_run(tiny_run, app_env["models"])
     evaluate_run(run, EvalSet("card_test"))
@@ -132,8 +132,8 @@ def test_robustness_stress_test_runs_from_the_page_and_is_cached(tiny_run, app_e
 
 def test_testing_folder_shows_overlap_warning(tiny_run, app_env):
     from core.data.demo import demo_dir
+    from core.evaluation.eval_sets import EvalSet
     from core.evaluation.evaluate import evaluate_run
-    from core.evaluation.sets import EvalSet
 
     run = add_run(tiny_run, app_env["models"])
     result = evaluate_run(run, EvalSet("dataset_test", str(demo_dir())))
@@ -150,8 +150,8 @@ def test_testing_folder_shows_overlap_warning(tiny_run, app_env):
 
 
 def test_two_runs_are_compared_and_best_is_marked(tiny_run, app_env):
+    from core.evaluation.eval_sets import EvalSet
     from core.evaluation.evaluate import evaluate_run
-    from core.evaluation.sets import EvalSet
 
     runs = [add_run(tiny_run, app_env["models"]), add_run(tiny_run, app_env["models"], "20200101-000000-copy")]
     for r in runs:

@@ -13,8 +13,8 @@ import pytest
 import test_page_evaluate as tpe
 from streamlit.testing.v1 import AppTest
 
+from core.evaluation.eval_sets import EvalSet, data_kind_warning
 from core.evaluation.evaluate import evaluate_run
-from core.evaluation.sets import EvalSet, data_kind_warning
 from core.models.card import ModelCard
 
 pytestmark = pytest.mark.slow

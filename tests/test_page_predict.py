@@ -46,10 +46,10 @@ def test_renders_with_a_model_and_defaults_to_the_best_run(tiny_registry):
     uploader = at.file_uploader(key="predict_uploads")
     assert uploader.accept_multiple_files and uploader.allowed_type == []  # content is checked in core
     assert any("never written to disk" in c for c in _texts(at.caption))
-    from core.inference.gradcam import CAM_TITLES, DEFAULT_CAM_METHOD
+    from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
 
     options = at.selectbox(key="predict_method").options
-    assert set(options) == set(CAM_TITLES.values()) and options[0] == CAM_TITLES[DEFAULT_CAM_METHOD]
+    assert set(options) == {m.title for m in CAM_METHODS.values()} and options[0] == CAM_METHODS.title(DEFAULT_CAM_METHOD)
     # What the page says about its model, not about the active dataset.
     assert any("trained on" in c for c in _texts(at.caption))
     assert not any("Active dataset" in c for c in _texts(at.caption))

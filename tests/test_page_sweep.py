@@ -34,8 +34,8 @@ EXPLORER_SECTIONS = ["Class balance", "Samples", "Classes", "Style shortcut", "D
 @pytest.fixture
 def world(isolated_workbench_dirs: dict, demo_root: Path, tiny_run, monkeypatch: pytest.MonkeyPatch) -> dict:
     """The demo as the active dataset and a copy of the tiny run, evaluated on its held-out split."""
+    from core.evaluation.eval_sets import EvalSet
     from core.evaluation.evaluate import evaluate_run
-    from core.evaluation.sets import EvalSet
     from core.models.runs import resolve_run
 
     monkeypatch.syspath_prepend(str(PROJECT_ROOT))

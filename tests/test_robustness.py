@@ -119,8 +119,8 @@ def test_table_scores_each_shift_against_the_unchanged_images():
 @pytest.mark.slow
 def test_robustness_of_a_run_is_computed_once_and_cached(tiny_registry, monkeypatch):
     import core.evaluation.robustness_eval as robustness_eval
+    from core.evaluation.eval_sets import EvalSet
     from core.evaluation.robustness_eval import evaluate_robustness
-    from core.evaluation.sets import EvalSet
 
     table = evaluate_robustness(tiny_registry, EvalSet("card_test"))
     assert list(table["shift"]) == list(SHIFTS)

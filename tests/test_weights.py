@@ -40,10 +40,10 @@ def test_cache_dir_follows_keras_home(keras_home):
 
 
 @pytest.mark.parametrize("arch", TRANSFER)
-def test_cached_when_the_file_in_the_keras_cache_matches_its_checksum(arch, keras_home, monkeypatch):
+def test_cached_when_the_file_in_the_keras_cache_matches_its_checksum(arch, keras_home, extend_registry):
     data = HDF5_MAGIC + arch.encode()
     spec = dataclasses.replace(ARCHITECTURES[arch], weights_md5=hashlib.md5(data).hexdigest())
-    monkeypatch.setitem(ARCHITECTURES, arch, spec)
+    extend_registry(ARCHITECTURES, spec)
     (keras_home / "models").mkdir(parents=True)
     (keras_home / "models" / spec.weights_file).write_bytes(data)
     status = weights.weight_status(arch)
@@ -102,10 +102,10 @@ def test_install_rejects_a_wrong_checksum(keras_home):
     assert not (keras_home / "models").exists() or not any((keras_home / "models").iterdir())
 
 
-def test_install_places_a_matching_file_under_keras_own_name(keras_home, monkeypatch):
+def test_install_places_a_matching_file_under_keras_own_name(keras_home, extend_registry):
     data = HDF5_MAGIC + b"pretend these are the weights"
     spec = dataclasses.replace(ARCHITECTURES["mobilenetv3small"], weights_md5=hashlib.md5(data).hexdigest())
-    monkeypatch.setitem(ARCHITECTURES, spec.key, spec)
+    extend_registry(ARCHITECTURES, spec)
     path = weights.install_weights(spec.key, data, "my download (1).h5")
     assert path == keras_home / "models" / spec.weights_file and path.read_bytes() == data
     assert [p.name for p in path.parent.iterdir()] == [spec.weights_file]  # no temporary file left

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from core.evaluation.sets import EVAL_SETS
+from core.evaluation.eval_sets import EVAL_SETS
 from core.inference.gradcam import CAM_METHODS
 
 
@@ -39,7 +39,7 @@ def register(sub) -> None:
 def _choose_set(args: argparse.Namespace):
     from core.data.datasets import open_folder
     from core.errors import WorkbenchError
-    from core.evaluation.sets import EvalSet
+    from core.evaluation.eval_sets import EvalSet
 
     if args.data is None:
         if args.eval_set not in (None, "card_test"):
@@ -52,7 +52,7 @@ def _choose_set(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.cli.prediction_sets import print_coverage
+    from core.cli.conformal import print_coverage
     from core.evaluation.conformal_eval import evaluate_conformal
     from core.evaluation.evaluate import evaluate_run
     from core.models.runs import resolve_run

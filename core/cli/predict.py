@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core.cli.prediction_sets import add_coverage_option, parse_coverage
+from core.cli.conformal import add_coverage_option, parse_coverage
 from core.data.imageio import MAX_FILE_BYTES
 from core.errors import WorkbenchError
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
@@ -67,7 +67,7 @@ def _overlay_folder(path: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Predict every file; exit 0 when all were analysed, 2 when any input was rejected."""
     from core.inference.predict import PredictionResult, Predictor, predict_files
-    from core.reports.prediction_sets import GUARANTEE_NOTE, describe_set
+    from core.reports.conformal import GUARANTEE_NOTE, describe_set
 
     if not 0.0 <= args.alpha <= 1.0:  # NaN fails both comparisons and is refused too
         raise WorkbenchError(f"must be between 0 and 1, got {args.alpha}", "--alpha")

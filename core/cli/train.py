@@ -128,7 +128,7 @@ def calibrate(args: argparse.Namespace) -> int:
     from core.models.runs import resolve_run
 
     if args.conformal_only:
-        from core.cli.prediction_sets import calibrate_conformal
+        from core.cli.conformal import calibrate_conformal
 
         return calibrate_conformal(args)
     if args.warnings_only:

@@ -34,6 +34,7 @@ import numpy as np
 
 from core.data.imageio import DecodedImage, decode_image
 from core.errors import WorkbenchError
+from core.options import Registry
 
 #: The whole-frame recipe: live (a choice on the Train page), and what cards written before the
 #: recipe registry used.
@@ -106,9 +107,9 @@ class Prepared:
 class Recipe:
     """One registered preprocessing recipe."""
 
-    id: str
+    key: str  # recorded in the model card as ``preprocessing.id``
     title: str
-    description: str  # recorded in the model card, for people
+    help: str  # what it does, recorded in the model card as ``preprocessing.description``
     apply: Callable[[np.ndarray, int], Prepared]  # (H, W) uint8, size -> Prepared
 
 
@@ -221,7 +222,7 @@ def _head_v2(pixels: np.ndarray, size: int) -> Prepared:
     return Prepared(equalise_inside(img, mask)[..., None], framing)
 
 
-RECIPES: dict[str, Recipe] = {r.id: r for r in (
+RECIPES: Registry[Recipe] = Registry("preprocessing", (
     Recipe(WHOLE_FRAME_ID, "Whole frame",
            "decode to 8-bit grayscale (core.data.imageio), resize to image_size×image_size (INTER_AREA when "
            "shrinking), feed 0..255 floats; scaling is inside the model", _legacy),
@@ -230,7 +231,7 @@ RECIPES: dict[str, Recipe] = {r.id: r for r in (
            "components, convex hull); square crop around it with a 6 % margin, resized to "
            "image_size×image_size; rank-based histogram equalisation inside the head, background 0; feed "
            "0..255 floats; scaling is inside the model", _head_v2),
-)}
+))
 
 
 def get_recipe(preprocessing: str) -> Recipe:

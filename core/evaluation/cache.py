@@ -16,8 +16,8 @@ import pandas as pd
 from core.cachefs import DAMAGED_ENTRY, cache_folder, cache_write, discard, warn_uncached
 from core.data.datasets import Dataset
 from core.data.scan import SCAN_VERSION
+from core.evaluation.eval_sets import EvalSet, near_dup_threshold
 from core.evaluation.result import EvaluationResult
-from core.evaluation.sets import EvalSet, near_dup_threshold
 from core.inference.conformal import conformal_fingerprint
 from core.models.runs import Run, write_json_atomic
 

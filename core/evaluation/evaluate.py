@@ -23,14 +23,14 @@ from core.data.scan import scan_dataset
 from core.errors import WorkbenchError
 from core.evaluation import metrics
 from core.evaluation.cache import cache_key, load_cached, save_result
-from core.evaluation.result import EvaluationResult
-from core.evaluation.sets import (
+from core.evaluation.eval_sets import (
     EvalSet,
     near_dup_threshold,
     open_eval_dataset,
     overlap_distances,
     select_images,
 )
+from core.evaluation.result import EvaluationResult
 from core.inference.calibration import softmax
 from core.inference.runner import ModelRunner
 from core.jobs import Job

@@ -144,10 +144,10 @@ def evaluate_localisation(run, eval_set, boxes_path: str | Path, method: str | N
         WorkbenchError: unreadable box file, missing data, or a model that cannot be loaded.
     """
     from core.data.scan import scan_dataset
+    from core.evaluation.eval_sets import near_dup_threshold as _threshold
+    from core.evaluation.eval_sets import open_eval_dataset, overlap_distances, select_images
     from core.evaluation.evaluate import progress_stage as _stage
-    from core.evaluation.sets import near_dup_threshold as _threshold
-    from core.evaluation.sets import open_eval_dataset, overlap_distances, select_images
-    from core.inference.gradcam import CAM_TITLES, DEFAULT_CAM_METHOD
+    from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
     from core.models.runs import load_model
 
     method = method or DEFAULT_CAM_METHOD
@@ -163,7 +163,7 @@ def evaluate_localisation(run, eval_set, boxes_path: str | Path, method: str | N
     table = score_files(run, load_model(run), ds.root, files, boxes, method, layer_name,
                         progress=_stage(job, 0.2, 1.0, "Heat maps"))
     out = summarise([BoxScore(bool(h), float(r)) for h, r in zip(table["hit"], table["ratio"])])
-    out.update(method=CAM_TITLES[method], per_class={
+    out.update(method=CAM_METHODS.title(method), per_class={
         c: summarise([BoxScore(bool(h), float(r)) for h, r in zip(g["hit"], g["ratio"])])
         for c, g in table.groupby("label")})
     return out

@@ -19,15 +19,15 @@ from core.data.shifts import RAW_SCALE
 from core.errors import WorkbenchError
 from core.evaluation.cache import NO_CACHE_FOLDER, read_table, robustness_path
 from core.evaluation.conformal_eval import shift_columns
-from core.evaluation.evaluate import SubJob, check_preprocessing, progress_stage
-from core.evaluation.robustness import robustness_table
-from core.evaluation.sets import (
+from core.evaluation.eval_sets import (
     EvalSet,
     near_dup_threshold,
     open_eval_dataset,
     overlap_distances,
     select_images,
 )
+from core.evaluation.evaluate import SubJob, check_preprocessing, progress_stage
+from core.evaluation.robustness import robustness_table
 from core.inference.conformal import try_run_conformal
 from core.inference.ood import OODModel
 from core.inference.runner import ModelRunner

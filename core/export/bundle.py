@@ -208,7 +208,7 @@ def export_facts(run: Run, fmt: str, diff: float, n: int, source: str) -> dict[s
         "input": {"name": INPUT_NAME, "shape": [None, s, s, 1], "dtype": "float32", "range": [0, 255]},
         "output": {"name": OUTPUT_NAME, "shape": [None, len(run.class_names)], "dtype": "float32",
                    "meaning": "calibrated class probabilities, in class_names order"},
-        "preprocessing": {"id": recipe.id, "title": recipe.title, "description": recipe.description,
+        "preprocessing": {"id": recipe.key, "title": recipe.title, "description": recipe.help,
                           "baked_in": False},
         "calibration": {"baked_in": True, "temperature": temp,
                         "source": "fitted on the run's validation images; card field results.temperature"

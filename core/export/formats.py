@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from core.options import Registry
+
 INPUT_NAME = "image"  # the serving model's input, in every format
 OUTPUT_NAME = "probabilities"  # its one output: calibrated class probabilities
 ONNX_OPSET = 17  # supported by onnxruntime >= 1.14 and by most other ONNX runtimes
@@ -35,6 +37,11 @@ class ExportFormat:
     load: Callable[[Path], Predict]  # path -> a function from images to probabilities
     runtime: str  # what a user installs to run it (shown in the bundle's README)
     example: str  # the inference lines of the README example; {size}, {pre}, {classes} filled in
+
+    @property
+    def help(self) -> str:
+        """One line for people: what a user installs to run it."""
+        return f"runs with {self.runtime}"
 
 
 def _threads() -> int:
@@ -168,7 +175,7 @@ import onnxruntime as ort
 session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
 probs = session.run(["probabilities"], {"image": x})[0][0]"""
 
-EXPORT_FORMATS: dict[str, ExportFormat] = {f.key: f for f in (
+EXPORT_FORMATS: Registry[ExportFormat] = Registry("export format", (
     ExportFormat("keras", "Keras 3 (.keras)", "model.keras", _write_keras, _load_keras,
                  "tensorflow==2.21.0 keras==3.15.1", _KERAS_EXAMPLE),
     ExportFormat("savedmodel", "TensorFlow SavedModel", "saved_model", _write_savedmodel, _load_savedmodel,
@@ -177,4 +184,4 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {f.key: f for f in (
                  "ai-edge-litert==2.3.0", _TFLITE_EXAMPLE),
     ExportFormat("onnx", "ONNX (.onnx)", "model.onnx", _write_onnx, _load_onnx,
                  "onnxruntime==1.32.0", _ONNX_EXAMPLE),
-)}
+))

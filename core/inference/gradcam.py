@@ -11,6 +11,7 @@ References: Selvaraju et al. 2017 (Grad-CAM); Chattopadhay et al. 2018 (Grad-CAM
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -25,8 +26,9 @@ from core.inference.cam_model import (
     multiscale_layers,
     traced_gradients,
 )
+from core.options import Registry
 
-__all__ = ["CAM_METHODS", "CAM_TITLES", "DEFAULT_CAM_METHOD", "SCORE_LAYER", "BaseCAM", "compute_cam",
+__all__ = ["CAM_METHODS", "DEFAULT_CAM_METHOD", "CamMethod", "SCORE_LAYER", "BaseCAM", "compute_cam",
            "find_target_layer", "gradient_model", "multiscale_layers", "normalise"]
 
 
@@ -125,10 +127,24 @@ class LayerCAM(BaseCAM):
         return (np.maximum(grads, 0.0) * activations).sum(axis=-1)
 
 
-CAM_METHODS: dict[str, type[BaseCAM]] = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "layercam": LayerCAM}
-CAM_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "layercam": "LayerCAM"}
-#: Methods that fuse several resolutions unless a layer is named.
-MULTI_LAYER = {"layercam": 2}
+@dataclass(frozen=True)
+class CamMethod:
+    """One CAM method: its name for people, and how :func:`compute_cam` runs it."""
+
+    key: str
+    title: str
+    help: str
+    cam: type[BaseCAM]
+    layers: int = 1  # how many of the last resolutions it fuses when no layer is named
+
+
+CAM_METHODS: Registry[CamMethod] = Registry("CAM method", [
+    CamMethod("gradcam", "Grad-CAM", "One weight per channel (the mean gradient), last convolution.", GradCAM),
+    CamMethod("gradcam++", "Grad-CAM++", "Positive gradients weighted per position, last convolution.",
+              GradCAMPlusPlus),
+    CamMethod("layercam", "LayerCAM", "Each position weighted by its own positive gradient, fused over the last "
+              "two resolutions.", LayerCAM, layers=2),
+])
 #: What Predict & Explain, Evaluate and the CLI use unless told otherwise: chosen by the pointing
 #: game on the default model's validation images with a tumour box (python -m bench.cam_choice:
 #: LayerCAM over the last two resolutions 72.8 %, Grad-CAM on the last layer 34.7 %, whose coarse
@@ -157,14 +173,15 @@ def compute_cam(model: Any, image: np.ndarray, class_index: int | None = None, m
     """
     if method not in CAM_METHODS:
         raise WorkbenchError(f"unknown CAM method '{method}'; choose one of {', '.join(CAM_METHODS)}", "Grad-CAM")
-    if layer_name is None and method in MULTI_LAYER:
-        layer_name = multiscale_layers(model, MULTI_LAYER[method]) or None
+    spec = CAM_METHODS[method]
+    if layer_name is None and spec.layers > 1:
+        layer_name = multiscale_layers(model, spec.layers) or None
     if isinstance(layer_name, list | tuple):
         if class_index is None:  # one class for every layer: the predicted one
-            class_index = CAM_METHODS[method](model, layer_name[0]).activations_and_grads(image, None)[2]
+            class_index = spec.cam(model, layer_name[0]).activations_and_grads(image, None)[2]
         # Each layer's map scaled to its own maximum first, so the coarse layer cannot drown the fine one.
-        maps = [normalise(CAM_METHODS[method](model, name).raw(image, class_index)) for name in layer_name]
+        maps = [normalise(spec.cam(model, name).raw(image, class_index)) for name in layer_name]
         fused = np.mean(maps, axis=0).astype(np.float32)
         return normalise(fused) if normalised else fused
-    cam = CAM_METHODS[method](model, layer_name)
+    cam = spec.cam(model, layer_name)
     return cam(image, class_index) if normalised else cam.raw(image, class_index)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.lazy_tensorflow import keras
+from core.options import Registry
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class ArchSpec:
 
     key: str
     title: str
-    description: str
+    help: str  # one line for people, shown under the choice
     build: Callable[..., object]  # (num_classes, image_size, weights, width) -> keras.Model
     default_image_size: int
     transfer: bool  # True: ImageNet backbone with two-phase fine-tuning
@@ -128,29 +129,29 @@ def _weights_arg(weights: str) -> str | None:
     return "imagenet" if weights == "imagenet" else None
 
 
-ARCHITECTURES: dict[str, ArchSpec] = {
-    "custom_cnn": ArchSpec(
+ARCHITECTURES: Registry[ArchSpec] = Registry("architecture", [
+    ArchSpec(
         "custom_cnn", "Custom CNN (from scratch)",
         "Small residual network; trains in minutes on a laptop CPU. No download needed.",
         build_custom_cnn, 128, False,
     ),
-    "efficientnetb0": ArchSpec(
+    ArchSpec(
         "efficientnetb0", "EfficientNetB0 (transfer)",
         "ImageNet backbone, strong accuracy per FLOP; slow to train on CPU.",
         build_efficientnetb0, 224, True, "efficientnetb0_notop.h5", "50bc09e76180e00e4465e1a485ddc09d", 16.7,
     ),
-    "resnet50": ArchSpec(
+    ArchSpec(
         "resnet50", "ResNet50 (transfer)",
         "Classic ImageNet backbone, 23 M parameters; needs a GPU to train comfortably.",
         build_resnet50, 224, True, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
         "4d473c1dd8becc155b73f8504c6f6626", 94.7,
     ),
-    "mobilenetv3small": ArchSpec(
+    ArchSpec(
         "mobilenetv3small", "MobileNetV3-Small (transfer, CPU-friendly)",
         "Tiny ImageNet backbone for CPUs.",
         build_mobilenetv3small, 160, True, "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5", "d3e8ec802a04aa4fc771ee12a9a9b836", 4.3,
     ),
-}
+])
 
 
 def get_arch(key: str) -> ArchSpec:

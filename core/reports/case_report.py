@@ -19,10 +19,10 @@ import numpy as np
 from PIL import Image
 
 from core.classes import display_name
-from core.inference.gradcam import CAM_TITLES
+from core.inference.gradcam import CAM_METHODS
 from core.inference.overlay import overlay
 from core.inference.predict import PredictionResult, format_probability
-from core.reports.prediction_sets import GUARANTEE_NOTE, describe_set
+from core.reports.conformal import GUARANTEE_NOTE, describe_set
 from core.safetext import neutralise_cell
 
 DISCLAIMER = ("Decision support for research and education only — not a diagnosis. "
@@ -207,7 +207,7 @@ def case_report_pdf(result: PredictionResult, model: dict[str, str], alpha: floa
         pictures.append(("Input slice", result.image.pixels))
     picture = overlay_for(result, alpha, colormap)
     if picture is not None:
-        title = CAM_TITLES.get(result.method or "", "Heat map")
+        title = CAM_METHODS[result.method].title if result.method in CAM_METHODS else "Heat map"
         pictures.append((f"{title} for {display_name(result.heatmap_class)} (opacity {alpha:.0%}, {colormap})",
                          picture))
     if pictures:

@@ -50,7 +50,7 @@ def build_card(run_id: str, spec: ArchSpec, cfg: TrainConfig, data_cfg: DataConf
         run_id=run_id, status=status, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         arch=spec.key, arch_title=spec.title, class_names=tuple(data.class_names), image_size=cfg.image_size,
         input_channels=1, preprocessing_id=cfg.preprocessing,
-        preprocessing_description=get_recipe(cfg.preprocessing).description, weights=weights_note,
+        preprocessing_description=get_recipe(cfg.preprocessing).help, weights=weights_note,
         versions={"tensorflow": tf.__version__, "keras": keras().__version__, "python": platform.python_version()},
         model_file=MODEL_FILE, model_sha256=file_sha256(model_path), model_bytes=model_path.stat().st_size,
         params=int(model.count_params()), train_config=cfg.to_dict(),
