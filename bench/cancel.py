@@ -51,10 +51,10 @@ def _moments() -> dict[str, tuple[float, Callable]]:
     0.3 s into epoch 1's first validation pass (which traces the evaluation graph).
     """
     return {
-        "loading": (0.0, lambda s: "images" in s["phase"].lower() and s["batches"] == 0),
-        "first batch": (1.0, lambda s: s["epoch"] == 1 and s["batches"] > 0 and s["batch"] == 0),
-        "mid-epoch": (0.0, lambda s: s["epoch"] == 2 and s["batch"] >= 3),
-        "validation": (0.3, lambda s: s["epoch"] == 1 and s["batches"] > 0 and s["batch"] == s["batches"]),
+        "loading": (0.0, lambda s: "images" in s.phase.lower() and s.batches == 0),
+        "first batch": (1.0, lambda s: s.epoch == 1 and s.batches > 0 and s.batch == 0),
+        "mid-epoch": (0.0, lambda s: s.epoch == 2 and s.batch >= 3),
+        "validation": (0.3, lambda s: s.epoch == 1 and s.batches > 0 and s.batch == s.batches),
     }
 
 
@@ -72,12 +72,12 @@ def one_try(ds, report, when: Callable | None, cache: Path, delay: float = 0.0) 
     while True:
         s = job.snapshot()
         now = time.perf_counter() - t0
-        first_text = first_text if first_text is not None or not s["phase"] else now
-        first_batch = first_batch if first_batch is not None or s["batch"] < 1 else now
-        first_eta = first_eta if first_eta is not None or s["eta_s"] is None else now
-        if s["status"] in FINISHED:
+        first_text = first_text if first_text is not None or not s.phase else now
+        first_batch = first_batch if first_batch is not None or s.batch < 1 else now
+        first_eta = first_eta if first_eta is not None or s.eta_s is None else now
+        if s.status in FINISHED:
             break
-        if seen_at is None and (when(s) if when else s["epoch"] >= 2):
+        if seen_at is None and (when(s) if when else s.epoch >= 2):
             seen_at = now
         if cancelled_at is None and seen_at is not None and now >= seen_at + delay:
             job.cancel()
@@ -85,7 +85,7 @@ def one_try(ds, report, when: Callable | None, cache: Path, delay: float = 0.0) 
         time.sleep(0.005)
     registry.wait(job, 60)
     end = time.perf_counter() - t0
-    return {"status": s["status"], "latency_s": None if cancelled_at is None else end - cancelled_at,
+    return {"status": s.status, "latency_s": None if cancelled_at is None else end - cancelled_at,
             "first_text_s": first_text, "first_batch_s": first_batch, "first_eta_s": first_eta}
 
 
@@ -98,7 +98,7 @@ def run(tries: int) -> dict:
     os.environ["WORKBENCH_CACHE_DIR"] = str(base / "shared-cache")
     ds = open_demo()
     report = scan_dataset(ds)
-    one_try(ds, report, lambda s: s["batch"] >= 1, base / "warm")  # imports and first tracing out of the way
+    one_try(ds, report, lambda s: s.batch >= 1, base / "warm")  # imports and first tracing out of the way
     out: dict = {"tries": tries, "images": len(report.readable), "image_size": IMAGE_SIZE, "width": WIDTH,
                  "batch": BATCH, "latency": {}, "first_progress": []}
     for name, (delay, when) in _moments().items():

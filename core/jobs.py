@@ -25,6 +25,41 @@ class JobCancelled(Exception):
     """Raised inside a worker to unwind after the user cancelled."""
 
 
+_UNSET: Any = object()  # "not given" for Job.update, where None is a real value (eta_s, error)
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A consistent, read-only copy of a :class:`Job` for readers (pages, the CLI, tests)."""
+
+    id: str
+    kind: str
+    title: str
+    status: str
+    created: float
+    started: float | None
+    finished: float | None
+    progress: float
+    phase: str
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+    eta_s: float | None
+    history: list[dict[str, float]]  # copies: a reader may change them without touching the job
+    batch_log: list[dict[str, float]]
+    log: list[str]
+    error: str | None
+    error_traceback: str | None
+    result: Any
+    cancel_requested: bool
+    settings: Any  # what the job was started with, e.g. core.training.train_feedback.TrainSettings
+
+    @property
+    def finished_ok(self) -> bool:
+        return self.status == DONE
+
+
 @dataclass
 class Job:
     """State of one background job, shared between the worker and any number of readers."""
@@ -50,14 +85,24 @@ class Job:
     error: str | None = None
     error_traceback: str | None = None
     result: Any = None
-    settings: dict[str, Any] = field(default_factory=dict)  # what it was started with (shown on reattach)
+    settings: Any = None  # what it was started with (shown on reattach), e.g. a TrainSettings
     cancel_event: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def update(self, **changes: Any) -> None:
+    def update(self, *, status: str = _UNSET, started: float | None = _UNSET, finished: float | None = _UNSET,
+               progress: float = _UNSET, phase: str = _UNSET, epoch: int = _UNSET, epochs: int = _UNSET,
+               batch: int = _UNSET, batches: int = _UNSET, eta_s: float | None = _UNSET, error: str | None = _UNSET,
+               error_traceback: str | None = _UNSET, result: Any = _UNSET, settings: Any = _UNSET) -> None:
+        """Change the named fields together, under the lock (a misspelt name is a TypeError)."""
+        changes = {k: v for k, v in locals().items() if k != "self" and v is not _UNSET}
         with self._lock:
             for key, value in changes.items():
                 setattr(self, key, value)
+
+    def stage(self, lo: float, hi: float, prefix: str = "", template: str = "{}") -> JobStage:
+        """This job seen by one part of the work: its progress 0..1 maps onto [lo, hi] of the bar
+        and its phase text becomes ``prefix + template.format(phase)``."""
+        return JobStage(self, lo, hi, prefix, template)
 
     def add_log(self, line: str) -> None:
         with self._lock:
@@ -90,18 +135,64 @@ class Job:
         if self.cancel_event.is_set():
             raise JobCancelled()
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> JobSnapshot:
         """A consistent copy for readers (lists are copied under the lock)."""
         with self._lock:
-            return {
-                "id": self.id, "kind": self.kind, "title": self.title, "status": self.status,
-                "created": self.created, "started": self.started, "finished": self.finished,
-                "progress": self.progress, "phase": self.phase, "epoch": self.epoch, "epochs": self.epochs,
-                "batch": self.batch, "batches": self.batches, "eta_s": self.eta_s,
-                "history": list(self.history), "batch_log": list(self.batch_log), "log": list(self.log),
-                "error": self.error, "error_traceback": self.error_traceback, "result": self.result,
-                "cancel_requested": self.cancel_event.is_set(), "settings": dict(self.settings),
-            }
+            return JobSnapshot(
+                id=self.id, kind=self.kind, title=self.title, status=self.status, created=self.created,
+                started=self.started, finished=self.finished, progress=self.progress, phase=self.phase,
+                epoch=self.epoch, epochs=self.epochs, batch=self.batch, batches=self.batches, eta_s=self.eta_s,
+                history=[dict(r) for r in self.history], batch_log=[dict(r) for r in self.batch_log],
+                log=list(self.log), error=self.error, error_traceback=self.error_traceback, result=self.result,
+                cancel_requested=self.cancel_event.is_set(), settings=self.settings,
+            )
+
+
+class JobStage:
+    """The one progress adapter: a part of a job, [lo, hi] of its bar, with its own phase text.
+
+    Work that reports progress 0..1 (or done/total counts, :meth:`counter`) through a stage
+    never needs to know where in the whole job it runs. Stages nest (:meth:`stage`).
+    """
+
+    def __init__(self, job: Job | JobStage, lo: float = 0.0, hi: float = 1.0, prefix: str = "",
+                 template: str = "{}") -> None:
+        self.job, self.lo, self.hi, self.prefix, self.template = job, lo, hi, prefix, template
+
+    def update(self, *, phase: str = "", progress: float = 0.0) -> None:
+        """Set the phase text and this stage's progress in [0, 1] (clipped)."""
+        self.job.update(phase=self.prefix + self.template.format(phase),
+                        progress=self.lo + (self.hi - self.lo) * min(1.0, max(0.0, progress)))
+
+    def stage(self, lo: float, hi: float, prefix: str = "", template: str = "{}") -> JobStage:
+        return JobStage(self, lo, hi, prefix, template)
+
+    def counter(self, phase: str, thousands: bool = False) -> Callable[[int, int], None]:
+        """A ``progress(done, total)`` callback (scans, image loading, prediction) that shows
+        ``phase done/total``, moves the bar and stops the work on a cancel."""
+        def progress(done: int, total: int) -> None:
+            text = f"{phase} {done:,}/{total:,}" if thousands else f"{phase} {done}/{total}"
+            self.update(phase=text, progress=done / max(total, 1))
+            self.check_cancelled()
+        return progress
+
+    def add_log(self, line: str) -> None:
+        self.job.add_log(line)
+
+    def check_cancelled(self) -> None:
+        self.job.check_cancelled()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.job.cancelled
+
+
+def counter(job: Job | JobStage | None, lo: float, hi: float, phase: str,
+            thousands: bool = False) -> Callable[[int, int], None]:
+    """``job.stage(lo, hi).counter(phase)``, or a callback that does nothing when there is no job."""
+    if job is None:
+        return lambda done, total: None
+    return job.stage(lo, hi).counter(phase, thousands)
 
 
 class JobRegistry:

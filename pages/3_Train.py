@@ -23,7 +23,7 @@ from core.training.config import FineTuneConfig, TrainConfig
 from core.training.hardware import detect_hardware
 from core.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, WEIGHTS
 from core.training.train import train_model
-from core.training.train_feedback import PHASE_CANCELLING, settings_rows, training_verdict
+from core.training.train_feedback import PHASE_CANCELLING, TrainSettings, settings_rows, training_verdict
 from pages import _nav as nav
 from pages import _settings as ws
 from pages import _shared as sh
@@ -226,7 +226,7 @@ with sh.shown_errors():
                  disabled=why_not is not None, help=why_not and f"Disabled: {why_not}."):
         job = registry.submit("train", f"{spec.title} on {ds.name}",
                               lambda j: train_model(ds, report, cfg, j, DataConfig()))
-        job.update(settings={"config": cfg.to_dict(), "dataset": ds.name})
+        job.update(settings=TrainSettings(cfg, ds.name))
         st.toast(f"Started: {job.title}")
         st.rerun()  # the button greys at once while the job runs
     if why_not:
@@ -243,53 +243,53 @@ def job_view(job_id: str) -> None:
     snap = job.snapshot()
     if was_running and not job.running:
         st.rerun()  # finished: one full rerun stops the timer and refreshes "Past runs"
-    st.subheader(f"Job: {snap['title']}")
+    st.subheader(f"Job: {snap.title}")
     if job.running:
-        text = snap["phase"] or "Starting"
-        if snap["batches"] and snap["batch"]:
-            text += f" · epoch {snap['epoch']}/{snap['epochs']} · batch {snap['batch']}/{snap['batches']}"
-            text += f" · about {fmt_seconds(snap['eta_s'])} left" if snap["eta_s"] is not None else \
+        text = snap.phase or "Starting"
+        if snap.batches and snap.batch:
+            text += f" · epoch {snap.epoch}/{snap.epochs} · batch {snap.batch}/{snap.batches}"
+            text += f" · about {fmt_seconds(snap.eta_s)} left" if snap.eta_s is not None else \
                 " · estimating the time left"
-        if snap["cancel_requested"]:
+        if snap.cancel_requested:
             text = f"{PHASE_CANCELLING} (finishing the current step; nothing will be saved)"
-        st.progress(min(1.0, snap["progress"]), text=text)
-        st.button("Cancelling…" if snap["cancel_requested"] else "Cancel", icon=":material/stop:",
-                  key="train_cancel", on_click=job.cancel, disabled=snap["cancel_requested"],
+        st.progress(min(1.0, snap.progress), text=text)
+        st.button("Cancelling…" if snap.cancel_requested else "Cancel", icon=":material/stop:",
+                  key="train_cancel", on_click=job.cancel, disabled=snap.cancel_requested,
                   help="Stops after the step in flight (usually under a second); nothing is saved.")
-        if snap["settings"]:
+        if snap.settings:
             with st.expander("This job's settings (read-only)", expanded=True):
-                rows = settings_rows(snap["settings"]["config"], snap["settings"]["dataset"])
+                rows = settings_rows(snap.settings.config, snap.settings.dataset)
                 st.dataframe(pd.DataFrame(rows, columns=["setting", "value"]), hide_index=True, width="stretch")
-    elif snap["status"] == DONE:
-        run = snap["result"]
+    elif snap.status == DONE:
+        run = snap.result
         res = run.card.results
         st.success(f"Finished: validation accuracy {res['val_accuracy']:.1%} (macro-F1 {res['val_macro_f1']:.3f}, "
                    f"ECE {res['val_ece']:.3f}) in {fmt_seconds(run.card.train_seconds)}. "
                    f"Saved as {run.run_id} in {run.path}.", icon=":material/check_circle:")
         verdict = training_verdict(res["val_accuracy"], res["val_macro_f1"], len(run.class_names),
-                                   len(snap["history"]), int(run.card.train_config.get("epochs", 0)))
+                                   len(snap.history), int(run.card.train_config.get("epochs", 0)))
         getattr(st, verdict.level)(f"**{verdict.headline}** {verdict.advice}")
         if st.button("Evaluate on held-out test data", icon=":material/analytics:", key="train_to_eval"):
             st.switch_page("pages/4_Evaluate.py")  # as registered in Home.py (relative to it)
-    elif snap["status"] == FAILED:
-        st.error(f"Training failed: {snap['error']}", icon=":material/error:")
+    elif snap.status == FAILED:
+        st.error(f"Training failed: {snap.error}", icon=":material/error:")
         with st.expander("Technical details"):
-            st.code(snap["error_traceback"] or "", language=None)
-    elif snap["status"] == CANCELLED:
+            st.code(snap.error_traceback or "", language=None)
+    elif snap.status == CANCELLED:
         st.warning("Training was cancelled: nothing was saved.", icon=":material/cancel:")
 
-    curves = charts.curve_frame(snap["batch_log"], snap["history"], snap["batches"])
+    curves = charts.curve_frame(snap.batch_log, snap.history, snap.batches)
     if not curves.empty:
-        best = charts.best_epoch(snap["history"])
+        best = charts.best_epoch(snap.history)
         c1, c2 = st.columns(2)
         c1.altair_chart(charts.metric_chart(curves, "loss", best), width="stretch")
         c2.altair_chart(charts.metric_chart(curves, "accuracy", best), width="stretch")
-        st.altair_chart(charts.lr_chart(snap["batch_log"], snap["batches"]), width="stretch")
+        st.altair_chart(charts.lr_chart(snap.batch_log, snap.batches), width="stretch")
         if best is not None:
             st.caption(f"Dashed line: best epoch {best} (lowest validation loss); early stopping keeps its weights.")
-    if snap["history"]:
-        st.dataframe(charts.history_table(snap["history"]), width="stretch")
-    st.code("\n".join(snap["log"][-12:]) or "(no log yet)", language=None)
+    if snap.history:
+        st.dataframe(charts.history_table(snap.history), width="stretch")
+    st.code("\n".join(snap.log[-12:]) or "(no log yet)", language=None)
 
 
 if current is not None:

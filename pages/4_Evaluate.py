@@ -118,17 +118,17 @@ job = registry.get(mine[0]) if mine else None
 def progress_panel() -> None:
     """Polls the background job; when it ends, moves its results into the session and reruns the page."""
     snap = job.snapshot()
-    if snap["status"] not in FINISHED:
-        st.progress(min(1.0, snap["progress"]), text=snap["phase"] or "Starting…")
+    if snap.status not in FINISHED:
+        st.progress(min(1.0, snap.progress), text=snap.phase or "Starting…")
         if st.button("Cancel", key="evaluate_cancel"):
             job.cancel()
         return
     st.session_state.pop(JOB_KEY, None)
-    if snap["status"] == "done":
-        for run_id, res in (snap["result"] or {}).items():
+    if snap.status == "done":
+        for run_id, res in (snap.result or {}).items():
             results[(run_id, res.model_sha256, mine[1])] = res
-    elif snap["status"] == "failed":
-        st.session_state[ERROR_KEY] = snap["error"]
+    elif snap.status == "failed":
+        st.session_state[ERROR_KEY] = snap.error
     else:
         st.toast("Evaluation cancelled.")
     st.rerun()

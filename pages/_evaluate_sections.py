@@ -72,17 +72,17 @@ def _robustness_progress(job: Any, was_running: bool) -> None:
     def poll() -> None:
         """Polls the stress-test job; when it ends, reruns the page, which then shows its table."""
         snap = job.snapshot()
-        if snap["status"] not in FINISHED:
-            text = "Cancelling…" if snap["cancel_requested"] else (snap["phase"] or "Starting the stress test…")
-            st.progress(min(1.0, snap["progress"]), text=text)
-            st.button("Cancelling…" if snap["cancel_requested"] else "Cancel", key="evaluate_robustness_cancel",
-                      on_click=job.cancel, disabled=snap["cancel_requested"])
+        if snap.status not in FINISHED:
+            text = "Cancelling…" if snap.cancel_requested else (snap.phase or "Starting the stress test…")
+            st.progress(min(1.0, snap.progress), text=text)
+            st.button("Cancelling…" if snap.cancel_requested else "Cancel", key="evaluate_robustness_cancel",
+                      on_click=job.cancel, disabled=snap.cancel_requested)
             return
         if was_running:
             st.rerun()
-        if snap["status"] == "failed":
-            st.error(snap["error"], icon=":material/error:")
-        elif snap["status"] == "cancelled":
+        if snap.status == "failed":
+            st.error(snap.error, icon=":material/error:")
+        elif snap.status == "cancelled":
             st.caption("The stress test was cancelled.")
 
     poll()

@@ -158,7 +158,7 @@ def test_training_with_averaging_records_each_step_in_the_card(demo_root, tmp_pa
     assert avg["epochs_averaged"] == 2
     for key in ("val_accuracy_last_epoch", "val_accuracy_last_epoch_bn", "val_accuracy_averaged"):
         assert 0.0 <= avg[key] <= 1.0
-    assert any("averaged the last 2 epochs" in line for line in job.snapshot()["log"])
+    assert any("averaged the last 2 epochs" in line for line in job.snapshot().log)
     # The saved model is the averaged one with re-estimated statistics, not a fresh layer's.
     bn = load_model(run).get_layer("stem_bn")
     assert not np.allclose(np.asarray(bn.moving_variance), 1.0)

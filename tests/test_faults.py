@@ -100,7 +100,7 @@ def test_cancel_stops_within_one_batch_and_saves_nothing(demo, isolated_workbenc
     assert job.status == CANCELLED, job.error
     assert job.batches_after_cancel <= 1  # without the cancel, 7 more batches would follow
     assert len(validation_batches) <= 1  # the end-of-epoch validation (7+ batches) is cut short too
-    assert job.snapshot()["history"] == []  # the cut-short epoch is not recorded as a result
+    assert job.snapshot().history == []  # the cut-short epoch is not recorded as a result
     assert list_runs(include_partial=True) == []
     assert staging_folders(isolated_workbench_dirs["models"]) == []
 
@@ -115,7 +115,7 @@ def test_cancel_during_fine_tuning_phase_two(demo, tiny_transfer, isolated_workb
     JobRegistry._run(job, lambda j: train_model(ds, report, cfg, j))
     assert job.status == CANCELLED, job.error
     assert job.batches_after_cancel <= 1
-    assert [h["phase"] for h in job.snapshot()["history"]] == ["head"]  # phase 1 finished, phase 2 cut
+    assert [h["phase"] for h in job.snapshot().history] == ["head"]  # phase 1 finished, phase 2 cut
     assert list_runs(include_partial=True) == []
     assert staging_folders(isolated_workbench_dirs["models"]) == []
 
@@ -127,7 +127,7 @@ def test_cancel_while_loading_images(demo, isolated_workbench_dirs):
     job = Job("train", "cancelled early")
     job.cancel()
     JobRegistry._run(job, lambda j: train_model(ds, report, TrainConfig(**TINY), j))
-    assert job.status == CANCELLED and job.snapshot()["history"] == []
+    assert job.status == CANCELLED and job.snapshot().history == []
     assert staging_folders(isolated_workbench_dirs["models"]) == []
 
 
@@ -161,7 +161,7 @@ def test_error_mid_epoch_fails_the_job_and_keeps_earlier_runs(demo, registry_wit
     registry.wait(job, 300)
     assert job.status == FAILED
     assert "simulated unreadable image" in job.error and job.error_traceback
-    assert 1 <= len(job.snapshot()["batch_log"]) <= 3  # it really failed mid-epoch
+    assert 1 <= len(job.snapshot().batch_log) <= 3  # it really failed mid-epoch
     assert [r.run_id for r in list_runs(include_partial=True)] == [registry_with_run.run_id]
     assert staging_folders(isolated_workbench_dirs["models"]) == []
     assert load_model(registry_with_run) is not None  # untouched: its sha256 still matches

@@ -109,7 +109,7 @@ def test_cancel_reaches_the_worker(registry):
     job, _ = blocker(registry)
     job.cancel()
     registry.wait(job, 10)
-    assert job.status == CANCELLED and job.snapshot()["cancel_requested"]
+    assert job.status == CANCELLED and job.snapshot().cancel_requested
     assert "cancel requested" in " ".join(job.log)
 
 
@@ -134,10 +134,10 @@ def test_records_and_snapshots_are_copies():
     job.add_epoch(row)
     row["epoch"] = 7  # the worker may reuse its dict
     snap = job.snapshot()
-    snap["history"].append({"epoch": 99})
-    snap["log"].append("not in the job")
-    assert [h["epoch"] for h in job.snapshot()["history"]] == [1]
-    assert job.snapshot()["log"] == []
+    snap.history.append({"epoch": 99})
+    snap.log.append("not in the job")
+    assert [h["epoch"] for h in job.snapshot().history] == [1]
+    assert job.snapshot().log == []
 
 
 def test_records_are_thread_safe_and_bounded():
@@ -155,5 +155,45 @@ def test_records_are_thread_safe_and_bounded():
     for t in threads:
         t.join()
     snap = job.snapshot()
-    assert len(snap["batch_log"]) == 2000 and len(snap["log"]) == 500
-    assert len({row["step"] for row in snap["batch_log"]}) == 2000  # no row lost or duplicated
+    assert len(snap.batch_log) == 2000 and len(snap.log) == 500
+    assert len({row["step"] for row in snap.batch_log}) == 2000  # no row lost or duplicated
+
+
+def test_update_takes_only_known_fields_so_a_typo_raises() -> None:
+    from core.jobs import Job
+
+    job = Job(kind="train", title="t")
+    job.update(phase="Loading", progress=0.5, eta_s=None)
+    assert (job.phase, job.progress, job.eta_s) == ("Loading", 0.5, None)
+    with pytest.raises(TypeError, match="phse"):
+        job.update(phse="typo")
+    assert not hasattr(job, "phse")
+
+
+def test_snapshot_is_frozen_and_typed() -> None:
+    import dataclasses
+
+    from core.jobs import Job, JobSnapshot
+
+    job = Job(kind="train", title="t")
+    snap = job.snapshot()
+    assert isinstance(snap, JobSnapshot) and snap.status == "pending" and not snap.cancel_requested
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snap.status = "done"  # type: ignore[misc]
+
+
+def test_one_progress_adapter_maps_nested_stages_and_counts() -> None:
+    from core.jobs import Job, JobCancelled, counter
+
+    job = Job(kind="evaluate", title="t")
+    run2 = job.stage(0.5, 1.0, "[2/2] ")
+    run2.stage(0.0, 0.5).counter("Loading images")(3, 4)
+    assert job.phase == "[2/2] Loading images 3/4" and job.progress == pytest.approx(0.5 + 0.5 * 0.5 * 0.75)
+    job.stage(0.98, 1.0, template="Fitting ({})").update(phase="shifted 1/2", progress=2.0)  # clipped
+    assert job.phase == "Fitting (shifted 1/2)" and job.progress == pytest.approx(1.0)
+    counter(job, 0.0, 0.05, "Decoding", thousands=True)(1200, 2400)
+    assert job.phase == "Decoding 1,200/2,400" and job.progress == pytest.approx(0.025)
+    counter(None, 0.0, 1.0, "nothing")(1, 2)  # no job: a no-op
+    job.cancel()
+    with pytest.raises(JobCancelled):
+        run2.counter("Predicting")(1, 2)

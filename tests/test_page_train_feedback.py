@@ -62,9 +62,10 @@ def test_first_batch_shows_a_phase_and_no_estimate(page_env: JobRegistry) -> Non
 
 def test_start_is_disabled_while_a_job_runs_and_its_settings_show(page_env: JobRegistry) -> None:
     from core.training.config import TrainConfig
+    from core.training.train_feedback import TrainSettings
 
     job, release = hold(page_env)
-    job.update(settings={"config": TrainConfig(arch="custom_cnn", epochs=7).to_dict(), "dataset": "Demo phantoms"})
+    job.update(settings=TrainSettings(TrainConfig(arch="custom_cnn", epochs=7), "Demo phantoms"))
     try:
         at = page().run()
         assert at.button(key="train_start").disabled

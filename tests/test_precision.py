@@ -52,8 +52,8 @@ def test_unknown_precision_is_refused(bad) -> None:
 def test_job_settings_name_a_non_default_precision() -> None:
     from core.training.train_feedback import settings_rows
 
-    assert "Precision" not in dict(settings_rows(TrainConfig().to_dict(), "demo"))
-    rows = dict(settings_rows(TrainConfig(precision="bfloat16").to_dict(), "demo"))
+    assert "Precision" not in dict(settings_rows(TrainConfig(), "demo"))
+    rows = dict(settings_rows(TrainConfig(precision="bfloat16"), "demo"))
     assert rows["Precision"] == PRECISIONS["bfloat16"].title
 
 

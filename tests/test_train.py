@@ -92,7 +92,7 @@ def test_history_csv_matches_the_epochs(recorded_run):
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     for col in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "phase"):
         assert col in rows[0], col
-    history = recorded_run.job.snapshot()["history"]
+    history = recorded_run.job.snapshot().history
     assert [float(r["val_loss"]) for r in rows] == pytest.approx([h["val_loss"] for h in history])
     assert (recorded_run.run.path / CARD_FILE).is_file()
 
@@ -107,10 +107,10 @@ def test_progress_events_arrive_in_order(recorded_run):
     assert batch_events == sorted(batch_events)  # epochs increase; batches increase within an epoch
     assert batch_events == [(e, b) for e in (1, 2) for b in range(1, steps + 1)]
     snap = job.snapshot()
-    assert [row["step"] for row in snap["batch_log"]] == list(range(1, 2 * steps + 1))
-    assert [row["epoch"] for row in snap["history"]] == [1, 2]
-    assert snap["epochs"] == 2 and snap["batches"] == steps
-    assert all(np.isfinite(row["lr"]) and row["lr"] > 0 for row in snap["batch_log"])
+    assert [row["step"] for row in snap.batch_log] == list(range(1, 2 * steps + 1))
+    assert [row["epoch"] for row in snap.history] == [1, 2]
+    assert snap.epochs == 2 and snap.batches == steps
+    assert all(np.isfinite(row["lr"]) and row["lr"] > 0 for row in snap.batch_log)
 
 
 def test_training_raises_no_keras_warning_noise(recorded_run):
@@ -181,10 +181,10 @@ def test_transfer_model_fine_tunes_in_two_phases(demo_root, monkeypatch):
     job = RecordingJob("train", "two phases")
     run = train.train_model(ds, scan_dataset(ds), cfg, job)
 
-    history = job.snapshot()["history"]
+    history = job.snapshot().history
     assert [(h["epoch"], h["phase"]) for h in history] == [(1, "head"), (2, "finetune")]
     assert history[1]["lr"] < history[0]["lr"]  # phase 2 runs at the lower rate
-    steps = [row["step"] for row in job.snapshot()["batch_log"]]
+    steps = [row["step"] for row in job.snapshot().batch_log]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) == 4  # one step axis across phases
     top, rest = seen["backbone"][-12:], seen["backbone"][:-12]
     assert any(is_bn for _, is_bn in top)

@@ -186,16 +186,16 @@ def run(args: argparse.Namespace) -> int:
     seen = 0
     while True:
         snap = job.snapshot()
-        for line in snap["log"][seen:]:
+        for line in snap.log[seen:]:
             print(line, file=out, flush=True)
-        seen = len(snap["log"])
-        if snap["status"] in FINISHED:
+        seen = len(snap.log)
+        if snap.status in FINISHED:
             break
         time.sleep(1.0)
-    if snap["status"] != "done":
-        print(f"error: training {snap['status']}: {snap['error']}", file=sys.stderr)
-        return 2 if snap["status"] == "failed" else 130
-    run_ = snap["result"]
+    if snap.status != "done":
+        print(f"error: training {snap.status}: {snap.error}", file=sys.stderr)
+        return 2 if snap.status == "failed" else 130
+    run_ = snap.result
     if run_ is None:  # another worker of a multi-worker run: the chief published it
         print("this worker's part is done; the chief published the run", file=out)
         return 0

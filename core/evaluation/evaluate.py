@@ -33,20 +33,11 @@ from core.evaluation.eval_sets import (
 from core.evaluation.result import EvaluationResult
 from core.inference.calibration import softmax
 from core.inference.runner import ModelRunner
-from core.jobs import Job
+from core.jobs import Job, counter
 from core.models.runs import Run, load_model, resolve_run, update_card
 
 BATCH = 64  # images per forward pass during evaluation
 MAX_STORED_EVALUATIONS = 20  # summaries kept under the card's evaluations; the oldest go first
-
-
-def progress_stage(job: Job | None, lo: float, hi: float, phase: str):
-    """A progress(done, total) callback that maps onto [lo, hi] of the job's bar and can cancel."""
-    def progress(done: int, total: int) -> None:
-        if job is not None:
-            job.update(phase=f"{phase} {done}/{total}", progress=lo + (hi - lo) * done / max(total, 1))
-            job.check_cancelled()
-    return progress
 
 
 def predict_logits(run: Run, images: np.ndarray, progress=None, batch_size: int = BATCH) -> np.ndarray:
@@ -81,11 +72,11 @@ def evaluate_run(run: Run, eval_set: EvalSet, job: Job | None = None, use_cache:
     ds = open_eval_dataset(run, eval_set)
     key = cache_key(run, ds, eval_set)
     if use_cache and (hit := load_cached(key)) is not None:
-        progress_stage(job, 0.0, 1.0, "Cached result")(1, 1)
+        counter(job, 0.0, 1.0, "Cached result")(1, 1)
         return hit
     rows, description, notes, images, t_scan = _load_images(run, eval_set, ds, job)
     t_load = time.perf_counter()
-    logits = predict_logits(run, images, progress_stage(job, 0.5, 0.95, "Predicting"))
+    logits = predict_logits(run, images, counter(job, 0.5, 0.95, "Predicting"))
     t_pred = time.perf_counter()
 
     temperature = run.card.temperature
@@ -124,11 +115,11 @@ def evaluate_run(run: Run, eval_set: EvalSet, job: Job | None = None, use_cache:
 
 def _load_images(run: Run, eval_set: EvalSet, ds: Dataset, job: Job | None):
     """Scan, select and decode an evaluation set: (rows, description, notes, images, time scanned)."""
-    report = scan_dataset(ds, near_dup_threshold(run), progress=progress_stage(job, 0.0, 0.3, "Scanning images"))
+    report = scan_dataset(ds, near_dup_threshold(run), progress=counter(job, 0.0, 0.3, "Scanning images"))
     rows, description, notes = select_images(run, eval_set, ds, report)
     t_scan = time.perf_counter()
     paths = [ds.abspath(p) for p in rows["path"]]
-    images = cached_images(paths, run.image_size, ds.fingerprint, progress_stage(job, 0.3, 0.5, "Loading images"),
+    images = cached_images(paths, run.image_size, ds.fingerprint, counter(job, 0.3, 0.5, "Loading images"),
                            preprocessing=run.preprocessing)
     return rows, description, notes, images, t_scan
 
@@ -167,19 +158,6 @@ def evaluate_runs(runs: list[Run], eval_set: EvalSet, job: Job | None = None) ->
     for i, run in enumerate(runs):
         if job is not None:
             job.add_log(f"evaluating {run.run_id}")
-            sub = SubJob(job, i / len(runs), (i + 1) / len(runs), f"[{i + 1}/{len(runs)}] ")
+            sub = job.stage(i / len(runs), (i + 1) / len(runs), f"[{i + 1}/{len(runs)}] ")
         out[run.run_id] = evaluate_run(run, eval_set, sub if job is not None else None)
     return out
-
-
-class SubJob:
-    """Maps one run's progress onto its share of a multi-run job."""
-
-    def __init__(self, job: Job, lo: float, hi: float, prefix: str) -> None:
-        self.job, self.lo, self.hi, self.prefix = job, lo, hi, prefix
-
-    def update(self, phase: str = "", progress: float = 0.0, **changes: Any) -> None:
-        self.job.update(phase=self.prefix + phase, progress=self.lo + (self.hi - self.lo) * progress, **changes)
-
-    def check_cancelled(self) -> None:
-        self.job.check_cancelled()

@@ -146,8 +146,8 @@ def evaluate_localisation(run, eval_set, boxes_path: str | Path, method: str | N
     from core.data.scan import scan_dataset
     from core.evaluation.eval_sets import near_dup_threshold as _threshold
     from core.evaluation.eval_sets import open_eval_dataset, overlap_distances, select_images
-    from core.evaluation.evaluate import progress_stage as _stage
     from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
+    from core.jobs import counter as _stage
     from core.models.runs import load_model
 
     method = method or DEFAULT_CAM_METHOD

@@ -26,14 +26,14 @@ from core.evaluation.eval_sets import (
     overlap_distances,
     select_images,
 )
-from core.evaluation.evaluate import SubJob, check_preprocessing, progress_stage
+from core.evaluation.evaluate import check_preprocessing
 from core.evaluation.robustness import robustness_table
 from core.inference.conformal import try_run_conformal
 from core.inference.ood import OODModel
 from core.inference.runner import ModelRunner
 from core.inference.trust import card_thresholds, flags, warning_rates
 from core.inference.trust_fit import shifted_scores
-from core.jobs import Job
+from core.jobs import Job, counter
 from core.models.runs import OOD_FILE, Run, load_model
 
 
@@ -47,14 +47,14 @@ def cached_robustness(run: Run, eval_set: EvalSet) -> pd.DataFrame | None:
 
 def _raw_images(run: Run, eval_set: EvalSet, ds: Dataset, job: Job | None):
     """Leakage-free rows of an evaluation set, their labels, and their whole frames at RAW_SCALE × size."""
-    report = scan_dataset(ds, near_dup_threshold(run), progress=progress_stage(job, 0.0, 0.2, "Scanning images"))
+    report = scan_dataset(ds, near_dup_threshold(run), progress=counter(job, 0.0, 0.2, "Scanning images"))
     rows, _, _ = select_images(run, eval_set, ds, report)
     dist = overlap_distances(run, rows["phash"].tolist())
     keep = np.ones(len(rows), bool) if dist is None else dist > near_dup_threshold(run)
     rows = rows[keep].reset_index(drop=True)
     labels = rows["label"].map({c: i for i, c in enumerate(run.class_names)}).to_numpy(np.int64)
     paths = [ds.abspath(p) for p in rows["path"]]
-    raw = cached_images(paths, RAW_SCALE * run.image_size, ds.fingerprint, progress_stage(job, 0.2, 0.4, "Loading images"),
+    raw = cached_images(paths, RAW_SCALE * run.image_size, ds.fingerprint, counter(job, 0.2, 0.4, "Loading images"),
                         preprocessing=WHOLE_FRAME_ID)
     return rows, labels, raw
 
@@ -76,7 +76,7 @@ def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use
     runner = ModelRunner(load_model(run), run.card.tta)  # one model load for every shift
     ood = OODModel.load(run.path / OOD_FILE) if (run.path / OOD_FILE).is_file() else None
     scores = shifted_scores(runner, ood, raw, labels, run.image_size, run.preprocessing, temperature,
-                            job=SubJob(job, 0.4, 1.0, "") if job is not None else None)
+                            job=job.stage(0.4, 1.0) if job is not None else None)
     table = robustness_table(None, raw, labels, len(run.class_names), temperature,
                              logits={k: s["logits"] for k, s in scores.items()})
     # Would the Predict page have warned? The card's own thresholds, on every shifted copy.

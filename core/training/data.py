@@ -13,7 +13,7 @@ from core.data.image_cache import cached_images
 from core.data.scan import ScanReport
 from core.data.splits import make_split
 from core.errors import WorkbenchError
-from core.jobs import Job
+from core.jobs import Job, counter
 from core.training.config import TrainConfig
 from core.training.train_feedback import PHASE_DECODING
 
@@ -45,11 +45,7 @@ def prepare_data(ds: Dataset, report: ScanReport, cfg: TrainConfig, data_cfg: Da
     index = {c: i for i, c in enumerate(ds.class_names)}
     paths_all = [ds.abspath(p) for p in files["path"]]
 
-    def progress(done: int, total: int) -> None:
-        if job:
-            job.update(phase=f"{PHASE_DECODING} {done:,}/{total:,}", progress=0.05 * done / total)
-            job.check_cancelled()
-
+    progress = counter(job, 0.0, 0.05, PHASE_DECODING, thousands=True)
     images = cached_images(paths_all, cfg.image_size, ds.fingerprint, progress, preprocessing=cfg.preprocessing)
     out = PreparedData({}, {}, {}, {}, list(ds.class_names), content_digest(report.readable))
     for split in SPLITS:

@@ -42,6 +42,8 @@ from core.training.train_feedback import PHASE_COMPILING, PHASE_DECODING
 
 __all__ = ["PreparedData", "prepare_data", "train_model"]
 
+WARNINGS_PHASE = "Fitting the warnings on shifted validation images"
+
 
 def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
                 data_cfg: DataConfig = DataConfig(), keep_partial: bool = False) -> Run | None:
@@ -149,7 +151,7 @@ def _save_and_publish(model: Any, data: PreparedData, cfg: TrainConfig, data_cfg
     inference_copy(model).save(stage / MODEL_FILE)
     ood.save(stage / OOD_FILE)
     shutil.rmtree(stage / "checkpoint", ignore_errors=True)  # read back already (loop.fit_phases)
-    write_history(stage / HISTORY_FILE, job.snapshot()["history"])
+    write_history(stage / HISTORY_FILE, job.snapshot().history)
     card = build_card(run_id, spec, cfg, data_cfg, ds, data, model, stage, results, weights_note, train_seconds)
     write_card(stage / CARD_FILE, card)
     job.check_cancelled()
@@ -166,9 +168,9 @@ def _fit_warnings(run: Run, model: Any, job: Job) -> Run:
     """
     from core.inference.trust_fit import fit_run_warnings
 
-    job.update(phase="Fitting the warnings on shifted validation images", progress=0.98)
+    job.update(phase=WARNINGS_PHASE, progress=0.98)
     try:
-        run = fit_run_warnings(run, model=model, job=_WarningFitJob(job))
+        run = fit_run_warnings(run, model=model, job=job.stage(0.98, 1.0, template=f"{WARNINGS_PHASE} ({{}})"))
     except WorkbenchError as exc:
         job.add_log(f"warnings keep their basic thresholds: {exc.reason}")
         return run
@@ -180,17 +182,3 @@ def _fit_warnings(run: Run, model: Any, job: Job) -> Run:
     job.add_log(f"warnings: confidence below {trust['min_confidence']:.3f}, feature distance above "
                 f"{trust['max_distance'] or float('nan'):.1f}, mirrored views disagree: {trust['flag_unstable']}")
     return run
-
-
-class _WarningFitJob:
-    """The training job as seen by core.inference.trust_fit: its progress maps into the last 2 % of the bar."""
-
-    def __init__(self, job: Job) -> None:
-        self.job = job
-
-    def update(self, progress: float = 0.0, phase: str = "", **_: Any) -> None:
-        self.job.update(progress=0.98 + 0.02 * min(1.0, progress),
-                        phase=f"Fitting the warnings on shifted validation images ({phase.lower()})")
-
-    def check_cancelled(self) -> None:
-        self.job.check_cancelled()

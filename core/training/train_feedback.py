@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.training.config import TrainConfig
+
 #: Phase texts, named once (the engine sets them, the page and tests read them).
 PHASE_DECODING = "Preparing: decoding images"
 PHASE_COMPILING = "Preparing: compiling the model for the first batch, usually under a minute"
@@ -71,22 +73,29 @@ def training_verdict(val_accuracy: float, macro_f1: float, n_classes: int, epoch
                    "page) before trusting the figure.")
 
 
-def settings_rows(config: dict, dataset: str) -> list[tuple[str, str]]:
-    """A training configuration (``TrainConfig.to_dict()``) as (label, value) rows a person reads."""
-    from core.config import AugmentConfig
+@dataclass(frozen=True)
+class TrainSettings:
+    """What a training job was started with (``Job.settings``), shown when a page reattaches."""
+
+    config: TrainConfig
+    dataset: str  # the dataset's name, for people
+
+
+def settings_rows(config: TrainConfig, dataset: str) -> list[tuple[str, str]]:
+    """A training configuration as (label, value) rows a person reads."""
     from core.models.architectures import ARCHITECTURES
     from core.training.augment import describe_augment
 
-    arch = ARCHITECTURES.get(config.get("arch", ""))
-    rows = [("Dataset", dataset), ("Architecture", arch.title if arch else str(config.get("arch"))),
-            ("Image size", f"{config.get('image_size')} px"), ("Epochs (at most)", str(config.get("epochs"))),
-            ("Batch size", str(config.get("batch_size"))), ("Learning rate", f"{config.get('learning_rate'):g}"),
-            ("Split", "leakage-free" if config.get("leakage_free") else "the folder's own"),
-            ("Augmentation", describe_augment(AugmentConfig.from_dict(config.get("augment"))))]
-    if config.get("max_train_batches"):
-        rows.append(("Batches per epoch (capped)", str(config["max_train_batches"])))
-    if config.get("precision", "float32") != "float32":
+    arch = ARCHITECTURES.get(config.arch)
+    rows = [("Dataset", dataset), ("Architecture", arch.title if arch else str(config.arch)),
+            ("Image size", f"{config.image_size} px"), ("Epochs (at most)", str(config.epochs)),
+            ("Batch size", str(config.batch_size)), ("Learning rate", f"{config.learning_rate:g}"),
+            ("Split", "leakage-free" if config.leakage_free else "the folder's own"),
+            ("Augmentation", describe_augment(config.augment))]
+    if config.max_train_batches:
+        rows.append(("Batches per epoch (capped)", str(config.max_train_batches)))
+    if config.precision != "float32":
         from core.training.options import PRECISIONS
 
-        rows.append(("Precision", PRECISIONS.title(config["precision"])))
+        rows.append(("Precision", PRECISIONS.title(config.precision)))
     return rows
