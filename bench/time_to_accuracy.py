@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from bench import sections
-from bench.run import DEFAULT_DATA, ROOT, machine_info, median
+from bench.common import DEFAULT_DATA, ROOT, machine_info, median
 
 DEFAULT_CARD = ROOT / "models" / "20261201-135406-custom_cnn-a305" / "card.json"
 PRECISIONS = ("float32", "bfloat16")

@@ -23,7 +23,7 @@ from core.training.config import FineTuneConfig, TrainConfig
 from core.training.hardware import detect_hardware
 from core.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, WEIGHTS
 from core.training.train import train_model
-from core.training.train_feedback import PHASE_CANCELLING, TrainSettings, settings_rows, training_verdict
+from core.training.train_feedback import TrainSettings, finished_summary, progress_text, settings_rows
 from pages import _nav as nav
 from pages import _settings as ws
 from pages import _shared as sh
@@ -41,12 +41,6 @@ STATUS_ICONS = {"cached": ":material/check_circle:", "will download": ":material
 def jobs():
     """The process-wide job registry: every session and browser tab sees the same jobs."""
     return job_registry()
-
-
-def fmt_seconds(s: float | None) -> str:
-    if s is None:
-        return "…"
-    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
 
 
 def form_fields() -> dict:
@@ -245,14 +239,7 @@ def job_view(job_id: str) -> None:
         st.rerun()  # finished: one full rerun stops the timer and refreshes "Past runs"
     st.subheader(f"Job: {snap.title}")
     if job.running:
-        text = snap.phase or "Starting"
-        if snap.batches and snap.batch:
-            text += f" · epoch {snap.epoch}/{snap.epochs} · batch {snap.batch}/{snap.batches}"
-            text += f" · about {fmt_seconds(snap.eta_s)} left" if snap.eta_s is not None else \
-                " · estimating the time left"
-        if snap.cancel_requested:
-            text = f"{PHASE_CANCELLING} (finishing the current step; nothing will be saved)"
-        st.progress(min(1.0, snap.progress), text=text)
+        st.progress(min(1.0, snap.progress), text=progress_text(snap))
         st.button("Cancelling…" if snap.cancel_requested else "Cancel", icon=":material/stop:",
                   key="train_cancel", on_click=job.cancel, disabled=snap.cancel_requested,
                   help="Stops after the step in flight (usually under a second); nothing is saved.")
@@ -261,13 +248,8 @@ def job_view(job_id: str) -> None:
                 rows = settings_rows(snap.settings.config, snap.settings.dataset)
                 st.dataframe(pd.DataFrame(rows, columns=["setting", "value"]), hide_index=True, width="stretch")
     elif snap.status == DONE:
-        run = snap.result
-        res = run.card.results
-        st.success(f"Finished: validation accuracy {res['val_accuracy']:.1%} (macro-F1 {res['val_macro_f1']:.3f}, "
-                   f"ECE {res['val_ece']:.3f}) in {fmt_seconds(run.card.train_seconds)}. "
-                   f"Saved as {run.run_id} in {run.path}.", icon=":material/check_circle:")
-        verdict = training_verdict(res["val_accuracy"], res["val_macro_f1"], len(run.class_names),
-                                   len(snap.history), int(run.card.train_config.get("epochs", 0)))
+        message, verdict = finished_summary(snap.result, len(snap.history))
+        st.success(message, icon=":material/check_circle:")
         getattr(st, verdict.level)(f"**{verdict.headline}** {verdict.advice}")
         if st.button("Evaluate on held-out test data", icon=":material/analytics:", key="train_to_eval"):
             st.switch_page("pages/4_Evaluate.py")  # as registered in Home.py (relative to it)

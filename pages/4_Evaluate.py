@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -18,6 +17,7 @@ from core.models.runs import best_run, list_runs, load_model, resolve_run
 from core.paths import check_under_data_roots
 from core.reports import eval_charts as ec
 from core.reports.conformal import GUARANTEE_NOTE, coverage_chart, coverage_display
+from core.reports.eval_tables import per_class_display
 from core.reports.gallery import gallery_images
 from pages import _evaluate_sections as es
 from pages import _nav as nav
@@ -202,15 +202,8 @@ cols[2].metric("Macro-F1", f"{m['macro_f1']:.3f}")
 cols[3].metric("ECE", f"{m['ece']:.3f}", help="expected calibration error: 0 = confidence matches accuracy")
 
 st.subheader("Per class")
-per_class = metrics.per_class_table(y, pred, names)
-per_class["recall 95% CI"] = [f"{lo:.0%} – {hi:.0%}" if pd.notna(lo) else "" for lo, hi in
-                              zip(per_class["recall_ci_low"], per_class["recall_ci_high"])]
-per_class["class"] = per_class["class"].map(display_name)
-undefined = per_class[["precision", "recall", "specificity", "f1"]].isna().to_numpy().any()
-for column in ("precision", "recall", "specificity", "f1"):
-    # A dash, not "None" or 0: precision of a class never predicted is undefined, not zero.
-    per_class[column] = [f"{v:.3f}" if pd.notna(v) else "—" for v in per_class[column]]
-st.dataframe(per_class.drop(columns=["recall_ci_low", "recall_ci_high"]), hide_index=True)
+per_class, undefined = per_class_display(metrics.per_class_table(y, pred, names))
+st.dataframe(per_class, hide_index=True)
 st.caption("Recall = sensitivity. Specificity = share of other classes' images not called this class."
            + (" — = undefined: the model never predicted that class (precision) or the set holds none of "
               "it (recall)." if undefined else ""))
@@ -232,9 +225,7 @@ if cell is not None and st.session_state.get("evaluate_cell_applied") != cell:
     st.session_state["evaluate_true"], st.session_state["evaluate_pred"] = cell
 elif st.session_state.get("evaluate_true") not in names or st.session_state.get("evaluate_pred") not in names:
     # Until the user picks a cell, open the most frequent mistake.
-    cm = metrics.confusion(y, pred, names)
-    off = cm.where(~pd.DataFrame(np.eye(len(names), dtype=bool), index=cm.index, columns=cm.columns)).stack()
-    st.session_state["evaluate_true"], st.session_state["evaluate_pred"] = off.idxmax() if len(off) else (names[0],) * 2
+    st.session_state["evaluate_true"], st.session_state["evaluate_pred"] = metrics.commonest_mistake(y, pred, names)
 c1, c2, c3 = st.columns(3)
 true_c = c1.selectbox("True class", names, format_func=display_name, key="evaluate_true")
 pred_c = c2.selectbox("Predicted class", names, format_func=display_name, key="evaluate_pred")

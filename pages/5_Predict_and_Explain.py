@@ -7,7 +7,6 @@ model is loaded once per process (per run and file hash); uploads stay in memory
 from functools import partial
 from pathlib import Path
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -32,6 +31,7 @@ from core.reports.case_report import (
     results_csv,
 )
 from core.reports.conformal import GUARANTEE_NOTE, coverage_words, describe_set
+from core.reports.prediction_charts import batch_table, probability_chart
 from core.reports.run_summary import model_facts
 from core.safetext import escape_markdown
 from pages import _nav as nav
@@ -48,26 +48,6 @@ PER_PAGE = 10  # detailed views per page: each draws three images and a chart
 def predictor_for(run_id: str, sha: str, path: str) -> Predictor:
     """One loaded model per (run, file hash) for the whole server process."""
     return Predictor(resolve_run(path, root=Path(path).parent))
-
-
-def probability_chart(probabilities: dict[str, float], predicted: str) -> alt.Chart:
-    """Horizontal bars, one per class, the predicted class highlighted."""
-    df = pd.DataFrame({"class": [display_name(c) for c in probabilities], "probability": list(probabilities.values()),
-                       "shown": [format_probability(p) for p in probabilities.values()],
-                       "predicted": [c == predicted for c in probabilities]})
-    return alt.Chart(df).mark_bar().encode(
-        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="model probability"),
-        y=alt.Y("class:N", sort=None, title=None),
-        color=alt.Color("predicted:N", scale=alt.Scale(domain=[True, False], range=["#d62728", "#9aa5b1"]), legend=None),
-        tooltip=["class", alt.Tooltip("shown:N", title="model probability")],
-    ).properties(height=alt.Step(26))
-
-
-def batch_table(results: list[PredictionResult]) -> pd.DataFrame:
-    return pd.DataFrame([{"File": r.file, "Class": display_name(r.label) if r.label else "",
-                          "Model probability": format_probability(r.confidence) if r.ok else "",
-                          "Prediction set": ", ".join(map(display_name, r.prediction_set or [])) if r.ok else "",
-                          "Problem": r.error or "", "Warnings": " | ".join(r.warnings)} for r in results])
 
 
 def show_result(i: int, r: PredictionResult, alpha: float, cmap: str, summary: dict[str, str]) -> None:

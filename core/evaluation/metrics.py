@@ -176,3 +176,10 @@ def summarize(y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray, class_n
         for row in table.to_dict("records")
     }
     return out
+
+
+def commonest_mistake(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> tuple[str, str]:
+    """(true class, predicted class) of the most frequent confusion; the first class twice when there is none."""
+    cm = confusion(y_true, y_pred, class_names)
+    off = cm.where(~pd.DataFrame(np.eye(len(class_names), dtype=bool), index=cm.index, columns=cm.columns)).stack()
+    return tuple(off.idxmax()) if len(off) else (class_names[0],) * 2

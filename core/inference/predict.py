@@ -9,7 +9,6 @@ upload with the same :func:`core.data.preprocess.prepare` used for training.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from core.inference.calibration import softmax
 from core.inference.conformal import DEFAULT_COVERAGE, check_coverage, try_run_conformal
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD, compute_cam
 from core.inference.ood import OODModel, energy, image_checks
+from core.inference.records import PredictionResult, Scores
 from core.inference.runner import ModelRunner
 from core.inference.trust import TrustThresholds, card_thresholds, unstable_views
 from core.inference.trust import flags as trust_flags
@@ -31,52 +31,6 @@ from core.models.runs import OOD_FILE, Run, best_run, list_runs, load_model, res
 
 SAFE_META = (*SAFE_FIELDS, "window", "frames")  # DICOM fields we show; never patient identifiers
 NOT_MRI = "Probably not a brain MRI"
-
-
-@dataclass
-class Scores:
-    """Model outputs for a batch of prepared images."""
-
-    logits: np.ndarray  # (N, K) pre-softmax scores
-    probs: np.ndarray  # (N, K) softmax(logits / temperature): calibrated
-    features: np.ndarray | None  # (N, D) pooled 'features' layer, for the Mahalanobis score
-    mahalanobis: np.ndarray | None  # (N,) distance to the nearest training class mean
-    energy: np.ndarray  # (N,) −logsumexp(logits / T); higher = less like the training data
-    view_logits: list[np.ndarray] = field(default_factory=list)  # per test-time view (unmirrored first)
-
-
-@dataclass
-class PredictionResult:
-    """Everything shown or exported for one file; ``error`` is set when the file was rejected."""
-
-    file: str
-    label: str | None = None
-    confidence: float | None = None  # calibrated probability of ``label``
-    probabilities: dict[str, float] = field(default_factory=dict)  # class name -> calibrated prob
-    warnings: list[str] = field(default_factory=list)  # plain-language, shown as they are
-    flags: list[str] = field(default_factory=list)  # machine-readable: low_confidence, ood, near_duplicate
-    heatmap: np.ndarray | None = None  # float32 (S, S) in [0, 1]
-    heatmap_class: str | None = None  # the class the heatmap explains
-    method: str | None = None  # the CAM method used
-    image: DecodedImage | None = None  # the decoded upload (full resolution)
-    model_input: np.ndarray | None = None  # (S, S, 1) uint8, exactly what the model saw
-    framing: Framing | None = None  # where model_input came from in ``image`` (head crop)
-    details: dict[str, str] = field(default_factory=dict)  # the figures behind the warnings, for the curious
-    meta: dict[str, Any] = field(default_factory=dict)  # safe DICOM header fields
-    error: str | None = None
-    prediction_set: list[str] | None = None  # conformal set at ``coverage``, most probable first (None: no calibration)
-    coverage: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe summary (no arrays)."""
-        return {"file": self.file, "label": self.label, "confidence": self.confidence,
-                "probabilities": dict(self.probabilities), "warnings": list(self.warnings),
-                "flags": list(self.flags), "details": dict(self.details), "meta": dict(self.meta),
-                "error": self.error, "prediction_set": self.prediction_set, "coverage": self.coverage}
 
 
 def no_model_error() -> WorkbenchError:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from core.classes import display_name
+
 
 def robustness_display(robust: pd.DataFrame) -> pd.DataFrame:
     """The stress-test table as shown: accuracy and its change, calibration error, warnings, prediction sets.
@@ -25,3 +27,17 @@ def robustness_display(robust: pd.DataFrame) -> pd.DataFrame:
             f"{v:.1%} ({w:.1%})" for v, w in zip(robust["set_coverage"], robust["set_coverage_worst_class"])]
         shown["Mean set size"] = robust["mean_set_size"].map(lambda v: f"{v:.2f}")
     return shown
+
+
+def per_class_display(per_class: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """The per-class table as shown (:func:`core.evaluation.metrics.per_class_table` in), and whether
+    any figure is undefined (shown as a dash)."""
+    shown = per_class.copy()
+    shown["recall 95% CI"] = [f"{lo:.0%} – {hi:.0%}" if pd.notna(lo) else "" for lo, hi in
+                              zip(shown["recall_ci_low"], shown["recall_ci_high"])]
+    shown["class"] = shown["class"].map(display_name)
+    undefined = bool(shown[["precision", "recall", "specificity", "f1"]].isna().to_numpy().any())
+    for column in ("precision", "recall", "specificity", "f1"):
+        # A dash, not "None" or 0: precision of a class never predicted is undefined, not zero.
+        shown[column] = [f"{v:.3f}" if pd.notna(v) else "—" for v in shown[column]]
+    return shown.drop(columns=["recall_ci_low", "recall_ci_high"]), undefined

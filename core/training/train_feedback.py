@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.jobs import JobSnapshot
+from core.models.run import Run
 from core.training.config import TrainConfig
 
 #: Phase texts, named once (the engine sets them, the page and tests read them).
@@ -41,6 +43,24 @@ class Verdict:
     advice: str
 
 
+def fmt_seconds(s: float | None) -> str:
+    """A duration as people read it: seconds up to 90, then minutes; "…" when not known yet."""
+    if s is None:
+        return "…"
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
+
+
+def progress_text(snap: JobSnapshot) -> str:
+    """The Train page's progress line: phase, epoch and batch, time left, or that it is cancelling."""
+    if snap.cancel_requested:
+        return f"{PHASE_CANCELLING} (finishing the current step; nothing will be saved)"
+    text = snap.phase or "Starting"
+    if snap.batches and snap.batch:
+        text += f" · epoch {snap.epoch}/{snap.epochs} · batch {snap.batch}/{snap.batches}"
+        text += f" · about {fmt_seconds(snap.eta_s)} left" if snap.eta_s is not None else " · estimating the time left"
+    return text
+
+
 def chance_level(n_classes: int) -> float:
     """Accuracy of guessing among ``n_classes`` balanced classes."""
     return 1.0 / max(1, n_classes)
@@ -71,6 +91,17 @@ def training_verdict(val_accuracy: float, macro_f1: float, n_classes: int, epoch
                    f"About {val_accuracy:.0%} of images the model did not train on were classified correctly. "
                    "Validation images guided early stopping, so confirm on the held-out test split (Evaluate "
                    "page) before trusting the figure.")
+
+
+def finished_summary(run: Run, epochs_run: int) -> tuple[str, Verdict]:
+    """What the Train page says when a run has finished: its figures and where it was saved, and a verdict."""
+    res = run.card.results
+    message = (f"Finished: validation accuracy {res['val_accuracy']:.1%} (macro-F1 {res['val_macro_f1']:.3f}, "
+               f"ECE {res['val_ece']:.3f}) in {fmt_seconds(run.card.train_seconds)}. "
+               f"Saved as {run.run_id} in {run.path}.")
+    verdict = training_verdict(res["val_accuracy"], res["val_macro_f1"], len(run.class_names), epochs_run,
+                               int(run.card.train_config.get("epochs", 0)))
+    return message, verdict
 
 
 @dataclass(frozen=True)
