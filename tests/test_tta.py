@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.inference.tta import mirrored, tta_logits
+from core.data.tta import mirrored
+from core.inference.tta import tta_logits
 from core.models.card import ModelCard
 
 

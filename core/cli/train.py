@@ -10,7 +10,7 @@ import time
 from core.config import AUGMENT_PRESETS, DataConfig
 from core.data.preprocess import RECIPES
 from core.data.splits import SPLIT_MODES
-from core.inference.tta import TTA
+from core.data.tta import TTA
 from core.models.architectures import ARCHITECTURES
 from core.options import bound_of
 from core.training.config import FineTuneConfig, TrainConfig

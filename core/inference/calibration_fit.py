@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
 from core.data.preprocess import load_many
+from core.data.tta import TTA
 from core.inference.calibration import (
     expected_calibration_error,
     fit_temperature,
@@ -23,7 +24,7 @@ from core.inference.calibration import (
 from core.inference.conformal_fit import fit_run_conformal, write_conformal
 from core.inference.ood import OODModel, energy, fit_ood
 from core.inference.runner import ModelRunner
-from core.inference.tta import TTA, tta_logits
+from core.inference.tta import tta_logits
 from core.models.runs import Run, load_model, update_card
 
 OOD_TRAIN_SAMPLE = 3000  # training images the Mahalanobis model is fitted on (bounded: memory and time)

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from core.data.tta import TTA_MODES, mirrored
 from core.errors import WorkbenchError
-from core.inference.tta import TTA_MODES, mirrored
 
 BATCH = 32  # images per forward pass: bounds memory for large uploads and evaluation sets
 

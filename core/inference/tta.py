@@ -13,9 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from core.data.tta import TTA, TTA_MODES, mirrored
-
-__all__ = ["TTA", "TTA_MODES", "mirrored", "tta_logits"]
+from core.data.tta import mirrored  # the choices (TTA) and the mirror itself are data-stage
 
 
 def tta_logits(logits_fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray, mode: str) -> np.ndarray:

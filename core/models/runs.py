@@ -1,4 +1,4 @@
-"""The model registry under ``models/``: one folder per run with model, card and history.
+"""The run folders under ``models/``: one folder per run with model, card and history.
 
 A run folder is assembled under a hidden temporary name and renamed into place in one step,
 so a reader (or a crash) never sees a half-written model. Loading checks the file's sha256
