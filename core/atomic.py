@@ -158,3 +158,30 @@ def reclaim_stale(folder: str | Path, max_age_s: float = STALE_AFTER_S) -> list[
         except OSError:
             continue
     return removed
+
+
+def check_writable(path: str | Path, label: str, is_file: bool = False) -> None:
+    """Refuse, before any work, a destination this process cannot write into.
+
+    The nearest existing folder of ``path`` (its parent when ``is_file``) gets a real probe: a
+    temporary file created and removed at once. Permission bits alone would not do: a read-only
+    mount, a full quota or root squashing on a network share all pass ``os.access``.
+
+    Raises:
+        WorkbenchError: the folder refuses writes (the reason, not the server's path).
+    """
+    import tempfile
+
+    from core.errors import WorkbenchError
+
+    folder = Path(path).expanduser()
+    folder = folder.parent if is_file else folder
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise WorkbenchError(f"this destination cannot be written ({exc.strerror or type(exc).__name__}); choose "
+                             "another folder, or ask an administrator for write access", label) from None

@@ -10,11 +10,26 @@ from core.errors import WorkbenchError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+#: Linux limits (NAME_MAX, PATH_MAX): longer text cannot name a file, and the system call fails
+#: with "File name too long", whose message would echo the whole server path.
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4095
+
+
 def check_path_text(path: str | Path, label: str | None = None) -> None:
-    """Refuse a typed path that no file system can hold (a NUL character) with a clear message."""
-    if "\0" in str(path):
+    """Refuse a typed path that no file system can hold (a NUL character, a name over 255 bytes, a
+    path over 4095 bytes) with a clear message that does not repeat the path."""
+    text = str(path)
+    if "\0" in text:
         raise WorkbenchError("the path contains a NUL character, which no file or folder name can hold; "
-                             "check what was typed or pasted", label or repr(str(path)))
+                             "check what was typed or pasted", label or repr(text))
+    encoded = text.encode("utf-8", "surrogatepass")  # bytes are what the limits count
+    longest = max((len(part) for part in encoded.split(b"/")), default=0)
+    if longest > MAX_NAME_BYTES or len(encoded) > MAX_PATH_BYTES:
+        what = (f"one name in it has {longest} bytes" if longest > MAX_NAME_BYTES
+                else f"it has {len(encoded)} bytes")
+        raise WorkbenchError(f"the path is too long ({what}; file systems allow {MAX_NAME_BYTES} per name and "
+                             f"{MAX_PATH_BYTES} in all); check what was typed or pasted",
+                             label or "the typed path")
 
 
 def _setting_folder(variable: str, path: Path) -> Path:

@@ -41,3 +41,11 @@ def escape_markdown(text: Any) -> str:
     """``text`` shown literally by Markdown: punctuation escaped, line breaks and tabs as spaces."""
     flat = re.sub(r"[\r\n\t\v\f]+", " ", str(text))
     return _PUNCTUATION.sub(r"\\\1", flat)
+
+
+def markdown_free_table(rows: dict[str, Any]) -> pd.DataFrame:
+    """A one-column label -> text frame for ``st.table`` (which renders Markdown in every cell),
+    with labels and values escaped: a dataset or run name in a model card is shown literally."""
+    return pd.DataFrame({"": [escape_markdown(v) for v in rows.values()]},
+                        index=[escape_markdown(k) for k in rows])
+

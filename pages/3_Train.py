@@ -18,6 +18,7 @@ from core.models.runs import list_runs
 from core.models.weights import install_weights, keras_cache_dir, weight_status
 from core.reports import train_charts as charts
 from core.reports.run_summary import runs_table
+from core.safetext import escape_markdown
 from core.training.augment import describe_augment
 from core.training.config import FineTuneConfig, TrainConfig
 from core.training.hardware import detect_hardware
@@ -146,10 +147,10 @@ if spec.transfer:
             with sh.shown_errors():
                 path = install_weights(arch, upload.getvalue(), upload.name)
                 st.session_state["train_weights_installed"] = upload.file_id
-                st.success(f"Installed {path.name} into the Keras cache.")
+                st.success(f"Installed {escape_markdown(path.name)} into the Keras cache.")
     status = weight_status(arch)
     show = {"cached": status_box.success, "will download": status_box.info}.get(status.state, status_box.warning)
-    show(f"ImageNet weights {status.state}: {status.message}", icon=STATUS_ICONS.get(status.state))
+    show(f"ImageNet weights {status.state}: {escape_markdown(status.message)}", icon=STATUS_ICONS.get(status.state))
     st.markdown("**Fine-tuning** (phase 2: after the new head has trained, unfreeze the top of the backbone)")
     c1, c2, c3 = st.columns(3)
     finetune = FineTuneConfig(
@@ -221,7 +222,7 @@ with sh.shown_errors():
         job = registry.submit("train", f"{spec.title} on {ds.name}",
                               lambda j: train_model(ds, report, cfg, j, DataConfig()))
         job.update(settings=TrainSettings(cfg, ds.name))
-        st.toast(f"Started: {job.title}")
+        st.toast(f"Started: {escape_markdown(job.title)}")
         st.rerun()  # the button greys at once while the job runs
     if why_not:
         st.caption(f"Start training is disabled: {why_not}.")
@@ -237,7 +238,7 @@ def job_view(job_id: str) -> None:
     snap = job.snapshot()
     if was_running and not job.running:
         st.rerun()  # finished: one full rerun stops the timer and refreshes "Past runs"
-    st.subheader(f"Job: {snap.title}")
+    st.subheader(f"Job: {escape_markdown(snap.title)}")  # the dataset name is in it
     if job.running:
         st.progress(min(1.0, snap.progress), text=progress_text(snap))
         st.button("Cancelling…" if snap.cancel_requested else "Cancel", icon=":material/stop:",
@@ -249,12 +250,12 @@ def job_view(job_id: str) -> None:
                 st.dataframe(pd.DataFrame(rows, columns=["setting", "value"]), hide_index=True, width="stretch")
     elif snap.status == DONE:
         message, verdict = finished_summary(snap.result, len(snap.history))
-        st.success(message, icon=":material/check_circle:")
+        st.success(escape_markdown(message), icon=":material/check_circle:")
         getattr(st, verdict.level)(f"**{verdict.headline}** {verdict.advice}")
         if st.button("Evaluate on held-out test data", icon=":material/analytics:", key="train_to_eval"):
             st.switch_page("pages/4_Evaluate.py")  # as registered in Home.py (relative to it)
     elif snap.status == FAILED:
-        st.error(f"Training failed: {snap.error}", icon=":material/error:")
+        st.error(f"Training failed: {escape_markdown(snap.error)}", icon=":material/error:")
         with st.expander("Technical details"):
             st.code(snap.error_traceback or "", language=None)
     elif snap.status == CANCELLED:

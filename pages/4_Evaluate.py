@@ -19,6 +19,7 @@ from core.reports import eval_charts as ec
 from core.reports.conformal import GUARANTEE_NOTE, coverage_chart, coverage_display
 from core.reports.eval_tables import per_class_display
 from core.reports.gallery import gallery_images
+from core.safetext import escape_markdown
 from pages import _evaluate_sections as es
 from pages import _nav as nav
 from pages import _shared as sh
@@ -80,7 +81,7 @@ folder = None
 with sh.shown_errors(stop=True):
     if kind == "dataset_test":
         folder = str(ds.root)
-        st.caption(f"The active dataset, {ds.title} (change it on the Dataset Explorer page).")
+        st.caption(f"The active dataset, {escape_markdown(ds.title)} (change it on the Dataset Explorer page).")
     elif kind == "folder":
         typed = st.text_input("Folder of class folders", value=str(ds.root), key="evaluate_folder").strip()
         # The active dataset was vetted when it was opened; anything else must lie under a data root.
@@ -137,9 +138,9 @@ def progress_panel() -> None:
 if job is not None:
     progress_panel()
 elif running is not None and running.id != (st.session_state.get(es.ROBUST_JOB_KEY) or ("",))[0]:
-    st.info(f"'{running.title}' is running for another user; results appear when it ends and you press Evaluate.")
+    st.info(f"'{escape_markdown(running.title)}' is running for another user; results appear when it ends and you press Evaluate.")
 if ERROR_KEY in st.session_state:
-    st.error(st.session_state[ERROR_KEY], icon=":material/error:")
+    st.error(escape_markdown(st.session_state[ERROR_KEY]), icon=":material/error:")
 
 done = [r for r in selected if result_key(r) in results]
 if not done:
@@ -162,7 +163,7 @@ run = by_id[run_id]
 result = results[result_key(run)]
 
 for note in result.notes:
-    st.caption(note)
+    st.caption(escape_markdown(note))
 eval_synthetic = ds.synthetic if folder == str(ds.root) else False
 if kind != "card_test" and (caution := data_kind_warning(run.card, eval_synthetic)):
     st.warning(caution, icon=":material/warning:")

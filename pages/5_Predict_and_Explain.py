@@ -7,7 +7,6 @@ model is loaded once per process (per run and file hash); uploads stay in memory
 from functools import partial
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from core.classes import display_name
@@ -33,7 +32,7 @@ from core.reports.case_report import (
 from core.reports.conformal import GUARANTEE_NOTE, coverage_words, describe_set
 from core.reports.prediction_charts import batch_table, probability_chart
 from core.reports.run_summary import model_facts
-from core.safetext import escape_markdown
+from core.safetext import escape_markdown, markdown_free_table
 from pages import _nav as nav
 from pages import _shared as sh
 
@@ -54,16 +53,16 @@ def show_result(i: int, r: PredictionResult, alpha: float, cmap: str, summary: d
     with st.container(border=True):
         st.markdown(f"**{escape_markdown(r.file)}**")  # an uploaded name is shown literally, never rendered
         if not r.ok:
-            st.error(f"This file could not be analysed: {r.error}", icon=":material/error:")
+            st.error(f"This file could not be analysed: {escape_markdown(r.error)}", icon=":material/error:")
             return
         st.markdown(f"### {display_name(r.label)} · model probability {format_probability(r.confidence)}")
         if r.coverage is not None:
             st.markdown(f":material/checklist: {describe_set(r.prediction_set, r.coverage, len(r.probabilities))}")
         for text in r.warnings:
-            st.warning(text, icon=":material/warning:")
+            st.warning(escape_markdown(text), icon=":material/warning:")
         if r.details:
             with st.expander("The figures behind these checks", icon=":material/functions:"):
-                st.table(pd.DataFrame({"": list(r.details.values())}, index=list(r.details)))
+                st.table(markdown_free_table(r.details))
         left, middle, right = st.columns(3)
         dicom = r.image.source_format == "DICOM"
         left.image(r.image.pixels, caption=f"DICOM slice, window {r.meta.get('window', '')}" if dicom else "Input",
@@ -100,13 +99,16 @@ run_id = st.selectbox("Model", list(by_id), index=list(by_id).index(best.run_id)
                       format_func=lambda rid: by_id[rid].label() + ("  ★ best" if rid == best.run_id else ""))
 run = by_id[run_id]
 summary = model_facts(run)
-st.caption(f":material/model_training: {summary['Architecture']}, trained on {summary['Training data']}"
+st.caption(f":material/model_training: {escape_markdown(summary['Architecture'])}, trained on "
+           f"{escape_markdown(summary['Training data'])}"
            + (" :orange-badge[SYNTHETIC training data: not for real scans]"
               if run.synthetic else ""))
 with st.expander("Model card", expanded=False, icon=":material/badge:"):
-    st.table(pd.DataFrame({"": list(summary.values())}, index=list(summary)))
+    st.table(markdown_free_table(summary))  # st.table renders Markdown
 with sh.shown_errors(stop=True):
     predictor = predictor_for(run.run_id, run.card.model_sha256, str(run.path))
+for text in predictor.disabled:  # a damaged side file turned one feature off; the prediction still works
+    st.warning(escape_markdown(text), icon=":material/warning:")
 
 uploads = st.file_uploader(
     "MRI slices: JPEG, PNG, BMP, TIFF or DICOM (.dcm or no extension)", type=None, accept_multiple_files=True,
@@ -127,7 +129,7 @@ coverage = c5.selectbox("Prediction-set coverage", COVERAGE_CHOICES, index=COVER
                         help="The set of classes that holds the true one this often on images like the "
                              "validation ones. Higher coverage, larger sets.")
 if predictor.conformal is None:
-    st.caption(f":material/info: No prediction sets: {predictor.conformal_problem}")
+    st.caption(f":material/info: No prediction sets: {escape_markdown(predictor.conformal_problem)}")
 
 if not uploads:
     st.info("Upload one or more slices to classify them.", icon=":material/upload_file:")

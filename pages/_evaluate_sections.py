@@ -24,6 +24,7 @@ from core.models.runs import Run
 from core.reports import eval_charts as ec
 from core.reports.eval_report import html_report, metrics_json, predictions_csv
 from core.reports.eval_tables import robustness_display
+from core.safetext import escape_markdown
 from pages import _shared as sh
 
 ROBUST_JOB_KEY = "evaluate_robustness_job"  # (job id, run id, eval-set key) of this session's stress test
@@ -81,7 +82,7 @@ def _robustness_progress(job: Any, was_running: bool) -> None:
         if was_running:
             st.rerun()
         if snap.status == "failed":
-            st.error(snap.error, icon=":material/error:")
+            st.error(escape_markdown(snap.error), icon=":material/error:")
         elif snap.status == "cancelled":
             st.caption("The stress test was cancelled.")
 
@@ -123,7 +124,7 @@ def downloads_section(run: Run, result: EvaluationResult) -> None:
         report = html_report(result, run.card)
         c3.download_button("Report (HTML)", report, f"{stem}.html", "text/html", key="evaluate_dl_html")
     except WorkbenchError as exc:
-        c3.error(str(exc))
+        c3.error(escape_markdown(str(exc)))
 
 
 def export_section(run: Run, result: EvaluationResult) -> None:

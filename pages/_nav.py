@@ -10,6 +10,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 _PAGES_DIR = Path(__file__).parent
+_APP_ICON = _PAGES_DIR.parent / "assets" / "icon.svg"
 # Set once st.navigation has run in this server process: Streamlit has then left its legacy
 # pages/-folder mode for good, and every page run goes through Home.py.
 _NAVIGATION_DECLARED = threading.Event()
@@ -55,6 +56,9 @@ def require_navigation() -> None:
     """
     if _NAVIGATION_DECLARED.is_set() or not st.context.url:
         return
+    # The app's own icon first: without one, the browser takes the page's icon as its favicon and
+    # fetches ":material/..." icons from fonts.gstatic.com, a request that leaves the server.
+    st.set_page_config(page_icon=str(_APP_ICON))
     st.navigation(app_pages())
     _NAVIGATION_DECLARED.set()
     st.rerun()

@@ -52,7 +52,7 @@ def shown_errors(stop: bool = False) -> Iterator[None]:
     try:
         yield
     except WorkbenchError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(escape_markdown(str(exc)), icon=":material/error:")  # names in it are literal
         if stop:
             st.stop()
 
@@ -147,7 +147,7 @@ def show_active_dataset_badge() -> Dataset:
     badge = " :orange-badge[SYNTHETIC — not patient data]" if ds.synthetic else ""
     st.caption(":material/database: Active dataset: " + " · ".join(parts) + badge)
     if WARNING_KEY in st.session_state:
-        st.warning(st.session_state[WARNING_KEY])
+        st.warning(escape_markdown(st.session_state[WARNING_KEY]))  # holds the typed address
     return ds
 
 

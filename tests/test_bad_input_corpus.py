@@ -746,6 +746,43 @@ def _model_and_input_groups() -> list[tuple[str, object, str]]:
     ]
 
 
+# ============================================================================================
+# Issue 23, the second hostile pass (defects 1-5, 7-11). The cases run in test_hostile_pass2.py
+# (each class with its failing-first test); here they are counted.
+# ============================================================================================
+
+from test_hostile_pass2 import (  # noqa: E402
+    DICOM_BOMBS,
+    HOSTILE_SOURCES,
+    LONG_PATH_CLI,
+    READ_ONLY_CASES,
+    REFUSED_AFTER_EXTRACTION,
+    SIDE_FILE_DAMAGE,
+    TRUNCATED_JPEGS,
+)
+
+
+def _second_pass_groups() -> list[tuple[str, object, str]]:
+    """Issue 23's groups for :func:`corpus_cases`."""
+    return [
+        ("Markdown in a name, on all six pages", HOSTILE_SOURCES, HANDLED),
+        ("request leaving the server", ["favicon of a deep link fetched from fonts.gstatic.com"], HANDLED),
+        ("DICOM header", DICOM_BOMBS, REFUSED),
+        ("DICOM frames", ["12-frame object: only the middle frame decoded"], HANDLED),
+        ("DICOM modality", ["ultrasound (US) DICOM: warned, not an MRI"], HANDLED),
+        ("truncated JPEG", TRUNCATED_JPEGS, REFUSED),
+        ("over-long path", {**LONG_PATH_CLI, "?dataset= of 300 characters (every page)": None}, REFUSED),
+        ("zip refused after unpacking", REFUSED_AFTER_EXTRACTION, REFUSED),
+        ("damaged side file", SIDE_FILE_DAMAGE, HANDLED),
+        ("card written meanwhile", ["evaluation stored during calibrate", "8 threads adding evaluations",
+                                    "2 processes x 20 updates"], HANDLED),
+        ("class order", ["swapped in a new card (predict, calibrate --conformal-only, export)",
+                         "swapped in an old card (checked against conformal.npz)"], REFUSED),
+        ("read-only destination", READ_ONLY_CASES, REFUSED),
+        ("read-only model card", ["evaluate: result printed, 'not stored' said"], HANDLED),
+    ]
+
+
 # --------------------------------------------------------------------------------------------
 # The corpus's size: every distinct hostile case above and its outcome
 # --------------------------------------------------------------------------------------------
@@ -774,6 +811,7 @@ def corpus_cases() -> dict[str, str]:
         ("cache leftovers", ["stale temporaries"], RECOVERED),
         ("sessions at once", ["four uploads and scans of one zip"], HANDLED),
         *_model_and_input_groups(),
+        *_second_pass_groups(),
     ]
     return {f"{group}: {name}": outcome for group, names, outcome in groups for name in names}
 

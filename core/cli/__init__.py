@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (`... --json | head`): stop quietly, as other command-line tools do.
         _silence_stdout()
         return 1
+    except OSError as exc:  # a file-system refusal no check foresaw: its reason, never the server path
+        print(f"error: the file system refused: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 2
 
 
 def _silence_stdout() -> None:

@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from core.atomic import check_writable
+from core.errors import WorkbenchError
 from core.evaluation.eval_sets import EVAL_SETS
 from core.inference.gradcam import CAM_METHODS
 
@@ -59,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
 
     model_run = resolve_run(args.model)
     eval_set = _choose_set(args)
+    try:
+        check_writable(model_run.path, "model folder")
+    except WorkbenchError as exc:  # evaluating still helps; only storing the result is impossible
+        print(f"warning: the result will be shown but not stored in the model card: {exc.reason}", file=sys.stderr)
     result = evaluate_run(model_run, eval_set, use_cache=not args.no_cache)
     summary = result.summary()
     sets = evaluate_conformal(model_run, result)  # None: the run has no prediction sets

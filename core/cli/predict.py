@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
+from core.atomic import check_writable
 from core.cli.conformal import add_coverage_option, parse_coverage
 from core.data.imageio import MAX_FILE_BYTES
 from core.errors import WorkbenchError
@@ -61,6 +63,7 @@ def _overlay_folder(path: str) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WorkbenchError(f"the folder cannot be created ({exc.strerror or exc})", f"--gradcam {path}") from None
+    check_writable(folder, f"--gradcam {path}")  # before the model loads and the images are analysed
     return folder
 
 
@@ -77,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         raise WorkbenchError("no trained model yet: the model registry folder does not exist (check "
                              "WORKBENCH_MODELS_DIR if models were trained)", str(models_dir()))
     predictor = Predictor.load(args.model)  # WorkbenchError -> "error: ..." and exit 2 (core.cli)
+    for text in predictor.disabled:  # a damaged side file: that feature is off, the prediction still runs
+        print(f"warning: {text}", file=sys.stderr)
     raw = [(f, _read(f)) for f in args.files]
     readable = [(f, data) for f, data in raw if isinstance(data, bytes)]
     predicted = iter(predict_files(predictor, readable, gradcam=out_dir is not None, method=args.method,
@@ -86,8 +91,13 @@ def run(args: argparse.Namespace) -> int:
     rows, used = [], set()
     for r in results:
         row = r.to_dict()
-        row["overlay"] = (_write_overlay(out_dir, r, args.alpha, args.colormap, used)
-                          if out_dir is not None and r.heatmap is not None else None)
+        row["overlay"] = None
+        if out_dir is not None and r.heatmap is not None:
+            try:
+                row["overlay"] = _write_overlay(out_dir, r, args.alpha, args.colormap, used)
+            except OSError as exc:  # the folder turned read-only (or full) during the run: keep the result
+                r.warnings.append(f"The heat-map overlay was not stored ({exc.strerror or type(exc).__name__}).")
+                row["warnings"] = list(r.warnings)
         rows.append(row)
     run_ = predictor.run
     if args.json:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,7 +217,17 @@ def open_zip(data: bytes, filename: str = "upload.zip") -> Dataset:
         raise WorkbenchError(f"uploads cannot be stored on the server ({exc.strerror or type(exc).__name__}); "
                              "an administrator should check WORKBENCH_CACHE_DIR", filename) from None
     folder = extract_zip(data, dest_root, filename)
-    return open_folder(folder, kind="zip", name=Path(filename).stem)
+    try:
+        return open_folder(folder, kind="zip", name=Path(filename).stem)
+    except WorkbenchError as exc:
+        # Refused after extraction (e.g. one class folder): remove what was unpacked, and say where
+        # the problem is inside the zip, never where the server keeps uploads.
+        extracted = dest_root / folder.relative_to(dest_root).parts[0]
+        inside = Path(exc.source).relative_to(extracted) if Path(exc.source).is_relative_to(extracted) else None
+        reason = exc.reason.replace(str(extracted) + "/", "").replace(str(extracted), "")
+        shutil.rmtree(extracted, ignore_errors=True)
+        where = f"{filename} ({inside}/)" if inside is not None and str(inside) != "." else filename
+        raise WorkbenchError(reason, where) from None
 
 
 #: Source registry: the Explorer page lists these keys.

@@ -14,14 +14,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from core.data.pixels import DecodedImage, colourfulness, scale_to_uint8  # noqa: F401 - re-exported
+from core.data.pixels import (  # noqa: F401 - re-exported
+    MAX_PIXELS,
+    MIN_SIDE,
+    DecodedImage,
+    colourfulness,
+    scale_to_uint8,
+)
 from core.errors import WorkbenchError
 
 # Keep Pillow's decompression-bomb guard on, and make its warning an error: a scan must never
 # allocate gigabytes because a PNG header claims 60000×60000.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-MAX_PIXELS = 40_000_000  # ~6300×6300; far above any MRI slice
-MIN_SIDE = 16  # a thumbnail-sized file carries no diagnostic content
 MAX_FILE_BYTES = 200 * 1024 * 1024
 EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how the stored pixels must be turned to be upright
 
@@ -93,6 +97,9 @@ def _decode_raster(data: bytes, label: str) -> DecodedImage:
                     f"the file holds {img.n_frames} frames; upload a single slice", label
                 )
             img.load()
+            if fmt == "JPEG" and _grey_tail(img):
+                raise WorkbenchError("the image is truncated: the end of its data is missing and the decoder "
+                                     "filled the rest in plain grey", label)
         img = _apply_orientation(img)
     except WorkbenchError:
         raise
@@ -107,6 +114,19 @@ def _decode_raster(data: bytes, label: str) -> DecodedImage:
     mode = img.mode
     pixels, colourfulness = _to_gray(img, label)
     return DecodedImage(pixels=pixels, source_format=fmt, source_mode=mode, colourfulness=colourfulness)
+
+
+def _grey_tail(img: Image.Image) -> bool:
+    """True if a JPEG's last 8×8 block is exactly mid-grey (128) in every channel.
+
+    A JPEG cut short and closed with an end marker still decodes: libjpeg meets the marker early,
+    warns (Pillow does not pass the warning on) and decodes every missing block as all-zero
+    coefficients, which is exactly 128 after the level shift. The last block of a real scan is
+    background (near black) and carries encoder noise, so an exact 128 block means missing data.
+    """
+    if img.mode not in ("L", "RGB"):
+        return False
+    return bool((np.asarray(img)[-8:, -8:] == 128).all())
 
 
 def _apply_orientation(img: Image.Image) -> Image.Image:

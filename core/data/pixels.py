@@ -13,6 +13,9 @@ import numpy as np
 
 from core.errors import WorkbenchError
 
+MAX_PIXELS = 40_000_000  # ~6300×6300; far above any MRI slice (every format, DICOM included)
+MIN_SIDE = 16  # a thumbnail-sized file carries no diagnostic content
+
 
 @dataclass
 class DecodedImage:

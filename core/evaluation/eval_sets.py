@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,6 +134,9 @@ def select_images(run: Run, eval_set: EvalSet, ds: Dataset, report) -> tuple[pd.
     return rows[["path", "label", "phash"]].reset_index(drop=True), description, notes
 
 
+_HASH_TEXT = re.compile(r"[0-9a-fA-F]{64}|[0-9a-fA-F]{128}")  # a half (older cards) or a whole hash
+
+
 def overlap_distances(run: Run, phashes: list[str]) -> np.ndarray | None:
     """Each image's smallest pHash distance to any training image (None if the card has no hashes).
 
@@ -140,8 +144,8 @@ def overlap_distances(run: Run, phashes: list[str]) -> np.ndarray | None:
     digits); then both sides are compared on that half alone, which is the same hash.
     """
     train = list(run.card.data.get("train_hashes") or [])
-    if not train:
-        return None
+    if not train or not all(isinstance(t, str) and _HASH_TEXT.fullmatch(t) for t in train):
+        return None  # none, or a damaged list (core.inference.side_files): overlap cannot be checked
     half = 16 * HALF_WORDS  # hex digits of one half
     if min(len(train[0]), *(len(p) for p in phashes)) <= half:
         # Duplicate the shared full-frame half: min(full, full) is the full-frame distance.

@@ -109,7 +109,11 @@ def evaluate_run(run: Run, eval_set: EvalSet, job: Job | None = None, use_cache:
     )
     save_result(result, key)
     if store_in_card:
-        store_summary(run, result)
+        try:
+            store_summary(run, result)
+        except OSError as exc:  # a read-only models folder: the minutes of work are shown, not lost
+            result.notes.append(f"This result was not stored in the model card: the models folder cannot be "
+                                f"written ({exc.strerror or type(exc).__name__}).")
     return result
 
 

@@ -29,8 +29,8 @@ from core.evaluation.eval_sets import (
 from core.evaluation.evaluate import check_preprocessing
 from core.evaluation.robustness import robustness_table
 from core.inference.conformal import try_run_conformal
-from core.inference.ood import OODModel
 from core.inference.runner import ModelRunner
+from core.inference.side_files import load_ood
 from core.inference.trust import card_thresholds, flags, warning_rates
 from core.inference.trust_fit import shifted_scores
 from core.jobs import Job, counter
@@ -74,7 +74,7 @@ def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use
     _, labels, raw = _raw_images(run, eval_set, ds, job)
     temperature = run.card.temperature
     runner = ModelRunner(load_model(run), run.card.tta)  # one model load for every shift
-    ood = OODModel.load(run.path / OOD_FILE) if (run.path / OOD_FILE).is_file() else None
+    ood, _ = load_ood(run.path / OOD_FILE, len(run.class_names), None)  # damaged: the check is left out
     scores = shifted_scores(runner, ood, raw, labels, run.image_size, run.preprocessing, temperature,
                             job=job.stage(0.4, 1.0) if job is not None else None)
     table = robustness_table(None, raw, labels, len(run.class_names), temperature,

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from core.atomic import check_writable
 from core.errors import WorkbenchError
 from core.export.formats import EXPORT_FORMATS, INPUT_NAME, OUTPUT_NAME
 from core.models.runs import Run, load_model
@@ -78,6 +79,7 @@ def bundle_target(out: str | Path, run: Run, fmt: str, overwrite: bool = False) 
     if target.exists() and not overwrite:
         raise WorkbenchError("the file already exists; choose another name or allow overwriting (--overwrite)",
                              f"--out {target}")
+    check_writable(target, f"--out {out}", is_file=True)  # before minutes of conversion, not after
     return target
 
 

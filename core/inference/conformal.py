@@ -151,16 +151,26 @@ class ConformalCalibration:
     @classmethod
     def load(cls, path: Path) -> ConformalCalibration:
         """Read a saved calibration; a damaged file is a WorkbenchError, never a crash."""
+        import zipfile
+        import zlib
+
         try:
             with np.load(path, allow_pickle=False) as z:
                 names = tuple(str(c) for c in z["class_names"])
                 scores, labels = np.asarray(z["scores"], np.float64), np.asarray(z["labels"], np.int64)
+                if scores.shape != labels.shape or scores.ndim != 1 or not names or \
+                        (len(labels) and not 0 <= labels.min() <= labels.max() < len(names)):
+                    raise ValueError("scores and labels do not fit together")
                 per_class = tuple(np.sort(scores[labels == k]) for k in range(len(names)))
                 cal = cls(str(z["score"]), names, per_class, float(z["temperature"]), str(z["tta"]))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise WorkbenchError(f"the prediction-set file cannot be read ({type(exc).__name__})", str(path)) from None
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            # A truncated or bit-flipped file fails in the zip or deflate layer beneath np.load.
+            raise WorkbenchError(f"the prediction-set file (conformal.npz) is damaged and cannot be read "
+                                 f"({type(exc).__name__})",
+                                 path.name) from None
         if cal.score not in SCORES or not all(np.isfinite(s).all() for s in per_class):
-            raise WorkbenchError("the prediction-set file is damaged (unknown score or non-finite values)", str(path))
+            raise WorkbenchError("the prediction-set file (conformal.npz) is damaged (unknown score or non-finite "
+                                 "values)", path.name)
         return cal
 
 

@@ -14,17 +14,18 @@ from typing import Any
 import numpy as np
 
 from core.config import DataConfig
-from core.data.dicom import SAFE_FIELDS
-from core.data.hashing import hashes_from_hex, nearest_distance, perceptual_hash
+from core.data.dicom import SAFE_FIELDS, modality_warning
+from core.data.hashing import nearest_distance, perceptual_hash
 from core.data.imageio import DecodedImage, decode_image
 from core.data.preprocess import Framing, Prepared, prepare_framed
 from core.errors import WorkbenchError
 from core.inference.calibration import softmax
-from core.inference.conformal import DEFAULT_COVERAGE, check_coverage, try_run_conformal
+from core.inference.conformal import CONFORMAL_FILE, DEFAULT_COVERAGE, check_coverage, try_run_conformal
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD, compute_cam
-from core.inference.ood import OODModel, energy, image_checks
+from core.inference.ood import energy, image_checks
 from core.inference.records import PredictionResult, Scores
 from core.inference.runner import ModelRunner
+from core.inference.side_files import PREDICTION_SETS, disabled_warning, load_ood, load_train_hashes
 from core.inference.trust import TrustThresholds, card_thresholds, unstable_views
 from core.inference.trust import flags as trust_flags
 from core.models.runs import OOD_FILE, Run, best_run, list_runs, load_model, resolve_run
@@ -62,9 +63,14 @@ class Predictor:
         self.temperature = card.temperature
         self.tta = card.tta
         data = card.data
-        self.train_hashes = hashes_from_hex(list(data.get("train_hashes") or []))
+        #: One plain sentence per feature a damaged side file switched off (core.inference.side_files).
+        self.disabled: list[str] = []
+        self.train_hashes, problem = load_train_hashes(data.get("train_hashes"))
+        self.disabled += [problem] if problem else []
         self.near_dup_threshold = DataConfig.from_dict(data.get("data_config")).near_dup_threshold
-        self.ood = OODModel.load(run.path / OOD_FILE) if (run.path / OOD_FILE).is_file() else None
+        self.runner = ModelRunner(self.model, self.tta)
+        self.ood, problem = load_ood(run.path / OOD_FILE, len(self.class_names), _feature_width(self.model))
+        self.disabled += [problem] if problem else []
         card_ood = results.get("ood") or {}
         self.maha_threshold = card_ood.get("mahalanobis_threshold", self.ood.maha_threshold if self.ood else None)
         self.energy_threshold = card_ood.get("energy_threshold", self.ood.energy_threshold if self.ood else None)
@@ -72,8 +78,11 @@ class Predictor:
         self.low_confidence = trust.min_confidence  # fitted, or the card's older low-confidence threshold
         self.maha_threshold = trust.max_distance
         self.flag_unstable = trust.flag_unstable
-        self.runner = ModelRunner(self.model, self.tta)
         self.conformal, self.conformal_problem = try_run_conformal(run)  # prediction sets, or why there are none
+        if self.conformal is None and (run.path / CONFORMAL_FILE).is_file():  # there is one, but it cannot be used
+            problem = str(self.conformal_problem).split("; run `")[0].rstrip(".")
+            self.disabled.append(disabled_warning(PREDICTION_SETS, problem, "Rebuild them with `python -m core "
+                                                  f"calibrate --model {run.run_id} --conformal-only`."))
 
     @classmethod
     def load(cls, run_id_or_path: str | None = None) -> Predictor:
@@ -184,6 +193,9 @@ class Predictor:
         if reasons:
             messages.extend(reasons)
             flags.append("ood")
+        if (modality := modality_warning(image)) is not None:  # e.g. an ultrasound exported as DICOM
+            messages.append(modality)
+            flags.append("not_mr")
         if len(self.train_hashes):
             dist = int(nearest_distance(perceptual_hash(image.pixels)[None], self.train_hashes)[0])
             details["Nearest training image (perceptual-hash bits that differ, of 256)"] = \
@@ -193,6 +205,14 @@ class Predictor:
                                 "says little about new patients.")
                 flags.append("near_duplicate")
         return messages, flags, details
+
+
+def _feature_width(model: Any) -> int | None:
+    """Width of the model's pooled ``features`` layer (what ood.npz must describe), or None without one."""
+    try:
+        return int(model.get_layer("features").output.shape[-1])
+    except (ValueError, AttributeError, TypeError, IndexError):
+        return None
 
 
 def format_probability(p: float) -> str:

@@ -60,6 +60,7 @@ class ModelCard:
     versions: Mapping[str, Any] = field(default_factory=dict)
     model_file: str = MODEL_FILE
     model_sha256: str = ""
+    class_order_sha256: str = ""  # core.models.class_binding: class order bound to the model file ("" in older cards)
     model_bytes: int = 0
     params: int = 0
     train_config: Mapping[str, Any] = field(default_factory=dict)  # TrainConfig.to_dict()

@@ -18,7 +18,8 @@ MAX_TEMPERATURE = 100.0
 OBJECT_FIELDS = ("results", "data", "evaluation", "evaluations", "timings", "train_config", "preprocessing",
                  "versions")
 #: Fields that must be text when present.
-TEXT_FIELDS = ("run_id", "status", "created", "arch", "arch_title", "model_sha256", "model_file", "weights")
+TEXT_FIELDS = ("run_id", "status", "created", "arch", "arch_title", "model_sha256", "class_order_sha256", "model_file",
+               "weights")
 #: Fields that must be whole numbers >= 0 when present.
 COUNT_FIELDS = ("model_bytes", "params", "input_channels", "card_version")
 #: results.* that are shares between 0 and 1.

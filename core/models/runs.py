@@ -20,8 +20,9 @@ from core.atomic import write_json
 from core.errors import WorkbenchError
 from core.models.card import CARD_VERSION, MODEL_FILE, ModelCard, card_from_json_lenient
 from core.models.card_validation import check_card_against_model
+from core.models.class_binding import class_order_problem
 from core.models.run import Run
-from core.paths import models_dir
+from core.paths import check_path_text, models_dir
 
 CARD_FILE = "card.json"
 HISTORY_FILE = "history.csv"
@@ -103,6 +104,8 @@ def _read_run(folder: Path) -> Run | None:
     except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
         return Run(folder.name, folder, ModelCard(), [f"card.json cannot be read ({type(exc).__name__})"])
     card, problems = card_from_json_lenient(data)
+    if not problems and (order := class_order_problem(folder, card)):
+        problems = [order]  # a swapped class order makes the run unusable everywhere (predict, export, calibrate)
     return Run(folder.name, folder, card, problems)
 
 
@@ -158,6 +161,7 @@ def resolve_run(run_id_or_path: str, root: Path | None = None) -> Run:
     """
     if "\0" in str(run_id_or_path):
         raise WorkbenchError("the model name contains a NUL character", repr(run_id_or_path))
+    check_path_text(run_id_or_path, "model")  # a 300-character name: refused, not an OSError
     root = (root or models_dir()).resolve()
     candidate = Path(run_id_or_path).expanduser()
     folder = candidate if candidate.is_dir() else root / run_id_or_path
@@ -182,17 +186,37 @@ def resolve_run(run_id_or_path: str, root: Path | None = None) -> Run:
 
 
 def update_card(run: Run, **fields: Any) -> Run:
-    """Replace fields of a run's card (atomic write); used to store evaluation results.
+    """Store fields of a run's card (atomic write); used to store calibration and evaluation results.
 
-    A section set to None is emptied. The new card is checked like one read from disk.
+    ``run.card`` is the card the caller started from: only what the caller changed relative to
+    it is applied, to the card on disk now, under a lock of the run folder
+    (:mod:`core.models.card_update`), so a result another command stored meanwhile is kept. A
+    section set to None is emptied. The new card is checked like one read from disk.
 
     Raises:
         WorkbenchError: the changed card would not be valid (nothing is written).
     """
-    card = run.card.replace(**{k: ({} if v is None else v) for k, v in fields.items()})
-    card = ModelCard.from_json(card.to_json())  # the same checks as a card read from disk
-    write_card(run.path / CARD_FILE, card)
+    from core.models.card_update import merge_section, run_folder_lock
+
+    with run_folder_lock(run.path):
+        on_disk = _read_run(run.path)
+        current = on_disk.card if on_disk is not None and not on_disk.problems else run.card
+        base, changes = run.card.to_json(), {}
+        now = current.to_json()
+        for key, value in fields.items():
+            ours = {} if value is None else value
+            changes[key] = ours if value is None else merge_section(base.get(key), _plain_json(ours), now.get(key))
+        card = current.replace(**changes)
+        card = ModelCard.from_json(card.to_json())  # the same checks as a card read from disk
+        write_card(run.path / CARD_FILE, card)
     return Run(run.run_id, run.path, card)
+
+
+def _plain_json(value: Any) -> Any:
+    """``value`` as JSON would store it (tuples as lists, frozen mappings as dicts)."""
+    from core.models.card import _plain
+
+    return json.loads(json.dumps(_plain(value)))
 
 
 def load_model(run: Run):

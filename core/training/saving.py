@@ -14,6 +14,7 @@ from core.data.preprocess import get_recipe
 from core.lazy_tensorflow import keras
 from core.models.architectures import ArchSpec
 from core.models.card import ModelCard
+from core.models.class_binding import class_order_digest
 from core.models.runs import MODEL_FILE, file_sha256
 from core.training.config import TrainConfig
 from core.training.data import PreparedData
@@ -46,13 +47,15 @@ def build_card(run_id: str, spec: ArchSpec, cfg: TrainConfig, data_cfg: DataConf
     import tensorflow as tf  # already loaded: the model was trained with it
 
     model_path = folder / MODEL_FILE
+    sha = file_sha256(model_path)
     return ModelCard(
         run_id=run_id, status=status, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         arch=spec.key, arch_title=spec.title, class_names=tuple(data.class_names), image_size=cfg.image_size,
         input_channels=1, preprocessing_id=cfg.preprocessing,
         preprocessing_description=get_recipe(cfg.preprocessing).help, weights=weights_note,
         versions={"tensorflow": tf.__version__, "keras": keras().__version__, "python": platform.python_version()},
-        model_file=MODEL_FILE, model_sha256=file_sha256(model_path), model_bytes=model_path.stat().st_size,
+        model_file=MODEL_FILE, model_sha256=sha,
+        class_order_sha256=class_order_digest(data.class_names, sha), model_bytes=model_path.stat().st_size,
         params=int(model.count_params()), train_config=cfg.to_dict(),
         data={
             "name": ds.name,
