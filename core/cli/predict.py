@@ -66,7 +66,8 @@ def _overlay_folder(path: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Predict every file; exit 0 when all were analysed, 2 when any input was rejected."""
-    from core.inference.predict import PredictionResult, Predictor, predict_files
+    from core.inference.ensemble_predict import load_predictor
+    from core.inference.predict import PredictionResult, predict_files
     from core.reports.conformal import GUARANTEE_NOTE, describe_set
 
     if not 0.0 <= args.alpha <= 1.0:  # NaN fails both comparisons and is refused too
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None and not models_dir().is_dir():
         raise WorkbenchError("no trained model yet: the model registry folder does not exist (check "
                              "WORKBENCH_MODELS_DIR if models were trained)", str(models_dir()))
-    predictor = Predictor.load(args.model)  # WorkbenchError -> "error: ..." and exit 2 (core.cli)
+    predictor = load_predictor(args.model)  # WorkbenchError -> "error: ..." and exit 2 (core.cli)
     raw = [(f, _read(f)) for f in args.files]
     readable = [(f, data) for f, data in raw if isinstance(data, bytes)]
     predicted = iter(predict_files(predictor, readable, gradcam=out_dir is not None, method=args.method,
