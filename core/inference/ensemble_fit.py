@@ -111,7 +111,9 @@ def fit_ensemble(run: Run, members: Sequence[Run]) -> Run:
     Raises:
         WorkbenchError: the members share no validation images on this machine.
     """
-    from core.evaluation.metrics import summarize
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from core.inference.calibration import expected_calibration_error
     from core.inference.conformal_fit import write_conformal
 
     paths, labels = run.validation_set()
@@ -124,10 +126,11 @@ def fit_ensemble(run: Run, members: Sequence[Run]) -> Run:
     disagree = differ | (spread > threshold)
     trust = fit_thresholds(probs.max(axis=1), None, disagree, correct)
     warned = disagree | (probs.max(axis=1) < trust.min_confidence)
-    val = summarize(labels, pred, probs, run.class_names)
     results: dict[str, Any] = dict(run.card.results)
     results.update(
-        val_accuracy=float(val["accuracy"]), val_macro_f1=float(val["macro_f1"]), val_ece=float(val["ece"]),
+        val_accuracy=float(accuracy_score(labels, pred)), val_ece=float(expected_calibration_error(probs, labels)),
+        val_macro_f1=float(f1_score(labels, pred, average="macro", labels=list(range(len(run.class_names))),
+                                    zero_division=0)),
         n_val=int(len(labels)), validated_on="val",
         low_confidence_threshold=float(trust.min_confidence),
         trust={"min_confidence": float(trust.min_confidence), "max_distance": None, "flag_unstable": False},
