@@ -126,7 +126,7 @@ def _facts(run: Run, members: list[Run], diff: float, n: int, source: str) -> di
         "inputs": [{"name": input_name(j), "member": m.run_id, "shape": [None, m.image_size, m.image_size, 1],
                     "dtype": "float32", "range": [0, 255], "preprocessing": {
                         "id": m.preprocessing, "title": get_recipe(m.preprocessing).title,
-                        "description": get_recipe(m.preprocessing).description, "baked_in": False},
+                        "description": get_recipe(m.preprocessing).help, "baked_in": False},
                     "temperature": m.card.temperature, "tta": m.card.tta} for j, m in enumerate(members)],
         "output": {"name": OUTPUT_NAME, "shape": [None, len(run.class_names)], "dtype": "float32",
                    "meaning": "the mean of the members' calibrated class probabilities, in class_names order"},
