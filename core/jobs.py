@@ -109,6 +109,12 @@ class Job:
             self.log.append(f"{time.strftime('%H:%M:%S')} {line}")
             del self.log[:-500]
 
+    def clear_curves(self) -> None:
+        """Forget the epoch history and batch log (a job that trains several models, one after another)."""
+        with self._lock:
+            self.history.clear()
+            self.batch_log.clear()
+
     def add_epoch(self, row: dict[str, float]) -> None:
         with self._lock:
             self.history.append(dict(row))

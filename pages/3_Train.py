@@ -21,6 +21,7 @@ from core.reports.run_summary import runs_table
 from core.safetext import escape_markdown
 from core.training.augment import describe_augment
 from core.training.config import FineTuneConfig, TrainConfig
+from core.training.ensemble_train import MAX_MEMBERS, train_ensemble
 from core.training.hardware import detect_hardware
 from core.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, WEIGHTS
 from core.training.train import train_model
@@ -217,10 +218,18 @@ with sh.shown_errors():
     why_not = ("a training job is running (below): wait for it or cancel it" if busy is not None else
                "the ImageNet weights cannot be reached: place or upload them above, or choose random "
                "initialisation" if weights_missing else None)
-    if st.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start",
-                 disabled=why_not is not None, help=why_not and f"Disabled: {why_not}."):
-        job = registry.submit("train", f"{spec.title} on {ds.name}",
-                              lambda j: train_model(ds, report, cfg, j, DataConfig()))
+    n_models = st.number_input("Models to train", 1, MAX_MEMBERS, 1, key="train_n_models",
+                               help="More than one: an ensemble. The models are trained one after another (different "
+                                    "seeds; every second one sees the whole frame instead of the head crop), then "
+                                    "registered together; their calibrated probabilities are averaged and a warning "
+                                    "says when they disagree. Takes N times as long.")
+    if st.button("Start training" if n_models == 1 else f"Train an ensemble of {n_models}", type="primary",
+                 icon=":material/play_arrow:", key="train_start", disabled=why_not is not None,
+                 help=why_not and f"Disabled: {why_not}."):
+        job = registry.submit("train", f"{spec.title} on {ds.name}" + (f" (ensemble of {n_models})" if n_models > 1
+                                                                      else ""),
+                              (lambda j: train_model(ds, report, cfg, j, DataConfig())) if n_models == 1 else
+                              (lambda j: train_ensemble(ds, report, cfg, j, int(n_models), DataConfig())))
         job.update(settings=TrainSettings(cfg, ds.name))
         st.toast(f"Started: {escape_markdown(job.title)}")
         st.rerun()  # the button greys at once while the job runs

@@ -11,6 +11,7 @@ from core.evaluation.compare import cell_images, comparison_table, training_hist
 from core.evaluation.conformal_eval import evaluate_conformal
 from core.evaluation.eval_sets import EVAL_SETS, EvalSet, data_kind_warning
 from core.evaluation.evaluate import cached_evaluation, evaluate_runs
+from core.inference.ensemble_predict import predictor_for
 from core.inference.gradcam import CAM_METHODS
 from core.jobs import FINISHED, job_registry
 from core.models.runs import best_run, list_runs, load_model, resolve_run
@@ -40,7 +41,8 @@ def jobs():
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=2)
 def model_for(run_id: str, sha: str, path: str):
-    return load_model(resolve_run(path, root=Path(path).parent))
+    run = resolve_run(path, root=Path(path).parent)
+    return predictor_for(run) if run.card.is_ensemble else load_model(run)  # an ensemble: its members' maps
 
 
 @st.cache_data(show_spinner="Drawing images…", max_entries=64)

@@ -11,6 +11,7 @@ import streamlit as st
 
 from core.classes import display_name
 from core.inference.conformal import COVERAGE_CHOICES, DEFAULT_COVERAGE
+from core.inference.ensemble_predict import predictor_for as open_predictor
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
 from core.inference.overlay import COLORMAPS
 from core.inference.predict import (
@@ -46,7 +47,7 @@ PER_PAGE = 10  # detailed views per page: each draws three images and a chart
 @st.cache_resource(show_spinner="Loading the model…", max_entries=2)
 def predictor_for(run_id: str, sha: str, path: str) -> Predictor:
     """One loaded model per (run, file hash) for the whole server process."""
-    return Predictor(resolve_run(path, root=Path(path).parent))
+    return open_predictor(resolve_run(path, root=Path(path).parent))  # an ensemble's for an ensemble run
 
 
 def show_result(i: int, r: PredictionResult, alpha: float, cmap: str, summary: dict[str, str]) -> None:

@@ -27,12 +27,13 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.export.bundle import bundle_target, export_run
+    from core.export.bundle import bundle_target
+    from core.export.ensemble import export_any
     from core.models.runs import resolve_run
 
     model_run = resolve_run(args.model)
     bundle_target(args.out, model_run, args.fmt, args.overwrite)  # a bad --out fails before the model loads
-    result = export_run(model_run, args.fmt, args.out, overwrite=args.overwrite)
+    result = export_any(model_run, args.fmt, args.out, overwrite=args.overwrite)  # an ensemble: one Keras file
     summary = {"path": str(result.path), "format": result.format, "bytes": result.path.stat().st_size,
                "verified_on": result.image_source, "max_abs_diff": result.max_abs_diff,
                "seconds": round(result.seconds, 2)}

@@ -69,7 +69,8 @@ def _overlay_folder(path: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Predict every file; exit 0 when all were analysed, 2 when any input was rejected."""
-    from core.inference.predict import PredictionResult, Predictor, predict_files
+    from core.inference.ensemble_predict import load_predictor
+    from core.inference.predict import PredictionResult, predict_files
     from core.reports.conformal import GUARANTEE_NOTE, describe_set
 
     if not 0.0 <= args.alpha <= 1.0:  # NaN fails both comparisons and is refused too
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None and not models_dir().is_dir():
         raise WorkbenchError("no trained model yet: the model registry folder does not exist (check "
                              "WORKBENCH_MODELS_DIR if models were trained)", str(models_dir()))
-    predictor = Predictor.load(args.model)  # WorkbenchError -> "error: ..." and exit 2 (core.cli)
+    predictor = load_predictor(args.model)  # WorkbenchError -> "error: ..." and exit 2 (core.cli)
     for text in predictor.disabled:  # a damaged side file: that feature is off, the prediction still runs
         print(f"warning: {text}", file=sys.stderr)
     raw = [(f, _read(f)) for f in args.files]

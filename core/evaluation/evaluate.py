@@ -40,9 +40,16 @@ BATCH = 64  # images per forward pass during evaluation
 MAX_STORED_EVALUATIONS = 20  # summaries kept under the card's evaluations; the oldest go first
 
 
-def predict_logits(run: Run, images: np.ndarray, progress=None, batch_size: int = BATCH) -> np.ndarray:
+def predict_logits(run: Run, images: Any, progress=None, batch_size: int = BATCH,
+                   fingerprint: str | None = None) -> np.ndarray:
     """Logits (N, C) of a run's model on prepared ``images``, as inference computes them (the card's
-    test-time augmentation), batch by batch."""
+    test-time augmentation), batch by batch. For an ensemble ``images`` are the image files (each
+    member prepares its own input; cached per dataset ``fingerprint``) and the logits are the log
+    of the members' averaged calibrated probabilities (its temperature is 1)."""
+    if run.card.is_ensemble:
+        from core.inference.ensemble_fit import ensemble_logits
+
+        return ensemble_logits(run, images, fingerprint, progress)
     return ModelRunner(load_model(run), run.card.tta, features=False, batch_size=batch_size).logits(images, progress)
 
 
@@ -76,7 +83,7 @@ def evaluate_run(run: Run, eval_set: EvalSet, job: Job | None = None, use_cache:
         return hit
     rows, description, notes, images, t_scan = _load_images(run, eval_set, ds, job)
     t_load = time.perf_counter()
-    logits = predict_logits(run, images, counter(job, 0.5, 0.95, "Predicting"))
+    logits = predict_logits(run, images, counter(job, 0.5, 0.95, "Predicting"), fingerprint=ds.fingerprint)
     t_pred = time.perf_counter()
 
     temperature = run.card.temperature
@@ -123,6 +130,8 @@ def _load_images(run: Run, eval_set: EvalSet, ds: Dataset, job: Job | None):
     rows, description, notes = select_images(run, eval_set, ds, report)
     t_scan = time.perf_counter()
     paths = [ds.abspath(p) for p in rows["path"]]
+    if run.card.is_ensemble:
+        return rows, description, notes, paths, t_scan  # each member decodes its own input (predict_logits)
     images = cached_images(paths, run.image_size, ds.fingerprint, counter(job, 0.3, 0.5, "Loading images"),
                            preprocessing=run.preprocessing)
     return rows, description, notes, images, t_scan

@@ -32,6 +32,8 @@ from core.models.runs import OOD_FILE, Run, best_run, list_runs, load_model, res
 
 SAFE_META = (*SAFE_FIELDS, "window", "frames")  # DICOM fields we show; never patient identifiers
 NOT_MRI = "Probably not a brain MRI"
+LOW_CONFIDENCE_MESSAGE = ("Close call: the model is not confident about this slice. Do not rely on this result; look "
+                          "at the probabilities of the other classes too.")
 
 
 def no_model_error() -> WorkbenchError:
@@ -86,7 +88,10 @@ class Predictor:
 
     @classmethod
     def load(cls, run_id_or_path: str | None = None) -> Predictor:
-        """The predictor for a run id or folder; None = the best registered run."""
+        """The predictor for a run id or folder; None = the best registered run.
+
+        For a run that may be an ensemble use :func:`core.inference.ensemble_predict.load_predictor`.
+        """
         if run_id_or_path:
             return cls(resolve_run(run_id_or_path))
         run = best_run(list_runs())
@@ -117,6 +122,15 @@ class Predictor:
         maha = self.ood.mahalanobis(f) if (self.ood is not None and f is not None and len(f)) else None
         return Scores(lg, softmax(lg, self.temperature) if len(lg) else lg, f, maha, energy(lg / self.temperature),
                       out.view_logits)
+
+    def predict_prepared(self, prepared: Sequence[Prepared]) -> Scores:
+        """Scores for images prepared by :meth:`prepare_framed` (an ensemble needs more than pixels)."""
+        return self.predict(np.stack([p.pixels for p in prepared]))
+
+    def explain_for(self, image: DecodedImage, prepared: Prepared, class_index: int | None = None,
+                    method: str = DEFAULT_CAM_METHOD) -> np.ndarray:
+        """Heat map over ``prepared.pixels`` for one image (an ensemble averages its members' maps)."""
+        return self.explain(prepared.pixels, class_index, method)
 
     def explain(self, model_input: np.ndarray, class_index: int | None = None,
                 method: str = DEFAULT_CAM_METHOD) -> np.ndarray:
@@ -168,8 +182,7 @@ class Predictor:
         details["Model probability of the top class"] = f"{format_probability(conf)} (warning below " \
                                                          f"{format_probability(self.low_confidence)})"
         if f.low_confidence[0]:
-            messages.append("Close call: the model is not confident about this slice. Do not rely on this "
-                            "result; look at the probabilities of the other classes too.")
+            messages.append(LOW_CONFIDENCE_MESSAGE)
             flags.append("low_confidence")
         if distance is not None and self.maha_threshold is not None:
             details["Distance from the training images (features)"] = \
@@ -250,6 +263,7 @@ def predict_files(predictor: Predictor, items: Sequence[tuple[str, bytes]], grad
         raise WorkbenchError(f"unknown CAM method '{method}'; choose one of {', '.join(CAM_METHODS)}", "method")
     target = predictor.class_index(target_class)
     results = [PredictionResult(file=str(name)) for name, _ in items]
+    prepared_inputs: dict[int, Prepared] = {}
     good: list[int] = []
     for i, (name, data) in enumerate(items):
         try:
@@ -258,6 +272,7 @@ def predict_files(predictor: Predictor, items: Sequence[tuple[str, bytes]], grad
             results[i].meta = {k: v for k, v in image.meta.items() if k in SAFE_META}
             prepared = predictor.prepare_framed(image)
             results[i].model_input, results[i].framing = prepared.pixels, prepared.framing
+            prepared_inputs[i] = prepared
             good.append(i)
         except WorkbenchError as exc:
             results[i].error = exc.reason
@@ -265,7 +280,7 @@ def predict_files(predictor: Predictor, items: Sequence[tuple[str, bytes]], grad
             results[i].error = f"the file could not be processed ({type(exc).__name__})"
     if not good:
         return results
-    scores = predictor.predict(np.stack([results[i].model_input for i in good]))
+    scores = predictor.predict_prepared([prepared_inputs[i] for i in good])
     for row, i in enumerate(good):
         r = results[i]
         probs = scores.probs[row]
@@ -276,7 +291,7 @@ def predict_files(predictor: Predictor, items: Sequence[tuple[str, bytes]], grad
         if gradcam:
             try:
                 idx = k if target is None else target
-                r.heatmap = predictor.explain(r.model_input, idx, method)
+                r.heatmap = predictor.explain_for(r.image, prepared_inputs[i], idx, method)
                 r.heatmap_class, r.method = predictor.class_names[idx], method
             except WorkbenchError as exc:
                 r.warnings.append(f"No heatmap: {exc.reason}")

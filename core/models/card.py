@@ -70,9 +70,12 @@ class ModelCard:
     evaluation: Mapping[str, Any] = field(default_factory=dict)  # the held-out test result ({} until evaluated)
     evaluations: Mapping[str, Any] = field(default_factory=dict)  # every evaluation, keyed "set:fingerprint"
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys a newer version wrote: kept, not interpreted
+    kind: str = "single"  # "single": one network in model.keras; "ensemble": the runs listed in ``members``
+    members: tuple[Mapping[str, Any], ...] = ()  # an ensemble's member runs: run_id, model_sha256, ... (in order)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_names", tuple(self.class_names))
+        object.__setattr__(self, "members", tuple(_frozen(m) for m in self.members))
         for name in (*SECTIONS, "extra"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
 
@@ -104,6 +107,8 @@ class ModelCard:
             value = _plain(getattr(self, f.name))
             if f.name == "evaluation" and not value:
                 continue  # "not evaluated yet" is the field's absence, as in every earlier card
+            if f.name in ("kind", "members") and not self.is_ensemble:
+                continue  # a single model's card is written exactly as before ensembles existed
             out[f.name] = value
             if f.name == "input_channels":
                 out["preprocessing"] = {"id": self.preprocessing_id, "description": self.preprocessing_description}
@@ -120,6 +125,11 @@ class ModelCard:
     def title(self) -> str:
         """The architecture's display name ("unknown" for a card that names none)."""
         return self.arch_title or self.arch or "unknown"
+
+    @property
+    def is_ensemble(self) -> bool:
+        """True for an ensemble run: no network of its own, its members' averaged probabilities."""
+        return self.kind == "ensemble"
 
     @property
     def complete(self) -> bool:

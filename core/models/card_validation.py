@@ -69,9 +69,27 @@ def validate_card(card: Any) -> list[str]:
     pre = _section(card, "preprocessing")
     if pre.get("id") is not None and not isinstance(pre["id"], str):
         problems.append("'preprocessing.id' must be the name of a preprocessing recipe")
+    problems += _ensemble_problems(card)
     timings = _section(card, "timings")
     if timings.get("train_seconds") is not None and not _number(timings["train_seconds"]):
         problems.append("'timings.train_seconds' must be a number")
+    return problems
+
+
+def _ensemble_problems(card: dict[str, Any]) -> list[str]:
+    """An ensemble card must list at least two members, each with a run id and a model checksum."""
+    kind, members = card.get("kind", "single"), card.get("members")
+    if kind not in ("single", "ensemble"):
+        return [f"'kind' must be 'single' or 'ensemble' (it is {kind!r})"]
+    if kind == "single":
+        return [] if members in (None, []) else ["'members' is only allowed on an ensemble's card"]
+    if not isinstance(members, list) or len(members) < 2:
+        return ["an ensemble's card must list at least two 'members'"]
+    problems = []
+    for i, m in enumerate(members):
+        if not (isinstance(m, dict) and isinstance(m.get("run_id"), str) and m["run_id"].strip()
+                and isinstance(m.get("model_sha256"), str) and len(m["model_sha256"]) == 64):
+            problems.append(f"'members[{i}]' must name a run ('run_id') and its model checksum ('model_sha256')")
     return problems
 
 

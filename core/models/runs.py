@@ -95,8 +95,8 @@ LINKED_FOLDER = "the run folder is a link; models are only loaded from the regis
 def _read_run(folder: Path) -> Run | None:
     """The run in ``folder``: None when it is not a run, a Run with ``problems`` when it is unusable."""
     model, card_path = folder / MODEL_FILE, folder / CARD_FILE
-    if not (model.is_file() and card_path.is_file()):
-        return None
+    if not card_path.is_file() or not (model.is_file() or _names_ensemble(card_path)):
+        return None  # an ensemble has no network of its own: its card lists its members
     if model.is_symlink() or card_path.is_symlink():
         return Run(folder.name, folder, ModelCard(), ["model.keras or card.json is a link; links are not followed"])
     try:
@@ -107,6 +107,14 @@ def _read_run(folder: Path) -> Run | None:
     if not problems and (order := class_order_problem(folder, card)):
         problems = [order]  # a swapped class order makes the run unusable everywhere (predict, export, calibrate)
     return Run(folder.name, folder, card, problems)
+
+
+def _names_ensemble(card_path: Path) -> bool:
+    """True when a card file says it describes an ensemble (unreadable files: False)."""
+    try:
+        return json.loads(card_path.read_text(encoding="utf-8")).get("kind") == "ensemble"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _inside(folder: Path, real_root: Path) -> bool:
@@ -178,7 +186,8 @@ def resolve_run(run_id_or_path: str, root: Path | None = None) -> Run:
                              "WORKBENCH_MODELS_DIR; it is created when the first model is trained)", run_id_or_path)
     run = _read_run(folder) if folder.is_dir() else None
     if run is None:
-        raise WorkbenchError("no complete model run with this id (model.keras and card.json needed)", run_id_or_path)
+        raise WorkbenchError("no complete model run with this id (model.keras and card.json needed, or an "
+                             "ensemble's card.json)", run_id_or_path)
     if run.problems:
         raise WorkbenchError("this model run cannot be used because its model card is damaged: "
                              + "; ".join(run.problems), run_id_or_path)
@@ -235,6 +244,9 @@ def load_model(run: Run):
     if run.problems:
         raise WorkbenchError("the model card is damaged, so the model is not loaded: " + "; ".join(run.problems),
                              str(run.path / CARD_FILE))
+    if run.card.is_ensemble:
+        raise WorkbenchError(f"this run is an ensemble of {len(run.card.members)} models, not one network; this "
+                             "step works on single models only (choose one of its members)", run.run_id)
     expected = run.card.model_sha256
     actual = file_sha256(run.model_path)
     if not expected or expected != actual:

@@ -31,12 +31,15 @@ def gallery_images(run: Run, model, root: str | Path, rows: pd.DataFrame, cam_me
         except WorkbenchError:
             out.append(np.full((display_size, display_size, 3), 128, np.uint8))
             continue
-        prepared = prepare_framed(image, run.image_size, run.preprocessing)
+        ensemble = run.card.is_ensemble  # ``model`` is then its EnsemblePredictor (members' maps averaged)
+        prepared = model.prepare_framed(image) if ensemble and cam_method else \
+            prepare_framed(image, run.image_size, run.preprocessing)
         # Show the original intensities of the part the model saw, at a readable size.
         shown = resize_square(prepared.framing.crop(image.pixels), max(display_size, run.image_size))[..., 0]
         if cam_method is None:
             out.append(np.repeat(shown[..., None], 3, axis=-1))
             continue
-        heat = compute_cam(model, prepared.pixels, index[row.predicted], cam_method)
+        heat = model.explain_for(image, prepared, index[row.predicted], cam_method) if ensemble else \
+            compute_cam(model, prepared.pixels, index[row.predicted], cam_method)
         out.append(overlay(shown, heat, alpha))
     return out

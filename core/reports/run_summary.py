@@ -53,6 +53,10 @@ def model_facts(run: Run) -> dict[str, str]:
         "Classes": ", ".join(display_name(c) for c in run.class_names),
         "Input": f"{run.image_size}×{run.image_size} grayscale, {recipe.lower()}",
     }
+    if card.is_ensemble:
+        out["Input"] = f"each of its {len(card.members)} models prepares its own"
+        out["Members"] = "; ".join(f"{m.get('title', m.get('arch', '?'))}, {m.get('image_size', '?')} px, "
+                                   f"{m.get('preprocessing', '?')} ({m.get('run_id')})" for m in card.members)
     if card.val_accuracy is not None:
         out["Validation accuracy"] = f"{percent(card.val_accuracy)} ({card.results.get('n_val', '?')} images)"
     out["Leakage-free test metrics"] = held_out_sentence(card.held_out())

@@ -1,0 +1,51 @@
+"""``python -m core ensemble``: register an ensemble run from two or more registered runs.
+
+Exit status 0 on success, 2 on bad input (fewer than two models, different class lists, a
+missing or changed member): the WorkbenchError is printed by :func:`core.cli.main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Add the ``ensemble`` sub-command to the CLI's sub-parsers."""
+    p = sub.add_parser("ensemble", help="register an ensemble of registered runs (their calibrated probabilities "
+                                        "averaged)")
+    p.add_argument("--models", nargs="+", required=True, metavar="RUN",
+                   help="two or more run ids or run folders in the model registry; an ensemble named here is "
+                        "replaced by its members (ensembles are flattened, never nested)")
+    p.add_argument("--title", default=None, help="a name shown for the ensemble (default: its members' kinds)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.inference.ensemble_fit import register_ensemble
+
+    ens = register_ensemble(args.models, title=args.title)
+    results = ens.card.results
+    dis = results.get("disagreement") or {}
+    summary = {"run_id": ens.run_id, "path": str(ens.path), "title": ens.card.title,
+               "members": [dict(m) for m in ens.card.members], "val_accuracy": results.get("val_accuracy"),
+               "val_macro_f1": results.get("val_macro_f1"), "members_val_accuracy": dis.get("members_accuracy"),
+               "n_val": results.get("n_val"), "low_confidence_threshold": results.get("low_confidence_threshold"),
+               "disagreement_spread_threshold": dis.get("spread_threshold"),
+               "correct_warned_val": dis.get("correct_warned"), "wrong_warned_val": dis.get("wrong_warned"),
+               "n_test_files": len(ens.card.data.get("test_files") or [])}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"Registered ensemble {ens.run_id}: {ens.card.title}")
+    for m, acc in zip(ens.card.members, dis.get("members_accuracy") or [None] * len(ens.card.members)):
+        shown = f", val acc {acc:.1%}" if acc is not None else ""
+        print(f"  member {m['run_id']} ({m['preprocessing']}, {m['image_size']} px{shown})")
+    print(f"Validation ({summary['n_val']} images common to the members): accuracy {summary['val_accuracy']:.1%}, "
+          f"macro-F1 {summary['val_macro_f1']:.3f}")
+    print(f"Warnings fitted there: low confidence below {summary['low_confidence_threshold']:.3f}; the models "
+          f"disagree when their top classes differ or their probabilities spread more than "
+          f"{100 * summary['disagreement_spread_threshold']:.1f} points")
+    return 0

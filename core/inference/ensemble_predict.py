@@ -1,0 +1,197 @@
+"""Prediction with an ensemble run: the members' calibrated probabilities averaged, their heat
+maps placed back into the original frame and averaged, and a "the models disagree" warning.
+
+:class:`EnsemblePredictor` answers the same calls as :class:`core.inference.predict.Predictor`
+(``prepare_framed``, ``predict_prepared``, ``explain_prepared``, ``warnings_for``,
+``add_prediction_sets``), so :func:`core.inference.predict.predict_files`, the CLI and the
+Predict page use either without knowing which. Each member is a full Predictor, loaded once
+(sha256-checked against the checksum the ensemble's card recorded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from core.data.imageio import DecodedImage
+from core.data.preprocess import Framing, Prepared, prepare_framed
+from core.errors import WorkbenchError
+from core.inference.conformal import CONFORMAL_FILE, DEFAULT_COVERAGE, try_run_conformal
+from core.inference.ensemble_fit import as_logits, average, disagreement
+from core.inference.gradcam import DEFAULT_CAM_METHOD, normalise
+from core.inference.predict import (
+    LOW_CONFIDENCE_MESSAGE,
+    PredictionResult,
+    Predictor,
+    Scores,
+    format_probability,
+    no_model_error,
+)
+from core.inference.side_files import PREDICTION_SETS, disabled_warning
+from core.models.ensemble import member_runs
+from core.models.runs import Run, best_run, list_runs, resolve_run
+
+DISAGREE = "disagree"
+DISAGREE_MESSAGE = ("The models in this ensemble disagree about this slice, so the answer is uncertain; look at the "
+                    "probabilities of the other classes and read the slice yourself.")
+#: Warnings decided by the ensemble itself; the members' own versions of these are dropped.
+ENSEMBLE_FLAGS = ("low_confidence",)
+
+
+@dataclass(frozen=True)
+class EnsemblePrepared(Prepared):
+    """The ensemble's display input (the whole frame) and every member's own prepared input."""
+
+    parts: tuple[Prepared, ...] = ()
+
+
+@dataclass
+class EnsembleScores(Scores):
+    """Ensemble scores plus each member's, for the warnings."""
+
+    members: list[Scores] = field(default_factory=list)
+    member_probs: np.ndarray | None = None  # (M, N, K)
+    member_framings: list[list[Framing]] = field(default_factory=list)  # [member][image]: where each input came from
+
+
+class EnsemblePredictor:
+    """The loaded members of an ensemble run and the card values that turn their outputs into answers.
+
+    Args:
+        run: the ensemble run; members are resolved in its registry folder and checked.
+        members: already built member predictors (tests, caches), in the card's order.
+    Raises:
+        WorkbenchError: a member is missing, damaged or was changed after registration.
+    """
+
+    def __init__(self, run: Run, members: Sequence[Predictor] | None = None) -> None:
+        self.run = run
+        self.members = list(members) if members is not None else [Predictor(m) for m in member_runs(run)]
+        self.class_names: list[str] = run.class_names
+        self.image_size: int = run.image_size
+        self.temperature, self.tta = 1.0, "none"
+        self.low_confidence = run.card.trust.get("min_confidence", run.card.low_confidence_threshold) or 0.0
+        self.spread_threshold = float((run.card.results.get("disagreement") or {}).get("spread_threshold", 1.0))
+        self.conformal, self.conformal_problem = try_run_conformal(run)
+        #: Features a damaged side file switched off: the members' own, and the ensemble's prediction sets.
+        self.disabled: list[str] = [text for m in self.members for text in m.disabled]
+        if self.conformal is None and (run.path / CONFORMAL_FILE).is_file():
+            self.disabled.append(disabled_warning(PREDICTION_SETS, str(self.conformal_problem).split("; run `")[0]
+                                                  .rstrip(".")))
+
+    # --- preprocessing and scores -------------------------------------------------------------
+
+    def prepare_framed(self, image: DecodedImage) -> EnsemblePrepared:
+        """The whole frame at the card's size (display, heat map) plus each member's own input."""
+        done: dict[tuple[str, int], Prepared] = {}  # members with the same recipe and size share one input
+        for m in self.members:
+            key = (m.run.preprocessing, m.image_size)
+            if key not in done:
+                done[key] = m.prepare_framed(image)
+        shown = done.get((self.run.preprocessing, self.image_size)) or \
+            prepare_framed(image, self.image_size, self.run.preprocessing)
+        parts = tuple(done[(m.run.preprocessing, m.image_size)] for m in self.members)
+        return EnsemblePrepared(shown.pixels, shown.framing, parts)
+
+    def prepare(self, image: DecodedImage) -> np.ndarray:
+        return self.prepare_framed(image).pixels
+
+    def predict_prepared(self, prepared: Sequence[Prepared]) -> EnsembleScores:
+        """Scores for prepared images (from :meth:`prepare_framed`)."""
+        if not all(isinstance(p, EnsemblePrepared) and len(p.parts) == len(self.members) for p in prepared):
+            raise WorkbenchError("an ensemble needs each member's own input; prepare images with the ensemble",
+                                 "predict")
+        member_scores = [m.predict(np.stack([p.parts[j].pixels for p in prepared]))
+                         for j, m in enumerate(self.members)]
+        member_probs = np.stack([s.probs for s in member_scores])
+        probs = average(member_probs)
+        logits = as_logits(probs)
+        return EnsembleScores(logits, probs, None, None, -np.log(np.exp(logits).sum(axis=1)), [],
+                              members=member_scores, member_probs=member_probs,
+                              member_framings=[[p.parts[j].framing for p in prepared] for j in range(len(self.members))])
+
+    def predict(self, images: Any) -> Scores:
+        raise WorkbenchError("an ensemble's members each prepare their own input; use predict_prepared",
+                             "predict")
+
+    def explain_prepared(self, prepared: EnsemblePrepared, class_index: int | None = None,
+                         method: str = DEFAULT_CAM_METHOD, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """The members' heat maps for one class, each placed back through its own crop, averaged.
+
+        Every member's map is computed on its own prepared input, put into the original frame
+        (``shape``, default: the display input's) by its framing, and the mean is brought to the
+        display input's frame and scaled to [0, 1].
+        """
+        if class_index is None:
+            class_index = int(self.predict_prepared([prepared]).probs[0].argmax())
+        h, w = shape or prepared.pixels.shape[:2]
+        placed = [part.framing.place(m.explain(part.pixels, class_index, method), (h, w))
+                  for m, part in zip(self.members, prepared.parts)]
+        mean = np.mean(placed, axis=0).astype(np.float32)
+        win = prepared.framing.crop(mean) if shape else mean  # shape given: the frame the display came from
+        s = prepared.pixels.shape[0]
+        return normalise(cv2.resize(win, (s, s), interpolation=cv2.INTER_LINEAR)).astype(np.float32)
+
+    def explain_for(self, image: DecodedImage, prepared: EnsemblePrepared, class_index: int | None = None,
+                    method: str = DEFAULT_CAM_METHOD) -> np.ndarray:
+        """:meth:`explain_prepared` with the maps averaged at the upload's own resolution."""
+        return self.explain_prepared(prepared, class_index, method, shape=image.pixels.shape[:2])
+
+    def class_index(self, target: str | int | None) -> int | None:
+        return Predictor.class_index(self, target)  # type: ignore[arg-type]
+
+    def add_prediction_sets(self, results: Sequence[PredictionResult], coverage: float = DEFAULT_COVERAGE) -> None:
+        """Prediction sets fitted on the ensemble's own averaged validation probabilities."""
+        Predictor.add_prediction_sets(self, results, coverage)  # type: ignore[arg-type]
+
+    # --- warnings -----------------------------------------------------------------------------
+
+    def warnings_for(self, image: DecodedImage, scores: EnsembleScores, i: int,
+                     framing: Framing | None = None) -> tuple[list[str], list[str], dict[str, str]]:
+        """(messages, flags, details): the ensemble's low-confidence and disagreement warnings, and
+        every member's warnings about the image itself (unfamiliar, not an MRI, near-copy, ...)."""
+        messages: list[str] = []
+        flags: list[str] = []
+        details: dict[str, str] = {}
+        conf = float(scores.probs[i].max())
+        details["Model probability of the top class"] = (f"{format_probability(conf)} (warning below "
+                                                         f"{format_probability(self.low_confidence)})")
+        if conf < self.low_confidence:
+            messages.append(LOW_CONFIDENCE_MESSAGE)
+            flags.append("low_confidence")
+        member_probs = scores.member_probs[:, i:i + 1]
+        differ, spread = disagreement(member_probs)
+        tops = [self.class_names[int(p[0].argmax())] for p in member_probs]
+        details["Each model's answer"] = ", ".join(tops)
+        details["Spread of the models' probabilities for the answer"] = \
+            f"{100 * float(spread[0]):.1f} points (warning above {100 * self.spread_threshold:.1f})"
+        if differ[0] or spread[0] > self.spread_threshold:
+            messages.append(DISAGREE_MESSAGE)
+            flags.append(DISAGREE)
+        for j, (m, s) in enumerate(zip(self.members, scores.members)):
+            msgs, fl, det = m.warnings_for(image, s, i, scores.member_framings[j][i] if scores.member_framings else None)
+            # The ensemble decides confidence itself; the members' other warnings are about the image.
+            messages.extend(x for x in msgs if x != LOW_CONFIDENCE_MESSAGE and x not in messages)
+            flags.extend(f for f in fl if f not in ENSEMBLE_FLAGS and f not in flags)
+            details.update({k: v for k, v in det.items() if k not in details})
+        return messages, flags, details
+
+
+def predictor_for(run: Run) -> Predictor | EnsemblePredictor:
+    """The predictor for a registered run: a :class:`Predictor`, or an :class:`EnsemblePredictor`
+    for an ensemble run (they answer the same calls)."""
+    return EnsemblePredictor(run) if run.card.is_ensemble else Predictor(run)
+
+
+def load_predictor(run_id_or_path: str | None = None) -> Predictor | EnsemblePredictor:
+    """:meth:`Predictor.load` for any run, ensembles included (None = the best registered run)."""
+    if run_id_or_path:
+        return predictor_for(resolve_run(run_id_or_path))
+    run = best_run(list_runs())
+    if run is None:
+        raise no_model_error()
+    return predictor_for(run)

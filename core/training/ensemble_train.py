@@ -1,0 +1,58 @@
+"""Train an ensemble: its members one after another in the same background job, then registered together.
+
+Members differ by seed (``cfg.seed + i``); with ``diverse_inputs`` every second member sees the
+whole frame instead of the head crop, the kind of diversity that made the averaged probabilities
+better than either model in the issue's probe (whole-frame and head-crop members). A cancel
+stops the member in flight; members already trained stay registered as ordinary runs (they
+are complete models), but no ensemble is registered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from core.config import DataConfig
+from core.data.datasets import Dataset
+from core.data.preprocess import HEAD_ID, WHOLE_FRAME_ID
+from core.data.scan import ScanReport
+from core.errors import WorkbenchError
+from core.jobs import Job
+from core.models.runs import Run
+from core.training.config import TrainConfig
+
+MAX_MEMBERS = 5  # each member is a full training run
+
+
+def member_configs(cfg: TrainConfig, n: int, diverse_inputs: bool = True) -> list[TrainConfig]:
+    """The members' settings: ``cfg`` with seeds ``cfg.seed + i``, alternating whole frame and head crop."""
+    if not 2 <= n <= MAX_MEMBERS:
+        raise WorkbenchError(f"an ensemble has from 2 to {MAX_MEMBERS} members (asked for {n})", "ensemble size")
+    other = WHOLE_FRAME_ID if cfg.preprocessing == HEAD_ID else HEAD_ID
+    return [dataclasses.replace(cfg, seed=cfg.seed + i,
+                                preprocessing=other if (diverse_inputs and i % 2) else cfg.preprocessing)
+            for i in range(n)]
+
+
+def train_ensemble(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job, n: int,
+                   data_cfg: DataConfig = DataConfig(), diverse_inputs: bool = True) -> Run:
+    """Train ``n`` members one after another in ``job`` and register their ensemble; returns the ensemble run.
+
+    Raises:
+        JobCancelled: cancelled during a member (earlier members stay as ordinary runs).
+        WorkbenchError: bad settings or data, or members that cannot form an ensemble.
+    """
+    from core.inference.ensemble_fit import register_ensemble
+    from core.training.train import train_model
+
+    members = []
+    for i, member_cfg in enumerate(member_configs(cfg, n, diverse_inputs)):
+        job.clear_curves()  # each member's card records its own history
+        job.add_log(f"ensemble member {i + 1} of {n}: seed {member_cfg.seed}, {member_cfg.preprocessing}")
+        run = train_model(ds, report, member_cfg, job, data_cfg)
+        if run is None:
+            raise WorkbenchError("ensembles are trained on one machine (this worker is not the chief)", "ensemble")
+        members.append(run)
+    job.update(phase=f"Registering the ensemble of {n}", progress=0.99)
+    ensemble = register_ensemble([m.run_id for m in members], root=members[0].path.parent)
+    job.add_log(f"registered ensemble {ensemble.run_id}")
+    return ensemble
