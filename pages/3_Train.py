@@ -22,6 +22,7 @@ from core.training.augment import describe_augment
 from core.training.config import FineTuneConfig, TrainConfig
 from core.training.hardware import detect_hardware
 from core.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, WEIGHTS
+from core.training.presets import PRESETS, preset_config
 from core.training.train import train_model
 from core.training.train_feedback import TrainSettings, finished_summary, progress_text, settings_rows
 from pages import _nav as nav
@@ -197,12 +198,18 @@ with st.expander("Advanced"):
     c2.caption(hardware.describe())
 
 # --- start -----------------------------------------------------------------------------------------
+# A named recipe (core.training.presets) replaces the settings above, except seed, split and batch cap.
+recipes = {"custom": "The settings above", **{k: o.title for k, o in PRESETS.items() if k != "default"}}
+recipe = st.radio("Recipe", list(recipes), format_func=recipes.get, horizontal=True, key="train_recipe",
+                  help=" ".join(f"{o.title}: {o.help}" for k, o in PRESETS.items() if k in recipes))
 registry = jobs()
 url.remember_in_url({key: st.session_state[key] for key in form_fields() if key in st.session_state})
 busy = registry.active("train")
-weights_missing = weights == "imagenet" and weight_status(arch).state in ("unreachable", "damaged")
+weights_missing = recipe == "custom" and weights == "imagenet" and weight_status(arch).state in ("unreachable",
+                                                                                               "damaged")
 with sh.shown_errors():
-    cfg = TrainConfig(
+    cfg = preset_config(recipe, seed=int(seed), leakage_free=mode == "leakage_free",
+                        max_train_batches=int(max_batches) or None) if recipe != "custom" else TrainConfig(
         arch=arch, image_size=int(image_size), epochs=int(epochs), batch_size=int(batch_size),
         learning_rate=float(learning_rate), optimizer=optimizer, lr_schedule=schedule,
         label_smoothing=float(label_smoothing), augment=augment, class_weighting=class_weighting,
@@ -218,6 +225,7 @@ with sh.shown_errors():
                "initialisation" if weights_missing else None)
     if st.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start",
                  disabled=why_not is not None, help=why_not and f"Disabled: {why_not}."):
+        spec = ARCHITECTURES[cfg.arch]  # a recipe may name another architecture than the box above
         job = registry.submit("train", f"{spec.title} on {ds.name}",
                               lambda j: train_model(ds, report, cfg, j, DataConfig()))
         job.update(settings=TrainSettings(cfg, ds.name))
