@@ -291,9 +291,9 @@ def markdown(res: dict) -> str:
         diff = a16 - a32
         lines += ["", f"Test accuracy difference bfloat16 − float32: {diff * 100:+.1f} pt = "
                   f"{round(a16 * n16) - round(a32 * n32):+d} of {n32} images."]
-    lines += preset_markdown(res)
     if res.get("notes"):  # the reading, written by hand into the results file after a run
         lines += ["", *[f"- {note}" for note in res["notes"]]]
+    lines += preset_markdown(res)
     lines += ["", "Raw numbers: `bench/tta_results.json`.", END]
     return "\n".join(lines)
 
@@ -325,6 +325,7 @@ def preset_markdown(res: dict) -> list[str]:
             f"{r['best_val_accuracy']:.2%} ({r['best_epoch']}) | "
             + (f"**{acc:.2%}** of {n} | {ece:.3f} |" if acc is not None else "— | — |")
             + f" {r['load_avg_start'][0]:.1f} → {r['load_avg_end'][0]:.1f} |")
+    lines += ["", *[f"- {note}" for note in res.get("preset_notes", [])]] if res.get("preset_notes") else []
     return lines
 
 

@@ -49,7 +49,9 @@ PRESETS = Registry("training preset", [
            "The workbench's standard settings: every field at its default.", _default),
     Option("fast", "Fast (about 10 minutes)",
            "A short recipe for two CPU cores: small images first, then full size; a large batch with warm-up "
-           "and cosine decay; light augmentation; the last epochs averaged; bfloat16 where the CPU has it.", _fast),
+           "and cosine decay; light augmentation; the last epochs averaged; bfloat16 where the CPU has it. "
+           "Measured on a busy 2-core machine: 11 minutes to a saved model and 95 % of held-out test images "
+           "right, about a point below the default recipe, which takes over an hour (bench section 8).", _fast),
 ])
 
 
