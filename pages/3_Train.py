@@ -22,7 +22,7 @@ from core.training.augment import describe_augment
 from core.training.config import FineTuneConfig, TrainConfig
 from core.training.hardware import detect_hardware
 from core.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, WEIGHTS
-from core.training.presets import PRESETS, preset_config
+from core.training.presets import RECIPE_CHOICES, RECIPE_HELP, preset_config
 from core.training.train import train_model
 from core.training.train_feedback import TrainSettings, finished_summary, progress_text, settings_rows
 from pages import _nav as nav
@@ -199,9 +199,8 @@ with st.expander("Advanced"):
 
 # --- start -----------------------------------------------------------------------------------------
 # A named recipe (core.training.presets) replaces the settings above, except seed, split and batch cap.
-recipes = {"custom": "The settings above", **{k: o.title for k, o in PRESETS.items() if k != "default"}}
-recipe = st.radio("Recipe", list(recipes), format_func=recipes.get, horizontal=True, key="train_recipe",
-                  help=" ".join(f"{o.title}: {o.help}" for k, o in PRESETS.items() if k in recipes))
+recipe = st.radio("Recipe", list(RECIPE_CHOICES), format_func=RECIPE_CHOICES.get, horizontal=True, key="train_recipe",
+                  help=RECIPE_HELP)
 registry = jobs()
 url.remember_in_url({key: st.session_state[key] for key in form_fields() if key in st.session_state})
 busy = registry.active("train")

@@ -94,7 +94,7 @@ def test_cli_preset_takes_explicit_options_over_it():
 
 
 def test_cli_preset_refuses_a_combination_the_config_refuses(capsys, tmp_path):
-    rc, out = _cli(["train", "--data", str(tmp_path), "--preset", "fast", "--image-size", "96"], capsys)
+    rc, out = _cli(["train", "--data", str(tmp_path), "--preset", "fast", "--image-size", "64"], capsys)
     assert rc == 2 and "below the image size" in out.err
 
 

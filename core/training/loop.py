@@ -98,7 +98,7 @@ def fit_phases(model: Any, data: PreparedData, cfg: TrainConfig, spec: ArchSpec,
             raise WorkbenchError("progressive resizing is for networks trained from scratch (the custom CNN); "
                                  f"{spec.title} keeps one image size", cfg.arch)
         start = fit_small_first(model, data, cfg, strategy, job, rate, steps,
-                                lambda epochs: callbacks("train", 0, epochs, False, steering))
+                                lambda epochs: callbacks("train", 0, epochs, False, steering), _datasets, compile_model)
         checkpoint.unlink(missing_ok=True)  # a small-image validation loss is no yardstick for the full size
     else:
         with strategy.scope():

@@ -55,6 +55,12 @@ PRESETS = Registry("training preset", [
 ])
 
 
+#: The Train page's "Recipe" choice: its own settings, or a preset (the all-defaults one is the page's own).
+RECIPE_CHOICES: dict[str, str] = {"custom": "The settings above",
+                                  **{k: o.title for k, o in PRESETS.items() if k != "default"}}
+RECIPE_HELP = " ".join(f"{o.title}: {o.help}" for k, o in PRESETS.items() if k in RECIPE_CHOICES)
+
+
 def preset_config(name: str, **overrides: Any) -> TrainConfig:
     """The TrainConfig of preset ``name`` with ``overrides`` (TrainConfig fields) applied.
 

@@ -56,14 +56,16 @@ def copy_optimizer_state(source: Any, target: Any) -> None:
 
 
 def fit_small_first(model: Any, data: PreparedData, cfg: TrainConfig, strategy: Any, job: Job, rate: Any,
-                    steps: int, callbacks: Callable[[int], list]) -> int:
+                    steps: int, callbacks: Callable[[int], list], datasets: Callable[..., tuple],
+                    compile_model: Callable[[Any, TrainConfig, Any], None]) -> int:
     """Train a twin of ``model`` at ``cfg.small_image_size`` for ``cfg.small_epochs`` epochs, then move its
     weights and optimizer state into ``model`` (compiled here with ``rate``). Returns the epochs done.
 
-    ``callbacks(epochs)`` gives the engine's callbacks for these epochs (progress, checkpoint, ...).
+    ``callbacks(epochs)`` gives the engine's callbacks for these epochs (progress, checkpoint, ...);
+    ``datasets(data, cfg, strategy)`` and ``compile_model`` are the fit loop's own (core.training.loop),
+    passed in so that this module does not import the loop that calls it.
     """
     from core.models.architectures import build_model
-    from core.training.loop import _datasets, compile_model
     from core.training.precision import precision_scope
 
     size = cfg.small_image_size
@@ -71,7 +73,7 @@ def fit_small_first(model: Any, data: PreparedData, cfg: TrainConfig, strategy: 
                 f"{cfg.epochs - cfg.small_epochs} at {cfg.image_size}")
     splits = {"train", cfg.validate_on}
     small = dataclasses.replace(data, x={s: scaled_images(x, size) for s, x in data.x.items() if s in splits})
-    train_ds, val_ds, _ = _datasets(small, cfg, strategy)
+    train_ds, val_ds, _ = datasets(small, cfg, strategy)
     with strategy.scope(), precision_scope(cfg.precision):
         twin = build_model(cfg.arch, model.output_shape[-1], size, "none", cfg.width)
         twin.set_weights(model.get_weights())  # the same starting point as a run without resizing
