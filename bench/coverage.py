@@ -20,12 +20,22 @@ ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- coverage: written by python -m bench.coverage -->", "<!-- /coverage -->"
 
 
-def markdown(run_id: str, table, robust) -> str:
+def markers(section: str) -> tuple[str, str]:
+    """The section's markers in RESULTS.md: the default one, or a named extra one (``--section``)."""
+    if not section:
+        return BEGIN, END
+    return (f"<!-- coverage-{section}: written by python -m bench.coverage --section {section} -->",
+            f"<!-- /coverage-{section} -->")
+
+
+def markdown(run_id: str, table, robust, section: str = "", title: str = "", fitted_on: str = "") -> str:
     """The section: one row per promised coverage, one column per class, then the shifts at 95 %."""
     classes = [c for c in table["class"].unique() if c != "all"]
-    lines = [BEGIN, "## 9. Prediction sets: promised against measured coverage", "",
-             f"Model `{run_id}`, leakage-free held-out test, class-conditional sets calibrated on the run's "
-             "validation images. Cells: measured coverage (95 % Wilson interval).", "",
+    begin, end = markers(section)
+    fitted_on = fitted_on or "the run's validation images"
+    lines = [begin, f"## {title or '9. Prediction sets: promised against measured coverage'}", "",
+             f"Model `{run_id}`, leakage-free held-out test, class-conditional sets calibrated on "
+             f"{fitted_on}. Cells: measured coverage (95 % Wilson interval).", "",
              "| promised | all | " + " | ".join(classes) + " | mean set size | empty sets |",
              "|---|---|" + "---|" * len(classes) + "---|---|"]
     for target, rows in table.groupby("coverage_target"):
@@ -40,7 +50,7 @@ def markdown(run_id: str, table, robust) -> str:
         for row in robust.itertuples():
             lines.append(f"| {row.title} | {100 * row.set_coverage:.1f} % | {100 * row.set_coverage_worst_class:.1f} % "
                          f"| {row.mean_set_size:.2f} |")
-    lines += ["", "Written by `python -m bench.coverage`.", END]
+    lines += ["", f"Written by `python -m bench.coverage{' --section ' + section if section else ''}`.", end]
     return "\n".join(lines)
 
 
@@ -50,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.coverage", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="run id (default: the best registered model)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument("--section", default="", help="write a named extra section (its own markers) instead of "
+                        "section 9, e.g. for a model other than the default")
+    parser.add_argument("--title", default="", help="the extra section's heading")
+    parser.add_argument("--no-shifts", action="store_true", help="skip the coverage under the stress and style "
+                        "shifts (minutes of predictions)")
     args = parser.parse_args(argv)
     from core.evaluation.conformal_eval import evaluate_conformal
     from core.evaluation.eval_sets import EvalSet
@@ -64,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{run.run_id} has no prediction-set calibration: python -m core calibrate --model {run.run_id} "
               "--conformal-only", file=sys.stderr)
         return 2
-    robust = evaluate_robustness(run, EvalSet("card_test"))
-    section = markdown(run.run_id, table, robust)
-    write_section(section, args.out, BEGIN, END)
+    robust = None if args.no_shifts else evaluate_robustness(run, EvalSet("card_test"))
+    fitted_on = (run.card.results.get("conformal") or {}).get("fitted_on", "")
+    section = markdown(run.run_id, table, robust, args.section, args.title, fitted_on if args.section else "")
+    write_section(section, args.out, *markers(args.section))
     print(section)
     return 0
 

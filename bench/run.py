@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -432,6 +433,10 @@ def write_markdown(res: dict, path: Path) -> None:
     for begin, end in ((cancel.BEGIN, cancel.END), (export_latency.BEGIN, export_latency.END),
                        (time_to_accuracy.BEGIN, time_to_accuracy.END), (coverage.BEGIN, coverage.END),
                        (ensemble.BEGIN, ensemble.END)):
+        if begin in old and end in old:
+            lines.append(old[old.index(begin):old.index(end) + len(end)] + "\n")
+    for name in re.findall(r"<!-- coverage-([\w-]+): written by", old):  # bench.coverage --section NAME
+        begin, end = coverage.markers(name)
         if begin in old and end in old:
             lines.append(old[old.index(begin):old.index(end) + len(end)] + "\n")
     path.write_text("\n".join(lines))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -181,6 +182,47 @@ def evaluate(run_path: str, env: dict) -> dict:
     return json.loads(out.stdout)
 
 
+# ---------------------------------------------------------------- 2b. a preset from a cold command line
+def preset_run(preset: str, data: str, target: float, env: dict) -> dict:
+    """``python -m core train --preset PRESET`` from a cold start: a fresh process and an empty cache folder, so
+    TensorFlow's import, the dataset scan and the decoding are all counted. Timed to the run's registration
+    (the "saved" line) and to the command's exit (which also fits the warning thresholds); each epoch's
+    validation accuracy is read from the log as it arrives."""
+    cache = tempfile.mkdtemp(prefix="tta_cold_cache_")
+    cmd = [sys.executable, "-m", "core", "train", "--data", data, "--preset", preset, "--json"]
+    out: dict = {"preset": preset, "command": "python -m core train --data DATA --preset " + preset,
+                 "load_avg_start": os.getloadavg(), "epochs": [], "reached_s": None, "reached_epoch": None}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env={**env, "WORKBENCH_CACHE_DIR": cache}, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log = []
+    for line in proc.stderr:  # --json: the progress log goes to stderr, the summary to stdout
+        t = time.perf_counter() - t0
+        log.append(line.rstrip())
+        words = line.split()
+        if "epoch" in words and "val_accuracy=" in line:
+            epoch = int(line.split("epoch ", 1)[1].split(":", 1)[0])
+            acc = float(line.split("val_accuracy=", 1)[1].split(",", 1)[0])
+            out["epochs"].append({"epoch": epoch, "t_s": t, "val_accuracy": acc})
+            if out["reached_s"] is None and acc >= target:
+                out["reached_s"], out["reached_epoch"] = t, epoch
+        elif "saved" in words:
+            out["registered_s"] = t
+    stdout = proc.stdout.read()
+    proc.wait()
+    out["wall_s"] = time.perf_counter() - t0
+    out["load_avg_end"] = os.getloadavg()
+    shutil.rmtree(cache, ignore_errors=True)
+    if proc.returncode:
+        return {**out, "error": "\n".join(log[-30:])}
+    summary = json.loads(stdout)
+    best = max(out["epochs"], key=lambda r: r["val_accuracy"]) if out["epochs"] else None
+    out.update(run_id=summary["run_id"], path=summary["path"], card_val_accuracy=summary["results"].get("val_accuracy"),
+               best_val_accuracy=best and best["val_accuracy"], best_epoch=best and best["epoch"],
+               train_config=json.loads((Path(summary["path"]) / "card.json").read_text())["train_config"])
+    return out
+
+
 # ---------------------------------------------------------------- RESULTS.md section
 BEGIN, END = "<!-- tta: written by python -m bench.time_to_accuracy -->", "<!-- /tta -->"
 
@@ -251,8 +293,40 @@ def markdown(res: dict) -> str:
                   f"{round(a16 * n16) - round(a32 * n32):+d} of {n32} images."]
     if res.get("notes"):  # the reading, written by hand into the results file after a run
         lines += ["", *[f"- {note}" for note in res["notes"]]]
+    lines += preset_markdown(res)
     lines += ["", "Raw numbers: `bench/tta_results.json`.", END]
     return "\n".join(lines)
+
+
+def preset_markdown(res: dict) -> list[str]:
+    """The presets' rows (``--preset``): cold command line to a registered run, and the held-out test."""
+    presets = res.get("presets") or {}
+    if not presets:
+        return []
+    target = res["target"]
+    lines = ["", "### Presets from a cold command line (`python -m bench.time_to_accuracy --preset NAME`)", "",
+             "`python -m core train --data DATA --preset NAME` in a fresh process with an empty cache folder: "
+             "TensorFlow's import, the dataset scan (perceptual hashes) and the decoding are counted. "
+             "*Registered*: the run is saved and listed (calibrated, with its prediction sets); *command done*: "
+             "the warning thresholds are fitted too. Test: `python -m core evaluate --model RUN --json`, the "
+             "card's held-out test split, leakage-free figures.", "",
+             f"| preset | cold start to registered run | command done | time to ≥ {target:.0%} val (epoch) | "
+             "best val accuracy (epoch) | test accuracy (leakage-free) | test ECE | load average start → end |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in presets.items():
+        if "error" in r:
+            lines.append(f"| {name} | failed | | | | | | |")
+            continue
+        lf = (r.get("test") or {}).get("leakage_free") or {}
+        acc, ece, n = lf.get("accuracy"), lf.get("ece"), lf.get("n_images")
+        reached = f"{_fmt_s(r['reached_s'])} ({r['reached_epoch']})" if r["reached_s"] is not None else "not reached"
+        lines.append(
+            f"| {name} | **{_fmt_s(r.get('registered_s'))}** | {_fmt_s(r['wall_s'])} | {reached} | "
+            f"{r['best_val_accuracy']:.2%} ({r['best_epoch']}) | "
+            + (f"**{acc:.2%}** of {n} | {ece:.3f} |" if acc is not None else "— | — |")
+            + f" {r['load_avg_start'][0]:.1f} → {r['load_avg_end'][0]:.1f} |")
+    lines += ["", *[f"- {note}" for note in res.get("preset_notes", [])]] if res.get("preset_notes") else []
+    return lines
 
 
 def write_section(section: str, path: Path) -> None:
@@ -274,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
                    help="which precisions to train (both by default)")
     p.add_argument("--max-batches", type=int, default=None, help="cap batches per epoch (smoke runs only)")
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="train one preset (core.training.presets) from a cold command line and add its row beside "
+                        "the precisions already in --out (the step and precision runs are skipped)")
     p.add_argument("--child", choices=PRECISIONS, help=argparse.SUPPRESS)
     p.add_argument("--results-md", default=str(ROOT / "bench" / "RESULTS.md"), help="where section 8 goes")
     p.add_argument("--from-json", default=None, help="only rewrite section 8 from an earlier results file")
@@ -285,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     out_path = Path(args.out)
+    if args.preset:
+        return main_preset(args, out_path)
     results: dict = {"machine": machine_info(), "load_avg_start": os.getloadavg(), "epochs": args.epochs,
                      "cap_min": args.cap_min, "target": args.target, "runs": {}}
 
@@ -335,6 +414,31 @@ def main(argv: list[str] | None = None) -> int:
     write_section(markdown(results), Path(args.results_md))
     print(f"wrote {out_path}", flush=True)
     return 0
+
+
+def main_preset(args: argparse.Namespace, out_path: Path) -> int:
+    """``--preset NAME``: one cold command-line run of the preset, evaluated, added to the results file."""
+    from core.training.presets import PRESETS
+
+    PRESETS.check(args.preset, "--preset")  # an unknown name lists the presets before any work
+    results = json.loads(out_path.read_text()) if out_path.exists() else {
+        "machine": machine_info(), "load_avg_start": os.getloadavg(), "epochs": args.epochs, "cap_min": args.cap_min,
+        "target": args.target, "runs": {}}
+    models_dir = args.models_dir or tempfile.mkdtemp(prefix="tta_models_")
+    env = {**os.environ, "WORKBENCH_MODELS_DIR": models_dir, "PYTHONPATH": str(ROOT)}
+    print(f"training preset {args.preset} from a cold command line ...", flush=True)
+    run = preset_run(args.preset, args.data, results.get("target", args.target), env)
+    if "error" not in run:
+        run["test"] = evaluate(run["path"], env)
+        print(f"  registered after {run['registered_s']:.0f} s, done after {run['wall_s']:.0f} s; test "
+              f"{json.dumps(run['test'].get('leakage_free', {}).get('accuracy'))}", flush=True)
+    else:
+        print(f"  failed: {run['error'][-1500:]}", flush=True)
+    results.setdefault("presets", {})[args.preset] = {**run, "machine": machine_info()}
+    out_path.write_text(json.dumps(results, indent=2))
+    write_section(markdown(results), Path(args.results_md))
+    print(f"wrote {out_path}", flush=True)
+    return 0 if "error" not in run else 2
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from core.training.config import FineTuneConfig, TrainConfig
 from core.training.ensemble_train import MAX_MEMBERS, train_ensemble
 from core.training.hardware import detect_hardware
 from core.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, WEIGHTS
+from core.training.presets import RECIPE_CHOICES, RECIPE_HELP, preset_config
 from core.training.train import train_model
 from core.training.train_feedback import TrainSettings, finished_summary, progress_text, settings_rows
 from pages import _nav as nav
@@ -199,12 +200,17 @@ with st.expander("Advanced"):
     c2.caption(hardware.describe())
 
 # --- start -----------------------------------------------------------------------------------------
+# A named recipe (core.training.presets) replaces the settings above, except seed, split and batch cap.
+recipe = st.radio("Recipe", list(RECIPE_CHOICES), format_func=RECIPE_CHOICES.get, horizontal=True, key="train_recipe",
+                  help=RECIPE_HELP)
 registry = jobs()
 url.remember_in_url({key: st.session_state[key] for key in form_fields() if key in st.session_state})
 busy = registry.active("train")
-weights_missing = weights == "imagenet" and weight_status(arch).state in ("unreachable", "damaged")
+weights_missing = recipe == "custom" and weights == "imagenet" and weight_status(arch).state in ("unreachable",
+                                                                                               "damaged")
 with sh.shown_errors():
-    cfg = TrainConfig(
+    cfg = preset_config(recipe, seed=int(seed), leakage_free=mode == "leakage_free",
+                        max_train_batches=int(max_batches) or None) if recipe != "custom" else TrainConfig(
         arch=arch, image_size=int(image_size), epochs=int(epochs), batch_size=int(batch_size),
         learning_rate=float(learning_rate), optimizer=optimizer, lr_schedule=schedule,
         label_smoothing=float(label_smoothing), augment=augment, class_weighting=class_weighting,
@@ -226,6 +232,7 @@ with sh.shown_errors():
     if st.button("Start training" if n_models == 1 else f"Train an ensemble of {n_models}", type="primary",
                  icon=":material/play_arrow:", key="train_start", disabled=why_not is not None,
                  help=why_not and f"Disabled: {why_not}."):
+        spec = ARCHITECTURES[cfg.arch]  # a recipe may name another architecture than the box above
         job = registry.submit("train", f"{spec.title} on {ds.name}" + (f" (ensemble of {n_models})" if n_models > 1
                                                                       else ""),
                               (lambda j: train_model(ds, report, cfg, j, DataConfig())) if n_models == 1 else

@@ -185,3 +185,22 @@ def test_augmentation_preset_can_be_changed_on_the_page(page_env):
     assert at.session_state["augment_config"] == AUGMENT_PRESETS["none"]
     assert "no augmentation" in texts(at.caption)
     assert all(j.status in FINISHED for j in page_env.jobs())
+
+
+def test_fast_recipe_replaces_the_settings_and_keeps_seed_and_batch_cap(page_env):
+    import json
+
+    from core.training.presets import preset_config
+
+    at = page().run()
+    recipe = at.radio(key="train_recipe")
+    assert "Fast (about 10 minutes)" in recipe.options  # the labels people see
+    at.number_input(key="train_seed").set_value(5)
+    at.number_input(key="train_max_batches").set_value(2)
+    recipe.set_value("fast").run()
+    assert not at.exception and not at.error
+    shown = json.loads(next(c.value for c in at.code if '"small_epochs"' in c.value))
+    assert shown == preset_config("fast", seed=5, max_train_batches=2).to_dict()
+    at.radio(key="train_recipe").set_value("custom").run()
+    shown = json.loads(next(c.value for c in at.code if '"small_epochs"' in c.value))
+    assert shown["small_epochs"] == 0  # the page's own settings again

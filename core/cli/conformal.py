@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from core.errors import WorkbenchError
 from core.inference.conformal import DEFAULT_COVERAGE, MAX_COVERAGE, MIN_COVERAGE, check_coverage
@@ -42,7 +43,20 @@ def calibrate_conformal(args: argparse.Namespace) -> int:
 
     if getattr(args, "warnings_only", False):
         raise WorkbenchError("choose one of --warnings-only and --conformal-only", "calibrate")
-    run = fit_run_conformal(resolve_run(args.model))
+    folds = getattr(args, "conformal_folds", 0) or 0
+    if folds < 0 or folds == 1:
+        raise WorkbenchError(f"out-of-fold scores need at least 2 folds (0: validation images only), got {folds}",
+                             "--conformal-folds")
+    if folds:
+        from core.inference.conformal_fit import fit_run_conformal_out_of_fold
+        from core.training.out_of_fold import out_of_fold_probabilities
+
+        run = resolve_run(args.model)
+        log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
+        probs, labels, oof = out_of_fold_probabilities(run, folds, log)
+        run = fit_run_conformal_out_of_fold(run, probs, labels, oof)
+    else:
+        run = fit_run_conformal(resolve_run(args.model))
     summary = dict(run.card.to_json()["results"]["conformal"])
     if args.json:
         print(json.dumps(summary, indent=2))

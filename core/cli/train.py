@@ -15,6 +15,7 @@ from core.models.architectures import ARCHITECTURES
 from core.options import bound_of
 from core.training.config import FineTuneConfig, TrainConfig
 from core.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, WEIGHTS
+from core.training.presets import PRESETS, preset_config
 
 ARCHITECTURE_KEYS = list(ARCHITECTURES)
 
@@ -60,6 +61,9 @@ def register(sub) -> None:
     t = TrainConfig
     p = sub.add_parser("train", help="train a model on a dataset folder and register it under models/")
     p.add_argument("--data", required=True, help="dataset folder (Kaggle layout or class folders)")
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="start from a named recipe (" + "; ".join(f"{k}: {o.title}" for k, o in PRESETS.items())
+                   + "); options given explicitly still change single settings")
     p.add_argument("--arch", default=t.arch, help="architecture key: " + ", ".join(ARCHITECTURE_KEYS))
     _number(p, "--epochs", int)
     _number(p, "--image-size", int, "square input side", default_words="the architecture's own, e.g. 128 for the "
@@ -87,7 +91,7 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     _choice(p, "--tta", TTA, t.tta)
     _number(p, "--average-epochs", int, "average the weights of the last N epochs and re-estimate batch-norm statistics")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, option_defaults={a.dest: a.default for a in p._actions})
 
     c = sub.add_parser("calibrate", help="refit a run's temperature and thresholds on its validation split")
     c.add_argument("--model", required=True, help="run id or run folder inside the model registry")
@@ -98,6 +102,10 @@ def register(sub) -> None:
     c.add_argument("--conformal-only", action="store_true",
                    help="only fit the prediction sets (conformal.npz) on the validation images, with the run's "
                         "temperature and test-time augmentation kept (for runs trained before prediction sets)")
+    c.add_argument("--conformal-folds", type=int, default=0, metavar="K",
+                   help="with --conformal-only: also calibrate on the training images, scored out of fold by K "
+                        "models trained with the run's recipe without them (core.training.out_of_fold; K "
+                        "trainings); 0: validation images only (default)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=calibrate)
 
@@ -123,10 +131,13 @@ def check_options(args: argparse.Namespace) -> None:
 
 
 def calibrate(args: argparse.Namespace) -> int:
+    from core.errors import WorkbenchError
     from core.inference.calibration_fit import recalibrate_run
     from core.inference.trust_fit import fit_run_warnings
     from core.models.runs import resolve_run
 
+    if args.conformal_folds and not args.conformal_only:
+        raise WorkbenchError("--conformal-folds refits only the prediction sets: add --conformal-only", "calibrate")
     if args.conformal_only:
         from core.cli.conformal import calibrate_conformal
 
@@ -151,6 +162,36 @@ def calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: argparse attribute -> (TrainConfig field, how the option's value becomes the field's value)
+PRESET_OVERRIDES: dict[str, tuple[str, object]] = {
+    "arch": ("arch", None), "image_size": ("image_size", None), "epochs": ("epochs", None),
+    "batch_size": ("batch_size", None), "lr": ("learning_rate", None), "optimizer": ("optimizer", None),
+    "schedule": ("lr_schedule", None), "label_smoothing": ("label_smoothing", None), "mixup": ("mixup", None),
+    "width": ("width", None), "augment": ("augment", AUGMENT_PRESETS.__getitem__), "patience": ("patience", None),
+    "weights": ("weights", None), "seed": ("seed", None), "strategy": ("strategy", None),
+    "precision": ("precision", None), "max_batches": ("max_train_batches", None),
+    "preprocessing": ("preprocessing", None), "tta": ("tta", None), "average_epochs": ("average_epochs", None),
+    "split": ("leakage_free", lambda v: v == "leakage_free"),
+}
+
+
+def _preset_config(args: argparse.Namespace) -> TrainConfig:
+    """The ``--preset`` recipe with the options given explicitly (those not at their default) laid over it.
+
+    Raises:
+        WorkbenchError: unknown preset (the message lists them), or a combination the config refuses.
+    """
+    overrides = {}
+    for attr, (name, convert) in PRESET_OVERRIDES.items():
+        value = getattr(args, attr)
+        if value != args.option_defaults.get(attr):
+            overrides[name] = convert(value) if convert else value
+    if args.finetune_epochs != args.option_defaults.get("finetune_epochs") or \
+            args.unfreeze != args.option_defaults.get("unfreeze"):
+        overrides["finetune"] = FineTuneConfig(epochs=args.finetune_epochs, unfreeze_layers=args.unfreeze)
+    return preset_config(args.preset, **overrides)
+
+
 def run(args: argparse.Namespace) -> int:
     from core.data.datasets import open_folder
     from core.data.scan import scan_dataset
@@ -165,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         read_tf_config()  # a missing or malformed TF_CONFIG is refused before any work
     spec = get_arch(args.arch)
     image_size = spec.default_image_size if args.image_size is None else args.image_size
-    cfg = TrainConfig(
+    cfg = _preset_config(args) if args.preset is not None else TrainConfig(
         arch=args.arch, image_size=image_size, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.lr, optimizer=args.optimizer, lr_schedule=args.schedule,
         label_smoothing=args.label_smoothing, augment=AUGMENT_PRESETS[args.augment], patience=args.patience,

@@ -76,9 +76,19 @@ class TrainConfig:
     # Compute precision while training, key of core.training.options.PRECISIONS: "bfloat16" runs the
     # layers in mixed bfloat16 (core.training.precision); the saved model is float32 either way.
     precision: str = "float32"
+    # Progressive resizing (Howard's fast.ai DAWNBench recipe; Tan & Le 2021): the first
+    # ``small_epochs`` of the epochs train on images scaled down to ``small_image_size`` (cheaper
+    # steps while the network learns coarse shapes), the rest at image_size, which the saved model takes.
+    small_epochs: int = bounded(0, 0, 1000, "epochs at the small image size", zero="off", ui_hi=500)
+    small_image_size: int = bounded(96, 32, 512, "small image size", unit=" pixels", step=16)
 
     def __post_init__(self) -> None:
         check_bounds(self)
+        if self.small_epochs and not self.small_epochs < self.epochs:
+            raise WorkbenchError("epochs at the small image size must be fewer than the epochs", "TrainConfig")
+        if self.small_epochs and not self.small_image_size < self.image_size:
+            raise WorkbenchError(f"the small image size ({self.small_image_size} pixels) must be below the image "
+                                 f"size ({self.image_size} pixels)", "TrainConfig")
         for registry, value in ((OPTIMIZERS, self.optimizer), (SCHEDULES, self.lr_schedule), (WEIGHTS, self.weights),
                                 (STRATEGIES, self.strategy), (TTA, self.tta),
                                 (PRECISIONS, self.precision)):

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from core.errors import WorkbenchError
 from core.jobs import Job
 from core.lazy_tensorflow import keras
 from core.models.architectures import ArchSpec, backbone_layers
@@ -24,8 +25,9 @@ from core.training.pipeline import class_weights, eval_dataset, train_dataset
 CHECKPOINT = "best.weights.h5"  # ModelCheckpoint's best-validation-loss weights, read back after each phase
 
 
-def compile_model(model: Any, cfg: TrainConfig, lr: float) -> None:
-    """Compile with the configured optimizer at ``lr`` and label-smoothed cross-entropy."""
+def compile_model(model: Any, cfg: TrainConfig, lr: Any) -> None:
+    """Compile with the configured optimizer at ``lr`` (a number or a Keras learning-rate schedule)
+    and label-smoothed cross-entropy."""
     k = keras()
     model.compile(optimizer=OPTIMIZERS.check(cfg.optimizer).build(cfg, lr),
                   loss=k.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing), metrics=["accuracy"])
@@ -53,6 +55,9 @@ def fit_phases(model: Any, data: PreparedData, cfg: TrainConfig, spec: ArchSpec,
 
     ``folder`` receives the checkpoint of each phase's best validation loss; without averaging
     the model ends on those weights (the checkpoint is the best epoch, read back from disk).
+    With progressive resizing (``cfg.small_epochs``) a twin of the model first trains on
+    scaled-down images (:mod:`core.training.progressive`); its weights and optimizer state then
+    carry over, and the learning-rate schedule runs on across the change of size.
     """
     train_ds, val_ds, steps = _datasets(data, cfg, strategy)
     finetuning = spec.transfer and cfg.finetune.epochs > 0
@@ -60,21 +65,21 @@ def fit_phases(model: Any, data: PreparedData, cfg: TrainConfig, spec: ArchSpec,
     # Weights are averaged over the tail of the last phase; the averaged model replaces "best epoch".
     averager = None
     if cfg.average_epochs:
-        last_epochs = cfg.finetune.epochs if finetuning else cfg.epochs
+        last_epochs = cfg.finetune.epochs if finetuning else cfg.epochs - cfg.small_epochs
         averager = weight_averager(min(cfg.average_epochs, last_epochs), last_epochs)
     checkpoint = folder / CHECKPOINT
 
-    def callbacks(phase: str, offset: int, epochs: int, lr: float, last: bool) -> list:
+    def callbacks(phase: str, offset: int, epochs: int, last: bool, steering: list) -> list:
         k = keras()
         return [
             # First, so a cancel stops the epoch before the checkpoint is written.
             # ETA: phase 1 still has phase 2 ahead of it; phase 2 only itself.
-            progress_callback(job, steps, total_epochs, offset, epochs if phase == "finetune" else total_epochs,
+            progress_callback(job, steps, total_epochs, offset, epochs if phase == "finetune" else total_epochs - offset,
                               phase),
             k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience),
             k.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True,
                                         save_weights_only=True),
-            SCHEDULES.check(cfg.lr_schedule).build(cfg, lr, steps, epochs),
+            *steering,
             *([averager] if last and averager is not None else []),
         ]
 
@@ -83,24 +88,41 @@ def fit_phases(model: Any, data: PreparedData, cfg: TrainConfig, spec: ArchSpec,
         if averager is None and checkpoint.exists():  # absent only if no epoch had a finite val_loss
             model.load_weights(str(checkpoint))
 
-    job.add_log(f"phase 1: {cfg.epochs} epochs × {steps} batches")
+    # One schedule spans every epoch of phase 1, whatever the image size (cosine: warm-up, then decay).
+    rate, steering = SCHEDULES.check(cfg.lr_schedule).build(cfg, cfg.learning_rate, steps, cfg.epochs)
+    start = 0
+    if cfg.small_epochs:
+        from core.training.progressive import fit_small_first
+
+        if spec.transfer:
+            raise WorkbenchError("progressive resizing is for networks trained from scratch (the custom CNN); "
+                                 f"{spec.title} keeps one image size", cfg.arch)
+        start = fit_small_first(model, data, cfg, strategy, job, rate, steps,
+                                lambda epochs: callbacks("train", 0, epochs, False, steering), _datasets, compile_model)
+        checkpoint.unlink(missing_ok=True)  # a small-image validation loss is no yardstick for the full size
+    else:
+        with strategy.scope():
+            compile_model(model, cfg, rate)
+    phase = "train" if not spec.transfer else "head"
+    job.add_log(f"phase 1: {cfg.epochs - start} epochs × {steps} batches at {cfg.image_size} pixels")
     # shuffle=False: train_ds is already shuffled (Keras would only warn that it ignores it).
-    hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, steps_per_epoch=steps,
-                     callbacks=callbacks("train" if not spec.transfer else "head", 0, cfg.epochs, cfg.learning_rate,
-                                         last=not finetuning), verbose=0, shuffle=False)
+    hist = model.fit(train_ds, validation_data=val_ds, initial_epoch=start, epochs=cfg.epochs, steps_per_epoch=steps,
+                     callbacks=callbacks(phase, start, cfg.epochs - start, not finetuning, steering), verbose=0,
+                     shuffle=False)
     end_phase()
     if finetuning:
-        epochs_done = len(hist.history.get("loss", []))
+        epochs_done = start + len(hist.history.get("loss", []))
         job.add_log(f"phase 2: unfreezing the top {cfg.finetune.unfreeze_layers} backbone layers")
         lr2 = cfg.learning_rate * cfg.finetune.lr_factor
+        rate2, steering2 = SCHEDULES.check(cfg.lr_schedule).build(cfg, lr2, steps, cfg.finetune.epochs)
         checkpoint.unlink(missing_ok=True)  # phase 2's best is judged on its own
         with strategy.scope():
             set_backbone_trainable(model, cfg.finetune.unfreeze_layers)
-            compile_model(model, cfg, lr2)
+            compile_model(model, cfg, rate2)
         # Steps continue from the epochs phase 1 really ran (early stopping may end it sooner).
         model.fit(train_ds, validation_data=val_ds, initial_epoch=epochs_done,
                   epochs=epochs_done + cfg.finetune.epochs, steps_per_epoch=steps,
-                  callbacks=callbacks("finetune", epochs_done, cfg.finetune.epochs, lr2, last=True), verbose=0,
+                  callbacks=callbacks("finetune", epochs_done, cfg.finetune.epochs, True, steering2), verbose=0,
                   shuffle=False)
         end_phase()
     return average_weights(model, averager, data, cfg, job, checkpoint) if averager is not None else None

@@ -7,7 +7,6 @@ Builders import Keras when called, never at import time.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from core.options import Option, Registry
@@ -43,42 +42,31 @@ OPTIMIZERS = Registry("optimizer", [
 ])
 
 
-def cosine_callback(peak_lr: float, total_steps: int, warmup_steps: int):
-    """A Keras callback: per-batch cosine learning-rate decay after a short linear warm-up
-    (Loshchilov & Hutter 2017); the rate never drops below 1/1000 of the peak."""
+def warmup_cosine(peak_lr: float, total_steps: int, warmup_steps: int) -> Any:
+    """Keras's ``CosineDecay`` with its built-in linear warm-up (Loshchilov & Hutter 2017; Goyal et al.
+    2017): the rate climbs from 1/1000 of ``peak_lr`` to ``peak_lr`` over ``warmup_steps`` optimizer
+    steps, then falls along a half cosine to 1/1000 of the peak at ``total_steps``."""
     from core.lazy_tensorflow import keras
 
-    k = keras()
-
-    class CosineCallback(k.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.step = 0
-
-        def on_train_batch_begin(self, batch, logs=None):
-            if self.step < warmup_steps:
-                lr = peak_lr * (self.step + 1) / warmup_steps
-            else:
-                t = (self.step - warmup_steps) / max(1, total_steps - warmup_steps)
-                lr = 0.5 * peak_lr * (1 + math.cos(math.pi * min(1.0, t)))
-            self.model.optimizer.learning_rate.assign(max(lr, peak_lr * 1e-3))
-            self.step += 1
-
-    return CosineCallback()
+    warmup_steps = max(0, min(warmup_steps, total_steps - 1))
+    return keras().optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak_lr * 1e-3, decay_steps=max(1, total_steps - warmup_steps), alpha=1e-3,
+        warmup_target=peak_lr, warmup_steps=warmup_steps)
 
 
-def _cosine(cfg: TrainConfig, lr: float, steps: int, epochs: int) -> Any:
-    return cosine_callback(lr, steps * epochs, warmup_steps=min(steps, steps * epochs // 10))
+def _cosine(cfg: TrainConfig, lr: float, steps: int, epochs: int) -> tuple[Any, list]:
+    return warmup_cosine(lr, steps * epochs, warmup_steps=min(steps, steps * epochs // 10)), []
 
 
-def _plateau(cfg: TrainConfig, lr: float, steps: int, epochs: int) -> Any:
+def _plateau(cfg: TrainConfig, lr: float, steps: int, epochs: int) -> tuple[Any, list]:
     from core.lazy_tensorflow import keras
 
-    return keras().callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, cfg.patience // 2),
-                                               min_lr=lr * 1e-3)
+    return lr, [keras().callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
+                                                    patience=max(1, cfg.patience // 2), min_lr=lr * 1e-3)]
 
 
-#: Builders take (config, peak learning rate, batches per epoch, epochs of this phase) and return a callback.
+#: Builders take (config, peak learning rate, batches per epoch, epochs of this phase) and return
+#: (the optimizer's learning rate: a number or a Keras schedule, the callbacks that steer it).
 SCHEDULES = Registry("learning-rate schedule", [
     Option("cosine", "Cosine decay with warm-up",
            "The rate rises over the first tenth of the phase, then falls smoothly to 1/1000 of its peak.", _cosine),

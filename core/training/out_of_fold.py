@@ -1,0 +1,115 @@
+"""More calibration data for prediction sets: the training images' out-of-fold probabilities.
+
+A run's prediction sets are calibrated on its validation images: about 200 per class, drawn
+from fewer patients than images (a patient's slices come in near-duplicate groups). Per-class
+thresholds at 90 % or 95 % then rest on the 10-20 least confident images of each class, and a
+held-out test from other patients can fall well below the promise (issue 21: glioma 80.8 % at
+90 %). Cross-fitting (the CV+ idea of Barber et al. 2021; Vovk's cross-conformal predictors)
+adds the training split: K models are trained with the run's own recipe, each without one
+fold of the training images, and score that fold. Folds keep near-duplicate groups whole (a
+slice's near-copy in the fold's training part would flatter its score) and classes stratified.
+Every fold model gets its own temperature, fitted on the run's validation images, as the run
+got its own. The test split is never read.
+
+The fold models are thrown away; only their calibrated probabilities are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from core.config import DataConfig
+from core.errors import WorkbenchError
+from core.jobs import Job
+from core.training.config import TrainConfig
+
+
+def fold_assignment(files: Any, folds: int, seed: int) -> np.ndarray:
+    """(N,) fold index 0..folds-1 of each row of ``files`` (scan rows with label and near_group),
+    near-duplicate groups kept whole and classes stratified (:func:`core.data.splits.grouped_split`)."""
+    from core.data.splits import grouped_split
+
+    if folds < 2:
+        raise WorkbenchError(f"out-of-fold scores need at least 2 folds, got {folds}", "--conformal-folds")
+    names = {f"fold{i}": 1.0 / folds for i in range(1, folds)}  # the remainder ("train") is fold 0
+    split = grouped_split(files, names, seed)
+    return split.map(lambda s: 0 if s == "train" else int(s[4:])).to_numpy(np.int64)
+
+
+def out_of_fold_probabilities(run: Any, folds: int = 3, log: Callable[[str], None] = print,
+                              cfg_override: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(calibrated probabilities (N, K), labels (N,), summary) of the run's training images, out of fold.
+
+    ``cfg_override``: TrainConfig fields changed for the fold models (e.g. ``max_train_batches`` in tests).
+
+    Raises:
+        WorkbenchError: the run's data folder is missing or no longer splits the way it did at training.
+    """
+    from core.data.datasets import open_folder
+    from core.data.scan import scan_dataset
+    from core.lazy_tensorflow import keras
+    from core.models.architectures import get_arch
+    from core.training.data import PreparedData, prepare_data
+
+    card = run.card
+    cfg = TrainConfig.from_dict({**card.train_config, "strategy": "default", **(cfg_override or {})})
+    data_cfg = DataConfig.from_dict(card.data.get("data_config"))
+    ds = open_folder(run.data_root)
+    report = scan_dataset(ds, threshold=data_cfg.near_dup_threshold)
+    data = prepare_data(ds, report, cfg, data_cfg)
+    if sorted(data.paths["val"]) != sorted(card.data.get("val_files") or []):
+        raise WorkbenchError("the dataset no longer splits as it did when this model was trained (its validation "
+                             "images differ), so training images cannot be told from test images", str(ds.root))
+    rows = report.readable.set_index("path").loc[data.paths["train"]].reset_index()
+    fold = fold_assignment(rows, folds, data_cfg.split_seed + 1)
+    spec = get_arch(cfg.arch)
+    n_classes = len(data.class_names)
+    probs = np.zeros((len(fold), n_classes))
+    temperatures = []
+    for k in range(folds):
+        keep = fold != k
+        log(f"fold {k + 1} of {folds}: training on {int(keep.sum())} images, scoring {int((~keep).sum())}")
+        part = PreparedData({**data.x, "train": data.x["train"][keep]}, {**data.y, "train": data.y["train"][keep]},
+                            data.paths, data.hashes, data.class_names, data.content_digest)
+        keras().utils.set_random_seed(cfg.seed + 1000 + k)
+        probs[~keep], t = _fold_probabilities(part, data.x["train"][~keep], cfg, spec, n_classes, log)
+        temperatures.append(t)
+    summary = {"folds": folds, "n_images": int(len(fold)), "fold_temperatures": temperatures,
+               "oof_accuracy": float((probs.argmax(axis=1) == data.y["train"]).mean())}
+    return probs, data.y["train"], summary
+
+
+def _fold_probabilities(part: Any, images: np.ndarray, cfg: TrainConfig, spec: Any, n_classes: int,
+                        log: Callable[[str], None]) -> tuple[np.ndarray, float]:
+    """Train one fold model on ``part`` and return (calibrated probabilities of ``images``, its temperature)."""
+    import tempfile
+    from pathlib import Path
+
+    from core.inference.calibration import fit_temperature, softmax
+    from core.inference.runner import ModelRunner
+    from core.inference.tta import tta_logits
+    from core.training.loop import fit_phases
+    from core.training.options import strategy_for
+    from core.training.precision import float32_model
+    from core.training.train import _build_and_compile
+
+    job = Job("train", "out-of-fold model")
+    strategy = strategy_for(cfg)
+    model, _ = _build_and_compile(cfg, spec, n_classes, strategy, job)
+    with tempfile.TemporaryDirectory(prefix="oof_") as folder:
+        fit_phases(model, part, cfg, spec, strategy, job, Path(folder))
+    model = float32_model(model, cfg.arch, cfg.image_size, cfg.width)
+    runner = ModelRunner(model, "none", batch_size=128)
+
+    def logits(batch: np.ndarray) -> np.ndarray:
+        return runner.run(batch).logits
+
+    val_logits = tta_logits(logits, part.x[cfg.validate_on], cfg.tta)
+    t = fit_temperature(val_logits, part.y[cfg.validate_on])
+    val_acc = float((val_logits.argmax(axis=1) == part.y[cfg.validate_on]).mean())
+    log(f"  fold model: validation accuracy {val_acc:.4f}, temperature {t:.2f}")
+    return softmax(tta_logits(logits, images, cfg.tta), t), t
+
