@@ -76,13 +76,12 @@ def _dataset(pixels: np.ndarray, *, uid: str, instance: int | None, position: tu
 
         ds.PixelData = encapsulate([b"\xff\xd8\xff\xd9" + bytes(64)])
         ds["PixelData"].VR = "OB"
-    ds.is_little_endian, ds.is_implicit_VR = True, False
     return ds
 
 
 def dicom_bytes(ds) -> bytes:
     buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
+    ds.save_as(buf, enforce_file_format=True, little_endian=True, implicit_vr=False)
     return buf.getvalue()
 
 

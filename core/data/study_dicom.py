@@ -84,6 +84,8 @@ def _headers(name: str, data: bytes) -> list[_Frame]:
     ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
     rows, cols = _int(ds.get("Rows")), _int(ds.get("Columns"))
     if not rows or not cols:
+        if "SOPClassUID" not in ds and "SeriesInstanceUID" not in ds:
+            raise WorkbenchError("not a DICOM file", name)  # force=True parses any bytes as an empty dataset
         return []  # DICOMDIR, structured reports, presentation states: no image
     if rows > MAX_SIDE or cols > MAX_SIDE:
         raise WorkbenchError(f"the slice is {cols}×{rows} pixels; the limit is {MAX_SIDE}", name)

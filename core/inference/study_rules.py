@@ -1,6 +1,6 @@
 """Rules that turn per-slice calibrated probabilities into one study-level answer.
 
-Each rule maps an (N, K) array of the usable slices' probabilities to a study label and a
+Each rule maps an (N, K) array of the usable slices' probabilities (rows in stack order) to a study label and a
 K-vector of study scores (summing to 1, shown as the study's "evidence"). A tumour usually
 shows on a minority of a series' slices, so rules that average or vote let the many normal
 slices outvote it; the evidence rules look for the strongest support of each tumour class.
@@ -81,28 +81,71 @@ def evidence2_rule(probs: np.ndarray, classes: Sequence[str]) -> Aggregate:
     return _evidence(probs, classes, 2)
 
 
-def top_mean_rule(probs: np.ndarray, classes: Sequence[str]) -> Aggregate:
-    """The mean over the most tumour-like tenth of the slices (at least 3), then its top class."""
+TOP_SLICES = 3  # top_mean averages this many slices: a small tumour may show on only a few
+
+
+def _top_mean(probs: np.ndarray, classes: Sequence[str], n: int) -> Aggregate:
     if NO_TUMOUR not in classes:
         return mean_rule(probs, classes)
     z = list(classes).index(NO_TUMOUR)
-    n = min(len(probs), max(3, int(np.ceil(0.1 * len(probs)))))
+    n = min(len(probs), n)
     rows = np.argsort(probs[:, z], kind="stable")[:n]
     v = probs[rows].mean(axis=0)
     k = int(v.argmax())
     return Aggregate(classes[k], _normalised(v), _driving(probs, k))
 
 
+def top_mean_rule(probs: np.ndarray, classes: Sequence[str]) -> Aggregate:
+    """The mean over the three most tumour-like slices (lowest "no tumour"), then its top class."""
+    return _top_mean(probs, classes, TOP_SLICES)
+
+
+def top_tenth_rule(probs: np.ndarray, classes: Sequence[str]) -> Aggregate:
+    """As :func:`top_mean_rule` over the most tumour-like tenth of the slices (at least three)."""
+    return _top_mean(probs, classes, max(TOP_SLICES, int(np.ceil(0.1 * len(probs)))))
+
+
+WINDOW = 3  # neighbouring slices a tumour must show on: ~1.5 cm at 5 mm spacing
+
+
+def window_rule(probs: np.ndarray, classes: Sequence[str]) -> Aggregate:
+    """The mean over the three *neighbouring* slices that look most like a tumour, then its top class.
+
+    A tumour is a solid object: it shows on adjacent slices, while the model's stray errors on
+    normal slices are scattered, so two errors rarely sit side by side. Rows must be in stack order.
+    """
+    if NO_TUMOUR not in classes or len(probs) <= WINDOW:
+        return _top_mean(probs, classes, WINDOW)
+    z = list(classes).index(NO_TUMOUR)
+    kernel = np.ones(WINDOW) / WINDOW
+    smooth = np.stack([np.convolve(probs[:, k], kernel, mode="valid") for k in range(probs.shape[1])], axis=1)
+    start = int(smooth[:, z].argmin())
+    v = smooth[start]
+    k = int(v.argmax())
+    driving = list(range(start, start + WINDOW))
+    driving.sort(key=lambda i: -probs[i, k])
+    rest = [i for i in _driving(probs, k) if i not in driving]
+    return Aggregate(classes[k], _normalised(v), driving + rest)
+
+
 #: The first entry is the default (chosen by bench/study_rules.py; see RESULTS.md).
 STUDY_RULES = Registry("study rule", [
+    Option("window", "Three neighbouring slices",
+           "The mean probabilities of the three adjacent slices that look most like a tumour, then its top class: "
+           "a tumour shows on neighbouring slices, stray errors rarely do.", window_rule),
+    Option("top_mean", "Mean of the three most tumour-like slices",
+           "The mean probabilities of the three slices least likely to be 'no tumour', then its top class: one "
+           "stray slice cannot name a tumour alone, and a tumour seen on three slices is not outvoted by the "
+           "many normal ones.", top_mean_rule),
     Option("evidence2", "Tumour evidence in two slices",
            "The tumour class named by at least two slices with the strongest support; 'no tumour' when fewer "
            "than two slices name any tumour.", evidence2_rule),
     Option("evidence", "Strongest tumour slice",
            "The tumour class with the strongest single slice; 'no tumour' only when every slice says so.",
            evidence_rule),
-    Option("top_mean", "Mean of the most tumour-like slices",
-           "The mean probabilities of the tenth of slices least likely to be 'no tumour'.", top_mean_rule),
+    Option("top_tenth", "Mean of the most tumour-like tenth",
+           "As the default, over the tenth of slices least likely to be 'no tumour' (at least three).",
+           top_tenth_rule),
     Option("mean", "Mean of all slices", "The mean of every usable slice's probabilities.", mean_rule),
     Option("vote", "Majority vote", "The class most slices name.", vote_rule),
 ])
