@@ -221,3 +221,27 @@ def test_patient_names_and_free_text_never_reach_the_stack(vol):
     text = repr(stack) + stack.describe() + repr([img.meta for _, img in stack.slices()]) + repr(study.notes)
     for secret in (PATIENT, SECRET_ID, FREE_TEXT, "Doe"):
         assert secret not in text
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_volume_slices_stream_in_bounded_memory(tmp_path, gz):
+    """Proxy for 512×512×600: a 256×256×120 int16 file (15.7 MB; 63 MB as float64) read slice by slice."""
+    import tracemalloc
+
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 1000, (256, 256, 120), dtype=np.int16)
+    path = tmp_path / ("v.nii.gz" if gz else "v.nii")
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    del data
+    tracemalloc.start()
+    stack = open_study(path).pick()
+    count = 0
+    for _, img in stack.slices():
+        assert img.pixels.shape == (256, 256)
+        count += 1
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert count == 120
+    assert peak < 6e6, f"peak {peak / 1e6:.1f} MB: the volume was not streamed"  # one slice is 0.5 MB as float64

@@ -32,6 +32,7 @@ from core.errors import WorkbenchError
 MAX_SIDE = 4096  # rows or columns of one slice; larger is not an MRI slice (and a decompression bomb)
 PARALLEL = 0.999  # |cos| between two slice normals (or row directions) that count as the same orientation
 TILT_DEGREES = 0.5  # stack direction vs slice normal beyond this is a tilted (sheared) stack
+PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
 GAP = 1.5  # a step above this many median spacings means slices are missing
 
 
@@ -114,6 +115,24 @@ def _headers(name: str, data: bytes) -> list[_Frame]:
                           f_iop if f_iop is not None else (shared_iop if shared_iop is not None else iop),
                           f_ipp, k + 1, modality, syntax_error))
     return out
+
+
+def _read_headers(files: FileSet, name: str) -> list[_Frame]:
+    """Headers from the file's first bytes when that is enough, else from the whole file."""
+    if files.head is not None:
+        head = files.head(name)
+        # Only a prefix that reaches the PixelData tag (7FE0,0010) holds the whole header; a longer header
+        # (e.g. a multi-frame file's per-frame groups) is read from the whole file.
+        if PIXEL_DATA_TAG in head:
+            try:
+                frames = _headers(name, head)
+                if all(f.frame is None for f in frames):
+                    return frames
+            except WorkbenchError:
+                raise
+            except Exception:  # noqa: BLE001 - fall back to the whole file
+                pass
+    return _headers(name, files.read(name))
 
 
 def _first_item(seq: Any) -> Any:
@@ -295,7 +314,7 @@ def read_series(files: FileSet) -> Study:
     skipped: dict[str, int] = defaultdict(int)
     for name in files.names:
         try:
-            got = _headers(name, files.read(name))
+            got = _read_headers(files, name)
         except WorkbenchError as exc:
             if "limit" in exc.reason:
                 raise

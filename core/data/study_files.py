@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from core.errors import WorkbenchError
 #: A series rarely has more than a few thousand files; a zip of 10,000 tiny files is refused
 #: before any is read (each header parse costs time, and the count is the cheap check).
 MAX_STUDY_FILES = 5_000
+HEAD_BYTES = 64 * 1024  # a DICOM header (without pixels) fits in this almost always; else the whole file is read
 STUDY_ZIP_LIMITS = ZipLimits(max_files=MAX_STUDY_FILES, max_total_bytes=3 * 1024**3, max_member_bytes=1024**3)
 
 
@@ -30,6 +32,7 @@ class FileSet:
     label: str  # what was given (a folder or zip name), for messages
     names: tuple[str, ...]
     read: Callable[[str], bytes]
+    head: Callable[[str], bytes] | None = None  # the first HEAD_BYTES only (cheap header reads), if it can
 
 
 def _too_many(count: int, label: str) -> WorkbenchError:
@@ -52,8 +55,19 @@ def folder_files(folder: Path) -> FileSet:
                 raise _too_many(len(names), folder.name)
     if not names:
         raise WorkbenchError("the folder holds no files", folder.name)
+    def head(name: str) -> bytes:
+        """The file's first bytes; regular files only (opening a FIFO would hang)."""
+        path = folder / name
+        try:
+            if not stat.S_ISREG(path.lstat().st_mode):
+                raise WorkbenchError("not a regular file (a link, device or pipe); skipped", name)
+            with open(path, "rb") as f:
+                return f.read(HEAD_BYTES)
+        except OSError as exc:
+            raise WorkbenchError(f"cannot be read ({exc.strerror or type(exc).__name__})", name) from None
+
     return FileSet(folder.name, tuple(names),
-                   lambda name: read_regular_file(folder / name, name, STUDY_ZIP_LIMITS.max_member_bytes))
+                   lambda name: read_regular_file(folder / name, name, STUDY_ZIP_LIMITS.max_member_bytes), head)
 
 
 def zip_files(data: bytes, label: str) -> FileSet:

@@ -18,7 +18,7 @@ import numpy as np
 
 from core.classes import display_name
 from core.data.pixels import DecodedImage
-from core.data.preprocess import find_head
+from core.data.preprocess import HEAD_ID, Prepared, find_head
 from core.data.study import Stack
 from core.errors import WorkbenchError
 from core.inference.conformal import DEFAULT_COVERAGE, check_coverage
@@ -82,8 +82,20 @@ def _display_copy(image: DecodedImage) -> DecodedImage:
                         dict(image.meta))
 
 
-def _head_share(pixels: np.ndarray) -> float:
-    found = find_head(pixels)
+def _head_share(image: DecodedImage, prepared: Prepared, recipe: str) -> float:
+    """The share of the frame covered by the head.
+
+    The head-crop recipe sets every pixel outside the head to 0 and every one inside to 1..255, so
+    the share is read off its output (non-zero share of the crop × the crop's share of the frame)
+    instead of finding the head a second time; other recipes run the head finder.
+    """
+    if recipe == HEAD_ID:
+        if not prepared.framing.head_found:
+            return 0.0
+        f = prepared.framing
+        inside = np.count_nonzero(prepared.pixels) / prepared.pixels[..., 0].size
+        return float(inside * (f.x1 - f.x0) * (f.y1 - f.y0))
+    found = find_head(image.pixels)
     return 0.0 if found is None else float(found[1].mean())
 
 
@@ -119,8 +131,8 @@ def predict_study(predictor: Predictor, stack: Stack, rule: str = DEFAULT_RULE,
             r.error = image.reason
             shares.append(0.0)
         else:
-            shares.append(_head_share(image.pixels))
             prepared = predictor.prepare_framed(image)
+            shares.append(_head_share(image, prepared, predictor.run.preprocessing))
             r.model_input, r.framing = prepared.pixels, prepared.framing
             r.image = _display_copy(image)
             r.meta = {k: v for k, v in image.meta.items() if k in ("window", "frames", "Modality")}
