@@ -25,8 +25,8 @@ from core.data.dicom import (
     safe_header,
 )
 from core.data.pixels import DecodedImage
-from core.data.study import MAX_SLICES, SliceRef, Stack, Study
 from core.data.study_files import FileSet
+from core.data.study_types import MAX_SLICES, SliceRef, Stack, Study
 from core.errors import WorkbenchError
 
 MAX_SIDE = 4096  # rows or columns of one slice; larger is not an MRI slice (and a decompression bomb)

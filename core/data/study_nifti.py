@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from core.data.pixels import DecodedImage, scale_to_uint8
-from core.data.study import MAX_SLICES, SliceRef, Stack, Study
+from core.data.study_types import MAX_SLICES, SliceRef, Stack, Study
 from core.errors import WorkbenchError
 
 MAX_VOXELS = 1024 * 1024 * MAX_SLICES  # 1024×1024 slices at most
