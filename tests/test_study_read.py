@@ -215,6 +215,13 @@ def test_non_image_files_are_noted_and_the_series_still_reads(vol):
     assert study.pick().n_slices == 4 and study.notes == ["1 file(s) skipped: not a DICOM file"]
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # written on purpose
+def test_a_series_uid_that_is_not_a_uid_is_never_shown(vol):
+    files = series_files(vol[:3], uid="Doe^Jane MRI")
+    stack = open_study(files).pick()
+    assert stack.key == "series without a valid UID" and "Doe" not in stack.describe()
+
+
 def test_patient_names_and_free_text_never_reach_the_stack(vol):
     study = open_study(("s.zip", zip_of(series_files(vol[:4]))))
     stack = study.pick()

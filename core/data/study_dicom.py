@@ -32,6 +32,7 @@ from core.errors import WorkbenchError
 MAX_SIDE = 4096  # rows or columns of one slice; larger is not an MRI slice (and a decompression bomb)
 PARALLEL = 0.999  # |cos| between two slice normals (or row directions) that count as the same orientation
 TILT_DEGREES = 0.5  # stack direction vs slice normal beyond this is a tilted (sheared) stack
+_UID = re.compile(r"[0-9][0-9.]{0,63}")
 PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
 GAP = 1.5  # a step above this many median spacings means slices are missing
 
@@ -95,7 +96,9 @@ def _headers(name: str, data: bytes) -> list[_Frame]:
         syntax = pydicom.uid.ImplicitVRLittleEndian
     syntax_error = None if _can_decode(syntax) else _unsupported_compression(syntax, name).reason
     modality = safe_header(ds).get("Modality", "")
-    uid = str(ds.get("SeriesInstanceUID", "") or "unknown series")
+    uid = str(ds.get("SeriesInstanceUID", "") or "").strip()
+    # A UID is digits and dots (PS3.5 9.1); anything else is shown as an anonymous name, never read out.
+    uid = uid if _UID.fullmatch(uid) else ("series without a valid UID" if uid else "series without a UID")
     frames = _int(ds.get("NumberOfFrames", 1)) or 1
     if frames > MAX_SLICES:
         raise WorkbenchError(f"the file claims {frames} frames; the limit is {MAX_SLICES}", name)
