@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,8 +148,11 @@ def test_cli_picks_a_series_and_lists_them_otherwise(tiny_registry, vol, tmp_pat
     assert main(["predict", str(z), "--json"]) == 2
     obj = json.loads(capsys.readouterr().out)
     assert "holds 2 series" in obj["error"] and "1.2.3.2" in obj["error"]
-    assert main(["predict", str(z), "--series", "1.2.3.2", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["study"]["n_slices"] == 8
+    assert main(["predict", str(z), "--series", "1.2.3.2", "--json", "--gradcam", str(tmp_path / "cams")]) == 0
+    picked = json.loads(capsys.readouterr().out)
+    assert picked["study"]["n_slices"] == 8
+    assert len(picked["overlays"]) == len(picked["driving_slices"]) >= 1
+    assert all((tmp_path / "cams" / Path(p).name).is_file() and "_slice00" in p for p in picked["overlays"])
     assert main(["predict", str(z), "--series", "2"]) == 0
     out = capsys.readouterr().out
     assert "study answer:" in out and "used" in out and "slice    1" in out

@@ -32,7 +32,8 @@ def register(sub: Any) -> None:
     p.add_argument("--colormap", default="jet", choices=list(COLORMAPS))
     add_coverage_option(p)
     add_study_options(p)
-    p.add_argument("--json", action="store_true", help="machine-readable output (a list, one object per file)")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output (a list, one object per file; for studies one object per study)")
     p.set_defaults(func=run)
 
 
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     studies = [is_study(f) for f in args.files]
     predictor = Predictor.load(args.model)  # WorkbenchError -> "error: ..." and exit 2 (core.cli)
     if all(studies):
-        return run_studies(args, predictor, coverage)
+        return run_studies(args, predictor, coverage, out_dir)
     raw = [(f, STUDY_AMONG_IMAGES if study else _read(f)) for f, study in zip(args.files, studies)]
     readable = [(f, data) for f, data in raw if isinstance(data, bytes)]
     predicted = iter(predict_files(predictor, readable, gradcam=out_dir is not None, method=args.method,

@@ -33,8 +33,11 @@ def is_study(path: str) -> bool:
         return False
 
 
-def run_studies(args: argparse.Namespace, predictor: Any, coverage: float) -> int:
-    """Predict each study; print one JSON object per study (a list for several) or plain text."""
+def run_studies(args: argparse.Namespace, predictor: Any, coverage: float, out_dir: Path | None = None) -> int:
+    """Predict each study; print one JSON object per study (a list for several) or plain text.
+
+    With ``out_dir`` (--gradcam), the strip's slices get heat maps, written there as PNG overlays.
+    """
     from core.data.study import open_study
     from core.inference.study import StudyResult, predict_study
 
@@ -43,17 +46,34 @@ def run_studies(args: argparse.Namespace, predictor: Any, coverage: float) -> in
         label = Path(item).name
         try:
             stack = open_study(Path(item)).pick(args.series)
-            results.append(predict_study(predictor, stack, rule=args.rule, coverage=coverage, gradcam=False,
-                                         source=label))
+            results.append(predict_study(predictor, stack, rule=args.rule, coverage=coverage,
+                                         gradcam=out_dir is not None, method=args.method, source=label))
         except WorkbenchError as exc:
             results.append(StudyResult(study={"source": label}, rule=args.rule, error=exc.reason))
     objects = [r.to_dict() for r in results]
+    if out_dir is not None:
+        used: set[str] = set()
+        for r, obj in zip(results, objects):
+            obj["overlays"] = [_write_strip_overlay(out_dir, r, n, args, used) for n in r.strip if r.ok]
     if args.json:
         print(json.dumps(objects[0] if len(objects) == 1 else objects, indent=2, ensure_ascii=False))
     else:
         for r in results:
             _print_plain(r, predictor)
     return 0 if all(r.ok for r in results) else 2
+
+
+def _write_strip_overlay(out_dir: Path, result: Any, number: int, args: argparse.Namespace, used: set[str]) -> str:
+    from dataclasses import replace
+
+    from core.atomic import write_bytes
+    from core.reports.case_report import overlay_filename, overlay_for, png_bytes
+
+    r = result.slice(number)
+    named = replace(r, file=f"{Path(str(result.study.get('source') or 'study')).stem}_slice{number:04d}")
+    target = out_dir / overlay_filename(named, used)
+    write_bytes(target, png_bytes(overlay_for(r, args.alpha, args.colormap)))
+    return str(target)
 
 
 def _print_plain(r: Any, predictor: Any) -> None:
