@@ -34,7 +34,7 @@ def slice_probabilities(run_id: str) -> tuple[np.ndarray, np.ndarray, list[str]]
     """(probs (N, K), true class index (N,), class names) for the run's held-out test slices."""
     from core.data.imageio import decode_image
     from core.inference.predict import Predictor
-    from core.models.registry import resolve_run
+    from core.models.runs import resolve_run
 
     run = resolve_run(str(HERE.parent / "models" / run_id), root=HERE.parent / "models")
     predictor = Predictor(run)

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     import nibabel as nib
 
     from core.inference.predict import Predictor
-    from core.models.registry import resolve_run
+    from core.models.runs import resolve_run
 
     run = resolve_run(str(HERE.parent / "models" / "20261201-135406-custom_cnn-a305"), root=HERE.parent / "models")
     predictor = Predictor(run)

@@ -18,7 +18,7 @@ from core.inference.predict import Predictor, format_probability
 from core.inference.study import explain_slice, predict_study
 from core.inference.study_rules import STUDY_RULES
 from core.reports.case_report import CALIBRATION_NOTE, overlay_for
-from core.reports.prediction_sets import describe_set
+from core.reports.conformal import describe_set
 from core.reports.study import slice_chart, slice_frame, study_csv, study_summary_pdf, summary_rows
 from core.safetext import escape_markdown
 from pages import _shared as sh

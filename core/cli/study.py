@@ -79,7 +79,7 @@ def _write_strip_overlay(out_dir: Path, result: Any, number: int, args: argparse
 def _print_plain(r: Any, predictor: Any) -> None:
     from core.classes import display_name
     from core.inference.predict import format_probability
-    from core.reports.prediction_sets import describe_set
+    from core.reports.conformal import describe_set
 
     s = r.study
     if r.error and r.label is None:

@@ -23,7 +23,8 @@ from core.data.study import Stack
 from core.errors import WorkbenchError
 from core.inference.conformal import DEFAULT_COVERAGE, check_coverage
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
-from core.inference.predict import PredictionResult, Predictor, format_probability
+from core.inference.predict import Predictor, format_probability
+from core.inference.records import PredictionResult
 from core.inference.study_rules import DEFAULT_RULE, STUDY_RULES, aggregate
 
 DISPLAY_SIDE = 256  # longest side of the copy kept per slice for the strip and the slider
