@@ -426,13 +426,14 @@ def write_markdown(res: dict, path: Path) -> None:
         "Raw numbers: `bench/results.json`.",
         "",
     ]
-    # Sections 6-10 are written by their own scripts: keep them.
-    from bench import cancel, coverage, ensemble, export_latency, time_to_accuracy
+    # Sections 6-11 are written by their own scripts: keep them.
+    from bench import cancel, coverage, ensemble, export_latency, study_rules, study_speed, time_to_accuracy
 
     old = path.read_text() if path.exists() else ""
     for begin, end in ((cancel.BEGIN, cancel.END), (export_latency.BEGIN, export_latency.END),
                        (time_to_accuracy.BEGIN, time_to_accuracy.END), (coverage.BEGIN, coverage.END),
-                       (ensemble.BEGIN, ensemble.END)):
+                       (ensemble.BEGIN, ensemble.END), (study_rules.BEGIN, study_rules.END),
+                       (study_speed.BEGIN, study_speed.END)):
         if begin in old and end in old:
             lines.append(old[old.index(begin):old.index(end) + len(end)] + "\n")
     for name in re.findall(r"<!-- coverage-([\w-]+): written by", old):  # bench.coverage --section NAME

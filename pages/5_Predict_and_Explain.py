@@ -36,6 +36,7 @@ from core.reports.run_summary import model_facts
 from core.safetext import escape_markdown, markdown_free_table
 from pages import _nav as nav
 from pages import _shared as sh
+from pages._study import study_section
 
 nav.require_navigation()  # first: a deep link may have started this page without Home.py
 
@@ -111,10 +112,15 @@ with sh.shown_errors(stop=True):
 for text in predictor.disabled:  # a damaged side file turned one feature off; the prediction still works
     st.warning(escape_markdown(text), icon=":material/warning:")
 
-uploads = st.file_uploader(
+study_mode = st.segmented_control("Input", ["Slices", "Whole study"], default="Slices", required=True,
+                                  key="predict_input",
+                                  help="Whole study: a DICOM series, multi-frame DICOM or NIfTI volume, one answer "
+                                       "for all its slices.") == "Whole study"
+uploads = None if study_mode else st.file_uploader(
     "MRI slices: JPEG, PNG, BMP, TIFF or DICOM (.dcm or no extension)", type=None, accept_multiple_files=True,
     key="predict_uploads", help="Every file is checked by content, whatever its name says.")
-st.caption(":material/lock: Uploads are processed in memory and never written to disk.")
+if not study_mode:
+    st.caption(":material/lock: Uploads are processed in memory and never written to disk.")
 
 c1, c2, c3, c4, c5 = st.columns(5)
 methods = [DEFAULT_CAM_METHOD, *(m for m in CAM_METHODS if m != DEFAULT_CAM_METHOD)]
@@ -132,6 +138,9 @@ coverage = c5.selectbox("Prediction-set coverage", COVERAGE_CHOICES, index=COVER
 if predictor.conformal is None:
     st.caption(f":material/info: No prediction sets: {escape_markdown(predictor.conformal_problem)}")
 
+if study_mode:
+    study_section(predictor, run.run_id, summary, method, cmap, alpha, coverage)
+    st.stop()
 if not uploads:
     st.info("Upload one or more slices to classify them.", icon=":material/upload_file:")
     st.stop()

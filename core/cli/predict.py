@@ -10,17 +10,22 @@ from typing import Any
 
 from core.atomic import check_writable
 from core.cli.conformal import add_coverage_option, parse_coverage
+from core.cli.study import add_study_options, is_study, run_studies
 from core.data.imageio import MAX_FILE_BYTES
 from core.errors import WorkbenchError
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
 from core.inference.overlay import COLORMAPS
 from core.paths import check_path_text, models_dir
 
+STUDY_AMONG_IMAGES = ("this is a study (a folder, zip, NIfTI volume or multi-frame DICOM); give studies in a call of "
+                      "their own to get one answer per study")
+
 
 def register(sub: Any) -> None:
     """Add the ``predict`` sub-command to the CLI's sub-parsers."""
-    p = sub.add_parser("predict", help="classify image files (JPEG/PNG/BMP/TIFF/DICOM) with a registered model")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p = sub.add_parser("predict", help="classify image files (JPEG/PNG/BMP/TIFF/DICOM), or whole studies (a folder "
+                       "or zip of a DICOM series, a multi-frame DICOM, a NIfTI volume), with a registered model")
+    p.add_argument("files", nargs="+", metavar="FILE_OR_STUDY")
     p.add_argument("--model", default=None, help="run id or run folder (default: the best registered run)")
     p.add_argument("--gradcam", metavar="OUT_DIR", default=None, help="write a heatmap overlay PNG per file here")
     p.add_argument("--method", default=DEFAULT_CAM_METHOD, choices=list(CAM_METHODS))
@@ -28,7 +33,9 @@ def register(sub: Any) -> None:
     p.add_argument("--alpha", type=float, default=0.4, help="heatmap opacity in the overlay (0..1)")
     p.add_argument("--colormap", default="jet", choices=list(COLORMAPS))
     add_coverage_option(p)
-    p.add_argument("--json", action="store_true", help="machine-readable output (a list, one object per file)")
+    add_study_options(p)
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output (a list, one object per file; for studies one object per study)")
     p.set_defaults(func=run)
 
 
@@ -80,10 +87,13 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None and not models_dir().is_dir():
         raise WorkbenchError("no trained model yet: the model registry folder does not exist (check "
                              "WORKBENCH_MODELS_DIR if models were trained)", str(models_dir()))
+    studies = [is_study(f) for f in args.files]
     predictor = load_predictor(args.model)  # WorkbenchError -> "error: ..." and exit 2 (core.cli)
     for text in predictor.disabled:  # a damaged side file: that feature is off, the prediction still runs
         print(f"warning: {text}", file=sys.stderr)
-    raw = [(f, _read(f)) for f in args.files]
+    if all(studies):
+        return run_studies(args, predictor, coverage, out_dir)
+    raw = [(f, STUDY_AMONG_IMAGES if study else _read(f)) for f, study in zip(args.files, studies)]
     readable = [(f, data) for f, data in raw if isinstance(data, bytes)]
     predicted = iter(predict_files(predictor, readable, gradcam=out_dir is not None, method=args.method,
                                    target_class=args.target_class, coverage=coverage))
