@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from core.cli.conformal import add_coverage_option, parse_coverage
 from core.data.imageio import MAX_FILE_BYTES
+from core.disclaimer import DISCLAIMER
 from core.errors import WorkbenchError
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
 from core.inference.overlay import COLORMAPS
@@ -66,7 +68,7 @@ def _overlay_folder(path: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Predict every file; exit 0 when all were analysed, 2 when any input was rejected."""
-    from core.inference.predict import PredictionResult, Predictor, predict_files
+    from core.inference.predict import PredictionResult, Predictor, format_probability, predict_files
     from core.reports.conformal import GUARANTEE_NOTE, describe_set
 
     if not 0.0 <= args.alpha <= 1.0:  # NaN fails both comparisons and is refused too
@@ -76,9 +78,13 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None and not models_dir().is_dir():
         raise WorkbenchError("no trained model yet: the model registry folder does not exist (check "
                              "WORKBENCH_MODELS_DIR if models were trained)", str(models_dir()))
-    predictor = Predictor.load(args.model)  # WorkbenchError -> "error: ..." and exit 2 (core.cli)
-    raw = [(f, _read(f)) for f in args.files]
+    raw = [(f, _read(f)) for f in args.files]  # the files first: nothing is loaded for files that are not there
     readable = [(f, data) for f, data in raw if isinstance(data, bytes)]
+    if not readable:
+        for f, reason in raw:
+            print(f"error: {f}: {reason}", file=sys.stderr)
+        return 2
+    predictor = Predictor.load(args.model)  # WorkbenchError -> "error: ..." and exit 2 (core.cli)
     predicted = iter(predict_files(predictor, readable, gradcam=out_dir is not None, method=args.method,
                                    target_class=args.target_class, coverage=coverage))
     results = [next(predicted) if isinstance(data, bytes) else PredictionResult(file=f, error=data)
@@ -93,19 +99,23 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        print(f"model {run_.run_id} ({run_.card.title}); "
-              "decision support for research and education only, not a diagnosis")
+        print(f"model {run_.run_id} ({run_.card.title})" + (" [SYNTHETIC training data]" if run_.synthetic else ""))
+        print(DISCLAIMER)
         print(GUARANTEE_NOTE if predictor.conformal is not None else
               f"no prediction sets: {predictor.conformal_problem}")
         for row in rows:
             if row["error"]:
                 print(f"{row['file']}: error: {row['error']}")
                 continue
-            probs = ", ".join(f"{c} {p:.1%}" for c, p in row["probabilities"].items())
-            print(f"{row['file']}: {row['label']} {row['confidence']:.1%}  [{probs}]")
-            print(f"  {describe_set(row['prediction_set'], coverage, len(row['probabilities']))}")
+            probs = ", ".join(f"{c} {format_probability(p)}" for c, p in row["probabilities"].items())
+            print(f"{row['file']}: {row['label']} {format_probability(row['confidence'])}  [{probs}]")
+            print(f"  {describe_set(row['prediction_set'], coverage, len(row['probabilities']), row['set_problem'])}")
+            if row["flags"]:
+                print(f"  flags: {', '.join(row['flags'])}")
             for text in row["warnings"]:
                 print(f"  warning: {text}")
+            for text in row["notes"]:
+                print(f"  note: {text}")
             if row["overlay"]:
                 print(f"  overlay: {row['overlay']}")
     return 2 if any(r.error for r in results) else 0
