@@ -3,8 +3,8 @@
 import streamlit as st
 
 from core.classes import display_name
-from core.disclaimer import DISCLAIMER
 from core.models.runs import list_runs
+from core.reports.disclaimer import DISCLAIMER
 from core.reports.run_summary import runs_table
 from pages import _nav as nav
 from pages import _shared as sh

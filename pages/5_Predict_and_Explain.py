@@ -11,7 +11,6 @@ import pandas as pd
 import streamlit as st
 
 from core.classes import display_name
-from core.disclaimer import DISCLAIMER
 from core.inference.conformal import COVERAGE_CHOICES, DEFAULT_COVERAGE
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
 from core.inference.overlay import COLORMAPS
@@ -39,6 +38,7 @@ from core.reports.conformal import (
     measured_set_shapes,
     set_shapes_sentence,
 )
+from core.reports.disclaimer import DISCLAIMER
 from core.reports.prediction_charts import batch_table, probability_chart
 from core.reports.reading import colour_bar, colour_scale_note, heatmap_caption, reading_note
 from core.reports.run_summary import model_facts

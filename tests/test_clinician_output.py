@@ -16,7 +16,6 @@ import pytest
 
 from core.data.imageio import decode_image
 from core.data.pixels import DecodedImage
-from core.disclaimer import DISCLAIMER
 from core.inference.conformal import ConformalCalibration
 from core.inference.ood import image_checks
 from core.inference.predict import (
@@ -30,6 +29,7 @@ from core.inference.predict import (
 )
 from core.reports import case_report
 from core.reports.conformal import coverage_sentence, describe_set
+from core.reports.disclaimer import DISCLAIMER
 from core.reports.reading import (
     colour_bar,
     colour_scale_note,

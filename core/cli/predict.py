@@ -10,11 +10,11 @@ from typing import Any
 
 from core.cli.conformal import add_coverage_option, parse_coverage
 from core.data.imageio import MAX_FILE_BYTES
-from core.disclaimer import DISCLAIMER
 from core.errors import WorkbenchError
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
 from core.inference.overlay import COLORMAPS
 from core.paths import check_path_text, models_dir
+from core.reports.disclaimer import DISCLAIMER
 
 
 def register(sub: Any) -> None:

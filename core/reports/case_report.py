@@ -18,10 +18,10 @@ import numpy as np
 from PIL import Image
 
 from core.classes import display_name
-from core.disclaimer import DISCLAIMER
 from core.inference.overlay import overlay
 from core.inference.predict import PredictionResult, format_probability
 from core.reports.conformal import GUARANTEE_NOTE, describe_set
+from core.reports.disclaimer import DISCLAIMER
 from core.reports.pdf_writer import MISSING_GLYPH_NOTE, PdfWriter
 from core.safetext import neutralise_cell
 
