@@ -4,14 +4,14 @@ import streamlit as st
 
 from core.classes import display_name
 from core.models.runs import list_runs
+from core.reports.disclaimer import DISCLAIMER
 from core.reports.run_summary import runs_table
 from pages import _nav as nav
 from pages import _shared as sh
 
 nav.require_navigation()  # first: a deep link may have started this page without Home.py
 
-st.warning("**Decision support for research and education, not a diagnosis.** No output of this "
-           "workbench may be used to make clinical decisions about a patient.", icon=":material/info:")
+st.warning(DISCLAIMER, icon=":material/medical_information:")
 st.title("MRI Workbench")
 st.markdown(
     "Train, evaluate and explain brain-tumour classifiers on MRI slices, from the browser. "
@@ -32,10 +32,11 @@ STEPS = [
     ("pages/5_Predict_and_Explain.py", "5 · Explain", ":material/neurology:",
      "Classify a new slice and see where the model looked (Grad-CAM)."),
 ]
-for col, (page, label, icon, text) in zip(st.columns(len(STEPS)), STEPS):
-    with col.container(border=True):
-        nav.page_link(page, label, icon)
-        st.caption(text)
+for row in (STEPS[:3], STEPS[3:]):  # three cards a row: at tablet width (768 px) five cut their titles
+    for col, (page, label, icon, text) in zip(st.columns(3), row):
+        with col.container(border=True):
+            nav.page_link(page, label, icon)
+            st.caption(text)
 
 left, right = st.columns(2)
 with left:

@@ -21,7 +21,8 @@ nav.require_navigation()  # first: a deep link may have started this page withou
 
 SECTIONS = ["Class balance", "Samples", "Classes", "Style shortcut", "Data quality", "Tumour types"]
 GROUPS_PER_PAGE = 5  # duplicate groups drawn at once: each costs a few thumbnail decodes
-THUMB = 112
+THUMB = 256  # decoded side; shown about 170 px wide (four a row), full size in the fullscreen view
+THUMBS_PER_ROW = 4
 
 st.title("Dataset Explorer")
 ds = sh.show_active_dataset_badge()
@@ -85,12 +86,17 @@ with page_box:
 
 
 def draw_group(paths: list[str], header: str) -> None:
-    """One row of thumbnails with split and class under each."""
+    """Thumbnails in rows of THUMBS_PER_ROW, class, split and file under each; each image has its own
+    fullscreen button (hover it) to see it large."""
     rows = files.set_index("path").loc[paths]
     st.markdown(header)
-    st.image(sh.thumbnails(ds, paths, THUMB), width=THUMB,
-             caption=[f"{display_name(r.label)} · {r.split} · {escape_markdown(explore.short_file_name(Path(p).name))}"
-                      for p, r in rows.iterrows()])
+    images = sh.thumbnails(ds, paths, THUMB)
+    for start in range(0, len(paths), THUMBS_PER_ROW):
+        cols = st.columns(THUMBS_PER_ROW)
+        for col, p, image in zip(cols, paths[start:start + THUMBS_PER_ROW], images[start:start + THUMBS_PER_ROW]):
+            r = rows.loc[p]
+            name = escape_markdown(explore.short_file_name(Path(p).name))
+            col.image(image, width="stretch", caption=f"{display_name(r.label)} · {r.split} · {name}")
 
 
 def balance_section() -> None:
@@ -184,7 +190,8 @@ def quality_section() -> None:
     if problems:
         st.dataframe(pd.DataFrame(problems, columns=["file", "reason"]), hide_index=True)
     else:
-        st.success("Every listed file decodes.")
+        st.success(f"All {len(report.readable):,} listed files decode." if len(report.readable)
+                   else "No files are listed.")
     st.subheader("Duplicates")
     c1, c2 = st.columns(2)
     kind = c1.radio("Kind", ["near_group", "exact_group"], horizontal=True, key="explorer_dup_kind",
@@ -193,14 +200,14 @@ def quality_section() -> None:
     dups = explore.duplicate_groups(report, kind, split)
     if across:
         dups = dups[dups["spans_splits"]]
-    draw_groups(dups, "explorer_dup_page")
+    draw_groups(dups, "explorer_dup_page", kind)
     st.subheader("Label conflicts")
     st.caption("Near-identical images filed under different classes: at least one label is wrong.")
     mixed = explore.duplicate_groups(report, "near_group", split)
-    draw_groups(mixed[mixed["mixed_labels"]], "explorer_conflict_page")
+    draw_groups(mixed[mixed["mixed_labels"]], "explorer_conflict_page", "near_group")
 
 
-def draw_groups(dups: pd.DataFrame, key: str) -> None:
+def draw_groups(dups: pd.DataFrame, key: str, kind: str) -> None:
     ids = list(dict.fromkeys(dups["group"]))
     if not ids:
         st.success("None found.")
@@ -209,10 +216,12 @@ def draw_groups(dups: pd.DataFrame, key: str) -> None:
     page = 1
     if pages > 1:
         page = st.columns([1, 3])[0].number_input(f"Page (of {pages}; {len(ids)} groups)", 1, pages, 1, key=key)
-    for gid in ids[(page - 1) * GROUPS_PER_PAGE: page * GROUPS_PER_PAGE]:
+    first = (page - 1) * GROUPS_PER_PAGE
+    for n, gid in enumerate(ids[first: first + GROUPS_PER_PAGE], first + 1):
         members = dups[dups["group"] == gid]
-        tag = " · :red[spans splits]" if members["spans_splits"].iat[0] else ""
-        draw_group(members["path"].tolist(), f"Group {gid} · {len(members)} files{tag}")
+        tag = " · :orange[spans splits]" if members["spans_splits"].iat[0] else ""
+        why = explore.group_reason(report, members["path"].tolist(), kind)
+        draw_group(members["path"].tolist(), f"**Group {n} of {len(ids)}** · {len(members)} files · {why}{tag}")
 
 
 def leakage_block() -> None:
@@ -254,8 +263,9 @@ def _shortcut(fingerprint: str, _ds, _report):
 
 def shortcut_section() -> None:
     st.markdown("**Can the class be guessed from image style alone?**")
-    st.caption("A simple classifier sees only seven numbers per image — brightness and contrast inside the "
-               "head, how much of the frame is background, how much the head fills — never the anatomy. "
+    st.caption("A simple classifier sees only twelve numbers per image — brightness and contrast inside the "
+               "head, how much of the frame is background, how much the head fills, and how the file was "
+               "stored: colour or grayscale, file size, image size, JPEG quality — never the anatomy. "
                "Its accuracy is measured on images it did not learn from (5-fold cross-validation, "
                "near-copies kept together).")
     with st.spinner("Measuring image statistics (about a minute for 5,000 images the first time)…"), \
@@ -264,10 +274,14 @@ def shortcut_section() -> None:
     if result.accuracy is None:
         st.info(result.verdict)
     else:
-        m = st.columns(3)
+        m = st.columns(4)
         m[0].metric("Accuracy from style alone", f"{result.accuracy:.0%}")
-        m[1].metric("Always guessing the most common class", f"{result.chance:.0%}")
-        m[2].metric("Images", f"{result.n_images:,}")
+        if result.file_accuracy is not None:
+            m[1].metric("From the file facts alone", f"{result.file_accuracy:.0%}",
+                        help="Colour mode, file size, image size and JPEG quality only.")
+        m[2].metric("Chance (most common class)", f"{result.chance:.0%}",
+                    help="Accuracy of always answering the most common class.")
+        m[3].metric("Images", f"{result.n_images:,}")
         (st.warning if result.accuracy >= result.chance + 0.10 else st.success)(result.verdict)
     st.markdown("**Average of each statistic per class**")
     st.altair_chart(charts.shortcut_chart(result.per_class), width="content")

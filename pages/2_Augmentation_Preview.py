@@ -14,6 +14,7 @@ from core.data.preprocess import PREPROCESSING_ID, get_recipe, prepare
 from core.options import bound_of
 from core.safetext import escape_markdown
 from core.training.augment import TRANSFORM_NOTES, anatomy_warnings, preview_variants
+from core.training.preset_notes import PRESET_NOTES, preset_label
 from pages import _nav as nav
 from pages import _settings as ws
 from pages import _shared as sh
@@ -60,7 +61,8 @@ if "aug_rotation_deg" not in st.session_state:  # first visit, or back from anot
 controls, view = st.columns([1, 2], gap="large")
 with controls:
     st.selectbox("Start from a preset", list(AUGMENT_PRESETS), index=None, placeholder="choose a preset…",
-                 key="aug_preset", on_change=apply_preset)
+                 key="aug_preset", on_change=apply_preset,
+                 help=" ".join(f"{preset_label(name)}" for name in AUGMENT_PRESETS))
     values = {}
     for name in SLIDERS:  # values come from session state (load_into_widgets), so no default is passed
         values[name] = ws.slider(st, bound_of(AugmentConfig, name).title, AugmentConfig, name, f"aug_{name}",
@@ -70,7 +72,8 @@ with controls:
     cfg = AugmentConfig(**values)
     st.session_state[DRAFT_KEY] = cfg
     preset = matching_preset(cfg)
-    st.caption(f"These settings match the **{preset}** preset." if preset else "Custom settings.")
+    st.caption(f"These settings match the **{preset}** preset: {PRESET_NOTES[preset]}" if preset
+               else "Custom settings.")
     c1, c2 = st.columns(2)
     n = c1.number_input("Variants", 1, 24, 8, key="aug_n")
     seed = c2.number_input("Seed", 0, 1_000_000, 0, key="aug_seed")

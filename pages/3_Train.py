@@ -24,6 +24,7 @@ from core.training.config import FineTuneConfig, TrainConfig
 from core.training.ensemble_train import MAX_MEMBERS, train_ensemble
 from core.training.hardware import detect_hardware
 from core.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, WEIGHTS
+from core.training.preset_notes import preset_label
 from core.training.presets import RECIPE_CHOICES, RECIPE_HELP, preset_config
 from core.training.train import train_model
 from core.training.train_feedback import TrainSettings, finished_summary, progress_text, settings_rows
@@ -79,8 +80,10 @@ st.caption("Train a classifier on the active dataset. Training runs on the serve
 st.subheader("Data")
 with sh.shown_errors(stop=True):
     report = sh.cached_scan(ds)
-modes = list(SPLIT_MODES)
-mode = st.radio("Split", modes, index=modes.index(sh.split_mode()), format_func=SPLIT_MODES.get,
+# The folder's own split is offered only when the folder has one (a Testing/ or test/ folder).
+modes = [m for m in SPLIT_MODES if m != "dataset" or (ds.files["source_split"] == "test").any()]
+mode = st.radio("Split", modes, index=modes.index(sh.split_mode()) if sh.split_mode() in modes else 0,
+                format_func=SPLIT_MODES.get,
                 horizontal=True, key="train_split_mode",
                 help="Leakage-free keeps near-duplicate images on one side of the train/test line, so the "
                      "scores are not inflated by memorised copies. Shared with the Dataset Explorer.")
@@ -179,6 +182,7 @@ c1.selectbox("Preset", options, key="train_aug_preset", on_change=apply_augment_
              help="Random transforms applied to training images only. Tune them visually on the "
                   "Augmentation Preview page.")
 with c2:
+    st.caption(preset_label(preset or "custom"))
     st.caption("Training uses: " + describe_augment(augment) + ".")
     nav.page_link("pages/2_Augmentation_Preview.py", "Preview or fine-tune augmentation", ":material/tune:")
 
@@ -248,14 +252,29 @@ current = registry.active("train") or next(iter(registry.jobs("train")), None)
 was_running = current is not None and current.running
 
 
-@st.fragment(run_every=1.0 if was_running else None)
+POLL_S = 0.5  # how often the job view redraws while a job runs: a cancel shows within about a second
+
+
+@st.fragment(run_every=POLL_S if was_running else None)
 def job_view(job_id: str) -> None:
     job = registry.get(job_id)
     snap = job.snapshot()
     if was_running and not job.running:
-        st.rerun()  # finished: one full rerun stops the timer and refreshes "Past runs"
+        # Finished: say how at once (a full rerun of this page can take seconds on a busy server),
+        # then one full rerun stops the timer and refreshes "Past runs".
+        if snap.status == CANCELLED:
+            st.warning("Training was cancelled: nothing was saved.", icon=":material/cancel:")
+        elif snap.status == FAILED:
+            st.error(f"Training failed: {escape_markdown(snap.error)}", icon=":material/error:")
+        st.rerun()
     st.subheader(f"Job: {escape_markdown(snap.title)}")  # the dataset name is in it
     if job.running:
+        if snap.cancel_requested:
+            # Said at once, on the click's own redraw: the engine stops at the next batch, but a step
+            # that cannot be interrupted (compiling the model) may take a few more seconds.
+            st.warning("Training was cancelled: it stops after the step in flight (compiling the model cannot "
+                       "be interrupted and may take a few more seconds); nothing will be saved.",
+                       icon=":material/cancel:")
         st.progress(min(1.0, snap.progress), text=progress_text(snap))
         st.button("Cancelling…" if snap.cancel_requested else "Cancel", icon=":material/stop:",
                   key="train_cancel", on_click=job.cancel, disabled=snap.cancel_requested,
@@ -265,10 +284,12 @@ def job_view(job_id: str) -> None:
                 rows = settings_rows(snap.settings.config, snap.settings.dataset)
                 st.dataframe(pd.DataFrame(rows, columns=["setting", "value"]), hide_index=True, width="stretch")
     elif snap.status == DONE:
-        message, verdict = finished_summary(snap.result, len(snap.history))
+        total = snap.finished - snap.started if snap.finished and snap.started else None
+        message, verdict = finished_summary(snap.result, len(snap.history), total)
         st.success(escape_markdown(message), icon=":material/check_circle:")
         getattr(st, verdict.level)(f"**{verdict.headline}** {verdict.advice}")
         if st.button("Evaluate on held-out test data", icon=":material/analytics:", key="train_to_eval"):
+            st.session_state[sh.EVALUATE_HANDOFF] = snap.result.run_id  # the Evaluate page opens the run just trained
             st.switch_page("pages/4_Evaluate.py")  # as registered in Home.py (relative to it)
     elif snap.status == FAILED:
         st.error(f"Training failed: {escape_markdown(snap.error)}", icon=":material/error:")

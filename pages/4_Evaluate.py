@@ -11,6 +11,7 @@ from core.evaluation.compare import cell_images, comparison_table, training_hist
 from core.evaluation.conformal_eval import evaluate_conformal
 from core.evaluation.eval_sets import EVAL_SETS, EvalSet, data_kind_warning
 from core.evaluation.evaluate import cached_evaluation, evaluate_runs
+from core.evaluation.paired import COMPARISON_COLUMNS, paired_comparison
 from core.inference.ensemble_predict import predictor_for
 from core.inference.gradcam import CAM_METHODS
 from core.jobs import FINISHED, job_registry
@@ -75,8 +76,11 @@ if not runs:
     nav.page_link("pages/3_Train.py", "Train a model", icon=":material/model_training:")
     st.stop()
 by_id = {r.run_id: r for r in runs}
-chosen = st.multiselect("Models", list(by_id), default=[best_run(runs).run_id], format_func=lambda k: by_id[k].label(),
-                        key="evaluate_runs")
+handoff = st.session_state.pop(sh.EVALUATE_HANDOFF, None)  # "Evaluate" after a training: that run, not the best
+if handoff in by_id:
+    st.session_state["evaluate_runs"] = [handoff]
+chosen = st.multiselect("Models", list(by_id), default=None if "evaluate_runs" in st.session_state
+                        else [best_run(runs).run_id], format_func=lambda k: by_id[k].label(), key="evaluate_runs")
 kind = st.radio("Evaluate on", list(EVAL_SETS), format_func=EVAL_SETS.title, key="evaluate_kind",
                 help=" ".join(f"{o.title}: {o.help}" for o in EVAL_SETS.values()))
 folder = None
@@ -149,14 +153,48 @@ if not done:
     st.info("Not evaluated on this set yet: press **Evaluate**.")
     st.stop()
 
-if len(selected) > 1:
-    st.subheader("Comparison")
-    table = comparison_table(selected, {r.run_id: results[result_key(r)] for r in done})
-    st.dataframe(table.assign(best=table["best"].map({True: "★ best", False: ""})), hide_index=True,
-                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
-                                ("val_accuracy", "test_accuracy", "leakage_free_macro_f1", "size_mb")})
-    st.altair_chart(ec.comparison_chart(table), width="stretch")
-    st.caption("Best = highest macro-F1 on leakage-free test images.")
+if len(done) > 1:
+    st.subheader("Comparison on the same images")
+    done_results = {r.run_id: results[result_key(r)] for r in done}
+    table = comparison_table(done, done_results)
+    table["eval_set"] = [done_results[r].description for r in table["run"]]
+    shown = table.assign(best=table["best"].map({True: "★ best", False: ""})).rename(columns=COMPARISON_COLUMNS)
+    st.dataframe(shown, hide_index=True, column_config={
+        "Validation accuracy": st.column_config.NumberColumn(format="percent"),
+        "Test accuracy": st.column_config.NumberColumn(format="percent"),
+        "Macro-F1 (leakage-free test)": st.column_config.NumberColumn(format="%.3f"),
+        "Training time (s)": st.column_config.NumberColumn(format="%.0f"),
+        "Size (MB)": st.column_config.NumberColumn(format="%.1f")})
+    st.caption("Best = highest macro-F1 on leakage-free test images. Only a comparison on the same images "
+               "is fair: below, two models are paired image by image.")
+    c1, c2 = st.columns(2)
+    ids = [r.run_id for r in done]
+    a_id = c1.selectbox("Model A", ids, index=0, key="evaluate_pair_a", format_func=lambda k: by_id[k].label())
+    b_id = c2.selectbox("Model B", ids, index=1, key="evaluate_pair_b", format_func=lambda k: by_id[k].label())
+    with sh.shown_errors():
+        if a_id == b_id:
+            st.info("Pick two different models to pair them.", icon=":material/compare_arrows:")
+        else:
+            pair = paired_comparison(done_results[a_id], done_results[b_id])
+            st.markdown(f":material/compare_arrows: {pair.sentence()}")
+            left, right = st.columns(2)
+            left.caption("How B's confusion matrix differs from A's (B minus A; on the diagonal, more is better)")
+            left.dataframe(pair.confusion_difference)
+            right.caption(f"The {len(pair.disagreements)} image(s) where A and B answer differently "
+                          "(click a row to see it)")
+            picked = right.dataframe(pair.disagreements.assign(
+                true=pair.disagreements["true"].map(display_name),
+                a_predicted=pair.disagreements["a_predicted"].map(display_name),
+                b_predicted=pair.disagreements["b_predicted"].map(display_name)).rename(columns={
+                    "file": "File", "true": "True class", "a_predicted": "A says", "b_predicted": "B says",
+                    "right": "Right"}), hide_index=True, on_select="rerun", selection_mode="single-row",
+                key="evaluate_pair_pick")
+            rows = picked.selection.rows if picked is not None else []
+            if rows:
+                row = pair.disagreements.iloc[rows[0]]
+                res_a = done_results[a_id]
+                one = res_a.predictions[res_a.predictions["file"] == row["file"]].head(1)
+                show_gallery(by_id[a_id], res_a, one, None, "")
 
 best = best_run(done) if len(done) > 1 else done[0]
 run_id = st.selectbox("Details for", [r.run_id for r in done], index=done.index(best),

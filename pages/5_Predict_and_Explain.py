@@ -15,6 +15,7 @@ from core.inference.ensemble_predict import predictor_for as open_predictor
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
 from core.inference.overlay import COLORMAPS
 from core.inference.predict import (
+    EMPTY_SET,
     PredictionResult,
     Predictor,
     format_probability,
@@ -23,15 +24,23 @@ from core.inference.predict import (
 from core.models.runs import best_run, list_runs, resolve_run
 from core.reports.case_report import (
     CALIBRATION_NOTE,
-    DISCLAIMER,
     case_report_pdf,
     heatmap_note,
     overlay_for,
     overlays_zip,
     results_csv,
 )
-from core.reports.conformal import GUARANTEE_NOTE, coverage_words, describe_set
+from core.reports.conformal import (
+    GUARANTEE_NOTE,
+    coverage_sentence,
+    coverage_words,
+    describe_set,
+    measured_set_shapes,
+    set_shapes_sentence,
+)
+from core.reports.disclaimer import DISCLAIMER
 from core.reports.prediction_charts import batch_table, probability_chart
+from core.reports.reading import colour_bar, colour_scale_note, heatmap_caption, reading_note
 from core.reports.run_summary import model_facts
 from core.safetext import escape_markdown, markdown_free_table
 from pages import _nav as nav
@@ -51,17 +60,36 @@ def predictor_for(run_id: str, sha: str, path: str) -> Predictor:
     return open_predictor(resolve_run(path, root=Path(path).parent))  # an ensemble's for an ensemble run
 
 
-def show_result(i: int, r: PredictionResult, alpha: float, cmap: str, summary: dict[str, str]) -> None:
+@st.cache_data(show_spinner=False, max_entries=16, ttl=600)
+def set_shapes(run_id: str, sha: str, path: str, coverage: float) -> tuple[int, float, float] | None:
+    """Measured empty / multi-class set shares (from the evaluation cache; never predicts)."""
+    return measured_set_shapes(resolve_run(path, root=Path(path).parent), coverage)
+
+
+TABLE_COLUMNS = {"File": st.column_config.TextColumn(width="medium"),
+                 "Warnings": st.column_config.TextColumn(width="large", help="Each warning in full is under its "
+                                                                               "slice below."),
+                 "Problem": st.column_config.TextColumn(width="medium")}
+
+
+def show_result(i: int, r: PredictionResult, alpha: float, cmap: str, summary: dict[str, str],
+                case_id: str, reader: str) -> None:
     with st.container(border=True):
         st.markdown(f"**{escape_markdown(r.file)}**")  # an uploaded name is shown literally, never rendered
         if not r.ok:
             st.error(f"This file could not be analysed: {escape_markdown(r.error)}", icon=":material/error:")
             return
         st.markdown(f"### {display_name(r.label)} · model probability {format_probability(r.confidence)}")
-        if r.coverage is not None:
-            st.markdown(f":material/checklist: {describe_set(r.prediction_set, r.coverage, len(r.probabilities))}")
+        if r.coverage is not None and EMPTY_SET not in r.flags:  # an empty set is said in its warning box
+            st.markdown(f":material/checklist: "
+                        f"{describe_set(r.prediction_set, r.coverage, len(r.probabilities), r.set_problem)}")
         for text in r.warnings:
             st.warning(escape_markdown(text), icon=":material/warning:")
+        note = reading_note(r)
+        if note:  # a warning, not an error: the file was analysed; this says which warning counts most
+            st.warning(f"**{note}**", icon=":material/priority_high:")
+        for text in r.notes:
+            st.info(text, icon=":material/info:")
         if r.details:
             with st.expander("The figures behind these checks", icon=":material/functions:"):
                 st.table(markdown_free_table(r.details))
@@ -70,9 +98,11 @@ def show_result(i: int, r: PredictionResult, alpha: float, cmap: str, summary: d
         left.image(r.image.pixels, caption=f"DICOM slice, window {r.meta.get('window', '')}" if dicom else "Input",
                    width="stretch")
         if r.heatmap is not None:
-            what = f"{CAM_METHODS.title(r.method)} for {display_name(r.heatmap_class)}"
-            middle.image(overlay_for(r, 1.0, cmap), caption=f"{what}: heatmap", width="stretch")
+            what = heatmap_caption(r)
+            middle.image(overlay_for(r, 1.0, cmap), caption=f"{what}: heat map", width="stretch")
             right.image(overlay_for(r, alpha, cmap), caption=f"{what}: overlay", width="stretch")
+            middle.image(colour_bar(cmap), caption="least ← colour scale → most", width="stretch")
+            st.caption(colour_scale_note(r, cmap))
             note = heatmap_note(r)
             if note:
                 st.info(note, icon=":material/info:")
@@ -80,7 +110,8 @@ def show_result(i: int, r: PredictionResult, alpha: float, cmap: str, summary: d
             shown = {k: r.meta[k] for k in ("Modality", "SeriesDescription", "BodyPartExamined") if k in r.meta}
             st.caption("DICOM header (no patient data): " + " · ".join(f"{k} {v}" for k, v in shown.items()))
         st.altair_chart(probability_chart(r.probabilities, r.label), width="stretch")
-        st.download_button("Case report (PDF)", data=partial(case_report_pdf, r, summary, alpha, cmap),
+        st.download_button("Case report (PDF)", data=partial(case_report_pdf, r, summary, alpha, cmap,
+                                                             case_id=case_id, reader=reader),
                            file_name=f"{Path(r.file).stem}_case_report.pdf", mime="application/pdf",
                            icon=":material/picture_as_pdf:", key=f"predict_pdf_{i}", on_click="ignore")
 
@@ -95,10 +126,11 @@ if not runs:
     nav.page_link("pages/3_Train.py", "Go to Train", icon=":material/model_training:")
     st.stop()
 
-by_id = {r.run_id: r for r in runs}
+by_id = {r.run_id: r for r in sorted(runs, key=lambda r: r.synthetic)}  # models of real scans first (stable)
 best = best_run(runs)
 run_id = st.selectbox("Model", list(by_id), index=list(by_id).index(best.run_id), key="predict_model",
-                      format_func=lambda rid: by_id[rid].label() + ("  ★ best" if rid == best.run_id else ""))
+                      format_func=lambda rid: ("[SYNTHETIC data] " if by_id[rid].synthetic else "")
+                      + by_id[rid].label() + ("  ★ best" if rid == best.run_id else ""))
 run = by_id[run_id]
 summary = model_facts(run)
 st.caption(f":material/model_training: {escape_markdown(summary['Architecture'])}, trained on "
@@ -137,6 +169,19 @@ coverage = c5.selectbox("Prediction-set coverage", COVERAGE_CHOICES, index=COVER
                              "validation ones. Higher coverage, larger sets.")
 if predictor.conformal is None:
     st.caption(f":material/info: No prediction sets: {escape_markdown(predictor.conformal_problem)}")
+elif predictor.set_problem(coverage):
+    st.caption(f":material/info: {predictor.set_problem(coverage)}")
+else:
+    shapes = set_shapes(run.run_id, run.card.model_sha256, str(run.path), coverage)
+    st.caption(f":material/checklist: {coverage_sentence(coverage)} "
+               + (set_shapes_sentence(shapes, coverage) if shapes else
+                  "How often sets are empty or hold several classes is shown once the model has been evaluated "
+                  "on its test split (Evaluate page)."))
+r1, r2 = st.columns(2)
+case_id = r1.text_input("Case / accession no. (printed on the case reports)", key="predict_case", max_chars=64,
+                        help="Leave blank to write it by hand on the printed report.")
+reader = r2.text_input("Reader (printed on the case reports)", key="predict_reader", max_chars=64,
+                       help="Leave blank to write it by hand; the reader ticks agree / disagree / unsure.")
 
 if study_mode:
     study_section(predictor, run.run_id, summary, method, cmap, alpha, coverage)
@@ -156,7 +201,7 @@ predictor.add_prediction_sets(results, coverage)  # no forward pass: the sets fo
 
 n_bad = sum(not r.ok for r in results)
 st.subheader(f"Results: {len(results) - n_bad} analysed" + (f", {n_bad} rejected" if n_bad else ""))
-st.dataframe(batch_table(results), hide_index=True, width="stretch")
+st.dataframe(batch_table(results), hide_index=True, width="stretch", column_config=TABLE_COLUMNS)
 st.caption(CALIBRATION_NOTE)
 if predictor.conformal is not None:
     st.caption(GUARANTEE_NOTE)
@@ -169,4 +214,4 @@ d2.download_button("Overlays (zip of PNG)", data=partial(overlays_zip, results, 
 pages = max(1, -(-len(results) // PER_PAGE))
 page = st.number_input("Page", 1, pages, 1, key="predict_page") if pages > 1 else 1
 for i in range((page - 1) * PER_PAGE, min(len(results), page * PER_PAGE)):
-    show_result(i, results[i], alpha, cmap, summary)
+    show_result(i, results[i], alpha, cmap, summary, case_id, reader)

@@ -28,6 +28,7 @@ from core.data.splits import SPLIT_MODES, make_split
 from core.errors import WorkbenchError
 from core.paths import cache_dir, check_under_data_roots, default_data_dir
 from core.safetext import escape_markdown
+from core.training.preset_notes import DEFAULT_PRESET
 from pages._url import remember_in_url
 
 DATASET_KEY = "active_dataset"
@@ -35,9 +36,10 @@ WARNING_KEY = "active_dataset_warning"
 SPLIT_KEY = "split_mode"
 AUGMENT_KEY = "augment_config"
 DEFAULT_SPLIT_MODE = "leakage_free"
+EVALUATE_HANDOFF = "evaluate_open_run"  # a run id the Train page hands to the Evaluate page (the run just trained)
 QUERY_DATASET = "dataset"  # the page-address parameter holding the active dataset
 QUERY_AUGMENT = "augment"  # ... and the augmentation preset the Train page uses
-DEFAULT_AUGMENT = "standard"  # the preset the Train page uses until the user picks another
+DEFAULT_AUGMENT = DEFAULT_PRESET  # the shipped model's preset, used until the user picks another
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -137,13 +139,27 @@ def set_active_dataset(kind: str, **args: Any) -> Dataset:
     return ds
 
 
+SPLIT_FOLDERS = {"train": "Training/", "val": "a validation folder", "test": "Testing/"}
+
+
+def split_folders_words(splits: list[str]) -> str:
+    """The folder's own split folders in words: the app's train/val/test split is another thing."""
+    if not splits:
+        return "class folders only (the app splits them)"
+    if splits == ["train"]:
+        return "a Training/ folder only (the app splits it into train, validation and test)"
+    order = ["train", "val", "test"]
+    ordered = sorted(splits, key=lambda s: order.index(s) if s in order else len(order))
+    return "folders " + " and ".join(SPLIT_FOLDERS.get(s, s) for s in ordered)
+
+
 def show_active_dataset_badge() -> Dataset:
     """One caption line naming the active dataset (SYNTHETIC for the demo); returns it."""
     ds = active_dataset()
     files = ds.files
     splits = sorted(s for s in files["source_split"].unique() if s)
     parts = [f"**{escape_markdown(ds.name)}**", f"{len(files):,} images", f"{len(ds.class_names)} classes",
-             f"splits: {', '.join(splits)}" if splits else "no split folders"]
+             split_folders_words(splits)]
     badge = " :orange-badge[SYNTHETIC — not patient data]" if ds.synthetic else ""
     st.caption(":material/database: Active dataset: " + " · ".join(parts) + badge)
     if WARNING_KEY in st.session_state:
@@ -248,7 +264,7 @@ def thumbnails(ds: Dataset, paths: list[str], size: int = 96) -> list[np.ndarray
 # --- settings handed to training --------------------------------------------------------------
 
 def augment_config() -> AugmentConfig:
-    """The augmentation the Train page will use (default: the 'standard' preset)."""
+    """The augmentation the Train page will use (default: the shipped model's preset)."""
     if not isinstance(st.session_state.get(AUGMENT_KEY), AugmentConfig):
         name = st.query_params.get(QUERY_AUGMENT)
         st.session_state[AUGMENT_KEY] = AUGMENT_PRESETS[name if name in AUGMENT_PRESETS else DEFAULT_AUGMENT]

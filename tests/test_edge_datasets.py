@@ -212,7 +212,7 @@ def test_explorer_draws_every_section_and_control(explorer, edge_dataset, mode):
         table = next(df.value for df in at.dataframe if "reason" in getattr(df.value, "columns", []))
         assert sorted(Path(p).name for p in table["file"]) == ["corrupt.png", "empty.jpg"]
     else:
-        assert any(s.value == "Every listed file decodes." for s in at.success)
+        assert any(s.value.endswith("listed files decode.") for s in at.success)
 
 
 def test_every_table_keeps_its_columns_when_nothing_is_readable(tmp_path):

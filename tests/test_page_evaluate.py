@@ -159,9 +159,13 @@ def test_two_runs_are_compared_and_best_is_marked(tiny_run, app_env):
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
     at.multiselect(key="evaluate_runs").set_value([r.run_id for r in runs]).run()
     assert not at.exception
-    assert "Comparison" in texts(at.subheader)
+    assert "Comparison on the same images" in texts(at.subheader)
     table = at.dataframe[0].value
-    assert (table["best"] == "★ best").sum() == 1
+    assert (table["Best"] == "★ best").sum() == 1
+    assert not [c for c in table.columns if "_" in c]  # column names in words (issue 24)
+    # The two runs are the same model on the same recorded test split: paired, they never disagree.
+    paired = " ".join(m.value for m in at.markdown)
+    assert "On the same" in paired and "never disagree" in paired
 
 
 def test_folder_outside_data_roots_is_refused(tiny_run, app_env, tmp_path):

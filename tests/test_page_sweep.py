@@ -162,4 +162,4 @@ def test_training_history_table_has_readable_headers() -> None:
     table = history_table([{"epoch": 1, "phase": "train", "loss": 1.2, "accuracy": 0.3, "val_loss": 1.3,
                             "val_accuracy": 0.25, "lr": 1e-3, "seconds": 4.0}])
     assert not [c for c in table.columns if PATTERN.search(c) or "_" in c]
-    assert "validation accuracy" in table.columns
+    assert "validation accuracy (%)" in table.columns

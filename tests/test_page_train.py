@@ -130,14 +130,21 @@ def test_failed_job_shows_the_message_and_the_traceback_apart(page_env):
 
 
 @pytest.mark.slow
-def test_finished_job_leads_to_the_evaluate_page(page_env, registry_with_run):
+def test_finished_job_leads_to_the_evaluate_page(page_env, registry_with_run, monkeypatch):
     page_env.wait(page_env.submit("train", "finished earlier", lambda job: registry_with_run), 10)
     at = AppTest.from_file(str(PROJECT_ROOT / "Home.py"), default_timeout=TIMEOUT).run()
     at.switch_page("pages/3_Train.py").run()  # through st.navigation, as in the app
     assert not at.exception and registry_with_run.run_id in texts(at.success)
+    import core.models.runs as registry_module
+
+    def not_the_best(_runs):  # issue 24: the run just trained is opened, whichever run is "best"
+        raise AssertionError("Evaluate fell back to the best run instead of the one just trained")
+
+    monkeypatch.setattr(registry_module, "best_run", not_the_best)
     at.button(key="train_to_eval").click().run()
-    assert not at.exception
+    assert not at.exception, at.exception
     assert [t.value for t in at.title] == ["Evaluate"]
+    assert at.multiselect(key="evaluate_runs").value == [registry_with_run.run_id]
 
 
 def test_cancelled_job_says_nothing_was_saved(page_env):
@@ -177,13 +184,16 @@ def test_transfer_model_shows_weight_status_and_where_to_put_the_file(page_env, 
 
 def test_augmentation_preset_can_be_changed_on_the_page(page_env):
     from core.config import AUGMENT_PRESETS
+    from core.training.preset_notes import PRESET_NOTES
 
     at = page().run()
-    assert "rotation up to ±10°" in texts(at.caption)  # the default preset, carried over, in words
+    # The default is the shipped model's preset (issue 24), said in words with its one-line description.
+    assert at.selectbox(key="train_aug_preset").value == "generalise"
+    assert "rotation up to ±15°" in texts(at.caption) and PRESET_NOTES["generalise"] in texts(at.caption)
     assert "rotation_deg" not in texts(at.caption)  # issue 14, item 11: no raw field names
     at.selectbox(key="train_aug_preset").set_value("none").run()
     assert at.session_state["augment_config"] == AUGMENT_PRESETS["none"]
-    assert "no augmentation" in texts(at.caption)
+    assert "no augmentation" in texts(at.caption) and PRESET_NOTES["none"] in texts(at.caption)
     assert all(j.status in FINISHED for j in page_env.jobs())
 
 
@@ -204,3 +214,21 @@ def test_fast_recipe_replaces_the_settings_and_keeps_seed_and_batch_cap(page_env
     at.radio(key="train_recipe").set_value("custom").run()
     shown = json.loads(next(c.value for c in at.code if '"small_epochs"' in c.value))
     assert shown["small_epochs"] == 0  # the page's own settings again
+
+
+def test_the_folders_own_split_is_offered_only_when_it_has_a_test_folder(page_env, demo_root, tmp_path, monkeypatch):
+    at = page().run()  # the demo has Testing/: both choices
+    assert not at.exception and at.radio(key="train_split_mode").options == [
+        "Near-duplicates kept together (recommended)", "The folder's own Training/Testing split (may leak "
+        "near-duplicates)"]
+    flat = tmp_path / "flat"
+    shutil.copytree(demo_root, flat, ignore=shutil.ignore_patterns("Testing"))
+    for class_dir in (flat / "Training").iterdir():
+        class_dir.rename(flat / class_dir.name)
+    (flat / "Training").rmdir()
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(flat))
+    monkeypatch.setenv("WORKBENCH_DATA_ROOTS", str(tmp_path))
+    st.cache_resource.clear()
+    at = page().run()
+    assert not at.exception, at.exception
+    assert at.radio(key="train_split_mode").options == ["Near-duplicates kept together (recommended)"]

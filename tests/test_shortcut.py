@@ -73,3 +73,30 @@ def test_scan_json_has_the_shortcut_accuracy(demo_root, capsys):
     out = json.loads(capsys.readouterr().out)
     assert 0 <= out["shortcut_accuracy"] <= 1 and 0 < out["shortcut_chance"] <= 1
     assert isinstance(out["shortcut_verdict"], str)
+
+
+def test_file_level_signals_join_the_check_and_colour_mode_is_caught(tmp_path):
+    """Issue 24: the same pixels stored as RGB for one class and grayscale for the other."""
+    from PIL import Image
+
+    from core.data.shortcut import FILE_STATISTICS, file_statistics, jpeg_quality, shortcut_check
+
+    rng = np.random.default_rng(0)
+    images, labels, paths, modes = [], [], [], []
+    for i in range(100):  # enough for the boosting's leaves (20 images each) in every fold
+        img = rng.integers(0, 255, (32, 32), dtype=np.uint8)
+        label, mode = ("notumor", "RGB") if i % 2 else ("glioma", "L")
+        path = tmp_path / f"{i}.jpg"
+        Image.fromarray(img).convert(mode).save(path, quality=90 if mode == "RGB" else 70)
+        images.append(img), labels.append(label), paths.append(path), modes.append(mode)
+    files = file_statistics(paths, modes, [32] * 100, [32] * 100)
+    assert list(files.columns) == list(FILE_STATISTICS)
+    assert files["rgb"].tolist() == [float(m == "RGB") for m in modes]
+    assert abs(jpeg_quality(paths[1]) - 90) <= 2 and abs(jpeg_quality(paths[0]) - 70) <= 2
+    png = tmp_path / "x.png"
+    Image.fromarray(images[0]).save(png)
+    assert jpeg_quality(png) == 0.0
+    result = shortcut_check(np.stack(images), labels, files=files)
+    assert result.file_accuracy is not None and result.file_accuracy >= 0.95
+    assert "colour mode" in result.verdict and "file-level signals" in result.verdict
+    assert set(FILE_STATISTICS.values()) <= set(result.per_class["statistic"])

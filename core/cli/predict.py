@@ -16,6 +16,7 @@ from core.errors import WorkbenchError
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
 from core.inference.overlay import COLORMAPS
 from core.paths import check_path_text, models_dir
+from core.reports.disclaimer import DISCLAIMER
 
 STUDY_AMONG_IMAGES = ("this is a study (a folder, zip, NIfTI volume or multi-frame DICOM); give studies in a call of "
                       "their own to get one answer per study")
@@ -77,7 +78,7 @@ def _overlay_folder(path: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Predict every file; exit 0 when all were analysed, 2 when any input was rejected."""
     from core.inference.ensemble_predict import load_predictor
-    from core.inference.predict import PredictionResult, predict_files
+    from core.inference.predict import PredictionResult, format_probability, predict_files
     from core.reports.conformal import GUARANTEE_NOTE, describe_set
 
     if not 0.0 <= args.alpha <= 1.0:  # NaN fails both comparisons and is refused too
@@ -88,13 +89,18 @@ def run(args: argparse.Namespace) -> int:
         raise WorkbenchError("no trained model yet: the model registry folder does not exist (check "
                              "WORKBENCH_MODELS_DIR if models were trained)", str(models_dir()))
     studies = [is_study(f) for f in args.files]
+    # The files first: nothing is loaded for files that are not there.
+    raw = [(f, STUDY_AMONG_IMAGES if study else _read(f)) for f, study in zip(args.files, studies)]
+    readable = [(f, data) for f, data in raw if isinstance(data, bytes)]
+    if not all(studies) and not readable:
+        for f, reason in raw:
+            print(f"error: {f}: {reason}", file=sys.stderr)
+        return 2
     predictor = load_predictor(args.model)  # WorkbenchError -> "error: ..." and exit 2 (core.cli)
     for text in predictor.disabled:  # a damaged side file: that feature is off, the prediction still runs
         print(f"warning: {text}", file=sys.stderr)
     if all(studies):
         return run_studies(args, predictor, coverage, out_dir)
-    raw = [(f, STUDY_AMONG_IMAGES if study else _read(f)) for f, study in zip(args.files, studies)]
-    readable = [(f, data) for f, data in raw if isinstance(data, bytes)]
     predicted = iter(predict_files(predictor, readable, gradcam=out_dir is not None, method=args.method,
                                    target_class=args.target_class, coverage=coverage))
     results = [next(predicted) if isinstance(data, bytes) else PredictionResult(file=f, error=data)
@@ -114,19 +120,23 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        print(f"model {run_.run_id} ({run_.card.title}); "
-              "decision support for research and education only, not a diagnosis")
+        print(f"model {run_.run_id} ({run_.card.title})" + (" [SYNTHETIC training data]" if run_.synthetic else ""))
+        print(DISCLAIMER)
         print(GUARANTEE_NOTE if predictor.conformal is not None else
               f"no prediction sets: {predictor.conformal_problem}")
         for row in rows:
             if row["error"]:
                 print(f"{row['file']}: error: {row['error']}")
                 continue
-            probs = ", ".join(f"{c} {p:.1%}" for c, p in row["probabilities"].items())
-            print(f"{row['file']}: {row['label']} {row['confidence']:.1%}  [{probs}]")
-            print(f"  {describe_set(row['prediction_set'], coverage, len(row['probabilities']))}")
+            probs = ", ".join(f"{c} {format_probability(p)}" for c, p in row["probabilities"].items())
+            print(f"{row['file']}: {row['label']} {format_probability(row['confidence'])}  [{probs}]")
+            print(f"  {describe_set(row['prediction_set'], coverage, len(row['probabilities']), row['set_problem'])}")
+            if row["flags"]:
+                print(f"  flags: {', '.join(row['flags'])}")
             for text in row["warnings"]:
                 print(f"  warning: {text}")
+            for text in row["notes"]:
+                print(f"  note: {text}")
             if row["overlay"]:
                 print(f"  overlay: {row['overlay']}")
     return 2 if any(r.error for r in results) else 0

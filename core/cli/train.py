@@ -133,6 +133,7 @@ def check_options(args: argparse.Namespace) -> None:
 def calibrate(args: argparse.Namespace) -> int:
     from core.errors import WorkbenchError
     from core.inference.calibration_fit import recalibrate_run
+    from core.inference.trust import describe_thresholds
     from core.inference.trust_fit import fit_run_warnings
     from core.models.runs import resolve_run
 
@@ -150,8 +151,7 @@ def calibrate(args: argparse.Namespace) -> int:
     if args.warnings_only:
         t = r["trust"]
         print(json.dumps(t, indent=2) if args.json else
-              f"run {run_.run_id}: warn below model probability {t['min_confidence']:.3f}, feature distance above "
-              f"{t['max_distance'] or float('nan'):.1f}, mirrored views disagree: {t['flag_unstable']}")
+              f"run {run_.run_id} warnings: {describe_thresholds(t)}")
         return 0
     if args.json:
         print(json.dumps(r, indent=2))

@@ -253,3 +253,18 @@ def short_file_name(name: str, limit: int = 16) -> str:
     keep = limit - 1
     head, tail = keep // 2, keep - keep // 2
     return f"{name[:head]}…{name[-tail:]}"
+
+
+def group_reason(report: ScanReport, paths: list[str], column: str) -> str:
+    """Why these files were grouped, in words: byte-identical, or the largest fingerprint distance in the group."""
+    if column == "exact_group":
+        return "byte-identical files (the same SHA-256 checksum)"
+    from core.data.hashing import hamming_matrix, hashes_from_hex
+
+    rows = report.readable.set_index("path").loc[paths]
+    hashes = hashes_from_hex(rows["phash"].tolist())
+    widest = int(hamming_matrix(hashes, hashes).max()) if len(hashes) > 1 else 0
+    if widest <= report.threshold:
+        return f"image fingerprints differ by at most {widest} of 256 bits (near-copies: {report.threshold} or fewer)"
+    return (f"each file is within {report.threshold} of 256 fingerprint bits of another in the group; the two "
+            f"furthest apart differ by {widest}")

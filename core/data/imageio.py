@@ -18,6 +18,7 @@ from core.data.pixels import (  # noqa: F401 - re-exported
     MAX_PIXELS,
     MIN_SIDE,
     DecodedImage,
+    colour_share,
     colourfulness,
     scale_to_uint8,
 )
@@ -112,8 +113,9 @@ def _decode_raster(data: bytes, label: str) -> DecodedImage:
     except Exception as exc:  # noqa: BLE001 - decoders raise anything on hostile input
         raise WorkbenchError(f"the image could not be decoded ({type(exc).__name__})", label) from None
     mode = img.mode
-    pixels, colourfulness = _to_gray(img, label)
-    return DecodedImage(pixels=pixels, source_format=fmt, source_mode=mode, colourfulness=colourfulness)
+    pixels, colourfulness, share = _to_gray(img, label)
+    return DecodedImage(pixels=pixels, source_format=fmt, source_mode=mode, colourfulness=colourfulness,
+                        colour_share=share)
 
 
 def _grey_tail(img: Image.Image) -> bool:
@@ -142,12 +144,12 @@ def _apply_orientation(img: Image.Image) -> Image.Image:
         return img
 
 
-def _to_gray(img: Image.Image, label: str) -> tuple[np.ndarray, float]:
-    """Convert any Pillow mode to uint8 grayscale, measuring colourfulness on the way."""
+def _to_gray(img: Image.Image, label: str) -> tuple[np.ndarray, float, float]:
+    """Convert any Pillow mode to uint8 grayscale, measuring colourfulness and colour share on the way."""
     mode = img.mode
     try:
         if mode in ("I;16", "I;16B", "I;16L", "I", "F") or mode.startswith("I;"):
-            return scale_to_uint8(np.asarray(img, dtype=np.float64), label=label), 0.0
+            return scale_to_uint8(np.asarray(img, dtype=np.float64), label=label), 0.0, 0.0
         if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
             # Composite on black: transparent background is "no signal", as in an MRI.
             rgba = img.convert("RGBA")
@@ -156,9 +158,9 @@ def _to_gray(img: Image.Image, label: str) -> tuple[np.ndarray, float]:
         elif mode not in ("RGB", "L"):
             img = img.convert("RGB")  # P, CMYK, YCbCr, 1, LAB, HSV
         if img.mode == "L":
-            return np.asarray(img, dtype=np.uint8).copy(), 0.0
+            return np.asarray(img, dtype=np.uint8).copy(), 0.0, 0.0
         rgb = np.asarray(img, dtype=np.uint8)
-        return np.asarray(img.convert("L"), dtype=np.uint8).copy(), colourfulness(rgb)
+        return np.asarray(img.convert("L"), dtype=np.uint8).copy(), colourfulness(rgb), colour_share(rgb)
     except WorkbenchError:
         raise
     except Exception as exc:  # noqa: BLE001

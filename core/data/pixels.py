@@ -26,6 +26,7 @@ class DecodedImage:
     source_mode: str  # Pillow mode (L, RGB, I;16, ...) or DICOM photometric interpretation
     colourfulness: float  # Hasler–Süsstrunk metric on the original colours; ~0 for grayscale
     meta: dict[str, Any] = field(default_factory=dict)  # safe header fields (never patient data)
+    colour_share: float | None = None  # share of pixels whose channels really differ (None: not measured)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -50,6 +51,19 @@ def scale_to_uint8(values: np.ndarray, low: float | None = None, high: float | N
         return np.zeros(values.shape, dtype=np.uint8)
     out = (values - lo) * (255.0 / (hi - lo))
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+COLOUR_STEP = 24  # channels further apart than this (of 255) are a real colour, not JPEG chroma noise
+
+
+def colour_share(rgb: np.ndarray) -> float:
+    """Share of pixels whose largest and smallest channel differ by more than :data:`COLOUR_STEP`.
+
+    Judges colour by channel difference, not by the stored mode: grey slices saved as RGB JPEGs
+    carry chroma noise at edges (a few % of pixels), a colour photo differs almost everywhere.
+    """
+    small = rgb[:: max(1, rgb.shape[0] // 256), :: max(1, rgb.shape[1] // 256)].astype(np.int16)
+    return float(((small.max(axis=2) - small.min(axis=2)) > COLOUR_STEP).mean())
 
 
 def colourfulness(rgb: np.ndarray) -> float:

@@ -148,6 +148,10 @@ class EnsemblePredictor:
         """Prediction sets fitted on the ensemble's own averaged validation probabilities."""
         Predictor.add_prediction_sets(self, results, coverage)  # type: ignore[arg-type]
 
+    def set_problem(self, coverage: float) -> str | None:
+        """Why sets at ``coverage`` would say nothing (too few shared validation images of a class), else None."""
+        return Predictor.set_problem(self, coverage)  # type: ignore[arg-type]
+
     # --- warnings -----------------------------------------------------------------------------
 
     def warnings_for(self, image: DecodedImage, scores: EnsembleScores, i: int,

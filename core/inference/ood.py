@@ -15,6 +15,7 @@ import numpy as np
 from core.data.imageio import DecodedImage
 
 COLOUR_LIMIT = 12.0  # Hasler–Süsstrunk colourfulness; MRI stored as RGB scores < 2
+COLOUR_SHARE_LIMIT = 0.15  # share of truly coloured pixels; grey Kaggle JPEGs with chroma noise: <= 5 %
 BLANK_STD = 4.0  # intensity standard deviation below which an image carries no structure
 MAX_ASPECT = 2.0  # MRI slices are square or close to it
 
@@ -70,7 +71,9 @@ def fit_ood(train_features: np.ndarray, train_labels: np.ndarray, val_features: 
 def image_checks(image: DecodedImage) -> list[str]:
     """Warnings from the image alone: colour photo, blank, extreme aspect ratio."""
     out = []
-    if image.colourfulness > COLOUR_LIMIT:
+    # Both: colourful overall, and colour on more than a few pixels (grey slices stored as RGB JPEGs
+    # show chroma noise at edges that lifts the first measure alone; issue 24 found six such Kaggle slices).
+    if image.colourfulness > COLOUR_LIMIT and (image.colour_share is None or image.colour_share > COLOUR_SHARE_LIMIT):
         out.append("This is a colour image; MRI slices are grayscale.")
     if float(image.pixels.std()) < BLANK_STD:
         out.append("The image is (nearly) blank: it has almost no contrast.")

@@ -8,11 +8,13 @@ upload with the same :func:`core.data.preprocess.prepare` used for training.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from core.classes import display_name
 from core.config import DataConfig
 from core.data.dicom import SAFE_FIELDS, modality_warning
 from core.data.hashing import nearest_distance, perceptual_hash
@@ -22,6 +24,13 @@ from core.errors import WorkbenchError
 from core.inference.calibration import softmax
 from core.inference.conformal import CONFORMAL_FILE, DEFAULT_COVERAGE, check_coverage, try_run_conformal
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD, compute_cam
+from core.inference.notices import (  # noqa: F401 - re-exported: pages and reports import them from here
+    EMPTY_SET,
+    NEAR_COPY_NOTE,
+    SYNTHETIC_MODEL,
+    SYNTHETIC_WARNING,
+    empty_set_warning,
+)
 from core.inference.ood import energy, image_checks
 from core.inference.records import PredictionResult, Scores
 from core.inference.runner import ModelRunner
@@ -157,11 +166,35 @@ class Predictor:
             WorkbenchError: ``coverage`` outside the allowed range.
         """
         coverage = check_coverage(coverage)
+        problem = self.set_problem(coverage)
         for r in results:
             if r.ok and r.probabilities:
-                r.coverage = coverage
-                r.prediction_set = None if self.conformal is None else self.conformal.set_names(
+                r.coverage, r.set_problem = coverage, problem
+                r.prediction_set = None if self.conformal is None or problem else self.conformal.set_names(
                     [r.probabilities[c] for c in self.class_names], coverage)
+                # the coverage can change without a new forward pass: the empty-set warning follows it
+                r.warnings = [w for w in r.warnings if not w.startswith("None of the classes fits")]
+                r.flags = [f for f in r.flags if f != EMPTY_SET]
+                if r.prediction_set == []:
+                    r.warnings.insert(0, empty_set_warning(coverage))
+                    r.flags.insert(0, EMPTY_SET)
+
+    def set_problem(self, coverage: float) -> str | None:
+        """Why sets at ``coverage`` would say nothing (too few validation images of a class), else None.
+
+        With n images of a class the ⌈(n + 1)·coverage⌉-th score exists only when n ≥ coverage/(1 − coverage);
+        below that the class enters every set, whatever the slice (the demo's small validation split).
+        """
+        if self.conformal is None:
+            return None
+        small = {c: n for c, n in self.conformal.n_per_class.items() if math.ceil((n + 1) * coverage - 1e-9) > n}
+        if not small:
+            return None
+        need = math.ceil(coverage / (1 - coverage) - 1e-9)
+        listed = ", ".join(f"{display_name(c)} {n}" for c, n in small.items())
+        return (f"No useful prediction set at {100 * coverage:.3g} %: the model's validation split is too small "
+                f"(images per class: {listed}; at least {need} each are needed), so every set would hold those "
+                "classes whatever the slice.")
 
     # --- warnings -----------------------------------------------------------------------------
 
@@ -179,14 +212,14 @@ class Predictor:
         distance = None if scores.mahalanobis is None else scores.mahalanobis[i:i + 1]
         f = trust_flags(scores.probs[i:i + 1], distance, [v[i:i + 1] for v in scores.view_logits], thresholds)
         conf = float(scores.probs[i].max())
-        details["Model probability of the top class"] = f"{format_probability(conf)} (warning below " \
+        details["Model probability of the top class"] = f"{format_probability(conf)} (a close call below " \
                                                          f"{format_probability(self.low_confidence)})"
         if f.low_confidence[0]:
             messages.append(LOW_CONFIDENCE_MESSAGE)
             flags.append("low_confidence")
         if distance is not None and self.maha_threshold is not None:
-            details["Distance from the training images (features)"] = \
-                f"{float(distance[0]):.1f} (warning above {self.maha_threshold:.1f})"
+            details["How unlike the training images this slice looks (distance of the model's features)"] = \
+                f"{float(distance[0]):.1f} (unfamiliar above {self.maha_threshold:.1f})"
         if f.unfamiliar[0]:
             messages.append("This slice looks unlike the images the model learned from; treat the result with "
                             "extra caution.")
@@ -211,12 +244,10 @@ class Predictor:
             flags.append("not_mr")
         if len(self.train_hashes):
             dist = int(nearest_distance(perceptual_hash(image.pixels)[None], self.train_hashes)[0])
-            details["Nearest training image (perceptual-hash bits that differ, of 256)"] = \
-                f"{dist} (near-copy at {self.near_dup_threshold} or fewer)"
+            details["How different the nearest training image is (image fingerprint bits that differ, of 256)"] = \
+                f"{dist} (a near-copy at {self.near_dup_threshold} or fewer)"
             if dist <= self.near_dup_threshold:
-                messages.append("This image, or a near-copy, was in the model's training data, so its score here "
-                                "says little about new patients.")
-                flags.append("near_duplicate")
+                flags.append("near_duplicate")  # said as a note, not a warning: see near_copy_note
         return messages, flags, details
 
 
@@ -288,6 +319,12 @@ def predict_files(predictor: Predictor, items: Sequence[tuple[str, bytes]], grad
         r.label, r.confidence = predictor.class_names[k], float(probs[k])
         r.probabilities = {c: float(p) for c, p in zip(predictor.class_names, probs)}
         r.warnings, r.flags, r.details = predictor.warnings_for(r.image, scores, row, r.framing)
+        if "near_duplicate" in r.flags:
+            r.notes.append(NEAR_COPY_NOTE)
+        if predictor.run.synthetic:
+            r.synthetic = True
+            r.warnings.insert(0, SYNTHETIC_WARNING)
+            r.flags.insert(0, SYNTHETIC_MODEL)
         if gradcam:
             try:
                 idx = k if target is None else target

@@ -48,6 +48,9 @@ class PredictionResult:
     error: str | None = None
     prediction_set: list[str] | None = None  # conformal set at ``coverage``, most probable first (None: no calibration)
     coverage: float | None = None
+    set_problem: str | None = None  # why no set is shown although the model has a calibration (too few images)
+    notes: list[str] = field(default_factory=list)  # information about the score's meaning, not about the patient
+    synthetic: bool = False  # the model was trained on synthetic pictures
 
     @property
     def ok(self) -> bool:
@@ -58,4 +61,5 @@ class PredictionResult:
         return {"file": self.file, "label": self.label, "confidence": self.confidence,
                 "probabilities": dict(self.probabilities), "warnings": list(self.warnings),
                 "flags": list(self.flags), "details": dict(self.details), "meta": dict(self.meta),
-                "error": self.error, "prediction_set": self.prediction_set, "coverage": self.coverage}
+                "error": self.error, "prediction_set": self.prediction_set, "coverage": self.coverage,
+                "set_problem": self.set_problem, "notes": list(self.notes), "synthetic_model": self.synthetic}

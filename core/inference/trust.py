@@ -152,3 +152,14 @@ def card_thresholds(card: ModelCard) -> TrustThresholds:
     except (TypeError, ValueError):
         return TrustThresholds()
     return TrustThresholds(min(max(conf, 0.0), 1.0), dist if dist is None or np.isfinite(dist) else None, False)
+
+
+def describe_thresholds(trust: dict) -> str:
+    """A card's warning thresholds in words (the training log, ``calibrate --warnings-only``)."""
+    conf, dist, unstable = trust.get("min_confidence"), trust.get("max_distance"), trust.get("flag_unstable")
+    close = ("no close-call warning (the fitted limit is 0)" if not conf else
+             f"close call below a model probability of {100 * conf:.1f} %")
+    far = "no unfamiliar-slice warning" if dist is None else f"unfamiliar slice above a feature distance of {dist:.1f}"
+    mirror = ("a warning when the mirrored slice gets another answer" if unstable else
+              "no warning for a mirrored slice that gets another answer (it did not help on validation)")
+    return f"{close}; {far}; {mirror}"

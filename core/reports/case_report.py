@@ -10,7 +10,6 @@ import csv
 import io
 import re
 import time
-import unicodedata
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,15 +18,13 @@ import numpy as np
 from PIL import Image
 
 from core.classes import display_name
-from core.inference.gradcam import CAM_METHODS
 from core.inference.overlay import overlay
 from core.inference.predict import PredictionResult, format_probability
 from core.reports.conformal import GUARANTEE_NOTE, describe_set
+from core.reports.disclaimer import DISCLAIMER
+from core.reports.pdf_writer import MISSING_GLYPH_NOTE, PdfWriter
 from core.safetext import neutralise_cell
 
-DISCLAIMER = ("Decision support for research and education only — not a diagnosis. "
-              "A qualified clinician must interpret every result.")
-FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 CALIBRATION_NOTE = ("Model probability: among validation images the model scored this confidently, about this "
                     "share were right. It is not the chance that the patient has this tumour.")
 UNLIKELY = 0.05  # below this model probability, a heat map explains a class the model all but rules out
@@ -82,19 +79,23 @@ def overlay_filename(result: PredictionResult, used: set[str]) -> str:
 # --- batch exports ----------------------------------------------------------------------------
 
 def results_csv(results: Sequence[PredictionResult], class_names: Sequence[str]) -> bytes:
-    """One row per file: label, confidence, per-class probabilities, warnings, error (UTF-8 CSV).
+    """One row per file: label, confidence, per-class probabilities, prediction set and its coverage, flags
+    (``empty_set``, ``synthetic_model``, ...), warnings, notes, error (UTF-8 CSV).
 
     Text that a spreadsheet would run as a formula (a file named ``=HYPERLINK(...)``) is neutralised.
     """
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["file", "label", "confidence", *[f"prob_{c}" for c in class_names], "flags", "warnings",
-                     "error"])
+    writer.writerow(["file", "label", "confidence", *[f"prob_{c}" for c in class_names], "prediction_set",
+                     "coverage", "flags", "warnings", "notes", "error"])
     for r in results:
         probs = [f"{r.probabilities[c]:.6f}" if c in r.probabilities else "" for c in class_names]
+        # an empty set is written as "{}" so it never reads like a missing value
+        sets = "" if r.prediction_set is None else "{" + ";".join(r.prediction_set) + "}"
         writer.writerow(map(neutralise_cell, [
             r.file, r.label or "", f"{r.confidence:.6f}" if r.confidence is not None else "", *probs,
-            ";".join(r.flags), " | ".join(r.warnings), r.error or ""]))
+            sets, f"{r.coverage:g}" if r.coverage is not None and r.ok else "",
+            ";".join(r.flags), " | ".join(r.warnings), " | ".join(r.notes), r.error or ""]))
     return buf.getvalue().encode("utf-8")
 
 
@@ -113,129 +114,104 @@ def overlays_zip(results: Sequence[PredictionResult], alpha: float = 0.4, colorm
 
 # --- the PDF ----------------------------------------------------------------------------------
 
-class _Writer:
-    """fpdf2 with DejaVu (Unicode) when installed, else core Helvetica with ASCII-folded text."""
+def _picture_rows(result: PredictionResult, alpha: float, colormap: str) -> list[tuple[str, np.ndarray]]:
+    from core.reports.reading import heatmap_caption
 
-    def __init__(self) -> None:
-        from fpdf import FPDF
-
-        self.pdf = FPDF(format="A4")
-        self.pdf.set_auto_page_break(True, margin=15)
-        self.pdf.add_page()
-        regular, bold = FONT_DIR / "DejaVuSans.ttf", FONT_DIR / "DejaVuSans-Bold.ttf"
-        self.unicode = False
-        if regular.is_file() and bold.is_file():
-            try:
-                self.pdf.add_font("DejaVu", "", str(regular))
-                self.pdf.add_font("DejaVu", "B", str(bold))
-                self.unicode = True
-            except Exception:  # noqa: BLE001 - a damaged font file must not stop the report
-                self.unicode = False
-        self.family = "DejaVu" if self.unicode else "Helvetica"
-
-    def text(self, value: object) -> str:
-        s = str(value)
-        if self.unicode:
-            return s
-        # Core fonts only know Latin-1: spell out the few symbols we use, drop what is left.
-        for a, b in (("—", "-"), ("–", "-"), ("≤", "<="), ("≥", ">="), ("×", "x"), ("…", "..."), ("•", "-")):
-            s = s.replace(a, b)
-        s = unicodedata.normalize("NFKD", s)
-        return s.encode("latin-1", "replace").decode("latin-1")
-
-    def line(self, value: object, size: float = 10, bold: bool = False, h: float = 5.5,
-             colour: tuple[int, int, int] = (0, 0, 0)) -> None:
-        self.pdf.set_font(self.family, "B" if bold else "", size)
-        self.pdf.set_text_color(*colour)
-        self.pdf.multi_cell(0, h, self.text(value), new_x="LMARGIN", new_y="NEXT")
-        self.pdf.set_text_color(0, 0, 0)
-
-    def table(self, rows: Sequence[tuple[str, str]], widths: tuple[float, float] = (60, 120)) -> None:
-        self.pdf.set_font(self.family, "", 9)
-        for key, value in rows:
-            y = self.pdf.get_y()
-            self.pdf.set_font(self.family, "B", 9)
-            self.pdf.multi_cell(widths[0], 5, self.text(key), border=0, new_x="RIGHT", new_y="TOP")
-            self.pdf.set_font(self.family, "", 9)
-            self.pdf.multi_cell(widths[1], 5, self.text(value), border=0, new_x="LMARGIN", new_y="NEXT")
-            self.pdf.set_y(max(self.pdf.get_y(), y + 5))
-
-    def images(self, pictures: Sequence[tuple[str, np.ndarray]], width: float = 85) -> None:
-        x0, y0 = self.pdf.l_margin, self.pdf.get_y()
-        heights = []
-        for i, (caption, arr) in enumerate(pictures):
-            img = Image.fromarray(arr)
-            img.thumbnail((PDF_IMAGE_PX, PDF_IMAGE_PX))
-            h = width * img.height / img.width
-            x = x0 + i * (width + 5)
-            self.pdf.set_xy(x, y0)
-            self.pdf.set_font(self.family, "", 8)
-            self.pdf.cell(width, 4, self.text(caption))
-            self.pdf.image(img, x=x, y=y0 + 5, w=width, h=h)
-            heights.append(h)
-        self.pdf.set_xy(x0, y0 + 7 + max(heights, default=0))
+    pictures = []
+    if result.image is not None:
+        pictures.append(("The slice as uploaded", result.image.pixels))
+    picture = overlay_for(result, alpha, colormap)
+    if picture is not None:
+        pictures.append((f"{heatmap_caption(result)}; opacity {alpha:.0%}, {colormap}", picture))
+    return pictures
 
 
 def case_report_pdf(result: PredictionResult, model: dict[str, str], alpha: float = 0.4,
-                    colormap: str = "jet", created: str | None = None) -> bytes:
-    """A one-image case report as PDF bytes.
+                    colormap: str = "jet", created: str | None = None, case_id: str = "",
+                    reader: str = "") -> bytes:
+    """A case report for one slice, fit for a chart: one A4 page for an ordinary slice, numbered pages.
+
+    It carries the same states as the page (empty prediction set, synthetic model, every warning),
+    a case/accession field and a reader field with agree / disagree / unsure boxes (filled by hand,
+    or pre-filled from ``case_id`` / ``reader``).
 
     Args:
-        result: a successful prediction (with the decoded image; the heatmap is optional).
+        result: a prediction (with the decoded image; the heatmap is optional); a rejected file
+            gives a report that says why.
         model: the model summary, label -> text (see :func:`core.reports.run_summary.model_facts`).
         alpha: heatmap opacity in the overlay.
         colormap: a key of :data:`core.inference.overlay.COLORMAPS`.
         created: the timestamp printed on the report (default: now, local time).
+        case_id: the case or accession number, printed in its field (blank: written by hand).
+        reader: the reader's name, printed in its field (blank: written by hand).
     Returns:
         The PDF file's bytes.
     """
+    from core.inference.predict import EMPTY_SET
+    from core.reports.reading import colour_bar, colour_scale_note, reading_note
+
     # Stays whole: it is the printed page read top to bottom, one or two lines per element.
-    w = _Writer()
-    w.line("Brain MRI classification — case report", size=15, bold=True, h=8)
-    w.line(f"Generated {created or time.strftime('%Y-%m-%d %H:%M:%S %Z')}", size=8)
+    w = PdfWriter()
+    w.line("Brain MRI slice: model output for a reader", size=13, bold=True, h=6.5)
+    w.line(f"Generated {created or time.strftime('%Y-%m-%d %H:%M:%S %Z')}", size=7, colour=(90, 90, 90))
+    w.line(DISCLAIMER, size=8.5, bold=True, colour=(150, 0, 0))
     w.pdf.ln(1)
-    w.line(DISCLAIMER, size=10, bold=True, colour=(170, 0, 0))
-    w.pdf.ln(2)
-    w.line(f"File: {result.file}", size=10, bold=True)
+    w.blank(f"Case / accession no.: {case_id}" if case_id else "Case / accession no.:")
+    w.line(f"File: {result.file}", size=9, bold=True)
+    if w.replaced:
+        w.line(MISSING_GLYPH_NOTE, size=7, colour=(90, 90, 90))
+    w.line(f"Model: {model.get('Model run', '')}, {model.get('Architecture', '')}, trained on "
+           f"{model.get('Training data', 'unknown data')}", size=7.5, colour=(60, 60, 60))
     if result.meta:
-        w.line("DICOM: " + ", ".join(f"{k} {v}" for k, v in result.meta.items()), size=8)
-    if result.error:
-        w.line(f"This file could not be analysed: {result.error}", colour=(170, 0, 0))
-        return bytes(w.pdf.output())
-    pictures = []
-    if result.image is not None:
-        pictures.append(("Input slice", result.image.pixels))
-    picture = overlay_for(result, alpha, colormap)
-    if picture is not None:
-        title = CAM_METHODS[result.method].title if result.method in CAM_METHODS else "Heat map"
-        pictures.append((f"{title} for {display_name(result.heatmap_class)} (opacity {alpha:.0%}, {colormap})",
-                         picture))
-    if pictures:
-        w.images(pictures)
-    w.pdf.ln(2)
-    w.line(f"Predicted class: {display_name(result.label)}   (model probability "
-           f"{format_probability(result.confidence)})", size=12, bold=True)
-    if result.coverage is not None:
-        w.line(describe_set(result.prediction_set, result.coverage, len(result.probabilities)), size=10)
-        w.line(GUARANTEE_NOTE, size=8, colour=(90, 90, 90))
-    note = heatmap_note(result)
-    if note:
-        w.line(note, size=9, colour=(150, 80, 0))
+        w.line("DICOM (no patient data): " + ", ".join(f"{k} {v}" for k, v in result.meta.items()), size=7.5)
     w.pdf.ln(1)
-    w.line("Model probabilities", size=10, bold=True)
-    w.table([(display_name(c), format_probability(p))
-             for c, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1])], widths=(50, 40))
-    w.line(CALIBRATION_NOTE, size=8, colour=(90, 90, 90))
-    w.pdf.ln(2)
-    w.line("Warnings", size=10, bold=True)
-    for text in result.warnings or ["None."]:
-        w.line(f"• {text}" if result.warnings else text, size=9, colour=(150, 80, 0) if result.warnings else (0, 0, 0))
-    if result.details:
-        w.line("The figures behind the warnings", size=8, bold=True)
-        w.table(list(result.details.items()), widths=(90, 90))
-    w.pdf.ln(2)
-    w.line("Model", size=10, bold=True)
-    w.table(list(model.items()))
-    w.pdf.ln(3)
-    w.line(DISCLAIMER, size=8, colour=(90, 90, 90))
+    if result.error:
+        w.line(f"This file could not be analysed: {result.error}", size=10, bold=True, colour=(150, 0, 0),
+               fill=(252, 232, 232))
+    else:
+        w.images(_picture_rows(result, alpha, colormap), box=52)
+        if result.heatmap is not None:  # the colour scale sits under the heat map
+            x = w.pdf.l_margin + 56
+            w.pdf.image(Image.fromarray(colour_bar(colormap, 256, 8)), x=x, y=w.pdf.get_y() - 0.5, w=52, h=2.5)
+            w.pdf.set_font(w.family, "", 6.5)
+            w.pdf.set_xy(x, w.pdf.get_y() + 2.2)
+            w.pdf.cell(26, 3, w.text("least"))
+            w.pdf.cell(26, 3, w.text("most"), align="R")
+            w.pdf.set_xy(w.pdf.l_margin, w.pdf.get_y() + 4)
+        w.line(f"Model's top class: {display_name(result.label)} (model probability "
+               f"{format_probability(result.confidence)})", size=11, bold=True, h=5.5)
+        w.line("  ·  ".join(f"{display_name(c)} {format_probability(p)}"
+                            for c, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1])), size=8)
+        if result.coverage is not None and EMPTY_SET not in result.flags:  # an empty set is said as a warning
+            w.line(describe_set(result.prediction_set, result.coverage, len(result.probabilities),
+                                result.set_problem), size=8.5)
+        w.pdf.ln(0.8)
+        w.line(f"Warnings ({len(result.warnings)})" if result.warnings else "Warnings: none.", size=9, bold=True)
+        for text in result.warnings:
+            w.line(f"• {text}", size=8, colour=(120, 60, 0), fill=(255, 243, 224))
+            w.pdf.ln(0.4)
+        note = reading_note(result)
+        if note:
+            w.line(note, size=8, bold=True, colour=(120, 60, 0))
+        for text in result.notes:
+            w.line(f"Note: {text}", size=7.5, colour=(40, 60, 110))
+    w.pdf.ln(1.5)
+    w.line("Reader", size=9, bold=True)
+    w.blank(f"Name: {reader}" if reader else "Name:", width=110)
+    w.boxes("The model's answer:", ["agree", "disagree", "unsure"])
+    w.blank("Comment:")
+    if not result.error:  # the small print, for those who want the figures
+        w.line(CALIBRATION_NOTE, size=6.5, colour=(90, 90, 90))
+        if result.heatmap is not None:
+            extra = heatmap_note(result)
+            w.line(colour_scale_note(result, colormap) + (f" {extra}" if extra else ""), size=6.5,
+                   colour=(90, 90, 90))
+        if result.coverage is not None and result.prediction_set is not None:
+            w.line(GUARANTEE_NOTE, size=6.5, colour=(90, 90, 90))
+        if result.details:
+            w.table(list(result.details.items()), widths=(125, 61), size=6.5)
+    rest = [(k, v) for k, v in model.items() if k not in ("Model run", "Architecture", "Training data")]
+    if rest:  # the run, architecture and training data are in the "Model:" line at the top
+        w.pdf.ln(0.5)
+        w.table(rest, widths=(45, 141), size=6.5)
     return bytes(w.pdf.output())

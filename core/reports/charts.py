@@ -9,12 +9,19 @@ import altair as alt
 import pandas as pd
 
 from core.classes import display_name
+from core.reports.colours import class_scale, split_scale
 
 SPLIT_ORDER = ["train", "val", "test", "all"]
 
 
 def _with_names(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(class_name=df["label"].map(display_name))
+
+
+def _class_colour(df: pd.DataFrame, **kw) -> alt.Color:
+    """Colour by class_name with the app's one colour per class."""
+    names = list(dict.fromkeys(df["label"]))
+    return alt.Color("class_name:N", scale=class_scale(names), **kw)
 
 
 def class_balance_chart(balance: pd.DataFrame) -> alt.Chart:
@@ -26,7 +33,7 @@ def class_balance_chart(balance: pd.DataFrame) -> alt.Chart:
             x=alt.X("class_name:N", title=None, axis=alt.Axis(labelAngle=0)),
             xOffset=alt.XOffset("split:N", sort=SPLIT_ORDER),
             y=alt.Y("count:Q", title="images"),
-            color=alt.Color("split:N", title="split", sort=SPLIT_ORDER),
+            color=alt.Color("split:N", title="split", sort=SPLIT_ORDER, scale=split_scale(SPLIT_ORDER)),
             tooltip=["split", "class_name", "count", alt.Tooltip("share:Q", format=".1%")],
         )
         .properties(height=280)
@@ -56,7 +63,7 @@ def class_histogram_chart(hists: pd.DataFrame) -> alt.Chart:
         .encode(
             x=alt.X("intensity:Q", title="intensity", scale=alt.Scale(domain=[0, 255])),
             y=alt.Y("share:Q", title="share of pixels", axis=alt.Axis(format="%")),
-            color=alt.Color("class_name:N", title="class"),
+            color=_class_colour(hists, title="class"),
             tooltip=["class_name", "intensity", alt.Tooltip("share:Q", format=".2%")],
         )
         .properties(height=280)
@@ -75,7 +82,7 @@ def shortcut_chart(per_class: pd.DataFrame) -> alt.Chart:
         .encode(
             x=alt.X("mean:Q", title=None),
             y=alt.Y("class_name:N", title=None),
-            color=alt.Color("class_name:N", title="class", legend=None),
+            color=_class_colour(per_class, title="class", legend=None),
             tooltip=["statistic", "class_name", alt.Tooltip("mean:Q", format=".2f")],
         )
         .properties(width=230, height=110)

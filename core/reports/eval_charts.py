@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from core.classes import display_name
+from core.reports.colours import class_scale, split_scale
 
 CELL_SELECTION = "cell"
 _MAX_CURVE_POINTS = 400  # per class: enough for a smooth curve, small enough for the browser
@@ -92,13 +93,19 @@ def _legend(curves: pd.DataFrame, scores: dict[str, float | None], what: str) ->
     return curves.assign(curve=curves["class"].map(name))
 
 
+def _curve_colour(df: pd.DataFrame) -> alt.Color:
+    """One line per class, in the app's colour for that class (the legend label carries the score)."""
+    pairs = list(dict.fromkeys(zip(df["class"], df["curve"])))
+    return alt.Color("curve:N", title="class", scale=class_scale([c for c, _ in pairs], [lbl for _, lbl in pairs]))
+
+
 def roc_chart(roc: pd.DataFrame, aucs: dict[str, float | None]) -> alt.LayerChart:
     """One-vs-rest ROC curves (from :func:`core.evaluation.metrics.roc_curves`) with the chance diagonal."""
     df = _legend(_thin(roc), aucs, "AUC")
     lines = alt.Chart(df).mark_line(interpolate="step-after").encode(
         x=alt.X("fpr:Q", title="false-positive rate (1 − specificity)", scale=alt.Scale(domain=[0, 1])),
         y=alt.Y("tpr:Q", title="true-positive rate (sensitivity)", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("curve:N", title="class"),
+        color=_curve_colour(df),
         order="fpr:Q",
         tooltip=[alt.Tooltip("curve:N", title="class"), alt.Tooltip("fpr:Q", format=".3f"), alt.Tooltip("tpr:Q", format=".3f"),
                  alt.Tooltip("threshold:Q", format=".3f")],
@@ -113,7 +120,7 @@ def pr_chart(pr: pd.DataFrame, aps: dict[str, float | None]) -> alt.Chart:
     return alt.Chart(df).mark_line(interpolate="step-before").encode(
         x=alt.X("recall:Q", title="recall (sensitivity)", scale=alt.Scale(domain=[0, 1])),
         y=alt.Y("precision:Q", title="precision", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("curve:N", title="class"),
+        color=_curve_colour(df),
         order=alt.Order("recall:Q"),
         tooltip=[alt.Tooltip("curve:N", title="class"), alt.Tooltip("recall:Q", format=".3f"), alt.Tooltip("precision:Q", format=".3f")],
     ).properties(height=320, title="Precision-recall (one class vs rest)")
@@ -209,6 +216,6 @@ def history_chart(history: pd.DataFrame) -> alt.Chart | None:
     return alt.Chart(long).mark_line(point=True).encode(
         x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("value:Q", title=None),
-        color=alt.Color("split:N", title=None),
+        color=alt.Color("split:N", title=None, scale=split_scale(["training", "validation"])),
         tooltip=["epoch", "metric", "split", alt.Tooltip("value:Q", format=".4f")],
     ).properties(height=220, width=300).facet(column=alt.Column("metric:N", title=None)).resolve_scale(y="independent")

@@ -27,8 +27,13 @@ def probability_chart(probabilities: dict[str, float], predicted: str) -> alt.Ch
 
 
 def batch_table(results: list[PredictionResult]) -> pd.DataFrame:
-    """One row per file: class, model probability, prediction set, problem and warnings, as shown."""
+    """One row per file; warnings in a few words each, so no cell is cut (the sentences are in the detailed view).
+
+    An empty prediction set is written "empty: no class fits", never a blank cell.
+    """
+    from core.reports.reading import set_cell, short_warnings
+
     return pd.DataFrame([{"File": r.file, "Class": display_name(r.label) if r.label else "",
                           "Model probability": format_probability(r.confidence) if r.ok else "",
-                          "Prediction set": ", ".join(map(display_name, r.prediction_set or [])) if r.ok else "",
-                          "Problem": r.error or "", "Warnings": " | ".join(r.warnings)} for r in results])
+                          "Prediction set": set_cell(r), "Warnings": short_warnings(r) if r.ok else "",
+                          "Problem": r.error or ""} for r in results])

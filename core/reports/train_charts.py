@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 
 TRAIN_SERIES = "train (smoothed)"
+#: Epoch axis: at most one decimal ("0.5", "1", never "0.111111" after a short run), few ticks.
+EPOCH_AXIS = alt.Axis(format=".1~f", tickCount=6, labelOverlap=True)
 VAL_SERIES = "validation"
 
 
@@ -53,11 +55,13 @@ def best_epoch(history: list[dict]) -> int | None:
 def metric_chart(curves: pd.DataFrame, metric: str, best: int | None = None, height: int = 240) -> alt.LayerChart:
     """Training curve (line) and validation points for one metric, with the best epoch marked."""
     df = curves[curves["metric"] == metric]
-    colour = alt.Color("series:N", title=None, scale=alt.Scale(domain=[TRAIN_SERIES, VAL_SERIES]),
+    colour = alt.Color("series:N", title=None, scale=alt.Scale(domain=[TRAIN_SERIES, VAL_SERIES],
+                                                               range=["#252525", "#737373"]),
                        legend=alt.Legend(orient="bottom"))
     base = alt.Chart(df).encode(
-        x=alt.X("epoch:Q", title="epoch"),
-        y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False)),
+        x=alt.X("epoch:Q", title="epoch", axis=EPOCH_AXIS),
+        y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False),
+                axis=alt.Axis(format="%" if metric == "accuracy" else ".2~f", tickCount=5)),
         color=colour,
         tooltip=["series", alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip("value:Q", format=".4f")],
     )
@@ -81,7 +85,7 @@ def lr_chart(batch_log: list[dict], steps_per_epoch: int, height: int = 180) -> 
     return (
         alt.Chart(df)
         .mark_line()
-        .encode(x=alt.X("epoch:Q", title="epoch"),
+        .encode(x=alt.X("epoch:Q", title="epoch", axis=EPOCH_AXIS),
                 y=alt.Y("lr:Q", title="learning rate", scale=alt.Scale(zero=True),
                         axis=alt.Axis(format=".1e", tickCount=4, labelOverlap=True)),
                 tooltip=[alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip("lr:Q", format=".2e")])
@@ -90,14 +94,28 @@ def lr_chart(batch_log: list[dict], steps_per_epoch: int, height: int = 180) -> 
 
 
 #: Column names of a job's per-epoch records as a reader sees them.
-HISTORY_COLUMNS = {"epoch": "epoch", "phase": "phase", "loss": "training loss", "accuracy": "training accuracy",
-                   "val_loss": "validation loss", "val_accuracy": "validation accuracy", "lr": "learning rate",
-                   "seconds": "seconds"}
+HISTORY_COLUMNS = {"epoch": "epoch", "phase": "phase", "loss": "training loss",
+                   "accuracy": "training accuracy (%)", "val_loss": "validation loss",
+                   "val_accuracy": "validation accuracy (%)", "lr": "learning rate", "seconds": "seconds"}
 
 
 def history_table(history: list[dict]) -> pd.DataFrame:
-    """The per-epoch records as a table with readable column names, indexed by epoch."""
+    """The per-epoch records as a table with readable column names and rounded figures, indexed by epoch.
+
+    Accuracies in percent with one decimal, losses with three, seconds whole, the learning rate in
+    three significant digits: the precision a reader can use, not the float the engine recorded.
+    """
     df = pd.DataFrame(history)
     if df.empty:
         return df
+    for column in ("accuracy", "val_accuracy"):
+        if column in df:
+            df[column] = (100 * df[column].astype(float)).round(1)
+    for column in ("loss", "val_loss"):
+        if column in df:
+            df[column] = df[column].astype(float).round(3)
+    if "seconds" in df:
+        df["seconds"] = df["seconds"].astype(float).round(0).astype("Int64")
+    if "lr" in df:
+        df["lr"] = df["lr"].astype(float).map(lambda v: float(f"{v:.3g}"))
     return df.rename(columns=HISTORY_COLUMNS).set_index("epoch")

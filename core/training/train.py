@@ -20,6 +20,7 @@ from core.data.datasets import Dataset
 from core.data.scan import ScanReport
 from core.errors import WorkbenchError
 from core.inference.calibration_fit import fit_calibration
+from core.inference.trust import describe_thresholds
 from core.jobs import Job, JobCancelled
 from core.models.architectures import ArchSpec, build_model, get_arch
 from core.models.runs import (
@@ -179,6 +180,5 @@ def _fit_warnings(run: Run, model: Any, job: Job) -> Run:
         job.add_log("warnings keep their basic thresholds: cancelled while fitting them (the model is saved)")
         return run
     trust = run.card.trust
-    job.add_log(f"warnings: confidence below {trust['min_confidence']:.3f}, feature distance above "
-                f"{trust['max_distance'] or float('nan'):.1f}, mirrored views disagree: {trust['flag_unstable']}")
+    job.add_log(f"warnings: {describe_thresholds(trust)}")
     return run

@@ -316,7 +316,7 @@ def test_training_reattaches_after_navigation_and_cancels_cleanly(page, server):
     shot(page, "5-train-reattached")
 
     cancel.click()
-    page.get_by_text("Training was cancelled").wait_for(timeout=120_000)
+    page.get_by_text("Training was cancelled: nothing was saved.").wait_for(timeout=120_000)
     # The fragment shows the message, then one full rerun redraws the page without the bar.
     expect(page.locator('[data-testid="stProgress"]')).to_have_count(0, timeout=10_000)
     assert third > second > first
