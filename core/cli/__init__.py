@@ -48,7 +48,8 @@ def _silence_stdout() -> None:
 def _load_extra_commands() -> None:
     import importlib
 
-    for module in ("core.cli.scan", "core.cli.train", "core.cli.evaluate", "core.cli.predict", "core.cli.export"):
+    for module in ("core.cli.scan", "core.cli.train", "core.cli.evaluate", "core.cli.predict", "core.cli.export",
+                   "core.cli.site"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
