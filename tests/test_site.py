@@ -388,3 +388,24 @@ def test_adapted_run_exports_like_any_run(parent, demo_root, tmp_path):
     run = _adapt(parent, make_site(demo_root, tmp_path / "site")).run
     out = export_run(run, "keras", tmp_path / "adapted.zip")
     assert out.path.is_file() and out.max_abs_diff < 1e-4
+
+
+# --------------------------------------------------------------------------------------------
+# real data: the committed default model
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.realdata
+def test_default_models_own_held_out_test_is_not_flagged(real_data_dir):
+    """The run's own held-out test images come from the training source: no shift may be reported."""
+    from core.evaluation.site_check import check_paths
+    from core.models.registry import best_run, list_runs
+
+    run = best_run(list_runs(Path(__file__).resolve().parents[1] / "models"))
+    rng = np.random.default_rng(3)
+    files = list(run.card.data["test_files"])
+    sample = [run.data_root / files[i] for i in sorted(rng.choice(len(files), 300, replace=False))]
+    result = check_paths(run, sample, run.data_root)
+    assert result.n_images == 300
+    assert result.shift_detected is False, result.to_json()
+    assert result.domain_auc < 0.6

@@ -214,7 +214,7 @@ def _fine_tune(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, st
     checkpoint = stage / CHECKPOINT
     job.add_log(f"adapting: {len(site.x['adapt'])} site + {len(x_rep)} replayed images, {cfg.epochs} epochs "
                 f"× {steps} batches at learning rate {cfg.learning_rate:g}")
-    callbacks = [progress_callback(job, steps, cfg.epochs, 0, cfg.epochs, "adapt"),
+    callbacks = [progress_callback(job, steps, cfg.epochs, 0, cfg.epochs, "Adapting to the site"),
                  k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience),
                  k.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True,
                                              save_weights_only=True)]
