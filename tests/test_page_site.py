@@ -53,7 +53,7 @@ def test_adapt_mode_runs_a_job_and_shows_the_before_after_table(env):
     registry, site, models = env
     at = _adapt_mode(AppTest.from_file(PAGE, default_timeout=120))
     at.text_input(key="adapt_folder").set_value(str(site))
-    at.number_input(key="adapt_epochs").set_value(1)
+    at.number_input(key="adapt_epochs").set_value(1).run()
     at.button(key="adapt_start").click().run()
     assert not at.exception
     job = registry.jobs("adapt")[0]
@@ -72,7 +72,7 @@ def test_adapt_mode_shows_a_refusal_as_a_message(env, tmp_path):
     one = tmp_path / "one"
     shutil.copytree(site / "glioma", one / "glioma")
     at = _adapt_mode(AppTest.from_file(PAGE, default_timeout=120))
-    at.text_input(key="adapt_folder").set_value(str(one))
+    at.text_input(key="adapt_folder").set_value(str(one)).run()
     at.button(key="adapt_start").click().run()
     job = registry.jobs("adapt")[0]
     registry.wait(job, 300)
