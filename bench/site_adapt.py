@@ -31,14 +31,14 @@ def build_site(run, out: Path, n: int, shift: str, seed: int = 0) -> Path:
     from PIL import Image
 
     from core.classes import canonical_class
-    from core.data.preprocess import LEGACY_ID, load_many
-    from core.evaluation.robustness import RAW_SCALE, shift_images
+    from core.data.preprocess import WHOLE_FRAME_ID, load_many
+    from core.data.shifts import RAW_SCALE, shift_images
 
     files = list(run.card.data["val_files"])
     rng = np.random.default_rng(seed)
     picked = [files[i] for i in sorted(rng.choice(len(files), min(n, len(files)), replace=False))]
     labels = np.array([run.class_names.index(canonical_class(Path(f).parent.name)) for f in picked])
-    raw = load_many([run.data_root / f for f in picked], RAW_SCALE * run.image_size, preprocessing=LEGACY_ID)
+    raw = load_many([run.data_root / f for f in picked], RAW_SCALE * run.image_size, preprocessing=WHOLE_FRAME_ID)
     shifted = shift_images(raw, shift, seed=seed, labels=labels, scale=RAW_SCALE)
     for f, lab, img in zip(picked, labels, shifted):
         target = out / run.class_names[lab] / (Path(f).stem + ".png")
@@ -63,7 +63,7 @@ def main() -> None:
 
     from core.evaluation.site_check import check_paths, site_check
     from core.jobs import Job
-    from core.models.registry import resolve_run
+    from core.models.runs import resolve_run
     from core.training.adapt import AdaptConfig, adapt_model
 
     run = resolve_run(DEFAULT_RUN)
@@ -83,7 +83,7 @@ def main() -> None:
     job = Job("adapt", "bench")
     result = adapt_model(run, site, AdaptConfig(epochs=args.epochs), job)
     figures["adapt"] = {**result.to_json(), "wall_s": round(time.perf_counter() - t, 1),
-                        "history": job.snapshot()["history"]}
+                        "history": job.snapshot().history}
     adapted = result.run
     figures["adapted_conformal"] = adapted.card.results.get("conformal")
     print(json.dumps(figures["adapt"], indent=1), flush=True)

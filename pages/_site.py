@@ -82,7 +82,7 @@ def predict_batch_check(run, uploads: list) -> None:
 
 def adapt_view(registry) -> None:
     """Train page mode: adapt a registered model to a labelled site folder, as a background job."""
-    from core.models.registry import list_runs, resolve_run
+    from core.models.runs import list_runs, resolve_run
     from core.training.adapt import AdaptConfig, adapt_model
 
     st.caption("Fine-tune a saved model on a few labelled images from your hospital (one sub-folder per class; "
@@ -117,23 +117,23 @@ def _adapt_job(registry, job_id: str, was_running: bool) -> None:
         snap = job.snapshot()
         if was_running and not job.running:
             st.rerun()
-        st.subheader(f"Job: {escape_markdown(snap['title'])}")
+        st.subheader(f"Job: {escape_markdown(snap.title)}")
         if job.running:
-            text = snap["phase"] or "Starting"
-            if snap["epochs"] and snap["epoch"]:
-                text += f" · epoch {snap['epoch']}/{snap['epochs']}"
-            st.progress(min(1.0, snap["progress"]), text=text)
-            st.button("Cancel", key="adapt_cancel", on_click=job.cancel, disabled=snap["cancel_requested"],
+            text = snap.phase or "Starting"
+            if snap.epochs and snap.epoch:
+                text += f" · epoch {snap.epoch}/{snap.epochs}"
+            st.progress(min(1.0, snap.progress), text=text)
+            st.button("Cancel", key="adapt_cancel", on_click=job.cancel, disabled=snap.cancel_requested,
                       help="Stops after the step in flight; nothing is saved.")
-        elif snap["status"] == DONE:
-            result = snap["result"]
+        elif snap.status == DONE:
+            result = snap.result
             st.success(f"Saved as {result.run.run_id} ({escape_markdown(result.run.adapted_note())}).", icon=":material/check_circle:")
             st.dataframe(before_after_frame(result.to_json()), hide_index=True, width="stretch")
-        elif snap["status"] == FAILED:
-            st.error(f"Adaptation failed: {escape_markdown(snap['error'])}", icon=":material/error:")
-        elif snap["status"] == CANCELLED:
+        elif snap.status == FAILED:
+            st.error(f"Adaptation failed: {escape_markdown(snap.error)}", icon=":material/error:")
+        elif snap.status == CANCELLED:
             st.warning("Adaptation was cancelled: nothing was saved.", icon=":material/cancel:")
-        st.code("\n".join(snap["log"][-8:]) or "(no log yet)", language=None)
+        st.code("\n".join(snap.log[-8:]) or "(no log yet)", language=None)
 
     view()
 

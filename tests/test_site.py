@@ -57,7 +57,7 @@ def copy_demo_test(demo_root: Path, dst: Path) -> Path:
 @pytest.fixture
 def parent(tiny_run, isolated_workbench_dirs):
     """The tiny run copied into this test's own registry (adapted runs land beside it)."""
-    from core.models.registry import resolve_run
+    from core.models.runs import resolve_run
 
     models = isolated_workbench_dirs["models"]
     models.mkdir(parents=True, exist_ok=True)
@@ -265,7 +265,7 @@ def test_site_weights_balance_classes_and_sides():
 
 
 def test_adapt_creates_a_new_run_and_never_changes_the_parent(parent, demo_root, tmp_path):
-    from core.models.registry import best_run, list_runs, resolve_run
+    from core.models.runs import best_run, list_runs, resolve_run
 
     site = make_site(demo_root, tmp_path / "site")
     (site / "glioma" / "broken.png").write_bytes(b"junk")
@@ -302,7 +302,7 @@ def test_adapt_creates_a_new_run_and_never_changes_the_parent(parent, demo_root,
 
 
 def test_adapting_an_adapted_run_keeps_the_whole_lineage(parent, demo_root, tmp_path):
-    from core.models.registry import resolve_run
+    from core.models.runs import resolve_run
 
     site = make_site(demo_root, tmp_path / "site")
     first = _adapt(parent, site).run
@@ -383,7 +383,7 @@ def test_cli_adapt_json(parent, demo_root, tmp_path, capsys):
 
 
 def test_adapted_run_exports_like_any_run(parent, demo_root, tmp_path):
-    from core.models.export import export_run
+    from core.export.bundle import export_run
 
     run = _adapt(parent, make_site(demo_root, tmp_path / "site")).run
     out = export_run(run, "keras", tmp_path / "adapted.zip")
@@ -399,7 +399,7 @@ def test_adapted_run_exports_like_any_run(parent, demo_root, tmp_path):
 def test_default_models_own_held_out_test_is_not_flagged(real_data_dir):
     """The run's own held-out test images come from the training source: no shift may be reported."""
     from core.evaluation.site_check import check_paths
-    from core.models.registry import best_run, list_runs
+    from core.models.runs import best_run, list_runs
 
     run = best_run(list_runs(Path(__file__).resolve().parents[1] / "models"))
     rng = np.random.default_rng(3)

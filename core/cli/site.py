@@ -33,7 +33,7 @@ def register(sub) -> None:
 
 def run_site_check(args: argparse.Namespace) -> int:
     from core.evaluation.site_check import site_check
-    from core.models.registry import resolve_run
+    from core.models.runs import resolve_run
 
     result = site_check(resolve_run(args.model), args.data, seed=args.seed)
     if args.json:
@@ -56,7 +56,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     import dataclasses
 
     from core.jobs import Job
-    from core.models.registry import resolve_run
+    from core.models.runs import resolve_run
     from core.training.adapt import AdaptConfig, adapt_model
 
     given = {"epochs": args.epochs, "replay": args.replay, "learning_rate": args.learning_rate, "seed": args.seed}

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from core.data.shortcut import image_statistics
-from core.evaluation.site_images import ImageSample, list_site_files, read_sample, reference_files
+from core.data.site_images import ImageSample, list_site_files, read_sample
+from core.models.lineage import reference_files
 
 MIN_IMAGES = 20  # fewer site images and a cross-validated AUC means little
 MIN_EFFECT_AUC = 0.64  # Cohen's d = 0.5 ("medium") expressed as an AUC: Φ(0.5 / √2)
@@ -219,7 +220,7 @@ _MODELS: dict[tuple[str, str], Any] = {}
 
 def _cached_model(run):
     """One loaded model per (run, file checksum): a page calling twice does not load it twice."""
-    from core.models.registry import load_model
+    from core.models.runs import load_model
 
     key = (str(run.path), run.card.model_sha256)
     if key not in _MODELS:

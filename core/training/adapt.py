@@ -78,7 +78,7 @@ def _card_digest(parent) -> str:
 
 def check_parent_unchanged(parent, card_digest: str) -> None:
     """Raise when the parent run was deleted or changed while it was being adapted."""
-    from core.models.registry import file_sha256
+    from core.models.runs import file_sha256
 
     try:
         same = (file_sha256(parent.model_path) == parent.card.model_sha256 and _card_digest(parent) == card_digest)
@@ -133,8 +133,8 @@ def adapt_model(parent, folder: str | Path, cfg: AdaptConfig, job: Job) -> Adapt
         WorkbenchError: bad site data, missing training images, or the parent changed meanwhile.
     """
     from core.inference.runner import ModelRunner
-    from core.models.registry import load_model, new_run_id, staging_dir
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
+    from core.models.runs import load_model, new_run_id, staging_dir
     from core.training.adapt_data import prepare_site, replay_sample
 
     t0 = time.perf_counter()
@@ -170,7 +170,7 @@ def adapt_model(parent, folder: str | Path, cfg: AdaptConfig, job: Job) -> Adapt
                     time.perf_counter() - t0)
         check_parent_unchanged(parent, digest)
         job.check_cancelled()
-        from core.models.registry import publish
+        from core.models.runs import publish
 
         run = publish(stage, run_id)
     except BaseException:
@@ -195,9 +195,9 @@ def _fine_tune(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, st
     """Fine-tune ``model`` in place; it ends on the epoch with the best site-validation loss."""
     import math
 
-    from core.config import TrainConfig
-    from core.tfrt import keras
+    from core.lazy_tensorflow import keras
     from core.training.callbacks import progress_callback
+    from core.training.config import TrainConfig
     from core.training.loop import compile_model
     from core.training.pipeline import eval_dataset, train_dataset
 
@@ -224,14 +224,14 @@ def _fine_tune(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, st
     if checkpoint.exists():
         model.load_weights(str(checkpoint))
     checkpoint.unlink(missing_ok=True)
-    return job.snapshot()["history"]
+    return job.snapshot().history
 
 
 def _save(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, stage: Path, run_id: str,
           history: list[dict], before: dict, after: dict, seconds: float):
     """Calibrate on the site's validation part, write the run into ``stage``, fit its warnings there."""
     from core.inference.calibration_fit import fit_calibration
-    from core.models.registry import CARD_FILE, HISTORY_FILE, MODEL_FILE, OOD_FILE, Run, write_card
+    from core.models.runs import CARD_FILE, HISTORY_FILE, MODEL_FILE, OOD_FILE, Run, write_card
     from core.training.adapt_card import adapted_card
     from core.training.saving import inference_copy, write_history
 

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.config import TrainConfig
 from core.models.card import ModelCard
-from core.models.registry import MODEL_FILE, file_sha256
+from core.models.runs import MODEL_FILE, file_sha256
+from core.training.config import TrainConfig
 
 
 def lineage_chain(parent) -> list[str]:

@@ -17,10 +17,10 @@ import pandas as pd
 from core.classes import canonical_class
 from core.data.datasets import Dataset, open_folder
 from core.data.hashing import hashes_from_hex, nearest_distance
+from core.data.image_cache import cached_images
 from core.data.scan import scan_dataset
 from core.data.splits import grouped_split
 from core.errors import WorkbenchError
-from core.training.pipeline import cached_images
 
 MIN_CLASSES = 2
 MIN_PER_CLASS = 5  # fewer and a class cannot be in the adapt, validation and test parts at once
@@ -132,7 +132,7 @@ def replay_sample(parent, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
         WorkbenchError: the parent's training images are not on this machine.
     """
     from core.data.preprocess import load_many
-    from core.evaluation.site_images import reference_files
+    from core.models.lineage import reference_files
 
     try:
         paths = reference_files(parent)

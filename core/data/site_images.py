@@ -16,7 +16,7 @@ import pandas as pd
 
 from core.data.hashing import perceptual_hash
 from core.data.imageio import IMAGE_SUFFIXES, decode_image
-from core.data.preprocess import LEGACY_ID, prepare
+from core.data.preprocess import WHOLE_FRAME_ID, prepare
 from core.data.shortcut import STAT_SIZE
 from core.errors import WorkbenchError
 
@@ -71,7 +71,7 @@ def read_sample(paths: Sequence[Path], size: int, preprocessing: str, root: Path
             img = decode_image(path)
         except WorkbenchError as exc:
             return exc.reason
-        stat = prepare(img, STAT_SIZE, LEGACY_ID)[..., 0]
+        stat = prepare(img, STAT_SIZE, WHOLE_FRAME_ID)[..., 0]
         model = prepare(img, size, preprocessing)
         w, h = img.size
         return stat, model, perceptual_hash(img.pixels), (w, h, float(img.source_mode in GRAY_MODES), float(img.colourfulness))
@@ -88,36 +88,3 @@ def read_sample(paths: Sequence[Path], size: int, preprocessing: str, root: Path
         model_images=np.stack([r[1] for _, r in ok]) if ok else np.zeros((0, size, size, 1), np.uint8),
         hashes=np.stack([r[2] for _, r in ok]) if ok else None, files=files, unreadable=bad)
 
-
-def training_files(run) -> list[Path]:
-    """The run's training images: its data folder minus the validation and test files on its card.
-
-    For an adapted run that is the site part it was adapted on; :func:`reference_files` adds the
-    source images its lineage started from.
-
-    Raises:
-        WorkbenchError: the training folder is not on this machine.
-    """
-    from core.data.datasets import open_folder
-
-    root = run.data_root
-    if not root.is_dir():
-        raise WorkbenchError("the model's training images are not on this machine, so there is nothing to "
-                             "compare with", str(root))
-    ds = open_folder(root)
-    held = set(run.card.data.get("val_files") or []) | set(run.card.data.get("test_files") or [])
-    return [ds.abspath(p) for p in ds.files["path"] if p not in held]
-
-
-def reference_files(run) -> list[Path]:
-    """What ``run`` learned from: its training files, and for an adapted run its lineage root's too."""
-    from core.models.registry import resolve_run
-
-    files = training_files(run)
-    chain = list((run.card.extra.get("lineage") or {}).get("chain") or [])
-    if chain:
-        try:
-            files += training_files(resolve_run(chain[0]))
-        except WorkbenchError:
-            pass  # the source run is gone: compare with the site part alone
-    return files
