@@ -16,6 +16,7 @@ from core.reports import charts
 from core.safetext import escape_markdown
 from pages import _nav as nav
 from pages import _shared as sh
+from pages import _site as site
 
 nav.require_navigation()  # first: a deep link may have started this page without Home.py
 
@@ -287,6 +288,7 @@ def shortcut_section() -> None:
     st.altair_chart(charts.shortcut_chart(result.per_class), width="content")
     st.caption("Bars far apart mean the classes look different before any tumour is considered: e.g. one "
                "collection's scans are brighter, or frame the head more tightly.")
+    site.teaching_story()
 
 
 with page_box:

@@ -31,6 +31,7 @@ from core.training.train_feedback import TrainSettings, finished_summary, progre
 from pages import _nav as nav
 from pages import _settings as ws
 from pages import _shared as sh
+from pages import _site as site
 from pages import _url as url
 
 nav.require_navigation()  # first: a deep link may have started this page without Home.py
@@ -72,6 +73,10 @@ def apply_augment_preset() -> None:
 
 st.title("Train")
 url.restore_from_url(form_fields())
+if st.radio("What to do", ["Train a new model", "Adapt an existing model to your images"], horizontal=True,
+            key="train_what") != "Train a new model":
+    site.adapt_view(jobs())
+    st.stop()
 ds = sh.show_active_dataset_badge()
 st.caption("Train a classifier on the active dataset. Training runs on the server in the background: you "
            "can switch pages or reload, and this page reattaches to the running job.")

@@ -25,6 +25,7 @@ from core.safetext import escape_markdown
 from pages import _evaluate_sections as es
 from pages import _nav as nav
 from pages import _shared as sh
+from pages import _site as site
 
 nav.require_navigation()  # first: a deep link may have started this page without Home.py
 
@@ -105,6 +106,10 @@ def result_key(run) -> tuple:
 for run in selected:  # earlier evaluations (this session or cached on disk) show without a new job
     if result_key(run) not in results and (hit := cached_evaluation(run, eval_set)) is not None:
         results[result_key(run)] = hit
+
+if selected:
+    with st.expander("Site check: do another hospital's images look like the training images?"):
+        site.evaluate_section(selected[0])
 
 registry = jobs()
 running = registry.active("evaluate")

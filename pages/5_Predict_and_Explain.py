@@ -45,6 +45,7 @@ from core.reports.run_summary import model_facts
 from core.safetext import escape_markdown, markdown_free_table
 from pages import _nav as nav
 from pages import _shared as sh
+from pages import _site as site_check
 from pages._study import study_section
 
 nav.require_navigation()  # first: a deep link may have started this page without Home.py
@@ -202,6 +203,7 @@ predictor.add_prediction_sets(results, coverage)  # no forward pass: the sets fo
 n_bad = sum(not r.ok for r in results)
 st.subheader(f"Results: {len(results) - n_bad} analysed" + (f", {n_bad} rejected" if n_bad else ""))
 st.dataframe(batch_table(results), hide_index=True, width="stretch", column_config=TABLE_COLUMNS)
+site_check.predict_batch_check(run, uploads)  # 20 or more images: do they look like the training images?
 st.caption(CALIBRATION_NOTE)
 if predictor.conformal is not None:
     st.caption(GUARANTEE_NOTE)

@@ -115,7 +115,7 @@ def _load_extra_commands() -> None:
     import importlib
 
     for module in ("core.cli.scan", "core.cli.train", "core.cli.evaluate", "core.cli.predict", "core.cli.export",
-                   "core.cli.ensemble"):
+                   "core.cli.ensemble", "core.cli.site"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

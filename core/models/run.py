@@ -99,10 +99,28 @@ class Run:
         """
         return self.card.leakage_free_macro_f1()
 
+    @property
+    def lineage(self) -> dict:
+        """What an adapted run was adapted from (core.training.adapt_card); {} for other runs."""
+        value = self.card.extra.get("lineage")
+        return dict(value) if isinstance(value, dict) and value.get("parent_run") else {}
+
+    @property
+    def adapted(self) -> bool:
+        """True for a run adapted to one site's images (never the default for other data)."""
+        return bool(self.lineage)
+
+    def adapted_note(self) -> str:
+        """'adapted to <site> from <parent>' ('' for runs that were not adapted)."""
+        lin = self.lineage
+        site = (lin.get("site") or {}).get("name") or "a site"
+        return f"adapted to {site} from {lin['parent_run']}" if lin else ""
+
     def label(self) -> str:
         if self.problems:
             return f"{self.run_id} [UNUSABLE: {self.problems[0]}]"
         acc = self.card.val_accuracy
         extra = f", val acc {acc:.1%}" if acc is not None else ""
         tag = " [PARTIAL]" if self.partial else ""
-        return f"{self.run_id} · {self.card.title}{extra}{tag}"
+        note = f" · {self.adapted_note()}" if self.adapted else ""
+        return f"{self.run_id} · {self.card.title}{note}{extra}{tag}"

@@ -150,10 +150,12 @@ def best_run(runs: list[Run]) -> Run | None:
 
     Like is compared with like: evaluations on other folders never count (see
     :meth:`Run.leakage_free_macro_f1`), unusable or linked runs are never chosen, and a run
-    trained on synthetic data is never chosen while a run trained on real images exists. If no
-    candidate has a held-out score, the first (newest) candidate is returned.
+    trained on synthetic data is never chosen while a run trained on real images exists. A run
+    adapted to one site is never chosen: its held-out score is that site's, not comparable, and
+    it is meant for that site's images only. If no candidate has a held-out score, the first
+    (newest) candidate is returned.
     """
-    usable = [r for r in runs if r.usable and not r.path.is_symlink()]
+    usable = [r for r in runs if r.usable and not r.path.is_symlink() and not r.adapted]
     pool = [r for r in usable if not r.synthetic] or usable
     scored = [r for r in pool if r.leakage_free_macro_f1() is not None]
     if scored:

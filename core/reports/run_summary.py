@@ -60,6 +60,8 @@ def model_facts(run: Run) -> dict[str, str]:
     if card.val_accuracy is not None:
         out["Validation accuracy"] = f"{percent(card.val_accuracy)} ({card.results.get('n_val', '?')} images)"
     out["Leakage-free test metrics"] = held_out_sentence(card.held_out())
+    if run.adapted:
+        out["Adapted"] = f"{run.adapted_note()}: meant for that site's images only"
     return out
 
 
@@ -72,7 +74,8 @@ def runs_table(runs: list[Run]) -> pd.DataFrame:
             "model": r.run_id,
             "val accuracy": card.val_accuracy,  # a share: pages show it as a percentage
             "architecture": card.title if r.usable else "",
-            "dataset": str(card.data.get("name", "")) + (" (SYNTHETIC)" if card.synthetic else ""),
+            "dataset": (r.adapted_note() if r.adapted else str(card.data.get("name", "")))
+            + (" (SYNTHETIC)" if card.synthetic else ""),
             "split": SPLIT_WORDS.get(card.split_mode, ""),
             "image size": card.image_size or None,
             "macro-F1": card.results.get("val_macro_f1"),

@@ -1,0 +1,85 @@
+"""``python -m core site-check`` and ``python -m core adapt``: meet a new site where it is.
+
+site-check needs no labels: do these images look like the model's training images?
+adapt needs a labelled folder (class sub-folders) and creates a new run; the parent is never changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("site-check", help="do a site's images look like the model's training images? (no labels)")
+    p.add_argument("--model", required=True, help="run id or run folder inside the model registry")
+    p.add_argument("--data", required=True, help="any folder of images (class sub-folder names are ignored)")
+    p.add_argument("--seed", type=int, default=0, help="sampling and cross-validation seed")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run_site_check)
+
+    a = sub.add_parser("adapt", help="adapt a model to a site's labelled images; creates a new run")
+    a.add_argument("--model", required=True, help="the parent run (id or folder); it is never changed")
+    a.add_argument("--data", required=True, help="labelled site folder: one sub-folder per class (a subset of "
+                                                 "the model's classes is allowed)")
+    a.add_argument("--epochs", type=int, default=None, help="most epochs of fine-tuning (default 8)")
+    a.add_argument("--replay", type=int, default=None, help="parent training images replayed (default 400)")
+    a.add_argument("--learning-rate", type=float, default=None, help="default 1e-4")
+    a.add_argument("--seed", type=int, default=None, help="default 1")
+    a.add_argument("--json", action="store_true", help="machine-readable output")
+    a.set_defaults(func=run_adapt)
+
+
+def run_site_check(args: argparse.Namespace) -> int:
+    from core.evaluation.site_check import site_check
+    from core.models.runs import resolve_run
+
+    result = site_check(resolve_run(args.model), args.data, seed=args.seed)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    print(f"Site images: {result.n_images} (compared with {result.n_reference} training images)")
+    for path, reason in result.unreadable:
+        print(f"  UNREADABLE {path}: {reason}")
+    if result.domain_auc is not None:
+        lo, hi = result.auc_interval
+        print(f"Domain AUC: {result.domain_auc:.3f} (95 % interval {lo:.3f}-{hi:.3f}; 0.5 = indistinguishable)")
+        for sig in result.signals.values():
+            print(f"  {sig['auc']:.3f}  {sig['name']}")
+        print(f"Shift detected: {'yes' if result.shift_detected else 'no'}")
+    print(result.advice)
+    return 0
+
+
+def run_adapt(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from core.jobs import Job
+    from core.models.runs import resolve_run
+    from core.training.adapt import AdaptConfig, adapt_model
+
+    given = {"epochs": args.epochs, "replay": args.replay, "learning_rate": args.learning_rate, "seed": args.seed}
+    cfg = dataclasses.replace(AdaptConfig(), **{k: v for k, v in given.items() if v is not None})
+    parent = resolve_run(args.model)
+    job = Job("adapt", f"adapt {parent.run_id}")
+    result = adapt_model(parent, args.data, cfg, job)
+    out = result.to_json()
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"New run: {out['run_id']} (adapted from {out['parent_run']}; the parent is unchanged)")
+    site = out["site"]
+    if site["copies_of_parent_training"]:
+        print(f"  {len(site['copies_of_parent_training'])} site images are copies of the model's training "
+              "images: used to adapt only, never to test")
+    for item in site["unreadable"]:
+        print(f"  UNREADABLE {item['path']}: {item['reason']}")
+    print(f"{'':24s}{'parent':>10s}{'adapted':>10s}")
+    for part, title in (("site", "site test part"), ("source", "parent's own test")):
+        b, a = out["before"][part], out["after"][part]
+        n = out["after"][f"{part}_n"]
+        fmt = lambda v: f"{v:10.1%}" if v is not None else f"{'n/a':>10s}"  # noqa: E731
+        print(f"{title + f' ({n})':24s}{fmt(b)}{fmt(a)}")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,90 @@
+"""A site's images and a run's training images, read the same way for the site check.
+
+Each file is decoded once; from it come the whole-frame statistics image (the shortcut
+check's), the model input (the run's own recipe) and file-level facts (size, colour mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.data.hashing import perceptual_hash
+from core.data.imageio import IMAGE_SUFFIXES, decode_image
+from core.data.preprocess import WHOLE_FRAME_ID, prepare
+from core.data.shortcut import STAT_SIZE
+from core.errors import WorkbenchError
+
+MAX_SITE_FILES = 5000  # a site check reads a sample; more files only cost time
+GRAY_MODES = {"L", "I", "I;16", "I;16B", "I;16L", "F", "1", "LA", "P", "MONOCHROME1", "MONOCHROME2"}
+
+
+@dataclass
+class ImageSample:
+    """Decoded images of one side of the comparison."""
+
+    paths: list[Path]
+    stat_images: np.ndarray  # (N, STAT_SIZE, STAT_SIZE) uint8 whole frames
+    model_images: np.ndarray  # (N, S, S, 1) uint8, the run's preprocessing
+    files: pd.DataFrame  # width, height, gray_mode (0/1), colourfulness
+    hashes: np.ndarray | None = None  # (N, W) perceptual hashes (core.data.hashing) of the decoded frames
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def list_site_files(folder: str | Path) -> list[Path]:
+    """Image files under ``folder`` (any depth; sub-folder names are ignored), sorted.
+
+    Files with an image suffix, or none (DICOM often has none); hidden files and links skipped.
+
+    Raises:
+        WorkbenchError: the folder does not exist or holds no image files.
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise WorkbenchError("this folder does not exist or is not a folder", str(folder))
+    found = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts) or path.is_symlink() or not path.is_file():
+            continue
+        if path.suffix.lower() in IMAGE_SUFFIXES or path.suffix == "":
+            found.append(path)
+    if not found:
+        raise WorkbenchError("no image files in this folder (JPEG, PNG, BMP, TIFF or DICOM)", str(folder))
+    return found
+
+
+def read_sample(paths: Sequence[Path], size: int, preprocessing: str, root: Path | None = None,
+                workers: int = 4) -> ImageSample:
+    """Decode ``paths`` once each (unreadable files listed, the rest used)."""
+
+    def one(path: Path):
+        try:
+            img = decode_image(path)
+        except WorkbenchError as exc:
+            return exc.reason
+        stat = prepare(img, STAT_SIZE, WHOLE_FRAME_ID)[..., 0]
+        model = prepare(img, size, preprocessing)
+        w, h = img.size
+        return stat, model, perceptual_hash(img.pixels), (w, h, float(img.source_mode in GRAY_MODES), float(img.colourfulness))
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(one, paths))
+    ok = [(p, r) for p, r in zip(paths, results) if not isinstance(r, str)]
+    bad = [(str(p.relative_to(root) if root else p), r) for p, r in zip(paths, results) if isinstance(r, str)]
+    files = pd.DataFrame([r[3] for _, r in ok], columns=["width", "height", "gray_mode", "colourfulness"],
+                         dtype=np.float64)
+    return ImageSample(
+        paths=[p for p, _ in ok],
+        stat_images=np.stack([r[0] for _, r in ok]) if ok else np.zeros((0, STAT_SIZE, STAT_SIZE), np.uint8),
+        model_images=np.stack([r[1] for _, r in ok]) if ok else np.zeros((0, size, size, 1), np.uint8),
+        hashes=np.stack([r[2] for _, r in ok]) if ok else None, files=files, unreadable=bad)
+

@@ -1,0 +1,230 @@
+"""The site check: do a site's images look like the images a model was trained on? No labels needed.
+
+A classifier learns to tell the site's images from a sample of the run's training images,
+cross-validated, and its out-of-fold AUC is the answer (0.5: indistinguishable; 1.0: every
+site image recognisable). This is the "classifier two-sample test" (Lopez-Paz & Oquab 2017)
+and the "domain classifier" of dataset-shift detection (Rabanser et al. 2019). One AUC per
+kind of signal says *what* differs: brightness, framing, file size, colour mode, or what the
+network itself sees (its pooled features).
+
+Verdict, by principle: a shift is reported when the AUC's 95 % interval excludes 0.5 (the
+difference is real, not noise) **and** the AUC is at least :data:`MIN_EFFECT_AUC` (the
+difference is large enough to matter). 0.64 is the AUC of a "medium" effect (Cohen's d = 0.5,
+AUC = Φ(d/√2)); with hundreds of images a significance test alone flags trivial differences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.data.shortcut import image_statistics
+from core.data.site_images import ImageSample, list_site_files, read_sample
+from core.models.lineage import reference_files
+
+MIN_IMAGES = 20  # fewer site images and a cross-validated AUC means little
+MIN_EFFECT_AUC = 0.64  # Cohen's d = 0.5 ("medium") expressed as an AUC: Φ(0.5 / √2)
+REFERENCE_MAX = 500  # training images sampled for the comparison (time bound)
+REFERENCE_MIN = 200
+SITE_MAX = 1000
+FOLDS = 5
+NEAR_BITS = 20  # the scan's near-duplicate threshold (bits of 256)
+FEATURE_COMPONENTS = 16  # principal components of the network's features fed to the classifier
+
+#: signal key -> (plain name, columns of the feature table)
+SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "intensity": ("Brightness and contrast inside the head", ("p10", "p50", "p90", "spread")),
+    "framing": ("Framing: background share, head box size and shape", ("background", "box_fill", "aspect")),
+    "image_size": ("Image size in pixels (width, height)", ("width", "height")),
+    "colour_mode": ("Colour mode of the files (grayscale or colour)", ("gray_mode", "colourfulness")),
+    "model_features": ("What the network itself sees (its pooled features)", ()),
+}
+SHIFT_ADVICE = ("These images differ from the training images: the accuracy on the model card does not apply "
+                "to them. Measure on a labelled sample, or adapt the model.")
+
+
+@dataclass
+class SiteCheck:
+    """What the site check found. ``domain_auc`` is None when there were too few images to judge."""
+
+    n_images: int
+    n_reference: int
+    domain_auc: float | None
+    auc_interval: tuple[float, float] | None
+    shift_detected: bool | None
+    signals: dict[str, dict[str, Any]]  # key -> {"name", "auc"}
+    advice: str
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["unreadable"] = [{"path": p, "reason": r} for p, r in self.unreadable]
+        out["auc_interval"] = list(self.auc_interval) if self.auc_interval else None
+        return out
+
+
+def auc_interval(auc: float, n_pos: int, n_neg: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % interval of an AUC from the Hanley & McNeil (1982) standard error."""
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
+    se = float(np.sqrt(max(var, 0.0)))
+    return max(0.0, auc - z * se), min(1.0, auc + z * se)
+
+
+def is_shift(auc: float, interval: tuple[float, float]) -> bool:
+    """The verdict rule (see the module docstring): real (interval above 0.5) and large enough."""
+    return interval[0] > 0.5 and auc >= MIN_EFFECT_AUC
+
+
+def near_groups(site: ImageSample, reference: ImageSample, threshold: int = NEAR_BITS) -> np.ndarray:
+    """One group id per row (site rows first): near-duplicates share one, so cross-validation keeps them
+    in one fold (a classifier that saw one copy would otherwise "recognise" its twin)."""
+    from core.data.hashing import group_pairs, near_pairs
+
+    if site.hashes is None or reference.hashes is None:
+        return np.arange(len(site) + len(reference))
+    hashes = np.concatenate([site.hashes, reference.hashes])
+    return group_pairs(len(hashes), near_pairs(hashes, threshold))
+
+
+def domain_auc(features: np.ndarray, is_site: np.ndarray, seed: int = 0, groups: np.ndarray | None = None) -> float:
+    """Cross-validated (5-fold, near-duplicates in one fold) AUC of a classifier telling site from reference."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+    from threadpoolctl import threadpool_limits
+
+    x = np.nan_to_num(np.asarray(features, dtype=np.float64))
+    if x.shape[1] == 0 or np.all(x.std(axis=0) == 0):
+        return 0.5  # nothing varies: nothing can tell the two apart
+    clf = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_leaf_nodes=15,
+                                         min_samples_leaf=10, random_state=seed)
+    cv = StratifiedGroupKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
+    groups = np.arange(len(x)) if groups is None else groups
+    with threadpool_limits(1):  # one thread: spin-waiting pools cost 20x on a busy 2-core server
+        prob = cross_val_predict(clf, x, is_site, cv=cv, groups=groups, method="predict_proba")[:, 1]
+    return float(roc_auc_score(is_site, prob))
+
+
+def _feature_table(sample: ImageSample, features: np.ndarray | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    stats = image_statistics(sample.stat_images)
+    table = stats.join(sample.files.reset_index(drop=True))
+    cols = {key: table[list(c)].to_numpy() for key, (_, c) in SIGNALS.items() if c}
+    if features is not None:
+        cols["model_features"] = features
+    return table, cols
+
+
+def compare(site: ImageSample, reference: ImageSample, site_feats: np.ndarray | None,
+            ref_feats: np.ndarray | None, seed: int = 0) -> tuple[float, dict[str, dict[str, Any]]]:
+    """(overall AUC, per-signal AUCs) of site vs reference samples."""
+    _, s_cols = _feature_table(site, None)
+    _, r_cols = _feature_table(reference, None)
+    y = np.r_[np.ones(len(site)), np.zeros(len(reference))].astype(int)
+    groups = near_groups(site, reference)
+    blocks, signals = [], {}
+    for key, (name, _) in SIGNALS.items():
+        if key == "model_features":
+            if site_feats is None or ref_feats is None:
+                continue
+            x = _principal_components(np.r_[site_feats, ref_feats], seed)
+        else:
+            x = np.r_[s_cols[key], r_cols[key]]
+        blocks.append(x)
+        signals[key] = {"name": name, "auc": round(domain_auc(x, y, seed, groups), 4)}
+    overall = domain_auc(np.hstack(blocks), y, seed, groups)
+    return overall, signals
+
+
+def _principal_components(x: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(x, dtype=np.float64)
+    k = min(FEATURE_COMPONENTS, x.shape[1], len(x) - 1)
+    return PCA(n_components=k, random_state=seed).fit_transform((x - x.mean(0)) / (x.std(0) + 1e-9))
+
+
+def advice_for(auc: float | None, shift: bool | None, signals: dict[str, dict[str, Any]], n: int) -> str:
+    """Plain words for the verdict."""
+    if auc is None:
+        return (f"Only {n} readable images: at least {MIN_IMAGES} are needed to say whether they differ from the "
+                "training images. Add more images from this site and check again.")
+    if not shift:
+        return (f"These images look like the training images (domain AUC {auc:.2f}; 0.5 means "
+                "indistinguishable). The model card's figures are a reasonable first guide; a labelled sample "
+                "from this site remains the only proof.")
+    strong = [s["name"].split(" (")[0].lower() for s in signals.values() if s["auc"] >= MIN_EFFECT_AUC]
+    which = f" They differ most in: {'; '.join(strong)}." if strong else ""
+    return f"{SHIFT_ADVICE} (domain AUC {auc:.2f}; 0.5 means indistinguishable.){which}"
+
+
+def site_check(run, folder: str | Path, seed: int = 0, progress=None) -> SiteCheck:
+    """Compare the images in ``folder`` with a sample of ``run``'s training images.
+
+    Args:
+        run: a registered run (its card names the training folder and held-out files).
+        folder: any folder of images; sub-folder names are ignored.
+        progress: optional callable(fraction, phase).
+
+    Raises:
+        WorkbenchError: the folder is missing or empty, or the training images are not here.
+    """
+    root = Path(folder).expanduser()
+    return check_paths(run, list_site_files(root), root, seed, progress)
+
+
+def check_paths(run, paths: list[Path], root: Path | None = None, seed: int = 0, progress=None) -> SiteCheck:
+    """:func:`site_check` on a list of image files (``root``: for naming unreadable ones)."""
+    import time
+
+    t0 = time.perf_counter()
+    note = progress or (lambda *_: None)
+    rng = np.random.default_rng(seed)
+    if len(paths) > SITE_MAX:
+        paths = [paths[i] for i in sorted(rng.choice(len(paths), SITE_MAX, replace=False))]
+    note(0.05, "Reading the site's images")
+    site = read_sample(paths, run.image_size, run.preprocessing, root=root)
+    n = len(site)
+    if n < MIN_IMAGES:
+        return SiteCheck(n, 0, None, None, None, {}, advice_for(None, None, {}, n), site.unreadable,
+                         time.perf_counter() - t0)
+    ref_paths = reference_files(run)
+    k = min(len(ref_paths), REFERENCE_MAX, max(REFERENCE_MIN, n))
+    ref_paths = [ref_paths[i] for i in sorted(rng.choice(len(ref_paths), k, replace=False))]
+    note(0.35, "Reading a sample of the training images")
+    reference = read_sample(ref_paths, run.image_size, run.preprocessing)
+    note(0.65, "Running the model")
+    site_feats, ref_feats = _model_features(run, site.model_images), _model_features(run, reference.model_images)
+    note(0.85, "Comparing")
+    auc, signals = compare(site, reference, site_feats, ref_feats, seed)
+    interval = auc_interval(auc, n, len(reference))
+    shift = is_shift(auc, interval)
+    note(1.0, "Done")
+    return SiteCheck(n, len(reference), round(auc, 4), (round(interval[0], 4), round(interval[1], 4)), shift,
+                     signals, advice_for(auc, shift, signals, n), site.unreadable, round(time.perf_counter() - t0, 2))
+
+
+def _model_features(run, images: np.ndarray) -> np.ndarray | None:
+    """Pooled features of the run's network (None when it has no 'features' layer)."""
+    from core.inference.runner import ModelRunner
+
+    return ModelRunner(_cached_model(run), "none", batch_size=64).run(images).features
+
+
+_MODELS: dict[tuple[str, str], Any] = {}
+
+
+def _cached_model(run):
+    """One loaded model per (run, file checksum): a page calling twice does not load it twice."""
+    from core.models.runs import load_model
+
+    key = (str(run.path), run.card.model_sha256)
+    if key not in _MODELS:
+        _MODELS.clear()
+        _MODELS[key] = load_model(run)
+    return _MODELS[key]
+

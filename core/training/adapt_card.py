@@ -1,0 +1,78 @@
+"""The model card of an adapted run: the parent's card with new weights, new data, and its lineage.
+
+``lineage`` (a top-level card key) records ``parent_run``, the whole ``chain`` of ancestors
+(oldest first, so an adapted run of an adapted run keeps it), the site (name, folder,
+fingerprint, counts per part, copies of the parent's training images, unreadable files), the
+recipe, and the before/after table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from core.models.card import ModelCard
+from core.models.runs import MODEL_FILE, file_sha256
+from core.training.config import TrainConfig
+
+
+def lineage_chain(parent) -> list[str]:
+    """Ancestors of a run adapted from ``parent``, oldest first (``parent`` last)."""
+    earlier = list((parent.card.extra.get("lineage") or {}).get("chain") or [])
+    return [*earlier, parent.run_id]
+
+
+def adapted_card(parent, run_id: str, folder: Path, model: Any, site, n_replay: int, cfg, results: dict[str, Any],
+                 before: dict[str, Any], after: dict[str, Any], seconds: float) -> ModelCard:
+    """The new run's card (its model file is already in ``folder``)."""
+    pcard = parent.card
+    names = list(parent.class_names)
+    train_cfg = TrainConfig.from_dict(dict(pcard.train_config))
+    train_cfg = dataclasses.replace(train_cfg, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+                                    batch_size=cfg.batch_size, patience=cfg.patience, seed=cfg.seed,
+                                    average_epochs=0)
+    counts = site.counts()
+    site_info = {
+        "name": site.ds.name, "root": str(Path(site.ds.root).resolve()), "fingerprint": site.ds.fingerprint,
+        "counts": counts, "copies_of_parent_training": site.copies,
+        "unreadable": [{"path": p, "reason": r} for p, r in site.unreadable],
+    }
+    lineage = {
+        "parent_run": parent.run_id,
+        "chain": lineage_chain(parent),
+        "parent_model_sha256": pcard.model_sha256,
+        "site": site_info,
+        "recipe": {**cfg.to_dict(), "replayed_images": n_replay, "augmentation": "the parent's",
+                   "class_balance": "inverse frequency within the site and within the replay; each half the weight",
+                   "selection": "epoch with the lowest loss on the site's validation part",
+                   "recalibrated_on": "the site's validation part (temperature, warnings, prediction sets)"},
+        "before_after": {"parent": before, "adapted": after},
+    }
+    data = {
+        "name": site.ds.name,
+        "root": str(Path(site.ds.root).resolve()),
+        "kind": "site",
+        "synthetic": bool(site.ds.synthetic or pcard.synthetic),
+        "fingerprint": site.ds.fingerprint,
+        "split_mode": "leakage_free",
+        "data_config": dict(pcard.data.get("data_config") or {}),
+        "counts": {"train": counts["adapt"], "val": counts["val"], "test": counts["test"]},
+        "val_files": site.paths("val"),
+        "test_files": site.paths("test"),
+        # The predict page's "seen in training" check: the parent's images and the site's adapt part.
+        "train_hashes": list(pcard.data.get("train_hashes") or []) + site.files.loc[
+            site.files["part"] == "adapt", "phash"].tolist(),
+    }
+    model_path = folder / MODEL_FILE
+    extra = {k: v for k, v in pcard.extra.items() if k != "lineage"}
+    extra["lineage"] = lineage
+    return pcard.replace(
+        run_id=run_id, status="complete", created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        weights=f"adapted from {parent.run_id}", model_sha256=file_sha256(model_path),
+        model_bytes=model_path.stat().st_size, params=int(model.count_params()),
+        train_config=train_cfg.to_dict(), data=data, results=results,
+        timings={"train_seconds": round(seconds, 1)}, evaluation={}, evaluations={}, extra=extra,
+        class_names=tuple(names),
+    )

@@ -1,0 +1,153 @@
+"""A labelled site folder for adaptation: checked, split leakage-aware, and read at the parent's input size.
+
+The site's images are split into adapt / validation / test parts with near-duplicate groups
+kept whole (:func:`core.data.splits.grouped_split`), so the site's test figure is not
+inflated by a copy of a slice the model was adapted on. Images that are copies of the
+parent's own training images are said, and only ever used to adapt, never to test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.classes import canonical_class
+from core.data.datasets import Dataset, open_folder
+from core.data.hashing import hashes_from_hex, nearest_distance
+from core.data.image_cache import cached_images
+from core.data.scan import scan_dataset
+from core.data.splits import grouped_split
+from core.errors import WorkbenchError
+
+MIN_CLASSES = 2
+MIN_PER_CLASS = 5  # fewer and a class cannot be in the adapt, validation and test parts at once
+SITE_FRACTIONS = {"test": 0.3, "val": 0.2}  # the remainder adapts; validation early-stops and recalibrates
+# A copy of a parent's training image (re-encoded or rescaled) lies a few bits away. Stricter than
+# the scan's 20 because a copy claim removes an image from the site's test part: distinct synthetic
+# phantoms of one class already fall 14-20 bits apart.
+COPY_BITS = 12
+PARTS = ("adapt", "val", "test")
+
+
+@dataclass
+class SiteData:
+    """A site's images per part, labelled with the parent's class indices."""
+
+    ds: Dataset
+    files: pd.DataFrame  # readable rows: path, label, phash, part, copy_of_parent
+    x: dict[str, np.ndarray]  # part -> (N, S, S, 1) uint8
+    y: dict[str, np.ndarray]  # part -> (N,) class index in the parent's order
+    class_names: list[str]  # the parent's classes
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def copies(self) -> list[str]:
+        """Site files that are (near-)copies of the parent's training images."""
+        return self.files.loc[self.files["copy_of_parent"], "path"].tolist()
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Images per part and class (every parent class listed)."""
+        return {p: {c: int((self.y[p] == i).sum()) for i, c in enumerate(self.class_names)} for p in PARTS}
+
+    def paths(self, part: str) -> list[str]:
+        return self.files.loc[self.files["part"] == part, "path"].tolist()
+
+
+def check_site_classes(site_classes: list[str], counts: dict[str, int], parent_classes: list[str],
+                       where: str) -> None:
+    """Refuse a site whose classes the parent cannot learn from (the messages name the limits).
+
+    Raises:
+        WorkbenchError: unknown class names, fewer than two classes, or a class below the minimum.
+    """
+    unknown = [c for c in site_classes if c not in parent_classes]
+    if unknown:
+        raise WorkbenchError(f"the model does not know the class(es) {', '.join(unknown)}; it knows "
+                             f"{', '.join(parent_classes)}. Rename or remove those folders.", where)
+    present = [c for c in site_classes if counts.get(c, 0) > 0]
+    if len(present) < MIN_CLASSES:
+        raise WorkbenchError(f"adaptation needs readable images of at least {MIN_CLASSES} classes; found "
+                             f"{len(present)} ({', '.join(present) or 'none'})", where)
+    small = [f"{c} ({counts.get(c, 0)})" for c in site_classes if counts.get(c, 0) < MIN_PER_CLASS]
+    if small:
+        raise WorkbenchError(f"every class needs at least {MIN_PER_CLASS} readable images to adapt, validate "
+                             f"and test on; too few in: {', '.join(small)}", where)
+
+
+def prepare_site(folder: str | Path, parent, seed: int = 0, progress=None) -> SiteData:
+    """Open, scan, check, split and read a labelled site folder for ``parent`` (a registered Run).
+
+    Raises:
+        WorkbenchError: see :func:`check_site_classes`; also a missing folder or one class only.
+    """
+    try:
+        ds = open_folder(folder, kind="site")
+    except WorkbenchError as exc:
+        if "at least two classes" in exc.reason:
+            raise WorkbenchError(f"adaptation needs at least {MIN_CLASSES} classes: {exc.reason}", str(folder)) \
+                from None
+        raise
+    report = scan_dataset(ds)
+    files = report.readable.reset_index(drop=True).copy()
+    counts = files["label"].value_counts().to_dict()
+    check_site_classes(list(ds.class_names), counts, list(parent.class_names), str(ds.root))
+    files["copy_of_parent"] = _copies_of_training(files["phash"].tolist(), parent)
+    split = grouped_split(files, SITE_FRACTIONS, seed)
+    files["part"] = split.where(~files["copy_of_parent"], "train").replace({"train": "adapt"}).to_numpy()
+    index = {c: i for i, c in enumerate(parent.class_names)}
+    images = cached_images([ds.abspath(p) for p in files["path"]], parent.image_size, ds.fingerprint, progress,
+                           preprocessing=parent.preprocessing)
+    x, y = {}, {}
+    for part in PARTS:
+        mask = (files["part"] == part).to_numpy()
+        x[part], y[part] = images[mask], files.loc[mask, "label"].map(index).to_numpy(np.int64)
+    for part in ("val", "test"):
+        if len(x[part]) == 0:
+            raise WorkbenchError(f"the site's images left no {'validation' if part == 'val' else 'test'} part "
+                                 f"(near-copies of each other or of the model's training images count once); "
+                                 f"add more distinct images", str(ds.root))
+    return SiteData(ds, files[["path", "label", "phash", "part", "copy_of_parent"]], x, y,
+                    list(parent.class_names), list(report.unreadable()))
+
+
+def _copies_of_training(site_hashes: list[str], parent) -> np.ndarray:
+    """True where a site image is within :data:`COPY_BITS` of one of the parent's training images."""
+    train = list(parent.card.data.get("train_hashes") or [])
+    if not train or not site_hashes:
+        return np.zeros(len(site_hashes), dtype=bool)
+    dist = nearest_distance(hashes_from_hex(site_hashes), hashes_from_hex(train))
+    return np.asarray(dist <= COPY_BITS)
+
+
+def replay_sample(parent, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A class-balanced sample of what ``parent`` learned from, read with its own preprocessing.
+
+    Returns (images, class indices, paths as text). Replaying these while adapting keeps what
+    the model knew (without it, in-source accuracy fell 5 points in the issue's probe).
+
+    Raises:
+        WorkbenchError: the parent's training images are not on this machine.
+    """
+    from core.data.preprocess import load_many
+    from core.models.lineage import reference_files
+
+    try:
+        paths = reference_files(parent)
+    except WorkbenchError as exc:
+        raise WorkbenchError("adaptation replays some of the model's own training images so that it keeps what "
+                             f"it knew, and they are not on this machine ({exc.reason})", exc.source) from None
+    index = {c: i for i, c in enumerate(parent.class_names)}
+    labels = np.array([index.get(canonical_class(p.parent.name), -1) for p in paths])
+    rng = np.random.default_rng(seed)
+    per_class = max(1, n // len(index))
+    chosen = []
+    for i in range(len(index)):
+        members = np.flatnonzero(labels == i)
+        chosen += list(rng.choice(members, min(per_class, len(members)), replace=False)) if len(members) else []
+    chosen = sorted(chosen)
+    picked = [paths[i] for i in chosen]
+    return (load_many(picked, parent.image_size, preprocessing=parent.preprocessing), labels[chosen],
+            [str(p) for p in picked])

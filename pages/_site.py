@@ -1,0 +1,179 @@
+"""Site check and site adaptation, as small sections for the Evaluate, Predict & Explain and Train pages.
+
+The pages call one function each; the work is core.evaluation.site_check and core.training.adapt.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.evaluation.site_check import MIN_IMAGES, SHIFT_ADVICE, SiteCheck, site_check
+from core.jobs import CANCELLED, DONE, FAILED
+from core.paths import check_under_data_roots
+from core.safetext import escape_markdown, neutralise_frame
+from pages import _shared as sh
+
+
+def _show_check(result: SiteCheck) -> None:
+    """The verdict, the per-signal AUCs and unreadable files."""
+    if result.domain_auc is None:
+        st.info(result.advice, icon=":material/info:")
+    elif result.shift_detected:
+        st.warning(f"**{SHIFT_ADVICE}** Domain AUC {result.domain_auc:.2f} (95 % interval "
+                   f"{result.auc_interval[0]:.2f}–{result.auc_interval[1]:.2f}; 0.5 = indistinguishable).",
+                   icon=":material/warning:")
+    else:
+        st.success(result.advice, icon=":material/check_circle:")
+    if result.signals:
+        table = pd.DataFrame([{"signal": s["name"], "AUC": s["auc"]} for s in result.signals.values()])
+        st.dataframe(table, hide_index=True, width="stretch",
+                     column_config={"AUC": st.column_config.ProgressColumn(min_value=0.5, max_value=1.0,
+                                                                           format="%.2f")})
+        st.caption(f"{result.n_images} site images against {result.n_reference} training images; a classifier "
+                   "tries to tell them apart (cross-validated). A shift is reported when the AUC's interval "
+                   "excludes 0.5 and the AUC is at least 0.64 (a medium-sized difference).")
+    if result.unreadable:
+        with st.expander(f"{len(result.unreadable)} unreadable files (the rest were used)"):
+            st.dataframe(neutralise_frame(pd.DataFrame(result.unreadable, columns=["file", "reason"])),
+                         hide_index=True)
+
+
+def evaluate_section(run) -> None:
+    """Evaluate page: check a chosen folder of images (no labels needed) against ``run``'s training images."""
+    st.subheader("Site check: do your images look like the training images?")
+    st.caption("Any folder of images from one hospital or scanner; sub-folder names are ignored and no labels "
+               "are needed. If they differ, the model card's accuracy does not apply to them.")
+    folder = st.text_input("Folder of the site's images", key="site_check_folder")
+    if st.button("Check these images", key="site_check_go", disabled=not folder.strip()):
+        with sh.shown_errors():
+            path = check_under_data_roots(folder.strip())
+            with st.spinner("Comparing with the training images…"):
+                st.session_state["site_check_result"] = (run.run_id, site_check(run, path))
+    stored = st.session_state.get("site_check_result")
+    if stored and stored[0] == run.run_id:
+        _show_check(stored[1])
+        if stored[1].shift_detected:
+            st.caption("To adapt: Train page → 'Adapt an existing model to your images', with a labelled sample "
+                       "from this site.")
+
+
+def predict_batch_check(run, uploads: list) -> None:
+    """Predict & Explain: with at least MIN_IMAGES uploads, say whether they differ from the training images."""
+    if len(uploads) < MIN_IMAGES:
+        return
+    key = ("site_batch", run.run_id, tuple((u.name, u.size) for u in uploads))
+    if st.session_state.get("site_batch_key") != key:
+        with tempfile.TemporaryDirectory() as tmp, sh.shown_errors(), st.spinner("Checking the batch…"):
+            for i, u in enumerate(uploads):  # numbered names: uploaded file names never reach the disk
+                (Path(tmp) / f"{i:05d}{Path(u.name).suffix.lower()[:8]}").write_bytes(u.getvalue())
+            st.session_state["site_batch_result"] = site_check(run, tmp)
+            st.session_state["site_batch_key"] = key
+    result = st.session_state.get("site_batch_result")
+    if result is not None and result.shift_detected:
+        st.warning(f"**{SHIFT_ADVICE}** (site check on these {result.n_images} images: domain AUC "
+                   f"{result.domain_auc:.2f}.)", icon=":material/warning:")
+
+
+# --- Train page: adaptation ----------------------------------------------------------------------------
+
+def adapt_view(registry) -> None:
+    """Train page mode: adapt a registered model to a labelled site folder, as a background job."""
+    from core.models.runs import list_runs, resolve_run
+    from core.training.adapt import AdaptConfig, adapt_model
+
+    st.caption("Fine-tune a saved model on a few labelled images from your hospital (one sub-folder per class; "
+               "at least 2 classes and 5 images each). A new model is saved; the original is never changed. "
+               "Some of the original training images are replayed so the model keeps what it knew.")
+    runs = [r for r in list_runs() if r.usable]
+    if not runs:
+        st.info("No saved model to adapt yet: train one first.")
+        return
+    by_id = {r.run_id: r for r in runs}
+    parent_id = st.selectbox("Model to adapt", list(by_id), format_func=lambda k: by_id[k].label(), key="adapt_parent")
+    folder = st.text_input("Labelled folder of the site's images", key="adapt_folder")
+    epochs = st.number_input("Most epochs", 1, 50, AdaptConfig().epochs, key="adapt_epochs")
+    busy = registry.active("adapt") or registry.active("train")
+    if st.button("Start adapting", type="primary", key="adapt_start", disabled=busy is not None or not folder.strip()):
+        with sh.shown_errors():
+            path = check_under_data_roots(folder.strip())
+            parent = resolve_run(parent_id)
+            cfg = AdaptConfig(epochs=int(epochs))
+            registry.submit("adapt", f"Adapt {parent.run_id} to {Path(path).name}",
+                            lambda j: adapt_model(parent, path, cfg, j))
+            st.rerun()
+    current = registry.active("adapt") or next(iter(registry.jobs("adapt")), None)
+    if current is not None:
+        _adapt_job(registry, current.id, current.running)
+
+
+def _adapt_job(registry, job_id: str, was_running: bool) -> None:
+    @st.fragment(run_every=1.0 if was_running else None)
+    def view() -> None:
+        job = registry.get(job_id)
+        snap = job.snapshot()
+        if was_running and not job.running:
+            st.rerun()
+        st.subheader(f"Job: {escape_markdown(snap.title)}")
+        if job.running:
+            text = snap.phase or "Starting"
+            if snap.epochs and snap.epoch:
+                text += f" · epoch {snap.epoch}/{snap.epochs}"
+            st.progress(min(1.0, snap.progress), text=text)
+            st.button("Cancel", key="adapt_cancel", on_click=job.cancel, disabled=snap.cancel_requested,
+                      help="Stops after the step in flight; nothing is saved.")
+        elif snap.status == DONE:
+            result = snap.result
+            st.success(f"Saved as {result.run.run_id} ({escape_markdown(result.run.adapted_note())}).", icon=":material/check_circle:")
+            st.dataframe(before_after_frame(result.to_json()), hide_index=True, width="stretch")
+        elif snap.status == FAILED:
+            st.error(f"Adaptation failed: {escape_markdown(snap.error)}", icon=":material/error:")
+        elif snap.status == CANCELLED:
+            st.warning("Adaptation was cancelled: nothing was saved.", icon=":material/cancel:")
+        st.code("\n".join(snap.log[-8:]) or "(no log yet)", language=None)
+
+    view()
+
+
+def before_after_frame(out: dict) -> pd.DataFrame:
+    """The before/after table: accuracy of the parent and the adapted model on both test sets."""
+    rows = []
+    for part, title in (("site", "the site's test part"), ("source", "the original model's own test split")):
+        n = out["after"].get(f"{part}_n")
+        rows.append({"images": f"{title} ({n})", "original model": out["before"][part],
+                     "adapted model": out["after"][part]})
+    return pd.DataFrame(rows)
+
+
+# --- Dataset Explorer: the story from shortcut to site ---------------------------------------------------
+
+DEMO_FIGURES = Path(__file__).resolve().parents[1] / "bench" / "site_results.json"  # python -m bench.site_adapt
+
+
+def teaching_story() -> None:
+    """Explorer, style-shortcut section: shortcut -> site check -> adaptation, with the measured demo figures."""
+    import json
+
+    st.markdown("**From a shortcut to a new hospital**")
+    st.markdown(
+        "1. **Shortcut.** If style predicts the class here, a model may have learned the style of each "
+        "collection. Its accuracy then holds only for images in that style.\n"
+        "2. **Site check** (Evaluate page, no labels needed): a classifier tries to tell a hospital's images from "
+        "the training images. If it can (domain AUC well above 0.5), the model card's accuracy does not apply.\n"
+        "3. **Adaptation** (Train page, 'Adapt an existing model to your images'): a few labelled slices from that "
+        "hospital, with some of the original training images replayed so nothing is forgotten, give a new model "
+        "for that site; its warnings and prediction sets are refitted there.")
+    try:
+        fig = json.loads(DEMO_FIGURES.read_text())
+    except (OSError, ValueError):
+        return
+    check, own, adapt = fig["site_check_site"], fig["site_check_own_test"], fig["adapt"]
+    st.caption(
+        f"Measured on a simulated site ({fig['n_site']} real validation slices re-framed and given other "
+        f"intensities, `python -m bench.site_adapt`): site check domain AUC {check['domain_auc']:.2f} on the site, "
+        f"{own['domain_auc']:.2f} on the model's own held-out test images (not flagged); after adapting, site "
+        f"accuracy {adapt['before']['site']:.1%} → {adapt['after']['site']:.1%}, original test "
+        f"{adapt['before']['source']:.1%} → {adapt['after']['source']:.1%}.")
