@@ -69,9 +69,9 @@ def test_text_report(demo_root: Path, capsys) -> None:
     assert "Classes: glioma, meningioma, notumor, pituitary" in out
     assert "Exact-duplicate groups: 3 (6 files)" in out
     assert "Groups crossing the folder's own splits: 3" in out
-    assert "(cold)" in out
+    assert "no cache yet)" in out
     assert main(["scan", str(demo_root)]) == 0
-    assert "(cache)" in capsys.readouterr().out
+    assert "read from the cache)" in capsys.readouterr().out
 
 
 def test_threshold_option_and_unreadable_files(tmp_path: Path, class_tree, capsys) -> None:
