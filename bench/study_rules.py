@@ -11,7 +11,7 @@ model; series are then drawn from those scores:
 
 Slices are drawn independently (the Kaggle slices come from different people), so real series,
 whose neighbouring slices agree more, should disagree less than these. Reported: study accuracy,
-per-class recall, and the false-tumour rate on no-tumour series, per rule. Writes section 10 of
+per-class recall, and the false-tumour rate on no-tumour series, per rule. Writes section 11 of
 bench/RESULTS.md and bench/study_rules.json.
 """
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render(results: dict, classes: list[str]) -> str:
-    lines = [BEGIN, "## 10. Study rules: one answer per series",
+    lines = [BEGIN, "## 11. Study rules: one answer per series",
              "", f"Model `{results['run']}`; {results['test_slices']} held-out test slices (slice accuracy "
              f"{results['slice_accuracy']:.1%}), {results['series_per_class']} series per class of "
              f"{'/'.join(map(str, results['slices_per_series']))} slices, drawn from those slices' scores (`python -m bench.study_rules`).",

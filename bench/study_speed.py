@@ -8,7 +8,7 @@ Run: ``python -m bench.study_speed [--slices 150] [--repeats 3]``
 - Memory: Python-heap peak (tracemalloc; NumPy's buffers are counted) of the same path on .nii
   volumes of 50 and 150 slices; the growth per slice extrapolates to 600 slices. TensorFlow's own
   allocations are not in tracemalloc: they depend on the batch (32 slices of 128 px), not the study.
-Writes bench/study_speed.json and section 11 of bench/RESULTS.md.
+Writes bench/study_speed.json and section 12 of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 def render(o: dict) -> str:
     peaks = ", ".join(f"{n} slices {mb:.0f} MB" for n, mb in o["heap_peak_mb"].items())
     return "\n".join([
-        BEGIN, "## 11. Whole studies: time and memory", "",
+        BEGIN, "## 12. Whole studies: time and memory", "",
         f"`python -m bench.study_speed` on {o['affinity']} CPU cores, default model (128 px), heat maps for the "
         "strip's 4 slices only, model loaded and traced beforehand.", "",
         f"- {o['slices']}-slice {o['side']}×{o['side']} DICOM series (folder, uncompressed) to the study answer: "
