@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -244,7 +245,7 @@ def test_augmentation_shows_an_undecodable_upload_as_an_error():
     at.radio(key="aug_source").set_value("upload").run()
     at.file_uploader(key="aug_upload").upload("slice.png", b"garbage bytes", "image/png").run()
     assert not at.exception
-    assert "slice.png" in at.error[0].value
+    assert "slice.png" in re.sub(r"\\(.)", r"\1", at.error[0].value)  # as shown: escaped marks are literal
 
 
 # --- Real data (skipped without ../shared/data) -----------------------------------------------
