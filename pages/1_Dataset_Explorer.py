@@ -10,13 +10,12 @@ from core.classes import display_name
 from core.data import explore
 from core.data.datasets import SOURCES
 from core.data.splits import SPLIT_MODES
-from core.data.teaching import CLASS_NOTES
 from core.paths import data_roots
 from core.reports import charts
 from core.safetext import escape_markdown
+from pages import _explorer_teaching as teaching
 from pages import _nav as nav
 from pages import _shared as sh
-from pages import _site as site
 
 nav.require_navigation()  # first: a deep link may have started this page without Home.py
 
@@ -242,61 +241,12 @@ def leakage_block() -> None:
                "one side of the line.")
 
 
-def tumour_types_section() -> None:
-    st.caption("Short educational summaries of typical appearance; not diagnostic criteria.")
-    cols = st.columns(len(CLASS_NOTES))
-    for col, (label, (summary, points)) in zip(cols, CLASS_NOTES.items()):
-        with col.container(border=True):
-            st.markdown(f"#### {display_name(label)}")
-            if label in report.class_means:
-                mean = np.clip(report.class_means[label], 0, 255).astype(np.uint8)
-                st.image(mean, caption="mean image of this dataset", width=128)
-            st.markdown(summary)
-            st.markdown("\n".join(f"- {p}" for p in points))
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def _shortcut(fingerprint: str, _ds, _report):
-    from core.data.shortcut import dataset_shortcut
-
-    return dataset_shortcut(_ds, _report)
-
-
-def shortcut_section() -> None:
-    st.markdown("**Can the class be guessed from image style alone?**")
-    st.caption("A simple classifier sees only twelve numbers per image — brightness and contrast inside the "
-               "head, how much of the frame is background, how much the head fills, and how the file was "
-               "stored: colour or grayscale, file size, image size, JPEG quality — never the anatomy. "
-               "Its accuracy is measured on images it did not learn from (5-fold cross-validation, "
-               "near-copies kept together).")
-    with st.spinner("Measuring image statistics (about a minute for 5,000 images the first time)…"), \
-            sh.shown_errors(stop=True):
-        result = _shortcut(ds.fingerprint, ds, report)
-    if result.accuracy is None:
-        st.info(result.verdict)
-    else:
-        m = st.columns(4)
-        m[0].metric("Accuracy from style alone", f"{result.accuracy:.0%}")
-        if result.file_accuracy is not None:
-            m[1].metric("From the file facts alone", f"{result.file_accuracy:.0%}",
-                        help="Colour mode, file size, image size and JPEG quality only.")
-        m[2].metric("Chance (most common class)", f"{result.chance:.0%}",
-                    help="Accuracy of always answering the most common class.")
-        m[3].metric("Images", f"{result.n_images:,}")
-        (st.warning if result.accuracy >= result.chance + 0.10 else st.success)(result.verdict)
-    st.markdown("**Average of each statistic per class**")
-    st.altair_chart(charts.shortcut_chart(result.per_class), width="content")
-    st.caption("Bars far apart mean the classes look different before any tumour is considered: e.g. one "
-               "collection's scans are brighter, or frame the head more tightly.")
-    site.teaching_story()
-
-
 with page_box:
     {
         "Class balance": balance_section,
         "Samples": samples_section,
         "Classes": classes_section,
-        "Style shortcut": shortcut_section,
+        "Style shortcut": lambda: teaching.shortcut_section(ds, report),
         "Data quality": quality_section,
-        "Tumour types": tumour_types_section,
+        "Tumour types": lambda: teaching.tumour_types_section(report),
     }[section]()

@@ -1,27 +1,24 @@
 """Evaluate: score saved models on held-out images, with metrics that ignore memorised near-copies."""
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
 from core.classes import display_name
 from core.evaluation import metrics
-from core.evaluation.compare import cell_images, comparison_table, training_history, worst_mistakes
+from core.evaluation.compare import cell_images, training_history, worst_mistakes
 from core.evaluation.conformal_eval import evaluate_conformal
 from core.evaluation.eval_sets import EVAL_SETS, EvalSet, data_kind_warning
 from core.evaluation.evaluate import cached_evaluation, evaluate_runs
-from core.evaluation.paired import COMPARISON_COLUMNS, paired_comparison
-from core.inference.ensemble_predict import predictor_for
 from core.inference.gradcam import CAM_METHODS
 from core.jobs import FINISHED, job_registry
-from core.models.runs import best_run, list_runs, load_model, resolve_run
+from core.models.runs import best_run, list_runs
 from core.paths import check_under_data_roots
 from core.reports import eval_charts as ec
 from core.reports.conformal import GUARANTEE_NOTE, coverage_chart, coverage_display
 from core.reports.eval_tables import per_class_display
-from core.reports.gallery import gallery_images
 from core.safetext import escape_markdown
+from pages import _evaluate_compare as compare
+from pages import _evaluate_gallery as gallery
 from pages import _evaluate_sections as es
 from pages import _nav as nav
 from pages import _shared as sh
@@ -32,39 +29,12 @@ nav.require_navigation()  # first: a deep link may have started this page withou
 JOB_KEY = "evaluate_job"  # (job id, eval-set key) of the evaluation started from this session
 RESULTS_KEY = "evaluate_results"  # {(run id, model sha, eval-set key): EvaluationResult}
 ERROR_KEY = "evaluate_error"
-GALLERY = 12  # images per gallery: each needs a decode and a Grad-CAM pass
 SUBSETS = {"leakage_free": "Leakage-free images", "all": "All images"}
 
 
 @st.cache_resource(show_spinner=False)
 def jobs():
     return job_registry()
-
-
-@st.cache_resource(show_spinner="Loading the model…", max_entries=2)
-def model_for(run_id: str, sha: str, path: str):
-    run = resolve_run(path, root=Path(path).parent)
-    return predictor_for(run) if run.card.is_ensemble else load_model(run)  # an ensemble: its members' maps
-
-
-@st.cache_data(show_spinner="Drawing images…", max_entries=64)
-def gallery(run_id: str, sha: str, path: str, root: str, rows: pd.DataFrame, method: str | None) -> list:
-    run = resolve_run(path, root=Path(path).parent)
-    return gallery_images(run, model_for(run_id, sha, path) if method else None, root, rows, method)
-
-
-def show_gallery(run, result, rows: pd.DataFrame, method: str | None, empty: str) -> None:
-    if rows.empty:
-        st.caption(empty)
-        return
-    rows = rows.head(GALLERY)
-    with sh.shown_errors():
-        images = gallery(run.run_id, result.model_sha256, str(run.path), result.root,
-                         rows[["file", "true", "predicted"]].reset_index(drop=True), method)
-        captions = [f"{Path(r.file).name} · true {display_name(r.true)} · predicted {display_name(r.predicted)} "
-                    f"({r.confidence:.0%})" + (" · near-copy of a training image" if r.overlap else "")
-                    for r in rows.itertuples()]
-        st.image(images, caption=captions, width=160)
 
 
 st.title("Evaluate")
@@ -159,47 +129,7 @@ if not done:
     st.stop()
 
 if len(done) > 1:
-    st.subheader("Comparison on the same images")
-    done_results = {r.run_id: results[result_key(r)] for r in done}
-    table = comparison_table(done, done_results)
-    table["eval_set"] = [done_results[r].description for r in table["run"]]
-    shown = table.assign(best=table["best"].map({True: "★ best", False: ""})).rename(columns=COMPARISON_COLUMNS)
-    st.dataframe(shown, hide_index=True, column_config={
-        "Validation accuracy": st.column_config.NumberColumn(format="percent"),
-        "Test accuracy": st.column_config.NumberColumn(format="percent"),
-        "Macro-F1 (leakage-free test)": st.column_config.NumberColumn(format="%.3f"),
-        "Training time (s)": st.column_config.NumberColumn(format="%.0f"),
-        "Size (MB)": st.column_config.NumberColumn(format="%.1f")})
-    st.caption("Best = highest macro-F1 on leakage-free test images. Only a comparison on the same images "
-               "is fair: below, two models are paired image by image.")
-    c1, c2 = st.columns(2)
-    ids = [r.run_id for r in done]
-    a_id = c1.selectbox("Model A", ids, index=0, key="evaluate_pair_a", format_func=lambda k: by_id[k].label())
-    b_id = c2.selectbox("Model B", ids, index=1, key="evaluate_pair_b", format_func=lambda k: by_id[k].label())
-    with sh.shown_errors():
-        if a_id == b_id:
-            st.info("Pick two different models to pair them.", icon=":material/compare_arrows:")
-        else:
-            pair = paired_comparison(done_results[a_id], done_results[b_id])
-            st.markdown(f":material/compare_arrows: {pair.sentence()}")
-            left, right = st.columns(2)
-            left.caption("How B's confusion matrix differs from A's (B minus A; on the diagonal, more is better)")
-            left.dataframe(pair.confusion_difference)
-            right.caption(f"The {len(pair.disagreements)} image(s) where A and B answer differently "
-                          "(click a row to see it)")
-            picked = right.dataframe(pair.disagreements.assign(
-                true=pair.disagreements["true"].map(display_name),
-                a_predicted=pair.disagreements["a_predicted"].map(display_name),
-                b_predicted=pair.disagreements["b_predicted"].map(display_name)).rename(columns={
-                    "file": "File", "true": "True class", "a_predicted": "A says", "b_predicted": "B says",
-                    "right": "Right"}), hide_index=True, on_select="rerun", selection_mode="single-row",
-                key="evaluate_pair_pick")
-            rows = picked.selection.rows if picked is not None else []
-            if rows:
-                row = pair.disagreements.iloc[rows[0]]
-                res_a = done_results[a_id]
-                one = res_a.predictions[res_a.predictions["file"] == row["file"]].head(1)
-                show_gallery(by_id[a_id], res_a, one, None, "")
+    compare.comparison_section(done, {r.run_id: results[result_key(r)] for r in done}, by_id)
 
 best = best_run(done) if len(done) > 1 else done[0]
 run_id = st.selectbox("Details for", [r.run_id for r in done], index=done.index(best),
@@ -278,8 +208,8 @@ pred_c = c2.selectbox("Predicted class", names, format_func=display_name, key="e
 method = c3.selectbox("Overlay", [None, *CAM_METHODS], format_func=lambda k: CAM_METHODS.title(k or "none"),
                       index=1, key="evaluate_cam")
 st.caption("Click a cell (or pick the two classes) to see its images; the overlay shows where the model looked.")
-show_gallery(run, result, cell_images(result.subset(lf), true_c, pred_c), method,
-             f"No {display_name(true_c)} images were predicted as {display_name(pred_c)}.")
+gallery.show_gallery(run, result, cell_images(result.subset(lf), true_c, pred_c), method,
+                     f"No {display_name(true_c)} images were predicted as {display_name(pred_c)}.")
 
 st.subheader("ROC and precision-recall")
 roc, aucs = metrics.roc_curves(y, probs, names)
@@ -310,7 +240,8 @@ es.robustness_section(run, eval_set, set_key, registry)
 es.localisation_section(run, eval_set, result)
 
 st.subheader("Most confident mistakes")
-show_gallery(run, result, worst_mistakes(result.subset(lf), GALLERY), method, "No wrong predictions.")
+gallery.show_gallery(run, result, worst_mistakes(result.subset(lf), gallery.GALLERY), method,
+                     "No wrong predictions.")
 
 st.subheader("Training history")
 chart = ec.history_chart(training_history(run))

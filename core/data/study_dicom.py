@@ -1,5 +1,6 @@
 """DICOM series: read headers only, group by SeriesInstanceUID, split mixed sizes or orientations,
-order along the slice normal, and check the geometry (gaps, duplicates, gantry tilt).
+order along the slice normal, and check the geometry (gaps, duplicates, gantry tilt; the geometry
+itself lives in :mod:`core.data.study_geometry`).
 
 Pixels are decoded later, one slice at a time, by :func:`core.data.dicom.decode_dicom` (single
 frames) or frame by frame with pydicom's ``pixel_array(index=...)`` and the same LUT/window code.
@@ -10,7 +11,6 @@ from __future__ import annotations
 import io
 import re
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,31 +26,13 @@ from core.data.dicom import (
 )
 from core.data.pixels import DecodedImage
 from core.data.study_files import FileSet
+from core.data.study_geometry import FrameHeader, order_frames, orientation_name, split_series
 from core.data.study_types import MAX_SLICES, SliceRef, Stack, Study
 from core.errors import WorkbenchError
 
 MAX_SIDE = 4096  # rows or columns of one slice; larger is not an MRI slice (and a decompression bomb)
-PARALLEL = 0.999  # |cos| between two slice normals (or row directions) that count as the same orientation
-TILT_DEGREES = 0.5  # stack direction vs slice normal beyond this is a tilted (sheared) stack
 _UID = re.compile(r"[0-9][0-9.]{0,63}")
 PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
-GAP = 1.5  # a step above this many median spacings means slices are missing
-
-
-@dataclass
-class _Frame:
-    """The header facts of one slice (a single-frame file or one frame of a multi-frame file)."""
-
-    name: str
-    frame: int | None  # index inside a multi-frame file; None for a single-frame file
-    uid: str
-    rows: int
-    cols: int
-    iop: np.ndarray | None  # (6,) row and column direction cosines
-    ipp: np.ndarray | None  # (3,) position of the first pixel, mm
-    instance: int | None
-    modality: str
-    syntax_error: str | None
 
 
 def frame_count(path: Path) -> int:
@@ -79,7 +61,7 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _headers(name: str, data: bytes) -> list[_Frame]:
+def _headers(name: str, data: bytes) -> list[FrameHeader]:
     """The slices one file contributes (empty when it is not a DICOM image)."""
     import pydicom
 
@@ -105,7 +87,7 @@ def _headers(name: str, data: bytes) -> list[_Frame]:
     iop, ipp = _floats(ds.get("ImageOrientationPatient"), 6), _floats(ds.get("ImagePositionPatient"), 3)
     instance = _int(ds.get("InstanceNumber"))
     if frames == 1:
-        return [_Frame(name, None, uid, rows, cols, iop, ipp, instance, modality, syntax_error)]
+        return [FrameHeader(name, None, uid, rows, cols, iop, ipp, instance, modality, syntax_error)]
     shared = _first_item(ds.get("SharedFunctionalGroupsSequence"))
     shared_iop = _plane(shared, "PlaneOrientationSequence", "ImageOrientationPatient", 6)
     per_frame = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
@@ -114,13 +96,13 @@ def _headers(name: str, data: bytes) -> list[_Frame]:
         item = per_frame[k] if k < len(per_frame) else None
         f_iop = _plane(item, "PlaneOrientationSequence", "ImageOrientationPatient", 6)
         f_ipp = _plane(item, "PlanePositionSequence", "ImagePositionPatient", 3)
-        out.append(_Frame(f"{name} frame {k + 1}", k, uid, rows, cols,
+        out.append(FrameHeader(f"{name} frame {k + 1}", k, uid, rows, cols,
                           f_iop if f_iop is not None else (shared_iop if shared_iop is not None else iop),
                           f_ipp, k + 1, modality, syntax_error))
     return out
 
 
-def _read_headers(files: FileSet, name: str) -> list[_Frame]:
+def _read_headers(files: FileSet, name: str) -> list[FrameHeader]:
     """Headers from the file's first bytes when that is enough, else from the whole file."""
     if files.head is not None:
         head = files.head(name)
@@ -150,110 +132,14 @@ def _plane(item: Any, sequence: str, tag: str, n: int) -> np.ndarray | None:
     return _floats(inner.get(tag), n) if inner is not None else None
 
 
-def _normal(iop: np.ndarray) -> np.ndarray:
-    n = np.cross(iop[:3], iop[3:])
-    return n / (np.linalg.norm(n) or 1.0)
 
-
-def _orientation_name(iop: np.ndarray | None) -> str:
-    if iop is None:
-        return "unknown"
-    n = np.abs(_normal(iop))
-    name = ("sagittal", "coronal", "axial")[int(n.argmax())]
-    return name if n.max() >= 0.8 else f"oblique (nearest {name})"
-
-
-def _split(frames: list[_Frame]) -> list[tuple[list[_Frame], str]]:
-    """Parts of one series with one slice size and one orientation each, with why it was split."""
-    parts: list[list[_Frame]] = []
-    for f in frames:
-        for part in parts:
-            g = part[0]
-            same_size = (g.rows, g.cols) == (f.rows, f.cols)
-            same_dir = (g.iop is None) == (f.iop is None) and (
-                g.iop is None or (abs(float(np.dot(_normal(g.iop), _normal(f.iop)))) >= PARALLEL
-                                  and abs(float(np.dot(g.iop[:3], f.iop[:3]))) >= PARALLEL))
-            if same_size and same_dir:
-                part.append(f)
-                break
-        else:
-            parts.append([f])
-    if len(parts) == 1:
-        return [(parts[0], "")]
-    sizes = {(p[0].cols, p[0].rows) for p in parts}
-    dirs = {_orientation_name(p[0].iop) for p in parts}
-    why = []
-    if len(sizes) > 1:
-        why.append("image sizes " + ", ".join(f"{w}×{h}" for w, h in sorted(sizes)))
-    if len(dirs) > 1 or len(sizes) == 1:
-        why.append("orientations " + ", ".join(sorted(dirs)))
-    reason = (f"This series mixes {' and '.join(why)}; it was split into {len(parts)} parts, one per size and "
-              "orientation, and each part is read on its own.")
-    return [(p, reason) for p in parts]
-
-
-def _natural(name: str) -> list[Any]:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
-
-
-def _order(frames: list[_Frame]) -> tuple[list[_Frame], list[float | None], str, list[str], list[str]]:
-    """Frames in stack order, their positions along the normal, how ordered, warnings, flags."""
-    warnings: list[str] = []
-    flags: list[str] = []
-    if all(f.iop is not None and f.ipp is not None for f in frames):
-        normal = _normal(frames[0].iop)
-        pos = [float(np.dot(f.ipp, normal)) for f in frames]
-        idx = sorted(range(len(frames)), key=lambda i: pos[i])
-        ordered, positions = [frames[i] for i in idx], [pos[i] for i in idx]
-        warnings += _geometry_warnings(ordered, positions, normal, flags)
-        return ordered, positions, "position", warnings, flags
-    flags.append("missing_position")
-    if all(f.instance is not None for f in frames):
-        warnings.append("Some slices have no position tags (ImagePositionPatient / ImageOrientationPatient); "
-                        "the slices were ordered by InstanceNumber instead, which is usually, not always, right.")
-        return sorted(frames, key=lambda f: (f.instance, _natural(f.name))), [None] * len(frames), \
-            "instance number", warnings, flags
-    warnings.append("Some slices have neither position tags nor an InstanceNumber; they were ordered by file "
-                    "name, which may not be their order in the body.")
-    return sorted(frames, key=lambda f: _natural(f.name)), [None] * len(frames), "file order", warnings, flags
-
-
-def _geometry_warnings(frames: list[_Frame], positions: list[float], normal: np.ndarray, flags: list[str]) -> list[str]:
-    out = []
-    if len(frames) < 3:
-        return out
-    steps = np.diff(positions)
-    spacing = float(np.median(steps[steps > 1e-3])) if (steps > 1e-3).any() else 0.0
-    duplicates = int((steps <= 1e-3).sum())
-    if duplicates:
-        out.append(f"{duplicates} slice(s) share a position with another slice (repeated acquisitions or copies); "
-                   "both are used.")
-        flags.append("duplicate_positions")
-    if spacing > 0:
-        gaps = steps[steps > GAP * spacing]
-        missing = int(sum(round(g / spacing) - 1 for g in gaps))
-        if missing:
-            out.append(f"About {missing} slice(s) appear to be missing: the spacing jumps in {len(gaps)} place(s) "
-                       f"(usual spacing {spacing:.2f} mm).")
-            flags.append("missing_slices")
-    travel = frames[-1].ipp - frames[0].ipp
-    length = float(np.linalg.norm(travel))
-    if length > 0:
-        tilt = float(np.degrees(np.arccos(min(1.0, abs(float(np.dot(travel, normal))) / length))))
-        if tilt > TILT_DEGREES:
-            out.append(f"The stack is tilted by {tilt:.1f}° against its slices (gantry tilt); slices are read as "
-                       "they are, without correcting the tilt.")
-            flags.append("gantry_tilt")
-    return out
-
-
-def _stack(key: str, frames: list[_Frame], split_reason: str, files: FileSet, multi: bool) -> Stack:
-    ordered, positions, order, warnings, flags = _order(frames)
+def _stack(key: str, frames: list[FrameHeader], split_reason: str, files: FileSet, multi: bool) -> Stack:
+    ordered, positions, order, warnings, flags = order_frames(frames)
     if split_reason:
         warnings.insert(0, split_reason)
         flags.append("split_series")
     f0 = ordered[0]
-    orientation = _orientation_name(f0.iop)
+    orientation = orientation_name(f0.iop)
     modality = f0.modality
     if modality != "MR":
         warnings.append(f"The series is not marked as MR (Modality {modality or 'missing'}); the model learned "
@@ -273,7 +159,7 @@ def _stack(key: str, frames: list[_Frame], split_reason: str, files: FileSet, mu
     return stack
 
 
-def _frame_loader(files: FileSet, by_source: dict[str, _Frame]):
+def _frame_loader(files: FileSet, by_source: dict[str, FrameHeader]):
     """Decode one frame of a multi-frame file: only that frame's pixels are read and decoded."""
     import pydicom
     from pydicom.pixels import apply_modality_lut, pixel_array
@@ -312,7 +198,7 @@ def read_series(files: FileSet) -> Study:
     Raises:
         WorkbenchError: no DICOM image at all among the files.
     """
-    frames: list[_Frame] = []
+    frames: list[FrameHeader] = []
     multi_files: set[str] = set()
     skipped: dict[str, int] = defaultdict(int)
     for name in files.names:
@@ -335,13 +221,13 @@ def read_series(files: FileSet) -> Study:
         raise WorkbenchError("no DICOM image was found among the files" +
                              (f" ({', '.join(f'{n} {why}' for why, n in skipped.items())})" if skipped else ""),
                              files.label)
-    groups: dict[tuple[str, str | None], list[_Frame]] = defaultdict(list)
+    groups: dict[tuple[str, str | None], list[FrameHeader]] = defaultdict(list)
     for f in frames:  # a multi-frame file is its own stack even when it shares a series UID
         base = f.name.rsplit(" frame ", 1)[0] if f.frame is not None else None
         groups[(f.uid, base)].append(f)
     stacks = []
     for (uid, base), members in groups.items():
-        parts = _split(members)
+        parts = split_series(members)
         for i, (part, reason) in enumerate(parts, 1):
             key = uid if len(parts) == 1 else f"{uid} part {i}"
             stacks.append(_stack(key, part, reason, files, base is not None))

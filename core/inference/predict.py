@@ -16,8 +16,7 @@ import numpy as np
 
 from core.classes import display_name
 from core.config import DataConfig
-from core.data.dicom import SAFE_FIELDS, modality_warning
-from core.data.hashing import nearest_distance, perceptual_hash
+from core.data.dicom import SAFE_FIELDS
 from core.data.imageio import DecodedImage, decode_image
 from core.data.preprocess import Framing, Prepared, prepare_framed
 from core.errors import WorkbenchError
@@ -31,18 +30,20 @@ from core.inference.notices import (  # noqa: F401 - re-exported: pages and repo
     SYNTHETIC_WARNING,
     empty_set_warning,
 )
-from core.inference.ood import energy, image_checks
+from core.inference.ood import energy
 from core.inference.records import PredictionResult, Scores
 from core.inference.runner import ModelRunner
 from core.inference.side_files import PREDICTION_SETS, disabled_warning, load_ood, load_train_hashes
-from core.inference.trust import TrustThresholds, card_thresholds, unstable_views
-from core.inference.trust import flags as trust_flags
+from core.inference.slice_warnings import (  # noqa: F401 - re-exported: callers import them from here
+    LOW_CONFIDENCE_MESSAGE,
+    NOT_MRI,
+    format_probability,
+    slice_warnings,
+)
+from core.inference.trust import TrustThresholds, card_thresholds
 from core.models.runs import OOD_FILE, Run, best_run, list_runs, load_model, resolve_run
 
 SAFE_META = (*SAFE_FIELDS, "window", "frames")  # DICOM fields we show; never patient identifiers
-NOT_MRI = "Probably not a brain MRI"
-LOW_CONFIDENCE_MESSAGE = ("Close call: the model is not confident about this slice. Do not rely on this result; look "
-                          "at the probabilities of the other classes too.")
 
 
 def no_model_error() -> WorkbenchError:
@@ -200,55 +201,10 @@ class Predictor:
 
     def warnings_for(self, image: DecodedImage, scores: Scores, i: int,
                      framing: Framing | None = None) -> tuple[list[str], list[str], dict[str, str]]:
-        """(messages, flags, details) for image ``i`` of a scored batch.
-
-        Messages say what a warning means for the reader, in plain words; the figures behind
-        them go to ``details`` (shown on request).
-        """
-        messages: list[str] = []
-        flags: list[str] = []
-        details: dict[str, str] = {}
+        """(messages, flags, details) for image ``i`` of a scored batch (see
+        :func:`core.inference.slice_warnings.slice_warnings`), with this model's card thresholds."""
         thresholds = TrustThresholds(self.low_confidence, self.maha_threshold, self.flag_unstable)
-        distance = None if scores.mahalanobis is None else scores.mahalanobis[i:i + 1]
-        f = trust_flags(scores.probs[i:i + 1], distance, [v[i:i + 1] for v in scores.view_logits], thresholds)
-        conf = float(scores.probs[i].max())
-        details["Model probability of the top class"] = f"{format_probability(conf)} (a close call below " \
-                                                         f"{format_probability(self.low_confidence)})"
-        if f.low_confidence[0]:
-            messages.append(LOW_CONFIDENCE_MESSAGE)
-            flags.append("low_confidence")
-        if distance is not None and self.maha_threshold is not None:
-            details["How unlike the training images this slice looks (distance of the model's features)"] = \
-                f"{float(distance[0]):.1f} (unfamiliar above {self.maha_threshold:.1f})"
-        if f.unfamiliar[0]:
-            messages.append("This slice looks unlike the images the model learned from; treat the result with "
-                            "extra caution.")
-            flags.append("unfamiliar")
-        if len(scores.view_logits) > 1:
-            agree = not unstable_views([v[i:i + 1] for v in scores.view_logits])[0]
-            details["Same answer for the mirrored slice"] = "yes" if agree else "no"
-        if f.unstable[0]:
-            messages.append("The answer changes when the slice is mirrored left to right, so the model is unsure; "
-                            "treat the result with extra caution.")
-            flags.append("unstable")
-        reasons = [f"{NOT_MRI}: {text}" for text in image_checks(image)]
-        if framing is not None and not framing.head_found:
-            reasons.append(f"{NOT_MRI}: no head outline could be found in it, so the model looked at the "
-                           "whole frame.")
-            flags.append("no_head")
-        if reasons:
-            messages.extend(reasons)
-            flags.append("ood")
-        if (modality := modality_warning(image)) is not None:  # e.g. an ultrasound exported as DICOM
-            messages.append(modality)
-            flags.append("not_mr")
-        if len(self.train_hashes):
-            dist = int(nearest_distance(perceptual_hash(image.pixels)[None], self.train_hashes)[0])
-            details["How different the nearest training image is (image fingerprint bits that differ, of 256)"] = \
-                f"{dist} (a near-copy at {self.near_dup_threshold} or fewer)"
-            if dist <= self.near_dup_threshold:
-                flags.append("near_duplicate")  # said as a note, not a warning: see near_copy_note
-        return messages, flags, details
+        return slice_warnings(image, scores, i, framing, thresholds, self.train_hashes, self.near_dup_threshold)
 
 
 def _feature_width(model: Any) -> int | None:
@@ -257,15 +213,6 @@ def _feature_width(model: Any) -> int | None:
         return int(model.get_layer("features").output.shape[-1])
     except (ValueError, AttributeError, TypeError, IndexError):
         return None
-
-
-def format_probability(p: float) -> str:
-    """A probability as people should read it: never "100.0 %", never "0.0 %" for a possible class."""
-    if p > 0.999:
-        return "> 99.9 %"
-    if 0 < p < 0.001:
-        return "< 0.1 %"
-    return f"{100 * p:.1f} %"
 
 
 def _decode(name: str, data: bytes) -> DecodedImage:
