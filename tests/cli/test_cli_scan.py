@@ -12,7 +12,7 @@ import pytest
 
 from core.cli import main
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_KEYS = {
     "classes",
     "counts",

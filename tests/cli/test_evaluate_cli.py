@@ -14,7 +14,7 @@ from core.cli import main
 from core.models.runs import CARD_FILE, resolve_run
 
 pytestmark = pytest.mark.slow
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 METRIC_KEYS = {"accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "accuracy_ci", "ece", "n_images"}
 
 

@@ -26,7 +26,7 @@ from core.data.scan import ScanReport, scan_dataset
 from core.data.splits import make_split
 from core.reports import charts
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SIDE = 64
 
 

@@ -19,7 +19,7 @@ from core.data.splits import make_split
 from core.errors import WorkbenchError
 from core.reports import charts
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -183,7 +183,7 @@ def test_evaluate_page_builds_and_offers_a_bundle(tiny_run, isolated_workbench_d
     from core.evaluation.evaluate import EvalSet, evaluate_run
     from core.models.runs import resolve_run
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     monkeypatch.syspath_prepend(str(root))
     cache, models = isolated_workbench_dirs["cache"], isolated_workbench_dirs["models"]
     cache.mkdir(parents=True, exist_ok=True)

@@ -371,7 +371,7 @@ def test_train_ensemble_in_a_background_job(demo_root, tmp_path, monkeypatch):
 
 # --- pages --------------------------------------------------------------------------------------
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_predict_page_runs_an_ensemble(ensemble, demo_root, monkeypatch):

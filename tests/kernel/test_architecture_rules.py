@@ -18,7 +18,7 @@ from pathlib import Path
 
 import core
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CORE_DIR = Path(core.__file__).parent
 HEAVY = ("streamlit", "tensorflow", "keras")
 

@@ -24,7 +24,7 @@ from core.atomic import (
     write_text,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_temporary_names_are_unique_hidden_and_beside_the_target(tmp_path):

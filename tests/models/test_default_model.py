@@ -9,7 +9,7 @@ import pytest
 
 from core.models.runs import best_run, file_sha256, list_runs
 
-REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 CARD_KEYS = ("run_id", "status", "created", "arch", "class_names", "image_size", "preprocessing", "versions",
              "model_sha256", "params", "train_config", "data", "results", "timings", "evaluation")
 

@@ -103,7 +103,7 @@ def test_malformed_card_makes_only_that_run_unusable(models, name):
 
 
 def test_good_cards_have_no_problems():
-    committed = next((Path(__file__).resolve().parents[1] / "models").glob("*/card.json"))
+    committed = next((Path(__file__).resolve().parents[2] / "models").glob("*/card.json"))
     assert validate_card(json.loads(committed.read_text())) == []
     assert validate_card({"class_names": ["a", "b"], "image_size": 8}) == []
 

@@ -19,7 +19,7 @@ from core.data.demo import DEMO_VERSION
 from core.models.runs import CARD_FILE
 
 pytestmark = pytest.mark.slow
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 180
 
 #: name -> how the copied card is damaged

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from core.data.demo import DEMO_VERSION
 
 pytestmark = pytest.mark.slow
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(PROJECT_ROOT / "pages" / "4_Evaluate.py")
 TIMEOUT = 120  # the first gallery loads TensorFlow and the model
 MAX_POLLS = 60  # one second apart: the tiny evaluation takes a few seconds

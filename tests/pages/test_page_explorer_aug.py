@@ -22,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 from core.config import AugmentConfig
 from core.data.demo import DEMO_VERSION, PLANTED_NEAR
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 60  # the Augmentation page imports TensorFlow on its first run
 
 

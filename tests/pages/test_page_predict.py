@@ -10,7 +10,7 @@ from conftest import encode, smooth_image
 from streamlit.testing.v1 import AppTest
 from test_dicom import make_dicom
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(PROJECT_ROOT / "pages" / "5_Predict_and_Explain.py")
 TIMEOUT = 120  # the first run imports TensorFlow and loads the model
 

@@ -16,7 +16,7 @@ from core.data.demo import DEMO_VERSION
 from core.jobs import FINISHED, JobRegistry
 
 pytestmark = pytest.mark.slow
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(PROJECT_ROOT / "pages" / "3_Train.py")
 
 

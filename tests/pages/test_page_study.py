@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from study_builders import FREE_TEXT, PATIENT, phantom_volume, series_files, zip_of
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(PROJECT_ROOT / "pages" / "5_Predict_and_Explain.py")
 
 pytestmark = pytest.mark.slow

@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 from core.data.demo import DEMO_VERSION
 
 pytestmark = pytest.mark.slow
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 180
 #: Internal identifiers and jargon that must never reach a reader.
 BANNED = ["notumor", "near_group", "exact_group", "rotation_deg", "horizontal_flip", "vertical_flip",

@@ -22,7 +22,7 @@ from core.errors import WorkbenchError
 from core.jobs import DONE, FINISHED, JobCancelled, JobRegistry
 
 recorded_run, registry_with_run = ft.recorded_run, ft.registry_with_run  # fixtures
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(PROJECT_ROOT / "pages" / "3_Train.py")
 TIMEOUT = 120  # the first run imports TensorFlow
 

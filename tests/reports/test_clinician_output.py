@@ -42,7 +42,7 @@ from core.reports.reading import (
 pdfium = pytest.importorskip("pypdfium2")
 
 NAMES = ("glioma", "meningioma", "notumor", "pituitary")
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def _predictor(n_per_class: int = 40, spread: float = 0.1) -> Predictor:

@@ -16,7 +16,7 @@ from core.reports import charts, eval_charts
 from core.reports.colours import CLASS_COLOURS, SPLIT_COLOURS, class_colour
 from core.reports.conformal import coverage_chart
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NAMES = ["glioma", "meningioma", "notumor", "pituitary"]
 
 

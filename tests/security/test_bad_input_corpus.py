@@ -13,7 +13,7 @@ cache, and the Predict page (AppTest) with all bad images uploaded together with
 Every case has an outcome: *refused with message*, *handled* (used, or skipped with a reason,
 while the rest works) or *recovered* (a fault of the server's own state survived and repaired).
 :func:`corpus_totals` counts them; the last test prints the totals, and
-``PYTHONPATH=. python tests/test_bad_input_corpus.py`` lists every case. Add a new case to its group's dict
+``PYTHONPATH=.:tests python tests/security/test_bad_input_corpus.py`` lists every case. Add a new case to its group's dict
 (or a new group to :func:`corpus_cases`) so that it is both run and counted.
 """
 
@@ -831,7 +831,7 @@ def test_the_corpus_reports_its_size(record_property, capsys) -> None:
         print("\nbad-input corpus: " + ", ".join(f"{n} {k}" for k, n in totals.items()))
 
 
-if __name__ == "__main__":  # python tests/test_bad_input_corpus.py: the table and the totals
+if __name__ == "__main__":  # PYTHONPATH=.:tests python tests/security/test_bad_input_corpus.py: the table and the totals
     for case, outcome in corpus_cases().items():
         print(f"{outcome:22} {case}")
     print(corpus_totals())

@@ -1,5 +1,5 @@
 """Issue 23, the second hostile pass: each defect class as a failing test first, then its cases
-counted in the bad-input corpus (tests/test_bad_input_corpus.py imports the dicts below).
+counted in the bad-input corpus (tests/security/test_bad_input_corpus.py imports the dicts below).
 
 1 Markdown injection through names (page sweep)   7 over-long paths
 2 DICOM decompression bombs                        8 truncated JPEGs

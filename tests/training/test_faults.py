@@ -28,7 +28,7 @@ from core.training.config import FineTuneConfig, TrainConfig
 pytestmark = pytest.mark.slow
 recorded_run, registry_with_run = ft.recorded_run, ft.registry_with_run  # fixtures
 TINY = ft.TINY
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass

@@ -23,7 +23,7 @@ import pytest
 from core.errors import WorkbenchError
 from core.training.distributed import EXAMPLE, parse_tf_config
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--image-size", "32", "--width", "0.25", "--batch-size", "16", "--patience", "2", "--seed", "3",
         "--tta", "none"]
 

@@ -401,7 +401,7 @@ def test_default_models_own_held_out_test_is_not_flagged(real_data_dir):
     from core.evaluation.site_check import check_paths
     from core.models.runs import best_run, list_runs
 
-    run = best_run(list_runs(Path(__file__).resolve().parents[1] / "models"))
+    run = best_run(list_runs(Path(__file__).resolve().parents[2] / "models"))
     rng = np.random.default_rng(3)
     files = list(run.card.data["test_files"])
     sample = [run.data_root / files[i] for i in sorted(rng.choice(len(files), 300, replace=False))]

@@ -98,7 +98,7 @@ def test_every_preset_has_one_line_and_the_default_is_the_shipped_models():
 
     assert set(PRESET_NOTES) == set(AUGMENT_PRESETS)
     assert all("\n" not in t and len(t) < 130 for t in PRESET_NOTES.values())
-    card = json.loads((Path(__file__).resolve().parents[1] / "models" / "20261201-135406-custom_cnn-a305"
+    card = json.loads((Path(__file__).resolve().parents[2] / "models" / "20261201-135406-custom_cnn-a305"
                        / "card.json").read_text())
     shipped = [n for n, p in AUGMENT_PRESETS.items() if p.to_dict() == card["train_config"]["augment"]]
     assert shipped == [DEFAULT_PRESET]
