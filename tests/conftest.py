@@ -11,6 +11,7 @@ Add new fixtures to the section they belong to (or a new, titled section at the 
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -21,6 +22,17 @@ from PIL import Image
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "brain-tumor-mri"
 TINY = 32  # default side of test images; core refuses anything below 16 px
+
+# Tests sit in sub-folders that mirror core (tests/data, tests/inference, ...) without __init__.py
+# files, and some import helpers from a test in another folder (``from test_dicom import
+# make_dicom``). pytest only puts a test's own folder on sys.path, and only once it collects it, so
+# such an import would depend on collection order (and fail for a single file): put every test
+# folder on sys.path here, before any test module is imported. Test basenames must stay unique.
+TESTS_DIR = Path(__file__).resolve().parent
+for _folder in sorted(TESTS_DIR.iterdir()):
+    if _folder.is_dir() and any(_folder.glob("test_*.py")) and not (_folder / "__init__.py").exists() \
+            and str(_folder) not in sys.path:
+        sys.path.append(str(_folder))
 
 
 # --------------------------------------------------------------------------------------------
