@@ -249,6 +249,8 @@ def test_each_member_map_goes_back_through_its_own_crop(ensemble, uploads):
     from core.inference.ensemble_predict import EnsemblePredictor, EnsemblePrepared
 
     class Fake:
+        disabled: list[str] = []  # no damaged side files
+
         def __init__(self, framing: Framing) -> None:
             self.framing = framing
 
