@@ -122,9 +122,10 @@ def study_summary_pdf(result: StudyResult, model: dict[str, str], alpha: float =
     """
     import time
 
-    from core.reports.case_report import CALIBRATION_NOTE, DISCLAIMER, _Writer, overlay_for
+    from core.reports.case_report import CALIBRATION_NOTE, DISCLAIMER, overlay_for
+    from core.reports.pdf_writer import PdfWriter
 
-    w = _Writer()
+    w = PdfWriter()
     w.line("Brain MRI classification — study report", size=15, bold=True, h=8)
     w.line(f"Generated {created or time.strftime('%Y-%m-%d %H:%M:%S %Z')}", size=8)
     w.line(DISCLAIMER, size=10, bold=True, colour=(170, 0, 0))
