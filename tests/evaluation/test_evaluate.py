@@ -138,7 +138,8 @@ def test_overlap_distances_read_current_and_legacy_card_hashes(pixels, tmp_path)
 
 
 def test_class_mismatch_is_refused(run_copy, demo_root):
-    run = set_card(run_copy, class_names=["glioma", "meningioma", "notumor"])
+    # class_order_sha256 "" = a card from before the class-order binding, which would refuse it first
+    run = set_card(run_copy, class_names=["glioma", "meningioma", "notumor"], class_order_sha256="")
     with pytest.raises(WorkbenchError, match="class names do not match.*pituitary"):
         evaluate_run(run, EvalSet("folder", str(demo_root)))
 
