@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.models.card import ModelCard
+from core.models.class_binding import class_order_digest
 from core.models.runs import MODEL_FILE, file_sha256
 from core.training.config import TrainConfig
 
@@ -68,9 +69,12 @@ def adapted_card(parent, run_id: str, folder: Path, model: Any, site, n_replay: 
     model_path = folder / MODEL_FILE
     extra = {k: v for k, v in pcard.extra.items() if k != "lineage"}
     extra["lineage"] = lineage
+    sha = file_sha256(model_path)
     return pcard.replace(
         run_id=run_id, status="complete", created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        weights=f"adapted from {parent.run_id}", model_sha256=file_sha256(model_path),
+        weights=f"adapted from {parent.run_id}", model_sha256=sha,
+        # the new model file gets its own class-order binding (the parent's is tied to the parent's file)
+        class_order_sha256=class_order_digest(list(names), sha),
         model_bytes=model_path.stat().st_size, params=int(model.count_params()),
         train_config=train_cfg.to_dict(), data=data, results=results,
         timings={"train_seconds": round(seconds, 1)}, evaluation={}, evaluations={}, extra=extra,
