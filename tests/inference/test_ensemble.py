@@ -135,6 +135,9 @@ def test_different_class_lists_are_refused_with_both_lists(registry, members, ca
     shutil.copytree(registry / members[1].run_id, other)
     card = json.loads((other / CARD_FILE).read_text())
     card["class_names"] = list(reversed(card["class_names"]))
+    # an older run with no class-order binding (card field or conformal.npz), which would refuse it first
+    card["class_order_sha256"] = ""
+    (other / "conformal.npz").unlink(missing_ok=True)
     (other / CARD_FILE).write_text(json.dumps(card))
     err = _refused(capsys, "ensemble", "--models", members[0].run_id, "reordered")
     assert ", ".join(members[0].class_names) in err and ", ".join(reversed(members[0].class_names)) in err
