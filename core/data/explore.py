@@ -265,6 +265,6 @@ def group_reason(report: ScanReport, paths: list[str], column: str) -> str:
     hashes = hashes_from_hex(rows["phash"].tolist())
     widest = int(hamming_matrix(hashes, hashes).max()) if len(hashes) > 1 else 0
     if widest <= report.threshold:
-        return f"image fingerprints differ by at most {widest} of 256 bits (near-copies: {report.threshold} or fewer)"
-    return (f"each file is within {report.threshold} of 256 fingerprint bits of another in the group; the two "
+        return f"the pictures differ in at most {widest} of 256 coarse features (near-copies: {report.threshold} or fewer)"
+    return (f"each file is within {report.threshold} of 256 coarse features of another in the group; the two "
             f"furthest apart differ by {widest}")

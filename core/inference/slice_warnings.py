@@ -79,7 +79,7 @@ def slice_warnings(image: DecodedImage, scores: Scores, i: int, framing: Framing
         flags.append("not_mr")
     if len(train_hashes):
         dist = int(nearest_distance(perceptual_hash(image.pixels)[None], train_hashes)[0])
-        details["How different the nearest training image is (image fingerprint bits that differ, of 256)"] = \
+        details["How different the nearest training image looks (of 256 coarse picture features, how many differ)"] = \
             f"{dist} (a near-copy at {near_dup_threshold} or fewer)"
         if dist <= near_dup_threshold:
             flags.append("near_duplicate")  # said as a note, not a warning: see near_copy_note

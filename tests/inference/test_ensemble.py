@@ -7,6 +7,7 @@ custom CNN, different seeds), so the ensemble mixes preprocessing and image size
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -186,6 +187,7 @@ def test_a_deleted_member_is_refused_at_load(ensemble, members, registry):
 def test_a_member_changed_with_its_card_is_refused_at_load(ensemble, members, registry):
     """Model and card both rewritten consistently: the ensemble's own record still catches it."""
     from core.inference.ensemble_predict import load_predictor
+    from core.models.class_binding import class_order_digest
     from core.models.runs import CARD_FILE, file_sha256
 
     folder = registry / members[1].run_id
@@ -193,6 +195,8 @@ def test_a_member_changed_with_its_card_is_refused_at_load(ensemble, members, re
         fh.write(b"\0")
     card = json.loads((folder / CARD_FILE).read_text())
     card["model_sha256"] = file_sha256(folder / "model.keras")
+    # A consistent rewrite re-binds the class order too, so only the ensemble's record can catch it.
+    card["class_order_sha256"] = class_order_digest(card["class_names"], card["model_sha256"])
     (folder / CARD_FILE).write_text(json.dumps(card))
     with pytest.raises(WorkbenchError, match="changed after the ensemble was registered"):
         load_predictor(ensemble.run_id)
@@ -221,10 +225,12 @@ def test_predict_averages_the_members_calibrated_probabilities(ensemble, members
 
     predictor = load_predictor(ensemble.run_id)
     assert isinstance(predictor, EnsemblePredictor)
-    results = predict_files(predictor, uploads, gradcam=True)
+    # 90 %: the demo's validation split (about 14 images a class) is too small for sets at 95 %
+    assert predictor.set_problem(0.95) and predictor.set_problem(0.9) is None
+    results = predict_files(predictor, uploads, gradcam=True, coverage=0.9)
     singles = [predict_files(Predictor.load(m.run_id), uploads) for m in members]
     for i, r in enumerate(results):
-        assert r.ok and r.prediction_set and r.coverage == 0.95
+        assert r.ok and r.prediction_set and r.coverage == 0.9
         mean = np.mean([[s[i].probabilities[c] for c in r.probabilities] for s in singles], axis=0)
         np.testing.assert_allclose(list(r.probabilities.values()), mean, atol=1e-9)
         assert r.label == max(r.probabilities, key=r.probabilities.get)
@@ -393,7 +399,8 @@ def test_predict_page_runs_an_ensemble(ensemble, demo_root, monkeypatch):
     (result,) = at.session_state["predict_results"][1]
     assert result.ok and result.heatmap is not None and "Each model's answer" in result.details
     facts = at.table[0].value  # the model card box: one row per fact
-    assert "Members" in facts.index and all(m["run_id"] in facts.loc["Members"].iloc[0] for m in ensemble.card.members)
+    shown = re.sub(r"\\(.)", r"\1", facts.loc["Members"].iloc[0])  # read as displayed: escaped marks are literal
+    assert all(m["run_id"] in shown for m in ensemble.card.members)
 
 
 def test_train_page_offers_an_ensemble(isolated_workbench_dirs, demo_root, monkeypatch):

@@ -79,7 +79,7 @@ def test_duplicate_groups_say_why_they_were_grouped():
     report = Report()
     report.readable = readable
     assert "byte-identical" in group_reason(report, ["a", "b"], "exact_group")
-    assert group_reason(report, ["a", "b"], "near_group").startswith("image fingerprints differ by at most 15 of 256")
+    assert group_reason(report, ["a", "b"], "near_group").startswith("the pictures differ in at most 15 of 256")
     chained = group_reason(report, ["a", "b", "c"], "near_group")
     assert "within 20 of 256" in chained and "differ by 30" in chained
 
@@ -101,7 +101,7 @@ def test_explorer_groups_are_numbered_and_explained_and_thumbnails_are_larger(ex
     assert not at.exception
     headers = [m.value for m in at.markdown if m.value.startswith("**Group ")]
     assert headers and headers[0].startswith("**Group 1 of ")
-    assert all("fingerprints" in h or "within" in h for h in headers)
+    assert all("coarse features" in h for h in headers)
     assert any(s.value.endswith("listed files decode.") for s in at.success)
     at.segmented_control(key="explorer_section").set_value("Samples").run()
     # One element per image (each with its own fullscreen view), four a row: 6 per class × 4 classes.
