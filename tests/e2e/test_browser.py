@@ -316,9 +316,12 @@ def test_training_reattaches_after_navigation_and_cancels_cleanly(page, server):
     shot(page, "5-train-reattached")
 
     cancel.click()
-    page.get_by_text("Training was cancelled: nothing was saved.").wait_for(timeout=120_000)
-    # The fragment shows the message, then one full rerun redraws the page without the bar.
+    cancelled = page.get_by_text("Training was cancelled: nothing was saved.")
+    cancelled.first.wait_for(timeout=120_000)
+    # The fragment shows the message, then one full rerun redraws the page without the bar (while it
+    # runs, the fragment's message and the new page's may both be on screen); after it, one message.
     expect(page.locator('[data-testid="stProgress"]')).to_have_count(0, timeout=10_000)
+    expect(cancelled).to_have_count(1, timeout=10_000)
     assert third > second > first
     assert_no_exception(page)
     shot(page, "4-train-cancelled")
@@ -378,7 +381,8 @@ def test_predict_shows_class_confidence_and_heatmap_and_survives_a_corrupt_file(
     assert re.fullmatch(r"(Glioma|Meningioma|No tumour|Pituitary( tumour)?) · " + PROBABILITY.pattern,
                         headline.inner_text().strip())
     page.locator('[data-testid="stImage"] img').nth(2).wait_for()  # input, heatmap, overlay
-    heatmap = page.locator('[data-testid="stImageCaption"]').filter(has_text=re.compile(r"(LayerCAM|Grad-CAM) for .*: heatmap"))
+    heatmap = page.locator('[data-testid="stImageCaption"]').filter(
+        has_text=re.compile(r"Regions that pushed the score towards .* \((LayerCAM|Grad-CAM)\): heat map"))
     heatmap.first.wait_for()
     assert_no_exception(page)
     shot(page, "7-predict-good")
