@@ -19,6 +19,7 @@ from core.data.shifts import RAW_SCALE
 from core.errors import WorkbenchError
 from core.evaluation.cache import NO_CACHE_FOLDER, read_table, robustness_path
 from core.evaluation.conformal_eval import shift_columns
+from core.evaluation.ensemble_robustness import ensemble_shift_scores
 from core.evaluation.eval_sets import (
     EvalSet,
     near_dup_threshold,
@@ -34,6 +35,7 @@ from core.inference.side_files import load_ood
 from core.inference.trust import card_thresholds, flags, warning_rates
 from core.inference.trust_fit import shifted_scores
 from core.jobs import Job, counter
+from core.models.ensemble import is_ensemble, member_runs
 from core.models.runs import OOD_FILE, Run, load_model
 
 
@@ -66,23 +68,29 @@ def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use
     Each shift acts on the whole frame as acquired (at twice the model's side); the run's own
     preprocessing then prepares the shifted image, exactly as for an upload.
     """
-    check_preprocessing(run)
+    ensemble = is_ensemble(run)
+    if not ensemble:  # an ensemble's members were each checked when it was registered and are again at load
+        check_preprocessing(run)
     ds = open_eval_dataset(run, eval_set)
     path = robustness_path(run, ds, eval_set)
     if use_cache and (hit := read_table(path)) is not None:
         return hit
     _, labels, raw = _raw_images(run, eval_set, ds, job)
-    temperature = run.card.temperature
-    runner = ModelRunner(load_model(run), run.card.tta)  # one model load for every shift
-    ood, _ = load_ood(run.path / OOD_FILE, len(run.class_names), None)  # damaged: the check is left out
-    scores = shifted_scores(runner, ood, raw, labels, run.image_size, run.preprocessing, temperature,
-                            job=job.stage(0.4, 1.0) if job is not None else None)
+    stage = job.stage(0.4, 1.0) if job is not None else None
+    if ensemble:
+        scores = ensemble_shift_scores(run, member_runs(run), raw, labels, stage)
+        temperature, warned = 1.0, {k: s["warned"] for k, s in scores.items()}  # averaged probabilities: calibrated
+    else:
+        temperature = run.card.temperature
+        runner = ModelRunner(load_model(run), run.card.tta)  # one model load for every shift
+        ood, _ = load_ood(run.path / OOD_FILE, len(run.class_names), None)  # damaged: the check is left out
+        scores = shifted_scores(runner, ood, raw, labels, run.image_size, run.preprocessing, temperature, job=stage)
+        # Would the Predict page have warned? The card's own thresholds, on every shifted copy.
+        thresholds = card_thresholds(run.card)
+        warned = {k: flags(s["probs"], s["distance"], s["views"], thresholds).any for k, s in scores.items()}
     table = robustness_table(None, raw, labels, len(run.class_names), temperature,
                              logits={k: s["logits"] for k, s in scores.items()})
-    # Would the Predict page have warned? The card's own thresholds, on every shifted copy.
-    thresholds = card_thresholds(run.card)
-    rates = [warning_rates(flags(s["probs"], s["distance"], s["views"], thresholds).any,
-                           s["probs"].argmax(axis=1) == labels) for s in scores.values()]
+    rates = [warning_rates(warned[k], s["probs"].argmax(axis=1) == labels) for k, s in scores.items()]
     for key in ("wrong_warned", "correct_warned", "silent_wrong"):
         table[key] = [r[key] for r in rates]
     table.insert(4, "n_images", len(labels))

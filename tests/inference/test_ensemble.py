@@ -315,6 +315,27 @@ def test_evaluate_an_ensemble_from_the_cli(ensemble, members, capsys):
     assert out["conformal"]  # the sets' coverage on the ensemble's own output
 
 
+def test_robustness_of_an_ensemble_averages_its_members_under_every_shift(ensemble, members, capsys):
+    from core.data.shifts import SHIFTS
+    from core.evaluation.eval_sets import EvalSet
+    from core.evaluation.evaluate import evaluate_run
+
+    code = main(["evaluate", "--model", ensemble.run_id, "--robustness", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0, out
+    rows = {r["shift"]: r for r in out["robustness"]}
+    assert list(rows) == list(SHIFTS)
+    for r in rows.values():
+        assert 0 <= r["accuracy"] <= 1 and 0 <= r["mean_confidence"] <= 1
+        assert r["correct_warned"] is None or 0 <= r["correct_warned"] <= 1
+    # Unshifted, the ensemble answers as evaluate does on the same leakage-free images (up to two
+    # slices: here each image is first reduced to twice the model's side, as the shifts need).
+    ens = evaluate_run(ensemble, EvalSet("card_test"), store_in_card=False)
+    n = ens.leakage_free["n_images"]
+    assert rows["none"]["n_images"] == n
+    assert abs(rows["none"]["accuracy"] - ens.leakage_free["accuracy"]) <= 2 / n + 1e-9
+
+
 def test_model_facts_name_the_members(ensemble):
     from core.reports.run_summary import model_facts
 

@@ -1,0 +1,56 @@
+"""An ensemble's robustness evaluation: its members under the same stress and style shifts, averaged.
+
+Each shift acts once on the whole frames (at RAW_SCALE × the largest member's side); every member
+then prepares the shifted copy with its own recipe, size, test-time augmentation and temperature,
+as Predict does. The warnings counted are the ones Predict & Explain shows for an ensemble: its own
+low-confidence and "the models disagree" warnings, plus each member's warnings about the image
+itself (unfamiliar to that member, its mirrored copy answered differently).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from core.data.shifts import SHIFTS
+from core.inference.ensemble_fit import as_logits, average, disagree_flags
+from core.inference.runner import ModelRunner
+from core.inference.side_files import load_ood
+from core.inference.trust import card_thresholds, flags
+from core.inference.trust_fit import shifted_scores
+from core.jobs import Job
+from core.models.runs import OOD_FILE, Run, load_model
+
+
+def ensemble_shift_scores(run: Run, members: Sequence[Run], raw: np.ndarray, labels: np.ndarray,
+                          job: Job | None = None) -> dict[str, dict[str, Any]]:
+    """Per shift: the ensemble's calibrated probabilities ``probs`` and whether Predict would warn ``warned``.
+
+    ``raw`` holds whole frames at RAW_SCALE × the largest member's image size.
+    """
+    keys = list(SHIFTS)
+    member_probs: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    image_warned: dict[str, np.ndarray] = {k: np.zeros(len(labels), bool) for k in keys}
+    for j, member in enumerate(members):
+        runner = ModelRunner(load_model(member), member.card.tta)
+        ood, _ = load_ood(member.path / OOD_FILE, len(member.class_names), None)  # damaged: check left out
+        stage = job.stage(j / len(members), (j + 1) / len(members)) if job is not None else None
+        scores = shifted_scores(runner, ood, raw, labels, member.image_size, member.preprocessing,
+                                member.card.temperature, keys, job=stage)
+        thresholds = card_thresholds(member.card)
+        for key, s in scores.items():
+            member_probs[key].append(s["probs"])
+            f = flags(s["probs"], s["distance"], s["views"], thresholds)
+            image_warned[key] |= f.unfamiliar | f.unstable  # the ensemble decides confidence itself
+    low = float(card_thresholds(run.card).min_confidence or 0.0)
+    spread = float(run.card.results.get("disagreement", {}).get("spread_threshold", 1.0))
+    out = {}
+    for key in keys:
+        stacked = np.stack(member_probs[key])
+        probs = average(stacked)
+        warned = image_warned[key] | (probs.max(axis=1) < low) | disagree_flags(stacked, spread)
+        out[key] = {"probs": probs, "logits": as_logits(probs), "warned": warned}
+    return out
+
