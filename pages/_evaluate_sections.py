@@ -15,7 +15,7 @@ from core.errors import WorkbenchError
 from core.evaluation.eval_sets import EvalSet
 from core.evaluation.localisation import evaluate_localisation
 from core.evaluation.result import EvaluationResult
-from core.evaluation.robustness_eval import cached_robustness, evaluate_robustness
+from core.evaluation.robustness_eval import NOTE_COLUMN, cached_robustness, evaluate_robustness
 from core.export.bundle import export_bytes
 from core.export.formats import EXPORT_FORMATS
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
@@ -66,6 +66,8 @@ def robustness_section(run: Run, eval_set: EvalSet, set_key: Any, registry: JobR
         st.caption("A warning is what Predict & Explain would show: a close call, a slice unlike the training "
                    "images, or an answer that changes when the slice is mirrored. Mistakes should carry one; "
                    "correct answers on ordinary images rarely should.")
+    if NOTE_COLUMN in robust.columns:
+        st.caption(escape_markdown(str(robust[NOTE_COLUMN].iloc[0])))
 
 
 def _robustness_progress(job: Any, was_running: bool) -> None:

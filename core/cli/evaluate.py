@@ -116,6 +116,10 @@ def _print_robustness(table) -> None:
         print(f"  {row.title:34s}{row.accuracy:>9.3f}{row.change:>+8.1f}p{row.macro_f1:>10.3f}{row.ece:>8.3f}"
               f"{row.mean_confidence:>12.3f}{pct(row.wrong_warned):>14s}{pct(row.correct_warned):>14s}"
               f"{getattr(row, 'set_coverage', float('nan')):>14.1%}{getattr(row, 'mean_set_size', float('nan')):>10.2f}")
+    from core.evaluation.robustness_eval import NOTE_COLUMN
+
+    if NOTE_COLUMN in table.columns:  # a check was left out of the warning columns
+        print(f"  note: {table[NOTE_COLUMN].iloc[0]}")
 
 
 def _fmt(value: float | None, ci: list[float] | None = None) -> str:

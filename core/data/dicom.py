@@ -65,16 +65,16 @@ def _decode_dicom(data: bytes, label: str) -> DecodedImage:
         ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     ts = ds.file_meta.TransferSyntaxUID
     check_dicom_header(ds, label)  # before a single pixel is decoded: compressed data can be a bomb
-    if not _can_decode(ts):
+    if not can_decode(ts):
         # pydicom 3 reports a missing plugin as a RuntimeError at decode time; check up front so
         # the user reads "cannot decode this compression", not "corrupt".
-        raise _unsupported_compression(ts, label)
+        raise unsupported_compression_error(ts, label)
     frames = _int(ds.get("NumberOfFrames"), 1) or 1
     try:
         # Only the kept frame (the middle slice of a multi-frame object) is decoded.
         arr = pixel_array(ds, index=frames // 2 if frames > 1 else None)
     except NotImplementedError:
-        raise _unsupported_compression(ts, label) from None
+        raise unsupported_compression_error(ts, label) from None
     except Exception as exc:  # noqa: BLE001 - pixel handlers raise many types on bad data
         raise WorkbenchError(f"the DICOM pixel data is corrupt ({type(exc).__name__}: {exc})", label) from None
 
@@ -93,8 +93,8 @@ def _decode_dicom(data: bytes, label: str) -> DecodedImage:
         raise WorkbenchError(f"the image is too small ({w}×{h} pixels)", label)
 
     values = apply_modality_lut(arr, ds).astype(np.float64)
-    _check_finite(values, label)
-    gray, meta["window"] = _window(ds, values)
+    check_finite_pixels(values, label)
+    gray, meta["window"] = apply_window(ds, values)
     if photometric == "MONOCHROME1":  # high values are dark in MONOCHROME1
         gray = 255 - gray
     return DecodedImage(gray, "DICOM", photometric, 0.0, meta)
@@ -210,8 +210,16 @@ def modality_warning(image: DecodedImage) -> str | None:
             "slices, so its answer means little here.")
 
 
-def _window(ds: Any, values: np.ndarray) -> tuple[np.ndarray, str]:
-    """8-bit pixels through the file's VOI LUT, its linear window, or a robust auto-window; and which."""
+def apply_window(ds: Any, values: np.ndarray) -> tuple[np.ndarray, str]:
+    """8-bit pixels through the file's VOI LUT, its linear window, or a robust auto-window; and which.
+
+    Args:
+        ds: the pydicom dataset the values came from (its window and VOI LUT fields are read).
+        values: the pixel values after the modality LUT, as float64.
+
+    Returns:
+        The uint8 image and a short description of the window used (shown in the image's details).
+    """
     from pydicom.pixels import apply_voi_lut
 
     center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
@@ -225,15 +233,21 @@ def _window(ds: Any, values: np.ndarray) -> tuple[np.ndarray, str]:
             "auto (0.5-99.5 percentile)")
 
 
-def _check_finite(values: np.ndarray, label: str) -> None:
-    """Refuse pixel values that are NaN or infinite: any window over them gives a made-up picture."""
+def check_finite_pixels(values: np.ndarray, label: str) -> None:
+    """Refuse pixel values that are NaN or infinite: any window over them gives a made-up picture.
+
+    Raises:
+        WorkbenchError: naming ``label`` and how many values are not finite.
+    """
     bad = int(values.size - np.count_nonzero(np.isfinite(values)))
     if bad:
         raise WorkbenchError(f"{bad} of the {values.size} pixel values are not numbers (NaN or infinity); the "
                              "image cannot be shown or classified reliably", label)
 
 
-def _unsupported_compression(transfer_syntax: object, label: str) -> WorkbenchError:
+def unsupported_compression_error(transfer_syntax: object, label: str) -> WorkbenchError:
+    """The error for a compression this installation cannot decode (returned, for the caller to raise
+    or to keep as a per-slice reason)."""
     return WorkbenchError(
         f"the image is compressed as '{getattr(transfer_syntax, 'name', transfer_syntax)}', which this "
         "installation cannot decode; export it uncompressed or install a decoder (pylibjpeg / GDCM)",
@@ -241,7 +255,7 @@ def _unsupported_compression(transfer_syntax: object, label: str) -> WorkbenchEr
     )
 
 
-def _can_decode(transfer_syntax: object) -> bool:
+def can_decode(transfer_syntax: object) -> bool:
     """True if pydicom has a working decoder (plugin dependencies installed) for the syntax."""
     from pydicom.pixels import get_decoder
 

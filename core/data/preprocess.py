@@ -164,8 +164,16 @@ def find_head(pixels: np.ndarray) -> tuple[tuple[float, float, float, float], np
     return (x / sw, y / sh, (x + bw) / sw, (y + bh) / sh), mask.astype(bool)
 
 
-def _square_crop(box: tuple[float, float, float, float], h: int, w: int) -> tuple[int, int, int, int]:
-    """A square pixel window (may extend past the image) around a normalised box, with margin."""
+def square_crop(box: tuple[float, float, float, float], h: int, w: int) -> tuple[int, int, int, int]:
+    """A square pixel window (may extend past the image) around a normalised box, with margin.
+
+    Args:
+        box: (x0, y0, x1, y1) as fractions of the image's width and height.
+        h, w: the image's height and width in pixels.
+
+    Returns:
+        (left, top, right, bottom) in pixels; shared by head framing and the reframing shift.
+    """
     x0, y0, x1, y1 = box[0] * w, box[1] * h, box[2] * w, box[3] * h
     side = max(x1 - x0, y1 - y0) * (1 + 2 * MARGIN)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
@@ -211,7 +219,7 @@ def _head_v2(pixels: np.ndarray, size: int) -> Prepared:
         img = resize_square(pixels, size)[..., 0]
         return Prepared(equalise_inside(img, np.ones_like(img, bool))[..., None], Framing(head_found=False))
     box, mask_small = found
-    window = _square_crop(box, h, w)
+    window = square_crop(box, h, w)
     crop = _crop_padded(pixels, window)
     mask_full = cv2.resize(mask_small.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
     mask_crop = _crop_padded(mask_full, window)

@@ -34,7 +34,17 @@ def _shown(name: str) -> str:
     return name if len(name) <= SHOWN_NAME_CHARS else f"{name[:SHOWN_NAME_CHARS // 2]}…{name[-20:]}"
 
 
-def _check_member(info: zipfile.ZipInfo, limits: ZipLimits, label: str) -> PurePosixPath | None:
+def check_member(info: zipfile.ZipInfo, limits: ZipLimits, label: str) -> PurePosixPath | None:
+    """Check one zip entry against ``limits`` before anything is inflated.
+
+    Returns:
+        The entry's path inside the zip, or None for an entry that is not data (a folder, a hidden
+        file, macOS resource forks).
+
+    Raises:
+        WorkbenchError: for traversal, absolute paths, links, encryption, over-long names or paths,
+            too deep nesting, or a size or ratio over the limits; the message names the entry.
+    """
     name = info.filename.replace("\\", "/")
     path = PurePosixPath(name)
     shown = _shown(info.filename)
@@ -89,7 +99,7 @@ def extract_zip(data: bytes, dest_root: Path, label: str = "upload.zip", limits:
         infos = zf.infolist()
         if len(infos) > limits.max_files:
             raise WorkbenchError(f"the zip holds {len(infos)} entries; the limit is {limits.max_files}", label)
-        members = [(i, p) for i in infos if (p := _check_member(i, limits, label)) is not None]
+        members = [(i, p) for i in infos if (p := check_member(i, limits, label)) is not None]
         total = sum(i.file_size for i, _ in members)
         if total > limits.max_total_bytes:
             raise WorkbenchError(

@@ -104,13 +104,13 @@ def _bias_field(strength: float):
 
 def _reframe_one(img: np.ndarray, ctx: ShiftContext) -> np.ndarray:
     """The slice cropped to its head (6 % margin, square) and resized back: a tight field of view."""
-    from core.data.preprocess import Framing, _square_crop, find_head
+    from core.data.preprocess import Framing, find_head, square_crop
 
     found = find_head(img)
     if found is None:
         return img.copy()
     h, w = img.shape
-    left, top, right, bottom = _square_crop(found[0], h, w)
+    left, top, right, bottom = square_crop(found[0], h, w)
     crop = Framing(left / w, top / h, right / w, bottom / h).crop(img)
     interp = cv2.INTER_AREA if crop.shape[0] > h else cv2.INTER_LINEAR
     return cv2.resize(crop, (w, h), interpolation=interp)

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from core.data.dicom import (
-    _can_decode,
-    _check_finite,
-    _unsupported_compression,
-    _window,
+    apply_window,
+    can_decode,
+    check_finite_pixels,
     decode_dicom,
     safe_header,
+    unsupported_compression_error,
 )
 from core.data.pixels import DecodedImage
 from core.data.study_files import FileSet
@@ -76,7 +76,7 @@ def _headers(name: str, data: bytes) -> list[FrameHeader]:
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if syntax is None:
         syntax = pydicom.uid.ImplicitVRLittleEndian
-    syntax_error = None if _can_decode(syntax) else _unsupported_compression(syntax, name).reason
+    syntax_error = None if can_decode(syntax) else unsupported_compression_error(syntax, name).reason
     modality = safe_header(ds).get("Modality", "")
     uid = str(ds.get("SeriesInstanceUID", "") or "").strip()
     # A UID is digits and dots (PS3.5 9.1); anything else is shown as an anonymous name, never read out.
@@ -181,8 +181,8 @@ def _frame_loader(files: FileSet, by_source: dict[str, FrameHeader]):
         if arr.ndim != 2:
             raise WorkbenchError(f"unexpected frame shape {arr.shape}", ref.source)
         values = apply_modality_lut(arr, ds).astype(np.float64)
-        _check_finite(values, ref.source)
-        gray, window = _window(ds, values)
+        check_finite_pixels(values, ref.source)
+        gray, window = apply_window(ds, values)
         photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
         if photometric == "MONOCHROME1":
             gray = 255 - gray

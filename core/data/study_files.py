@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.data.safezip import ZipLimits, _check_member
+from core.data.safezip import ZipLimits, check_member
 from core.errors import WorkbenchError
 
 #: A series rarely has more than a few thousand files; a zip of 10,000 tiny files is refused
@@ -81,7 +81,7 @@ def zip_files(data: bytes, label: str) -> FileSet:
         raise _too_many(len(infos), label)
     members = {}
     for info in infos:
-        path = _check_member(info, STUDY_ZIP_LIMITS, label)  # traversal, links, encryption, ratio, size
+        path = check_member(info, STUDY_ZIP_LIMITS, label)  # traversal, links, encryption, ratio, size
         if path is not None:
             members[str(path)] = info
     if not members:

@@ -17,7 +17,7 @@ import numpy as np
 from core.data.shifts import SHIFTS
 from core.inference.ensemble_fit import as_logits, average, disagree_flags
 from core.inference.runner import ModelRunner
-from core.inference.side_files import load_ood
+from core.inference.side_files import feature_width, load_ood
 from core.inference.trust import card_thresholds, flags
 from core.inference.trust_fit import shifted_scores
 from core.jobs import Job
@@ -25,17 +25,22 @@ from core.models.runs import OOD_FILE, Run, load_model
 
 
 def ensemble_shift_scores(run: Run, members: Sequence[Run], raw: np.ndarray, labels: np.ndarray,
-                          job: Job | None = None) -> dict[str, dict[str, Any]]:
-    """Per shift: the ensemble's calibrated probabilities ``probs`` and whether Predict would warn ``warned``.
+                          job: Job | None = None) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """(per shift: the ensemble's calibrated probabilities ``probs``, their logs ``logits`` and whether
+    Predict would warn ``warned``; why a member's unfamiliar-image check was left out, or None).
 
     ``raw`` holds whole frames at RAW_SCALE × the largest member's image size.
     """
     keys = list(SHIFTS)
     member_probs: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     image_warned: dict[str, np.ndarray] = {k: np.zeros(len(labels), bool) for k in keys}
+    problems: list[str] = []
     for j, member in enumerate(members):
-        runner = ModelRunner(load_model(member), member.card.tta)
-        ood, _ = load_ood(member.path / OOD_FILE, len(member.class_names), None)  # damaged: check left out
+        model = load_model(member)
+        runner = ModelRunner(model, member.card.tta)
+        ood, problem = load_ood(member.path / OOD_FILE, len(member.class_names), feature_width(model))
+        if problem:  # that member's check is left out, as Predict leaves it out
+            problems.append(f"{member.run_id}: {problem}")
         stage = job.stage(j / len(members), (j + 1) / len(members)) if job is not None else None
         scores = shifted_scores(runner, ood, raw, labels, member.image_size, member.preprocessing,
                                 member.card.temperature, keys, job=stage)
@@ -52,5 +57,5 @@ def ensemble_shift_scores(run: Run, members: Sequence[Run], raw: np.ndarray, lab
         probs = average(stacked)
         warned = image_warned[key] | (probs.max(axis=1) < low) | disagree_flags(stacked, spread)
         out[key] = {"probs": probs, "logits": as_logits(probs), "warned": warned}
-    return out
+    return out, ("; ".join(problems) or None)
 

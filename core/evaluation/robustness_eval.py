@@ -31,12 +31,15 @@ from core.evaluation.evaluate import check_preprocessing
 from core.evaluation.robustness import robustness_table
 from core.inference.conformal import try_run_conformal
 from core.inference.runner import ModelRunner
-from core.inference.side_files import load_ood
+from core.inference.side_files import feature_width, load_ood
 from core.inference.trust import card_thresholds, flags, warning_rates
 from core.inference.trust_fit import shifted_scores
 from core.jobs import Job, counter
 from core.models.ensemble import is_ensemble, member_runs
 from core.models.runs import OOD_FILE, Run, load_model
+
+#: A column present only when part of the warnings could not be checked: one plain sentence why.
+NOTE_COLUMN = "note"
 
 
 def cached_robustness(run: Run, eval_set: EvalSet) -> pd.DataFrame | None:
@@ -78,16 +81,21 @@ def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use
     _, labels, raw = _raw_images(run, eval_set, ds, job)
     stage = job.stage(0.4, 1.0) if job is not None else None
     if ensemble:
-        scores = ensemble_shift_scores(run, member_runs(run), raw, labels, stage)
+        scores, ood_problem = ensemble_shift_scores(run, member_runs(run), raw, labels, stage)
         temperature, warned = 1.0, {k: s["warned"] for k, s in scores.items()}  # averaged probabilities: calibrated
     else:
         temperature = run.card.temperature
-        runner = ModelRunner(load_model(run), run.card.tta)  # one model load for every shift
-        ood, _ = load_ood(run.path / OOD_FILE, len(run.class_names), None)  # damaged: the check is left out
+        model = load_model(run)
+        runner = ModelRunner(model, run.card.tta)  # one model load for every shift
+        # Predict's own check: a damaged ood.npz, or another model's (other feature width), is left out
+        # with a note rather than crashing or scoring distances against the wrong features.
+        ood, ood_problem = load_ood(run.path / OOD_FILE, len(run.class_names), feature_width(model))
         scores = shifted_scores(runner, ood, raw, labels, run.image_size, run.preprocessing, temperature, job=stage)
         # Would the Predict page have warned? The card's own thresholds, on every shifted copy.
         thresholds = card_thresholds(run.card)
         warned = {k: flags(s["probs"], s["distance"], s["views"], thresholds).any for k, s in scores.items()}
+    if ood_problem and job is not None:
+        job.add_log(ood_problem)
     table = robustness_table(None, raw, labels, len(run.class_names), temperature,
                              logits={k: s["logits"] for k, s in scores.items()})
     rates = [warning_rates(warned[k], s["probs"].argmax(axis=1) == labels) for k, s in scores.items()]
@@ -98,6 +106,8 @@ def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use
     sets = shift_columns(try_run_conformal(run)[0], {k: s["probs"] for k, s in scores.items()}, labels)
     for key, column in sets.items():
         table[key] = column
+    if ood_problem:  # the warning columns were computed without the unfamiliar-image check
+        table[NOTE_COLUMN] = ood_problem
     if path.parent != NO_CACHE_FOLDER:
         cache_write(path, lambda fh: table.to_csv(fh, index=False), mode="w")
     return table

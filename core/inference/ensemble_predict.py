@@ -2,8 +2,8 @@
 maps placed back into the original frame and averaged, and a "the models disagree" warning.
 
 :class:`EnsemblePredictor` answers the same calls as :class:`core.inference.predict.Predictor`
-(``prepare_framed``, ``predict_prepared``, ``explain_prepared``, ``warnings_for``,
-``add_prediction_sets``), so :func:`core.inference.predict.predict_files`, the CLI and the
+(``prepare_framed``, ``predict_prepared``, ``explain_prepared``, ``warnings_for``; class look-up
+and prediction sets come from their shared :class:`core.inference.predictor_base.PredictorBase`), so :func:`core.inference.predict.predict_files`, the CLI and the
 Predict page use either without knowing which. Each member is a full Predictor, loaded once
 (sha256-checked against the checksum the ensemble's card recorded).
 """
@@ -20,17 +20,17 @@ import numpy as np
 from core.data.imageio import DecodedImage
 from core.data.preprocess import Framing, Prepared, prepare_framed
 from core.errors import WorkbenchError
-from core.inference.conformal import CONFORMAL_FILE, DEFAULT_COVERAGE, try_run_conformal
+from core.inference.conformal import CONFORMAL_FILE, try_run_conformal
 from core.inference.ensemble_fit import as_logits, average, disagreement
 from core.inference.gradcam import DEFAULT_CAM_METHOD, normalise
 from core.inference.predict import (
     LOW_CONFIDENCE_MESSAGE,
-    PredictionResult,
     Predictor,
     Scores,
     format_probability,
     no_model_error,
 )
+from core.inference.predictor_base import PredictorBase
 from core.inference.side_files import PREDICTION_SETS, disabled_warning
 from core.models.ensemble import member_runs
 from core.models.runs import Run, best_run, list_runs, resolve_run
@@ -58,7 +58,7 @@ class EnsembleScores(Scores):
     member_framings: list[list[Framing]] = field(default_factory=list)  # [member][image]: where each input came from
 
 
-class EnsemblePredictor:
+class EnsemblePredictor(PredictorBase):
     """The loaded members of an ensemble run and the card values that turn their outputs into answers.
 
     Args:
@@ -76,6 +76,7 @@ class EnsemblePredictor:
         self.temperature, self.tta = 1.0, "none"
         self.low_confidence = run.card.trust.get("min_confidence", run.card.low_confidence_threshold) or 0.0
         self.spread_threshold = float((run.card.results.get("disagreement") or {}).get("spread_threshold", 1.0))
+        # The ensemble's own sets, fitted on its averaged validation probabilities (not a member's).
         self.conformal, self.conformal_problem = try_run_conformal(run)
         #: Features a damaged side file switched off: the members' own, and the ensemble's prediction sets.
         self.disabled: list[str] = [text for m in self.members for text in m.disabled]
@@ -96,9 +97,6 @@ class EnsemblePredictor:
             prepare_framed(image, self.image_size, self.run.preprocessing)
         parts = tuple(done[(m.run.preprocessing, m.image_size)] for m in self.members)
         return EnsemblePrepared(shown.pixels, shown.framing, parts)
-
-    def prepare(self, image: DecodedImage) -> np.ndarray:
-        return self.prepare_framed(image).pixels
 
     def predict_prepared(self, prepared: Sequence[Prepared]) -> EnsembleScores:
         """Scores for prepared images (from :meth:`prepare_framed`)."""
@@ -140,17 +138,6 @@ class EnsemblePredictor:
                     method: str = DEFAULT_CAM_METHOD) -> np.ndarray:
         """:meth:`explain_prepared` with the maps averaged at the upload's own resolution."""
         return self.explain_prepared(prepared, class_index, method, shape=image.pixels.shape[:2])
-
-    def class_index(self, target: str | int | None) -> int | None:
-        return Predictor.class_index(self, target)  # type: ignore[arg-type]
-
-    def add_prediction_sets(self, results: Sequence[PredictionResult], coverage: float = DEFAULT_COVERAGE) -> None:
-        """Prediction sets fitted on the ensemble's own averaged validation probabilities."""
-        Predictor.add_prediction_sets(self, results, coverage)  # type: ignore[arg-type]
-
-    def set_problem(self, coverage: float) -> str | None:
-        """Why sets at ``coverage`` would say nothing (too few shared validation images of a class), else None."""
-        return Predictor.set_problem(self, coverage)  # type: ignore[arg-type]
 
     # --- warnings -----------------------------------------------------------------------------
 

@@ -8,13 +8,11 @@ upload with the same :func:`core.data.preprocess.prepare` used for training.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from core.classes import display_name
 from core.config import DataConfig
 from core.data.dicom import SAFE_FIELDS
 from core.data.imageio import DecodedImage, decode_image
@@ -31,9 +29,16 @@ from core.inference.notices import (  # noqa: F401 - re-exported: pages and repo
     empty_set_warning,
 )
 from core.inference.ood import energy
+from core.inference.predictor_base import PredictorBase
 from core.inference.records import PredictionResult, Scores
 from core.inference.runner import ModelRunner
-from core.inference.side_files import PREDICTION_SETS, disabled_warning, load_ood, load_train_hashes
+from core.inference.side_files import (
+    PREDICTION_SETS,
+    disabled_warning,
+    feature_width,
+    load_ood,
+    load_train_hashes,
+)
 from core.inference.slice_warnings import (  # noqa: F401 - re-exported: callers import them from here
     LOW_CONFIDENCE_MESSAGE,
     NOT_MRI,
@@ -51,8 +56,10 @@ def no_model_error() -> WorkbenchError:
                           "`python -m core train --data FOLDER`", "model registry")
 
 
-class Predictor:
+class Predictor(PredictorBase):
     """A loaded model plus the card values that turn its outputs into safe answers.
+
+    Class look-up and prediction sets come from :class:`core.inference.predictor_base.PredictorBase`.
 
     Thread-safe: nothing is mutated after construction; forward passes call the model
     directly (not ``model.predict``, which builds state on first use) and the Grad-CAM
@@ -81,7 +88,7 @@ class Predictor:
         self.disabled += [problem] if problem else []
         self.near_dup_threshold = DataConfig.from_dict(data.get("data_config")).near_dup_threshold
         self.runner = ModelRunner(self.model, self.tta)
-        self.ood, problem = load_ood(run.path / OOD_FILE, len(self.class_names), _feature_width(self.model))
+        self.ood, problem = load_ood(run.path / OOD_FILE, len(self.class_names), feature_width(self.model))
         self.disabled += [problem] if problem else []
         card_ood = results.get("ood") or {}
         self.maha_threshold = card_ood.get("mahalanobis_threshold", self.ood.maha_threshold if self.ood else None)
@@ -110,10 +117,6 @@ class Predictor:
         return cls(run)
 
     # --- preprocessing and scores -------------------------------------------------------------
-
-    def prepare(self, image: DecodedImage) -> np.ndarray:
-        """(S, S, 1) uint8 model input, via the training pipeline's own function."""
-        return self.prepare_framed(image).pixels
 
     def prepare_framed(self, image: DecodedImage) -> Prepared:
         """The model input and where it came from in the image (the card's preprocessing recipe)."""
@@ -147,56 +150,6 @@ class Predictor:
         """Grad-CAM heatmap (S, S) in [0, 1] for one prepared image; None class = predicted."""
         return compute_cam(self.model, model_input, class_index=class_index, method=method)
 
-    def class_index(self, target: str | int | None) -> int | None:
-        """A class name or index as an index (None stays None = the predicted class)."""
-        if target is None or target == "":
-            return None
-        if isinstance(target, str):
-            if target not in self.class_names:
-                raise WorkbenchError(f"unknown class '{target}'; the model knows {', '.join(self.class_names)}",
-                                     "target class")
-            return self.class_names.index(target)
-        if not 0 <= int(target) < len(self.class_names):
-            raise WorkbenchError(f"class index {target} is out of range", "target class")
-        return int(target)
-
-    def add_prediction_sets(self, results: Sequence[PredictionResult], coverage: float = DEFAULT_COVERAGE) -> None:
-        """Set every analysed result's prediction set at ``coverage`` (cheap: no forward pass).
-
-        Raises:
-            WorkbenchError: ``coverage`` outside the allowed range.
-        """
-        coverage = check_coverage(coverage)
-        problem = self.set_problem(coverage)
-        for r in results:
-            if r.ok and r.probabilities:
-                r.coverage, r.set_problem = coverage, problem
-                r.prediction_set = None if self.conformal is None or problem else self.conformal.set_names(
-                    [r.probabilities[c] for c in self.class_names], coverage)
-                # the coverage can change without a new forward pass: the empty-set warning follows it
-                r.warnings = [w for w in r.warnings if not w.startswith("None of the classes fits")]
-                r.flags = [f for f in r.flags if f != EMPTY_SET]
-                if r.prediction_set == []:
-                    r.warnings.insert(0, empty_set_warning(coverage))
-                    r.flags.insert(0, EMPTY_SET)
-
-    def set_problem(self, coverage: float) -> str | None:
-        """Why sets at ``coverage`` would say nothing (too few validation images of a class), else None.
-
-        With n images of a class the ⌈(n + 1)·coverage⌉-th score exists only when n ≥ coverage/(1 − coverage);
-        below that the class enters every set, whatever the slice (the demo's small validation split).
-        """
-        if self.conformal is None:
-            return None
-        small = {c: n for c, n in self.conformal.n_per_class.items() if math.ceil((n + 1) * coverage - 1e-9) > n}
-        if not small:
-            return None
-        need = math.ceil(coverage / (1 - coverage) - 1e-9)
-        listed = ", ".join(f"{display_name(c)} {n}" for c, n in small.items())
-        return (f"No useful prediction set at {100 * coverage:.3g} %: the model's validation split is too small "
-                f"(images per class: {listed}; at least {need} each are needed), so every set would hold those "
-                "classes whatever the slice.")
-
     # --- warnings -----------------------------------------------------------------------------
 
     def warnings_for(self, image: DecodedImage, scores: Scores, i: int,
@@ -205,14 +158,6 @@ class Predictor:
         :func:`core.inference.slice_warnings.slice_warnings`), with this model's card thresholds."""
         thresholds = TrustThresholds(self.low_confidence, self.maha_threshold, self.flag_unstable)
         return slice_warnings(image, scores, i, framing, thresholds, self.train_hashes, self.near_dup_threshold)
-
-
-def _feature_width(model: Any) -> int | None:
-    """Width of the model's pooled ``features`` layer (what ood.npz must describe), or None without one."""
-    try:
-        return int(model.get_layer("features").output.shape[-1])
-    except (ValueError, AttributeError, TypeError, IndexError):
-        return None
 
 
 def _decode(name: str, data: bytes) -> DecodedImage:

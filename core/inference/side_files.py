@@ -19,6 +19,7 @@ import re
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,17 @@ def disabled_warning(feature: str, why: str, fix: str = "") -> str:
     """One plain sentence: which feature is off and why (the prediction itself still works)."""
     return f"The {feature} {'are' if feature.endswith('s') else 'is'} off for this model: {why}." + (
         f" {fix}" if fix else "")
+
+
+def feature_width(model: Any) -> int | None:
+    """Width of the model's pooled ``features`` layer (what ood.npz must describe), or None without one.
+
+    Pass it to :func:`load_ood` so another model's ood.npz is switched off instead of mis-scoring.
+    """
+    try:
+        return int(model.get_layer("features").output.shape[-1])
+    except (ValueError, AttributeError, TypeError, IndexError):
+        return None
 
 
 def load_ood(path: Path, n_classes: int, feature_dim: int | None) -> tuple[OODModel | None, str | None]:

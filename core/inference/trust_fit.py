@@ -15,7 +15,7 @@ from core.data.shifts import RAW_SCALE, SHIFTS, shift_images
 from core.inference.calibration import softmax
 from core.inference.ood import OODModel
 from core.inference.runner import ModelRunner
-from core.inference.side_files import load_ood
+from core.inference.side_files import feature_width, load_ood
 from core.inference.trust import fit_thresholds, flags, unstable_views, warning_rates
 from core.jobs import Job
 from core.models.runs import OOD_FILE, Run, load_model, update_card
@@ -53,8 +53,10 @@ def fit_run_warnings(run: Run, model: Any = None, job: Job | None = None) -> Run
     results = dict(run.card.results)
     paths, labels = run.validation_set()
     raw = load_many(paths, RAW_SCALE * run.image_size, preprocessing=WHOLE_FRAME_ID)
-    runner = ModelRunner(model if model is not None else load_model(run), run.card.tta)
-    ood, _ = load_ood(run.path / OOD_FILE, len(run.class_names), None)  # damaged: the check is left out
+    model = model if model is not None else load_model(run)
+    runner = ModelRunner(model, run.card.tta)
+    # damaged or another model's (other feature width): the check is left out, as in Predict
+    ood, _ = load_ood(run.path / OOD_FILE, len(run.class_names), feature_width(model))
     temperature = run.card.temperature
     scores = shifted_scores(runner, ood, raw, labels, run.image_size, run.preprocessing, temperature, job=job)
     clean = scores["none"]

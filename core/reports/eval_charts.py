@@ -147,25 +147,6 @@ def reliability_chart(table: pd.DataFrame, ece: float | None) -> alt.LayerChart:
     return (bars + diagonal).properties(height=300, title=title)
 
 
-COMPARISON_METRICS = {"val_accuracy": "val accuracy", "test_accuracy": "test accuracy",
-                      "leakage_free_macro_f1": "leakage-free macro-F1"}
-
-
-def comparison_chart(table: pd.DataFrame) -> alt.Chart:
-    """Grouped bars, one group per run, from :func:`core.evaluation.evaluate.comparison_table`; the best run is starred."""
-    df = table.assign(model=[f"★ {r}" if b else r for r, b in zip(table["run"], table["best"])])
-    long = df.melt(id_vars=["model", "arch"], value_vars=list(COMPARISON_METRICS), var_name="metric",
-                   value_name="value").dropna(subset=["value"])
-    long["metric"] = long["metric"].map(COMPARISON_METRICS)
-    return alt.Chart(long).mark_bar().encode(
-        x=alt.X("model:N", title=None, axis=alt.Axis(labelAngle=-20, labelLimit=260)),
-        xOffset=alt.XOffset("metric:N", sort=list(COMPARISON_METRICS.values())),
-        y=alt.Y("value:Q", title="score", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("metric:N", title=None, sort=list(COMPARISON_METRICS.values())),
-        tooltip=["model", "arch", "metric", alt.Tooltip("value:Q", format=".3f")],
-    ).properties(height=300)
-
-
 def subset_chart(all_metrics: dict, leakage_free: dict) -> alt.Chart:
     """All images vs the leakage-free subset, side by side, for the headline metrics."""
     keys = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1"}

@@ -94,11 +94,11 @@ def _fold_probabilities(part: Any, images: np.ndarray, cfg: TrainConfig, spec: A
     from core.training.loop import fit_phases
     from core.training.options import strategy_for
     from core.training.precision import float32_model
-    from core.training.train import _build_and_compile
+    from core.training.train import build_and_compile
 
     job = Job("train", "out-of-fold model")
     strategy = strategy_for(cfg)
-    model, _ = _build_and_compile(cfg, spec, n_classes, strategy, job)
+    model, _ = build_and_compile(cfg, spec, n_classes, strategy, job)
     with tempfile.TemporaryDirectory(prefix="oof_") as folder:
         fit_phases(model, part, cfg, spec, strategy, job, Path(folder))
     model = float32_model(model, cfg.arch, cfg.image_size, cfg.width)

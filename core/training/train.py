@@ -68,7 +68,7 @@ def train_model(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job,
     job.check_cancelled()
     job.update(phase=PHASE_COMPILING)
     strategy = strategy_for(cfg)
-    model, weights_note = _build_and_compile(cfg, spec, len(data.class_names), strategy, job)
+    model, weights_note = build_and_compile(cfg, spec, len(data.class_names), strategy, job)
     job.check_cancelled()
 
     run_id = new_run_id(cfg.arch)
@@ -106,8 +106,17 @@ def _worker_save(model: Any, folder, job: Job) -> None:
     job.add_log("training done; the chief publishes the run")
 
 
-def _build_and_compile(cfg: TrainConfig, spec: ArchSpec, n_classes: int, strategy: Any, job: Job) -> tuple[Any, str]:
-    """(compiled model, where its starting weights came from in words)."""
+def build_and_compile(cfg: TrainConfig, spec: ArchSpec, n_classes: int, strategy: Any, job: Job) -> tuple[Any, str]:
+    """Build ``cfg.arch`` for ``n_classes`` inside ``strategy``'s scope and compile it.
+
+    Shared by the main training run and the out-of-fold models, so both start the same way.
+
+    Returns:
+        The compiled model and where its starting weights came from, in words (for the card).
+
+    Raises:
+        WorkbenchError: when ImageNet weights were asked for but cannot be loaded (offline machine).
+    """
     from core.training.loop import compile_model, set_backbone_trainable
 
     weights = cfg.weights if spec.transfer else "none"

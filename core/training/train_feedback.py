@@ -94,7 +94,7 @@ def training_verdict(val_accuracy: float, macro_f1: float, n_classes: int, epoch
 
 
 def finished_summary(run: Run, epochs_run: int, total_s: float | None = None) -> tuple[str, Verdict]:
-    """What the Train page says when a run has finished: its figures and where it was saved, and a verdict.
+    """What the Train page says when a run has finished: its figures, its run id, and a verdict.
 
     ``total_s`` (the job's whole time) includes the calibration after saving, which the card's
     training time leaves out (issue 24: "Finished in 2.1 min" hid 40-70 s of calibration).
@@ -103,7 +103,8 @@ def finished_summary(run: Run, epochs_run: int, total_s: float | None = None) ->
     took = (f"in {fmt_seconds(total_s)} in all ({fmt_seconds(run.card.train_seconds)} training, the rest calibrating "
             "the probabilities and warnings)" if total_s else f"in {fmt_seconds(run.card.train_seconds)}")
     message = (f"Finished: validation accuracy {res['val_accuracy']:.1%} (macro-F1 {res['val_macro_f1']:.3f}, "
-               f"ECE {res['val_ece']:.3f}) {took}. Saved as {run.run_id} in {run.path}.")
+               f"ECE {res['val_ece']:.3f}) {took}. Saved as model run {run.run_id} (listed under Past runs below "
+               "and on the Evaluate and Predict & Explain pages).")  # not the server's folder: a browser user cannot open it
     verdict = training_verdict(res["val_accuracy"], res["val_macro_f1"], len(run.class_names), epochs_run,
                                int(run.card.train_config.get("epochs", 0)))
     return message, verdict

@@ -122,9 +122,9 @@ def test_non_mr_modality_and_gantry_tilt_are_warned(vol):
 def test_compressed_syntax_without_decoder_is_refused_plainly(vol):
     from pydicom.uid import JPEGLSLossless
 
-    from core.data.dicom import _can_decode
+    from core.data.dicom import can_decode
 
-    if _can_decode(JPEGLSLossless):
+    if can_decode(JPEGLSLossless):
         pytest.skip("a JPEG-LS decoder is installed here")
     stack = open_study(series_files(vol[:3], syntax=JPEGLSLossless)).pick()
     assert stack.error and "cannot decode" in stack.error and "JPEG-LS" in stack.error
@@ -192,7 +192,7 @@ def test_damaged_inputs_are_refused_with_one_error_type(vol):
 
 def test_zip_of_ten_thousand_tiny_files_is_refused_before_reading(monkeypatch):
     reads = []
-    monkeypatch.setattr(study_files, "_check_member", lambda *a: reads.append(a) or None)
+    monkeypatch.setattr(study_files, "check_member", lambda *a: reads.append(a) or None)
     import io
 
     buf = io.BytesIO()

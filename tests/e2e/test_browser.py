@@ -280,7 +280,7 @@ def test_train_a_tiny_model_to_the_end(page, server):
     (run,) = completed_runs(server)
     assert run.card.image_size == 32 and run.card.train_config["epochs"] == 1
     assert run.card.train_config["width"] == 0.25
-    assert page.get_by_text(run.run_id).count() >= 1  # "Saved as <run id>" and the Past runs table
+    assert page.get_by_text(run.run_id).count() >= 1  # "Saved as model run <run id>" and the Past runs table
 
 
 def test_training_reattaches_after_navigation_and_cancels_cleanly(page, server):

@@ -130,3 +130,22 @@ def test_robustness_of_a_run_is_computed_once_and_cached(tiny_registry, monkeypa
     monkeypatch.setattr(robustness_eval, "load_model", lambda *a, **k: pytest.fail("cache not used"))
     again = evaluate_robustness(tiny_registry, EvalSet("card_test"))
     assert list(again["accuracy"]) == pytest.approx(list(table["accuracy"]))
+
+
+@pytest.mark.slow
+def test_another_models_ood_file_leaves_the_unfamiliar_check_out_with_a_note(tiny_run, isolated_workbench_dirs):
+    """An ood.npz of another feature width is refused as Predict refuses it, never used to score distances."""
+    import shutil
+
+    from core.evaluation.eval_sets import EvalSet
+    from core.evaluation.robustness_eval import NOTE_COLUMN, evaluate_robustness
+    from core.models.runs import OOD_FILE, resolve_run
+
+    folder = isolated_workbench_dirs["models"] / tiny_run.run_id
+    shutil.copytree(tiny_run.path, folder)
+    np.savez_compressed(folder / OOD_FILE, means=np.zeros((len(tiny_run.class_names), 7)), precision=np.eye(7),
+                        maha_threshold=1.0, energy_threshold=1.0)
+    table = evaluate_robustness(resolve_run(folder.name), EvalSet("card_test"), use_cache=False)
+    assert list(table["shift"]) == list(SHIFTS)
+    note = str(table[NOTE_COLUMN].iloc[0])
+    assert "unfamiliar-image check" in note and "7 features" in note, note

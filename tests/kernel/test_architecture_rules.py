@@ -217,3 +217,14 @@ def test_cli_help_works_without_heavy_imports() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "scan" in result.stdout
+
+
+def test_no_core_module_imports_a_private_name_of_another() -> None:
+    """A helper another module needs is public API (named, typed, documented) of its module."""
+    offenders = []
+    for path in sorted(CORE_DIR.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("core"):
+                offenders += [f"{path.relative_to(CORE_DIR)}:{node.lineno} {a.name}" for a in node.names
+                              if a.name.startswith("_") and not a.name.startswith("__")]
+    assert offenders == [], f"private names imported across modules: {offenders}"

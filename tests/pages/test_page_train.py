@@ -88,9 +88,10 @@ def test_tiny_training_from_start_to_summary(page_env):
         at.run()
     assert not at.exception
     summary = re.sub(r"\\(.)", r"\1", texts(at.success))  # as shown: escaped Markdown marks are literal
-    assert "Finished: validation accuracy" in summary and "Saved as" in summary
+    assert "Finished: validation accuracy" in summary and "Saved as model run" in summary
     (job,) = page_env.jobs("train")
     assert job.status == DONE and job.result.run_id in summary
+    assert str(job.result.path) not in summary  # a browser user gets the run id, not the server's folder
     assert job.result.card.train_config["width"] == 0.25
     past = at.dataframe[-1].value
     assert list(past["model"]) == [job.result.run_id] and 0 <= past["val accuracy"][0] <= 1
