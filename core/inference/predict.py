@@ -71,7 +71,6 @@ class Predictor:
         card = run.card
         self.class_names: list[str] = run.class_names
         self.image_size: int = run.image_size
-        results = card.results
         self.temperature = card.temperature
         self.tta = card.tta
         data = card.data
@@ -83,7 +82,7 @@ class Predictor:
         self.runner = ModelRunner(self.model, self.tta)
         self.ood, problem = load_ood(run.path / OOD_FILE, len(self.class_names), _feature_width(self.model))
         self.disabled += [problem] if problem else []
-        card_ood = results.get("ood") or {}
+        card_ood = card.results.ood
         self.maha_threshold = card_ood.get("mahalanobis_threshold", self.ood.maha_threshold if self.ood else None)
         self.energy_threshold = card_ood.get("energy_threshold", self.ood.energy_threshold if self.ood else None)
         trust = card_thresholds(card)  # fitted on shifted validation images, or the older card fields

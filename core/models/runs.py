@@ -225,7 +225,7 @@ def update_card(run: Run, **fields: Any) -> Run:
 
 def _plain_json(value: Any) -> Any:
     """``value`` as JSON would store it (tuples as lists, frozen mappings as dicts)."""
-    from core.models.card import _plain
+    from core.models.results import plain as _plain
 
     return json.loads(json.dumps(_plain(value)))
 
