@@ -43,7 +43,7 @@ def _number(value: Any) -> bool:
 
 
 def _read(name: str, raw: Any) -> Any:
-    """The value readers see for the JSON value ``raw`` of field ``name`` (its default when it does not fit)."""
+    """What readers see for the JSON value ``raw`` of field ``name`` (the default when it does not fit)."""
     if name == "temperature":
         return float(raw) if _number(raw) else DEFAULT_TEMPERATURE
     if name == "tta":
@@ -80,14 +80,15 @@ class RunResults:
     temperature: float = DEFAULT_TEMPERATURE  # probabilities are softmax(logits / T)
     low_confidence_threshold: float | None = None
     n_val: int | None = None  # validation images the figures come from
-    ood: Mapping[str, Any] = field(default_factory=dict)  # mahalanobis_threshold, energy_threshold (core.inference.ood)
-    averaging: Mapping[str, Any] = field(default_factory=dict)  # weight averaging over the last epochs (core.training.averaging)
-    trust: Mapping[str, Any] = field(default_factory=dict)  # fitted warning thresholds (core.inference.trust_fit); empty before
-    conformal: Mapping[str, Any] = field(default_factory=dict)  # prediction sets' summary (core.inference.conformal_fit)
-    disagreement: Mapping[str, Any] = field(default_factory=dict)  # an ensemble's disagreement warning (core.inference.ensemble_fit)
+    # Sections, read-only mappings ({} when the card has none):
+    ood: Mapping[str, Any] = field(default_factory=dict)  # OOD thresholds (core.inference.ood)
+    averaging: Mapping[str, Any] = field(default_factory=dict)  # last-epoch weight averaging (core.training.averaging)
+    trust: Mapping[str, Any] = field(default_factory=dict)  # fitted warning thresholds (core.inference.trust_fit)
+    conformal: Mapping[str, Any] = field(default_factory=dict)  # prediction sets (core.inference.conformal_fit)
+    disagreement: Mapping[str, Any] = field(default_factory=dict)  # an ensemble's warning (core.inference.ensemble_fit)
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys another version wrote: kept, not interpreted
     written: tuple[str, ...] = ()  # the keys of the JSON this was read from, in their order
-    # JSON values that did not fit their field (written back unchanged while the field keeps the value read)
+    # JSON values that did not fit their field: written back as they were while the field is unchanged
     _verbatim: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -145,5 +146,5 @@ class RunResults:
 
 
 #: Field name -> default, for the keys :class:`RunResults` interprets.
-_FIELDS: dict[str, Any] = {f.name: _EMPTY if f.name in _SECTIONS else f.default
-                           for f in dataclasses.fields(RunResults) if f.name not in ("extra", "written", "_verbatim")}
+_FIELDS: dict[str, Any] = {f.name: _EMPTY if f.name in _SECTIONS else f.default for f in dataclasses.fields(RunResults)
+                           if f.name not in ("extra", "written", "_verbatim")}
