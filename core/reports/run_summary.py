@@ -58,7 +58,8 @@ def model_facts(run: Run) -> dict[str, str]:
         out["Members"] = "; ".join(f"{m.get('title', m.get('arch', '?'))}, {m.get('image_size', '?')} px, "
                                    f"{m.get('preprocessing', '?')} ({m.get('run_id')})" for m in card.members)
     if card.val_accuracy is not None:
-        out["Validation accuracy"] = f"{percent(card.val_accuracy)} ({card.results.n_val if card.results.n_val is not None else '?'} images)"
+        n_val = "?" if card.results.n_val is None else card.results.n_val
+        out["Validation accuracy"] = f"{percent(card.val_accuracy)} ({n_val} images)"
     out["Leakage-free test metrics"] = held_out_sentence(card.held_out())
     if run.adapted:
         out["Adapted"] = f"{run.adapted_note()}: meant for that site's images only"
