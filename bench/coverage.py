@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
               "--conformal-only", file=sys.stderr)
         return 2
     robust = None if args.no_shifts else evaluate_robustness(run, EvalSet("card_test"))
-    fitted_on = (run.card.results.get("conformal") or {}).get("fitted_on", "")
+    fitted_on = run.card.results.conformal.get("fitted_on", "")
     section = markdown(run.run_id, table, robust, args.section, args.title, fitted_on if args.section else "")
     write_section(section, args.out, *markers(args.section))
     print(section)

@@ -85,7 +85,7 @@ def main() -> None:
     figures["adapt"] = {**result.to_json(), "wall_s": round(time.perf_counter() - t, 1),
                         "history": job.snapshot().history}
     adapted = result.run
-    figures["adapted_conformal"] = adapted.card.results.get("conformal")
+    figures["adapted_conformal"] = adapted.card.results.to_json().get("conformal")
     print(json.dumps(figures["adapt"], indent=1), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(figures, indent=1, default=str))

@@ -57,7 +57,7 @@ def calibrate_conformal(args: argparse.Namespace) -> int:
         run = fit_run_conformal_out_of_fold(run, probs, labels, oof)
     else:
         run = fit_run_conformal(resolve_run(args.model))
-    summary = dict(run.card.to_json()["results"]["conformal"])
+    summary = run.card.results.to_json()["conformal"]  # plain JSON for printing
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0

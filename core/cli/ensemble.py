@@ -28,11 +28,11 @@ def run(args: argparse.Namespace) -> int:
 
     ens = register_ensemble(args.models, title=args.title)
     results = ens.card.results
-    dis = results.get("disagreement") or {}
+    dis = results.disagreement
     summary = {"run_id": ens.run_id, "path": str(ens.path), "title": ens.card.title,
-               "members": [dict(m) for m in ens.card.members], "val_accuracy": results.get("val_accuracy"),
-               "val_macro_f1": results.get("val_macro_f1"), "members_val_accuracy": dis.get("members_accuracy"),
-               "n_val": results.get("n_val"), "low_confidence_threshold": results.get("low_confidence_threshold"),
+               "members": [dict(m) for m in ens.card.members], "val_accuracy": results.val_accuracy,
+               "val_macro_f1": results.val_macro_f1, "members_val_accuracy": dis.get("members_accuracy"),
+               "n_val": results.n_val, "low_confidence_threshold": results.low_confidence_threshold,
                "disagreement_spread_threshold": dis.get("spread_threshold"),
                "correct_warned_val": dis.get("correct_warned"), "wrong_warned_val": dis.get("wrong_warned"),
                "n_test_files": len(ens.card.data.get("test_files") or [])}

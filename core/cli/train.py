@@ -147,18 +147,18 @@ def calibrate(args: argparse.Namespace) -> int:
         run_ = fit_run_warnings(resolve_run(args.model))
     else:
         run_ = fit_run_warnings(recalibrate_run(resolve_run(args.model), args.tta))
-    r = run_.card.to_json()["results"]
+    r = run_.card.results
     if args.warnings_only:
-        t = r["trust"]
+        t = r.to_json()["trust"]  # plain JSON for printing
         print(json.dumps(t, indent=2) if args.json else
               f"run {run_.run_id} warnings: {describe_thresholds(t)}")
         return 0
     if args.json:
-        print(json.dumps(r, indent=2))
+        print(json.dumps(r.to_json(), indent=2))
     else:
-        print(f"run {run_.run_id} (tta={r['tta']}): val accuracy {r['val_accuracy']:.4f}, macro-F1 "
-              f"{r['val_macro_f1']:.4f}, ECE {r['val_ece']:.4f} (T={r['temperature']:.2f}), low-confidence "
-              f"threshold {r['low_confidence_threshold']:.2f}")
+        print(f"run {run_.run_id} (tta={r.tta}): val accuracy {r.val_accuracy:.4f}, macro-F1 "
+              f"{r.val_macro_f1:.4f}, ECE {r.val_ece:.4f} (T={r.temperature:.2f}), low-confidence "
+              f"threshold {r.low_confidence_threshold:.2f}")
     return 0
 
 
@@ -246,8 +246,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        r = card["results"]
-        print(f"run {run_.run_id}: val accuracy {r['val_accuracy']:.4f}, macro-F1 {r['val_macro_f1']:.4f}, "
-              f"ECE {r['val_ece']:.4f} (T={r['temperature']:.2f}), {run_.card.train_seconds:.0f} s")
+        r = run_.card.results
+        print(f"run {run_.run_id}: val accuracy {r.val_accuracy:.4f}, macro-F1 {r.val_macro_f1:.4f}, "
+              f"ECE {r.val_ece:.4f} (T={r.temperature:.2f}), {run_.card.train_seconds:.0f} s")
         print(f"saved to {run_.path}")
     return 0

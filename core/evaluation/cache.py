@@ -30,7 +30,9 @@ def cache_key(run: Run, ds: Dataset, eval_set: EvalSet) -> str:
     card = run.card
     # SCAN_VERSION: a new scan version may hash differently, so overlap flags change.
     parts = [EVAL_VERSION, SCAN_VERSION, card.model_sha256, ds.fingerprint, eval_set.kind, near_dup_threshold(run),
-             json.dumps(card.data.get("data_config"), sort_keys=True), card.tta, card.results.get("temperature")]
+             json.dumps(card.data.get("data_config"), sort_keys=True), card.tta,
+             # the temperature the card holds: None for cards without one, as the keys always had
+             card.results.temperature if "temperature" in card.results.written else None]
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:24]
 
 

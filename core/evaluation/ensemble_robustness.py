@@ -50,7 +50,7 @@ def ensemble_shift_scores(run: Run, members: Sequence[Run], raw: np.ndarray, lab
             f = flags(s["probs"], s["distance"], s["views"], thresholds)
             image_warned[key] |= f.unfamiliar | f.unstable  # the ensemble decides confidence itself
     low = float(card_thresholds(run.card).min_confidence or 0.0)
-    spread = float(run.card.results.get("disagreement", {}).get("spread_threshold", 1.0))
+    spread = float(run.card.results.disagreement.get("spread_threshold", 1.0))
     out = {}
     for key in keys:
         stacked = np.stack(member_probs[key])

@@ -214,7 +214,7 @@ def export_facts(run: Run, fmt: str, diff: float, n: int, source: str) -> dict[s
                           "baked_in": False},
         "calibration": {"baked_in": True, "temperature": temp,
                         "source": "fitted on the run's validation images; card field results.temperature"
-                        if "temperature" in card.results else "none was fitted for this run: T = 1"},
+                        if "temperature" in card.results.written else "none was fitted for this run: T = 1"},
         "tta": card.tta,
         "verification": {"n_images": n, "source": source, "max_abs_diff": diff, "tolerance": TOLERANCE,
                          "reference": "the run's Keras model through the workbench's ModelRunner"},

@@ -102,9 +102,9 @@ def recalibrate_run(run: Run, tta: str) -> Run:
     runner = ModelRunner(load_model(run), "none", batch_size=128)
     images = load_many(paths, run.image_size, preprocessing=run.preprocessing)
     logits = tta_logits(lambda b: runner.run(b).logits, images, tta)
-    results = dict(card.results)
+    results = card.results.to_json()
     results.update(calibration_results(logits, y, len(run.class_names), card.validated_on, tta))
-    ood = dict(results.get("ood") or {})
+    ood = dict(card.results.ood)
     ood["energy_threshold"] = float(np.quantile(energy(logits / results["temperature"]), 0.99))
     results["ood"] = ood
     return fit_run_conformal(update_card(run, results=results), logits, y)  # new temperature: new sets

@@ -123,7 +123,7 @@ def fit_run_conformal(run: Run, logits: np.ndarray | None = None, labels: np.nda
     card = run.card
     probs = softmax(logits, card.temperature)
     summary = write_conformal(run.path, probs, labels, run.class_names, card.temperature, card.tta)
-    results = dict(card.results)
+    results = card.results.to_json()
     results["conformal"] = summary
     return update_card(run, results=results)
 
@@ -146,6 +146,6 @@ def fit_run_conformal_out_of_fold(run: Run, oof_probs: np.ndarray, oof_labels: n
                             f"{card.tta}) and {len(oof_labels)} training images scored out of fold by "
                             f"{oof_summary['folds']} models trained without them with the run's recipe")
     summary["out_of_fold"] = oof_summary
-    results = dict(card.results)
+    results = card.results.to_json()
     results["conformal"] = summary
     return update_card(run, results=results)

@@ -126,7 +126,7 @@ def fit_ensemble(run: Run, members: Sequence[Run]) -> Run:
     disagree = differ | (spread > threshold)
     trust = fit_thresholds(probs.max(axis=1), None, disagree, correct)
     warned = disagree | (probs.max(axis=1) < trust.min_confidence)
-    results: dict[str, Any] = dict(run.card.results)
+    results: dict[str, Any] = run.card.results.to_json()
     results.update(
         val_accuracy=float(accuracy_score(labels, pred)), val_ece=float(expected_calibration_error(probs, labels)),
         val_macro_f1=float(f1_score(labels, pred, average="macro", labels=list(range(len(run.class_names))),

@@ -75,7 +75,7 @@ class EnsemblePredictor(PredictorBase):
         self.image_size: int = run.image_size
         self.temperature, self.tta = 1.0, "none"
         self.low_confidence = run.card.trust.get("min_confidence", run.card.low_confidence_threshold) or 0.0
-        self.spread_threshold = float((run.card.results.get("disagreement") or {}).get("spread_threshold", 1.0))
+        self.spread_threshold = float(run.card.results.disagreement.get("spread_threshold", 1.0))
         # The ensemble's own sets, fitted on its averaged validation probabilities (not a member's).
         self.conformal, self.conformal_problem = try_run_conformal(run)
         #: Features a damaged side file switched off: the members' own, and the ensemble's prediction sets.

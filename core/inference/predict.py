@@ -78,7 +78,6 @@ class Predictor(PredictorBase):
         card = run.card
         self.class_names: list[str] = run.class_names
         self.image_size: int = run.image_size
-        results = card.results
         self.temperature = card.temperature
         self.tta = card.tta
         data = card.data
@@ -90,7 +89,7 @@ class Predictor(PredictorBase):
         self.runner = ModelRunner(self.model, self.tta)
         self.ood, problem = load_ood(run.path / OOD_FILE, len(self.class_names), feature_width(self.model))
         self.disabled += [problem] if problem else []
-        card_ood = results.get("ood") or {}
+        card_ood = card.results.ood
         self.maha_threshold = card_ood.get("mahalanobis_threshold", self.ood.maha_threshold if self.ood else None)
         self.energy_threshold = card_ood.get("energy_threshold", self.ood.energy_threshold if self.ood else None)
         trust = card_thresholds(card)  # fitted on shifted validation images, or the older card fields

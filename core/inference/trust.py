@@ -14,8 +14,9 @@ cause, while no more than ``false_alarm`` of correct predictions on ordinary ima
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,9 +39,9 @@ class TrustThresholds:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> TrustThresholds | None:
+    def from_dict(cls, data: Mapping[str, Any] | None) -> TrustThresholds | None:
         """Thresholds from a card's ``results.trust`` (None when absent or malformed)."""
-        if not isinstance(data, dict):
+        if not isinstance(data, Mapping):
             return None
         try:
             conf = float(data.get("min_confidence", 0.0))
@@ -141,13 +142,12 @@ def card_thresholds(card: ModelCard) -> TrustThresholds:
     """The card's warning thresholds: ``results.trust`` when fitted, else the older card fields
     (low-confidence threshold and Mahalanobis threshold, no views check)."""
     results = card.results
-    fitted = TrustThresholds.from_dict(results.get("trust"))
+    fitted = TrustThresholds.from_dict(results.trust) if results.trust else None
     if fitted is not None:
         return fitted
-    ood = results.get("ood") if isinstance(results.get("ood"), dict) else {}
     try:
-        conf = float(results.get("low_confidence_threshold") or 0.0)
-        dist = ood.get("mahalanobis_threshold")
+        conf = float(results.low_confidence_threshold or 0.0)
+        dist = results.ood.get("mahalanobis_threshold")
         dist = None if dist is None else float(dist)
     except (TypeError, ValueError):
         return TrustThresholds()

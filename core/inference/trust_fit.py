@@ -50,7 +50,7 @@ def fit_run_warnings(run: Run, model: Any = None, job: Job | None = None) -> Run
     Raises:
         WorkbenchError: the validation images are not on this machine.
     """
-    results = dict(run.card.results)
+    results = run.card.results.to_json()
     paths, labels = run.validation_set()
     raw = load_many(paths, RAW_SCALE * run.image_size, preprocessing=WHOLE_FRAME_ID)
     model = model if model is not None else load_model(run)

@@ -1,8 +1,12 @@
 """The model card: a frozen, typed record of what a model is and how it must be fed.
 
 Saved as ``card.json`` beside every model. Inference reads the class order, image size and
-preprocessing from it; defaults for fields that older cards lack live here and nowhere else.
+preprocessing from it; defaults for fields that older cards lack live here and nowhere else
+(those of ``results`` in :mod:`core.models.results`).
 The JSON is checked by :mod:`core.models.card_validation` before a card is built from it.
+``results`` is a typed record (:class:`core.models.results.RunResults`); ``train_config`` stays a
+read-only mapping because its typed form, ``core.training.config.TrainConfig``, lives in the
+training layer above this one (read it with ``TrainConfig.from_card``).
 """
 
 from __future__ import annotations
@@ -15,30 +19,22 @@ from types import MappingProxyType
 from typing import Any
 
 from core.data.preprocess import WHOLE_FRAME_ID
-from core.data.tta import TTA_MODES
 from core.errors import WorkbenchError
 from core.models.card_validation import validate_card
+from core.models.results import DEFAULT_TEMPERATURE, RunResults
+from core.models.results import plain as _plain
 
 CARD_VERSION = 1  # bump when a field changes meaning; readers keep loading every older version
-DEFAULT_TEMPERATURE = 1.0  # cards from before calibration: probabilities as the network gives them
 MODEL_FILE = "model.keras"
 
 #: JSON sections kept as read-only mappings (their inner shape is checked by card_validation).
-SECTIONS = ("versions", "train_config", "data", "results", "evaluation", "evaluations", "timings")
+SECTIONS = ("versions", "train_config", "data", "evaluation", "evaluations", "timings")
+__all__ = ["CARD_VERSION", "DEFAULT_TEMPERATURE", "MODEL_FILE", "ModelCard", "RunResults", "card_from_json_lenient"]
 
 
 def _frozen(value: Any) -> Mapping[str, Any]:
     """A read-only view of a JSON object (a private copy, so the caller's dict can change freely)."""
     return MappingProxyType(json.loads(json.dumps(_plain(value)))) if isinstance(value, Mapping) else MappingProxyType({})
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready copy of mappings/tuples (MappingProxyType is not JSON serialisable)."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True)
@@ -65,7 +61,8 @@ class ModelCard:
     params: int = 0
     train_config: Mapping[str, Any] = field(default_factory=dict)  # TrainConfig.to_dict()
     data: Mapping[str, Any] = field(default_factory=dict)  # training data: name, root, counts, val/test files...
-    results: Mapping[str, Any] = field(default_factory=dict)  # validation metrics, temperature, thresholds
+    # validation metrics, temperature, thresholds; a JSON dict given here is converted
+    results: RunResults = field(default_factory=RunResults)
     timings: Mapping[str, Any] = field(default_factory=dict)
     evaluation: Mapping[str, Any] = field(default_factory=dict)  # the held-out test result ({} until evaluated)
     evaluations: Mapping[str, Any] = field(default_factory=dict)  # every evaluation, keyed "set:fingerprint"
@@ -78,6 +75,7 @@ class ModelCard:
         object.__setattr__(self, "members", tuple(_frozen(m) for m in self.members))
         for name in (*SECTIONS, "extra"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
+        object.__setattr__(self, "results", RunResults.from_json(self.results))
 
     # --- JSON -------------------------------------------------------------------------------------
 
@@ -143,35 +141,30 @@ class ModelCard:
     @property
     def temperature(self) -> float:
         """Calibration temperature: probabilities are softmax(logits / T)."""
-        t = self.results.get("temperature")
-        return float(t) if t is not None else DEFAULT_TEMPERATURE
+        return self.results.temperature
 
     @property
     def tta(self) -> str:
         """The test-time augmentation the calibration was fitted with ('none' for cards before it)."""
-        mode = self.results.get("tta", "none")
-        return mode if mode in TTA_MODES else "none"
+        return self.results.tta
 
     @property
     def validated_on(self) -> str:
         """The split that early-stopped and calibrated the run."""
-        return str(self.results.get("validated_on", "val"))
+        return self.results.validated_on
 
     @property
     def low_confidence_threshold(self) -> float | None:
-        value = self.results.get("low_confidence_threshold")
-        return float(value) if value is not None else None
+        return self.results.low_confidence_threshold
 
     @property
     def trust(self) -> Mapping[str, Any]:
         """Fitted warning thresholds (core.inference.trust_fit); empty before they were fitted."""
-        value = self.results.get("trust")
-        return value if isinstance(value, Mapping) else {}
+        return self.results.trust
 
     @property
     def val_accuracy(self) -> float | None:
-        value = self.results.get("val_accuracy")
-        return float(value) if isinstance(value, int | float) else None
+        return self.results.val_accuracy
 
     @property
     def train_seconds(self) -> float | None:

@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -226,14 +225,9 @@ def update_card(run: Run, **fields: Any) -> Run:
 
 def _plain_json(value: Any) -> Any:
     """``value`` as JSON would store it (tuples as lists, frozen mappings as dicts)."""
-    return json.loads(json.dumps(value, default=_mapping_as_dict))
+    from core.models.results import plain
 
-
-def _mapping_as_dict(value: Any) -> dict:
-    """json.dumps' fallback: a card's sections are read-only mappings, which json cannot write."""
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return json.loads(json.dumps(plain(value)))
 
 
 def load_model(run: Run):

@@ -58,7 +58,8 @@ def model_facts(run: Run) -> dict[str, str]:
         out["Members"] = "; ".join(f"{m.get('title', m.get('arch', '?'))}, {m.get('image_size', '?')} px, "
                                    f"{m.get('preprocessing', '?')} ({m.get('run_id')})" for m in card.members)
     if card.val_accuracy is not None:
-        out["Validation accuracy"] = f"{percent(card.val_accuracy)} ({card.results.get('n_val', '?')} images)"
+        n_val = "?" if card.results.n_val is None else card.results.n_val
+        out["Validation accuracy"] = f"{percent(card.val_accuracy)} ({n_val} images)"
     out["Leakage-free test metrics"] = held_out_sentence(card.held_out())
     if run.adapted:
         out["Adapted"] = f"{run.adapted_note()}: meant for that site's images only"
@@ -78,8 +79,8 @@ def runs_table(runs: list[Run]) -> pd.DataFrame:
             + (" (SYNTHETIC)" if card.synthetic else ""),
             "split": SPLIT_WORDS.get(card.split_mode, ""),
             "image size": card.image_size or None,
-            "macro-F1": card.results.get("val_macro_f1"),
-            "ECE": card.results.get("val_ece"),
+            "macro-F1": card.results.val_macro_f1,
+            "ECE": card.results.val_ece,
             "train time (s)": card.train_seconds,
             "size (MB)": card.model_bytes / 1e6 or None,
             "status": ("unusable: " + "; ".join(r.problems)) if r.problems else "ok",

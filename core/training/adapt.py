@@ -202,7 +202,7 @@ def _fine_tune(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, st
     from core.training.pipeline import eval_dataset, train_dataset
 
     k = keras()
-    pcfg = TrainConfig.from_dict(dict(parent.card.train_config))
+    pcfg = TrainConfig.from_card(parent.card)
     n = len(parent.class_names)
     x = np.concatenate([site.x["adapt"], x_rep]) if len(x_rep) else site.x["adapt"]
     y = np.concatenate([site.y["adapt"], y_rep]) if len(y_rep) else site.y["adapt"]

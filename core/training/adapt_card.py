@@ -30,7 +30,7 @@ def adapted_card(parent, run_id: str, folder: Path, model: Any, site, n_replay: 
     """The new run's card (its model file is already in ``folder``)."""
     pcard = parent.card
     names = list(parent.class_names)
-    train_cfg = TrainConfig.from_dict(dict(pcard.train_config))
+    train_cfg = TrainConfig.from_card(pcard)
     train_cfg = dataclasses.replace(train_cfg, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
                                     batch_size=cfg.batch_size, patience=cfg.patience, seed=cfg.seed,
                                     average_epochs=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import AUGMENT_PRESETS, AugmentConfig, from_dict_lenient
 from core.data.preprocess import RECIPES
@@ -12,6 +12,9 @@ from core.data.tta import TTA
 from core.errors import WorkbenchError
 from core.options import bounded, check_bounds
 from core.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, WEIGHTS
+
+if TYPE_CHECKING:
+    from core.models.card import ModelCard
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,15 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
         return from_dict_lenient(cls, data, {"augment": AugmentConfig, "finetune": FineTuneConfig})
+
+    @classmethod
+    def from_card(cls, card: ModelCard, **overrides: Any) -> TrainConfig:
+        """The configuration a card's run was trained with (its ``train_config``), with ``overrides``.
+
+        The card keeps it as a mapping (models sit below training); this is its typed view. The
+        overrides are applied before the checks, so they can replace a value the checks refuse.
+        """
+        return cls.from_dict({**card.train_config, **overrides})
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

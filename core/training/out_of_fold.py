@@ -55,7 +55,7 @@ def out_of_fold_probabilities(run: Any, folds: int = 3, log: Callable[[str], Non
     from core.training.data import PreparedData, prepare_data
 
     card = run.card
-    cfg = TrainConfig.from_dict({**card.train_config, "strategy": "default", **(cfg_override or {})})
+    cfg = TrainConfig.from_card(card, **{"strategy": "default", **(cfg_override or {})})
     data_cfg = DataConfig.from_dict(card.data.get("data_config"))
     ds = open_folder(run.data_root)
     report = scan_dataset(ds, threshold=data_cfg.near_dup_threshold)

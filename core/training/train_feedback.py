@@ -102,11 +102,11 @@ def finished_summary(run: Run, epochs_run: int, total_s: float | None = None) ->
     res = run.card.results
     took = (f"in {fmt_seconds(total_s)} in all ({fmt_seconds(run.card.train_seconds)} training, the rest calibrating "
             "the probabilities and warnings)" if total_s else f"in {fmt_seconds(run.card.train_seconds)}")
-    message = (f"Finished: validation accuracy {res['val_accuracy']:.1%} (macro-F1 {res['val_macro_f1']:.3f}, "
-               f"ECE {res['val_ece']:.3f}) {took}. Saved as model run {run.run_id} (listed under Past runs below "
+    message = (f"Finished: validation accuracy {res.val_accuracy:.1%} (macro-F1 {res.val_macro_f1:.3f}, "
+               f"ECE {res.val_ece:.3f}) {took}. Saved as model run {run.run_id} (listed under Past runs below "
                "and on the Evaluate and Predict & Explain pages).")  # not the server's folder: a browser user cannot open it
-    verdict = training_verdict(res["val_accuracy"], res["val_macro_f1"], len(run.class_names), epochs_run,
-                               int(run.card.train_config.get("epochs", 0)))
+    verdict = training_verdict(res.val_accuracy, res.val_macro_f1, len(run.class_names), epochs_run,
+                               TrainConfig.from_card(run.card).epochs)
     return message, verdict
 
 

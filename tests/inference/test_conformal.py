@@ -220,9 +220,9 @@ def test_cli_predict_refuses_a_bad_coverage_before_any_work(text: str, tmp_path:
 def test_training_writes_prediction_sets_and_predict_uses_them(tiny_registry, tiny_predictor, demo_root, capsys):
     run = tiny_registry
     assert (run.path / CONFORMAL_FILE).is_file()
-    summary = run.card.results["conformal"]
+    summary = run.card.results.conformal
     assert summary["score"] in SCORES and summary["randomised"] is False
-    assert sum(summary["n_per_class"].values()) == run.card.results["n_val"]
+    assert sum(summary["n_per_class"].values()) == run.card.results.n_val
     assert run_conformal(run).temperature == pytest.approx(run.card.temperature)
     assert tiny_predictor.conformal is not None
 
@@ -249,7 +249,7 @@ def test_calibrate_conformal_only_keeps_the_temperature(tiny_run, tmp_path, monk
     assert main(["calibrate", "--model", tiny_run.run_id, "--conformal-only", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     run = resolve_run(tiny_run.run_id)
-    assert out["score"] == run.card.results["conformal"]["score"]
+    assert out["score"] == run.card.results.conformal["score"]
     assert run.card.temperature == tiny_run.card.temperature
     assert run_conformal(run).n_per_class == out["n_per_class"]
     assert main(["calibrate", "--model", tiny_run.run_id, "--conformal-only", "--warnings-only"]) == 2
@@ -257,7 +257,7 @@ def test_calibrate_conformal_only_keeps_the_temperature(tiny_run, tmp_path, monk
     # A refit temperature makes the old sets stale: they are refused, never silently used.
     from core.models.runs import update_card
 
-    results = dict(run.card.results)
+    results = run.card.results.to_json()
     results["temperature"] = run.card.temperature * 1.5
     stale = update_card(run, results=results)
     with pytest.raises(WorkbenchError, match="fitted before"):

@@ -109,10 +109,10 @@ def test_register_lists_members_with_checksums_and_fits_warnings(registry, membe
     assert [m["image_size"] for m in ens.card.members] == [32, 48]
     assert ens.card.image_size == 48 and ens.class_names == members[0].class_names
     results = ens.card.results
-    assert results["temperature"] == 1.0 and results["tta"] == "none"
-    assert 0 <= results["disagreement"]["spread_threshold"] <= 1
-    assert results["disagreement"]["correct_warned"] is None or results["disagreement"]["correct_warned"] <= 0.05
-    assert (ens.path / "conformal.npz").is_file() and results["conformal"]["n_per_class"]
+    assert results.temperature == 1.0 and results.tta == "none"
+    assert 0 <= results.disagreement["spread_threshold"] <= 1
+    assert results.disagreement["correct_warned"] is None or results.disagreement["correct_warned"] <= 0.05
+    assert (ens.path / "conformal.npz").is_file() and results.conformal["n_per_class"]
     assert set(ens.card.data["val_files"]) <= set(members[0].card.data["val_files"])
     assert ens.card.data["test_files"] and set(ens.card.data["test_files"]) <= set(members[1].card.data["test_files"])
     assert ens.run_id in [r.run_id for r in list_runs()]
@@ -244,7 +244,7 @@ def test_disagreeing_members_raise_the_warning(ensemble, uploads):
     from core.inference.predict import predict_files
 
     predictor = load_predictor(ensemble.run_id)
-    fitted = ensemble.card.results["disagreement"]["spread_threshold"]
+    fitted = ensemble.card.results.disagreement["spread_threshold"]
     assert predictor.spread_threshold == fitted
     predictor.spread_threshold = -1.0  # any spread counts: every slice is flagged
     loud = predict_files(predictor, uploads)

@@ -84,10 +84,10 @@ def test_probabilities_are_temperature_calibrated(tiny_predictor, tiny_run, demo
     logits_model = keras().Model(model.inputs, model.get_layer("logits").output)
     x = r.model_input[None].astype(np.float32)
     logits = np.asarray(logits_model([x], training=False), dtype=np.float64)
-    if tiny_run.card.results.get("tta") == "hflip":  # the card asks for flip averaging
+    if tiny_run.card.results.tta == "hflip":  # the card asks for flip averaging
         logits = (logits + np.asarray(logits_model([x[:, :, ::-1, :].copy()], training=False))) / 2
-    expected = softmax(logits, tiny_run.card.results["temperature"])[0]
-    assert tiny_predictor.temperature == pytest.approx(tiny_run.card.results["temperature"])
+    expected = softmax(logits, tiny_run.card.results.temperature)[0]
+    assert tiny_predictor.temperature == pytest.approx(tiny_run.card.results.temperature)
     got = np.array([r.probabilities[c] for c in tiny_run.class_names])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert list(r.probabilities) == tiny_run.class_names
@@ -192,7 +192,7 @@ def test_low_confidence_threshold_comes_from_the_card(tiny_predictor, tiny_run, 
     from core.inference.trust import card_thresholds
 
     assert tiny_predictor.low_confidence == card_thresholds(tiny_run.card).min_confidence
-    assert "trust" in tiny_run.card.results  # fitted at the end of training
+    assert tiny_run.card.results.trust  # fitted at the end of training
 
 
 JARGON = ("mahalanobis", "energy", "phash", "fingerprint", "threshold", "distance", "quantile")

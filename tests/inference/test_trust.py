@@ -97,7 +97,7 @@ def test_calibrate_cli_fits_the_warnings_of_an_older_run(tiny_run, isolated_work
     assert 0 <= trust["min_confidence"] <= 1 and "validation_rates" in trust
     assert set(trust["validation_rates"]) >= {"none", "reframe", "histogram", "noise"}
     run = resolve_run(tiny_run.run_id)
-    assert run.card.results["trust"]["min_confidence"] == trust["min_confidence"]
+    assert run.card.results.trust["min_confidence"] == trust["min_confidence"]
     assert run.card.model_sha256 == tiny_run.card.model_sha256  # only the card changed
 
 
@@ -113,5 +113,5 @@ def test_calibrate_cli_refits_temperature_for_another_test_time_augmentation(tin
     run = resolve_run(tiny_run.run_id)
     assert results["tta"] == run.card.tta == other  # the card now says how its calibration was fitted
     assert run.card.temperature > 0 and results["n_val"] == len(tiny_run.card.data["val_files"])
-    assert "trust" in run.card.results  # the warnings were refitted with the new calibration
+    assert run.card.results.trust  # the warnings were refitted with the new calibration
     assert run.card.model_sha256 == tiny_run.card.model_sha256  # only the card changed

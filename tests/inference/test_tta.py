@@ -45,7 +45,7 @@ def test_predictor_and_evaluation_use_the_cards_tta(tiny_run, tmp_path) -> None:
     run = resolve_run(tiny_run.run_id, root=tmp_path)
     x = np.random.default_rng(1).integers(0, 255, (4, run.image_size, run.image_size, 1)).astype(np.uint8)
     for mode in ("none", "hflip"):
-        run = update_card(run, results={**run.card.results, "tta": mode})
+        run = update_card(run, results={**run.card.results.to_json(), "tta": mode})
         predictor = Predictor(run)
         plain = predictor.runner.forward(x.astype(np.float32))[1]
         flipped = predictor.runner.forward(mirrored(x).astype(np.float32))[1]

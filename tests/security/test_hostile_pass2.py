@@ -524,7 +524,7 @@ def test_card_update_keeps_what_another_writer_stored_meanwhile(isolated_workben
     fake_run(models / "r")
     stale = resolve_run("r")  # what `calibrate` read at its start
     update_card(resolve_run("r"), evaluation={"macro_f1": 0.9, "eval_set": "card_test"})  # stored meanwhile
-    update_card(stale, results={**stale.card.results, "temperature": 1.7})  # calibrate ends
+    update_card(stale, results={**stale.card.results.to_json(), "temperature": 1.7})  # calibrate ends
     card = resolve_run("r").card
     assert card.temperature == 1.7 and dict(card.evaluation) == {"macro_f1": 0.9, "eval_set": "card_test"}
 

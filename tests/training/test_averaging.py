@@ -154,7 +154,7 @@ def test_training_with_averaging_records_each_step_in_the_card(demo_root, tmp_pa
                       augment=AUGMENT_PRESETS["none"], average_epochs=2)
     job = Job("train", "averaged tiny run")
     run = train_model(ds, scan_dataset(ds), cfg, job)
-    avg = run.card.results["averaging"]
+    avg = run.card.results.averaging
     assert avg["epochs_averaged"] == 2
     for key in ("val_accuracy_last_epoch", "val_accuracy_last_epoch_bn", "val_accuracy_averaged"):
         assert 0.0 <= avg[key] <= 1.0

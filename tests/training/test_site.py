@@ -290,7 +290,7 @@ def test_adapt_creates_a_new_run_and_never_changes_the_parent(parent, demo_root,
     assert {"learning_rate", "replayed_images", "epochs"} <= set(lin["recipe"])
     assert set(lin["before_after"]) == {"parent", "adapted"}
     assert f"adapted to site from {parent.run_id}" in run.label()
-    assert "conformal" in run.card.results and "trust" in run.card.results
+    assert run.card.results.conformal and run.card.results.trust
     assert run.card.data["kind"] == "site" and run.card.data["test_files"]
     # Never the default for other data, however it scores.
     assert best_run(list_runs()).run_id == parent.run_id
