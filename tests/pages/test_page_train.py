@@ -216,7 +216,7 @@ def test_fast_recipe_replaces_the_settings_and_keeps_seed_and_batch_cap(page_env
     assert shown == preset_config("fast", seed=5, max_train_batches=2).to_dict()
     at.radio(key="train_recipe").set_value("custom").run()
     shown = json.loads(next(c.value for c in at.code if '"small_epochs"' in c.value))
-    assert shown["small_epochs"] == 0  # the page's own settings again
+    assert shown["image_size"] == 128 and shown["epochs"] != preset_config("fast").epochs  # the page's own settings
 
 
 def test_the_folders_own_split_is_offered_only_when_it_has_a_test_folder(page_env, demo_root, tmp_path, monkeypatch):
