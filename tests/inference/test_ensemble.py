@@ -279,22 +279,6 @@ def test_each_member_map_goes_back_through_its_own_crop(ensemble, uploads):
     assert heat[:20, 30:].max() == pytest.approx(0.5, abs=0.05)  # top right: one of two
 
 
-def test_fit_disagreement_spends_its_budget_and_no_more():
-    from core.inference.ensemble_fit import disagreement, fit_disagreement
-
-    rng = np.random.default_rng(0)
-    spread = rng.uniform(0, 0.5, 400)
-    differ = np.zeros(400, bool)
-    differ[:4] = True
-    correct = np.ones(400, bool)
-    t = fit_disagreement(differ, spread, correct, budget=0.02)
-    assert int((differ | (spread > t)).sum()) == 8
-    assert fit_disagreement(np.ones(400, bool), spread, correct, budget=0.02) == 1.0
-    p = np.array([[[0.9, 0.1]], [[0.3, 0.7]]])  # two members, one image: their tops differ
-    d, s = disagreement(p)
-    assert d[0] and s[0] == pytest.approx(0.6)
-
-
 # --- evaluate, report facts, export -----------------------------------------------------------
 
 
