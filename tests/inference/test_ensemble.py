@@ -112,6 +112,8 @@ def test_register_lists_members_with_checksums_and_fits_warnings(registry, membe
     assert results.temperature == 1.0 and results.tta == "none"
     assert 0 <= results.disagreement["spread_threshold"] <= 1
     assert results.disagreement["correct_warned"] is None or results.disagreement["correct_warned"] <= 0.05
+    assert results.disagreement["unfamiliar_rule"] == "majority of members"
+    assert not results.trust["flag_unstable"] and results.trust["max_distance"] is None
     assert (ens.path / "conformal.npz").is_file() and results.conformal["n_per_class"]
     assert set(ens.card.data["val_files"]) <= set(members[0].card.data["val_files"])
     assert ens.card.data["test_files"] and set(ens.card.data["test_files"]) <= set(members[1].card.data["test_files"])
