@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
                "val_macro_f1": results.val_macro_f1, "members_val_accuracy": dis.get("members_accuracy"),
                "n_val": results.n_val, "low_confidence_threshold": results.low_confidence_threshold,
                "disagreement_spread_threshold": dis.get("spread_threshold"),
+               "unfamiliar_rule": dis.get("unfamiliar_rule"),
                "correct_warned_val": dis.get("correct_warned"), "wrong_warned_val": dis.get("wrong_warned"),
                "n_test_files": len(ens.card.data.get("test_files") or [])}
     if args.json:
@@ -47,5 +48,6 @@ def run(args: argparse.Namespace) -> int:
           f"macro-F1 {summary['val_macro_f1']:.3f}")
     print(f"Warnings fitted there: low confidence below {summary['low_confidence_threshold']:.3f}; the models "
           f"disagree when their top classes differ or their probabilities spread more than "
-          f"{100 * summary['disagreement_spread_threshold']:.1f} points")
+          f"{100 * summary['disagreement_spread_threshold']:.1f} points; unfamiliar when a majority of the "
+          "members find the slice so")
     return 0

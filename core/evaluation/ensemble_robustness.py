@@ -2,9 +2,9 @@
 
 Each shift acts once on the whole frames (at RAW_SCALE × the largest member's side); every member
 then prepares the shifted copy with its own recipe, size, test-time augmentation and temperature,
-as Predict does. The warnings counted are the ones Predict & Explain shows for an ensemble: its own
-low-confidence and "the models disagree" warnings, plus each member's warnings about the image
-itself (unfamiliar to that member, its mirrored copy answered differently).
+as Predict does. The warnings counted are the ones Predict & Explain shows for an ensemble, by the
+same rule (:func:`core.inference.ensemble_warnings.ensemble_flags`): its own low-confidence and
+"the models disagree" warnings, and unfamiliar when a majority of members find the slice so.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from core.data.shifts import SHIFTS
-from core.inference.ensemble_fit import as_logits, average, disagree_flags
+from core.inference.ensemble_fit import as_logits, average
+from core.inference.ensemble_warnings import ensemble_flags
 from core.inference.runner import ModelRunner
 from core.inference.side_files import feature_width, load_ood
 from core.inference.trust import card_thresholds, flags
@@ -33,7 +34,7 @@ def ensemble_shift_scores(run: Run, members: Sequence[Run], raw: np.ndarray, lab
     """
     keys = list(SHIFTS)
     member_probs: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-    image_warned: dict[str, np.ndarray] = {k: np.zeros(len(labels), bool) for k in keys}
+    unfamiliar: dict[str, list[np.ndarray]] = {k: [] for k in keys}  # each member's own check
     problems: list[str] = []
     for j, member in enumerate(members):
         model = load_model(member)
@@ -47,15 +48,14 @@ def ensemble_shift_scores(run: Run, members: Sequence[Run], raw: np.ndarray, lab
         thresholds = card_thresholds(member.card)
         for key, s in scores.items():
             member_probs[key].append(s["probs"])
-            f = flags(s["probs"], s["distance"], s["views"], thresholds)
-            image_warned[key] |= f.unfamiliar | f.unstable  # the ensemble decides confidence itself
+            unfamiliar[key].append(flags(s["probs"], s["distance"], s["views"], thresholds).unfamiliar)
     low = float(card_thresholds(run.card).min_confidence or 0.0)
     spread = float(run.card.results.disagreement.get("spread_threshold", 1.0))
     out = {}
     for key in keys:
         stacked = np.stack(member_probs[key])
         probs = average(stacked)
-        warned = image_warned[key] | (probs.max(axis=1) < low) | disagree_flags(stacked, spread)
+        warned = ensemble_flags(stacked, np.stack(unfamiliar[key]), low, spread).any
         out[key] = {"probs": probs, "logits": as_logits(probs), "warned": warned}
     return out, ("; ".join(problems) or None)
 

@@ -1,10 +1,9 @@
 """An ensemble's outputs on many images, the warnings and prediction sets fitted on them, and its registration.
 
 Members' calibrated probabilities (each member's own preprocessing, image size, temperature and
-test-time augmentation) are averaged. The "models disagree" warning fires when the members'
-top classes differ, or when their probabilities for the ensemble's class spread more than a
-threshold fitted on the common validation images: the largest spread still counted as ordinary
-is chosen so that, with the low-confidence warning, at most :data:`core.inference.trust.FALSE_ALARM`
+test-time augmentation) are averaged. The warnings follow one rule (:mod:`core.inference.ensemble_warnings`:
+low confidence, "the models disagree", unfamiliar to a majority of members), fitted on the common
+validation images with every part of it in view, so that at most :data:`core.inference.trust.FALSE_ALARM`
 of correct validation answers carry a warning (the same budget the single-model warnings use).
 """
 
@@ -21,32 +20,47 @@ from typing import Any
 import numpy as np
 
 from core.inference.calibration import softmax
-from core.inference.trust import FALSE_ALARM, fit_thresholds
+from core.inference.ensemble_warnings import MAJORITY_RULE, average, fit_ensemble_warnings
+from core.inference.trust import warning_rates
 from core.models.runs import Run, load_model, update_card
-
-DISAGREE_SHARE = 0.5  # share of the false-alarm budget the disagreement warning may spend on its own
 
 
 def member_probabilities(members: Sequence[Run], paths: Sequence[Path], fingerprint: str | None = None,
-                         progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                         progress: Callable[[int, int], None] | None = None, with_unfamiliar: bool = False,
+                         ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """(M, N, K) calibrated probabilities of every member on the image files ``paths``.
 
     Each member decodes the files with its own recipe and size (cached per dataset ``fingerprint``
-    when given) and runs with its card's test-time augmentation and temperature.
+    when given) and runs with its card's test-time augmentation and temperature. With
+    ``with_unfamiliar``, also the (M, N) flags of each member's own unfamiliar-slice warning
+    (its pooled features against its ``ood.npz`` and card threshold, from the same forward pass;
+    all False for a member whose file is missing or does not fit, as Predict leaves it out).
     """
     from core.data.image_cache import cached_images
     from core.data.preprocess import load_many
     from core.inference.runner import ModelRunner
+    from core.inference.side_files import feature_width, load_ood
+    from core.inference.trust import card_thresholds, flags
+    from core.models.runs import OOD_FILE
 
-    out = []
+    out, unfamiliar = [], []
     for j, m in enumerate(members):
         sub = (lambda d, t, j=j: progress(j * t + d, len(members) * t)) if progress else None
         if fingerprint:
             images = cached_images(list(paths), m.image_size, fingerprint, preprocessing=m.preprocessing)
         else:
             images = load_many(list(paths), m.image_size, preprocessing=m.preprocessing)
-        logits = ModelRunner(load_model(m), m.card.tta, features=False).logits(images, sub)
-        out.append(softmax(logits, m.card.temperature))
+        model = load_model(m)
+        res = ModelRunner(model, m.card.tta, features=with_unfamiliar).run(images, sub)
+        probs = softmax(res.logits, m.card.temperature)
+        out.append(probs)
+        if with_unfamiliar:
+            ood, _ = load_ood(m.path / OOD_FILE, len(m.class_names), feature_width(model))
+            distance = ood.mahalanobis(res.features) if (ood is not None and res.features is not None
+                                                         and len(res.features)) else None
+            unfamiliar.append(flags(probs, distance, res.view_logits, card_thresholds(m.card)).unfamiliar)
+    if with_unfamiliar:
+        return np.stack(out), np.stack(unfamiliar).astype(bool)
     return np.stack(out)
 
 
@@ -58,48 +72,9 @@ def ensemble_logits(run: Run, paths: Sequence[Path], fingerprint: str | None = N
     return as_logits(average(member_probabilities(member_runs(run), paths, fingerprint, progress)))
 
 
-def average(member_probs: np.ndarray) -> np.ndarray:
-    """(N, K) ensemble probabilities: the plain mean of the members' calibrated probabilities."""
-    return np.asarray(member_probs, np.float64).mean(axis=0)
-
-
 def as_logits(probs: np.ndarray) -> np.ndarray:
     """Log-probabilities: softmax(as_logits(p), 1) == p, so the ensemble's temperature is 1."""
     return np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0))
-
-
-def disagreement(member_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(top classes differ, spread) per image: whether some member's top class is not the ensemble's,
-    and the largest minus smallest member probability of the ensemble's top class."""
-    p = np.asarray(member_probs, np.float64)
-    if p.shape[1] == 0:
-        return np.zeros(0, bool), np.zeros(0)
-    top = average(p).argmax(axis=1)
-    differ = (p.argmax(axis=2) != top[None, :]).any(axis=0)
-    on_top = p[:, np.arange(p.shape[1]), top]
-    return differ, on_top.max(axis=0) - on_top.min(axis=0)
-
-
-def fit_disagreement(differ: np.ndarray, spread: np.ndarray, correct: np.ndarray,
-                     budget: float = FALSE_ALARM * DISAGREE_SHARE) -> float:
-    """The spread threshold: the smallest one that, with differing top classes, warns at most
-    ``budget`` of the correct answers (1.0, i.e. spread alone never warns, when differing tops
-    already spend it)."""
-    ok = np.asarray(correct, bool)
-    if not ok.any():
-        return 1.0
-    d, s = np.asarray(differ, bool)[ok], np.asarray(spread, np.float64)[ok]
-    allowed = int(np.floor(budget * len(s))) - int(d.sum())
-    if allowed <= 0:
-        return 1.0
-    candidates = np.sort(s[~d])[::-1]  # flagging strictly above a value: the allowed-th largest
-    return float(candidates[allowed]) if allowed < len(candidates) else 0.0
-
-
-def disagree_flags(member_probs: np.ndarray, threshold: float) -> np.ndarray:
-    """True where the ensemble's "the models disagree" warning fires."""
-    differ, spread = disagreement(member_probs)
-    return differ | (spread > threshold)
 
 
 def fit_ensemble(run: Run, members: Sequence[Run]) -> Run:
@@ -117,15 +92,12 @@ def fit_ensemble(run: Run, members: Sequence[Run]) -> Run:
     from core.inference.conformal_fit import write_conformal
 
     paths, labels = run.validation_set()
-    member_probs = member_probabilities(members, paths)
+    member_probs, unfamiliar = member_probabilities(members, paths, with_unfamiliar=True)
     probs = average(member_probs)
     pred = probs.argmax(axis=1)
     correct = pred == labels
-    differ, spread = disagreement(member_probs)
-    threshold = fit_disagreement(differ, spread, correct)
-    disagree = differ | (spread > threshold)
-    trust = fit_thresholds(probs.max(axis=1), None, disagree, correct)
-    warned = disagree | (probs.max(axis=1) < trust.min_confidence)
+    threshold, trust, fitted = fit_ensemble_warnings(member_probs, unfamiliar, correct)
+    rates = warning_rates(fitted.any, correct)
     results: dict[str, Any] = run.card.results.to_json()
     results.update(
         val_accuracy=float(accuracy_score(labels, pred)), val_ece=float(expected_calibration_error(probs, labels)),
@@ -138,9 +110,11 @@ def fit_ensemble(run: Run, members: Sequence[Run]) -> Run:
             "spread_threshold": threshold,
             "rule": "warn when a member's top class differs from the ensemble's, or when the members' "
                     "probabilities for the ensemble's class differ by more than the spread threshold",
+            "unfamiliar_rule": MAJORITY_RULE,
             "fitted_on": f"{len(labels)} validation images common to the members",
-            "correct_warned": float(warned[correct].mean()) if correct.any() else None,
-            "wrong_warned": float(warned[~correct].mean()) if (~correct).any() else None,
+            # every warning the ensemble shows (low confidence, disagreement, majority unfamiliar)
+            "correct_warned": rates["correct_warned"], "wrong_warned": rates["wrong_warned"],
+            "unfamiliar_share": float(fitted.unfamiliar.mean()) if len(labels) else None,
             "members_accuracy": [float((p.argmax(axis=1) == labels).mean()) for p in member_probs],
         })
     results["conformal"] = write_conformal(run.path, probs, labels, run.class_names, 1.0, "none")

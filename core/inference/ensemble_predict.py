@@ -1,5 +1,6 @@
 """Prediction with an ensemble run: the members' calibrated probabilities averaged, their heat
-maps placed back into the original frame and averaged, and a "the models disagree" warning.
+maps placed back into the original frame and averaged, and the ensemble's warnings (one rule,
+:mod:`core.inference.ensemble_warnings`, the one its thresholds were fitted with).
 
 :class:`EnsemblePredictor` answers the same calls as :class:`core.inference.predict.Predictor`
 (``prepare_framed``, ``predict_prepared``, ``explain_prepared``, ``warnings_for``; class look-up
@@ -21,7 +22,8 @@ from core.data.imageio import DecodedImage
 from core.data.preprocess import Framing, Prepared, prepare_framed
 from core.errors import WorkbenchError
 from core.inference.conformal import CONFORMAL_FILE, try_run_conformal
-from core.inference.ensemble_fit import as_logits, average, disagreement
+from core.inference.ensemble_fit import as_logits, average
+from core.inference.ensemble_warnings import disagreement, ensemble_flags
 from core.inference.gradcam import DEFAULT_CAM_METHOD, normalise
 from core.inference.predict import (
     LOW_CONFIDENCE_MESSAGE,
@@ -32,14 +34,20 @@ from core.inference.predict import (
 )
 from core.inference.predictor_base import PredictorBase
 from core.inference.side_files import PREDICTION_SETS, disabled_warning
+from core.inference.slice_warnings import DISTANCE_DETAIL, MIRROR_DETAIL, MODEL_MESSAGES
 from core.models.ensemble import member_runs
 from core.models.runs import Run, best_run, list_runs, resolve_run
 
 DISAGREE = "disagree"
 DISAGREE_MESSAGE = ("The models in this ensemble disagree about this slice, so the answer is uncertain; look at the "
                     "probabilities of the other classes and read the slice yourself.")
-#: Warnings decided by the ensemble itself; the members' own versions of these are dropped.
-ENSEMBLE_FLAGS = ("low_confidence",)
+UNFAMILIAR_MESSAGE = ("This slice looks unlike the images most of the models in this ensemble learned from; treat "
+                      "the result with extra caution.")
+#: Warnings decided by the ensemble's own rule (core.inference.ensemble_warnings); the members'
+#: own versions of these are dropped.
+ENSEMBLE_FLAGS = ("low_confidence", "unfamiliar", "unstable")
+#: Member figures shown side by side, one per model, instead of only the first member's.
+PER_MEMBER_DETAILS = (DISTANCE_DETAIL, MIRROR_DETAIL)
 
 
 @dataclass(frozen=True)
@@ -143,32 +151,50 @@ class EnsemblePredictor(PredictorBase):
 
     def warnings_for(self, image: DecodedImage, scores: EnsembleScores, i: int,
                      framing: Framing | None = None) -> tuple[list[str], list[str], dict[str, str]]:
-        """(messages, flags, details): the ensemble's low-confidence and disagreement warnings, and
-        every member's warnings about the image itself (unfamiliar, not an MRI, near-copy, ...)."""
+        """(messages, flags, details) by the ensemble's rule (:mod:`core.inference.ensemble_warnings`):
+        its low-confidence and disagreement warnings, unfamiliar when most members say so, no
+        mirrored-copy warning; and every member's warnings about the image itself (not an MRI,
+        not MR, near-copy, ...)."""
         messages: list[str] = []
         flags: list[str] = []
         details: dict[str, str] = {}
+        member_msgs, member_flags, member_details = [], [], {}
+        per_member: dict[str, list[str]] = {k: [] for k in PER_MEMBER_DETAILS}
+        for j, (m, s) in enumerate(zip(self.members, scores.members)):
+            msgs, fl, det = m.warnings_for(image, s, i, scores.member_framings[j][i] if scores.member_framings else None)
+            member_msgs.append(msgs)
+            member_flags.append(fl)
+            for k in PER_MEMBER_DETAILS:
+                if k in det:
+                    per_member[k].append(f"model {j + 1}: {det.pop(k)}")
+            member_details.update({k: v for k, v in det.items() if k not in member_details})
+        member_probs = scores.member_probs[:, i:i + 1]
+        unfamiliar = np.array([["unfamiliar" in fl] for fl in member_flags], bool)
+        f = ensemble_flags(member_probs, unfamiliar, self.low_confidence, self.spread_threshold)
         conf = float(scores.probs[i].max())
         details["Model probability of the top class"] = (f"{format_probability(conf)} (warning below "
                                                          f"{format_probability(self.low_confidence)})")
-        if conf < self.low_confidence:
+        if f.low_confidence[0]:
             messages.append(LOW_CONFIDENCE_MESSAGE)
             flags.append("low_confidence")
-        member_probs = scores.member_probs[:, i:i + 1]
-        differ, spread = disagreement(member_probs)
-        tops = [self.class_names[int(p[0].argmax())] for p in member_probs]
-        details["Each model's answer"] = ", ".join(tops)
+        _, spread = disagreement(member_probs)
+        details["Each model's answer"] = ", ".join(self.class_names[int(p[0].argmax())] for p in member_probs)
         details["Spread of the models' probabilities for the answer"] = \
             f"{100 * float(spread[0]):.1f} points (warning above {100 * self.spread_threshold:.1f})"
-        if differ[0] or spread[0] > self.spread_threshold:
+        if f.disagree[0]:
             messages.append(DISAGREE_MESSAGE)
             flags.append(DISAGREE)
-        for j, (m, s) in enumerate(zip(self.members, scores.members)):
-            msgs, fl, det = m.warnings_for(image, s, i, scores.member_framings[j][i] if scores.member_framings else None)
-            # The ensemble decides confidence itself; the members' other warnings are about the image.
-            messages.extend(x for x in msgs if x != LOW_CONFIDENCE_MESSAGE and x not in messages)
-            flags.extend(f for f in fl if f not in ENSEMBLE_FLAGS and f not in flags)
-            details.update({k: v for k, v in det.items() if k not in details})
+        if per_member[DISTANCE_DETAIL]:  # some member could check
+            details["Models that find this slice unfamiliar"] = \
+                f"{int(unfamiliar.sum())} of {len(self.members)} (a warning when more than half do)"
+        if f.unfamiliar[0]:
+            messages.append(UNFAMILIAR_MESSAGE)
+            flags.append("unfamiliar")
+        details.update({k: "; ".join(values) for k, values in per_member.items() if values})
+        details.update({k: v for k, v in member_details.items() if k not in details})
+        for msgs, fl in zip(member_msgs, member_flags):  # the rest is about the image, not the model
+            messages.extend(x for x in msgs if x not in MODEL_MESSAGES and x not in messages)
+            flags.extend(x for x in fl if x not in ENSEMBLE_FLAGS and x not in flags)
         return messages, flags, details
 
 

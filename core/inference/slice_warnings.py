@@ -22,6 +22,13 @@ from core.inference.trust import flags as trust_flags
 NOT_MRI = "Probably not a brain MRI"
 LOW_CONFIDENCE_MESSAGE = ("Close call: the model is not confident about this slice. Do not rely on this result; look "
                           "at the probabilities of the other classes too.")
+UNFAMILIAR_MESSAGE = "This slice looks unlike the images the model learned from; treat the result with extra caution."
+UNSTABLE_MESSAGE = ("The answer changes when the slice is mirrored left to right, so the model is unsure; treat the "
+                    "result with extra caution.")
+DISTANCE_DETAIL = "How unlike the training images this slice looks (distance of the model's features)"
+MIRROR_DETAIL = "Same answer for the mirrored slice"
+#: The warnings that are about the model's answer; an ensemble decides these by its own rule.
+MODEL_MESSAGES = (LOW_CONFIDENCE_MESSAGE, UNFAMILIAR_MESSAGE, UNSTABLE_MESSAGE)
 
 
 def format_probability(p: float) -> str:
@@ -53,18 +60,15 @@ def slice_warnings(image: DecodedImage, scores: Scores, i: int, framing: Framing
         messages.append(LOW_CONFIDENCE_MESSAGE)
         flags.append("low_confidence")
     if distance is not None and thresholds.max_distance is not None:
-        details["How unlike the training images this slice looks (distance of the model's features)"] = \
-            f"{float(distance[0]):.1f} (unfamiliar above {thresholds.max_distance:.1f})"
+        details[DISTANCE_DETAIL] = f"{float(distance[0]):.1f} (unfamiliar above {thresholds.max_distance:.1f})"
     if f.unfamiliar[0]:
-        messages.append("This slice looks unlike the images the model learned from; treat the result with "
-                        "extra caution.")
+        messages.append(UNFAMILIAR_MESSAGE)
         flags.append("unfamiliar")
     if len(scores.view_logits) > 1:
         agree = not unstable_views([v[i:i + 1] for v in scores.view_logits])[0]
-        details["Same answer for the mirrored slice"] = "yes" if agree else "no"
+        details[MIRROR_DETAIL] = "yes" if agree else "no"
     if f.unstable[0]:
-        messages.append("The answer changes when the slice is mirrored left to right, so the model is unsure; "
-                        "treat the result with extra caution.")
+        messages.append(UNSTABLE_MESSAGE)
         flags.append("unstable")
     reasons = [f"{NOT_MRI}: {text}" for text in image_checks(image)]
     if framing is not None and not framing.head_found:

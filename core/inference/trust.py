@@ -88,7 +88,8 @@ def flags(probs: np.ndarray, distance: np.ndarray | None, view_logits: list[np.n
 
 
 def fit_thresholds(clean_conf: np.ndarray, clean_distance: np.ndarray | None, clean_unstable: np.ndarray,
-                   clean_correct: np.ndarray, false_alarm: float = FALSE_ALARM) -> TrustThresholds:
+                   clean_correct: np.ndarray, false_alarm: float = FALSE_ALARM,
+                   always: np.ndarray | None = None) -> TrustThresholds:
     """Thresholds whose warnings fire on at most ``false_alarm`` of correct ordinary predictions.
 
     The distance threshold is its correct slices' 99th percentile; the views' disagreement is
@@ -101,6 +102,9 @@ def fit_thresholds(clean_conf: np.ndarray, clean_distance: np.ndarray | None, cl
         clean_distance: feature distance of each (None: no feature model).
         clean_unstable: whether its test-time views disagree.
         clean_correct: whether the prediction was right.
+        always: other warnings that will be shown whatever is fitted here (an ensemble's
+            disagreement and its members' unfamiliar vote): always counted against the budget,
+            never dropped as the views' check may be.
     """
     ok = np.asarray(clean_correct, bool)
     if not ok.any():
@@ -114,6 +118,8 @@ def fit_thresholds(clean_conf: np.ndarray, clean_distance: np.ndarray | None, cl
     unstable = np.asarray(clean_unstable, bool)[ok]
     flag_unstable = bool(unstable.mean() <= false_alarm / 2)
     base = far | (unstable if flag_unstable else False)
+    if always is not None:
+        base = base | np.asarray(always, bool)[ok]
     budget = int(np.floor(false_alarm * len(conf)))
     # Candidates: just above each correct confidence (a threshold flags confidences strictly below it).
     best = 0.0

@@ -112,6 +112,8 @@ def test_register_lists_members_with_checksums_and_fits_warnings(registry, membe
     assert results.temperature == 1.0 and results.tta == "none"
     assert 0 <= results.disagreement["spread_threshold"] <= 1
     assert results.disagreement["correct_warned"] is None or results.disagreement["correct_warned"] <= 0.05
+    assert results.disagreement["unfamiliar_rule"] == "majority of members"
+    assert not results.trust["flag_unstable"] and results.trust["max_distance"] is None
     assert (ens.path / "conformal.npz").is_file() and results.conformal["n_per_class"]
     assert set(ens.card.data["val_files"]) <= set(members[0].card.data["val_files"])
     assert ens.card.data["test_files"] and set(ens.card.data["test_files"]) <= set(members[1].card.data["test_files"])
@@ -277,22 +279,6 @@ def test_each_member_map_goes_back_through_its_own_crop(ensemble, uploads):
     assert heat[30:, 30:].max() == 0  # bottom right: neither member saw it
     assert heat[:20, :20].min() == pytest.approx(1.0)  # top left: both
     assert heat[:20, 30:].max() == pytest.approx(0.5, abs=0.05)  # top right: one of two
-
-
-def test_fit_disagreement_spends_its_budget_and_no_more():
-    from core.inference.ensemble_fit import disagreement, fit_disagreement
-
-    rng = np.random.default_rng(0)
-    spread = rng.uniform(0, 0.5, 400)
-    differ = np.zeros(400, bool)
-    differ[:4] = True
-    correct = np.ones(400, bool)
-    t = fit_disagreement(differ, spread, correct, budget=0.02)
-    assert int((differ | (spread > t)).sum()) == 8
-    assert fit_disagreement(np.ones(400, bool), spread, correct, budget=0.02) == 1.0
-    p = np.array([[[0.9, 0.1]], [[0.3, 0.7]]])  # two members, one image: their tops differ
-    d, s = disagreement(p)
-    assert d[0] and s[0] == pytest.approx(0.6)
 
 
 # --- evaluate, report facts, export -----------------------------------------------------------

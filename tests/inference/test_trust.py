@@ -57,6 +57,18 @@ def test_views_that_disagree_are_flagged_only_when_rare_on_ordinary_images():
     assert not fit_thresholds(conf, distance, often, correct).flag_unstable
 
 
+def test_warnings_shown_anyway_are_always_counted_against_the_budget():
+    """Unlike the views' check, ``always`` is never dropped, even when it spends over half the budget."""
+    conf, _, _, correct = _clean()
+    always = np.zeros(len(conf), bool)
+    always[np.flatnonzero(correct)[: int(0.03 * correct.sum())]] = True  # 3 % of correct answers
+    t = fit_thresholds(conf, None, np.zeros(len(conf), bool), correct, always=always)
+    warned = always | (conf < t.min_confidence)
+    assert warned[correct].mean() <= FALSE_ALARM
+    assert t.min_confidence < fit_thresholds(conf, None, np.zeros(len(conf), bool), correct).min_confidence
+    assert fit_thresholds(conf, None, np.zeros(len(conf), bool), correct, always=~always).min_confidence == 0.0
+
+
 def test_unstable_views():
     a = np.array([[2.0, 0.0], [0.0, 2.0]])
     b = np.array([[2.0, 0.0], [3.0, 0.0]])

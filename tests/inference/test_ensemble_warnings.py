@@ -1,0 +1,165 @@
+"""core.inference.ensemble_warnings: one rule for an ensemble's warnings, on arrays (no models trained)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.inference.ensemble_warnings import (
+    disagreement,
+    ensemble_flags,
+    fit_disagreement,
+    fit_ensemble_warnings,
+    majority,
+)
+from core.inference.trust import FALSE_ALARM
+
+
+def _agreeing(m: int, n: int, conf: float = 0.9) -> np.ndarray:
+    """(m, n, 2) member probabilities that all pick class 0 with the same confidence."""
+    p = np.zeros((m, n, 2))
+    p[..., 0], p[..., 1] = conf, 1 - conf
+    return p
+
+
+@pytest.mark.parametrize("raised, warned", [
+    ((False, False, False), False),
+    ((True, False, False), False),  # one of three: its own feature space's noise
+    ((True, True, False), True),  # two of three: a majority
+    ((True, True, True), True),
+])
+def test_unfamiliar_counts_only_for_a_majority_of_three(raised, warned):
+    f = ensemble_flags(_agreeing(3, 1), np.array(raised)[:, None], 0.5, 1.0)
+    assert bool(f.unfamiliar[0]) is warned and bool(f.any[0]) is warned
+    assert not f.low_confidence[0] and not f.disagree[0]
+
+
+def test_half_of_the_members_is_not_a_majority():
+    assert not majority(np.array([[True], [False]]))[0]
+    assert not majority(np.array([[True], [True], [False], [False]]))[0]
+    assert majority(np.array([[True], [True], [True], [False]]))[0]
+    assert majority(None, 3).tolist() == [False] * 3
+
+
+def test_low_confidence_and_disagreement_still_warn():
+    p = _agreeing(3, 2, conf=0.55)
+    p[2, 1] = [0.2, 0.8]  # member 3 answers otherwise on image 2
+    f = ensemble_flags(p, np.zeros((3, 2), bool), 0.6, 1.0)
+    assert f.low_confidence.all()
+    assert f.disagree.tolist() == [False, True]
+    assert not f.unfamiliar.any()
+
+
+def test_inputs_are_left_unmodified():
+    p, u = _agreeing(3, 4), np.array([[True] * 4, [False] * 4, [True] * 4])
+    before = p.copy(), u.copy()
+    ensemble_flags(p, u, 0.5, 0.1)
+    fit_ensemble_warnings(p, u, np.ones(4, bool))
+    np.testing.assert_array_equal(p, before[0])
+    np.testing.assert_array_equal(u, before[1])
+
+
+def _validation(n: int = 1000, m: int = 3, seed: int = 0):
+    """Synthetic member probabilities, per-member unfamiliar flags and correctness: about 1 % of
+    slices look odd to most members, and each member also flags 3 % of slices at random."""
+    rng = np.random.default_rng(seed)
+    base = np.clip(rng.beta(12, 1.5, n), 0.34, 0.999)
+    p = np.zeros((m, n, 2))
+    p[..., 0] = np.clip(base[None] + rng.normal(0, 0.05, (m, n)), 0.01, 0.99)
+    p[..., 1] = 1 - p[..., 0]
+    correct = rng.random(n) < base
+    odd = rng.random(n) < 0.01
+    unfamiliar = (odd[None] & (rng.random((m, n)) < 0.8)) | (rng.random((m, n)) < 0.03)
+    return p, unfamiliar, correct
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fitted_rule_keeps_every_warning_within_the_budget_of_correct_answers(seed):
+    p, unfamiliar, correct = _validation(seed=seed)
+    spread, thresholds, fitted = fit_ensemble_warnings(p, unfamiliar, correct)
+    assert fitted.any[correct].mean() <= FALSE_ALARM
+    assert thresholds.min_confidence > 0  # the budget left something for low confidence
+    assert thresholds.max_distance is None and not thresholds.flag_unstable
+    # the stored thresholds give the same flags at prediction time
+    again = ensemble_flags(p, unfamiliar, thresholds.min_confidence, spread)
+    np.testing.assert_array_equal(again.any, fitted.any)
+    # ignoring the unfamiliar vote when fitting (the old fit) would overspend once it is shown
+    _, blind, _ = fit_ensemble_warnings(p, None, correct)
+    with_vote = ensemble_flags(p, unfamiliar, blind.min_confidence, spread)
+    assert with_vote.any[correct].mean() > FALSE_ALARM
+
+
+def test_a_vote_that_alone_spends_the_budget_leaves_no_confidence_warning():
+    p, _, correct = _validation()
+    everyone = np.zeros((3, p.shape[1]), bool)
+    everyone[:, : p.shape[1] // 10] = True  # 10 % of slices unfamiliar to all three
+    _, thresholds, _ = fit_ensemble_warnings(p, everyone, correct)
+    assert thresholds.min_confidence == 0.0
+
+
+def test_fit_disagreement_spends_its_budget_and_no_more():
+    rng = np.random.default_rng(0)
+    spread = rng.uniform(0, 0.5, 400)
+    differ = np.zeros(400, bool)
+    differ[:4] = True
+    correct = np.ones(400, bool)
+    t = fit_disagreement(differ, spread, correct, budget=0.02)
+    assert int((differ | (spread > t)).sum()) == 8
+    assert fit_disagreement(np.ones(400, bool), spread, correct, budget=0.02) == 1.0
+    p = np.array([[[0.9, 0.1]], [[0.3, 0.7]]])  # two members, one image: their tops differ
+    d, s = disagreement(p)
+    assert d[0] and s[0] == pytest.approx(0.6)
+
+
+class _Member:
+    """A member predictor that reports fixed warnings (what Predictor.warnings_for returns)."""
+
+    def __init__(self, flags: list[str], messages: list[str], details: dict[str, str]) -> None:
+        self.out = messages, flags, details
+
+    def warnings_for(self, image, scores, i, framing=None):
+        messages, flags, details = self.out
+        return list(messages), list(flags), dict(details)
+
+
+def _predictor(members: list[_Member]):
+    from core.inference.ensemble_predict import EnsemblePredictor
+
+    predictor = object.__new__(EnsemblePredictor)  # the warning rule only: no run, no models
+    predictor.members, predictor.class_names = members, ["a", "b"]
+    predictor.low_confidence, predictor.spread_threshold = 0.5, 1.0
+    return predictor
+
+
+def _scores(m: int):
+    from core.inference.ensemble_predict import EnsembleScores
+
+    member_probs = _agreeing(m, 1)
+    probs = member_probs.mean(axis=0)
+    return EnsembleScores(np.log(probs), probs, None, None, np.zeros(1), [], members=[None] * m,
+                          member_probs=member_probs)
+
+
+@pytest.mark.parametrize("n_unfamiliar, warned", [(1, False), (2, True)])
+def test_predict_shows_unfamiliar_by_majority_and_never_unstable(n_unfamiliar, warned):
+    from core.inference.ensemble_predict import UNFAMILIAR_MESSAGE
+    from core.inference.slice_warnings import (
+        DISTANCE_DETAIL,
+        MIRROR_DETAIL,
+        NOT_MRI,
+        UNSTABLE_MESSAGE,
+    )
+    from core.inference.slice_warnings import (
+        UNFAMILIAR_MESSAGE as MEMBER_UNFAMILIAR,
+    )
+
+    not_mri = f"{NOT_MRI}: it is a photograph"
+    members = [_Member(["unfamiliar", "unstable", "ood"] if j < n_unfamiliar else ["ood"],
+                       [MEMBER_UNFAMILIAR, UNSTABLE_MESSAGE, not_mri] if j < n_unfamiliar else [not_mri],
+                       {DISTANCE_DETAIL: f"{j}", MIRROR_DETAIL: "no"}) for j in range(3)]
+    messages, flags, details = _predictor(members).warnings_for(None, _scores(3), 0)
+    assert ("unfamiliar" in flags) is warned and (UNFAMILIAR_MESSAGE in messages) is warned
+    assert "unstable" not in flags and UNSTABLE_MESSAGE not in messages and MEMBER_UNFAMILIAR not in messages
+    assert flags.count("ood") == 1 and messages.count(not_mri) == 1  # facts about the image stay, once
+    assert details["Models that find this slice unfamiliar"].startswith(f"{n_unfamiliar} of 3")
+    assert details[MIRROR_DETAIL].count("no") == 3  # each model's figure, not only the first's
