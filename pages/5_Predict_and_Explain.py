@@ -155,7 +155,8 @@ uploads = None if study_mode else st.file_uploader(
 if not study_mode:
     st.caption(":material/lock: Uploads are processed in memory and never written to disk.")
 
-c1, c2, c3, c4, c5 = st.columns(5)
+# The class box is widest: "why pituitary tumour?" must not be cut at tablet width (768 px).
+c1, c2, c3, c4, c5 = st.columns([1, 1.4, 0.8, 1, 1])
 methods = [DEFAULT_CAM_METHOD, *(m for m in CAM_METHODS if m != DEFAULT_CAM_METHOD)]
 method = c1.selectbox("Explanation method", methods, format_func=CAM_METHODS.title, key="predict_method",
                       help="The first one is the method whose heat maps pointed at known tumours most often.")
