@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
                "val_macro_f1": results.val_macro_f1, "members_val_accuracy": dis.get("members_accuracy"),
                "n_val": results.n_val, "low_confidence_threshold": results.low_confidence_threshold,
                "disagreement_spread_threshold": dis.get("spread_threshold"),
-               "unfamiliar_rule": dis.get("unfamiliar_rule"),
+               "warn_on_differ": dis.get("warn_on_differ", True),
+               "unfamiliar_members": dis.get("unfamiliar_members"), "unstable_members": dis.get("unstable_members"),
                "correct_warned_val": dis.get("correct_warned"), "wrong_warned_val": dis.get("wrong_warned"),
                "n_test_files": len(ens.card.data.get("test_files") or [])}
     if args.json:
@@ -46,8 +47,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"  member {m['run_id']} ({m['preprocessing']}, {m['image_size']} px{shown})")
     print(f"Validation ({summary['n_val']} images common to the members): accuracy {summary['val_accuracy']:.1%}, "
           f"macro-F1 {summary['val_macro_f1']:.3f}")
+    differ = "their top classes differ or " if summary["warn_on_differ"] else ""
     print(f"Warnings fitted there: low confidence below {summary['low_confidence_threshold']:.3f}; the models "
-          f"disagree when their top classes differ or their probabilities spread more than "
-          f"{100 * summary['disagreement_spread_threshold']:.1f} points; unfamiliar when a majority of the "
-          "members find the slice so")
+          f"disagree when {differ}their probabilities spread more than "
+          f"{100 * summary['disagreement_spread_threshold']:.1f} points; unfamiliar: "
+          f"{_members(summary['unfamiliar_members'])}; mirrored copy answered differently: "
+          f"{_members(summary['unstable_members'])}")
+    rates = (summary["correct_warned_val"], summary["wrong_warned_val"])
+    if None not in rates:
+        print(f"  together they warn {rates[0]:.1%} of correct and {rates[1]:.1%} of wrong validation answers")
     return 0
+
+
+def _members(need: int | None) -> str:
+    """A fitted member count in words (None: a card from before the count was fitted)."""
+    if need is None:
+        return "when a majority of the members say so"
+    return "never shown" if need == 0 else f"when {need} or more members say so"

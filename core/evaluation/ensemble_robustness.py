@@ -16,7 +16,7 @@ import numpy as np
 
 from core.data.shifts import SHIFTS
 from core.inference.ensemble_fit import as_logits, average
-from core.inference.ensemble_warnings import ensemble_flags
+from core.inference.ensemble_warnings import card_member_rule, ensemble_flags
 from core.inference.runner import ModelRunner
 from core.inference.side_files import feature_width, load_ood
 from core.inference.trust import card_thresholds, flags
@@ -34,7 +34,8 @@ def ensemble_shift_scores(run: Run, members: Sequence[Run], raw: np.ndarray, lab
     """
     keys = list(SHIFTS)
     member_probs: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-    unfamiliar: dict[str, list[np.ndarray]] = {k: [] for k in keys}  # each member's own check
+    unfamiliar: dict[str, list[np.ndarray]] = {k: [] for k in keys}  # each member's own checks
+    unstable: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     problems: list[str] = []
     for j, member in enumerate(members):
         model = load_model(member)
@@ -48,14 +49,19 @@ def ensemble_shift_scores(run: Run, members: Sequence[Run], raw: np.ndarray, lab
         thresholds = card_thresholds(member.card)
         for key, s in scores.items():
             member_probs[key].append(s["probs"])
-            unfamiliar[key].append(flags(s["probs"], s["distance"], s["views"], thresholds).unfamiliar)
+            f = flags(s["probs"], s["distance"], s["views"], thresholds)
+            unfamiliar[key].append(f.unfamiliar)
+            unstable[key].append(f.unstable)
     low = float(card_thresholds(run.card).min_confidence or 0.0)
     spread = float(run.card.results.disagreement.get("spread_threshold", 1.0))
+    on_differ = bool(run.card.results.disagreement.get("warn_on_differ", True))  # older cards: on
+    rule = card_member_rule(run.card.results.disagreement)
     out = {}
     for key in keys:
         stacked = np.stack(member_probs[key])
         probs = average(stacked)
-        warned = ensemble_flags(stacked, np.stack(unfamiliar[key]), low, spread).any
+        warned = ensemble_flags(stacked, np.stack(unfamiliar[key]), low, spread, on_differ,
+                                np.stack(unstable[key]), rule).any
         out[key] = {"probs": probs, "logits": as_logits(probs), "warned": warned}
     return out, ("; ".join(problems) or None)
 

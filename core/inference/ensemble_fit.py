@@ -20,21 +20,22 @@ from typing import Any
 import numpy as np
 
 from core.inference.calibration import softmax
-from core.inference.ensemble_warnings import MAJORITY_RULE, average, fit_ensemble_warnings
+from core.inference.ensemble_warnings import average, fit_ensemble_warnings
 from core.inference.trust import warning_rates
 from core.models.runs import Run, load_model, update_card
 
 
 def member_probabilities(members: Sequence[Run], paths: Sequence[Path], fingerprint: str | None = None,
                          progress: Callable[[int, int], None] | None = None, with_unfamiliar: bool = False,
-                         ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                         ) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(M, N, K) calibrated probabilities of every member on the image files ``paths``.
 
     Each member decodes the files with its own recipe and size (cached per dataset ``fingerprint``
     when given) and runs with its card's test-time augmentation and temperature. With
     ``with_unfamiliar``, also the (M, N) flags of each member's own unfamiliar-slice warning
     (its pooled features against its ``ood.npz`` and card threshold, from the same forward pass;
-    all False for a member whose file is missing or does not fit, as Predict leaves it out).
+    all False for a member whose file is missing or does not fit, as Predict leaves it out) and
+    the (M, N) flags of its mirrored-copy warning (where its card turns that warning on).
     """
     from core.data.image_cache import cached_images
     from core.data.preprocess import load_many
@@ -43,7 +44,7 @@ def member_probabilities(members: Sequence[Run], paths: Sequence[Path], fingerpr
     from core.inference.trust import card_thresholds, flags
     from core.models.runs import OOD_FILE
 
-    out, unfamiliar = [], []
+    out, unfamiliar, unstable = [], [], []
     for j, m in enumerate(members):
         sub = (lambda d, t, j=j: progress(j * t + d, len(members) * t)) if progress else None
         if fingerprint:
@@ -58,9 +59,11 @@ def member_probabilities(members: Sequence[Run], paths: Sequence[Path], fingerpr
             ood, _ = load_ood(m.path / OOD_FILE, len(m.class_names), feature_width(model))
             distance = ood.mahalanobis(res.features) if (ood is not None and res.features is not None
                                                          and len(res.features)) else None
-            unfamiliar.append(flags(probs, distance, res.view_logits, card_thresholds(m.card)).unfamiliar)
+            f = flags(probs, distance, res.view_logits, card_thresholds(m.card))
+            unfamiliar.append(f.unfamiliar)
+            unstable.append(f.unstable)
     if with_unfamiliar:
-        return np.stack(out), np.stack(unfamiliar).astype(bool)
+        return np.stack(out), np.stack(unfamiliar).astype(bool), np.stack(unstable).astype(bool)
     return np.stack(out)
 
 
@@ -92,11 +95,12 @@ def fit_ensemble(run: Run, members: Sequence[Run]) -> Run:
     from core.inference.conformal_fit import write_conformal
 
     paths, labels = run.validation_set()
-    member_probs, unfamiliar = member_probabilities(members, paths, with_unfamiliar=True)
+    member_probs, unfamiliar, unstable = member_probabilities(members, paths, with_unfamiliar=True)
     probs = average(member_probs)
     pred = probs.argmax(axis=1)
     correct = pred == labels
-    threshold, trust, fitted = fit_ensemble_warnings(member_probs, unfamiliar, correct)
+    threshold, on_differ, rule, trust, fitted = fit_ensemble_warnings(member_probs, unfamiliar, correct,
+                                                                      member_unstable=unstable)
     rates = warning_rates(fitted.any, correct)
     results: dict[str, Any] = run.card.results.to_json()
     results.update(
@@ -108,9 +112,14 @@ def fit_ensemble(run: Run, members: Sequence[Run]) -> Run:
         trust={"min_confidence": float(trust.min_confidence), "max_distance": None, "flag_unstable": False},
         disagreement={
             "spread_threshold": threshold,
-            "rule": "warn when a member's top class differs from the ensemble's, or when the members' "
-                    "probabilities for the ensemble's class differ by more than the spread threshold",
-            "unfamiliar_rule": MAJORITY_RULE,
+            "warn_on_differ": on_differ,
+            "rule": ("warn when a member's top class differs from the ensemble's, or when the members' "
+                     "probabilities for the ensemble's class differ by more than the spread threshold") if on_differ
+            else ("warn when the members' probabilities for the ensemble's class differ by more than the spread "
+                  "threshold (differing top classes alone do not: fitted jointly with the confidence threshold)"),
+            "unfamiliar_members": rule.need_unfamiliar(len(members)),  # members needed (0: never shown)
+            "unstable_members": rule.unstable,
+            "unstable_share": float(fitted.unstable.mean()) if len(labels) else None,
             "fitted_on": f"{len(labels)} validation images common to the members",
             # every warning the ensemble shows (low confidence, disagreement, majority unfamiliar)
             "correct_warned": rates["correct_warned"], "wrong_warned": rates["wrong_warned"],

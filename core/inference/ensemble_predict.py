@@ -23,7 +23,7 @@ from core.data.preprocess import Framing, Prepared, prepare_framed
 from core.errors import WorkbenchError
 from core.inference.conformal import CONFORMAL_FILE, try_run_conformal
 from core.inference.ensemble_fit import as_logits, average
-from core.inference.ensemble_warnings import disagreement, ensemble_flags
+from core.inference.ensemble_warnings import card_member_rule, disagreement, ensemble_flags
 from core.inference.gradcam import DEFAULT_CAM_METHOD, normalise
 from core.inference.predict import (
     LOW_CONFIDENCE_MESSAGE,
@@ -34,7 +34,7 @@ from core.inference.predict import (
 )
 from core.inference.predictor_base import PredictorBase
 from core.inference.side_files import PREDICTION_SETS, disabled_warning
-from core.inference.slice_warnings import DISTANCE_DETAIL, MIRROR_DETAIL, MODEL_MESSAGES
+from core.inference.slice_warnings import DISTANCE_DETAIL, MIRROR_DETAIL, MODEL_MESSAGES, UNSTABLE_MESSAGE
 from core.models.ensemble import member_runs
 from core.models.runs import Run, best_run, list_runs, resolve_run
 
@@ -84,6 +84,8 @@ class EnsemblePredictor(PredictorBase):
         self.temperature, self.tta = 1.0, "none"
         self.low_confidence = run.card.trust.get("min_confidence", run.card.low_confidence_threshold) or 0.0
         self.spread_threshold = float(run.card.results.disagreement.get("spread_threshold", 1.0))
+        self.warn_on_differ = bool(run.card.results.disagreement.get("warn_on_differ", True))  # older cards: on
+        self.member_rule = card_member_rule(run.card.results.disagreement)
         # The ensemble's own sets, fitted on its averaged validation probabilities (not a member's).
         self.conformal, self.conformal_problem = try_run_conformal(run)
         #: Features a damaged side file switched off: the members' own, and the ensemble's prediction sets.
@@ -151,10 +153,10 @@ class EnsemblePredictor(PredictorBase):
 
     def warnings_for(self, image: DecodedImage, scores: EnsembleScores, i: int,
                      framing: Framing | None = None) -> tuple[list[str], list[str], dict[str, str]]:
-        """(messages, flags, details) by the ensemble's rule (:mod:`core.inference.ensemble_warnings`):
-        its low-confidence and disagreement warnings, unfamiliar when most members say so, no
-        mirrored-copy warning; and every member's warnings about the image itself (not an MRI,
-        not MR, near-copy, ...)."""
+        """(messages, flags, details) by the ensemble's fitted rule (:mod:`core.inference.ensemble_warnings`):
+        its low-confidence and disagreement warnings, the members' unfamiliar and mirrored-copy
+        warnings when as many members raise them as the card's rule needs; and every member's
+        warnings about the image itself (not an MRI, not MR, near-copy, ...)."""
         messages: list[str] = []
         flags: list[str] = []
         details: dict[str, str] = {}
@@ -170,7 +172,9 @@ class EnsemblePredictor(PredictorBase):
             member_details.update({k: v for k, v in det.items() if k not in member_details})
         member_probs = scores.member_probs[:, i:i + 1]
         unfamiliar = np.array([["unfamiliar" in fl] for fl in member_flags], bool)
-        f = ensemble_flags(member_probs, unfamiliar, self.low_confidence, self.spread_threshold)
+        unstable = np.array([["unstable" in fl] for fl in member_flags], bool)
+        f = ensemble_flags(member_probs, unfamiliar, self.low_confidence, self.spread_threshold, self.warn_on_differ,
+                           unstable, self.member_rule)
         conf = float(scores.probs[i].max())
         details["Model probability of the top class"] = (f"{format_probability(conf)} (warning below "
                                                          f"{format_probability(self.low_confidence)})")
@@ -184,12 +188,16 @@ class EnsemblePredictor(PredictorBase):
         if f.disagree[0]:
             messages.append(DISAGREE_MESSAGE)
             flags.append(DISAGREE)
+        need_u = self.member_rule.need_unfamiliar(len(self.members))
         if per_member[DISTANCE_DETAIL]:  # some member could check
             details["Models that find this slice unfamiliar"] = \
-                f"{int(unfamiliar.sum())} of {len(self.members)} (a warning when more than half do)"
+                f"{int(unfamiliar.sum())} of {len(self.members)} ({_needed(need_u)})"
         if f.unfamiliar[0]:
             messages.append(UNFAMILIAR_MESSAGE)
             flags.append("unfamiliar")
+        if f.unstable[0]:
+            messages.append(UNSTABLE_MESSAGE)
+            flags.append("unstable")
         details.update({k: "; ".join(values) for k, values in per_member.items() if values})
         details.update({k: v for k, v in member_details.items() if k not in details})
         for msgs, fl in zip(member_msgs, member_flags):  # the rest is about the image, not the model
@@ -212,3 +220,8 @@ def load_predictor(run_id_or_path: str | None = None) -> Predictor | EnsemblePre
     if run is None:
         raise no_model_error()
     return predictor_for(run)
+
+
+def _needed(need: int) -> str:
+    """The member rule in words, for the figures behind a warning."""
+    return "never shown for this ensemble" if need <= 0 else f"a warning when {need} or more do"

@@ -112,7 +112,11 @@ def test_register_lists_members_with_checksums_and_fits_warnings(registry, membe
     assert results.temperature == 1.0 and results.tta == "none"
     assert 0 <= results.disagreement["spread_threshold"] <= 1
     assert results.disagreement["correct_warned"] is None or results.disagreement["correct_warned"] <= 0.05
-    assert results.disagreement["unfamiliar_rule"] == "majority of members"
+    # the fitted member rule: how many of the 2 members must raise their own warning (0: never)
+    assert results.disagreement["unfamiliar_members"] in (0, 1, 2) and results.disagreement["unstable_members"] in (0, 1, 2)
+    assert isinstance(results.disagreement["warn_on_differ"], bool)
+    assert (out["unfamiliar_members"], out["unstable_members"]) == (results.disagreement["unfamiliar_members"],
+                                                                    results.disagreement["unstable_members"])
     assert not results.trust["flag_unstable"] and results.trust["max_distance"] is None
     assert (ens.path / "conformal.npz").is_file() and results.conformal["n_per_class"]
     assert set(ens.card.data["val_files"]) <= set(members[0].card.data["val_files"])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from core.inference.ensemble_warnings import (
+    MemberRule,
     disagreement,
     ensemble_flags,
     fit_disagreement,
@@ -76,25 +77,28 @@ def _validation(n: int = 1000, m: int = 3, seed: int = 0):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fitted_rule_keeps_every_warning_within_the_budget_of_correct_answers(seed):
     p, unfamiliar, correct = _validation(seed=seed)
-    spread, thresholds, fitted = fit_ensemble_warnings(p, unfamiliar, correct)
+    spread, on_differ, rule, thresholds, fitted = fit_ensemble_warnings(p, unfamiliar, correct)
     assert fitted.any[correct].mean() <= FALSE_ALARM
     assert thresholds.min_confidence > 0  # the budget left something for low confidence
     assert thresholds.max_distance is None and not thresholds.flag_unstable
     # the stored thresholds give the same flags at prediction time
-    again = ensemble_flags(p, unfamiliar, thresholds.min_confidence, spread)
+    again = ensemble_flags(p, unfamiliar, thresholds.min_confidence, spread, on_differ, None, rule)
     np.testing.assert_array_equal(again.any, fitted.any)
     # ignoring the unfamiliar vote when fitting (the old fit) would overspend once it is shown
-    _, blind, _ = fit_ensemble_warnings(p, None, correct)
-    with_vote = ensemble_flags(p, unfamiliar, blind.min_confidence, spread)
+    blind_spread, blind_differ, _, blind, _ = fit_ensemble_warnings(p, None, correct)
+    with_vote = ensemble_flags(p, unfamiliar, blind.min_confidence, blind_spread, blind_differ,
+                               None, MemberRule(1, 0))  # every member's unfamiliar warning shown
     assert with_vote.any[correct].mean() > FALSE_ALARM
 
 
-def test_a_vote_that_alone_spends_the_budget_leaves_no_confidence_warning():
+def test_a_vote_that_alone_spends_the_budget_is_not_shown():
     p, _, correct = _validation()
     everyone = np.zeros((3, p.shape[1]), bool)
     everyone[:, : p.shape[1] // 10] = True  # 10 % of slices unfamiliar to all three
-    _, thresholds, _ = fit_ensemble_warnings(p, everyone, correct)
-    assert thresholds.min_confidence == 0.0
+    _, _, rule, thresholds, fitted = fit_ensemble_warnings(p, everyone, correct)
+    # showing that vote would spend the whole budget: the fit keeps it off and the confidence warning on
+    assert rule.need_unfamiliar(3) == 0 and thresholds.min_confidence > 0
+    assert fitted.any[correct].mean() <= FALSE_ALARM
 
 
 def test_fit_disagreement_spends_its_budget_and_no_more():
@@ -127,7 +131,8 @@ def _predictor(members: list[_Member]):
 
     predictor = object.__new__(EnsemblePredictor)  # the warning rule only: no run, no models
     predictor.members, predictor.class_names = members, ["a", "b"]
-    predictor.low_confidence, predictor.spread_threshold = 0.5, 1.0
+    predictor.low_confidence, predictor.spread_threshold, predictor.warn_on_differ = 0.5, 1.0, True
+    predictor.member_rule = MemberRule()  # what a card without a fitted member rule gets
     return predictor
 
 
@@ -163,3 +168,42 @@ def test_predict_shows_unfamiliar_by_majority_and_never_unstable(n_unfamiliar, w
     assert flags.count("ood") == 1 and messages.count(not_mri) == 1  # facts about the image stay, once
     assert details["Models that find this slice unfamiliar"].startswith(f"{n_unfamiliar} of 3")
     assert details[MIRROR_DETAIL].count("no") == 3  # each model's figure, not only the first's
+
+
+def test_the_joint_fit_drops_differing_tops_when_low_confidence_catches_more_mistakes():
+    """Members' tops differ on 5 % of correct answers and on no mistake, while every mistake is a
+    low-confidence answer: warning on differing tops would spend the whole budget for nothing."""
+    n = 1000
+    rng = np.random.default_rng(4)
+    correct = np.ones(n, bool)
+    correct[:20] = False
+    conf = np.where(correct, rng.uniform(0.8, 0.99, n), rng.uniform(0.45, 0.6, n))
+    p = np.zeros((3, n, 2))
+    p[..., 0] = conf[None]
+    differ = np.zeros(n, bool)
+    differ[100:150] = True  # correct answers only
+    p[0, differ, 0] = 0.4  # one member's top class differs there
+    p[..., 1] = 1 - p[..., 0]
+    spread_threshold, on_differ, _, thresholds, fitted = fit_ensemble_warnings(p, None, correct)
+    assert not on_differ and thresholds.min_confidence > 0.6
+    assert fitted.any[~correct].mean() == 1.0 and fitted.any[correct].mean() <= FALSE_ALARM
+    # the old rule (differing tops always warn) leaves the confidence warning no budget
+    old = ensemble_flags(p, None, 0.0, 1.0, True)
+    assert old.any[~correct].mean() == 0.0
+
+
+def test_the_fit_shows_members_mirrored_copy_warnings_when_they_catch_the_mistakes():
+    """Each mistake is answered differently when mirrored by two members; correct answers rarely are."""
+    n = 1000
+    rng = np.random.default_rng(5)
+    correct = np.ones(n, bool)
+    correct[:20] = False
+    p = np.zeros((3, n, 2))
+    p[..., 0] = rng.uniform(0.9, 0.99, (3, n))  # confident everywhere: low confidence cannot help
+    p[..., 1] = 1 - p[..., 0]
+    unstable = np.zeros((3, n), bool)
+    unstable[:2, :20] = True
+    unstable[0, 100:160] = True  # one member alone, on 6 % of correct answers: noise over the budget
+    _, _, rule, _, fitted = fit_ensemble_warnings(p, None, correct, member_unstable=unstable)
+    assert rule.unstable == 2 and fitted.unstable[:20].all() and not fitted.unstable[100:160].any()
+    assert fitted.any[correct].mean() <= FALSE_ALARM
