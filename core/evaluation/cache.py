@@ -83,8 +83,18 @@ def load_cached(key: str) -> EvaluationResult | None:
 
 def robustness_path(run: Run, ds: Dataset, eval_set: EvalSet) -> Path:
     """Where the robustness table of (run, data, set) is cached."""
-    # The table holds prediction-set coverage too, so a refit of conformal.npz is a new entry.
-    return cache_paths(f"{cache_key(run, ds, eval_set)}-robustness-{ROBUSTNESS_VERSION}-{conformal_fingerprint(run)}")[1]
+    # The table holds prediction-set coverage too, so a refit of conformal.npz is a new entry; and
+    # which answers are warned, so do refitted warnings (an ensemble re-registered with another rule
+    # has the same members, hence the same model sha256).
+    return cache_paths(f"{cache_key(run, ds, eval_set)}-robustness-{ROBUSTNESS_VERSION}-{conformal_fingerprint(run)}"
+                       f"-{warnings_fingerprint(run)}")[1]
+
+
+def warnings_fingerprint(run: Run) -> str:
+    """A short digest of everything on the card that decides which answers are warned."""
+    r = run.card.results
+    parts = [r.low_confidence_threshold, dict(r.trust), dict(r.ood), dict(r.disagreement)]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def read_table(path: Path) -> pd.DataFrame | None:

@@ -31,8 +31,6 @@ import numpy as np
 from core.errors import WorkbenchError
 from core.jobs import Job, JobCancelled
 
-CHECKPOINT = "best.weights.h5"
-
 
 @dataclass(frozen=True)
 class AdaptConfig:
@@ -44,13 +42,17 @@ class AdaptConfig:
     batch_size: int = 32
     patience: int = 3  # epochs without a better site-validation loss before stopping
     seed: int = 1
+    source_check: int = 400  # parent validation images scored each epoch (0: no forgetting guard)
+    max_source_drop: float = 0.005  # the epoch kept may lose at most this much accuracy on them
 
     def __post_init__(self) -> None:
         checks = ((1 <= self.epochs <= 200, "epochs must be between 1 and 200"),
                   (0 < self.learning_rate < 0.1, "the learning rate must be above 0 and below 0.1"),
                   (0 <= self.replay <= 20000, "replayed images must be between 0 and 20000"),
                   (1 <= self.batch_size <= 1024, "the batch size must be between 1 and 1024"),
-                  (0 <= self.patience <= 200, "patience must be between 0 and 200"))
+                  (0 <= self.patience <= 200, "patience must be between 0 and 200"),
+                  (0 <= self.source_check <= 20000, "source images checked must be between 0 and 20000"),
+                  (0 <= self.max_source_drop <= 1, "the allowed source drop must be between 0 and 1"))
         for ok, message in checks:
             if not ok:
                 raise WorkbenchError(message, "adaptation settings")
@@ -192,12 +194,14 @@ def _named(table: dict[str, Any], names: list[str]) -> dict[str, Any]:
 
 
 def _fine_tune(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, stage: Path) -> list[dict]:
-    """Fine-tune ``model`` in place; it ends on the epoch with the best site-validation loss."""
+    """Fine-tune ``model`` in place; it ends on the epoch with the best site-validation loss among those
+    that keep the parent's accuracy on its own validation images (:mod:`core.training.forgetting`)."""
     import math
 
     from core.lazy_tensorflow import keras
     from core.training.callbacks import progress_callback
     from core.training.config import TrainConfig
+    from core.training.forgetting import forgetting_guard, source_validation
     from core.training.loop import compile_model
     from core.training.pipeline import eval_dataset, train_dataset
 
@@ -211,19 +215,21 @@ def _fine_tune(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, st
     val_ds = eval_dataset(site.x["val"], site.y["val"], n, cfg.batch_size)
     steps = math.ceil(len(x) / cfg.batch_size)
     compile_model(model, dataclasses.replace(pcfg, learning_rate=cfg.learning_rate), cfg.learning_rate)
-    checkpoint = stage / CHECKPOINT
     job.add_log(f"adapting: {len(site.x['adapt'])} site + {len(x_rep)} replayed images, {cfg.epochs} epochs "
                 f"× {steps} batches at learning rate {cfg.learning_rate:g}")
-    callbacks = [progress_callback(job, steps, cfg.epochs, 0, cfg.epochs, "Adapting to the site"),
-                 k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience),
-                 k.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True,
-                                             save_weights_only=True)]
+    x_sv, y_sv = source_validation(parent, cfg.source_check, cfg.seed)
+    guard = forgetting_guard(x_sv, y_sv, cfg.max_source_drop)
+    # the guard first: it adds the source accuracy to each epoch's logs before the progress callback reads them
+    callbacks = [guard, progress_callback(job, steps, cfg.epochs, 0, cfg.epochs, "Adapting to the site"),
+                 k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience)]
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=callbacks,
               verbose=0, shuffle=False)
     job.check_cancelled()
-    if checkpoint.exists():
-        model.load_weights(str(checkpoint))
-    checkpoint.unlink(missing_ok=True)
+    guard.restore()
+    if guard.baseline is not None:
+        job.add_log(f"kept epoch {guard.chosen}: the best site-validation loss among the epochs within "
+                    f"{100 * cfg.max_source_drop:g} points of the model's {100 * guard.baseline:.1f} % on "
+                    f"{len(y_sv)} of its own validation images")
     return job.snapshot().history
 
 

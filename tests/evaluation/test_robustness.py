@@ -149,3 +149,19 @@ def test_another_models_ood_file_leaves_the_unfamiliar_check_out_with_a_note(tin
     assert list(table["shift"]) == list(SHIFTS)
     note = str(table[NOTE_COLUMN].iloc[0])
     assert "unfamiliar-image check" in note and "7 features" in note, note
+
+
+@pytest.mark.slow
+def test_refitted_warnings_make_a_new_robustness_entry(tiny_registry):
+    """The table counts warned answers: new thresholds on the same model must not reuse the old table."""
+    from core.evaluation.cache import robustness_path
+    from core.evaluation.eval_sets import EvalSet, open_eval_dataset
+    from core.models.runs import update_card
+
+    ds = open_eval_dataset(tiny_registry, EvalSet("card_test"))
+    before = robustness_path(tiny_registry, ds, EvalSet("card_test"))
+    results = tiny_registry.card.results.to_json()
+    results["trust"] = {**dict(results.get("trust") or {}), "min_confidence": 0.123}
+    changed = update_card(tiny_registry, results=results)
+    assert robustness_path(changed, ds, EvalSet("card_test")) != before
+    assert robustness_path(changed, ds, EvalSet("card_test")) == robustness_path(changed, ds, EvalSet("card_test"))
