@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.data.imageio import IMAGE_SUFFIXES
 from core.evaluation.site_check import MIN_IMAGES, SHIFT_ADVICE, SiteCheck, site_check
 from core.jobs import CANCELLED, DONE, FAILED
 from core.paths import check_under_data_roots
@@ -49,6 +50,7 @@ def evaluate_section(run) -> None:
                "are needed. If they differ, the model card's accuracy does not apply to them.")
     folder = st.text_input("Folder of the site's images", key="site_check_folder")
     if st.button("Check these images", key="site_check_go", disabled=not folder.strip()):
+        st.session_state.pop("site_check_result", None)  # a refused folder must not leave the last verdict shown
         with sh.shown_errors():
             path = check_under_data_roots(folder.strip())
             with st.spinner("Comparing with the training images…"):
@@ -65,11 +67,14 @@ def predict_batch_check(run, uploads: list) -> None:
     """Predict & Explain: with at least MIN_IMAGES uploads, say whether they differ from the training images."""
     if len(uploads) < MIN_IMAGES:
         return
-    key = ("site_batch", run.run_id, tuple((u.name, u.size) for u in uploads))
+    key = ("site_batch", run.run_id, tuple((u.file_id, u.name, u.size) for u in uploads))  # file_id: same names, new files
     if st.session_state.get("site_batch_key") != key:
+        st.session_state.pop("site_batch_result", None)  # a failed check must not show the last batch's verdict
         with tempfile.TemporaryDirectory() as tmp, sh.shown_errors(), st.spinner("Checking the batch…"):
             for i, u in enumerate(uploads):  # numbered names: uploaded file names never reach the disk
-                (Path(tmp) / f"{i:05d}{Path(u.name).suffix.lower()[:8]}").write_bytes(u.getvalue())
+                # Files are read by content; an unknown suffix (a Siemens '.IMA') would hide one from the lister.
+                suffix = Path(u.name).suffix.lower()
+                (Path(tmp) / f"{i:05d}{suffix if suffix in IMAGE_SUFFIXES else ''}").write_bytes(u.getvalue())
             st.session_state["site_batch_result"] = site_check(run, tmp)
             st.session_state["site_batch_key"] = key
     result = st.session_state.get("site_batch_result")
