@@ -75,10 +75,8 @@ def disagree_flags(member_probs: np.ndarray, threshold: float, on_differ: bool =
 def majority(member_flags: np.ndarray | None, n_images: int | None = None) -> np.ndarray:
     """(N,) True where strictly more than half of the members' (M, N) flags are raised
     (all False for None, given ``n_images``)."""
-    if member_flags is None:
-        return np.zeros(n_images or 0, bool)
-    f = np.asarray(member_flags, bool)
-    return 2 * f.sum(axis=0) > f.shape[0]
+    m = 0 if member_flags is None else np.asarray(member_flags).shape[0]
+    return quorum(member_flags, m // 2 + 1, n_images)
 
 
 def quorum(member_flags: np.ndarray | None, need: int, n_images: int | None = None) -> np.ndarray:

@@ -122,6 +122,17 @@ def _copies_of_training(site_hashes: list[str], parent) -> np.ndarray:
     return np.asarray(dist <= COPY_BITS)
 
 
+def balanced_choice(labels: np.ndarray, n_classes: int, n: int, seed: int = 0) -> list[int]:
+    """Sorted indices of up to ``n`` items, about as many of each class (0..n_classes-1) as it has."""
+    rng = np.random.default_rng(seed)
+    per_class = max(1, n // n_classes)
+    chosen = []
+    for i in range(n_classes):
+        members = np.flatnonzero(labels == i)
+        chosen += list(rng.choice(members, min(per_class, len(members)), replace=False)) if len(members) else []
+    return sorted(int(j) for j in chosen)
+
+
 def replay_sample(parent, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """A class-balanced sample of what ``parent`` learned from, read with its own preprocessing.
 
@@ -141,13 +152,7 @@ def replay_sample(parent, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
                              f"it knew, and they are not on this machine ({exc.reason})", exc.source) from None
     index = {c: i for i, c in enumerate(parent.class_names)}
     labels = np.array([index.get(canonical_class(p.parent.name), -1) for p in paths])
-    rng = np.random.default_rng(seed)
-    per_class = max(1, n // len(index))
-    chosen = []
-    for i in range(len(index)):
-        members = np.flatnonzero(labels == i)
-        chosen += list(rng.choice(members, min(per_class, len(members)), replace=False)) if len(members) else []
-    chosen = sorted(chosen)
+    chosen = balanced_choice(labels, len(index), n, seed)
     picked = [paths[i] for i in chosen]
     return (load_many(picked, parent.image_size, preprocessing=parent.preprocessing), labels[chosen],
             [str(p) for p in picked])

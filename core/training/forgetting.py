@@ -25,6 +25,7 @@ def source_validation(parent: Any, n: int, seed: int = 0) -> tuple[np.ndarray, n
     """Up to ``n`` of the parent's validation images, class-balanced, read with its own preprocessing
     (empty when they are not on this machine)."""
     from core.data.preprocess import load_many
+    from core.training.adapt_data import balanced_choice
 
     files = list(parent.card.data.get("val_files") or [])
     paths = [parent.data_root / f for f in files]
@@ -33,10 +34,7 @@ def source_validation(parent: Any, n: int, seed: int = 0) -> tuple[np.ndarray, n
         return empty
     index = {c: i for i, c in enumerate(parent.class_names)}
     labels = np.array([index.get(canonical_class(Path(f).parent.name), -1) for f in files])
-    rng = np.random.default_rng(seed)
-    per_class = max(1, n // len(index))
-    chosen = sorted(int(j) for i in range(len(index)) for j in
-                    rng.choice(np.flatnonzero(labels == i), min(per_class, int((labels == i).sum())), replace=False))
+    chosen = balanced_choice(labels, len(index), n, seed)
     if not chosen:
         return empty
     return load_many([paths[j] for j in chosen], parent.image_size,
