@@ -149,12 +149,39 @@ def gradient_model(model: Any, layer_name: str | None = None) -> tuple[Any, str]
         return built, path[-1].name
 
 
+def fused_gradient_model(model: Any, names: tuple[str, ...]) -> Any | None:
+    """A cached model mapping ``model``'s inputs to [feature map of each named layer, ..., scores].
+
+    One forward and one backward pass then give every layer's gradient (a multi-layer CAM
+    otherwise runs the network once per layer). None when a name is not a feature-map layer of
+    the outer model (a nested backbone): the caller explains layer by layer instead.
+    """
+    from core.lazy_tensorflow import keras
+
+    key = (id(model), tuple(names))
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None and hit[0]() is model:
+            return hit[1]
+        outer = {layer.name: layer for layer in model.layers}
+        layers = [outer.get(name) for name in names]
+        if not layers or any(la is None or _sub_layers(la) or not _is_feature_map(la) for la in layers):
+            return None
+        score_layer = _score_layer(model)
+        score = score_layer.output if score_layer is not None else model.outputs[0]
+        built = keras().Model(model.inputs, [la.output for la in layers] + [score])
+        _CACHE[key] = (weakref.ref(model), built, ",".join(names))
+        weakref.finalize(model, _CACHE.pop, key, None)
+        return built
+
+
 _TRACED: dict[tuple[int, tuple], tuple[weakref.ref, Any]] = {}
 
 
 def traced_gradients(grad_model: Any, batch_shape: tuple) -> Any:
-    """A tf.function (traced once per gradient model and input shape) returning the feature map,
-    d(class score)/d(feature map) and the class used (class -1 = the predicted one).
+    """A tf.function (traced once per gradient model and input shape) returning the feature maps,
+    d(class score)/d(each feature map), both lists with one entry per feature output of
+    ``grad_model`` (all outputs but the last, the scores), and the class used (-1 = the predicted one).
 
     Eager GradientTape through ~50 Keras layers costs ~80 ms of Python per image on a CPU; the
     traced graph runs the same maths in a few milliseconds.
@@ -171,7 +198,8 @@ def traced_gradients(grad_model: Any, batch_shape: tuple) -> Any:
         @tf.function(input_signature=[tf.TensorSpec(batch_shape, tf.float32), tf.TensorSpec([], tf.int32)])
         def run(x, class_index):
             with tf.GradientTape() as tape:
-                feats, scores = grad_model([x], training=False)  # a list: the model's input structure
+                outputs = grad_model([x], training=False)  # a list: the model's input structure
+                feats, scores = list(outputs[:-1]), outputs[-1]
                 tape.watch(feats)
                 idx = tf.where(class_index < 0, tf.cast(tf.argmax(scores[0]), tf.int32), class_index)
                 score = tf.cast(tf.gather(scores[0], idx), tf.float32)
@@ -181,7 +209,6 @@ def traced_gradients(grad_model: Any, batch_shape: tuple) -> Any:
         _TRACED[key] = (weakref.ref(grad_model), run)
         weakref.finalize(grad_model, _TRACED.pop, key, None)
         return run
-
 
 
 def as_batch(image: np.ndarray, input_shape: tuple) -> np.ndarray:

@@ -22,6 +22,7 @@ from core.inference.cam_model import (
     SCORE_LAYER,
     as_batch,
     find_target_layer,
+    fused_gradient_model,
     gradient_model,
     multiscale_layers,
     traced_gradients,
@@ -50,18 +51,9 @@ class BaseCAM:
 
     def activations_and_grads(self, image: np.ndarray, class_index: int | None) -> tuple[np.ndarray, np.ndarray, int]:
         """Feature map, d(score)/d(feature map), both (h, w, c) float64, and the class used."""
-        from core.lazy_tensorflow import tf as load_tf
-
-        tf = load_tf()
         x = as_batch(image, self.model.inputs[0].shape)
-        n = int(self.grad_model.outputs[1].shape[-1])
-        if class_index is not None and not 0 <= int(class_index) < n:
-            raise WorkbenchError(f"class index {class_index} is out of range (the model has {n} classes)", "Grad-CAM")
-        run = traced_gradients(self.grad_model, x.shape)
-        feats, grads, idx = run(tf.constant(x), tf.constant(-1 if class_index is None else int(class_index), tf.int32))
-        acts = np.asarray(feats, dtype=np.float64)[0]
-        g = np.asarray(grads, dtype=np.float64)[0]
-        return np.nan_to_num(acts), np.nan_to_num(g), int(idx)
+        feats, grads, idx = run_gradients(self.grad_model, x, _checked_class(self.grad_model, class_index))
+        return feats[0], grads[0], idx
 
     def cam_map(self, activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
         """(h, w, c) activations and gradients -> (h, w) map before ReLU; channel-weighted by default."""
@@ -70,9 +62,12 @@ class BaseCAM:
     def raw(self, image: np.ndarray, class_index: int | None = None) -> np.ndarray:
         """The unnormalised map at the input's size (float32, ≥ 0): comparable between classes."""
         acts, grads, _ = self.activations_and_grads(image, class_index)
-        cam = np.maximum(self.cam_map(acts, grads), 0.0)  # ReLU: keep only evidence *for* the class
-        h, w = np.asarray(image).shape[:2]
-        return cv2.resize(cam.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        return self.raw_from(acts, grads, np.asarray(image).shape[:2])
+
+    def raw_from(self, activations: np.ndarray, grads: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """:meth:`raw` from a feature map and its gradient already computed; ``size`` is (height, width)."""
+        cam = np.maximum(self.cam_map(activations, grads), 0.0)  # ReLU: keep only evidence *for* the class
+        return cv2.resize(cam.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
     def __call__(self, image: np.ndarray, class_index: int | None = None) -> np.ndarray:
         """The map for one image.
@@ -86,6 +81,26 @@ class BaseCAM:
             WorkbenchError: wrong image shape or class index.
         """
         return normalise(self.raw(image, class_index))
+
+
+def _checked_class(grad_model: Any, class_index: int | None) -> int | None:
+    """``class_index`` when the gradient model has that many classes (its last output is the scores)."""
+    n = int(grad_model.outputs[-1].shape[-1])
+    if class_index is not None and not 0 <= int(class_index) < n:
+        raise WorkbenchError(f"class index {class_index} is out of range (the model has {n} classes)", "Grad-CAM")
+    return class_index
+
+
+def run_gradients(grad_model: Any, batch: np.ndarray, class_index: int | None
+                  ) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """Every feature map of ``grad_model`` and its gradient, (h, w, c) float64, and the class used."""
+    from core.lazy_tensorflow import tf as load_tf
+
+    tf = load_tf()
+    run = traced_gradients(grad_model, batch.shape)
+    feats, grads, idx = run(tf.constant(batch), tf.constant(-1 if class_index is None else int(class_index), tf.int32))
+    as_array = lambda t: np.nan_to_num(np.asarray(t, dtype=np.float64)[0])  # noqa: E731
+    return [as_array(f) for f in feats], [as_array(g) for g in grads], int(idx)
 
 
 def normalise(cam: np.ndarray) -> np.ndarray:
@@ -177,10 +192,19 @@ def compute_cam(model: Any, image: np.ndarray, class_index: int | None = None, m
     if layer_name is None and spec.layers > 1:
         layer_name = multiscale_layers(model, spec.layers) or None
     if isinstance(layer_name, list | tuple):
-        if class_index is None:  # one class for every layer: the predicted one
-            class_index = spec.cam(model, layer_name[0]).activations_and_grads(image, None)[2]
+        cams = [spec.cam(model, name) for name in layer_name]  # checks every name first
+        fused = fused_gradient_model(model, tuple(layer_name))
+        size = np.asarray(image).shape[:2]
+        if fused is not None:  # one pass gives every layer's gradient, for one class: the predicted one
+            feats, grads, _ = run_gradients(fused, as_batch(image, model.inputs[0].shape),
+                                            _checked_class(fused, class_index))
+            raws = [cam.raw_from(a, g, size) for cam, a, g in zip(cams, feats, grads)]
+        else:  # a nested backbone: layer by layer, the class fixed by the first pass
+            if class_index is None:
+                class_index = cams[0].activations_and_grads(image, None)[2]
+            raws = [cam.raw(image, class_index) for cam in cams]
         # Each layer's map scaled to its own maximum first, so the coarse layer cannot drown the fine one.
-        maps = [normalise(spec.cam(model, name).raw(image, class_index)) for name in layer_name]
+        maps = [normalise(raw) for raw in raws]
         fused = np.mean(maps, axis=0).astype(np.float32)
         return normalise(fused) if normalised else fused
     cam = spec.cam(model, layer_name)

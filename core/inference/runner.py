@@ -75,12 +75,14 @@ class ModelRunner:
         views: list[list[np.ndarray]] = [[], []] if self.tta == "hflip" else [[]]
         for start in range(0, len(x), self.batch_size):
             xb = x[start:start + self.batch_size].astype(np.float32)
-            f, lg = self.forward(xb)
+            n = len(xb)
+            # the mirrored view rides in the same call: one graph dispatch per batch instead of two
+            f, lg = self.forward(np.concatenate([xb, mirrored(xb)]) if self.tta == "hflip" else xb)
             if f is not None:
-                feats.append(f)
-            views[0].append(lg)
+                feats.append(f[:n])
+            views[0].append(lg[:n])
             if self.tta == "hflip":
-                views[1].append(self.forward(mirrored(xb))[1])
+                views[1].append(lg[n:])
             if progress:
                 progress(min(start + self.batch_size, len(x)), len(x))
         k = int(self.model.outputs[0].shape[-1])

@@ -274,3 +274,23 @@ def test_raw_maps_keep_their_scale_so_classes_can_be_compared():
     raw = compute_cam(model, image, class_index=0, layer_name="coarse_map", normalised=False)
     dim = compute_cam(model, (image // 2).astype(np.uint8), class_index=0, layer_name="coarse_map", normalised=False)
     assert raw.max() > 1.5 * dim.max() > 0  # half the evidence, about half the raw heat
+
+
+@pytest.mark.parametrize("class_index", [None, 0, 1])
+def test_a_multi_layer_map_runs_the_network_once_and_matches_layer_by_layer(monkeypatch, class_index):
+    """The fused pass (every layer's gradient from one tape) gives the maps the per-layer passes give."""
+    import core.inference.gradcam as gradcam
+
+    model = _evidence_model(nested=False)
+    image = _square_image(corner="bottom_right")
+    calls = []
+    real_run = gradcam.run_gradients
+    monkeypatch.setattr(gradcam, "run_gradients", lambda *a: calls.append(a) or real_run(*a))
+    fused = compute_cam(model, image, class_index=class_index, method="layercam")
+    assert len(calls) == 1 and len(calls[0][0].outputs) == 3  # two feature maps and the scores, one pass
+    calls.clear()
+    monkeypatch.setattr(gradcam, "fused_gradient_model", lambda *a: None)  # as for a nested backbone
+    per_layer = compute_cam(model, image, class_index=class_index, method="layercam")
+    assert len(calls) == (3 if class_index is None else 2)
+    np.testing.assert_array_equal(fused, per_layer)
+    assert fused[-4:, -4:].max() == (1.0 if class_index in (None, 0) else 0.0)

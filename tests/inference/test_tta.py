@@ -70,3 +70,27 @@ def test_low_confidence_threshold_is_strict_enough_to_flag_a_close_call() -> Non
     assert 0.6 < t <= 0.97  # the close calls fall below the threshold and get the warning
     lenient = low_confidence_threshold(probs, labels, target_precision=0.95)
     assert (probs.max(axis=1) >= lenient).all()  # 95 % would flag nothing
+
+
+def test_the_runner_scores_both_views_in_one_call_as_two_calls_would() -> None:
+    """The mirrored view rides in the same forward call; each view's logits and the features of
+    the unmirrored view are what separate calls give, across batch boundaries (to float32
+    rounding: a batch of another size may sum in another order)."""
+    from core.inference.runner import ModelRunner
+    from core.lazy_tensorflow import keras
+
+    k = keras()
+    inputs = k.Input((8, 8, 1))
+    x = k.layers.Conv2D(3, 3, name="conv")(inputs)
+    feats = k.layers.GlobalAveragePooling2D(name="features")(x)
+    logits = k.layers.Dense(4, name="logits")(k.layers.Concatenate()([feats, k.layers.Flatten()(inputs)]))
+    model = k.Model(inputs, k.layers.Softmax()(logits))
+    images = np.random.default_rng(1).integers(0, 256, (5, 8, 8, 1)).astype(np.uint8)
+    out = ModelRunner(model, "hflip", batch_size=2).run(images)  # batches of 2, 2 and 1
+    one_by_one = ModelRunner(model, "none", batch_size=1)
+    plain, flipped = one_by_one.run(images), one_by_one.run(mirrored(images))
+    np.testing.assert_allclose(out.view_logits[0], plain.logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out.view_logits[1], flipped.logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out.features, plain.features, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out.logits, (plain.logits + flipped.logits) / 2, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(plain.logits, flipped.logits)  # the side matters to this model
