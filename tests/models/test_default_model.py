@@ -1,4 +1,7 @@
-"""The committed default model: present, small, intact, loadable, and as good as its card says."""
+"""The committed default model: present, small, intact, loadable, and as good as its card says.
+
+The default is an ensemble (bench/RESULTS.md section 13): its card lists member runs, each committed
+beside it, and every property of a single model is checked on each member."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.models.ensemble import member_runs
 from core.models.runs import best_run, file_sha256, list_runs
 
 REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -21,31 +25,58 @@ def default_run():
     return run
 
 
-def test_default_model_is_committed_small_and_intact(default_run) -> None:
-    card = default_run.card.to_json()
-    assert all(key in card for key in CARD_KEYS), [k for k in CARD_KEYS if k not in card]
-    assert card["status"] == "complete" and card["arch"] == "custom_cnn"
-    assert card["class_names"] == ["glioma", "meningioma", "notumor", "pituitary"]
-    assert default_run.model_path.stat().st_size <= 10 * 1024 * 1024
-    assert file_sha256(default_run.model_path) == card["model_sha256"]
-    assert card["data"]["split_mode"] == "leakage_free" and not card["data"]["synthetic"]
-    assert len(card["data"]["train_hashes"]) == sum(card["data"]["counts"]["train"].values())
-    lf = card["evaluation"]["leakage_free"]
+@pytest.fixture(scope="module")
+def members(default_run):
+    """The default's member runs (checksums verified against the ensemble's card)."""
+    return member_runs(default_run)
+
+
+def test_default_model_is_an_ensemble_of_committed_members(default_run, members) -> None:
+    assert default_run.card.is_ensemble and len(members) >= 3
+    assert all(m.path.parent == REPO_MODELS.resolve() for m in members), "members must be committed beside it"
+    recorded = {m["run_id"]: m["model_sha256"] for m in default_run.card.members}
+    assert {m.run_id: file_sha256(m.model_path) for m in members} == recorded
+    # diverse inputs: at least one member crops the head and one sees the whole frame
+    assert {m.preprocessing for m in members} == {"head-v2", "gray-uint8-resize-area-v1"}
+    lf = default_run.card.to_json()["evaluation"]["leakage_free"]
     assert lf["n_images"] > 500 and 0 <= lf["accuracy"] <= 1
+    # it is the default because it beats each member on the same held-out images
+    assert all(default_run.leakage_free_macro_f1() > m.leakage_free_macro_f1() for m in members)
+
+
+def test_every_member_is_committed_small_and_intact(members) -> None:
+    for member in members:
+        card = member.card.to_json()
+        assert all(key in card for key in CARD_KEYS), [k for k in CARD_KEYS if k not in card]
+        assert card["status"] == "complete" and card["arch"] == "custom_cnn"
+        assert card["class_names"] == ["glioma", "meningioma", "notumor", "pituitary"]
+        assert member.model_path.stat().st_size <= 10 * 1024 * 1024
+        assert file_sha256(member.model_path) == card["model_sha256"]
+        assert card["data"]["split_mode"] == "leakage_free" and not card["data"]["synthetic"]
+        assert len(card["data"]["train_hashes"]) == sum(card["data"]["counts"]["train"].values())
+
+
+def test_the_members_share_one_split(members) -> None:
+    """Averaging is only honest when no member trained on another's validation or test images."""
+    first = members[0].card.data
+    for member in members[1:]:
+        assert member.card.data["val_files"] == first["val_files"]
+        assert member.card.data["test_files"] == first["test_files"]
 
 
 @pytest.mark.slow
 def test_default_model_predicts_on_the_demo_data(default_run, demo_root: Path) -> None:
-    from core.inference.predict import Predictor, predict_files
+    from core.inference.ensemble_predict import predictor_for
+    from core.inference.predict import predict_files
 
-    predictor = Predictor(default_run)
+    predictor = predictor_for(default_run)
     files = sorted((demo_root / "Testing").rglob("*.png"))[::10][:8]
     results = predict_files(predictor, [(p.name, p.read_bytes()) for p in files], gradcam=True)
     assert all(r.ok for r in results)
     for r in results:
         assert r.label in default_run.class_names
         assert abs(sum(r.probabilities.values()) - 1) < 1e-6
-        assert r.heatmap.shape == (default_run.image_size, default_run.image_size)
+        assert r.heatmap.ndim == 2 and min(r.heatmap.shape) >= 32
         assert 0 <= r.heatmap.min() and r.heatmap.max() <= 1
 
 
@@ -55,7 +86,6 @@ def test_default_model_accuracy_on_a_fixed_sample_of_its_held_out_images(default
     """Not timed. A fixed 400-image sample of the card's own held-out test split must score at
     least the card's leakage-free accuracy minus 3 points (about 3 binomial standard errors)."""
     from core.classes import canonical_class
-    from core.data.preprocess import load_many
     from core.evaluation.evaluate import predict_logits
 
     card = default_run.card.to_json()
@@ -67,16 +97,18 @@ def test_default_model_accuracy_on_a_fixed_sample_of_its_held_out_images(default
         pytest.skip("this copy of the dataset lacks some of the model's held-out files")
     labels = np.array([default_run.class_names.index(canonical_class(Path(test_files[i]).parent.name))
                        for i in chosen])
-    logits = predict_logits(default_run, load_many(paths, default_run.image_size,
-                                                   preprocessing=default_run.preprocessing))
+    logits = predict_logits(default_run, paths)  # an ensemble reads the files: each member its own way
     accuracy = float((logits.argmax(axis=1) == labels).mean())
     assert accuracy >= card["evaluation"]["leakage_free"]["accuracy"] - 0.03
 
 
-def test_default_model_uses_the_head_recipe_and_fitted_warnings(default_run) -> None:
-    card = default_run.card.to_json()
-    assert default_run.preprocessing == "head-v2"
-    trust = card["results"]["trust"]
-    assert 0 < trust["min_confidence"] < 1 and trust["max_distance"] > 0
-    # Fitted so that at most 4 % of correct ordinary validation answers carry a warning.
-    assert trust["validation_rates"]["none"]["correct_warned"] <= 0.04 + 1e-9
+def test_default_model_has_fitted_warnings(default_run, members) -> None:
+    results = default_run.card.to_json()["results"]
+    assert 0 < results["trust"]["min_confidence"] < 1
+    rule = results["disagreement"]
+    assert rule["fitted_on"].startswith(str(results["n_val"]))
+    # fitted so that at most 4 % of correct validation answers carry a warning
+    assert rule["correct_warned"] <= 0.04 + 1e-9
+    for member in members:  # each member keeps its own fitted thresholds (its unfamiliar-slice warning)
+        trust = member.card.to_json()["results"]["trust"]
+        assert 0 < trust["min_confidence"] < 1 and trust["max_distance"] > 0
