@@ -2,7 +2,8 @@
 head-crop member and a 48-px whole-frame member).
 
 The site check must read every member's features on that member's own input; localisation must
-score the ensemble's own averaged map, the one Predict & Explain shows.
+score the ensemble's own averaged map, the one Predict & Explain shows. The case report (PDF) of an
+ensemble's prediction is made too.
 """
 
 from __future__ import annotations
@@ -150,3 +151,17 @@ def test_localisation_of_an_ensemble_refuses_a_named_layer(ensemble, tmp_path):
 
     with pytest.raises(WorkbenchError, match="each model in the ensemble"):
         evaluate_localisation(ensemble, EvalSet("card_test"), _boxes(ensemble, tmp_path), layer_name="conv_1")
+
+
+def test_case_report_pdf_of_an_ensemble_prediction(ensemble, demo_root):
+    from core.inference.ensemble_predict import load_predictor
+    from core.inference.predict import predict_files
+    from core.reports.case_report import case_report_pdf
+    from core.reports.run_summary import model_facts
+
+    f = sorted((demo_root / "Testing" / "pituitary").glob("*.png"))[0]
+    (result,) = predict_files(load_predictor(ensemble.run_id), [(f.name, f.read_bytes())], gradcam=True)
+    assert result.ok and result.heatmap is not None
+    facts = model_facts(ensemble)
+    assert all(m["run_id"] in facts["Members"] for m in ensemble.card.members)
+    assert case_report_pdf(result, facts).startswith(b"%PDF")

@@ -191,3 +191,6 @@ def test_an_ensemble_scores_a_study_with_each_members_own_input(tiny_ensemble, v
         assert heat is not None and heat.shape == (tiny_ensemble.image_size,) * 2 and 0 <= heat.min() <= heat.max() <= 1
     assert not result.prepared.keys() - set(range(1, N + 1))
     assert "prepared" not in json.dumps(result.to_dict())
+    from core.reports.run_summary import model_facts
+
+    assert study_summary_pdf(result, model_facts(tiny_ensemble)).startswith(b"%PDF")  # the study's PDF report
