@@ -16,7 +16,8 @@ from core.evaluation.eval_sets import EvalSet
 from core.evaluation.localisation import evaluate_localisation
 from core.evaluation.result import EvaluationResult
 from core.evaluation.robustness_eval import NOTE_COLUMN, cached_robustness, evaluate_robustness
-from core.export.bundle import export_bytes
+from core.export.ensemble import FORMATS as ENSEMBLE_FORMATS
+from core.export.ensemble import export_any_bytes
 from core.export.formats import EXPORT_FORMATS
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
 from core.jobs import FINISHED, JobRegistry
@@ -136,12 +137,13 @@ def export_section(run: Run, result: EvaluationResult) -> None:
                "the mirror averaging, when this run uses it) is baked in; the preprocessing is not, and the README "
                "says what to do. Each export is checked against this workbench on 32 held-out images before it is "
                "offered.")
-    fmt = st.selectbox("Format", list(EXPORT_FORMATS), format_func=lambda k: EXPORT_FORMATS[k].title,
-                       key="evaluate_export_format")
+    # An ensemble is exported as one Keras file with one input per member; the other formats take one input.
+    formats = list(ENSEMBLE_FORMATS) if run.card.is_ensemble else list(EXPORT_FORMATS)
+    fmt = st.selectbox("Format", formats, format_func=lambda k: EXPORT_FORMATS[k].title, key="evaluate_export_format")
     bundle_key = (run.run_id, result.model_sha256, fmt)
     if st.button("Build the export", key="evaluate_export_build"):
         with sh.shown_errors(), st.spinner("Converting and checking the export…"):
-            st.session_state[EXPORT_KEY] = (bundle_key, *export_bytes(run, fmt))
+            st.session_state[EXPORT_KEY] = (bundle_key, *export_any_bytes(run, fmt))  # an ensemble: its own bundle
     built = st.session_state.get(EXPORT_KEY)
     if built is not None and built[0] == bundle_key:
         _, data, made = built

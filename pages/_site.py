@@ -30,7 +30,12 @@ def _show_check(result: SiteCheck) -> None:
     else:
         st.success(result.advice, icon=":material/check_circle:")
     if result.signals:
-        table = pd.DataFrame([{"signal": s["name"], "AUC": s["auc"]} for s in result.signals.values()])
+        rows = []
+        for s in result.signals.values():
+            rows.append({"signal": s["name"], "AUC": s["auc"]})
+            rows += [{"signal": f"… model {j} of the ensemble alone ({member})", "AUC": auc}  # which member sees it
+                     for j, (member, auc) in enumerate((s.get("members") or {}).items(), start=1)]
+        table = pd.DataFrame(rows)
         st.dataframe(table, hide_index=True, width="stretch",
                      column_config={"AUC": st.column_config.ProgressColumn(min_value=0.5, max_value=1.0,
                                                                            format="%.2f")})

@@ -193,7 +193,7 @@ def kaggle_tree(tmp_path: Path) -> Path:
 # 4. Trained models (owner: prediction & Grad-CAM; the fixtures live in fixtures_models.py)
 # --------------------------------------------------------------------------------------------
 
-from fixtures_models import tiny_predictor, tiny_registry, tiny_run  # noqa: E402, F401 (pytest fixtures)
+from fixtures_models import tiny_ensemble, tiny_predictor, tiny_registry, tiny_run  # noqa: E402, F401 (pytest fixtures)
 
 
 @pytest.fixture

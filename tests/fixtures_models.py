@@ -1,10 +1,11 @@
-"""A tiny trained model, shared by prediction, CLI and page tests.
+"""A tiny trained model (and a tiny ensemble), shared by prediction, evaluation, CLI and page tests.
 
 tests/conftest.py (section 4) re-exports these fixtures, so any test can just ask for them.
 
 ``tiny_run`` trains a width-0.25 custom CNN on the 32-px demo dataset for one epoch, once per
 session (~15 s on two cores), through the real engine, so the card holds everything a real
 run's card holds (temperature, thresholds, OOD model, training hashes, test files).
+``tiny_ensemble`` adds one 48-px whole-frame member to it (~15 s more) and registers the pair.
 """
 
 from __future__ import annotations
@@ -59,3 +60,27 @@ def tiny_predictor(tiny_run):
     from core.inference.predict import Predictor
 
     return Predictor(tiny_run)
+
+
+@pytest.fixture(scope="session")
+def tiny_ensemble(tmp_path_factory: pytest.TempPathFactory, demo_root: Path, tiny_run):
+    """A registered ensemble of ``tiny_run`` (32-px head crop) and a 48-px whole-frame member, in
+    its own session-wide models folder: members that differ in preprocessing and image size.
+
+    Read-only by convention: copy ``tiny_ensemble.path.parent`` before changing anything.
+    """
+    import shutil
+
+    from core.config import AUGMENT_PRESETS
+    from core.inference.ensemble_fit import register_ensemble
+    from core.jobs import Job
+    from core.training.config import TrainConfig
+
+    base = tmp_path_factory.mktemp("tiny_ensemble")
+    shutil.copytree(tiny_run.path, base / "models" / tiny_run.run_id)
+    cfg = TrainConfig(arch="custom_cnn", image_size=48, width=0.25, epochs=1, batch_size=32,
+                      augment=AUGMENT_PRESETS["none"], patience=1, seed=2, preprocessing="gray-uint8-resize-area-v1")
+    other, _, _ = train_isolated(base, demo_root, cfg, Job("train", "tiny ensemble member"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WORKBENCH_CACHE_DIR", str(base / "cache"))
+        return register_ensemble([tiny_run.run_id, other.run_id], root=base / "models")

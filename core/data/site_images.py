@@ -1,7 +1,8 @@
 """A site's images and a run's training images, read the same way for the site check.
 
 Each file is decoded once; from it come the whole-frame statistics image (the shortcut
-check's), the model input (the run's own recipe) and file-level facts (size, colour mode).
+check's), one model input per recipe asked for (an ensemble's members may each prepare their
+own: head crop or whole frame, and their own size) and file-level facts (size, colour mode).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class ImageSample:
 
     paths: list[Path]
     stat_images: np.ndarray  # (N, STAT_SIZE, STAT_SIZE) uint8 whole frames
-    model_images: np.ndarray  # (N, S, S, 1) uint8, the run's preprocessing
+    model_images: dict[tuple[str, int], np.ndarray]  # (preprocessing, size) -> (N, S, S, 1) uint8
     files: pd.DataFrame  # width, height, gray_mode (0/1), colourfulness
     hashes: np.ndarray | None = None  # (N, W) perceptual hashes (core.data.hashing) of the decoded frames
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
@@ -62,9 +63,15 @@ def list_site_files(folder: str | Path) -> list[Path]:
     return found
 
 
-def read_sample(paths: Sequence[Path], size: int, preprocessing: str, root: Path | None = None,
+def read_sample(paths: Sequence[Path], inputs: Sequence[tuple[str, int]], root: Path | None = None,
                 workers: int = 4) -> ImageSample:
-    """Decode ``paths`` once each (unreadable files listed, the rest used)."""
+    """Decode ``paths`` once each (unreadable files listed, the rest used).
+
+    Args:
+        inputs: the (preprocessing id, image size) pairs to prepare every image with: one for a
+            single model, one per distinct member recipe for an ensemble.
+    """
+    inputs = list(dict.fromkeys((str(pre), int(size)) for pre, size in inputs))  # each recipe once, in order
 
     def one(path: Path):
         try:
@@ -72,7 +79,7 @@ def read_sample(paths: Sequence[Path], size: int, preprocessing: str, root: Path
         except WorkbenchError as exc:
             return exc.reason
         stat = prepare(img, STAT_SIZE, WHOLE_FRAME_ID)[..., 0]
-        model = prepare(img, size, preprocessing)
+        model = [prepare(img, size, pre) for pre, size in inputs]
         w, h = img.size
         return stat, model, perceptual_hash(img.pixels), (w, h, float(img.source_mode in GRAY_MODES), float(img.colourfulness))
 
@@ -85,6 +92,7 @@ def read_sample(paths: Sequence[Path], size: int, preprocessing: str, root: Path
     return ImageSample(
         paths=[p for p, _ in ok],
         stat_images=np.stack([r[0] for _, r in ok]) if ok else np.zeros((0, STAT_SIZE, STAT_SIZE), np.uint8),
-        model_images=np.stack([r[1] for _, r in ok]) if ok else np.zeros((0, size, size, 1), np.uint8),
+        model_images={key: np.stack([r[1][j] for _, r in ok]) if ok else np.zeros((0, key[1], key[1], 1), np.uint8)
+                      for j, key in enumerate(inputs)},
         hashes=np.stack([r[2] for _, r in ok]) if ok else None, files=files, unreadable=bad)
 

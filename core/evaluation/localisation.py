@@ -102,7 +102,9 @@ def score_files(run, model, root: str | Path, files: pd.DataFrame, boxes: pd.Dat
 
     Args:
         run: the registered run (class order, image size, preprocessing recipe).
-        model: its loaded Keras model.
+        model: its loaded Keras model; for an ensemble run its
+            :class:`core.inference.ensemble_predict.EnsemblePredictor`, whose map (the members'
+            maps, each placed back through its own crop, averaged) is the one Predict shows.
         root: the folder ``files.path`` is relative to.
         files: rows with ``path`` (relative, ``/``) and ``label`` (class name); files without a
             box are skipped.
@@ -123,8 +125,13 @@ def score_files(run, model, root: str | Path, files: pd.DataFrame, boxes: pd.Dat
             image = decode_image(Path(root) / row.path)
         except WorkbenchError:
             continue  # an unreadable file has nothing to point at; the scan lists it already
-        prepared = prepare_framed(image, run.image_size, run.preprocessing)
-        heat = compute_cam(model, prepared.pixels, class_index=index[row.label], method=method, layer_name=layer_name)
+        if run.card.is_ensemble:
+            prepared = model.prepare_framed(image)
+            heat = model.explain_for(image, prepared, index[row.label], method)
+        else:
+            prepared = prepare_framed(image, run.image_size, run.preprocessing)
+            heat = compute_cam(model, prepared.pixels, class_index=index[row.label], method=method,
+                               layer_name=layer_name)
         heat = prepared.framing.place(heat, image.pixels.shape[:2])
         score = score_heatmap(heat, tuple(boxes.loc[row.path, ["x0", "y0", "x1", "y1"]]))
         rows.append({"path": row.path, "label": row.label, "hit": score.hit, "ratio": score.ratio})
@@ -138,19 +145,25 @@ def evaluate_localisation(run, eval_set, boxes_path: str | Path, method: str | N
     """The ``localisation`` block of an evaluation: pointing game, heat-in-box ratio, n_images.
 
     Scores the leakage-free images of the evaluation set that the box file lists (paths
-    relative to the evaluated folder), each for its true class.
+    relative to the evaluated folder), each for its true class. An ensemble is scored on its own
+    map, the members' maps averaged as Predict & Explain shows it.
 
     Raises:
-        WorkbenchError: unreadable box file, missing data, or a model that cannot be loaded.
+        WorkbenchError: unreadable box file, missing data, a model that cannot be loaded, or a
+            layer named for an ensemble (its members each have their own).
     """
     from core.data.scan import scan_dataset
     from core.evaluation.eval_sets import near_dup_threshold as _threshold
     from core.evaluation.eval_sets import open_eval_dataset, overlap_distances, select_images
+    from core.inference.ensemble_predict import predictor_for
     from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
     from core.jobs import counter as _stage
     from core.models.runs import load_model
 
     method = method or DEFAULT_CAM_METHOD
+    if run.card.is_ensemble and layer_name:
+        raise WorkbenchError("a layer cannot be chosen for an ensemble: each model in the ensemble uses its own "
+                             "last convolutional layer", run.run_id)
     boxes = read_boxes(boxes_path)
     ds = open_eval_dataset(run, eval_set)
     report = scan_dataset(ds, _threshold(run), progress=_stage(job, 0.0, 0.2, "Scanning images"))
@@ -160,7 +173,8 @@ def evaluate_localisation(run, eval_set, boxes_path: str | Path, method: str | N
         rows = rows[dist > _threshold(run)]
     files = pd.DataFrame({"path": rows["path"].astype(str).str.replace("\\", "/", regex=False),
                           "label": rows["label"]})
-    table = score_files(run, load_model(run), ds.root, files, boxes, method, layer_name,
+    model = predictor_for(run) if run.card.is_ensemble else load_model(run)  # an ensemble: its averaged map
+    table = score_files(run, model, ds.root, files, boxes, method, layer_name,
                         progress=_stage(job, 0.2, 1.0, "Heat maps"))
     out = summarise([BoxScore(bool(h), float(r)) for h, r in zip(table["hit"], table["ratio"])])
     out.update(method=CAM_METHODS.title(method), per_class={

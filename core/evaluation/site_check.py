@@ -5,7 +5,8 @@ cross-validated, and its out-of-fold AUC is the answer (0.5: indistinguishable; 
 site image recognisable). This is the "classifier two-sample test" (Lopez-Paz & Oquab 2017)
 and the "domain classifier" of dataset-shift detection (Rabanser et al. 2019). One AUC per
 kind of signal says *what* differs: brightness, framing, file size, colour mode, or what the
-network itself sees (its pooled features).
+network itself sees (its pooled features; for an ensemble every member's, each on its own input,
+:mod:`core.evaluation.site_features`).
 
 Verdict, by principle: a shift is reported when the AUC's 95 % interval excludes 0.5 (the
 difference is real, not noise) **and** the AUC is at least :data:`MIN_EFFECT_AUC` (the
@@ -23,6 +24,14 @@ import numpy as np
 
 from core.data.shortcut import image_statistics
 from core.data.site_images import ImageSample, list_site_files, read_sample
+from core.evaluation.site_features import (
+    components_per_network,
+    feature_runs,
+    keep_only,
+    model_inputs,
+    pooled_features,
+    principal_components,
+)
 from core.models.lineage import reference_files
 
 MIN_IMAGES = 20  # fewer site images and a cross-validated AUC means little
@@ -32,7 +41,6 @@ REFERENCE_MIN = 200
 SITE_MAX = 1000
 FOLDS = 5
 NEAR_BITS = 20  # the scan's near-duplicate threshold (bits of 256)
-FEATURE_COMPONENTS = 16  # principal components of the network's features fed to the classifier
 
 #: signal key -> (plain name, columns of the feature table)
 SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -40,7 +48,7 @@ SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {
     "framing": ("Framing: background share, head box size and shape", ("background", "box_fill", "aspect")),
     "image_size": ("Image size in pixels (width, height)", ("width", "height")),
     "colour_mode": ("Colour mode of the files (grayscale or colour)", ("gray_mode", "colourfulness")),
-    "model_features": ("What the network itself sees (its pooled features)", ()),
+    "model_features": ("What the network itself sees (its pooled features)", ()),  # an ensemble: every member's
 }
 SHIFT_ADVICE = ("These images differ from the training images: the accuracy on the model card does not apply "
                 "to them. Measure on a labelled sample, or adapt the model.")
@@ -119,33 +127,38 @@ def _feature_table(sample: ImageSample, features: np.ndarray | None) -> tuple[np
     return table, cols
 
 
-def compare(site: ImageSample, reference: ImageSample, site_feats: np.ndarray | None,
-            ref_feats: np.ndarray | None, seed: int = 0) -> tuple[float, dict[str, dict[str, Any]]]:
-    """(overall AUC, per-signal AUCs) of site vs reference samples."""
+def compare(site: ImageSample, reference: ImageSample, site_feats: dict[str, np.ndarray | None] | None,
+            ref_feats: dict[str, np.ndarray | None] | None, seed: int = 0) -> tuple[float, dict[str, dict[str, Any]]]:
+    """(overall AUC, per-signal AUCs) of site vs reference samples.
+
+    ``site_feats`` and ``ref_feats`` map each network's run id to its pooled features (one entry
+    for a single model, one per member for an ensemble; None: no 'features' layer). Each network's
+    features are reduced on their own (the components shared out by
+    :func:`core.evaluation.site_features.components_per_network`) and set side by side as the one
+    ``model_features`` signal; with several networks the signal also lists each one's AUC under
+    ``members`` (run id -> AUC), so a shift only one member's input shows can be named.
+    """
     _, s_cols = _feature_table(site, None)
     _, r_cols = _feature_table(reference, None)
     y = np.r_[np.ones(len(site)), np.zeros(len(reference))].astype(int)
     groups = near_groups(site, reference)
+    nets = [k for k in (site_feats or {}) if site_feats[k] is not None and (ref_feats or {}).get(k) is not None]
     blocks, signals = [], {}
     for key, (name, _) in SIGNALS.items():
         if key == "model_features":
-            if site_feats is None or ref_feats is None:
+            if not nets:
                 continue
-            x = _principal_components(np.r_[site_feats, ref_feats], seed)
+            k_each = components_per_network(len(nets))
+            parts = {k: principal_components(np.r_[site_feats[k], ref_feats[k]], seed, k_each) for k in nets}
+            x = np.hstack(list(parts.values()))
         else:
             x = np.r_[s_cols[key], r_cols[key]]
         blocks.append(x)
         signals[key] = {"name": name, "auc": round(domain_auc(x, y, seed, groups), 4)}
+        if key == "model_features" and len(nets) > 1:
+            signals[key]["members"] = {k: round(domain_auc(v, y, seed, groups), 4) for k, v in parts.items()}
     overall = domain_auc(np.hstack(blocks), y, seed, groups)
     return overall, signals
-
-
-def _principal_components(x: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.decomposition import PCA
-
-    x = np.asarray(x, dtype=np.float64)
-    k = min(FEATURE_COMPONENTS, x.shape[1], len(x) - 1)
-    return PCA(n_components=k, random_state=seed).fit_transform((x - x.mean(0)) / (x.std(0) + 1e-9))
 
 
 def advice_for(auc: float | None, shift: bool | None, signals: dict[str, dict[str, Any]], n: int) -> str:
@@ -186,8 +199,10 @@ def check_paths(run, paths: list[Path], root: Path | None = None, seed: int = 0,
     rng = np.random.default_rng(seed)
     if len(paths) > SITE_MAX:
         paths = [paths[i] for i in sorted(rng.choice(len(paths), SITE_MAX, replace=False))]
+    nets = feature_runs(run)  # an ensemble's members, checked against its card before any work
+    keep_only(nets)
     note(0.05, "Reading the site's images")
-    site = read_sample(paths, run.image_size, run.preprocessing, root=root)
+    site = read_sample(paths, model_inputs(nets), root=root)
     n = len(site)
     if n < MIN_IMAGES:
         return SiteCheck(n, 0, None, None, None, {}, advice_for(None, None, {}, n), site.unreadable,
@@ -196,9 +211,11 @@ def check_paths(run, paths: list[Path], root: Path | None = None, seed: int = 0,
     k = min(len(ref_paths), REFERENCE_MAX, max(REFERENCE_MIN, n))
     ref_paths = [ref_paths[i] for i in sorted(rng.choice(len(ref_paths), k, replace=False))]
     note(0.35, "Reading a sample of the training images")
-    reference = read_sample(ref_paths, run.image_size, run.preprocessing)
-    note(0.65, "Running the model")
-    site_feats, ref_feats = _model_features(run, site.model_images), _model_features(run, reference.model_images)
+    reference = read_sample(ref_paths, model_inputs(nets))
+    note(0.65, "Running the model" if len(nets) == 1 else f"Running the {len(nets)} models")
+    ids = [r.run_id for r in nets]
+    site_feats = dict(zip(ids, pooled_features(nets, site)))
+    ref_feats = dict(zip(ids, pooled_features(nets, reference)))
     note(0.85, "Comparing")
     auc, signals = compare(site, reference, site_feats, ref_feats, seed)
     interval = auc_interval(auc, n, len(reference))
@@ -206,25 +223,3 @@ def check_paths(run, paths: list[Path], root: Path | None = None, seed: int = 0,
     note(1.0, "Done")
     return SiteCheck(n, len(reference), round(auc, 4), (round(interval[0], 4), round(interval[1], 4)), shift,
                      signals, advice_for(auc, shift, signals, n), site.unreadable, round(time.perf_counter() - t0, 2))
-
-
-def _model_features(run, images: np.ndarray) -> np.ndarray | None:
-    """Pooled features of the run's network (None when it has no 'features' layer)."""
-    from core.inference.runner import ModelRunner
-
-    return ModelRunner(_cached_model(run), "none", batch_size=64).run(images).features
-
-
-_MODELS: dict[tuple[str, str], Any] = {}
-
-
-def _cached_model(run):
-    """One loaded model per (run, file checksum): a page calling twice does not load it twice."""
-    from core.models.runs import load_model
-
-    key = (str(run.path), run.card.model_sha256)
-    if key not in _MODELS:
-        _MODELS.clear()
-        _MODELS[key] = load_model(run)
-    return _MODELS[key]
-

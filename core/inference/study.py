@@ -51,6 +51,9 @@ class StudyResult:
     slices: list[PredictionResult] = field(default_factory=list)  # one per slice, in stack order
     driving: list[int] = field(default_factory=list)  # slice numbers that support the label most, strongest first
     error: str | None = None
+    #: slice number -> its prepared input (an ensemble's holds every member's own input, which scores and heat
+    #: maps need); small, never exported
+    prepared: dict[int, Prepared] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -135,6 +138,7 @@ def predict_study(predictor: Predictor, stack: Stack, rule: str = DEFAULT_RULE,
             prepared = predictor.prepare_framed(image)
             shares.append(_head_share(image, prepared, predictor.run.preprocessing))
             r.model_input, r.framing = prepared.pixels, prepared.framing
+            result.prepared[len(result.slices) + 1] = prepared
             r.image = _display_copy(image)
             r.meta = {k: v for k, v in image.meta.items() if k in ("window", "frames", "Modality")}
             if ref.position is not None:
@@ -183,7 +187,7 @@ def _skip_summary(skipped: list[dict[str, Any]]) -> str:
 def _score(predictor: Predictor, result: StudyResult) -> None:
     """Per-slice labels, calibrated probabilities, warnings and flags, exactly as for single slices."""
     used = [result.slice(n) for n in result.used]
-    scores = predictor.predict(np.stack([r.model_input for r in used]))
+    scores = predictor.predict_prepared([result.prepared[n] for n in result.used])  # an ensemble: members' own inputs
     for row, r in enumerate(used):
         probs = scores.probs[row]
         k = int(probs.argmax())
@@ -240,7 +244,9 @@ def explain_slice(predictor: Predictor, result: StudyResult, number: int,
     if r.heatmap is None and r.model_input is not None and r.probabilities and result.label:
         k = predictor.class_index(result.label)
         try:
-            r.heatmap = predictor.explain(r.model_input, k, method)
+            prepared = result.prepared.get(number)
+            r.heatmap = predictor.explain(r.model_input, k, method) if prepared is None else \
+                predictor.explain_for(r.image, prepared, k, method)  # an ensemble: its members' maps averaged
             r.heatmap_class, r.method = result.label, method
         except WorkbenchError as exc:
             r.warnings.append(f"No heatmap: {exc.reason}")

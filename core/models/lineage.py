@@ -1,6 +1,7 @@
 """What a run learned from: its training files, and for an adapted run its lineage root's too.
 
-Used by the site check (the reference sample) and by adaptation (the replayed images).
+Used by the site check (the reference sample) and by adaptation (the replayed images). An
+ensemble learned from what its members learned from.
 """
 
 from __future__ import annotations
@@ -31,9 +32,21 @@ def training_files(run) -> list[Path]:
 
 
 def reference_files(run) -> list[Path]:
-    """What ``run`` learned from: its training files, and for an adapted run its lineage root's too."""
+    """What ``run`` learned from: its training files, and for an adapted run its lineage root's too.
+
+    For an ensemble, every member's (each file once): an ensemble's own card lists only the
+    held-out files its members share, so "its folder minus those" would count an image one member
+    was tested on as learned.
+
+    Raises:
+        WorkbenchError: the training folder is not on this machine, or an ensemble member is unusable.
+    """
     from core.models.runs import resolve_run
 
+    if run.card.is_ensemble:
+        from core.models.ensemble import member_runs
+
+        return list(dict.fromkeys(f for m in member_runs(run) for f in reference_files(m)))
     files = training_files(run)
     chain = list((run.card.extra.get("lineage") or {}).get("chain") or [])
     if chain:

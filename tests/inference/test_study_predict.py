@@ -169,3 +169,28 @@ def test_single_image_predict_is_unchanged_and_studies_mixed_in_are_refused(tiny
     assert main(["predict", image, str(nii), "--json"]) == 2
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["error"] is None and "give studies in a call of their own" in rows[1]["error"]
+
+
+def test_an_ensemble_scores_a_study_with_each_members_own_input(tiny_ensemble, vol):
+    """The Predict page's whole-study mode with an ensemble: every used slice gets the members' averaged
+    calibrated probabilities (each member on its own crop and size), and the strip its averaged heat maps."""
+    from core.inference.ensemble_predict import EnsemblePredictor
+
+    predictor = EnsemblePredictor(tiny_ensemble)
+    result = predict_study(predictor, open_study(series_files(vol)).pick(), source="series")
+    assert result.ok and result.label in predictor.class_names
+    singles = [predict_study(m, open_study(series_files(vol)).pick(), gradcam=False) for m in predictor.members]
+    common = set(result.used).intersection(*(s.used for s in singles))
+    assert common
+    for n in common:
+        mean = np.mean([[s.slice(n).probabilities[c] for c in predictor.class_names] for s in singles], axis=0)
+        np.testing.assert_allclose([result.slice(n).probabilities[c] for c in predictor.class_names], mean, atol=1e-9)
+        assert "Each model's answer" in result.slice(n).details
+    for n in result.strip:
+        heat = result.slice(n).heatmap
+        assert heat is not None and heat.shape == (tiny_ensemble.image_size,) * 2 and 0 <= heat.min() <= heat.max() <= 1
+    assert not result.prepared.keys() - set(range(1, N + 1))
+    assert "prepared" not in json.dumps(result.to_dict())
+    from core.reports.run_summary import model_facts
+
+    assert study_summary_pdf(result, model_facts(tiny_ensemble)).startswith(b"%PDF")  # the study's PDF report
