@@ -35,6 +35,11 @@ def folder_digest(folder: Path) -> str:
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory, demo_root: Path):
     """(models folder, ensemble run id, site folder): two tiny members and their ensemble."""
+    return build_ensemble_source(tmp_path_factory.mktemp("adapt_ensemble"), demo_root)
+
+
+def build_ensemble_source(base: Path, demo_root: Path) -> tuple[Path, str, Path]:
+    """Train two tiny members under ``base``, register their ensemble and write a re-styled site."""
     from fixtures_models import train_isolated
     from test_site import make_site
 
@@ -43,7 +48,6 @@ def source(tmp_path_factory: pytest.TempPathFactory, demo_root: Path):
     from core.jobs import Job
     from core.training.config import TrainConfig
 
-    base = tmp_path_factory.mktemp("adapt_ensemble")
     members = []
     for size, pre, seed in SIZES:
         cfg = TrainConfig(arch="custom_cnn", image_size=size, width=0.25, epochs=1, batch_size=32,
