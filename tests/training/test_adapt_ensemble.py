@@ -226,6 +226,20 @@ def test_best_run_never_picks_the_adapted_ensemble_or_its_members(adapted):
     assert best_run([resolve_run(out["run_id"], root=root)]) is None
 
 
+def test_the_adapted_ensemble_is_labelled_as_adapted_wherever_runs_are_listed(adapted, source):
+    from core.models.runs import list_runs, resolve_run
+    from core.reports.run_summary import model_facts, runs_table
+
+    root, out, _ = adapted
+    _, ens_id, _ = source
+    ens = resolve_run(out["run_id"], root=root)
+    note = f"adapted to site from {ens_id}"
+    assert note in ens.label() and model_facts(ens)["Adapted"].startswith(note)
+    table = runs_table(list_runs(root)).set_index("model")
+    assert table.loc[out["run_id"], "dataset"].startswith(note)
+    assert not table.loc[ens_id, "dataset"].startswith("adapted")
+
+
 def test_cli_prints_the_same_table_for_an_ensemble(adapted, capsys):
     from core.cli.site import print_adapt
 
