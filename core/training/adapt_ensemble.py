@@ -77,6 +77,8 @@ def adapt_ensemble(parent, folder: str | Path, cfg: AdaptConfig, job: Job) -> Ad
     share = MEMBERS_SHARE / len(members)
     try:
         for i, member in enumerate(members):
+            # checked before each step that reads a member, so a deleted one is said, not a missing-file error
+            check_ensemble_unchanged(parent, members, digests)
             stage = job.stage(0.02 + i * share, 0.02 + (i + 1) * share, f"Model {i + 1} of {len(members)}: ")
             job.clear_curves()  # each member's card records its own history
             job.add_log(f"adapting member {i + 1} of {len(members)}: {member.run_id} "
@@ -84,6 +86,7 @@ def adapt_ensemble(parent, folder: str | Path, cfg: AdaptConfig, job: Job) -> Ad
             member_site = site.read_for(member, stage.stage(0.0, 0.04).counter("Reading the site's images"))
             staged.append(adapt_staged(member, member_site, cfg, stage))
             folders.append(staged[-1].stage)
+        check_ensemble_unchanged(parent, members, digests)  # the parent members are scored again below
         ensemble, before, after = _stage_ensemble(parent, members, staged, site, cfg,
                                                   job.stage(0.02 + MEMBERS_SHARE, 1.0, "Ensemble: "), folders,
                                                   time.perf_counter() - t0)

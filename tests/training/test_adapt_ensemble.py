@@ -327,6 +327,28 @@ def test_a_member_changed_during_adaptation_publishes_nothing(registry, source, 
     assert _names(registry) == names
 
 
+def test_a_member_deleted_while_another_is_adapted_is_said_in_plain_words(registry, source, monkeypatch):
+    import core.training.adapt_ensemble as ae
+    from core.models.ensemble import member_runs
+    from core.models.runs import resolve_run
+
+    _, ens_id, site = source
+    ens = resolve_run(ens_id)
+    first, second = member_runs(ens)
+    original = ae.adapt_staged
+
+    def delete_second(member, *args, **kwargs):
+        out = original(member, *args, **kwargs)
+        shutil.rmtree(second.path)
+        return out
+
+    monkeypatch.setattr(ae, "adapt_staged", delete_second)
+    names = [n for n in _names(registry) if n != second.run_id]
+    with pytest.raises(WorkbenchError, match=f"model {second.run_id}, one of the ensemble's members, was deleted"):
+        _adapt(ens, site)
+    assert _names(registry) == names  # the first adapted member was not published either
+
+
 def test_the_parent_ensemble_deleted_or_a_member_file_changed_is_said_in_plain_words(registry, source):
     from core.models.ensemble import member_runs
     from core.models.runs import resolve_run
