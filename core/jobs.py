@@ -165,10 +165,20 @@ class JobStage:
                  template: str = "{}") -> None:
         self.job, self.lo, self.hi, self.prefix, self.template = job, lo, hi, prefix, template
 
-    def update(self, *, phase: str = "", progress: float = 0.0) -> None:
-        """Set the phase text and this stage's progress in [0, 1] (clipped)."""
-        self.job.update(phase=self.prefix + self.template.format(phase),
-                        progress=self.lo + (self.hi - self.lo) * min(1.0, max(0.0, progress)))
+    def update(self, *, phase: str | None = None, progress: float | None = None, **other: Any) -> None:
+        """Set the phase text and this stage's progress in [0, 1] (clipped); other fields (epoch,
+        batch, eta_s, ...) go to the job unchanged, so a training loop can run inside a stage."""
+        if phase is not None:
+            other["phase"] = self.prefix + self.template.format(phase)
+        if progress is not None:
+            other["progress"] = self.lo + (self.hi - self.lo) * min(1.0, max(0.0, progress))
+        self.job.update(**other)
+
+    def __getattr__(self, name: str) -> Any:
+        # The rest of the job's API (epoch, add_epoch, add_batch, snapshot, clear_curves) is the job's own.
+        if name.startswith("_") or name == "job":
+            raise AttributeError(name)
+        return getattr(self.job, name)
 
     def stage(self, lo: float, hi: float, prefix: str = "", template: str = "{}") -> JobStage:
         return JobStage(self, lo, hi, prefix, template)

@@ -93,17 +93,20 @@ def predict_batch_check(run, uploads: list) -> None:
 def adapt_view(registry) -> None:
     """Train page mode: adapt a registered model to a labelled site folder, as a background job."""
     from core.models.runs import list_runs, resolve_run
-    from core.training.adapt import AdaptConfig, adapt_model
+    from core.training.adapt import AdaptConfig
+    from core.training.adapt_ensemble import adapt_run
 
     st.caption("Fine-tune a saved model on a few labelled images from your hospital (one sub-folder per class; "
                "at least 2 classes and 5 images each). A new model is saved; the original is never changed. "
-               "Some of the original training images are replayed so the model keeps what it knew.")
+               "Some of the original training images are replayed so the model keeps what it knew. For an "
+               "ensemble, each of its models is adapted on the same images and a new ensemble of the adapted "
+               "models is saved.")
     runs = [r for r in list_runs() if r.usable]
     if not runs:
         st.info("No saved model to adapt yet: train one first.")
         return
     by_id = {r.run_id: r for r in runs}
-    parent_id = st.selectbox("Model to adapt", list(by_id), format_func=lambda k: by_id[k].label(), key="adapt_parent")
+    parent_id = st.selectbox("Model or ensemble to adapt", list(by_id), format_func=lambda k: by_id[k].label(), key="adapt_parent")
     folder = st.text_input("Labelled folder of the site's images", key="adapt_folder")
     epochs = st.number_input("Most epochs", 1, 50, AdaptConfig().epochs, key="adapt_epochs")
     busy = registry.active("adapt") or registry.active("train")
@@ -113,7 +116,7 @@ def adapt_view(registry) -> None:
             parent = resolve_run(parent_id)
             cfg = AdaptConfig(epochs=int(epochs))
             registry.submit("adapt", f"Adapt {parent.run_id} to {Path(path).name}",
-                            lambda j: adapt_model(parent, path, cfg, j))
+                            lambda j: adapt_run(parent, path, cfg, j))
             st.rerun()
     current = registry.active("adapt") or next(iter(registry.jobs("adapt")), None)
     if current is not None:
@@ -137,7 +140,9 @@ def _adapt_job(registry, job_id: str, was_running: bool) -> None:
                       help="Stops after the step in flight; nothing is saved.")
         elif snap.status == DONE:
             result = snap.result
-            st.success(f"Saved as {result.run.run_id} ({escape_markdown(result.run.adapted_note())}).", icon=":material/check_circle:")
+            members = f" with its adapted models {', '.join(result.members)}" if result.members else ""
+            st.success(f"Saved as {result.run.run_id} ({escape_markdown(result.run.adapted_note())}){members}.",
+                       icon=":material/check_circle:")
             st.dataframe(before_after_frame(result.to_json()), hide_index=True, width="stretch")
         elif snap.status == FAILED:
             st.error(f"Adaptation failed: {escape_markdown(snap.error)}", icon=":material/error:")

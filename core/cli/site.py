@@ -19,8 +19,9 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_site_check)
 
-    a = sub.add_parser("adapt", help="adapt a model to a site's labelled images; creates a new run")
-    a.add_argument("--model", required=True, help="the parent run (id or folder); it is never changed")
+    a = sub.add_parser("adapt", help="adapt a model or an ensemble to a site's labelled images; creates a new run")
+    a.add_argument("--model", required=True, help="the parent run (id or folder; an ensemble adapts every member "
+                                                  "into a new ensemble); it is never changed")
     a.add_argument("--data", required=True, help="labelled site folder: one sub-folder per class (a subset of "
                                                  "the model's classes is allowed)")
     a.add_argument("--epochs", type=int, default=None, help="most epochs of fine-tuning (default 8)")
@@ -59,18 +60,31 @@ def run_adapt(args: argparse.Namespace) -> int:
 
     from core.jobs import Job
     from core.models.runs import resolve_run
-    from core.training.adapt import AdaptConfig, adapt_model
+    from core.training.adapt import AdaptConfig
+    from core.training.adapt_ensemble import adapt_run
 
     given = {"epochs": args.epochs, "replay": args.replay, "learning_rate": args.learning_rate, "seed": args.seed}
     cfg = dataclasses.replace(AdaptConfig(), **{k: v for k, v in given.items() if v is not None})
     parent = resolve_run(args.model)
     job = Job("adapt", f"adapt {parent.run_id}")
-    result = adapt_model(parent, args.data, cfg, job)
+    result = adapt_run(parent, args.data, cfg, job)
     out = result.to_json()
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"New run: {out['run_id']} (adapted from {out['parent_run']}; the parent is unchanged)")
+    print_adapt(out)
+    return 0
+
+
+def print_adapt(out: dict) -> None:
+    """The human output of ``adapt``: the new run (an ensemble: and its adapted members), the site's notes,
+    and the before/after table."""
+    if out.get("members") is not None:
+        print(f"New ensemble: {out['run_id']} (adapted from {out['parent_run']}; the parent and its members are "
+              "unchanged)")
+        print(f"  its adapted members: {', '.join(out['members'])}")
+    else:
+        print(f"New run: {out['run_id']} (adapted from {out['parent_run']}; the parent is unchanged)")
     site = out["site"]
     if site["copies_of_parent_training"]:
         print(f"  {len(site['copies_of_parent_training'])} site images are copies of the model's training "
@@ -84,4 +98,3 @@ def run_adapt(args: argparse.Namespace) -> int:
         fmt = lambda v: f"{v:10.1%}" if v is not None else f"{'n/a':>10s}"  # noqa: E731
         print(f"{title + f' ({n})':24s}{fmt(b)}{fmt(a)}")
     sys.stdout.flush()
-    return 0

@@ -30,6 +30,7 @@ import numpy as np
 
 from core.errors import WorkbenchError
 from core.jobs import Job, JobCancelled
+from core.training.adapt_data import site_weights, source_test, source_test_files  # noqa: F401 (public here too)
 
 
 @dataclass(frozen=True)
@@ -68,22 +69,41 @@ class AdaptResult:
     before: dict[str, Any]  # {"site": acc, "source": acc or None, ...}
     after: dict[str, Any]
     site: dict[str, Any]  # counts, copies, unreadable
+    members: list[str] | None = None  # an adapted ensemble: its adapted member run ids (None: one network)
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_id": self.run.run_id, "parent_run": self.run.card.extra["lineage"]["parent_run"],
-                "before": self.before, "after": self.after, "site": self.site}
+        """The CLI's ``--json`` object (an ensemble adds ``members``)."""
+        out = {"run_id": self.run.run_id, "parent_run": self.run.card.extra["lineage"]["parent_run"],
+               "before": self.before, "after": self.after, "site": self.site}
+        if self.members is not None:
+            out["members"] = list(self.members)
+        return out
 
 
-def _card_digest(parent) -> str:
+@dataclass
+class StagedRun:
+    """An adapted run assembled in its staging folder, not yet published (see :func:`adapt_staged`)."""
+
+    run: Any  # core.models.runs.Run whose path is the staging folder
+    before: dict[str, Any]  # the table by class name (see _named)
+    after: dict[str, Any]
+
+    @property
+    def stage(self) -> Path:
+        return self.run.path
+
+
+def card_digest(parent) -> str:
+    """The sha256 of a run's card file (OSError when it is gone)."""
     return hashlib.sha256((parent.path / "card.json").read_bytes()).hexdigest()
 
 
-def check_parent_unchanged(parent, card_digest: str) -> None:
+def check_parent_unchanged(parent, digest: str) -> None:
     """Raise when the parent run was deleted or changed while it was being adapted."""
     from core.models.runs import file_sha256
 
     try:
-        same = (file_sha256(parent.model_path) == parent.card.model_sha256 and _card_digest(parent) == card_digest)
+        same = (file_sha256(parent.model_path) == parent.card.model_sha256 and card_digest(parent) == digest)
     except OSError:
         same = False
     if not same:
@@ -92,61 +112,81 @@ def check_parent_unchanged(parent, card_digest: str) -> None:
                              parent.run_id)
 
 
-def site_weights(y_site: np.ndarray, y_replay: np.ndarray, n_classes: int) -> np.ndarray:
-    """Sample weights: class-balanced within the site and within the replay, each side half the total."""
-    from core.training.pipeline import class_weights
-
-    parts = []
-    total = len(y_site) + len(y_replay)
-    for y in (y_site, y_replay):
-        if len(y):
-            w = class_weights(y, n_classes)[y]
-            parts.append(w / w.sum() * total / (2 if len(y_site) and len(y_replay) else 1))
-    return np.concatenate(parts).astype(np.float32)
-
-
 def accuracy(runner, x: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, Any]:
     """Accuracy and per-class recall of a runner on labelled images ({} when there are none)."""
     if len(x) == 0:
         return {"accuracy": None, "n": 0, "recall": {}}
-    pred = runner.logits(x).argmax(axis=1)
+    return scores(runner.logits(x).argmax(axis=1), y, n_classes)
+
+
+def scores(pred: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, Any]:
+    """Accuracy and per-class recall of predicted class indices ``pred`` against ``y``."""
+    if len(y) == 0:
+        return {"accuracy": None, "n": 0, "recall": {}}
     recall = {int(c): float((pred[y == c] == c).mean()) for c in range(n_classes) if (y == c).any()}
     return {"accuracy": float((pred == y).mean()), "n": int(len(y)), "recall": recall}
 
 
-def source_test(parent) -> tuple[np.ndarray, np.ndarray]:
-    """The parent's own held-out test images (empty when they are not on this machine)."""
-    from core.classes import canonical_class
-    from core.data.preprocess import load_many
-
-    files = list(parent.card.data.get("test_files") or [])
-    paths = [parent.data_root / f for f in files]
-    if not files or not all(p.is_file() for p in paths):
-        return np.zeros((0, parent.image_size, parent.image_size, 1), np.uint8), np.zeros(0, np.int64)
-    labels = np.array([parent.class_names.index(canonical_class(Path(f).parent.name)) for f in files])
-    return load_many(paths, parent.image_size, preprocessing=parent.preprocessing), labels
+def log_site(job, site) -> None:
+    """One log line: the site's counts, copies of the parent's training images and unreadable files."""
+    job.add_log(f"site: {site.counts()} ({len(site.copies)} copies of the model's training images, "
+                f"{len(site.unreadable)} unreadable files)")
 
 
 def adapt_model(parent, folder: str | Path, cfg: AdaptConfig, job: Job) -> AdaptResult:
     """Adapt ``parent`` (a registered Run) to the labelled site in ``folder``; register the new run.
 
+    One network only: :func:`core.training.adapt_ensemble.adapt_run` takes either kind and adapts
+    an ensemble member by member (with :func:`adapt_staged`) into a new ensemble.
+
     Raises:
         JobCancelled: the user cancelled; nothing is left in the registry.
-        WorkbenchError: bad site data, missing training images, or the parent changed meanwhile.
+        WorkbenchError: bad site data, missing training images, the parent changed meanwhile, or an
+            ensemble given.
+    """
+    from core.training.adapt_data import prepare_site
+
+    if parent.card.is_ensemble:
+        raise WorkbenchError("this run is an ensemble: it is adapted as a whole (each of its models on the same "
+                             "site images, then a new ensemble of them), not as one network", parent.run_id)
+    t0 = time.perf_counter()
+    digest = card_digest(parent)
+    job.update(phase="Reading the site's images", progress=0.01, epochs=cfg.epochs)
+    site = prepare_site(folder, parent, seed=cfg.seed)
+    log_site(job, site)
+    job.check_cancelled()
+    staged = adapt_staged(parent, site, cfg, job, t0)
+    try:
+        check_parent_unchanged(parent, digest)
+        job.check_cancelled()
+        from core.models.runs import publish
+
+        run = publish(staged.stage, staged.run.run_id)
+    except BaseException:
+        shutil.rmtree(staged.stage, ignore_errors=True)  # cancelled or failed: nothing half-done is left
+        raise
+    job.add_log(f"saved {run.path}")
+    return AdaptResult(run, staged.before, staged.after, run.card.extra["lineage"]["site"])
+
+
+def adapt_staged(parent, site, cfg: AdaptConfig, job: Job, t0: float | None = None) -> StagedRun:
+    """The recipe on one network: ``parent`` (a single-model Run) fine-tuned on ``site`` (already read
+    for it, :meth:`SiteData.read_for`), recalibrated, its card written, all in a staging folder.
+
+    Nothing is published: the caller checks the parent and publishes (or removes the folder).
+
+    Raises:
+        JobCancelled: cancelled; the staging folder is removed.
+        WorkbenchError: missing training images, or the model cannot be loaded.
     """
     from core.inference.runner import ModelRunner
     from core.lazy_tensorflow import keras
     from core.models.runs import load_model, new_run_id, staging_dir
-    from core.training.adapt_data import prepare_site, replay_sample
+    from core.training.adapt_card import save_adapted
+    from core.training.adapt_data import replay_sample
 
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() if t0 is None else t0
     keras().utils.set_random_seed(cfg.seed)
-    digest = _card_digest(parent)
-    job.update(phase="Reading the site's images", progress=0.01, epochs=cfg.epochs)
-    site = prepare_site(folder, parent, seed=cfg.seed)
-    job.add_log(f"site: {site.counts()} ({len(site.copies)} copies of the model's training images, "
-                f"{len(site.unreadable)} unreadable files)")
-    job.check_cancelled()
     job.update(phase="Reading replayed training images", progress=0.04)
     x_rep, y_rep, _ = replay_sample(parent, cfg.replay, cfg.seed) if cfg.replay else (
         np.zeros((0, *site.x["adapt"].shape[1:]), np.uint8), np.zeros(0, np.int64), [])
@@ -168,23 +208,16 @@ def adapt_model(parent, folder: str | Path, cfg: AdaptConfig, job: Job) -> Adapt
         after = {"site": accuracy(runner, site.x["test"], site.y["test"], k),
                  "source": accuracy(runner, x_src, y_src, k)}
         job.check_cancelled()
-        run = _save(model, parent, site, x_rep, y_rep, cfg, job, stage, run_id, history, before, after,
+        run = save_adapted(model, parent, site, x_rep, y_rep, cfg, job, stage, run_id, history, before, after,
                     time.perf_counter() - t0)
-        check_parent_unchanged(parent, digest)
-        job.check_cancelled()
-        from core.models.runs import publish
-
-        run = publish(stage, run_id)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)  # cancelled or failed: nothing half-done is left
         raise
-    job.add_log(f"saved {run.path}")
-    return AdaptResult(run, _named(before, parent.class_names), _named(after, parent.class_names),
-                       run.card.extra["lineage"]["site"])
+    return StagedRun(run, named_table(before, parent.class_names), named_table(after, parent.class_names))
 
 
-def _named(table: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    """Per-class recall keyed by class name, and the two headline accuracies."""
+def named_table(table: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """The before/after table as shown: per-class recall keyed by class name, and the headline accuracies."""
     out = {}
     for part, res in table.items():
         out[part] = res["accuracy"]
@@ -233,40 +266,5 @@ def _fine_tune(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, st
     return job.snapshot().history
 
 
-def _save(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, stage: Path, run_id: str,
-          history: list[dict], before: dict, after: dict, seconds: float):
-    """Calibrate on the site's validation part, write the run into ``stage``, fit its warnings there."""
-    from core.inference.calibration_fit import fit_calibration
-    from core.models.runs import CARD_FILE, HISTORY_FILE, MODEL_FILE, OOD_FILE, Run, write_card
-    from core.training.adapt_card import adapted_card
-    from core.training.saving import inference_copy, write_history
-
-    job.update(phase="Recalibrating on the site's validation images", progress=0.95)
-    x_train = np.concatenate([site.x["adapt"], x_rep]) if len(x_rep) else site.x["adapt"]
-    y_train = np.concatenate([site.y["adapt"], y_rep]) if len(y_rep) else site.y["adapt"]
-    results, ood = fit_calibration(model, {"train": x_train, "val": site.x["val"]},
-                                   {"train": y_train, "val": site.y["val"]}, "val", parent.card.tta, cfg.seed,
-                                   job.check_cancelled, class_names=list(parent.class_names), conformal_dir=stage)
-    job.check_cancelled()
-    inference_copy(model).save(stage / MODEL_FILE)
-    ood.save(stage / OOD_FILE)
-    write_history(stage / HISTORY_FILE, history)
-    card = adapted_card(parent, run_id, stage, model, site, len(x_rep), cfg, results, before, after, seconds)
-    write_card(stage / CARD_FILE, card)
-    job.check_cancelled()
-    return _fit_site_warnings(Run(run_id, stage, card), model, job)
-
-
-def _fit_site_warnings(run, model, job: Job):
-    """Warnings refitted on the site's validation part (inside the staging folder, before publishing)."""
-    from core.inference.trust_fit import fit_run_warnings
-
-    job.update(phase="Fitting the warnings on the site's validation images", progress=0.98)
-    try:
-        return fit_run_warnings(run, model=model)
-    except WorkbenchError as exc:
-        job.add_log(f"warnings keep their basic thresholds: {exc.reason}")
-        return run
-
-
-__all__ = ["AdaptConfig", "AdaptResult", "JobCancelled", "adapt_model", "check_parent_unchanged"]
+__all__ = ["AdaptConfig", "AdaptResult", "JobCancelled", "StagedRun", "adapt_model", "adapt_staged",
+           "check_parent_unchanged"]

@@ -13,6 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from core.errors import WorkbenchError
+from core.jobs import Job
 from core.models.card import ModelCard
 from core.models.class_binding import class_order_digest
 from core.models.runs import MODEL_FILE, file_sha256
@@ -25,6 +29,20 @@ def lineage_chain(parent) -> list[str]:
     return [*earlier, parent.run_id]
 
 
+def site_record(site) -> dict[str, Any]:
+    """What the lineage says of the site: name, folder, fingerprint, counts, copies, unreadable files."""
+    return {"name": site.ds.name, "root": str(Path(site.ds.root).resolve()), "fingerprint": site.ds.fingerprint,
+            "counts": site.counts(), "copies_of_parent_training": site.copies,
+            "unreadable": [{"path": p, "reason": r} for p, r in site.unreadable]}
+
+
+def lineage_record(parent, site, recipe: dict[str, Any], before: dict[str, Any], after: dict[str, Any],
+                   ) -> dict[str, Any]:
+    """The card's ``lineage``: parent, the whole chain of ancestors, site, recipe and before/after table."""
+    return {"parent_run": parent.run_id, "chain": lineage_chain(parent), "parent_model_sha256": parent.card.model_sha256,
+            "site": site_record(site), "recipe": recipe, "before_after": {"parent": before, "adapted": after}}
+
+
 def adapted_card(parent, run_id: str, folder: Path, model: Any, site, n_replay: int, cfg, results: dict[str, Any],
                  before: dict[str, Any], after: dict[str, Any], seconds: float) -> ModelCard:
     """The new run's card (its model file is already in ``folder``)."""
@@ -35,22 +53,11 @@ def adapted_card(parent, run_id: str, folder: Path, model: Any, site, n_replay: 
                                     batch_size=cfg.batch_size, patience=cfg.patience, seed=cfg.seed,
                                     average_epochs=0)
     counts = site.counts()
-    site_info = {
-        "name": site.ds.name, "root": str(Path(site.ds.root).resolve()), "fingerprint": site.ds.fingerprint,
-        "counts": counts, "copies_of_parent_training": site.copies,
-        "unreadable": [{"path": p, "reason": r} for p, r in site.unreadable],
-    }
-    lineage = {
-        "parent_run": parent.run_id,
-        "chain": lineage_chain(parent),
-        "parent_model_sha256": pcard.model_sha256,
-        "site": site_info,
-        "recipe": {**cfg.to_dict(), "replayed_images": n_replay, "augmentation": "the parent's",
-                   "class_balance": "inverse frequency within the site and within the replay; each half the weight",
-                   "selection": "epoch with the lowest loss on the site's validation part",
-                   "recalibrated_on": "the site's validation part (temperature, warnings, prediction sets)"},
-        "before_after": {"parent": before, "adapted": after},
-    }
+    recipe = {**cfg.to_dict(), "replayed_images": n_replay, "augmentation": "the parent's",
+              "class_balance": "inverse frequency within the site and within the replay; each half the weight",
+              "selection": "epoch with the lowest loss on the site's validation part",
+              "recalibrated_on": "the site's validation part (temperature, warnings, prediction sets)"}
+    lineage = lineage_record(parent, site, recipe, before, after)
     data = {
         "name": site.ds.name,
         "root": str(Path(site.ds.root).resolve()),
@@ -80,3 +87,38 @@ def adapted_card(parent, run_id: str, folder: Path, model: Any, site, n_replay: 
         timings={"train_seconds": round(seconds, 1)}, evaluation={}, evaluations={}, extra=extra,
         class_names=tuple(names),
     )
+
+
+def save_adapted(model, parent, site, x_rep, y_rep, cfg, job: Job, stage: Path, run_id: str,
+                 history: list[dict], before: dict, after: dict, seconds: float):
+    """Calibrate on the site's validation part, write the run into ``stage``, fit its warnings there."""
+    from core.inference.calibration_fit import fit_calibration
+    from core.models.runs import CARD_FILE, HISTORY_FILE, MODEL_FILE, OOD_FILE, Run, write_card
+    from core.training.saving import inference_copy, write_history
+
+    job.update(phase="Recalibrating on the site's validation images", progress=0.95)
+    x_train = np.concatenate([site.x["adapt"], x_rep]) if len(x_rep) else site.x["adapt"]
+    y_train = np.concatenate([site.y["adapt"], y_rep]) if len(y_rep) else site.y["adapt"]
+    results, ood = fit_calibration(model, {"train": x_train, "val": site.x["val"]},
+                                   {"train": y_train, "val": site.y["val"]}, "val", parent.card.tta, cfg.seed,
+                                   job.check_cancelled, class_names=list(parent.class_names), conformal_dir=stage)
+    job.check_cancelled()
+    inference_copy(model).save(stage / MODEL_FILE)
+    ood.save(stage / OOD_FILE)
+    write_history(stage / HISTORY_FILE, history)
+    card = adapted_card(parent, run_id, stage, model, site, len(x_rep), cfg, results, before, after, seconds)
+    write_card(stage / CARD_FILE, card)
+    job.check_cancelled()
+    return fit_site_warnings(Run(run_id, stage, card), model, job)
+
+
+def fit_site_warnings(run, model, job: Job):
+    """Warnings refitted on the site's validation part (inside the staging folder, before publishing)."""
+    from core.inference.trust_fit import fit_run_warnings
+
+    job.update(phase="Fitting the warnings on the site's validation images", progress=0.98)
+    try:
+        return fit_run_warnings(run, model=model)
+    except WorkbenchError as exc:
+        job.add_log(f"warnings keep their basic thresholds: {exc.reason}")
+        return run

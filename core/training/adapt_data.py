@@ -4,10 +4,15 @@ The site's images are split into adapt / validation / test parts with near-dupli
 kept whole (:func:`core.data.splits.grouped_split`), so the site's test figure is not
 inflated by a copy of a slice the model was adapted on. Images that are copies of the
 parent's own training images are said, and only ever used to adapt, never to test.
+
+Splitting and reading are separate steps (:func:`split_site`, :meth:`SiteData.read_for`): an
+ensemble's site is split once and each member reads the same files with its own preprocessing
+and image size.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,10 +43,11 @@ class SiteData:
 
     ds: Dataset
     files: pd.DataFrame  # readable rows: path, label, phash, part, copy_of_parent
-    x: dict[str, np.ndarray]  # part -> (N, S, S, 1) uint8
+    x: dict[str, np.ndarray]  # part -> (N, S, S, 1) uint8 ({} until read_for)
     y: dict[str, np.ndarray]  # part -> (N,) class index in the parent's order
     class_names: list[str]  # the parent's classes
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    read_as: tuple[int, str] | None = None  # (image size, preprocessing id) the images in x were read with
 
     @property
     def copies(self) -> list[str]:
@@ -53,7 +59,27 @@ class SiteData:
         return {p: {c: int((self.y[p] == i).sum()) for i, c in enumerate(self.class_names)} for p in PARTS}
 
     def paths(self, part: str) -> list[str]:
+        """The part's files, relative to the site folder."""
         return self.files.loc[self.files["part"] == part, "path"].tolist()
+
+    def abspaths(self, part: str) -> list[Path]:
+        """The part's files as paths on this machine."""
+        return [self.ds.abspath(p) for p in self.paths(part)]
+
+    def read_for(self, run, progress=None) -> SiteData:
+        """This same split, its images read with ``run``'s preprocessing and image size (a new SiteData).
+
+        Raises:
+            WorkbenchError: ``run`` does not know the split's classes in the same order.
+        """
+        if list(run.class_names) != self.class_names:
+            raise WorkbenchError("the model's classes differ from those the site was split for "
+                                 f"([{', '.join(run.class_names)}] against [{', '.join(self.class_names)}])",
+                                 run.run_id)
+        images = cached_images([self.ds.abspath(p) for p in self.files["path"]], run.image_size,
+                               self.ds.fingerprint, progress, preprocessing=run.preprocessing)
+        x = {part: images[(self.files["part"] == part).to_numpy()] for part in PARTS}
+        return dataclasses.replace(self, x=x, read_as=(run.image_size, run.preprocessing))
 
 
 def check_site_classes(site_classes: list[str], counts: dict[str, int], parent_classes: list[str],
@@ -81,7 +107,20 @@ def prepare_site(folder: str | Path, parent, seed: int = 0, progress=None) -> Si
     """Open, scan, check, split and read a labelled site folder for ``parent`` (a registered Run).
 
     Raises:
-        WorkbenchError: see :func:`check_site_classes`; also a missing folder or one class only.
+        WorkbenchError: see :func:`split_site`.
+    """
+    return split_site(folder, parent, seed).read_for(parent, progress)
+
+
+def split_site(folder: str | Path, parent, seed: int = 0) -> SiteData:
+    """Open, scan, check and split a labelled site folder for ``parent``; no image is read yet.
+
+    Copies of the parent's training images are found against its card's ``train_hashes`` (for
+    an ensemble, the union of its members').
+
+    Raises:
+        WorkbenchError: see :func:`check_site_classes`; also a missing folder, one class only, or
+            a site that leaves no validation or test part.
     """
     try:
         ds = open_folder(folder, kind="site")
@@ -97,19 +136,15 @@ def prepare_site(folder: str | Path, parent, seed: int = 0, progress=None) -> Si
     files["copy_of_parent"] = _copies_of_training(files["phash"].tolist(), parent)
     split = grouped_split(files, SITE_FRACTIONS, seed)
     files["part"] = split.where(~files["copy_of_parent"], "train").replace({"train": "adapt"}).to_numpy()
-    index = {c: i for i, c in enumerate(parent.class_names)}
-    images = cached_images([ds.abspath(p) for p in files["path"]], parent.image_size, ds.fingerprint, progress,
-                           preprocessing=parent.preprocessing)
-    x, y = {}, {}
-    for part in PARTS:
-        mask = (files["part"] == part).to_numpy()
-        x[part], y[part] = images[mask], files.loc[mask, "label"].map(index).to_numpy(np.int64)
     for part in ("val", "test"):
-        if len(x[part]) == 0:
+        if not (files["part"] == part).any():
             raise WorkbenchError(f"the site's images left no {'validation' if part == 'val' else 'test'} part "
                                  f"(near-copies of each other or of the model's training images count once); "
                                  f"add more distinct images", str(ds.root))
-    return SiteData(ds, files[["path", "label", "phash", "part", "copy_of_parent"]], x, y,
+    index = {c: i for i, c in enumerate(parent.class_names)}
+    y = {part: files.loc[(files["part"] == part).to_numpy(), "label"].map(index).to_numpy(np.int64)
+         for part in PARTS}
+    return SiteData(ds, files[["path", "label", "phash", "part", "copy_of_parent"]].reset_index(drop=True), {}, y,
                     list(parent.class_names), list(report.unreadable()))
 
 
@@ -156,3 +191,37 @@ def replay_sample(parent, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     picked = [paths[i] for i in chosen]
     return (load_many(picked, parent.image_size, preprocessing=parent.preprocessing), labels[chosen],
             [str(p) for p in picked])
+
+
+def site_weights(y_site: np.ndarray, y_replay: np.ndarray, n_classes: int) -> np.ndarray:
+    """Sample weights: class-balanced within the site and within the replay, each side half the total."""
+    from core.training.pipeline import class_weights
+
+    parts = []
+    total = len(y_site) + len(y_replay)
+    for y in (y_site, y_replay):
+        if len(y):
+            w = class_weights(y, n_classes)[y]
+            parts.append(w / w.sum() * total / (2 if len(y_site) and len(y_replay) else 1))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def source_test_files(parent) -> tuple[list[Path], np.ndarray]:
+    """The parent's own held-out test files and labels (empty when they are not on this machine)."""
+    from core.classes import canonical_class
+
+    files = list(parent.card.data.get("test_files") or [])
+    paths = [parent.data_root / f for f in files]
+    if not files or not all(p.is_file() for p in paths):
+        return [], np.zeros(0, np.int64)
+    return paths, np.array([parent.class_names.index(canonical_class(Path(f).parent.name)) for f in files])
+
+
+def source_test(parent) -> tuple[np.ndarray, np.ndarray]:
+    """The parent's own held-out test images (empty when they are not on this machine)."""
+    from core.data.preprocess import load_many
+
+    paths, labels = source_test_files(parent)
+    if not paths:
+        return np.zeros((0, parent.image_size, parent.image_size, 1), np.uint8), labels
+    return load_many(paths, parent.image_size, preprocessing=parent.preprocessing), labels

@@ -197,3 +197,21 @@ def test_one_progress_adapter_maps_nested_stages_and_counts() -> None:
     job.cancel()
     with pytest.raises(JobCancelled):
         run2.counter("Predicting")(1, 2)
+
+
+def test_a_stage_passes_training_fields_through_and_maps_only_the_progress() -> None:
+    """A training loop (epochs, batches, curves) can run inside a stage of a longer job."""
+    from core.jobs import Job
+
+    job = Job(kind="adapt", title="t")
+    member = job.stage(0.5, 1.0, "[2/2] ")
+    member.update(phase="Adapting", progress=0.5, epoch=3, batches=7)
+    assert (job.phase, job.progress, job.epoch, job.batches) == ("[2/2] Adapting", pytest.approx(0.75), 3, 7)
+    member.update(batch=2, eta_s=4.0)  # no phase or progress given: both left as they were
+    assert (job.phase, job.progress, job.batch, job.eta_s) == ("[2/2] Adapting", pytest.approx(0.75), 2, 4.0)
+    member.add_epoch({"epoch": 1.0})
+    assert member.epoch == 3 and member.snapshot().history == [{"epoch": 1.0}]
+    member.clear_curves()
+    assert job.history == []
+    with pytest.raises(AttributeError):
+        member.no_such_field  # noqa: B018 - a misspelt name is still an error

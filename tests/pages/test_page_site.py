@@ -46,6 +46,14 @@ def env(isolated_workbench_dirs, demo_root, tiny_run, tmp_path, monkeypatch):
     st.cache_resource.clear()
 
 
+@pytest.fixture(scope="module")
+def ensemble_source(tmp_path_factory, demo_root):
+    """Two tiny members and their ensemble (tests/training/test_adapt_ensemble.py's ``source``)."""
+    from test_adapt_ensemble import build_ensemble_source
+
+    return build_ensemble_source(tmp_path_factory.mktemp("page_ensemble"), demo_root)
+
+
 def _adapt_mode(at: AppTest) -> AppTest:
     at.run()
     at.radio(key="train_what").set_value("Adapt an existing model to your images").run()
@@ -87,6 +95,32 @@ def test_adapt_mode_shows_a_refusal_as_a_message(env, tmp_path):
     assert not at.exception
     assert any("at least 2 classes" in e.value for e in at.error)
     assert [p.name for p in models.iterdir()] == [next(models.iterdir()).name]
+
+
+def test_adapt_mode_offers_and_runs_an_ensemble(env, request):
+    """An ensemble is offered like any model; adapting it saves its adapted members and a new ensemble."""
+    registry, site, models = env
+    ens_models, ens_id, _ = request.getfixturevalue("ensemble_source")
+    for folder in ens_models.iterdir():
+        shutil.copytree(folder, models / folder.name)
+    before = {p.name for p in models.iterdir()}
+    at = _adapt_mode(AppTest.from_file(PAGE, default_timeout=120))
+    assert any(o.startswith(f"{ens_id} · Ensemble of 2") for o in at.selectbox(key="adapt_parent").options)
+    assert any("For an ensemble, each of its models is adapted" in c.value for c in at.caption)
+    at.selectbox(key="adapt_parent").set_value(ens_id)
+    at.text_input(key="adapt_folder").set_value(str(site))
+    at.number_input(key="adapt_epochs").set_value(1).run()
+    at.button(key="adapt_start").click().run()
+    assert not at.exception
+    job = registry.jobs("adapt")[0]
+    registry.wait(job, 600)
+    assert job.status == "done", job.error
+    at.run()
+    assert not at.exception
+    shown = [s.value.replace("\\", "") for s in at.success]  # the run ids are Markdown-escaped
+    assert any(f"adapted to site from {ens_id}" in v and "with its adapted models" in v for v in shown), shown
+    assert len(at.dataframe[0].value) == 2
+    assert len({p.name for p in models.iterdir()} - before) == 3  # two adapted members and their ensemble
 
 
 # --------------------------------------------------------------------------------------------
