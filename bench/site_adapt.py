@@ -9,8 +9,8 @@ intensities, "as in a new hospital's images"), written as PNG into class folders
 the site check on the site and on the model's own held-out test images, then ``adapt`` with
 its before/after table and wall time. The model (by default the committed default model; an
 ensemble run with its members) is copied into a scratch registry, so models/ is never written.
-An ensemble is adapted member by member into a new ensemble; its site check uses its first member
-(the site check reads one network's features).
+An ensemble is adapted member by member into a new ensemble; its site check reads every member's
+features, each on its own input.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-DEFAULT_RUN = "20261201-135406-custom_cnn-a305"
 
 
 def build_site(run, out: Path, n: int, shift: str, seed: int = 0) -> Path:
@@ -51,7 +49,7 @@ def build_site(run, out: Path, n: int, shift: str, seed: int = 0) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default=DEFAULT_RUN, help="run id in models/ (an ensemble too)")
+    parser.add_argument("--model", default=None, help="run id in models/, an ensemble too (default: the default model)")
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--shift", default="reframe_histogram")
     parser.add_argument("--epochs", type=int, default=8)
@@ -62,29 +60,28 @@ def main() -> None:
     from core.evaluation.site_check import check_paths, site_check
     from core.jobs import Job
     from core.models.ensemble import member_runs
-    from core.models.runs import resolve_run
+    from core.models.runs import best_run, list_runs, resolve_run
     from core.training.adapt import AdaptConfig
     from core.training.adapt_ensemble import adapt_run
 
     source = paths.PROJECT_ROOT / "models"
-    chosen = resolve_run(args.model, root=source)
+    chosen = resolve_run(args.model, root=source) if args.model else best_run(list_runs(source))
     scratch = Path(tempfile.mkdtemp(prefix="site-bench-"))
     for r in [chosen, *(member_runs(chosen) if chosen.card.is_ensemble else [])]:
         shutil.copytree(r.path, scratch / "models" / r.run_id)
     os.environ["WORKBENCH_MODELS_DIR"] = str(scratch / "models")
 
     run = resolve_run(chosen.run_id)
-    checked = member_runs(run)[0] if run.card.is_ensemble else run
     site = build_site(run, scratch / "site", args.n, args.shift)
-    figures: dict = {"model": run.run_id, "site_check_model": checked.run_id, "shift": args.shift, "n_site": args.n}
+    figures: dict = {"model": run.run_id, "shift": args.shift, "n_site": args.n}
     t = time.perf_counter()
-    check = site_check(checked, site)
+    check = site_check(run, site)
     figures["site_check_site"] = {**check.to_json(), "wall_s": round(time.perf_counter() - t, 1)}
     rng = np.random.default_rng(1)
     test = list(run.card.data["test_files"])
     sample = [run.data_root / test[i] for i in sorted(rng.choice(len(test), min(500, len(test)), replace=False))]
     t = time.perf_counter()
-    own = check_paths(checked, sample, run.data_root)
+    own = check_paths(run, sample, run.data_root)
     figures["site_check_own_test"] = {**own.to_json(), "wall_s": round(time.perf_counter() - t, 1)}
     print(json.dumps({k: figures[k] for k in ("site_check_site", "site_check_own_test")}, indent=1), flush=True)
     t = time.perf_counter()
