@@ -7,10 +7,9 @@ Predict page calls it (decode, every member's own preprocessing, forward passes,
 prediction sets; with the heat map for the single-slice figure). Writes section 10 of
 ``bench/RESULTS.md``.
 
-Without ``--models`` the members are the default model and two copies of its network whose
-last bias is nudged by 1e-7 (distinct checksums, the same compute): the latency of three
-networks of the default's size, preprocessing (head crop, the slower recipe) and mirrored
-test-time views. The warnings are not fitted for the timing ensemble (fitting does not change
+Without ``--models`` the members are those of the default model when it is an ensemble (the
+single model timed beside it is its first member); for a single default model, it and two
+copies of its network whose last bias is nudged by 1e-7 (distinct checksums, the same compute). The warnings are not fitted for the timing ensemble (fitting does not change
 the work done per slice).
 """
 
@@ -124,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     parser = argparse.ArgumentParser(prog="python -m bench.ensemble", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="*", default=None, metavar="RUN",
-                        help="the members (default: the best registered model and two nudged copies of it)")
+                        help="the members (default: the default model's members when it is an ensemble, else "
+                             "it and two nudged copies of it)")
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--no-write", action="store_true", help="print only (smoke runs)")
@@ -132,20 +132,25 @@ def main(argv: list[str] | None = None) -> int:
     from core.inference.ensemble_fit import register_ensemble
     from core.inference.ensemble_predict import predictor_for
     from core.inference.predict import Predictor
+    from core.models.ensemble import member_runs
     from core.models.runs import best_run, list_runs, resolve_run
 
     with tempfile.TemporaryDirectory(prefix="bench-ensemble-") as tmp:
         root = Path(tmp)
+        default = None if args.models else best_run(list_runs())
         if args.models:
             runs = [resolve_run(m) for m in args.models]
             note = "as given"
+        elif default.card.is_ensemble:
+            runs = member_runs(default)
+            note = "the members of the default model, an ensemble"
         else:
-            runs = [best_run(list_runs())]
+            runs = [default]
             note = "the default model and two copies of its network, last bias nudged by 1e-7"
         for r in runs:
             shutil.copytree(r.path, root / r.run_id)
         names = [r.run_id for r in runs]
-        if not args.models:
+        if len(names) == 1:
             names += nudged_copies(resolve_run(runs[0].run_id, root=root), root, 2)
         ens = register_ensemble(names, root=root, fit=False)
         single = Predictor(resolve_run(names[0], root=root))
