@@ -43,15 +43,21 @@ def lineage_record(parent, site, recipe: dict[str, Any], before: dict[str, Any],
             "site": site_record(site), "recipe": recipe, "before_after": {"parent": before, "adapted": after}}
 
 
+def adapted_train_config(parent_cfg: TrainConfig, cfg) -> TrainConfig:
+    """The training settings an adapted run records: the parent's, with the adaptation's epochs, rate,
+    batch, patience and seed, no weight averaging, and one image size throughout (a parent trained with
+    progressive resizing is adapted at its final size only)."""
+    return dataclasses.replace(parent_cfg, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+                               batch_size=cfg.batch_size, patience=cfg.patience, seed=cfg.seed,
+                               average_epochs=0, small_epochs=0)
+
+
 def adapted_card(parent, run_id: str, folder: Path, model: Any, site, n_replay: int, cfg, results: dict[str, Any],
                  before: dict[str, Any], after: dict[str, Any], seconds: float) -> ModelCard:
     """The new run's card (its model file is already in ``folder``)."""
     pcard = parent.card
     names = list(parent.class_names)
-    train_cfg = TrainConfig.from_card(pcard)
-    train_cfg = dataclasses.replace(train_cfg, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-                                    batch_size=cfg.batch_size, patience=cfg.patience, seed=cfg.seed,
-                                    average_epochs=0)
+    train_cfg = adapted_train_config(TrainConfig.from_card(pcard), cfg)
     counts = site.counts()
     recipe = {**cfg.to_dict(), "replayed_images": n_replay, "augmentation": "the parent's",
               "class_balance": "inverse frequency within the site and within the replay; each half the weight",

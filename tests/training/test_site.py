@@ -409,3 +409,16 @@ def test_default_models_own_held_out_test_is_not_flagged(real_data_dir):
     assert result.n_images == 300
     assert result.shift_detected is False, result.to_json()
     assert result.domain_auc < 0.6
+
+
+def test_a_parent_trained_with_progressive_resizing_can_be_adapted():
+    """A member of the default ensemble spent 20 of its 28 epochs at 64 px; its adapted card (8 epochs at
+    one size) must not carry those 20 small epochs, which a config of 8 epochs refuses."""
+    from core.training.adapt import AdaptConfig
+    from core.training.adapt_card import adapted_train_config
+    from core.training.config import TrainConfig
+
+    parent = TrainConfig(image_size=96, epochs=28, small_epochs=20, small_image_size=64, average_epochs=2)
+    out = adapted_train_config(parent, AdaptConfig(epochs=8))
+    assert (out.epochs, out.small_epochs, out.average_epochs, out.image_size) == (8, 0, 0, 96)
+    assert out.learning_rate == AdaptConfig().learning_rate
