@@ -15,14 +15,11 @@ from typing import Any
 import numpy as np
 
 from core.data.shifts import SHIFTS
-from core.inference.ensemble_fit import as_logits, average
+from core.inference.ensemble_fit import as_logits, average, member_shift_outputs
 from core.inference.ensemble_warnings import card_member_rule, ensemble_flags
-from core.inference.runner import ModelRunner
-from core.inference.side_files import feature_width, load_ood
-from core.inference.trust import card_thresholds, flags
-from core.inference.trust_fit import shifted_scores
+from core.inference.trust import card_thresholds
 from core.jobs import Job
-from core.models.runs import OOD_FILE, Run, load_model
+from core.models.runs import Run
 
 
 def ensemble_shift_scores(run: Run, members: Sequence[Run], raw: np.ndarray, labels: np.ndarray,
@@ -33,35 +30,16 @@ def ensemble_shift_scores(run: Run, members: Sequence[Run], raw: np.ndarray, lab
     ``raw`` holds whole frames at RAW_SCALE × the largest member's image size.
     """
     keys = list(SHIFTS)
-    member_probs: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-    unfamiliar: dict[str, list[np.ndarray]] = {k: [] for k in keys}  # each member's own checks
-    unstable: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-    problems: list[str] = []
-    for j, member in enumerate(members):
-        model = load_model(member)
-        runner = ModelRunner(model, member.card.tta)
-        ood, problem = load_ood(member.path / OOD_FILE, len(member.class_names), feature_width(model))
-        if problem:  # that member's check is left out, as Predict leaves it out
-            problems.append(f"{member.run_id}: {problem}")
-        stage = job.stage(j / len(members), (j + 1) / len(members)) if job is not None else None
-        scores = shifted_scores(runner, ood, raw, labels, member.image_size, member.preprocessing,
-                                member.card.temperature, keys, job=stage)
-        thresholds = card_thresholds(member.card)
-        for key, s in scores.items():
-            member_probs[key].append(s["probs"])
-            f = flags(s["probs"], s["distance"], s["views"], thresholds)
-            unfamiliar[key].append(f.unfamiliar)
-            unstable[key].append(f.unstable)
+    outputs, problem = member_shift_outputs(members, raw, labels, keys, job)
     low = float(card_thresholds(run.card).min_confidence or 0.0)
     spread = float(run.card.results.disagreement.get("spread_threshold", 1.0))
     on_differ = bool(run.card.results.disagreement.get("warn_on_differ", True))  # older cards: on
     rule = card_member_rule(run.card.results.disagreement)
     out = {}
     for key in keys:
-        stacked = np.stack(member_probs[key])
-        probs = average(stacked)
-        warned = ensemble_flags(stacked, np.stack(unfamiliar[key]), low, spread, on_differ,
-                                np.stack(unstable[key]), rule).any
+        o = outputs[key]
+        probs = average(o.probs)
+        warned = ensemble_flags(o.probs, o.unfamiliar, low, spread, on_differ, o.unstable, rule).any
         out[key] = {"probs": probs, "logits": as_logits(probs), "warned": warned}
-    return out, ("; ".join(problems) or None)
+    return out, problem
 

@@ -4,7 +4,9 @@ Members' calibrated probabilities (each member's own preprocessing, image size, 
 test-time augmentation) are averaged. The warnings follow one rule (:mod:`core.inference.ensemble_warnings`:
 low confidence, "the models disagree", unfamiliar to a majority of members), fitted on the common
 validation images with every part of it in view, so that at most :data:`core.inference.trust.FALSE_ALARM`
-of correct validation answers carry a warning (the same budget the single-model warnings use).
+of correct validation answers carry a warning (the same budget the single-model warnings use), and as
+many mistakes as possible are warned, counted on those images and on their shifted copies (the stress
+and style shifts of the robustness test).
 """
 
 from __future__ import annotations
@@ -14,15 +16,26 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from core.inference.calibration import softmax
-from core.inference.ensemble_warnings import average, fit_ensemble_warnings
+from core.inference.ensemble_warnings import Evidence, average, ensemble_flags, fit_ensemble_warnings
 from core.inference.trust import warning_rates
 from core.models.runs import Run, load_model, update_card
+
+
+@dataclass(frozen=True)
+class MemberOutputs:
+    """What an ensemble's members say about N images: (M, N, K) calibrated probabilities and (M, N)
+    flags of each member's own unfamiliar-slice and mirrored-copy warnings."""
+
+    probs: np.ndarray
+    unfamiliar: np.ndarray
+    unstable: np.ndarray
 
 
 def member_probabilities(members: Sequence[Run], paths: Sequence[Path], fingerprint: str | None = None,
@@ -67,6 +80,40 @@ def member_probabilities(members: Sequence[Run], paths: Sequence[Path], fingerpr
     return np.stack(out)
 
 
+def member_shift_outputs(members: Sequence[Run], raw: np.ndarray, labels: np.ndarray, keys: Sequence[str],
+                         job: Any = None) -> tuple[dict[str, MemberOutputs], str | None]:
+    """Per shift key: every member's (M, N, K) calibrated probabilities and its (M, N) unfamiliar and
+    mirrored-copy flags (its own warnings, with its card's thresholds) on shifted copies of ``raw``
+    (whole frames at RAW_SCALE × the largest member's side), each member preparing the copy with its
+    own recipe, size, test-time augmentation and temperature, as Predict does. Also why a member's
+    unfamiliar-image check was left out (None: every member could check).
+    """
+    from core.inference.runner import ModelRunner
+    from core.inference.side_files import feature_width, load_ood
+    from core.inference.trust import card_thresholds, flags
+    from core.inference.trust_fit import shifted_scores
+    from core.models.runs import OOD_FILE
+
+    parts: dict[str, list[list[np.ndarray]]] = {k: [[], [], []] for k in keys}
+    problems: list[str] = []
+    for j, member in enumerate(members):
+        model = load_model(member)
+        ood, problem = load_ood(member.path / OOD_FILE, len(member.class_names), feature_width(model))
+        if problem:  # that member's check is left out, as Predict leaves it out
+            problems.append(f"{member.run_id}: {problem}")
+        stage = job.stage(j / len(members), (j + 1) / len(members)) if job is not None else None
+        scores = shifted_scores(ModelRunner(model, member.card.tta), ood, raw, labels, member.image_size,
+                                member.preprocessing, member.card.temperature, list(keys), job=stage)
+        thresholds = card_thresholds(member.card)
+        for key, sc in scores.items():
+            f = flags(sc["probs"], sc["distance"], sc["views"], thresholds)
+            for part, value in zip(parts[key], (sc["probs"], f.unfamiliar, f.unstable)):
+                part.append(value)
+    out = {k: MemberOutputs(np.stack(v[0]), np.stack(v[1]).astype(bool), np.stack(v[2]).astype(bool))
+           for k, v in parts.items()}
+    return out, ("; ".join(problems) or None)
+
+
 def ensemble_logits(run: Run, paths: Sequence[Path], fingerprint: str | None = None,
                     progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """(N, K) log of an ensemble run's averaged member probabilities on image files (members checked)."""
@@ -78,6 +125,18 @@ def ensemble_logits(run: Run, paths: Sequence[Path], fingerprint: str | None = N
 def as_logits(probs: np.ndarray) -> np.ndarray:
     """Log-probabilities: softmax(as_logits(p), 1) == p, so the ensemble's temperature is 1."""
     return np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0))
+
+
+def shifted_evidence(members: Sequence[Run], paths: Sequence[Path], labels: np.ndarray) -> dict[str, Evidence]:
+    """The members' outputs on the images ``paths`` under every simulated shift but "none" (the
+    robustness test's stress and style shifts), for fitting the warning rule."""
+    from core.data.preprocess import WHOLE_FRAME_ID, load_many
+    from core.data.shifts import RAW_SCALE, SHIFTS
+
+    raw = load_many(list(paths), RAW_SCALE * max(m.image_size for m in members), preprocessing=WHOLE_FRAME_ID)
+    keys = [k for k in SHIFTS if k != "none"]
+    outputs, _ = member_shift_outputs(members, raw, np.asarray(labels), keys)
+    return {k: Evidence(o.probs, o.unfamiliar, o.unstable, np.asarray(labels)) for k, o in outputs.items()}
 
 
 def fit_ensemble(run: Run, members: Sequence[Run]) -> Run:
@@ -99,9 +158,15 @@ def fit_ensemble(run: Run, members: Sequence[Run]) -> Run:
     probs = average(member_probs)
     pred = probs.argmax(axis=1)
     correct = pred == labels
+    shifted = shifted_evidence(members, paths, labels)
     threshold, on_differ, rule, trust, fitted = fit_ensemble_warnings(member_probs, unfamiliar, correct,
-                                                                      member_unstable=unstable)
+                                                                      member_unstable=unstable,
+                                                                      shifted=list(shifted.values()))
     rates = warning_rates(fitted.any, correct)
+    shifted_rates = {key: warning_rates(ensemble_flags(e.member_probs, e.unfamiliar, trust.min_confidence, threshold,
+                                                       on_differ, e.unstable, rule).any,
+                                        average(e.member_probs).argmax(axis=1) == labels)
+                     for key, e in shifted.items()}
     results: dict[str, Any] = run.card.results.to_json()
     results.update(
         val_accuracy=float(accuracy_score(labels, pred)), val_ece=float(expected_calibration_error(probs, labels)),
@@ -120,7 +185,9 @@ def fit_ensemble(run: Run, members: Sequence[Run]) -> Run:
             "unfamiliar_members": rule.need_unfamiliar(len(members)),  # members needed (0: never shown)
             "unstable_members": rule.unstable,
             "unstable_share": float(fitted.unstable.mean()) if len(labels) else None,
-            "fitted_on": f"{len(labels)} validation images common to the members",
+            "fitted_on": f"{len(labels)} validation images common to the members (the mistakes warned also counted "
+                         f"on their {len(shifted)} shifted copies)",
+            "shifted_wrong_warned": {k: r["wrong_warned"] for k, r in shifted_rates.items()},
             # every warning the ensemble shows (low confidence, disagreement, majority unfamiliar)
             "correct_warned": rates["correct_warned"], "wrong_warned": rates["wrong_warned"],
             "unfamiliar_share": float(fitted.unfamiliar.mean()) if len(labels) else None,

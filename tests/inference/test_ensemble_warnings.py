@@ -207,3 +207,27 @@ def test_the_fit_shows_members_mirrored_copy_warnings_when_they_catch_the_mistak
     _, _, rule, _, fitted = fit_ensemble_warnings(p, None, correct, member_unstable=unstable)
     assert rule.unstable == 2 and fitted.unstable[:20].all() and not fitted.unstable[100:160].any()
     assert fitted.any[correct].mean() <= FALSE_ALARM
+
+
+def test_mistakes_on_shifted_copies_choose_the_rule_but_never_spend_the_budget():
+    """Validation with almost no mistakes cannot tell the rules apart; shifted copies whose mistakes only
+    the members' unfamiliar vote catches make the fit show that vote, within the same budget."""
+    from core.inference.ensemble_warnings import Evidence
+
+    n = 1000
+    p = _agreeing(3, n, conf=0.95)
+    unfamiliar = np.zeros((3, n), bool)
+    unfamiliar[:, :20] = True  # 2 % of ordinary slices: within the 4 % budget
+    correct = np.ones(n, bool)
+    plain = fit_ensemble_warnings(p, unfamiliar, correct)
+    # shifted copies: confident, agreeing mistakes (class 1 is right) that most members find unfamiliar
+    shifted_p = _agreeing(3, 200, conf=0.95)
+    shifted_u = np.zeros((3, 200), bool)
+    shifted_u[:2, :150] = True
+    evidence = Evidence(shifted_p, shifted_u, None, np.ones(200, int))
+    spread, on_differ, rule, thresholds, fitted = fit_ensemble_warnings(p, unfamiliar, correct, shifted=[evidence])
+    assert plain[2].need_unfamiliar(3) == 0  # nothing to catch on validation alone: the quiet rule
+    assert rule.need_unfamiliar(3) in (1, 2)  # the vote that catches 75 % of the shifted mistakes is shown
+    assert fitted.any[correct].mean() <= FALSE_ALARM  # the budget is about ordinary slices only
+    caught = ensemble_flags(shifted_p, shifted_u, thresholds.min_confidence, spread, on_differ, None, rule).any
+    assert caught.mean() == pytest.approx(0.75)
