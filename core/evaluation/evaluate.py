@@ -80,6 +80,11 @@ def evaluate_run(run: Run, eval_set: EvalSet, job: Job | None = None, use_cache:
     key = cache_key(run, ds, eval_set)
     if use_cache and (hit := load_cached(key)) is not None:
         counter(job, 0.0, 1.0, "Cached result")(1, 1)
+        # The cache is keyed by the network, not the folder: a run re-registered with the same network
+        # (an ensemble of the same members) finds its result there, and its card must still hold it.
+        hit.run_id = run.run_id
+        if store_in_card and not _in_card(run, hit):
+            _store(run, hit)
         return hit
     rows, description, notes, images, t_scan = _load_images(run, eval_set, ds, job)
     t_load = time.perf_counter()
@@ -116,12 +121,23 @@ def evaluate_run(run: Run, eval_set: EvalSet, job: Job | None = None, use_cache:
     )
     save_result(result, key)
     if store_in_card:
-        try:
-            store_summary(run, result)
-        except OSError as exc:  # a read-only models folder: the minutes of work are shown, not lost
-            result.notes.append(f"This result was not stored in the model card: the models folder cannot be "
-                                f"written ({exc.strerror or type(exc).__name__}).")
+        _store(run, result)
     return result
+
+
+def _in_card(run: Run, result: EvaluationResult) -> bool:
+    """True when the card already holds this result (and, for its own test split, its held-out figure)."""
+    key = f"{result.eval_kind}:{result.dataset_fingerprint}"
+    held_out_missing = result.eval_kind == "card_test" and not run.card.evaluation
+    return key in run.card.evaluations and not held_out_missing
+
+
+def _store(run: Run, result: EvaluationResult) -> None:
+    try:
+        store_summary(run, result)
+    except OSError as exc:  # a read-only models folder: the minutes of work are shown, not lost
+        result.notes.append(f"This result was not stored in the model card: the models folder cannot be "
+                            f"written ({exc.strerror or type(exc).__name__}).")
 
 
 def _load_images(run: Run, eval_set: EvalSet, ds: Dataset, job: Job | None):

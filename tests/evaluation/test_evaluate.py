@@ -263,3 +263,17 @@ def test_exports_are_self_contained(run_copy):
     assert json.loads(metrics_json(result))["leakage_free"]["n_images"] == result.leakage_free["n_images"]
     back = pd.read_csv(io.BytesIO(predictions_csv(result)))
     assert len(back) == result.metrics["n_images"] and "prob_glioma" in back
+
+
+def test_a_cached_result_reaches_a_card_that_lacks_it(run_copy, monkeypatch):
+    """A run re-registered with the same network (or whose card lost its figures) finds its result in the
+    cache; the card must then hold it too, or the run could never become the default."""
+    first = evaluate_run(run_copy, EvalSet("card_test"))
+    run = set_card(run_copy, evaluation={}, evaluations={})
+    assert run.leakage_free_macro_f1() is None
+    monkeypatch.setattr(ev, "predict_logits", lambda *a, **k: (_ for _ in ()).throw(AssertionError("no predicting")))
+    hit = evaluate_run(run, EvalSet("card_test"))
+    assert hit.from_cache and hit.run_id == run.run_id
+    again = resolve_run(run.run_id)
+    assert again.leakage_free_macro_f1() == pytest.approx(first.leakage_free["macro_f1"])
+    assert len(again.card.evaluations) == 1
