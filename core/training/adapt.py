@@ -226,6 +226,16 @@ def named_table(table: dict[str, Any], names: list[str]) -> dict[str, Any]:
     return out
 
 
+def guard_note(guard: Any, max_drop: float, n_source: int) -> str:
+    """What the forgetting guard kept, in words for the job's log."""
+    where = f"the model's {100 * guard.baseline:.1f} % on {n_source} of its own validation images"
+    if guard.chosen == 0:
+        return (f"kept the original weights: every epoch lost more than {100 * max_drop:g} points of {where} "
+                "without gaining more on the site's validation images (recalibrated for the site all the same)")
+    return (f"kept epoch {guard.chosen}: the best site-validation loss among the epochs within "
+            f"{100 * max_drop:g} points of {where}, or else the largest net gain (site gained minus source lost)")
+
+
 def _fine_tune(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, stage: Path) -> list[dict]:
     """Fine-tune ``model`` in place; it ends on the epoch with the best site-validation loss among those
     that keep the parent's accuracy on its own validation images (:mod:`core.training.forgetting`)."""
@@ -251,7 +261,7 @@ def _fine_tune(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, st
     job.add_log(f"adapting: {len(site.x['adapt'])} site + {len(x_rep)} replayed images, {cfg.epochs} epochs "
                 f"× {steps} batches at learning rate {cfg.learning_rate:g}")
     x_sv, y_sv = source_validation(parent, cfg.source_check, cfg.seed)
-    guard = forgetting_guard(x_sv, y_sv, cfg.max_source_drop)
+    guard = forgetting_guard(x_sv, y_sv, cfg.max_source_drop, site.x["val"], site.y["val"])
     # the guard first: it adds the source accuracy to each epoch's logs before the progress callback reads them
     callbacks = [guard, progress_callback(job, steps, cfg.epochs, 0, cfg.epochs, "Adapting to the site"),
                  k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience)]
@@ -260,9 +270,7 @@ def _fine_tune(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, st
     job.check_cancelled()
     guard.restore()
     if guard.baseline is not None:
-        job.add_log(f"kept epoch {guard.chosen}: the best site-validation loss among the epochs within "
-                    f"{100 * cfg.max_source_drop:g} points of the model's {100 * guard.baseline:.1f} % on "
-                    f"{len(y_sv)} of its own validation images")
+        job.add_log(guard_note(guard, cfg.max_source_drop, len(y_sv)))
     return job.snapshot().history
 
 

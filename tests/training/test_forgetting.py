@@ -26,18 +26,25 @@ class _Model:
         self.weights = [w.copy() for w in weights]
 
 
-def _run(epochs: list[tuple[float, float]], max_drop: float = 0.005, start: float = 0.9):
-    """Each epoch: (site validation loss, source accuracy). Returns (guard, model, logs)."""
+def _run(epochs: list[tuple], max_drop: float = 0.005, start: float = 0.9, site_start: float | None = None):
+    """Each epoch: (site validation loss, source accuracy[, site validation accuracy]); ``site_start``:
+    the parent's site accuracy (None: no site images given). Returns (guard, model, logs)."""
     y = np.arange(200) % 2
     model = _Model(y)
     model.share = start
-    guard = forgetting_guard(np.zeros((200, 4, 4, 1), np.uint8), y, max_drop)
+    site = (None, None)
+    if site_start is not None:
+        site = (np.zeros((200, 4, 4, 1), np.uint8), y)
+    guard = forgetting_guard(np.zeros((200, 4, 4, 1), np.uint8), y, max_drop, *site)
     guard.set_model(model)
     guard.on_train_begin()
+    if site_start is not None:
+        assert guard.site_baseline == pytest.approx(start)  # scored at the start, like the source sample
+        guard.site_baseline = site_start  # the stand-in answers every sample alike: the parent's site figure
     logs = []
-    for e, (loss, share) in enumerate(epochs):
+    for e, (loss, share, *site_acc) in enumerate(epochs):
         model.share, model.weights = share, [np.array(e + 1)]
-        log = {"val_loss": loss}
+        log = {"val_loss": loss, **({"val_accuracy": site_acc[0]} if site_acc else {})}
         guard.on_epoch_end(e, log)
         logs.append(log)
     model.weights = [np.array(-1)]  # where fit left it
@@ -57,8 +64,21 @@ def test_among_epochs_within_the_limit_the_lowest_site_loss_wins():
     assert guard.chosen == 2 and int(model.weights[0]) == 2
 
 
-def test_when_every_epoch_forgets_the_one_that_forgot_least_is_kept():
-    guard, model, _ = _run([(0.2, 0.6), (0.3, 0.8), (0.1, 0.7)])
+def test_when_every_epoch_forgets_without_a_site_gain_the_original_weights_stay():
+    guard, model, _ = _run([(0.2, 0.6), (0.3, 0.8), (0.1, 0.7)])  # no site accuracy to weigh: no gain shown
+    assert guard.chosen == 0 and int(model.weights[0]) == 0
+    # the whole-frame member on the simulated site: 6-9 points forgotten for a smaller site gain
+    guard, model, _ = _run([(0.8, 0.82, 0.74), (0.7, 0.84, 0.75)], site_start=0.7)
+    assert guard.chosen == 0 and int(model.weights[0]) == 0
+
+
+def test_beyond_the_limit_an_epoch_is_kept_only_for_a_larger_net_gain():
+    # the parent: 90 % source, 60 % site. Epoch 1 loses 1 point for 14 on the site; epoch 2 loses 2 for 12.
+    guard, model, _ = _run([(0.6, 0.89, 0.74), (0.5, 0.88, 0.72)], site_start=0.6)
+    assert guard.site_baseline == pytest.approx(0.6)
+    assert guard.chosen == 1 and int(model.weights[0]) == 1
+    # an epoch within the limit still beats any net gain beyond it
+    guard, model, _ = _run([(0.6, 0.89, 0.74), (0.9, 0.9, 0.61)], site_start=0.6)
     assert guard.chosen == 2 and int(model.weights[0]) == 2
 
 
