@@ -32,6 +32,21 @@ def train_isolated(base: Path, demo_root: Path, cfg, job):
         return train_model(ds, report, cfg, job), ds, report
 
 
+def train_members(base: Path, demo_root: Path, specs) -> list:
+    """Tiny one-epoch custom CNNs trained into ``base``: one per (image size, preprocessing, seed) of
+    ``specs`` (ensemble members that differ in input)."""
+    from core.config import AUGMENT_PRESETS
+    from core.jobs import Job
+    from core.training.config import TrainConfig
+
+    runs = []
+    for size, pre, seed in specs:
+        cfg = TrainConfig(arch="custom_cnn", image_size=size, width=0.25, epochs=1, batch_size=32,
+                          augment=AUGMENT_PRESETS["none"], patience=1, seed=seed, preprocessing=pre)
+        runs.append(train_isolated(base, demo_root, cfg, Job("train", "tiny ensemble member"))[0])
+    return runs
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, demo_root: Path):
     """A complete registered run (core.models.runs.Run) in its own session-wide models folder."""
@@ -71,16 +86,11 @@ def tiny_ensemble(tmp_path_factory: pytest.TempPathFactory, demo_root: Path, tin
     """
     import shutil
 
-    from core.config import AUGMENT_PRESETS
     from core.inference.ensemble_fit import register_ensemble
-    from core.jobs import Job
-    from core.training.config import TrainConfig
 
     base = tmp_path_factory.mktemp("tiny_ensemble")
     shutil.copytree(tiny_run.path, base / "models" / tiny_run.run_id)
-    cfg = TrainConfig(arch="custom_cnn", image_size=48, width=0.25, epochs=1, batch_size=32,
-                      augment=AUGMENT_PRESETS["none"], patience=1, seed=2, preprocessing="gray-uint8-resize-area-v1")
-    other, _, _ = train_isolated(base, demo_root, cfg, Job("train", "tiny ensemble member"))
+    (other,) = train_members(base, demo_root, [(48, "gray-uint8-resize-area-v1", 2)])
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WORKBENCH_CACHE_DIR", str(base / "cache"))
         return register_ensemble([tiny_run.run_id, other.run_id], root=base / "models")

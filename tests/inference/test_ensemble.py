@@ -25,20 +25,9 @@ SIZES = ((32, "head-v2", 1), (48, "gray-uint8-resize-area-v1", 2))
 @pytest.fixture(scope="module")
 def members(tmp_path_factory: pytest.TempPathFactory, demo_root: Path):
     """Two complete tiny runs in one models folder (differing in preprocessing and image size)."""
-    from fixtures_models import train_isolated
+    from fixtures_models import train_members
 
-    from core.config import AUGMENT_PRESETS
-    from core.jobs import Job
-    from core.training.config import TrainConfig
-
-    base = tmp_path_factory.mktemp("ensemble_members")
-    runs = []
-    for size, pre, seed in SIZES:
-        cfg = TrainConfig(arch="custom_cnn", image_size=size, width=0.25, epochs=1, batch_size=32,
-                          augment=AUGMENT_PRESETS["none"], patience=1, seed=seed, preprocessing=pre)
-        run, _, _ = train_isolated(base, demo_root, cfg, Job("train", "ensemble member"))
-        runs.append(run)
-    return runs
+    return train_members(tmp_path_factory.mktemp("ensemble_members"), demo_root, SIZES)
 
 
 @pytest.fixture

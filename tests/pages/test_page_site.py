@@ -61,9 +61,8 @@ def _adapt_mode(at: AppTest) -> AppTest:
     return at
 
 
-def test_adapt_mode_runs_a_job_and_shows_the_before_after_table(env):
-    registry, site, models = env
-    at = _adapt_mode(AppTest.from_file(PAGE, default_timeout=120))
+def _run_adapt(at, registry, site):
+    """Adapt to ``site`` for one epoch from the page, wait for the job, rerun: the page after it."""
     at.text_input(key="adapt_folder").set_value(str(site))
     at.number_input(key="adapt_epochs").set_value(1).run()
     at.button(key="adapt_start").click().run()
@@ -73,6 +72,12 @@ def test_adapt_mode_runs_a_job_and_shows_the_before_after_table(env):
     assert job.status == "done", job.error
     at.run()
     assert not at.exception
+    return at
+
+
+def test_adapt_mode_runs_a_job_and_shows_the_before_after_table(env):
+    registry, site, models = env
+    at = _run_adapt(_adapt_mode(AppTest.from_file(PAGE, default_timeout=120)), registry, site)
     assert any("adapted to site from" in s.value for s in at.success)
     table = at.dataframe[0].value
     assert list(table.columns) == ["images", "original model", "adapted model"] and len(table) == 2
@@ -108,15 +113,7 @@ def test_adapt_mode_offers_and_runs_an_ensemble(env, request):
     assert any(o.startswith(f"{ens_id} · Ensemble of 2") for o in at.selectbox(key="adapt_parent").options)
     assert any("For an ensemble, each of its models is adapted" in c.value for c in at.caption)
     at.selectbox(key="adapt_parent").set_value(ens_id)
-    at.text_input(key="adapt_folder").set_value(str(site))
-    at.number_input(key="adapt_epochs").set_value(1).run()
-    at.button(key="adapt_start").click().run()
-    assert not at.exception
-    job = registry.jobs("adapt")[0]
-    registry.wait(job, 600)
-    assert job.status == "done", job.error
-    at.run()
-    assert not at.exception
+    at = _run_adapt(at, registry, site)
     shown = [s.value.replace("\\", "") for s in at.success]  # the run ids are Markdown-escaped
     assert any(f"adapted to site from {ens_id}" in v and "with its adapted models" in v for v in shown), shown
     assert len(at.dataframe[0].value) == 2

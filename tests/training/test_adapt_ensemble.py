@@ -40,20 +40,12 @@ def source(tmp_path_factory: pytest.TempPathFactory, demo_root: Path):
 
 def build_ensemble_source(base: Path, demo_root: Path) -> tuple[Path, str, Path]:
     """Train two tiny members under ``base``, register their ensemble and write a re-styled site."""
-    from fixtures_models import train_isolated
+    from fixtures_models import train_members
     from test_site import make_site
 
-    from core.config import AUGMENT_PRESETS
     from core.inference.ensemble_fit import register_ensemble
-    from core.jobs import Job
-    from core.training.config import TrainConfig
 
-    members = []
-    for size, pre, seed in SIZES:
-        cfg = TrainConfig(arch="custom_cnn", image_size=size, width=0.25, epochs=1, batch_size=32,
-                          augment=AUGMENT_PRESETS["none"], patience=1, seed=seed, preprocessing=pre)
-        run, _, _ = train_isolated(base, demo_root, cfg, Job("train", "ensemble member"))
-        members.append(run)
+    members = train_members(base, demo_root, SIZES)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WORKBENCH_CACHE_DIR", str(base / "cache"))
         ensemble = register_ensemble([m.run_id for m in members], root=base / "models")
