@@ -24,17 +24,24 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(PROJECT_ROOT / "pages" / "3_Train.py")
 
 
+def _workbench(dirs: dict, demo_root: Path, tiny_run, monkeypatch, roots: Path) -> Path:
+    """The demo as the pages' active dataset, the tiny run in the registry, ``roots`` the allowed data
+    folders; returns the models folder."""
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT))
+    cache, models = dirs["cache"], dirs["models"]
+    cache.mkdir(parents=True, exist_ok=True)
+    models.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(demo_root, cache / f"demo-v{DEMO_VERSION}-seed0")  # the page's active dataset
+    shutil.copytree(tiny_run.path, models / tiny_run.run_id)
+    monkeypatch.setenv("WORKBENCH_DATA_ROOTS", str(roots))
+    return models
+
+
 @pytest.fixture
 def env(isolated_workbench_dirs, demo_root, tiny_run, tmp_path, monkeypatch):
     from test_site import make_site
 
-    monkeypatch.syspath_prepend(str(PROJECT_ROOT))
-    cache, models = isolated_workbench_dirs["cache"], isolated_workbench_dirs["models"]
-    cache.mkdir(parents=True, exist_ok=True)
-    models.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(demo_root, cache / f"demo-v{DEMO_VERSION}-seed0")
-    shutil.copytree(tiny_run.path, models / tiny_run.run_id)
-    monkeypatch.setenv("WORKBENCH_DATA_ROOTS", str(tmp_path))
+    models = _workbench(isolated_workbench_dirs, demo_root, tiny_run, monkeypatch, tmp_path)
     registry = JobRegistry()
     monkeypatch.setattr(jobs, "_REGISTRY", registry)
     st.cache_resource.clear()
@@ -221,13 +228,7 @@ def test_predict_batch_check_failing_never_shows_the_last_batch_verdict(predict_
 
 @pytest.fixture
 def evaluate_page(isolated_workbench_dirs, demo_root, tiny_run, tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(PROJECT_ROOT))
-    cache, models = isolated_workbench_dirs["cache"], isolated_workbench_dirs["models"]
-    cache.mkdir(parents=True, exist_ok=True)
-    models.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(demo_root, cache / f"demo-v{DEMO_VERSION}-seed0")  # the page's active dataset
-    shutil.copytree(tiny_run.path, models / tiny_run.run_id)
-    monkeypatch.setenv("WORKBENCH_DATA_ROOTS", str(tmp_path / "roots"))
+    _workbench(isolated_workbench_dirs, demo_root, tiny_run, monkeypatch, tmp_path / "roots")
     at = AppTest.from_file(EVALUATE_PAGE, default_timeout=180).run()
     assert not at.exception, at.exception
     return at, tmp_path / "roots"
