@@ -20,6 +20,9 @@ frame learns part of that "source style". The recipe removes what should not mat
 
 An image with no detectable head (blank, text screenshot) is kept whole, equalised over the
 frame, and reported as ``head_found=False`` so prediction can warn about it.
+
+``frame-eq-v1`` does step 3 without step 2: the scanner's framing stays (a second view of the
+slice for an ensemble's members) while the brightness style goes.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ from core.options import Registry
 #: recipe registry used.
 WHOLE_FRAME_ID = "gray-uint8-resize-area-v1"
 HEAD_ID = "head-v2"
+#: The whole frame with the head's intensities standardised: keeps the scanner's framing (a different
+#: view from the head crop, for ensembles) without the brightness style that differs by class.
+FRAME_EQ_ID = "frame-eq-v1"
 #: The recipe new models are trained with.
 PREPROCESSING_ID = HEAD_ID
 
@@ -230,6 +236,15 @@ def _head_v2(pixels: np.ndarray, size: int) -> Prepared:
     return Prepared(equalise_inside(img, mask)[..., None], framing)
 
 
+def _frame_eq(pixels: np.ndarray, size: int) -> Prepared:
+    img = resize_square(pixels, size)[..., 0]
+    found = find_head(pixels)
+    if found is None:
+        return Prepared(equalise_inside(img, np.ones_like(img, bool))[..., None], Framing(head_found=False))
+    mask = cv2.resize(found[1].astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return Prepared(equalise_inside(img, mask)[..., None], Framing())
+
+
 RECIPES: Registry[Recipe] = Registry("preprocessing", (
     Recipe(WHOLE_FRAME_ID, "Whole frame",
            "decode to 8-bit grayscale (core.data.imageio), resize to image_size×image_size (INTER_AREA when "
@@ -239,6 +254,11 @@ RECIPES: Registry[Recipe] = Registry("preprocessing", (
            "components, convex hull); square crop around it with a 6 % margin, resized to "
            "image_size×image_size; rank-based histogram equalisation inside the head, background 0; feed "
            "0..255 floats; scaling is inside the model", _head_v2),
+    Recipe(FRAME_EQ_ID, "Whole frame + intensity standardisation",
+           "decode to 8-bit grayscale (core.data.imageio); resize the whole frame to image_size×image_size "
+           "(INTER_AREA when shrinking); find the head (Otsu on a blurred copy, large components, convex hull) "
+           "and apply rank-based histogram equalisation inside it, background 0; feed 0..255 floats; scaling is "
+           "inside the model", _frame_eq),
 ))
 
 
