@@ -87,7 +87,8 @@ def register(sub) -> None:
     _choice(p, "--precision", PRECISIONS, t.precision)
     _number(p, "--max-batches", int, "cap batches per epoch (smoke runs)", default_words="every batch")
     p.add_argument("--preprocessing", default=t.preprocessing, choices=sorted(RECIPES),
-                   help="preprocessing recipe (head-v2: head crop + intensity standardisation)")
+                   help="preprocessing recipe; " + "; ".join(f"{k}: {r.title}" for k, r in RECIPES.items())
+                   + f" (default {t.preprocessing})")
     p.add_argument("--json", action="store_true")
     _choice(p, "--tta", TTA, t.tta)
     _number(p, "--average-epochs", int, "average the weights of the last N epochs and re-estimate batch-norm statistics")

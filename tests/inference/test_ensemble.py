@@ -346,7 +346,7 @@ def test_member_configs_vary_seed_and_input_and_refuse_bad_sizes():
 
     cfgs = member_configs(TrainConfig(seed=7, preprocessing="head-v2"), 3)
     assert [c.seed for c in cfgs] == [7, 8, 9]
-    assert [c.preprocessing for c in cfgs] == ["head-v2", "gray-uint8-resize-area-v1", "head-v2"]
+    assert [c.preprocessing for c in cfgs] == ["head-v2", "frame-eq-v1", "head-v2"]
     assert {c.preprocessing for c in member_configs(TrainConfig(), 3, diverse_inputs=False)} == {"head-v2"}
     for bad in (1, MAX_MEMBERS + 1):
         with pytest.raises(WorkbenchError, match="from 2 to"):
