@@ -37,7 +37,8 @@ def parse_coverage(text: str) -> float:
 
 
 def calibrate_conformal(args: argparse.Namespace) -> int:
-    """``calibrate --conformal-only``: refit only the prediction sets (temperature kept)."""
+    """``calibrate --conformal-only``: refit only the prediction sets (temperature kept); with
+    ``--conformal-folds K`` also on out-of-fold training scores, reused from ``oof.npz``."""
     from core.inference.conformal_fit import fit_run_conformal
     from core.models.runs import resolve_run
 
@@ -47,16 +48,17 @@ def calibrate_conformal(args: argparse.Namespace) -> int:
     if folds < 0 or folds == 1:
         raise WorkbenchError(f"out-of-fold scores need at least 2 folds (0: validation images only), got {folds}",
                              "--conformal-folds")
+    run = resolve_run(args.model)
     if folds:
         from core.inference.conformal_fit import fit_run_conformal_out_of_fold
-        from core.training.out_of_fold import out_of_fold_probabilities
+        from core.training.out_of_fold import stored_or_computed
 
-        run = resolve_run(args.model)
         log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
-        probs, labels, oof = out_of_fold_probabilities(run, folds, log)
-        run = fit_run_conformal_out_of_fold(run, probs, labels, oof)
+        scores, reused = stored_or_computed(run, folds, log)
+        oof = {**scores.summary(), "reused": reused}
+        run = fit_run_conformal_out_of_fold(run, scores.probs, scores.labels, oof)
     else:
-        run = fit_run_conformal(resolve_run(args.model))
+        run = fit_run_conformal(run)
     summary = run.card.results.to_json()["conformal"]  # plain JSON for printing
     if args.json:
         print(json.dumps(summary, indent=2))
