@@ -37,7 +37,8 @@ def parse_coverage(text: str) -> float:
 
 
 def calibrate_conformal(args: argparse.Namespace) -> int:
-    """``calibrate --conformal-only``: refit only the prediction sets (temperature kept)."""
+    """``calibrate --conformal-only``: refit only the prediction sets (temperature kept), of a run or an
+    ensemble; with ``--conformal-folds K`` also on out-of-fold training scores, reused from ``oof.npz``."""
     from core.inference.conformal_fit import fit_run_conformal
     from core.models.runs import resolve_run
 
@@ -47,16 +48,26 @@ def calibrate_conformal(args: argparse.Namespace) -> int:
     if folds < 0 or folds == 1:
         raise WorkbenchError(f"out-of-fold scores need at least 2 folds (0: validation images only), got {folds}",
                              "--conformal-folds")
+    run = resolve_run(args.model)
+    val = (None, None)
+    if run.card.is_ensemble:  # its averaged members' outputs; a member that changed is refused here
+        from core.inference.ensemble_fit import ensemble_validation_logits
+
+        val = ensemble_validation_logits(run)
     if folds:
         from core.inference.conformal_fit import fit_run_conformal_out_of_fold
-        from core.training.out_of_fold import out_of_fold_probabilities
+        from core.training.ensemble_oof import ensemble_out_of_fold
+        from core.training.out_of_fold import stored_or_computed
 
-        run = resolve_run(args.model)
         log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
-        probs, labels, oof = out_of_fold_probabilities(run, folds, log)
-        run = fit_run_conformal_out_of_fold(run, probs, labels, oof)
+        if run.card.is_ensemble:  # each member's scores (stored in its oof.npz, or computed there), averaged
+            probs, labels, oof = ensemble_out_of_fold(run, folds, log)
+        else:
+            scores, reused = stored_or_computed(run, folds, log)
+            probs, labels, oof = scores.probs, scores.labels, {**scores.summary(), "reused": reused}
+        run = fit_run_conformal_out_of_fold(run, probs, labels, oof, *val)
     else:
-        run = fit_run_conformal(resolve_run(args.model))
+        run = fit_run_conformal(run, *val)
     summary = run.card.results.to_json()["conformal"]  # plain JSON for printing
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -106,7 +106,8 @@ def register(sub) -> None:
     c.add_argument("--conformal-folds", type=int, default=0, metavar="K",
                    help="with --conformal-only: also calibrate on the training images, scored out of fold by K "
                         "models trained with the run's recipe without them (core.training.out_of_fold; K "
-                        "trainings); 0: validation images only (default)")
+                        "trainings, stored in the run's oof.npz and reused; an ensemble averages its members' "
+                        "scores); 0: validation images only (default)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=calibrate)
 

@@ -129,22 +129,36 @@ def fit_run_conformal(run: Run, logits: np.ndarray | None = None, labels: np.nda
 
 
 def fit_run_conformal_out_of_fold(run: Run, oof_probs: np.ndarray, oof_labels: np.ndarray,
-                                  oof_summary: dict[str, Any]) -> Run:
+                                  oof_summary: dict[str, Any], logits: np.ndarray | None = None,
+                                  labels: np.ndarray | None = None) -> Run:
     """Fit a run's prediction sets on its validation images *and* its training images' out-of-fold
     probabilities (:mod:`core.training.out_of_fold`): five to six times the calibration images,
     from many more patients, so each class's threshold rests on many more of its hardest images.
+    For an ensemble, ``oof_probs`` are its members' averaged ones (:mod:`core.training.ensemble_oof`)
+    and ``logits``, ``labels`` its validation outputs
+    (:func:`core.inference.ensemble_fit.ensemble_validation_logits`).
 
+    Args:
+        logits, labels: the run's validation logits and labels, as for :func:`fit_run_conformal`.
     Raises:
         WorkbenchError: the validation images are not on this machine.
     """
-    logits, labels = _validation_logits(run)
+    if logits is None or labels is None:
+        logits, labels = _validation_logits(run)
     card = run.card
     probs = np.vstack([softmax(logits, card.temperature), np.asarray(oof_probs, dtype=np.float64)])
     y = np.concatenate([np.asarray(labels, dtype=np.int64), np.asarray(oof_labels, dtype=np.int64)])
     summary = write_conformal(run.path, probs, y, run.class_names, card.temperature, card.tta)
-    summary["fitted_on"] = (f"{len(labels)} validation images (calibrated probabilities, test-time augmentation "
-                            f"{card.tta}) and {len(oof_labels)} training images scored out of fold by "
-                            f"{oof_summary['folds']} models trained without them with the run's recipe")
+    folds = oof_summary["folds"]
+    if card.is_ensemble:
+        summary["fitted_on"] = (f"{len(labels)} validation images (the members' averaged calibrated probabilities) "
+                                f"and {len(oof_labels)} training images scored out of fold by {folds} models per "
+                                "member, each trained without them with that member's recipe, averaged as the "
+                                "ensemble averages")
+    else:
+        summary["fitted_on"] = (f"{len(labels)} validation images (calibrated probabilities, test-time augmentation "
+                                f"{card.tta}) and {len(oof_labels)} training images scored out of fold by {folds} "
+                                "models trained without them with the run's recipe")
     summary["out_of_fold"] = oof_summary
     results = card.results.to_json()
     results["conformal"] = summary

@@ -122,6 +122,18 @@ def ensemble_logits(run: Run, paths: Sequence[Path], fingerprint: str | None = N
     return as_logits(average(member_probabilities(member_runs(run), paths, fingerprint, progress)))
 
 
+def ensemble_validation_logits(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K) logits and (N,) labels of an ensemble's validation images, as :func:`fit_ensemble` computes
+    its prediction sets' inputs (softmax at temperature 1, the ensemble card's, gives the averaged
+    probabilities back): for refitting the sets (:mod:`core.inference.conformal_fit`).
+
+    Raises:
+        WorkbenchError: a member is missing or changed, or the validation images are not on this machine.
+    """
+    paths, labels = run.validation_set()
+    return ensemble_logits(run, paths), labels
+
+
 def as_logits(probs: np.ndarray) -> np.ndarray:
     """Log-probabilities: softmax(as_logits(p), 1) == p, so the ensemble's temperature is 1."""
     return np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0))

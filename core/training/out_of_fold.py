@@ -25,6 +25,7 @@ from core.config import DataConfig
 from core.errors import WorkbenchError
 from core.jobs import Job
 from core.training.config import TrainConfig
+from core.training.oof_store import OOF_FILE, OutOfFold, depends_on, load_oof, save_oof
 
 
 def fold_assignment(files: Any, folds: int, seed: int) -> np.ndarray:
@@ -40,9 +41,10 @@ def fold_assignment(files: Any, folds: int, seed: int) -> np.ndarray:
 
 
 def out_of_fold_probabilities(run: Any, folds: int = 3, log: Callable[[str], None] = print,
-                              cfg_override: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(calibrated probabilities (N, K), labels (N,), summary) of the run's training images, out of fold.
+                              cfg_override: dict | None = None) -> OutOfFold:
+    """The run's training images (relative paths), labels and calibrated probabilities, out of fold.
 
+    Always trains ``folds`` models (:func:`stored_or_computed` reuses a stored result instead).
     ``cfg_override``: TrainConfig fields changed for the fold models (e.g. ``max_train_batches`` in tests).
 
     Raises:
@@ -63,6 +65,15 @@ def out_of_fold_probabilities(run: Any, folds: int = 3, log: Callable[[str], Non
     if sorted(data.paths["val"]) != sorted(card.data.get("val_files") or []):
         raise WorkbenchError("the dataset no longer splits as it did when this model was trained (its validation "
                              "images differ), so training images cannot be told from test images", str(ds.root))
+    recorded = (card.data.get("counts") or {}).get("train")
+    if recorded and {c: int(n) for c, n in recorded.items() if int(n)} != \
+            {c: n for c, n in data.counts()["train"].items() if n}:
+        raise WorkbenchError("the dataset no longer holds the training images this model was trained on (the "
+                             "counts per class differ from its card), so they cannot be scored out of fold",
+                             str(ds.root))
+    if list(data.class_names) != run.class_names:
+        raise WorkbenchError(f"the data folder's classes [{', '.join(data.class_names)}] are not the model's "
+                             f"[{', '.join(run.class_names)}] in the same order", str(ds.root))
     rows = report.readable.set_index("path").loc[data.paths["train"]].reset_index()
     fold = fold_assignment(rows, folds, data_cfg.split_seed + 1)
     spec = get_arch(cfg.arch)
@@ -77,9 +88,33 @@ def out_of_fold_probabilities(run: Any, folds: int = 3, log: Callable[[str], Non
         keras().utils.set_random_seed(cfg.seed + 1000 + k)
         probs[~keep], t = _fold_probabilities(part, data.x["train"][~keep], cfg, spec, n_classes, log)
         temperatures.append(t)
-    summary = {"folds": folds, "n_images": int(len(fold)), "fold_temperatures": temperatures,
-               "oof_accuracy": float((probs.argmax(axis=1) == data.y["train"]).mean())}
-    return probs, data.y["train"], summary
+    return OutOfFold(tuple(data.paths["train"]), np.asarray(data.y["train"], np.int64), probs,
+                     tuple(float(t) for t in temperatures))
+
+
+def stored_or_computed(run: Any, folds: int, log: Callable[[str], None] = print,
+                       cfg_override: dict | None = None) -> tuple[OutOfFold, bool]:
+    """(a run's out-of-fold scores, whether they were reused): the stored ones when they fit, else
+    computed (``folds`` trainings) and stored in ``oof.npz`` for the next calibration
+    (:mod:`core.training.oof_store`). Every choice is logged.
+
+    Raises:
+        WorkbenchError: the model file differs from its card, or the scores cannot be computed
+            (:func:`out_of_fold_probabilities`).
+    """
+    expected = depends_on(run, folds, cfg_override)
+    oof, problem = load_oof(run, expected)
+    if oof is not None:
+        log(f"{run.run_id}: reusing its stored out-of-fold scores ({OOF_FILE}: {oof.folds} folds, "
+            f"{len(oof.files)} training images)")
+        return oof, True
+    log(f"{run.run_id}: {problem}; computing them again ({folds} trainings)" if problem
+        else f"{run.run_id}: no stored out-of-fold scores; computing them ({folds} trainings)")
+    oof = out_of_fold_probabilities(run, folds, log, cfg_override)
+    oof = OutOfFold(oof.files, oof.labels, oof.probs, oof.fold_temperatures, expected)
+    save_oof(run.path, oof)
+    log(f"{run.run_id}: out-of-fold scores stored in {OOF_FILE} for reuse")
+    return oof, False
 
 
 def _fold_probabilities(part: Any, images: np.ndarray, cfg: TrainConfig, spec: Any, n_classes: int,

@@ -60,12 +60,13 @@ def test_out_of_fold_calibration_adds_every_training_image(tiny_run, tmp_path, m
     shutil.copytree(tiny_run.path, models / tiny_run.run_id)
     monkeypatch.setenv("WORKBENCH_MODELS_DIR", str(models))
     run = resolve_run(tiny_run.run_id)
-    probs, labels, summary = out_of_fold_probabilities(run, 2, log=lambda _: None,
-                                                       cfg_override={"max_train_batches": 1})
+    oof = out_of_fold_probabilities(run, 2, log=lambda _: None, cfg_override={"max_train_batches": 1})
+    probs, labels = oof.probs, oof.labels
     n_train = sum(run.card.data["counts"]["train"].values())
     assert probs.shape == (n_train, len(run.class_names)) and labels.shape == (n_train,)
     assert np.allclose(probs.sum(axis=1), 1) and (probs >= 0).all()
-    assert summary["folds"] == 2 and len(summary["fold_temperatures"]) == 2
+    assert oof.folds == 2 and len(oof.summary()["fold_temperatures"]) == 2
+    assert len(set(oof.files)) == n_train and not (run.path / "oof.npz").exists()  # computing alone stores nothing
 
     n_val = len(run.card.data["val_files"])
     assert main(["calibrate", "--model", run.run_id, "--conformal-only", "--conformal-folds", "2", "--json"]) == 0
@@ -73,4 +74,5 @@ def test_out_of_fold_calibration_adds_every_training_image(tiny_run, tmp_path, m
     run = resolve_run(run.run_id)
     assert sum(run_conformal(run).n_per_class.values()) == n_val + n_train == sum(out["n_per_class"].values())
     assert out["out_of_fold"]["folds"] == 2 and "out of fold" in out["fitted_on"]
+    assert out["out_of_fold"]["reused"] is False and (run.path / "oof.npz").is_file()  # stored for the next call
     assert run.card.temperature == tiny_run.card.temperature  # the model's own calibration is kept
