@@ -11,6 +11,8 @@ from core.classes import display_name
 from core.config import AUGMENT_PRESETS, AugmentConfig
 from core.data.imageio import decode_image
 from core.data.preprocess import PREPROCESSING_ID, get_recipe, prepare
+from core.data.recipe_views import SINGLE_IMAGE_SHIFTS, recipe_views
+from core.data.shifts import SHIFTS
 from core.options import bound_of
 from core.safetext import escape_markdown
 from core.training.augment import TRANSFORM_NOTES, anatomy_warnings, preview_variants
@@ -109,6 +111,17 @@ with view:
         st.image(list(out), width=PREVIEW_SIDE, caption=[f"variant {i + 1}" for i in range(len(out))])
         st.caption(f"{len(out)} variants at {PREVIEW_SIDE}×{PREVIEW_SIDE}, seed {seed} · "
                    f"pixel checksum {hashlib.sha1(out.tobytes()).hexdigest()[:12]} (same seed, same images)")
+        with st.expander("How each preprocessing recipe prepares this slice"):
+            st.caption("Before augmentation, every image goes through the model's preprocessing recipe (its card "
+                       "records which). Pick a change a scanner or export could make and compare what each recipe "
+                       "hands the network; the figure is the mean change of the input, on a 0–255 scale.")
+            shift = st.selectbox("Change", SINGLE_IMAGE_SHIFTS, format_func=lambda k: SHIFTS[k].title,
+                                 key="aug_recipe_shift")
+            for rv in recipe_views(image.pixels, PREVIEW_SIDE, shift):
+                st.markdown(f"**{rv.title}** (`{rv.key}`): the input moves by **{rv.change:.1f}** of 255"
+                            + ("" if rv.head_found else " · no head found: the whole frame is used"))
+                st.image([rv.plain, rv.shifted], width=PREVIEW_SIDE,
+                         caption=["as given", SHIFTS[shift].title.lower()])
 
 with controls:
     for warning in anatomy_warnings(cfg):

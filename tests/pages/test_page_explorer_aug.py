@@ -231,6 +231,20 @@ def test_augmentation_preset_and_use_for_training():
     assert at.success
 
 
+def test_augmentation_compares_every_recipe_under_a_chosen_change():
+    from core.data.preprocess import RECIPES
+
+    at = app("pages/2_Augmentation_Preview.py").run()
+    recipe_lines = lambda: [m.value for m in at.markdown if "the input moves by" in m.value]  # noqa: E731
+    assert len(recipe_lines()) == len(RECIPES)
+    assert all(f"`{key}`" in line for key, line in zip(RECIPES, recipe_lines()))
+    darker = recipe_lines()
+    at.selectbox(key="aug_recipe_shift").set_value("noise").run()
+    assert not at.exception
+    assert recipe_lines() != darker  # the figures follow the chosen change
+    assert any("rician noise" in c for img in at.image for c in img.captions)
+
+
 def test_augmentation_previews_an_uploaded_image(pixels, encode_image):
     at = app("pages/2_Augmentation_Preview.py").run()
     at.radio(key="aug_source").set_value("upload").run()
