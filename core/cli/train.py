@@ -161,6 +161,10 @@ def calibrate(args: argparse.Namespace) -> int:
         print(f"run {run_.run_id} (tta={r.tta}): val accuracy {r.val_accuracy:.4f}, macro-F1 "
               f"{r.val_macro_f1:.4f}, ECE {r.val_ece:.4f} (T={r.temperature:.2f}), low-confidence "
               f"threshold {r.low_confidence_threshold:.2f}")
+        sets = r.to_json().get("conformal") or {}
+        print(f"prediction sets refitted on {sets.get('fitted_on', 'the validation images')}")
+        if sets.get("out_of_fold_dropped"):
+            print(f"note: the out-of-fold training scores were left out: {sets['out_of_fold_dropped']}")
     return 0
 
 

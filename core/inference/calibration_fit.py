@@ -107,4 +107,35 @@ def recalibrate_run(run: Run, tta: str) -> Run:
     ood = dict(card.results.ood)
     ood["energy_threshold"] = float(np.quantile(energy(logits / results["temperature"]), 0.99))
     results["ood"] = ood
-    return fit_run_conformal(update_card(run, results=results), logits, y)  # new temperature: new sets
+    # A new temperature needs new sets; the out-of-fold part is kept when the stored scores still fit.
+    return refit_sets(update_card(run, results=results), logits, y, card.results.conformal)
+
+
+def refit_sets(run: Run, logits: np.ndarray, labels: np.ndarray, previous: Any) -> Run:
+    """A run's prediction sets after its temperature changed: on its validation ``logits`` and, when
+    the ``previous`` sets also used out-of-fold training scores, on those again where its stored
+    ``oof.npz`` still fits (they do not depend on the run's own temperature: each fold model has
+    its own). Otherwise validation only, and ``results.conformal.out_of_fold_dropped`` says why.
+    """
+    from core.inference.conformal_fit import fit_run_conformal_out_of_fold
+    from core.inference.oof_store import depends_on, load_oof
+
+    before = dict(previous or {}).get("out_of_fold")
+    if not before:
+        return fit_run_conformal(run, logits, labels)
+    why = None
+    trained_tta = run.card.train_config.get("tta", "none")
+    if run.card.tta != trained_tta:
+        why = (f"the fold models scored with test-time augmentation '{trained_tta}' and the model now uses "
+               f"'{run.card.tta}'")
+    else:
+        oof, why = load_oof(run, depends_on(run, int(before["folds"])))
+        if oof is not None:
+            return fit_run_conformal_out_of_fold(run, oof.probs, oof.labels, oof.summary(), logits, labels)
+    why = why or "the stored out-of-fold scores (oof.npz) are missing"
+    run = fit_run_conformal(run, logits, labels)
+    results = run.card.results.to_json()
+    results["conformal"]["out_of_fold_dropped"] = (f"{why}; fitted on validation images only: run calibrate "
+                                                    f"--conformal-only --conformal-folds {before['folds']} to add "
+                                                    "them again")
+    return update_card(run, results=results)

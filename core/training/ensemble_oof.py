@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import WorkbenchError
-from core.training.oof_store import OutOfFold
+from core.inference.oof_store import OutOfFold
 from core.training.out_of_fold import stored_or_computed
 
 

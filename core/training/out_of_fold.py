@@ -23,9 +23,9 @@ import numpy as np
 
 from core.config import DataConfig
 from core.errors import WorkbenchError
+from core.inference.oof_store import OOF_FILE, OutOfFold, depends_on, load_oof, save_oof
 from core.jobs import Job
 from core.training.config import TrainConfig
-from core.training.oof_store import OOF_FILE, OutOfFold, depends_on, load_oof, save_oof
 
 
 def fold_assignment(files: Any, folds: int, seed: int) -> np.ndarray:
@@ -96,7 +96,7 @@ def stored_or_computed(run: Any, folds: int, log: Callable[[str], None] = print,
                        cfg_override: dict | None = None) -> tuple[OutOfFold, bool]:
     """(a run's out-of-fold scores, whether they were reused): the stored ones when they fit, else
     computed (``folds`` trainings) and stored in ``oof.npz`` for the next calibration
-    (:mod:`core.training.oof_store`). Every choice is logged.
+    (:mod:`core.inference.oof_store`). Every choice is logged.
 
     Raises:
         WorkbenchError: the model file differs from its card, or the scores cannot be computed

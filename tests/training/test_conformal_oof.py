@@ -76,3 +76,21 @@ def test_out_of_fold_calibration_adds_every_training_image(tiny_run, tmp_path, m
     assert out["out_of_fold"]["folds"] == 2 and "out of fold" in out["fitted_on"]
     assert out["out_of_fold"]["reused"] is False and (run.path / "oof.npz").is_file()  # stored for the next call
     assert run.card.temperature == tiny_run.card.temperature  # the model's own calibration is kept
+
+    # A temperature refit keeps the out-of-fold part while the stored scores fit (no fold model is trained) ...
+    from core.training import out_of_fold
+
+    monkeypatch.setattr(out_of_fold, "_fold_probabilities", lambda *a, **k: pytest.fail("a fold model was trained"))
+    trained_tta = run.card.train_config.get("tta", "none")
+    assert main(["calibrate", "--model", run.run_id, "--tta", trained_tta]) == 0
+    printed = capsys.readouterr().out
+    run = resolve_run(run.run_id)
+    assert sum(run_conformal(run).n_per_class.values()) == n_val + n_train
+    assert "out of fold" in printed and "left out" not in printed
+    # ... and drops it, saying so, when the model's test-time augmentation no longer matches the fold models'.
+    other = "none" if trained_tta != "none" else "hflip"
+    assert main(["calibrate", "--model", run.run_id, "--tta", other]) == 0
+    printed = capsys.readouterr().out
+    run = resolve_run(run.run_id)
+    assert sum(run_conformal(run).n_per_class.values()) == n_val
+    assert "left out" in printed and "--conformal-folds 2" in run.card.results.conformal["out_of_fold_dropped"]

@@ -1,5 +1,5 @@
 """Ensembles' prediction sets calibrated on their members' averaged out-of-fold scores
-(core.training.ensemble_oof), each member's scores kept in its ``oof.npz`` (core.training.oof_store)."""
+(core.training.ensemble_oof), each member's scores kept in its ``oof.npz`` (core.inference.oof_store)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from test_oof_store import stand_in_run
 
 from core.cli import main
 from core.errors import WorkbenchError
+from core.inference.oof_store import OOF_FILE, OutOfFold, depends_on, load_oof
 from core.training.ensemble_oof import align, check_same_training
-from core.training.oof_store import OOF_FILE, OutOfFold, depends_on, load_oof
 
 TINY_FOLDS = {"max_train_batches": 1}  # fold models see one batch: seconds, not minutes
 

@@ -1,4 +1,4 @@
-"""Out-of-fold scores kept in ``oof.npz`` (core.training.oof_store), checked on a stand-in run (no TensorFlow)."""
+"""Out-of-fold scores kept in ``oof.npz`` (core.inference.oof_store), checked on a stand-in run (no TensorFlow)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from core.errors import WorkbenchError
+from core.inference.oof_store import OOF_FILE, OutOfFold, depends_on, load_oof, save_oof
 from core.models.runs import file_sha256
-from core.training.oof_store import OOF_FILE, OutOfFold, depends_on, load_oof, save_oof
 
 CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
 TINY_FOLDS = {"max_train_batches": 1}  # fold models see one batch: seconds, not minutes
