@@ -77,9 +77,15 @@ def choose_score(comparison: dict[str, dict[str, float]], coverage: float = DEFA
     return min(valid, key=lambda k: comparison[k]["mean_set_size"])
 
 
+#: How an ensemble's validation outputs are described (its card's test-time augmentation is "none":
+#: each member applies its own, before the average).
+ENSEMBLE_VALIDATION = "{n} validation images (the members' averaged calibrated probabilities)"
+
+
 def write_conformal(folder: Path, probs: np.ndarray, labels: np.ndarray, class_names: list[str], temperature: float,
-                    tta: str, seed: int = 0) -> dict[str, Any]:
-    """Choose the score, write ``conformal.npz`` into ``folder``, and return the card's ``results.conformal``."""
+                    tta: str, seed: int = 0, ensemble: bool = False) -> dict[str, Any]:
+    """Choose the score, write ``conformal.npz`` into ``folder``, and return the card's ``results.conformal``
+    (``ensemble``: ``probs`` are an ensemble's averaged member probabilities)."""
     y = np.asarray(labels, dtype=np.int64)
     comparison = compare_scores(probs, y, len(class_names), seed=seed)
     score = choose_score(comparison)
@@ -88,7 +94,8 @@ def write_conformal(folder: Path, probs: np.ndarray, labels: np.ndarray, class_n
     return {
         "file": CONFORMAL_FILE, "score": score, "score_title": SCORES[score][0], "randomised": False,
         "default_coverage": DEFAULT_COVERAGE, "n_per_class": cal.n_per_class,
-        "fitted_on": f"{len(y)} validation images (calibrated probabilities, test-time augmentation {tta})",
+        "fitted_on": ENSEMBLE_VALIDATION.format(n=len(y)) if ensemble else
+        f"{len(y)} validation images (calibrated probabilities, test-time augmentation {tta})",
         "score_choice": comparison,
         "choice_rule": f"smallest mean set size at {DEFAULT_COVERAGE:.0%} coverage with every class's coverage "
                        f"at least {DEFAULT_COVERAGE - COVERAGE_SLACK:.0%}, over {SELECTION_REPEATS} random half "
@@ -122,7 +129,8 @@ def fit_run_conformal(run: Run, logits: np.ndarray | None = None, labels: np.nda
         logits, labels = _validation_logits(run)
     card = run.card
     probs = softmax(logits, card.temperature)
-    summary = write_conformal(run.path, probs, labels, run.class_names, card.temperature, card.tta)
+    summary = write_conformal(run.path, probs, labels, run.class_names, card.temperature, card.tta,
+                              ensemble=card.is_ensemble)
     results = card.results.to_json()
     results["conformal"] = summary
     return update_card(run, results=results)
@@ -151,8 +159,8 @@ def fit_run_conformal_out_of_fold(run: Run, oof_probs: np.ndarray, oof_labels: n
     summary = write_conformal(run.path, probs, y, run.class_names, card.temperature, card.tta)
     folds = oof_summary["folds"]
     if card.is_ensemble:
-        summary["fitted_on"] = (f"{len(labels)} validation images (the members' averaged calibrated probabilities) "
-                                f"and {len(oof_labels)} training images scored out of fold by {folds} models per "
+        summary["fitted_on"] = (ENSEMBLE_VALIDATION.format(n=len(labels))
+                                + f" and {len(oof_labels)} training images scored out of fold by {folds} models per "
                                 "member, each trained without them with that member's recipe, averaged as the "
                                 "ensemble averages")
     else:

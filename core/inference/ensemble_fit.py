@@ -205,7 +205,7 @@ def fit_ensemble(run: Run, members: Sequence[Run]) -> Run:
             "unfamiliar_share": float(fitted.unfamiliar.mean()) if len(labels) else None,
             "members_accuracy": [float((p.argmax(axis=1) == labels).mean()) for p in member_probs],
         })
-    results["conformal"] = write_conformal(run.path, probs, labels, run.class_names, 1.0, "none")
+    results["conformal"] = write_conformal(run.path, probs, labels, run.class_names, 1.0, "none", ensemble=True)
     return update_card(run, results=results)
 
 

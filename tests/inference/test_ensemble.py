@@ -108,6 +108,8 @@ def test_register_lists_members_with_checksums_and_fits_warnings(registry, membe
                                                                     results.disagreement["unstable_members"])
     assert not results.trust["flag_unstable"] and results.trust["max_distance"] is None
     assert (ens.path / "conformal.npz").is_file() and results.conformal["n_per_class"]
+    # its card has no test-time augmentation of its own (members apply theirs): the text says what was fitted
+    assert "averaged" in results.conformal["fitted_on"] and "augmentation" not in results.conformal["fitted_on"]
     assert set(ens.card.data["val_files"]) <= set(members[0].card.data["val_files"])
     assert ens.card.data["test_files"] and set(ens.card.data["test_files"]) <= set(members[1].card.data["test_files"])
     assert ens.run_id in [r.run_id for r in list_runs()]
@@ -376,7 +378,7 @@ def test_train_ensemble_in_a_background_job(demo_root, tmp_path, monkeypatch):
     ens = snap.result
     runs = {r.run_id: r for r in list_runs()}
     assert ens.card.is_ensemble and ens.run_id in runs and len(runs) == 3
-    assert [runs[m["run_id"]].preprocessing for m in ens.card.members] == ["head-v2", "gray-uint8-resize-area-v1"]
+    assert [runs[m["run_id"]].preprocessing for m in ens.card.members] == ["head-v2", "frame-eq-v1"]
     assert any("registered ensemble" in line for line in snap.log)
 
 
