@@ -16,7 +16,8 @@ _PREPROCESSING_OUTSIDE = {
     ),
 }
 _PREPROCESSING_OTHER = (
-    "This recipe crops and equalises the image; a plain resize is **not** equivalent, and predictions on "
+    "This recipe finds the head and equalises its intensities (the head-crop recipe also crops to it); a plain "
+    "resize is **not** equivalent, and predictions on "
     "images prepared differently do not carry the accuracy measured in the workbench. Outside the workbench, "
     "either install the workbench and call `core.data.preprocess.load_for_model` as the example does (it "
     "needs numpy, OpenCV and Pillow, not TensorFlow), or re-implement the recipe above step by step and "
