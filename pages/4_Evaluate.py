@@ -20,6 +20,7 @@ from core.safetext import escape_markdown
 from pages import _evaluate_compare as compare
 from pages import _evaluate_gallery as gallery
 from pages import _evaluate_sections as es
+from pages import _evaluate_sets as sets_ui
 from pages import _nav as nav
 from pages import _shared as sh
 from pages import _site as site
@@ -227,14 +228,15 @@ st.caption(f"Confidences are temperature-scaled (T = {result.temperature:.2f}, f
 st.subheader("Prediction sets")
 sets = evaluate_conformal(run, result)  # leakage-free images; None: the run has no prediction sets
 if sets is None:
-    st.info("This model has no prediction-set calibration yet: run `python -m core calibrate --model "
-            f"{run.run_id} --conformal-only`.", icon=":material/info:")
+    st.info("This model has no prediction sets yet: fit them below.", icon=":material/info:")
 else:
     st.altair_chart(coverage_chart(sets), width="stretch")
     st.dataframe(coverage_display(sets), hide_index=True, width="stretch")
     st.caption(f"How often the set held the true class, per class (95 % intervals), on "
                f"{int(sets['n_images'].iloc[0])} leakage-free images; points on the dashed line keep the promise. "
                + GUARANTEE_NOTE)
+    sets_ui.fitted_on_caption(run)
+sets_ui.fit_more_section(run, registry)
 
 es.robustness_section(run, eval_set, set_key, registry)
 es.localisation_section(run, eval_set, result)

@@ -45,28 +45,19 @@ def calibrate_conformal(args: argparse.Namespace) -> int:
     if getattr(args, "warnings_only", False):
         raise WorkbenchError("choose one of --warnings-only and --conformal-only", "calibrate")
     folds = getattr(args, "conformal_folds", 0) or 0
-    if folds < 0 or folds == 1:
-        raise WorkbenchError(f"out-of-fold scores need at least 2 folds (0: validation images only), got {folds}",
-                             "--conformal-folds")
-    run = resolve_run(args.model)
-    val = (None, None)
-    if run.card.is_ensemble:  # its averaged members' outputs; a member that changed is refused here
-        from core.inference.ensemble_fit import ensemble_validation_logits
-
-        val = ensemble_validation_logits(run)
     if folds:
-        from core.inference.conformal_fit import fit_run_conformal_out_of_fold
-        from core.training.ensemble_oof import ensemble_out_of_fold
-        from core.training.out_of_fold import stored_or_computed
+        from core.training.conformal_folds import check_folds, fit_sets_out_of_fold
 
+        check_folds(folds)
         log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
-        if run.card.is_ensemble:  # each member's scores (stored in its oof.npz, or computed there), averaged
-            probs, labels, oof = ensemble_out_of_fold(run, folds, log)
-        else:
-            scores, reused = stored_or_computed(run, folds, log)
-            probs, labels, oof = scores.probs, scores.labels, {**scores.summary(), "reused": reused}
-        run = fit_run_conformal_out_of_fold(run, probs, labels, oof, *val)
+        run = fit_sets_out_of_fold(resolve_run(args.model), folds, log=log)
     else:
+        run = resolve_run(args.model)
+        val = (None, None)
+        if run.card.is_ensemble:  # its averaged members' outputs; a member that changed is refused here
+            from core.inference.ensemble_fit import ensemble_validation_logits
+
+            val = ensemble_validation_logits(run)
         run = fit_run_conformal(run, *val)
     summary = run.card.results.to_json()["conformal"]  # plain JSON for printing
     if args.json:

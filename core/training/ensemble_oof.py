@@ -17,6 +17,7 @@ import numpy as np
 
 from core.errors import WorkbenchError
 from core.inference.oof_store import OutOfFold
+from core.jobs import Job, JobStage
 from core.training.out_of_fold import stored_or_computed
 
 
@@ -67,9 +68,11 @@ def align(members: Sequence[Any], oofs: Sequence[OutOfFold]) -> tuple[tuple[str,
 
 
 def ensemble_out_of_fold(run: Any, folds: int, log: Callable[[str], None] = print,
-                         cfg_override: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+                         cfg_override: dict | None = None,
+                         job: Job | JobStage | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(averaged calibrated probabilities (N, K), labels (N,), summary) of an ensemble's training
     images, each member's scores reused from its ``oof.npz`` where they fit, else computed and stored.
+    ``job``: progress (member i fills the i-th share of its bar) and cancel of the trainings.
 
     Raises:
         WorkbenchError: a member is missing or changed, the members do not share their training
@@ -80,7 +83,10 @@ def ensemble_out_of_fold(run: Any, folds: int, log: Callable[[str], None] = prin
 
     members = member_runs(run)
     check_same_training(members)
-    results = [stored_or_computed(m, folds, log, cfg_override) for m in members]
+    n = len(members)
+    results = [stored_or_computed(m, folds, log, cfg_override,
+                                  None if job is None else job.stage(i / n, (i + 1) / n, f"{m.run_id}: "))
+               for i, m in enumerate(members)]
     oofs = [oof for oof, _ in results]
     files, labels, member_probs = align(members, oofs)
     probs = average(member_probs)

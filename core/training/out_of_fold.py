@@ -24,7 +24,7 @@ import numpy as np
 from core.config import DataConfig
 from core.errors import WorkbenchError
 from core.inference.oof_store import OOF_FILE, OutOfFold, depends_on, load_oof, save_oof
-from core.jobs import Job
+from core.jobs import Job, JobStage
 from core.training.config import TrainConfig
 
 
@@ -41,11 +41,13 @@ def fold_assignment(files: Any, folds: int, seed: int) -> np.ndarray:
 
 
 def out_of_fold_probabilities(run: Any, folds: int = 3, log: Callable[[str], None] = print,
-                              cfg_override: dict | None = None) -> OutOfFold:
+                              cfg_override: dict | None = None, job: Job | JobStage | None = None) -> OutOfFold:
     """The run's training images (relative paths), labels and calibrated probabilities, out of fold.
 
     Always trains ``folds`` models (:func:`stored_or_computed` reuses a stored result instead).
     ``cfg_override``: TrainConfig fields changed for the fold models (e.g. ``max_train_batches`` in tests).
+    ``job``: where the fold trainings report progress (fold k fills the k-th share of its bar); its
+    cancel stops a fold model at the next batch (:class:`core.jobs.JobCancelled`, nothing returned).
 
     Raises:
         WorkbenchError: the run's data folder is missing or no longer splits the way it did at training.
@@ -86,17 +88,21 @@ def out_of_fold_probabilities(run: Any, folds: int = 3, log: Callable[[str], Non
         part = PreparedData({**data.x, "train": data.x["train"][keep]}, {**data.y, "train": data.y["train"][keep]},
                             data.paths, data.hashes, data.class_names, data.content_digest)
         keras().utils.set_random_seed(cfg.seed + 1000 + k)
-        probs[~keep], t = _fold_probabilities(part, data.x["train"][~keep], cfg, spec, n_classes, log)
+        fold_job = job.stage(k / folds, (k + 1) / folds, f"fold {k + 1} of {folds}: ") if job is not None \
+            else Job("train", "out-of-fold model")
+        fold_job.check_cancelled()
+        probs[~keep], t = _fold_probabilities(part, data.x["train"][~keep], cfg, spec, n_classes, log, fold_job)
         temperatures.append(t)
     return OutOfFold(tuple(data.paths["train"]), np.asarray(data.y["train"], np.int64), probs,
                      tuple(float(t) for t in temperatures))
 
 
 def stored_or_computed(run: Any, folds: int, log: Callable[[str], None] = print,
-                       cfg_override: dict | None = None) -> tuple[OutOfFold, bool]:
+                       cfg_override: dict | None = None, job: Job | JobStage | None = None) -> tuple[OutOfFold, bool]:
     """(a run's out-of-fold scores, whether they were reused): the stored ones when they fit, else
     computed (``folds`` trainings) and stored in ``oof.npz`` for the next calibration
-    (:mod:`core.inference.oof_store`). Every choice is logged.
+    (:mod:`core.inference.oof_store`). Every choice is logged. ``job``: progress and cancel of the
+    trainings (:func:`out_of_fold_probabilities`); a cancel stores nothing.
 
     Raises:
         WorkbenchError: the model file differs from its card, or the scores cannot be computed
@@ -110,7 +116,7 @@ def stored_or_computed(run: Any, folds: int, log: Callable[[str], None] = print,
         return oof, True
     log(f"{run.run_id}: {problem}; computing them again ({folds} trainings)" if problem
         else f"{run.run_id}: no stored out-of-fold scores; computing them ({folds} trainings)")
-    oof = out_of_fold_probabilities(run, folds, log, cfg_override)
+    oof = out_of_fold_probabilities(run, folds, log, cfg_override, job)
     oof = OutOfFold(oof.files, oof.labels, oof.probs, oof.fold_temperatures, expected)
     save_oof(run.path, oof)
     log(f"{run.run_id}: out-of-fold scores stored in {OOF_FILE} for reuse")
@@ -118,8 +124,9 @@ def stored_or_computed(run: Any, folds: int, log: Callable[[str], None] = print,
 
 
 def _fold_probabilities(part: Any, images: np.ndarray, cfg: TrainConfig, spec: Any, n_classes: int,
-                        log: Callable[[str], None]) -> tuple[np.ndarray, float]:
-    """Train one fold model on ``part`` and return (calibrated probabilities of ``images``, its temperature)."""
+                        log: Callable[[str], None], job: Job | JobStage) -> tuple[np.ndarray, float]:
+    """Train one fold model on ``part`` and return (calibrated probabilities of ``images``, its temperature);
+    ``job`` receives the training's progress, and its cancel stops it between batches."""
     import tempfile
     from pathlib import Path
 
@@ -131,7 +138,6 @@ def _fold_probabilities(part: Any, images: np.ndarray, cfg: TrainConfig, spec: A
     from core.training.precision import float32_model
     from core.training.train import build_and_compile
 
-    job = Job("train", "out-of-fold model")
     strategy = strategy_for(cfg)
     model, _ = build_and_compile(cfg, spec, n_classes, strategy, job)
     with tempfile.TemporaryDirectory(prefix="oof_") as folder:
@@ -145,6 +151,7 @@ def _fold_probabilities(part: Any, images: np.ndarray, cfg: TrainConfig, spec: A
     val_logits = tta_logits(logits, part.x[cfg.validate_on], cfg.tta)
     t = fit_temperature(val_logits, part.y[cfg.validate_on])
     val_acc = float((val_logits.argmax(axis=1) == part.y[cfg.validate_on]).mean())
+    job.check_cancelled()
     log(f"  fold model: validation accuracy {val_acc:.4f}, temperature {t:.2f}")
     return softmax(tta_logits(logits, images, cfg.tta), t), t
 

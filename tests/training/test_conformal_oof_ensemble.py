@@ -64,7 +64,7 @@ def _fake_fold_models(monkeypatch) -> list[int]:
 
     scored: list[int] = []
 
-    def fake(part, images, cfg, spec, n_classes, log):
+    def fake(part, images, cfg, spec, n_classes, log, job):
         scored.append(len(images))
         return np.random.default_rng(len(scored)).dirichlet(np.ones(n_classes), size=len(images)), 1.0
 

@@ -1,0 +1,139 @@
+"""Fit a run's prediction sets on more images: its validation images and its training images
+scored out of fold (:mod:`core.training.out_of_fold`), for a single run or an ensemble.
+
+The one path behind ``python -m core calibrate --conformal-only --conformal-folds K`` and the
+Evaluate page's "Fit the sets on more images" job. Fold models are trained only for networks
+whose stored ``oof.npz`` does not fit (:func:`plan_folds` says how many before anything starts).
+A cancel stops the fold training between batches; the run's sets are written only after every
+score is in, so a cancelled fit leaves them as they were (a member's completed scores stay
+stored in its ``oof.npz`` for the next try).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import WorkbenchError
+from core.jobs import Job, JobStage
+
+MIN_FOLDS, MAX_FOLDS_PAGE, DEFAULT_FOLDS = 2, 5, 3
+_TRAINING_SHARE = 0.9  # of the job's bar; the rest is scoring the validation images and writing the sets
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """What fitting a run's sets on out-of-fold scores will take, before it starts."""
+
+    folds: int  # fold models per network that needs them
+    networks: int  # 1 for a run, the member count for an ensemble
+    trainings: int  # fold models to train: 0 when every network's stored scores fit
+    seconds: float | None  # rough duration of those trainings (None: a network's card records no training time)
+
+
+def check_folds(folds: int) -> int:
+    """``folds`` when it makes out-of-fold scores (2 or more).
+
+    Raises:
+        WorkbenchError: fewer than 2 folds.
+    """
+    if folds < MIN_FOLDS:
+        raise WorkbenchError(f"out-of-fold scores need at least {MIN_FOLDS} folds (0: validation images only), "
+                             f"got {folds}", "--conformal-folds")
+    return folds
+
+
+def networks(run: Any) -> list[Any]:
+    """The runs whose fold models are trained: an ensemble's members (checked), else the run itself."""
+    if run.card.is_ensemble:
+        from core.models.ensemble import member_runs
+
+        return member_runs(run)
+    return [run]
+
+
+def plan_folds(run: Any, folds: int, cfg_override: dict | None = None) -> FoldPlan:
+    """How many fold trainings fitting ``run``'s sets on ``folds`` folds needs, and about how long.
+
+    A network whose ``oof.npz`` fits (:func:`core.inference.oof_store.load_oof`) needs none. A fold
+    model trains on (folds-1)/folds of the network's training images with its recipe, so it takes
+    about that share of the network's recorded training time.
+
+    Raises:
+        WorkbenchError: a model file is missing or differs from its card, or a member is missing.
+    """
+    from core.inference.oof_store import depends_on, load_oof
+
+    check_folds(folds)
+    nets = networks(run)
+    trainings, seconds = 0, 0.0
+    for net in nets:
+        stored, _ = load_oof(net, depends_on(net, folds, cfg_override))
+        if stored is not None:
+            continue
+        trainings += folds
+        train_s = net.card.train_seconds
+        seconds = None if seconds is None or train_s is None else seconds + folds * train_s * (folds - 1) / folds
+    return FoldPlan(folds, len(nets), trainings, seconds if trainings else 0.0)
+
+
+def trainings_needed(run: Any, folds: int, cfg_override: dict | None = None) -> int:
+    """Fold models to train before ``run``'s sets can be fitted on ``folds`` folds (0: all stored)."""
+    return plan_folds(run, folds, cfg_override).trainings
+
+
+def check_training_data(run: Any) -> None:
+    """Refuse, before any work, when a network's data folder is not on this machine.
+
+    Raises:
+        WorkbenchError: the folder its card records is missing (named).
+    """
+    for net in networks(run):
+        if not net.data_root.is_dir():
+            raise WorkbenchError("the images this model was trained on are not on this machine, so its prediction "
+                                 "sets cannot be fitted on more of them (the folder its card records is missing)",
+                                 str(net.data_root))
+
+
+def fit_sets_out_of_fold(run: Any, folds: int, job: Job | JobStage | None = None,
+                         log: Callable[[str], None] | None = None, cfg_override: dict | None = None) -> Any:
+    """Refit ``run``'s prediction sets on its validation images and its training images' out-of-fold
+    scores (stored ones reused, else ``folds`` fold models per network trained and stored); the
+    temperature and the model are kept. Returns the run with its updated card.
+
+    Args:
+        job: receives progress and log lines; its cancel stops the work (:class:`core.jobs.JobCancelled`)
+            and leaves the run's sets unchanged.
+        log: where log lines go (default: the job's log, else stdout).
+        cfg_override: TrainConfig fields changed for the fold models (tests: ``max_train_batches``).
+    Raises:
+        WorkbenchError: too few folds, the data is not on this machine or no longer splits as it did,
+            or an ensemble's members do not share their training images.
+    """
+    from core.inference.conformal_fit import fit_run_conformal_out_of_fold
+    from core.training.ensemble_oof import ensemble_out_of_fold
+    from core.training.out_of_fold import stored_or_computed
+
+    check_folds(folds)
+    if log is None:
+        log = job.add_log if job is not None else print
+    check_training_data(run)
+    val = (None, None)
+    if run.card.is_ensemble:  # its averaged members' outputs; a member that changed is refused before training
+        from core.inference.ensemble_fit import ensemble_validation_logits
+
+        val = ensemble_validation_logits(run)
+    training = job.stage(0.0, _TRAINING_SHARE) if job is not None else None
+    if run.card.is_ensemble:  # each member's scores (stored in its oof.npz, or computed there), averaged
+        probs, labels, oof = ensemble_out_of_fold(run, folds, log, cfg_override, training)
+    else:
+        scores, reused = stored_or_computed(run, folds, log, cfg_override, training)
+        probs, labels, oof = scores.probs, scores.labels, {**scores.summary(), "reused": reused}
+    if job is not None:
+        job.check_cancelled()  # the last point a cancel is honoured: after it the sets are written whole
+        job.update(phase="Fitting the prediction sets on validation and out-of-fold scores",
+                   progress=_TRAINING_SHARE)
+    run = fit_run_conformal_out_of_fold(run, probs, labels, oof, *val)
+    log(f"{run.run_id}: prediction sets fitted on {run.card.results.conformal['fitted_on']}")
+    return run

@@ -1,0 +1,114 @@
+"""The Evaluate page's "Prediction sets" controls: what the sets were fitted on, and a background
+job that fits them on more images (validation + out-of-fold training scores, core.training.conformal_folds)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import streamlit as st
+
+from core.jobs import FINISHED, JobRegistry
+from core.models.run import Run
+from core.safetext import escape_markdown
+from core.training.conformal_folds import (
+    DEFAULT_FOLDS,
+    MAX_FOLDS_PAGE,
+    MIN_FOLDS,
+    check_training_data,
+    fit_sets_out_of_fold,
+    plan_folds,
+)
+from pages import _shared as sh
+
+JOB_KIND = "conformal"  # one fit at a time on this server (it trains models)
+JOB_KEY = "evaluate_sets_job"  # (job id, run id) of the fit started from this session
+
+
+def fitted_on_caption(run: Run) -> None:
+    """What the run's prediction sets were fitted on, in the card's words."""
+    conformal = run.card.results.conformal or {}
+    if conformal.get("fitted_on"):
+        st.caption(f"These sets were fitted on {escape_markdown(str(conformal['fitted_on']))}.")
+    if conformal.get("out_of_fold_dropped"):
+        st.caption("The training images scored earlier were left out of this fit: "
+                   f"{escape_markdown(str(conformal['out_of_fold_dropped']))}")
+
+
+def _duration_words(seconds: float | None) -> str:
+    if seconds is None:
+        return "several minutes each (this model's card does not record how long its training took)"
+    minutes = max(1, math.ceil(seconds / 60))
+    return f"about {minutes} minute{'s' if minutes != 1 else ''} in all on this machine"
+
+
+def _plan_words(plan: Any) -> str:
+    if plan.trainings == 0:
+        return ("The scores of the training images are already stored for this number of folds, so no model needs "
+                "training: this takes under a minute.")
+    per = f" ({plan.folds} per network)" if plan.networks > 1 else ""
+    reuse = "; stored scores are reused" if plan.trainings < plan.folds * plan.networks else ""
+    return (f"This trains {plan.trainings} extra models{per}{reuse}, {_duration_words(plan.seconds)}. "
+            "Each one learns from most of the training images and scores the ones it did not see.")
+
+
+def fit_more_section(run: Run, registry: JobRegistry) -> None:
+    """The folds control, the button that starts the fit, and the running or last fit's progress."""
+    ref = st.session_state.get(JOB_KEY)
+    job = registry.get(ref[0]) if ref and ref[1] == run.run_id else None
+    if job is not None and job.status == "done":  # said once: the page above already shows the new sets
+        st.session_state.pop(JOB_KEY)
+        st.success("The prediction sets were fitted again; the coverage above uses the new sets.",
+                   icon=":material/check_circle:")
+    elif job is not None:
+        _progress(job, was_running=job.running)
+    mine_running = job is not None and job.running  # the controls stay drawn (disabled): their values are kept
+    with st.expander("Fit the sets on more images", expanded=False):
+        st.markdown("The sets are fitted on the model's validation images, a few hundred at most. They can also "
+                    "be fitted on its training images: extra copies of the model are trained, each without part of "
+                    "the training images, and score the part they never saw. **The test images are never used, "
+                    "and the model itself does not change**: only its prediction sets are fitted again.")
+        folds = st.slider("Parts to split the training images into (one extra model per part)", MIN_FOLDS,
+                          MAX_FOLDS_PAGE, DEFAULT_FOLDS, key="evaluate_sets_folds", disabled=mine_running,
+                          help="More parts: each extra model sees more of the training images, but there are more "
+                               "models to train.")
+        plan = None
+        with sh.shown_errors():
+            check_training_data(run)
+            plan = plan_folds(run, folds)
+        if plan is None:
+            return
+        st.caption(_plan_words(plan))
+        busy = registry.active(JOB_KIND)
+        if busy is not None and not mine_running:
+            st.info(f"'{escape_markdown(busy.title)}' is running; try again when it ends.")
+        if st.button("Fit the sets on more images", key="evaluate_sets_start", disabled=busy is not None,
+                     icon=":material/model_training:"):
+            with sh.shown_errors():
+                new = registry.submit(JOB_KIND, f"Fit the prediction sets of {run.run_id} on more images",
+                                      lambda j, r=run, k=folds: fit_sets_out_of_fold(r, k, j))
+                st.session_state[JOB_KEY] = (new.id, run.run_id)
+                st.rerun()
+
+
+def _progress(job: Any, was_running: bool) -> None:
+    @st.fragment(run_every=1.0 if was_running else None)
+    def poll() -> None:
+        """Polls the fit; when it ends, reruns the whole page so the coverage uses the new sets."""
+        snap = job.snapshot()
+        if snap.status not in FINISHED:
+            text = "Cancelling…" if snap.cancel_requested else (snap.phase or "Starting…")
+            st.progress(min(1.0, snap.progress), text=escape_markdown(text))
+            st.button("Cancelling…" if snap.cancel_requested else "Cancel", key="evaluate_sets_cancel",
+                      on_click=job.cancel, disabled=snap.cancel_requested,
+                      help="Stops after the step in flight; the prediction sets stay as they were.")
+            return
+        if was_running:
+            st.rerun()
+        if snap.status == "failed":
+            st.error(f"The sets could not be fitted on more images: {escape_markdown(snap.error)}",
+                     icon=":material/error:")
+        elif snap.status == "cancelled":
+            st.caption("Fitting the sets on more images was cancelled; the prediction sets are unchanged.")
+
+    poll()
