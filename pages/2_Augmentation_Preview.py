@@ -115,9 +115,12 @@ with view:
             st.caption("Before augmentation, every image goes through the model's preprocessing recipe (its card "
                        "records which). Pick a change a scanner or export could make and compare what each recipe "
                        "hands the network; the figure is the mean change of the input, on a 0–255 scale.")
+            # Drawn only on request: an expander's content is built on every rerun even when closed,
+            # and every slider move reruns the page.
+            shown = st.checkbox("Compare the recipes on this slice", key="aug_recipe_show")
             shift = st.selectbox("Change", SINGLE_IMAGE_SHIFTS, format_func=lambda k: SHIFTS[k].title,
-                                 key="aug_recipe_shift")
-            for rv in recipe_views(image.pixels, PREVIEW_SIDE, shift):
+                                 key="aug_recipe_shift", disabled=not shown)
+            for rv in recipe_views(image.pixels, PREVIEW_SIDE, shift) if shown else []:
                 st.markdown(f"**{rv.title}** (`{rv.key}`): the input moves by **{rv.change:.1f}** of 255"
                             + ("" if rv.head_found else " · no head found: the whole frame is used"))
                 st.image([rv.plain, rv.shifted], width=PREVIEW_SIDE,

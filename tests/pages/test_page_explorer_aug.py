@@ -236,6 +236,8 @@ def test_augmentation_compares_every_recipe_under_a_chosen_change():
 
     at = app("pages/2_Augmentation_Preview.py").run()
     recipe_lines = lambda: [m.value for m in at.markdown if "the input moves by" in m.value]  # noqa: E731
+    assert not recipe_lines()  # drawn only on request: every slider move reruns the page
+    at.checkbox(key="aug_recipe_show").set_value(True).run()
     assert len(recipe_lines()) == len(RECIPES)
     assert all(f"`{key}`" in line for key, line in zip(RECIPES, recipe_lines()))
     darker = recipe_lines()
