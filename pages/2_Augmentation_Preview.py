@@ -121,7 +121,7 @@ with view:
             shift = st.selectbox("Change", SINGLE_IMAGE_SHIFTS, format_func=lambda k: SHIFTS[k].title,
                                  key="aug_recipe_shift", disabled=not shown)
             for rv in recipe_views(image.pixels, PREVIEW_SIDE, shift) if shown else []:
-                st.markdown(f"**{rv.title}** (`{rv.key}`): the input moves by **{rv.change:.1f}** of 255"
+                st.markdown(f"**{rv.title}**: the input changes by **{rv.change:.1f}** of 255 on average"
                             + ("" if rv.head_found else " · no head found: the whole frame is used"))
                 st.image([rv.plain, rv.shifted], width=PREVIEW_SIDE,
                          caption=["as given", SHIFTS[shift].title.lower()])

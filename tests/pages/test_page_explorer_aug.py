@@ -235,11 +235,12 @@ def test_augmentation_compares_every_recipe_under_a_chosen_change():
     from core.data.preprocess import RECIPES
 
     at = app("pages/2_Augmentation_Preview.py").run()
-    recipe_lines = lambda: [m.value for m in at.markdown if "the input moves by" in m.value]  # noqa: E731
+    recipe_lines = lambda: [m.value for m in at.markdown if "the input changes by" in m.value]  # noqa: E731
     assert not recipe_lines()  # drawn only on request: every slider move reruns the page
     at.checkbox(key="aug_recipe_show").set_value(True).run()
     assert len(recipe_lines()) == len(RECIPES)
-    assert all(f"`{key}`" in line for key, line in zip(RECIPES, recipe_lines()))
+    assert all(f"**{recipe.title}**" in line for recipe, line in zip(RECIPES.values(), recipe_lines()))
+    assert not any(f"`{key}`" in line or key in line for key in RECIPES for line in recipe_lines())  # no internal ids
     darker = recipe_lines()
     at.selectbox(key="aug_recipe_shift").set_value("noise").run()
     assert not at.exception
