@@ -34,6 +34,7 @@ OPTION_FIELDS: dict[str, tuple[type, str, str]] = {
     "--lr": (TrainConfig, "learning_rate", "lr"),
     "--label-smoothing": (TrainConfig, "label_smoothing", "label_smoothing"),
     "--mixup": (TrainConfig, "mixup", "mixup"),
+    "--style-mix": (TrainConfig, "style_mix", "style_mix"),
     "--width": (TrainConfig, "width", "width"),
     "--patience": (TrainConfig, "patience", "patience"),
     "--seed": (TrainConfig, "seed", "seed"),
@@ -74,6 +75,8 @@ def register(sub) -> None:
     _choice(p, "--schedule", SCHEDULES, t.lr_schedule)
     _number(p, "--label-smoothing", float)
     _number(p, "--mixup", float, "mixup alpha, e.g. 0.2")
+    _number(p, "--style-mix", float, "share of training examples shown with another training slice's intensity "
+            "histogram (any class), so a source's brightness and contrast stop telling the class, e.g. 0.5")
     _number(p, "--width", float, "channel multiplier (custom CNN)")
     p.add_argument("--augment", default="standard", choices=sorted(AUGMENT_PRESETS))
     _number(p, "--patience", int, "early-stopping patience")
@@ -173,6 +176,7 @@ PRESET_OVERRIDES: dict[str, tuple[str, object]] = {
     "arch": ("arch", None), "image_size": ("image_size", None), "epochs": ("epochs", None),
     "batch_size": ("batch_size", None), "lr": ("learning_rate", None), "optimizer": ("optimizer", None),
     "schedule": ("lr_schedule", None), "label_smoothing": ("label_smoothing", None), "mixup": ("mixup", None),
+    "style_mix": ("style_mix", None),
     "width": ("width", None), "augment": ("augment", AUGMENT_PRESETS.__getitem__), "patience": ("patience", None),
     "weights": ("weights", None), "seed": ("seed", None), "strategy": ("strategy", None),
     "precision": ("precision", None), "max_batches": ("max_train_batches", None),
@@ -219,7 +223,8 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights, finetune=FineTuneConfig(epochs=args.finetune_epochs, unfreeze_layers=args.unfreeze),
         seed=args.seed, leakage_free=args.split == "leakage_free", strategy=args.strategy, width=args.width,
         max_train_batches=args.max_batches, tta=args.tta,
-        average_epochs=args.average_epochs, mixup=args.mixup, preprocessing=args.preprocessing,
+        average_epochs=args.average_epochs, mixup=args.mixup, style_mix=args.style_mix,
+        preprocessing=args.preprocessing,
         precision=args.precision,
     )
     data_cfg = DataConfig(split_seed=args.split_seed)

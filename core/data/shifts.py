@@ -117,13 +117,11 @@ def _reframe_one(img: np.ndarray, ctx: ShiftContext) -> np.ndarray:
 
 
 def _match_histogram(source: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``source`` with its intensity histogram mapped onto ``reference``'s (classic CDF matching)."""
-    s_counts = np.bincount(source.ravel(), minlength=256).astype(np.float64)
-    r_counts = np.bincount(reference.ravel(), minlength=256).astype(np.float64)
-    s_cdf = np.cumsum(s_counts) / max(1.0, s_counts.sum())
-    r_cdf = np.cumsum(r_counts) / max(1.0, r_counts.sum())
-    table = np.clip(np.searchsorted(r_cdf, s_cdf, side="left"), 0, 255).astype(np.uint8)
-    return table[source]
+    """``source`` with its intensity histogram mapped onto ``reference``'s (the training option
+    "intensity-style mixing" draws the same transform: core.data.style_mix)."""
+    from core.data.style_mix import histogram_counts, match_histogram
+
+    return match_histogram(source, histogram_counts(reference))
 
 
 def _other_class_partner(labels: np.ndarray | None, n: int, rng: np.random.Generator) -> np.ndarray:

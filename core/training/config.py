@@ -55,6 +55,9 @@ class TrainConfig:
     # mixup alpha (Beta(alpha, alpha) blend of example pairs)
     mixup: float = bounded(0.0, 0, 1, "mixup alpha", zero="off", step=0.05)
     augment: AugmentConfig = field(default_factory=lambda: AUGMENT_PRESETS["standard"])
+    # Share of training examples shown with another training slice's intensity histogram (any
+    # class; core.data.style_mix), so that a source's global intensity style stops telling the class.
+    style_mix: float = bounded(0.0, 0, 1, "intensity-style mixing (share of examples)", zero="off", step=0.05)
     class_weighting: bool = True  # weight the loss by inverse class frequency
     # EarlyStopping patience in epochs without a better validation loss
     patience: int = bounded(6, 0, 1000, "patience", unit=" epochs", ui_lo=1, ui_hi=100)

@@ -12,10 +12,11 @@ from core.data.datasets import Dataset
 from core.data.image_cache import cached_images
 from core.data.scan import ScanReport
 from core.data.splits import make_split
+from core.data.style_mix import cached_restyled
 from core.errors import WorkbenchError
 from core.jobs import Job, counter
 from core.training.config import TrainConfig
-from core.training.train_feedback import PHASE_DECODING
+from core.training.train_feedback import PHASE_DECODING, PHASE_RESTYLING
 
 SPLITS = ("train", "val", "test")
 
@@ -30,6 +31,9 @@ class PreparedData:
     hashes: dict[str, list[str]]  # split -> perceptual hashes (hex)
     class_names: list[str]
     content_digest: str = ""  # core.data.data_changes.content_digest of the scanned images
+    # (N_train, copies, S, S, 1) uint8: the training images restyled onto other slices' intensities
+    # (core.data.style_mix), when the run mixes styles; None otherwise.
+    styled: np.ndarray | None = None
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Images per split and class, for the model card."""
@@ -45,7 +49,8 @@ def prepare_data(ds: Dataset, report: ScanReport, cfg: TrainConfig, data_cfg: Da
     index = {c: i for i, c in enumerate(ds.class_names)}
     paths_all = [ds.abspath(p) for p in files["path"]]
 
-    progress = counter(job, 0.0, 0.05, PHASE_DECODING, thousands=True)
+    mixing = cfg.style_mix > 0
+    progress = counter(job, 0.0, 0.03 if mixing else 0.05, PHASE_DECODING, thousands=True)
     images = cached_images(paths_all, cfg.image_size, ds.fingerprint, progress, preprocessing=cfg.preprocessing)
     out = PreparedData({}, {}, {}, {}, list(ds.class_names), content_digest(report.readable))
     for split in SPLITS:
@@ -54,6 +59,11 @@ def prepare_data(ds: Dataset, report: ScanReport, cfg: TrainConfig, data_cfg: Da
         out.y[split] = files.loc[mask, "label"].map(index).to_numpy(np.int64)
         out.paths[split] = files.loc[mask, "path"].tolist()
         out.hashes[split] = files.loc[mask, "phash"].tolist()
+    if mixing:
+        train_paths = [ds.abspath(p) for p in out.paths["train"]]
+        out.styled = cached_restyled(train_paths, cfg.image_size, ds.fingerprint, cfg.seed,
+                                     preprocessing=cfg.preprocessing,
+                                     progress=counter(job, 0.03, 0.05, PHASE_RESTYLING, thousands=True))
     if len(out.x["train"]) == 0 or len(out.x[cfg.validate_on]) == 0:
         raise WorkbenchError("the split left no training or validation images; the dataset is too small",
                              ds.name)

@@ -133,7 +133,7 @@ def _datasets(data: PreparedData, cfg: TrainConfig, strategy: Any) -> tuple[Any,
     n_classes = len(data.class_names)
     sw = class_weights(data.y["train"], n_classes)[data.y["train"]] if cfg.class_weighting else None
     train_ds = train_dataset(data.x["train"], data.y["train"], n_classes, cfg.batch_size, cfg.augment, cfg.seed, sw,
-                             mixup=cfg.mixup)
+                             mixup=cfg.mixup, styled=data.styled, style_mix=cfg.style_mix)
     val_ds = eval_dataset(data.x[cfg.validate_on], data.y[cfg.validate_on], n_classes, cfg.batch_size)
     train_ds, val_ds = shard_by_data(strategy, train_ds), shard_by_data(strategy, val_ds)  # several machines only
     steps = math.ceil(len(data.x["train"]) / cfg.batch_size)

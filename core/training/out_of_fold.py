@@ -86,7 +86,8 @@ def out_of_fold_probabilities(run: Any, folds: int = 3, log: Callable[[str], Non
         keep = fold != k
         log(f"fold {k + 1} of {folds}: training on {int(keep.sum())} images, scoring {int((~keep).sum())}")
         part = PreparedData({**data.x, "train": data.x["train"][keep]}, {**data.y, "train": data.y["train"][keep]},
-                            data.paths, data.hashes, data.class_names, data.content_digest)
+                            data.paths, data.hashes, data.class_names, data.content_digest,
+                            None if data.styled is None else data.styled[keep])
         keras().utils.set_random_seed(cfg.seed + 1000 + k)
         fold_job = job.stage(k / folds, (k + 1) / folds, f"fold {k + 1} of {folds}: ") if job is not None \
             else Job("train", "out-of-fold model")

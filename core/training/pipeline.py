@@ -37,27 +37,49 @@ def mixup_batch(x, y, w, key, alpha: float):
     return x, y, w
 
 
+def pick_styled(x, styled, key, share: float):
+    """Per example, the original image or (with probability ``share``) one of its restyled copies.
+
+    ``x`` (B, H, W, C) and ``styled`` (B, copies, H, W, C); ``key`` is a stateless seed pair.
+    """
+    import tensorflow as tf
+
+    b = tf.shape(x)[0]
+    keys = tf.random.experimental.stateless_split(key, num=2)
+    use = tf.random.stateless_uniform([b], seed=keys[0]) < share
+    which = tf.random.stateless_uniform([b], seed=keys[1], maxval=tf.shape(styled)[1], dtype=tf.int32)
+    copy = tf.gather(styled, which, batch_dims=1)
+    return tf.where(tf.reshape(use, [-1, 1, 1, 1]), tf.cast(copy, x.dtype), x)
+
+
 def train_dataset(images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int,
                   augment: AugmentConfig, seed: int, sample_weights: np.ndarray | None = None,
-                  mixup: float = 0.0):
+                  mixup: float = 0.0, styled: np.ndarray | None = None, style_mix: float = 0.0):
     """An infinite, shuffled, augmented, prefetched dataset of (x float32, y one-hot[, w]).
 
     Deterministic for a seed: the shuffle is seeded and each batch's augmentation key is
     (seed, global batch index), so a rerun sees exactly the same stream. ``mixup`` > 0 blends
-    augmented examples pairwise (:func:`mixup_batch` with that alpha).
+    augmented examples pairwise (:func:`mixup_batch` with that alpha). ``styled`` (N, copies, S, S, 1)
+    with ``style_mix`` > 0 shows that share of examples as one of their restyled copies
+    (core.data.style_mix) before augmentation.
     """
     from core.lazy_tensorflow import tf as load_tf
     from core.training.augment import augment_batch
 
     tf = load_tf()
+    mixing = styled is not None and style_mix > 0
     onehot = np.eye(num_classes, dtype=np.float32)[labels]
-    parts = (images, onehot) if sample_weights is None else (images, onehot, sample_weights.astype(np.float32))
+    parts = (images, styled) if mixing else (images,)
+    parts += (onehot,) if sample_weights is None else (onehot, sample_weights.astype(np.float32))
     ds = tf.data.Dataset.from_tensor_slices(parts)
     ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.batch(batch_size).enumerate()
 
     def _map(i, batch):
         x = tf.cast(batch[0], tf.float32)
+        if mixing:
+            x = pick_styled(x, batch[1], tf.stack([tf.constant(seed + 2, tf.int64), i]), style_mix)
+            batch = batch[1:]
         x = augment_batch(x, tf.stack([tf.constant(seed, tf.int64), i]), augment)
         if not mixup:
             return (x,) + tuple(batch[1:])

@@ -73,6 +73,10 @@ def fit_small_first(model: Any, data: PreparedData, cfg: TrainConfig, strategy: 
                 f"{cfg.epochs - cfg.small_epochs} at {cfg.image_size}")
     splits = {"train", cfg.validate_on}
     small = dataclasses.replace(data, x={s: scaled_images(x, size) for s, x in data.x.items() if s in splits})
+    if data.styled is not None:  # the restyled copies shrink with the images they stand in for
+        n, copies = data.styled.shape[:2]
+        flat = scaled_images(data.styled.reshape((n * copies,) + data.styled.shape[2:]), size)
+        small = dataclasses.replace(small, styled=flat.reshape((n, copies) + flat.shape[1:]))
     train_ds, val_ds, _ = datasets(small, cfg, strategy)
     with strategy.scope(), precision_scope(cfg.precision):
         twin = build_model(cfg.arch, model.output_shape[-1], size, "none", cfg.width)

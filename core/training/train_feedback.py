@@ -14,6 +14,7 @@ from core.training.config import TrainConfig
 
 #: Phase texts, named once (the engine sets them, the page and tests read them).
 PHASE_DECODING = "Preparing: decoding images"
+PHASE_RESTYLING = "Preparing: giving training images other slices' intensities"
 PHASE_COMPILING = "Preparing: compiling the model for the first batch, usually under a minute"
 PHASE_CANCELLING = "Cancelling…"
 MIN_MEASURED_BATCHES = 2  # no time estimate before this many batches after the first were timed
