@@ -40,6 +40,17 @@ def scaled_images(images: np.ndarray, size: int, chunk: int = 512) -> np.ndarray
     return out
 
 
+def scaled_data(data: PreparedData, size: int, splits: set[str]) -> PreparedData:
+    """``data`` with the images of ``splits`` (and the training images' restyled copies, which stand
+    in for them) scaled to ``size``; other splits are left out."""
+    small = dataclasses.replace(data, x={s: scaled_images(x, size) for s, x in data.x.items() if s in splits})
+    if data.styled is not None:
+        n, copies = data.styled.shape[:2]
+        flat = scaled_images(data.styled.reshape((n * copies,) + data.styled.shape[2:]), size)
+        small = dataclasses.replace(small, styled=flat.reshape((n, copies) + flat.shape[1:]))
+    return small
+
+
 def copy_optimizer_state(source: Any, target: Any) -> None:
     """Give ``target``'s optimizer the moments and step count of ``source``'s (same-shaped models).
 
@@ -71,12 +82,7 @@ def fit_small_first(model: Any, data: PreparedData, cfg: TrainConfig, strategy: 
     size = cfg.small_image_size
     job.add_log(f"progressive resizing: {cfg.small_epochs} epochs at {size} pixels, then "
                 f"{cfg.epochs - cfg.small_epochs} at {cfg.image_size}")
-    splits = {"train", cfg.validate_on}
-    small = dataclasses.replace(data, x={s: scaled_images(x, size) for s, x in data.x.items() if s in splits})
-    if data.styled is not None:  # the restyled copies shrink with the images they stand in for
-        n, copies = data.styled.shape[:2]
-        flat = scaled_images(data.styled.reshape((n * copies,) + data.styled.shape[2:]), size)
-        small = dataclasses.replace(small, styled=flat.reshape((n, copies) + flat.shape[1:]))
+    small = scaled_data(data, size, {"train", cfg.validate_on})
     train_ds, val_ds, _ = datasets(small, cfg, strategy)
     with strategy.scope(), precision_scope(cfg.precision):
         twin = build_model(cfg.arch, model.output_shape[-1], size, "none", cfg.width)

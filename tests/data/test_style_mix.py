@@ -145,3 +145,26 @@ def test_config_checks_the_style_mix_range():
     for bad in (-0.1, 1.5):
         with pytest.raises(WorkbenchError, match="intensity-style"):
             TrainConfig(style_mix=bad)
+
+
+# --- a run's prepared data ---------------------------------------------------------------------------
+
+def test_prepared_data_holds_restyled_copies_of_the_training_images_only_when_mixing(demo_root):
+    from core.config import DataConfig
+    from core.data.datasets import open_folder
+    from core.data.scan import scan_dataset
+    from core.training.data import prepare_data
+    from core.training.progressive import scaled_data
+
+    ds = open_folder(demo_root)
+    report = scan_dataset(ds)
+    plain = prepare_data(ds, report, TrainConfig(image_size=32), DataConfig())
+    mixed = prepare_data(ds, report, TrainConfig(image_size=32, style_mix=0.5), DataConfig())
+    assert plain.styled is None
+    n = len(mixed.x["train"])
+    assert mixed.styled.shape == (n, COPIES, 32, 32, 1) and mixed.styled.dtype == np.uint8
+    assert np.array_equal(mixed.x["train"], plain.x["train"])  # the originals are untouched
+    assert not np.array_equal(mixed.styled[:, 0], mixed.x["train"])
+    small = scaled_data(mixed, 16, {"train", "val"})
+    assert small.x["train"].shape == (n, 16, 16, 1) and small.styled.shape == (n, COPIES, 16, 16, 1)
+    assert set(small.x) == {"train", "val"}
