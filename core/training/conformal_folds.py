@@ -44,12 +44,17 @@ def check_folds(folds: int) -> int:
     return folds
 
 
-def networks(run: Any) -> list[Any]:
-    """The runs whose fold models are trained: an ensemble's members (checked), else the run itself."""
+def networks(run: Any, cached_hashes: bool = False) -> list[Any]:
+    """The runs whose fold models are trained: an ensemble's members (checked), else the run itself.
+
+    ``cached_hashes``: check the members' model files with hashes remembered per file size and time
+    (:func:`core.models.runs.cached_file_sha256`), for what a page asks on every rerun.
+    """
     if run.card.is_ensemble:
         from core.models.ensemble import member_runs
+        from core.models.runs import cached_file_sha256
 
-        return member_runs(run)
+        return member_runs(run, sha256_of=cached_file_sha256 if cached_hashes else None)
     return [run]
 
 
@@ -60,16 +65,20 @@ def plan_folds(run: Any, folds: int, cfg_override: dict | None = None) -> FoldPl
     model trains on (folds-1)/folds of the network's training images with its recipe, so it takes
     about that share of the network's recorded training time.
 
+    The Evaluate page asks on every rerun, so model files are hashed once per size and time
+    (:func:`core.models.runs.cached_file_sha256`); the fit itself hashes them afresh.
+
     Raises:
         WorkbenchError: a model file is missing or differs from its card, or a member is missing.
     """
     from core.inference.oof_store import depends_on, load_oof
+    from core.models.runs import cached_file_sha256
 
     check_folds(folds)
-    nets = networks(run)
+    nets = networks(run, cached_hashes=True)
     trainings, seconds = 0, 0.0
     for net in nets:
-        stored, _ = load_oof(net, depends_on(net, folds, cfg_override))
+        stored, _ = load_oof(net, depends_on(net, folds, cfg_override, sha256_of=cached_file_sha256))
         if stored is not None:
             continue
         trainings += folds
@@ -89,7 +98,7 @@ def check_training_data(run: Any) -> None:
     Raises:
         WorkbenchError: the folder its card records is missing (named).
     """
-    for net in networks(run):
+    for net in networks(run, cached_hashes=True):  # the page asks on every rerun; the fit hashes afresh
         if not net.data_root.is_dir():
             raise WorkbenchError("the images this model was trained on are not on this machine, so its prediction "
                                  "sets cannot be fitted on more of them (the folder its card records is missing)",

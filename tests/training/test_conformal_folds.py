@@ -3,7 +3,11 @@ starts, the fit with a job, and a cancel that leaves the run's sets as they were
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fixtures_models import tiny_run  # noqa: F401 - a fixture
@@ -29,6 +33,40 @@ def own_run(tiny_run, tmp_path, monkeypatch):  # noqa: F811
 def test_too_few_folds_are_refused_before_any_work(folds):
     with pytest.raises(WorkbenchError, match="at least 2 folds"):
         fit_sets_out_of_fold(object(), folds)
+
+
+def _hashless_run(folder: Path, content: bytes) -> SimpleNamespace:
+    """A stand-in single run: a model file of ``content`` and a card recording its sha256 (no TensorFlow)."""
+    model = folder / "model.keras"
+    model.write_bytes(content)
+    card = SimpleNamespace(is_ensemble=False, model_sha256=hashlib.sha256(content).hexdigest(), data={},
+                           train_config={}, train_seconds=60.0)
+    return SimpleNamespace(run_id="r1", path=folder, model_path=model, card=card, class_names=["a", "b"])
+
+
+def test_plan_hashes_an_unchanged_model_once_and_a_changed_one_again(tmp_path, monkeypatch):
+    import core.models.runs as runs
+
+    reads = []
+    real = runs.file_sha256
+    monkeypatch.setattr(runs, "file_sha256", lambda path: reads.append(path) or real(path))
+    run = _hashless_run(tmp_path, b"weights v1")
+    first = plan_folds(run, 2)
+    assert plan_folds(run, 2) == first
+    assert len(reads) == 1  # the page's reruns re-read nothing
+    assert (first.trainings, first.seconds) == (2, pytest.approx(60.0))
+
+    model = run.model_path
+    mtime = model.stat().st_mtime_ns
+    model.write_bytes(b"weights v2")  # same size, other content: the card's sha256 no longer fits
+    os.utime(model, ns=(mtime + 1_000_000, mtime + 1_000_000))
+    with pytest.raises(WorkbenchError, match="does not match its model card"):
+        plan_folds(run, 2)
+    assert len(reads) == 2
+    assert runs.cached_file_sha256(model) == hashlib.sha256(b"weights v2").hexdigest() and len(reads) == 2
+
+    os.utime(model, ns=(mtime + 2_000_000, mtime + 2_000_000))  # touched, same bytes: hashed again, same hash
+    assert runs.cached_file_sha256(model) == hashlib.sha256(b"weights v2").hexdigest() and len(reads) == 3
 
 
 @pytest.mark.slow
