@@ -9,6 +9,7 @@ from core.evaluation.compare import cell_images, training_history, worst_mistake
 from core.evaluation.conformal_eval import evaluate_conformal
 from core.evaluation.eval_sets import EVAL_SETS, EvalSet, data_kind_warning
 from core.evaluation.evaluate import cached_evaluation, evaluate_runs
+from core.inference.conformal import try_run_conformal, with_refit_advice
 from core.inference.gradcam import CAM_METHODS
 from core.jobs import FINISHED, job_registry
 from core.models.runs import best_run, list_runs
@@ -228,7 +229,9 @@ st.caption(f"Confidences are temperature-scaled (T = {result.temperature:.2f}, f
 st.subheader("Prediction sets")
 sets = evaluate_conformal(run, result)  # leakage-free images; None: the run has no prediction sets
 if sets is None:
-    st.info("This model has no prediction sets yet: fit them below.", icon=":material/info:")
+    _, why = try_run_conformal(run)  # None: sets exist but for other classes than this evaluation's
+    said = with_refit_advice(why or "this model has no prediction sets for these classes", run.run_id, "evaluate")
+    st.info(escape_markdown(said[:1].upper() + said[1:]), icon=":material/info:")
 else:
     st.altair_chart(coverage_chart(sets), width="stretch")
     st.dataframe(coverage_display(sets), hide_index=True, width="stretch")

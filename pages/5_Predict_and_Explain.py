@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.classes import display_name
-from core.inference.conformal import COVERAGE_CHOICES, DEFAULT_COVERAGE
+from core.inference.conformal import COVERAGE_CHOICES, DEFAULT_COVERAGE, with_refit_advice
 from core.inference.ensemble_predict import predictor_for as open_predictor
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
 from core.inference.overlay import COLORMAPS
@@ -170,7 +170,8 @@ coverage = c5.selectbox("Prediction-set coverage", COVERAGE_CHOICES, index=COVER
                         help="The set of classes that holds the true one this often on images like the "
                              "validation ones. Higher coverage, larger sets.")
 if predictor.conformal is None:
-    st.caption(f":material/info: No prediction sets: {escape_markdown(predictor.conformal_problem)}")
+    st.caption(":material/info: No prediction sets: "
+               + escape_markdown(with_refit_advice(predictor.conformal_problem, run.run_id, "app")))
 elif predictor.set_problem(coverage):
     st.caption(f":material/info: {predictor.set_problem(coverage)}")
 else:

@@ -8,6 +8,7 @@ from typing import Any
 
 import streamlit as st
 
+from core.inference.conformal import FIT_SETS_ACTION
 from core.jobs import FINISHED, JobRegistry
 from core.models.run import Run
 from core.safetext import escape_markdown
@@ -63,7 +64,7 @@ def fit_more_section(run: Run, registry: JobRegistry) -> None:
     elif job is not None:
         _progress(job, was_running=job.running)
     mine_running = job is not None and job.running  # the controls stay drawn (disabled): their values are kept
-    with st.expander("Fit the sets on more images", expanded=False):
+    with st.expander(FIT_SETS_ACTION, expanded=False):
         st.markdown("The sets are fitted on the model's validation images, a few hundred at most. They can also "
                     "be fitted on its training images: extra copies of the model are trained, each without part of "
                     "the training images, and score the part they never saw. **The test images are never used, "
@@ -82,7 +83,7 @@ def fit_more_section(run: Run, registry: JobRegistry) -> None:
         busy = registry.active(JOB_KIND)
         if busy is not None and not mine_running:
             st.info(f"'{escape_markdown(busy.title)}' is running; try again when it ends.")
-        if st.button("Fit the sets on more images", key="evaluate_sets_start", disabled=busy is not None,
+        if st.button(FIT_SETS_ACTION, key="evaluate_sets_start", disabled=busy is not None,
                      icon=":material/model_training:"):
             with sh.shown_errors():
                 new = registry.submit(JOB_KIND, f"Fit the prediction sets of {run.run_id} on more images",

@@ -13,6 +13,7 @@ from core.cli.conformal import add_coverage_option, parse_coverage
 from core.cli.study import add_study_options, is_study, run_studies
 from core.data.imageio import MAX_FILE_BYTES
 from core.errors import WorkbenchError
+from core.inference.conformal import with_refit_advice
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
 from core.inference.overlay import COLORMAPS
 from core.paths import check_path_text, models_dir
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"model {run_.run_id} ({run_.card.title})" + (" [SYNTHETIC training data]" if run_.synthetic else ""))
         print(DISCLAIMER)
         print(GUARANTEE_NOTE if predictor.conformal is not None else
-              f"no prediction sets: {predictor.conformal_problem}")
+              f"no prediction sets: {with_refit_advice(predictor.conformal_problem, run_.run_id, 'cli')}")
         for row in rows:
             if row["error"]:
                 print(f"{row['file']}: error: {row['error']}")

@@ -34,6 +34,15 @@ DEFAULT_COVERAGE = 0.95
 COVERAGE_CHOICES = (0.80, 0.90, 0.95, 0.99)  # the levels pages offer and evaluation reports
 RAPS_LAMBDA, RAPS_K_REG = 0.1, 1  # RAPS penalty per rank beyond the first (fixed, not tuned on test data)
 CONFORMAL_FILE = "conformal.npz"
+#: The Evaluate page's action that fits a run's prediction sets (its expander and button carry this label).
+FIT_SETS_ACTION = "Fit the sets on more images"
+#: What to do about missing or unusable sets, per place the advice is read: the command line names its
+#: command; the pages name the app's action, because a clinician reading them cannot run a command.
+REFIT_ADVICE: dict[str, str] = {
+    "cli": "run `python -m core calibrate --model {run_id} --conformal-only`",
+    "evaluate": f"fit them below with '{FIT_SETS_ACTION}'",
+    "app": f"they can be fitted on the Evaluate page ('{FIT_SETS_ACTION}', under Prediction sets)",
+}
 
 
 def _lac(probs: np.ndarray) -> np.ndarray:
@@ -177,20 +186,22 @@ class ConformalCalibration:
 def run_conformal(run) -> ConformalCalibration:
     """A registered run's prediction-set calibration, checked against its card.
 
+    The error says what is wrong, not what to do: the command line and the pages each add their
+    own advice (:func:`with_refit_advice`).
+
     Raises:
         WorkbenchError: none fitted yet, a damaged file, or one fitted with another temperature,
             test-time augmentation or class order than the card's (then the sets would be wrong).
     """
     path = Path(run.path) / CONFORMAL_FILE
-    refit = f"run `python -m core calibrate --model {run.run_id} --conformal-only`"
     if not path.is_file() or path.is_symlink():
-        raise WorkbenchError(f"this model has no prediction-set calibration yet; {refit}", run.run_id)
+        raise WorkbenchError("this model has no prediction-set calibration yet", run.run_id)
     cal = ConformalCalibration.load(path)
     card = run.card
     if (cal.class_names != tuple(card.class_names) or cal.tta != card.tta
             or not math.isclose(cal.temperature, card.temperature, rel_tol=1e-9)):
         raise WorkbenchError("the prediction-set calibration was fitted before the model's calibration changed, "
-                             f"so its sets would be wrong; {refit}", run.run_id)
+                             "so its sets would be wrong", run.run_id)
     return cal
 
 
@@ -200,6 +211,14 @@ def try_run_conformal(run) -> tuple[ConformalCalibration | None, str | None]:
         return run_conformal(run), None
     except WorkbenchError as exc:
         return None, exc.reason
+
+
+def with_refit_advice(problem: str, run_id: str, where: str) -> str:
+    """``problem`` (a reason from :func:`try_run_conformal`) and what to do about it, phrased for ``where``:
+    a key of :data:`REFIT_ADVICE` ("cli", "evaluate" or "app")."""
+    if where not in REFIT_ADVICE:
+        raise ValueError(f"unknown place {where!r} (choose {', '.join(REFIT_ADVICE)})")
+    return f"{problem.rstrip('.')}; {REFIT_ADVICE[where].format(run_id=run_id)}."
 
 
 def conformal_fingerprint(run) -> str:

@@ -102,8 +102,7 @@ class EnsemblePredictor(PredictorBase):
         #: Features a damaged side file switched off: the members' own, and the ensemble's prediction sets.
         self.disabled: list[str] = [text for m in self.members for text in m.disabled]
         if self.conformal is None and (run.path / CONFORMAL_FILE).is_file():
-            self.disabled.append(disabled_warning(PREDICTION_SETS, str(self.conformal_problem).split("; run `")[0]
-                                                  .rstrip(".")))
+            self.disabled.append(disabled_warning(PREDICTION_SETS, str(self.conformal_problem).rstrip(".")))
 
     # --- preprocessing and scores -------------------------------------------------------------
 

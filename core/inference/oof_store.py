@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,11 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def depends_on(run: Any, folds: int, cfg_override: dict | None = None) -> dict[str, Any]:
+def depends_on(run: Any, folds: int, cfg_override: dict | None = None,
+               sha256_of: Callable[[Path], str] | None = None) -> dict[str, Any]:
     """What a run's out-of-fold scores depend on: model file, class order, folds, split and recipe.
+
+    ``sha256_of``: how the model file is hashed (default :func:`core.models.runs.file_sha256`).
 
     Raises:
         WorkbenchError: the model file is missing or differs from its card.
@@ -70,7 +74,7 @@ def depends_on(run: Any, folds: int, cfg_override: dict | None = None) -> dict[s
     if not Path(run.model_path).is_file():
         raise WorkbenchError("the model file is missing, so its out-of-fold scores cannot be made or checked",
                              run.run_id)
-    sha = file_sha256(run.model_path)
+    sha = (sha256_of or file_sha256)(run.model_path)
     if sha != run.card.model_sha256:
         raise WorkbenchError("the model file does not match its model card (sha256 differs); it may have been "
                              "modified, so it is not calibrated", run.run_id)

@@ -98,9 +98,8 @@ class Predictor(PredictorBase):
         self.flag_unstable = trust.flag_unstable
         self.conformal, self.conformal_problem = try_run_conformal(run)  # prediction sets, or why there are none
         if self.conformal is None and (run.path / CONFORMAL_FILE).is_file():  # there is one, but it cannot be used
-            problem = str(self.conformal_problem).split("; run `")[0].rstrip(".")
-            self.disabled.append(disabled_warning(PREDICTION_SETS, problem, "Rebuild them with `python -m core "
-                                                  f"calibrate --model {run.run_id} --conformal-only`."))
+            # No advice here: the page and the command line each say what to do, in their own words.
+            self.disabled.append(disabled_warning(PREDICTION_SETS, str(self.conformal_problem).rstrip(".")))
 
     @classmethod
     def load(cls, run_id_or_path: str | None = None) -> Predictor:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,25 +79,30 @@ def check_members(runs: Sequence[Run]) -> None:
                 f"[{', '.join(run.class_names)}]", "--models")
 
 
-def verify_member_file(run: Run, expected_sha: str | None = None) -> None:
+def verify_member_file(run: Run, expected_sha: str | None = None,
+                       sha256_of: Callable[[Path], str] | None = None) -> None:
     """Refuse a member whose model file is gone or differs from its card (or from ``expected_sha``).
+
+    ``sha256_of``: how the file is hashed (default :func:`file_sha256`; a page's plan may pass a cached one).
 
     Raises:
         WorkbenchError: the file is missing, or was changed after it was registered.
     """
     if not run.model_path.is_file():
         raise WorkbenchError("the member's model file is missing, so the ensemble cannot be used", run.run_id)
-    actual = file_sha256(run.model_path)
+    actual = (sha256_of or file_sha256)(run.model_path)
     if actual != run.card.model_sha256 or (expected_sha is not None and actual != expected_sha):
         raise WorkbenchError("the member's model file changed after the ensemble was registered (its checksum "
                              "differs), so the ensemble is not used; register the ensemble again from models "
                              "you trust", run.run_id)
 
 
-def member_runs(run: Run, root: Path | None = None, verify: bool = True) -> list[Run]:
+def member_runs(run: Run, root: Path | None = None, verify: bool = True,
+                sha256_of: Callable[[Path], str] | None = None) -> list[Run]:
     """An ensemble's member runs, each checked against the checksum its card recorded.
 
-    Members are looked up in the ensemble's own registry folder (``root`` overrides).
+    Members are looked up in the ensemble's own registry folder (``root`` overrides); ``sha256_of``
+    as for :func:`verify_member_file`.
 
     Raises:
         WorkbenchError: a member was deleted or moved, is damaged, or its model file changed.
@@ -118,7 +123,7 @@ def member_runs(run: Run, root: Path | None = None, verify: bool = True) -> list
                                  "ensemble is refused", member_id)
         if verify:
             try:
-                verify_member_file(m, str(member.get("model_sha256")))
+                verify_member_file(m, str(member.get("model_sha256")), sha256_of)
             except WorkbenchError as exc:
                 raise WorkbenchError(f"member {member_id} of ensemble {run.run_id}: {exc.reason}", member_id) \
                     from None

@@ -38,6 +38,29 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+_SHA_CACHE_MAX = 256  # entries; a model is 1-100 MB, so hashing dominates and a few hundred keys cost nothing
+
+
+def cached_file_sha256(path: Path) -> str:
+    """:func:`file_sha256`, remembered per (resolved path, size, mtime_ns) for checks a page repeats on every
+    rerun (a widget move). A rewritten file gets a new time, so it is hashed again; what loads or trains
+    from a model hashes it afresh with :func:`file_sha256` instead.
+    """
+    resolved = Path(path).resolve()
+    before = resolved.stat()
+    key = (str(resolved), before.st_size, before.st_mtime_ns)
+    if key in _SHA_CACHE:
+        return _SHA_CACHE[key]
+    sha = file_sha256(resolved)
+    after = resolved.stat()
+    if (after.st_size, after.st_mtime_ns) == key[1:]:  # one written to while it was read is not remembered
+        if len(_SHA_CACHE) >= _SHA_CACHE_MAX:
+            _SHA_CACHE.clear()
+        _SHA_CACHE[key] = sha
+    return sha
+
+
 def new_run_id(arch: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{arch}-{secrets.token_hex(2)}"
 

@@ -44,12 +44,17 @@ def check_folds(folds: int) -> int:
     return folds
 
 
-def networks(run: Any) -> list[Any]:
-    """The runs whose fold models are trained: an ensemble's members (checked), else the run itself."""
+def networks(run: Any, cached_hashes: bool = False) -> list[Any]:
+    """The runs whose fold models are trained: an ensemble's members (checked), else the run itself.
+
+    ``cached_hashes``: check the members' model files with hashes remembered per file size and time
+    (:func:`core.models.runs.cached_file_sha256`), for what a page asks on every rerun.
+    """
     if run.card.is_ensemble:
         from core.models.ensemble import member_runs
+        from core.models.runs import cached_file_sha256
 
-        return member_runs(run)
+        return member_runs(run, sha256_of=cached_file_sha256 if cached_hashes else None)
     return [run]
 
 
@@ -60,16 +65,20 @@ def plan_folds(run: Any, folds: int, cfg_override: dict | None = None) -> FoldPl
     model trains on (folds-1)/folds of the network's training images with its recipe, so it takes
     about that share of the network's recorded training time.
 
+    The Evaluate page asks on every rerun, so model files are hashed once per size and time
+    (:func:`core.models.runs.cached_file_sha256`); the fit itself hashes them afresh.
+
     Raises:
         WorkbenchError: a model file is missing or differs from its card, or a member is missing.
     """
     from core.inference.oof_store import depends_on, load_oof
+    from core.models.runs import cached_file_sha256
 
     check_folds(folds)
-    nets = networks(run)
+    nets = networks(run, cached_hashes=True)
     trainings, seconds = 0, 0.0
     for net in nets:
-        stored, _ = load_oof(net, depends_on(net, folds, cfg_override))
+        stored, _ = load_oof(net, depends_on(net, folds, cfg_override, sha256_of=cached_file_sha256))
         if stored is not None:
             continue
         trainings += folds
@@ -84,16 +93,69 @@ def trainings_needed(run: Any, folds: int, cfg_override: dict | None = None) -> 
 
 
 def check_training_data(run: Any) -> None:
-    """Refuse, before any work, when a network's data folder is not on this machine.
+    """Refuse, before any work, a network whose data folder is not on this machine or no longer holds
+    what it was trained on: other classes, or images its card records are gone. Such a folder would
+    split differently, and the fit would fail only inside the job.
+
+    Cheap enough for every page rerun: the folder is listed, no image is read. The fit compares the
+    whole split again when it scans the images (:func:`core.training.out_of_fold.out_of_fold_probabilities`).
 
     Raises:
-        WorkbenchError: the folder its card records is missing (named).
+        WorkbenchError: the folder its card records is missing, its classes differ from the model's
+            (both named), or some recorded validation, test or training images are missing (how many,
+            with one example: a file name, or for training images a class, as the card records only
+            their count per class).
     """
-    for net in networks(run):
-        if not net.data_root.is_dir():
+    from core.data.datasets import open_folder
+
+    listed: dict[str, Any] = {}  # an ensemble's members share one folder: list it once
+    for net in networks(run, cached_hashes=True):  # the page asks on every rerun; the fit hashes afresh
+        root = net.data_root
+        if not root.is_dir():
             raise WorkbenchError("the images this model was trained on are not on this machine, so its prediction "
                                  "sets cannot be fitted on more of them (the folder its card records is missing)",
-                                 str(net.data_root))
+                                 str(root))
+        key = str(root.resolve())
+        if key not in listed:
+            listed[key] = open_folder(root)
+        problem = _data_difference(net, listed[key])
+        if problem:
+            raise WorkbenchError(f"{problem}: the folder's images would be split differently from when the model "
+                                 "was trained, so its prediction sets cannot be fitted on more of them", str(root))
+
+
+def _data_difference(net: Any, ds: Any) -> str | None:
+    """How the listed data folder ``ds`` differs from what ``net``'s card recorded at training, or None."""
+    from collections import Counter
+
+    from core.classes import display_name
+
+    def names(classes: Any) -> str:
+        return ", ".join(display_name(c) for c in classes)
+
+    if list(ds.class_names) != list(net.class_names):
+        order = " in that order" if sorted(ds.class_names) == sorted(net.class_names) else ""
+        return (f"the data folder's classes ({names(ds.class_names)}) are not the ones the model was trained "
+                f"on ({names(net.class_names)}{order})")
+    data = net.card.data
+    present = set(ds.files["path"])
+    for field, what in (("val_files", "validation"), ("test_files", "held-out test")):
+        recorded = list(data.get(field) or [])
+        missing = [f for f in recorded if f not in present]
+        if missing:
+            return (f"{len(missing)} of the model's {len(recorded)} {what} images are no longer in its data folder "
+                    f"(e.g. {missing[0]})")
+    # Training images are the folder's other images; the card keeps only their count per class, so a
+    # class with fewer of them now has lost some (more is not checked here: unreadable files count too).
+    held_out = set(data.get("val_files") or []) | set(data.get("test_files") or [])
+    found = Counter(ds.files.loc[~ds.files["path"].isin(held_out), "label"])
+    trained = {c: int(n) for c, n in ((data.get("counts") or {}).get("train") or {}).items()}
+    short = {c: n - found[c] for c, n in trained.items() if n > found[c]}
+    if short:
+        c = next(iter(short))
+        return (f"{sum(short.values())} of the model's {sum(trained.values())} training images are no longer in its "
+                f"data folder (e.g. {display_name(c)}: {trained[c]} at training, {found[c]} now)")
+    return None
 
 
 def fit_sets_out_of_fold(run: Any, folds: int, job: Job | JobStage | None = None,

@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,12 +18,16 @@ from core.errors import WorkbenchError
 from core.evaluation.conformal_eval import coverage_table, shift_columns, wide_table
 from core.inference.conformal import (
     CONFORMAL_FILE,
+    FIT_SETS_ACTION,
+    REFIT_ADVICE,
     SCORES,
     ConformalCalibration,
     check_coverage,
     conformal_quantile,
     label_scores,
     run_conformal,
+    try_run_conformal,
+    with_refit_advice,
 )
 from core.inference.conformal_fit import choose_score, compare_scores
 from core.reports.conformal import GUARANTEE_NOTE, coverage_display, describe_set
@@ -165,6 +170,43 @@ def test_save_load_round_trip_and_damaged_files(tmp_path: Path) -> None:
         ConformalCalibration.load(path)
 
 
+def _unusable_sets(kind: str, folder: Path) -> SimpleNamespace:
+    """A stand-in run (folder, id, card) whose prediction sets are ``kind``: missing, stale or damaged."""
+    card = SimpleNamespace(class_names=NAMES, tta="none", temperature=1.0)
+    if kind != "missing":
+        p, y = synthetic(200, np.random.default_rng(0))
+        ConformalCalibration.fit(p, y, NAMES, "lac", temperature=2.0 if kind == "stale" else 1.0).save(
+            folder / CONFORMAL_FILE)
+    if kind == "damaged":
+        (folder / CONFORMAL_FILE).write_bytes((folder / CONFORMAL_FILE).read_bytes()[:40])
+    return SimpleNamespace(path=folder, run_id="20260101-000000-custom_cnn-ab12", card=card)
+
+
+@pytest.mark.parametrize("kind", ["missing", "stale", "damaged"])
+def test_unusable_sets_say_what_is_wrong_and_each_reader_is_told_what_it_can_do(kind: str, tmp_path: Path) -> None:
+    """The reason is neutral; the command line is told its command, a page the app's action (a
+    clinician reading the Predict page cannot run a command)."""
+    run = _unusable_sets(kind, tmp_path)
+    cal, why = try_run_conformal(run)
+    assert cal is None and why
+    assert "python" not in why and "--" not in why and "`" not in why
+    cli = with_refit_advice(why, run.run_id, "cli")
+    assert cli.startswith(why.rstrip(".")) and f"python -m core calibrate --model {run.run_id} --conformal-only" in cli
+    for where in ("app", "evaluate"):
+        said = with_refit_advice(why, run.run_id, where)
+        assert said.startswith(why.rstrip(".")) and FIT_SETS_ACTION in said
+        assert not any(token in said for token in ("python", "--", "`", "calibrate"))
+    with pytest.raises(WorkbenchError) as raised:
+        run_conformal(run)
+    assert raised.value.reason == why  # the same words, raised or returned
+
+
+def test_refit_advice_is_known_for_every_place_and_refused_for_others() -> None:
+    assert set(REFIT_ADVICE) == {"cli", "evaluate", "app"}
+    with pytest.raises(ValueError, match="unknown place"):
+        with_refit_advice("no sets", "r1", "email")
+
+
 def test_score_choice_prefers_the_smallest_valid_sets() -> None:
     rng = np.random.default_rng(3)
     p, y = synthetic(1200, rng)
@@ -244,7 +286,7 @@ def test_calibrate_conformal_only_keeps_the_temperature(tiny_run, tmp_path, monk
     monkeypatch.setenv("WORKBENCH_MODELS_DIR", str(models))
     from core.models.runs import resolve_run
 
-    with pytest.raises(WorkbenchError, match="--conformal-only"):
+    with pytest.raises(WorkbenchError, match="no prediction-set calibration yet"):
         run_conformal(resolve_run(tiny_run.run_id))
     assert main(["calibrate", "--model", tiny_run.run_id, "--conformal-only", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

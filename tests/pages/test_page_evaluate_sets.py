@@ -82,6 +82,19 @@ def test_a_failed_fit_is_a_plain_error(tiny_run, app_env, monkeypatch):
     assert (run.path / "card.json").read_text() == before  # the sets are unchanged
 
 
+def test_without_sets_the_page_points_to_its_own_action_not_a_command(tiny_run, app_env):
+    from core.inference.conformal import CONFORMAL_FILE, FIT_SETS_ACTION
+
+    run = add_run(tiny_run, app_env["models"])
+    (run.path / CONFORMAL_FILE).unlink()
+    evaluate_run(run, EvalSet("card_test"))
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    said = [t for t in texts(at.info) if "prediction" in t and "calibration" in t]
+    assert said and FIT_SETS_ACTION in said[0] and "python" not in said[0]
+    assert at.button(key="evaluate_sets_start").label == FIT_SETS_ACTION
+
+
 def test_missing_training_data_is_refused_before_the_button(tiny_run, app_env, monkeypatch):
     import pages._evaluate_sets as sets_ui
 

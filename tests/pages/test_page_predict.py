@@ -55,6 +55,24 @@ def test_renders_with_a_model_and_defaults_to_the_best_run(tiny_registry):
     assert not any("Active dataset" in c for c in _texts(at.caption))
 
 
+def test_without_usable_prediction_sets_it_names_the_apps_action_not_a_command(tiny_run, tmp_path, monkeypatch):
+    import shutil
+
+    from core.inference.conformal import CONFORMAL_FILE, FIT_SETS_ACTION
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_run.path, models / tiny_run.run_id)
+    (models / tiny_run.run_id / CONFORMAL_FILE).write_bytes(b"damaged")  # both the warning and the caption
+    monkeypatch.setenv("WORKBENCH_MODELS_DIR", str(models))
+    at = _page().run()
+    assert not at.exception, at.exception
+    said = [c for c in _texts(at.caption) if "No prediction sets" in c]
+    assert said and FIT_SETS_ACTION in said[0] and "Evaluate page" in said[0]
+    assert any("prediction sets are off" in w for w in _texts(at.warning))
+    shown = " ".join(_texts(at.caption) + _texts(at.warning))  # Markdown-escaped: compare words, not punctuation
+    assert "python" not in shown and "calibrate" not in shown
+
+
 def test_uploads_good_bad_and_dicom(tiny_registry, demo_root):
     good = sorted((demo_root / "Testing" / "glioma").glob("*.png"))[0]
     dicom = make_dicom(np.tile(np.linspace(0, 1000, 40), (40, 1)).astype(np.uint16), photometric="MONOCHROME1",

@@ -3,16 +3,26 @@ starts, the fit with a job, and a cancel that leaves the run's sets as they were
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fixtures_models import tiny_run  # noqa: F401 - a fixture
 
 from core.errors import WorkbenchError
 from core.jobs import Job, JobCancelled
-from core.training.conformal_folds import fit_sets_out_of_fold, plan_folds, trainings_needed
+from core.training.conformal_folds import (
+    check_training_data,
+    fit_sets_out_of_fold,
+    plan_folds,
+    trainings_needed,
+)
 
 TINY = {"max_train_batches": 1}  # one batch per fold model
+CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
 
 
 @pytest.fixture
@@ -29,6 +39,96 @@ def own_run(tiny_run, tmp_path, monkeypatch):  # noqa: F811
 def test_too_few_folds_are_refused_before_any_work(folds):
     with pytest.raises(WorkbenchError, match="at least 2 folds"):
         fit_sets_out_of_fold(object(), folds)
+
+
+def _hashless_run(folder: Path, content: bytes) -> SimpleNamespace:
+    """A stand-in single run: a model file of ``content`` and a card recording its sha256 (no TensorFlow)."""
+    model = folder / "model.keras"
+    model.write_bytes(content)
+    card = SimpleNamespace(is_ensemble=False, model_sha256=hashlib.sha256(content).hexdigest(), data={},
+                           train_config={}, train_seconds=60.0)
+    return SimpleNamespace(run_id="r1", path=folder, model_path=model, card=card, class_names=["a", "b"])
+
+
+def test_plan_hashes_an_unchanged_model_once_and_a_changed_one_again(tmp_path, monkeypatch):
+    import core.models.runs as runs
+
+    reads = []
+    real = runs.file_sha256
+    monkeypatch.setattr(runs, "file_sha256", lambda path: reads.append(path) or real(path))
+    run = _hashless_run(tmp_path, b"weights v1")
+    first = plan_folds(run, 2)
+    assert plan_folds(run, 2) == first
+    assert len(reads) == 1  # the page's reruns re-read nothing
+    assert (first.trainings, first.seconds) == (2, pytest.approx(60.0))
+
+    model = run.model_path
+    mtime = model.stat().st_mtime_ns
+    model.write_bytes(b"weights v2")  # same size, other content: the card's sha256 no longer fits
+    os.utime(model, ns=(mtime + 1_000_000, mtime + 1_000_000))
+    with pytest.raises(WorkbenchError, match="does not match its model card"):
+        plan_folds(run, 2)
+    assert len(reads) == 2
+    assert runs.cached_file_sha256(model) == hashlib.sha256(b"weights v2").hexdigest() and len(reads) == 2
+
+    os.utime(model, ns=(mtime + 2_000_000, mtime + 2_000_000))  # touched, same bytes: hashed again, same hash
+    assert runs.cached_file_sha256(model) == hashlib.sha256(b"weights v2").hexdigest() and len(reads) == 3
+
+
+def _run_on(kaggle: Path, classes: tuple[str, ...] = CLASSES):
+    """A run whose card records the split of ``kaggle_tree`` (3 training + 2 test images per class) as
+    training does: the first training image of each class held out for validation."""
+    from core.models.card import ModelCard
+    from core.models.run import Run
+
+    data = {"root": str(kaggle), "val_files": [f"Training/{c}/img_000.png" for c in classes],
+            "test_files": [f"Testing/{c}/img_{i:03d}.png" for c in classes for i in range(2)],
+            "counts": {"train": dict.fromkeys(classes, 2), "val": dict.fromkeys(classes, 1),
+                       "test": dict.fromkeys(classes, 2)}}
+    return Run("r1", kaggle.parent / "models" / "r1", ModelCard(class_names=classes, data=data))
+
+
+def test_an_unchanged_data_folder_passes_without_reading_any_image(kaggle_tree, monkeypatch):
+    import PIL.Image
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image was opened")
+
+    monkeypatch.setattr(PIL.Image, "open", no_decoding)
+    check_training_data(_run_on(kaggle_tree))
+
+
+def test_other_class_folders_are_refused_naming_both_lists(kaggle_tree):
+    for split in ("Training", "Testing"):
+        shutil.rmtree(kaggle_tree / split / "pituitary")
+    with pytest.raises(WorkbenchError) as raised:
+        check_training_data(_run_on(kaggle_tree))
+    reason = raised.value.reason
+    assert "(Glioma, Meningioma, No tumour)" in reason and "(Glioma, Meningioma, No tumour, Pituitary tumour)" in reason
+    assert "split differently" in reason and raised.value.source == str(kaggle_tree)
+
+
+@pytest.mark.parametrize("gone,words", [
+    (["Training/meningioma/img_000.png"], "1 of the model's 4 validation images"),
+    (["Testing/glioma/img_001.png", "Testing/notumor/img_000.png"], "2 of the model's 8 held-out test images"),
+    (["Training/notumor/img_002.png"], "1 of the model's 8 training images"),
+])
+def test_missing_recorded_images_are_counted_with_an_example(kaggle_tree, gone, words):
+    for rel in gone:
+        (kaggle_tree / rel).unlink()
+    with pytest.raises(WorkbenchError) as raised:
+        check_training_data(_run_on(kaggle_tree))
+    reason = raised.value.reason
+    assert words in reason and "prediction sets cannot be fitted" in reason
+    example = "No tumour: 2 at training, 1 now" if "training images" in words else gone[0]
+    assert f"(e.g. {example})" in reason
+
+
+def test_a_missing_data_folder_is_refused_plainly(kaggle_tree):
+    run = _run_on(kaggle_tree)
+    shutil.rmtree(kaggle_tree)
+    with pytest.raises(WorkbenchError, match="not on this machine"):
+        check_training_data(run)
 
 
 @pytest.mark.slow
