@@ -21,7 +21,7 @@ from core.errors import WorkbenchError
 from core.models.card import CARD_VERSION, MODEL_FILE, ModelCard, card_from_json_lenient
 from core.models.card_validation import check_card_against_model
 from core.models.class_binding import class_order_problem
-from core.models.publish_group import hidden_members, reclaim_groups
+from core.models.group_journal import hidden_members, reclaim_groups
 from core.models.run import Run
 from core.paths import check_path_text, models_dir
 
@@ -45,7 +45,7 @@ def new_run_id(arch: str) -> str:
 
 def remove_stale_staging(root: Path | None = None, max_age_s: float = 6 * 3600) -> list[Path]:
     """Delete staging folders left by a killed process (older than ``max_age_s``), and the hidden
-    members of an ensemble whose publishing was interrupted (:func:`core.models.publish_group.reclaim_groups`).
+    members of an ensemble whose publishing was interrupted (:func:`core.models.group_journal.reclaim_groups`).
 
     ``list_runs`` already ignores them; this only reclaims the disk space. Age-based, so a
     run being assembled right now by another process is never touched.

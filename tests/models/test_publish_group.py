@@ -17,7 +17,8 @@ import pytest
 from test_registry import fake_run
 
 from core.errors import WorkbenchError
-from core.models.publish_group import hidden_members, journal_path, publish_group, reclaim_groups
+from core.models.group_journal import hidden_members, journal_path, reclaim_groups
+from core.models.publish_group import publish_group
 from core.models.runs import file_sha256, list_runs, remove_stale_staging, resolve_run, staging_dir
 
 ENSEMBLE = "20260101-000000-ensemble2-beef"
@@ -63,12 +64,12 @@ def test_a_group_appears_whole_and_leaves_no_journal(models):
 
 @pytest.mark.parametrize("fail_at", [1, 2])  # the second member's rename; the ensemble read back
 def test_a_failure_part_way_removes_what_was_published_and_reaches_the_caller(models, monkeypatch, fail_at):
-    import core.models.runs as runs
+    import core.models.publish_group as group
 
     members, ensemble = stage_group(models)
     before = in_view(models)
     calls = {"publish": 0, "resolve": 0}
-    original_publish, original_resolve = runs.publish, runs.resolve_run
+    original_publish, original_resolve = group.publish, group.resolve_run
 
     def publish(*args, **kwargs):
         calls["publish"] += 1
@@ -84,8 +85,8 @@ def test_a_failure_part_way_removes_what_was_published_and_reaches_the_caller(mo
             raise WorkbenchError("injected: unreadable card")
         return original_resolve(*args, **kwargs)
 
-    monkeypatch.setattr(runs, "publish", publish)
-    monkeypatch.setattr(runs, "resolve_run", resolve)
+    monkeypatch.setattr(group, "publish", publish)
+    monkeypatch.setattr(group, "resolve_run", resolve)
     with pytest.raises(OSError if fail_at == 1 else WorkbenchError, match="injected"):
         publish_group(members, ensemble, ENSEMBLE)
     assert in_view(models) == before
@@ -96,17 +97,16 @@ def test_a_failure_part_way_removes_what_was_published_and_reaches_the_caller(mo
 CRASH = """
 import os, sys
 from pathlib import Path
-import core.models.runs as runs
-from core.models.publish_group import publish_group
+import core.models.publish_group as group
 
-original = runs.publish
+original = group.publish
 def publish_then_die(*args, **kwargs):
     original(*args, **kwargs)
     os._exit(9)  # killed right after the first member's rename: no clean-up runs
-runs.publish = publish_then_die
+group.publish = publish_then_die
 root = Path(sys.argv[1])
 members = [(root / f".tmp-{m}", m) for m in sys.argv[3:]]
-publish_group(members, root / f".tmp-{sys.argv[2]}", sys.argv[2])
+group.publish_group(members, root / f".tmp-{sys.argv[2]}", sys.argv[2])
 """
 
 

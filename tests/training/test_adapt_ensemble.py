@@ -342,12 +342,12 @@ def test_a_member_deleted_while_another_is_adapted_is_said_in_plain_words(regist
 
 
 def test_a_failure_after_the_first_member_is_published_leaves_no_new_run(registry, source, monkeypatch):
-    import core.models.runs as runs
+    import core.models.publish_group as group
     from core.models.runs import list_runs, resolve_run
 
     _, ens_id, site = source
     names, in_view = _names(registry), [r.run_id for r in list_runs()]
-    original = runs.publish
+    original = group.publish
     published: list[Path] = []
 
     def publish_once(*args, **kwargs):
@@ -358,7 +358,7 @@ def test_a_failure_after_the_first_member_is_published_leaves_no_new_run(registr
         assert run.run_id not in [r.run_id for r in list_runs()]  # in the folder, not yet in view
         return run
 
-    monkeypatch.setattr(runs, "publish", publish_once)
+    monkeypatch.setattr(group, "publish", publish_once)
     with pytest.raises(OSError, match="injected"):  # the original error, as a single run's publish raises it
         _adapt(resolve_run(ens_id), site)
     assert len(published) == 1 and not published[0].exists()  # it was in, and was taken out again
