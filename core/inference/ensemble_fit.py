@@ -40,6 +40,7 @@ class MemberOutputs:
 
 def member_probabilities(members: Sequence[Run], paths: Sequence[Path], fingerprint: str | None = None,
                          progress: Callable[[int, int], None] | None = None, with_unfamiliar: bool = False,
+                         models: Sequence[Any] | None = None,
                          ) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(M, N, K) calibrated probabilities of every member on the image files ``paths``.
 
@@ -49,6 +50,8 @@ def member_probabilities(members: Sequence[Run], paths: Sequence[Path], fingerpr
     (its pooled features against its ``ood.npz`` and card threshold, from the same forward pass;
     all False for a member whose file is missing or does not fit, as Predict leaves it out) and
     the (M, N) flags of its mirrored-copy warning (where its card turns that warning on).
+    ``models``: the members' networks already loaded (:func:`loaded_members`), so a caller that
+    runs them more than once loads each file once; None loads each here.
     """
     from core.data.image_cache import cached_images
     from core.data.preprocess import load_many
@@ -64,7 +67,7 @@ def member_probabilities(members: Sequence[Run], paths: Sequence[Path], fingerpr
             images = cached_images(list(paths), m.image_size, fingerprint, preprocessing=m.preprocessing)
         else:
             images = load_many(list(paths), m.image_size, preprocessing=m.preprocessing)
-        model = load_model(m)
+        model = _model(members, models, j)
         res = ModelRunner(model, m.card.tta, features=with_unfamiliar).run(images, sub)
         probs = softmax(res.logits, m.card.temperature)
         out.append(probs)
@@ -81,12 +84,14 @@ def member_probabilities(members: Sequence[Run], paths: Sequence[Path], fingerpr
 
 
 def member_shift_outputs(members: Sequence[Run], raw: np.ndarray, labels: np.ndarray, keys: Sequence[str],
-                         job: Any = None) -> tuple[dict[str, MemberOutputs], str | None]:
+                         job: Any = None, models: Sequence[Any] | None = None,
+                         ) -> tuple[dict[str, MemberOutputs], str | None]:
     """Per shift key: every member's (M, N, K) calibrated probabilities and its (M, N) unfamiliar and
     mirrored-copy flags (its own warnings, with its card's thresholds) on shifted copies of ``raw``
     (whole frames at RAW_SCALE × the largest member's side), each member preparing the copy with its
     own recipe, size, test-time augmentation and temperature, as Predict does. Also why a member's
-    unfamiliar-image check was left out (None: every member could check).
+    unfamiliar-image check was left out (None: every member could check). ``models`` as in
+    :func:`member_probabilities`.
     """
     from core.inference.runner import ModelRunner
     from core.inference.side_files import feature_width, load_ood
@@ -97,7 +102,7 @@ def member_shift_outputs(members: Sequence[Run], raw: np.ndarray, labels: np.nda
     parts: dict[str, list[list[np.ndarray]]] = {k: [[], [], []] for k in keys}
     problems: list[str] = []
     for j, member in enumerate(members):
-        model = load_model(member)
+        model = _model(members, models, j)
         ood, problem = load_ood(member.path / OOD_FILE, len(member.class_names), feature_width(model))
         if problem:  # that member's check is left out, as Predict leaves it out
             problems.append(f"{member.run_id}: {problem}")
@@ -112,6 +117,21 @@ def member_shift_outputs(members: Sequence[Run], raw: np.ndarray, labels: np.nda
     out = {k: MemberOutputs(np.stack(v[0]), np.stack(v[1]).astype(bool), np.stack(v[2]).astype(bool))
            for k, v in parts.items()}
     return out, ("; ".join(problems) or None)
+
+
+def loaded_members(members: Sequence[Run]) -> list[Any]:
+    """Every member's network, loaded once (checksum and card checked by :func:`load_model`); the caller
+    keeps the list only as long as it needs it, so nothing stays loaded after its call."""
+    return [load_model(m) for m in members]
+
+
+def _model(members: Sequence[Run], models: Sequence[Any] | None, j: int) -> Any:
+    """Member ``j``'s network: the caller's loaded one, else loaded now."""
+    if models is None:
+        return load_model(members[j])
+    if len(models) != len(members):  # a programming error, said plainly rather than a misaligned average
+        raise ValueError(f"{len(models)} loaded models for {len(members)} members")
+    return models[j]
 
 
 def ensemble_logits(run: Run, paths: Sequence[Path], fingerprint: str | None = None,
@@ -139,15 +159,17 @@ def as_logits(probs: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0))
 
 
-def shifted_evidence(members: Sequence[Run], paths: Sequence[Path], labels: np.ndarray) -> dict[str, Evidence]:
+def shifted_evidence(members: Sequence[Run], paths: Sequence[Path], labels: np.ndarray,
+                     models: Sequence[Any] | None = None) -> dict[str, Evidence]:
     """The members' outputs on the images ``paths`` under every simulated shift but "none" (the
-    robustness test's stress and style shifts), for fitting the warning rule."""
+    robustness test's stress and style shifts), for fitting the warning rule. ``models`` as in
+    :func:`member_probabilities`."""
     from core.data.preprocess import WHOLE_FRAME_ID, load_many
     from core.data.shifts import RAW_SCALE, SHIFTS
 
     raw = load_many(list(paths), RAW_SCALE * max(m.image_size for m in members), preprocessing=WHOLE_FRAME_ID)
     keys = [k for k in SHIFTS if k != "none"]
-    outputs, _ = member_shift_outputs(members, raw, np.asarray(labels), keys)
+    outputs, _ = member_shift_outputs(members, raw, np.asarray(labels), keys, models=models)
     return {k: Evidence(o.probs, o.unfamiliar, o.unstable, np.asarray(labels)) for k, o in outputs.items()}
 
 
@@ -166,11 +188,14 @@ def fit_ensemble(run: Run, members: Sequence[Run]) -> Run:
     from core.inference.conformal_fit import write_conformal
 
     paths, labels = run.validation_set()
-    member_probs, unfamiliar, unstable = member_probabilities(members, paths, with_unfamiliar=True)
+    # the validation pass and the shifted copies run the same networks: each file is read and verified once
+    models = loaded_members(members)
+    member_probs, unfamiliar, unstable = member_probabilities(members, paths, with_unfamiliar=True, models=models)
     probs = average(member_probs)
     pred = probs.argmax(axis=1)
     correct = pred == labels
-    shifted = shifted_evidence(members, paths, labels)
+    shifted = shifted_evidence(members, paths, labels, models=models)
+    del models  # not needed for the fit itself
     threshold, on_differ, rule, trust, fitted = fit_ensemble_warnings(member_probs, unfamiliar, correct,
                                                                       member_unstable=unstable,
                                                                       shifted=list(shifted.values()))

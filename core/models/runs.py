@@ -21,6 +21,7 @@ from core.errors import WorkbenchError
 from core.models.card import CARD_VERSION, MODEL_FILE, ModelCard, card_from_json_lenient
 from core.models.card_validation import check_card_against_model
 from core.models.class_binding import class_order_problem
+from core.models.group_journal import hidden_members, reclaim_groups
 from core.models.run import Run
 from core.paths import check_path_text, models_dir
 
@@ -66,14 +67,16 @@ def new_run_id(arch: str) -> str:
 
 
 def remove_stale_staging(root: Path | None = None, max_age_s: float = 6 * 3600) -> list[Path]:
-    """Delete staging folders left by a killed process (older than ``max_age_s``).
+    """Delete staging folders left by a killed process (older than ``max_age_s``), and the hidden
+    members of an ensemble whose publishing was interrupted (:func:`core.models.group_journal.reclaim_groups`).
 
     ``list_runs`` already ignores them; this only reclaims the disk space. Age-based, so a
     run being assembled right now by another process is never touched.
     """
-    removed = []
+    root = root or models_dir()
+    removed = reclaim_groups(root, max_age_s) if root.is_dir() else []
     now = time.time()
-    for folder in (root or models_dir()).glob(".tmp-*"):
+    for folder in root.glob(".tmp-*"):
         try:
             if folder.is_dir() and now - folder.stat().st_mtime > max_age_s:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -148,7 +151,8 @@ def _inside(folder: Path, real_root: Path) -> bool:
 def list_runs(root: Path | None = None, include_partial: bool = False, include_broken: bool = False) -> list[Run]:
     """Complete, usable runs, newest first.
 
-    Hidden/temporary folders and incomplete runs are skipped. A run folder that is a link (or
+    Hidden/temporary folders, incomplete runs and the members of an ensemble still being published
+    (:mod:`core.models.publish_group`) are skipped. A run folder that is a link (or
     resolves outside the registry) is never usable, so nothing outside the registry becomes the
     default model. Runs with a malformed card are left out unless ``include_broken``: then they
     come with their ``problems``, so a page can list them as unusable.
@@ -156,9 +160,9 @@ def list_runs(root: Path | None = None, include_partial: bool = False, include_b
     root = root or models_dir()
     if not root.is_dir():
         return []
-    real_root, runs = root.resolve(), []
+    real_root, runs, hidden = root.resolve(), [], hidden_members(root)
     for folder in sorted(root.iterdir()):
-        if folder.name.startswith(".") or not folder.is_dir():
+        if folder.name.startswith(".") or folder.name in hidden or not folder.is_dir():
             continue
         run = _read_run(folder) if _inside(folder, real_root) else Run(folder.name, folder, ModelCard(), [LINKED_FOLDER])
         if run is None or (run.problems and not include_broken):
@@ -190,7 +194,8 @@ def resolve_run(run_id_or_path: str, root: Path | None = None) -> Run:
     """Find a usable run by id or by its folder path (a real folder directly inside the registry).
 
     Raises:
-        WorkbenchError: outside the registry, a link, no complete run, or a malformed card.
+        WorkbenchError: outside the registry, a link, no complete run, a member of an ensemble still
+            being published, or a malformed card.
     """
     if "\0" in str(run_id_or_path):
         raise WorkbenchError("the model name contains a NUL character", repr(run_id_or_path))
@@ -209,7 +214,7 @@ def resolve_run(run_id_or_path: str, root: Path | None = None) -> Run:
     if not root.is_dir():
         raise WorkbenchError(f"no model run with this id: the model registry folder {root} does not exist (check "
                              "WORKBENCH_MODELS_DIR; it is created when the first model is trained)", run_id_or_path)
-    run = _read_run(folder) if folder.is_dir() else None
+    run = _read_run(folder) if folder.is_dir() and folder.name not in hidden_members(root) else None
     if run is None:
         raise WorkbenchError("no complete model run with this id (model.keras and card.json needed, or an "
                              "ensemble's card.json)", run_id_or_path)

@@ -15,12 +15,12 @@ By principle:
   (:func:`core.inference.ensemble_fit.fit_ensemble`); its lineage is that of an adapted run;
 - **nothing half-done**: every new run is assembled in a staging folder; only when all are ready
   and the parent ensemble and its members are unchanged are the members, then the ensemble,
-  renamed into the registry. A cancel or a failure leaves no new run.
+  renamed into the registry as one group (:mod:`core.models.publish_group`). A cancel, a failure
+  or a crash leaves no new run in view.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -178,18 +178,8 @@ def check_ensemble_unchanged(parent, members, digests: list[str]) -> None:
 
 
 def _publish_all(staged: list[StagedRun], ensemble) -> Any:
-    """Rename the members, then the ensemble, into the registry; undo the members' if one rename fails."""
-    from core.models.runs import publish, resolve_run
+    """Publish the members and the ensemble as one group (:func:`core.models.publish_group.publish_group`):
+    a failure, or a crash, part-way leaves no new run in view."""
+    from core.models.publish_group import publish_group
 
-    done: list[Path] = []
-    final = ensemble.path.parent / ensemble.run_id
-    try:
-        for s in staged:
-            done.append(publish(s.stage, s.run.run_id).path)
-        os.replace(ensemble.path, final)  # an ensemble has no model file for publish() to require
-        done.append(final)
-        return resolve_run(ensemble.run_id, root=final.parent)
-    except BaseException:
-        for path in done:
-            shutil.rmtree(path, ignore_errors=True)
-        raise
+    return publish_group([(s.stage, s.run.run_id) for s in staged], ensemble.path, ensemble.run_id)

@@ -116,6 +116,32 @@ def test_register_lists_members_with_checksums_and_fits_warnings(registry, membe
     assert not list(registry.glob(".tmp-*"))
 
 
+def test_registration_loads_each_members_network_once(registry, members, monkeypatch):
+    from collections import Counter
+
+    from core.inference.ensemble_fit import member_probabilities, register_ensemble
+    from core.lazy_tensorflow import keras
+    from core.models.ensemble import member_runs
+
+    saving = keras().saving
+    original = saving.load_model
+    loads: Counter[str] = Counter()
+
+    def counting(path, *args, **kwargs):  # every Keras load, whichever helper asks for it
+        loads[Path(path).parent.name] += 1
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(saving, "load_model", counting)
+    ens = register_ensemble([m.run_id for m in members])
+    assert loads == Counter({m.run_id: 1 for m in members})
+    # the networks passed through the fit give what loading each file anew gives
+    paths, labels = ens.validation_set()
+    fresh = member_probabilities(member_runs(ens), paths)
+    assert loads == Counter({m.run_id: 2 for m in members})  # the counter sees loads outside registration too
+    assert ens.card.results.disagreement["members_accuracy"] == [float((p.argmax(axis=1) == labels).mean())
+                                                                 for p in fresh]
+
+
 def test_one_model_is_refused(registry, members, capsys):
     err = _refused(capsys, "ensemble", "--models", members[0].run_id)
     assert "at least two different models" in err

@@ -341,6 +341,30 @@ def test_a_member_deleted_while_another_is_adapted_is_said_in_plain_words(regist
     assert _names(registry) == names  # the first adapted member was not published either
 
 
+def test_a_failure_after_the_first_member_is_published_leaves_no_new_run(registry, source, monkeypatch):
+    import core.models.publish_group as group
+    from core.models.runs import list_runs, resolve_run
+
+    _, ens_id, site = source
+    names, in_view = _names(registry), [r.run_id for r in list_runs()]
+    original = group.publish
+    published: list[Path] = []
+
+    def publish_once(*args, **kwargs):
+        if published:  # the first adapted member is in the registry: the second rename fails
+            raise OSError("injected: no space left on device")
+        run = original(*args, **kwargs)
+        published.append(run.path)
+        assert run.run_id not in [r.run_id for r in list_runs()]  # in the folder, not yet in view
+        return run
+
+    monkeypatch.setattr(group, "publish", publish_once)
+    with pytest.raises(OSError, match="injected"):  # the original error, as a single run's publish raises it
+        _adapt(resolve_run(ens_id), site)
+    assert len(published) == 1 and not published[0].exists()  # it was in, and was taken out again
+    assert _names(registry) == names and [r.run_id for r in list_runs()] == in_view  # no run, stage or journal
+
+
 def test_the_parent_ensemble_deleted_or_a_member_file_changed_is_said_in_plain_words(registry, source):
     from core.models.ensemble import member_runs
     from core.models.runs import resolve_run
