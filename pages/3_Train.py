@@ -242,7 +242,7 @@ with sh.shown_errors():
     n_models = st.number_input("Models to train", 1, MAX_MEMBERS, 1, key="train_n_models",
                                help="More than one: an ensemble. The models are trained one after another (different "
                                     "seeds; every second one sees the whole frame, intensities standardised, instead of "
-                                    "the head crop), then registered together; their calibrated probabilities are averaged and a warning "
+                                    "the head crop, and trains with intensity-style mixing), then registered together; their calibrated probabilities are averaged and a warning "
                                     "says when they disagree. Takes N times as long.")
     if st.button("Start training" if n_models == 1 else f"Train an ensemble of {n_models}", type="primary",
                  icon=":material/play_arrow:", key="train_start", disabled=why_not is not None,

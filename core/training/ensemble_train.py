@@ -5,7 +5,11 @@ whole frame instead of the head crop, the kind of diversity that made the averag
 better than either model in the issue's probe (whole-frame and head-crop members). That member's
 whole frame has its intensities standardised (``frame-eq-v1``): on validation a fast member fed
 it reached 97.9 % and lost 0.2 points to darker mid-tones and 7 to another class's intensities,
-against 96.8 %, 21 and 29 points for one fed the raw frame (bench/RESULTS.md section 14). A cancel
+against 96.8 %, 21 and 29 points for one fed the raw frame (bench/RESULTS.md section 14). That
+member also trains with intensity-style mixing (core.data.style_mix) unless the settings already set
+it: a head-crop member with such a partner lost 1.6 points to another class's intensities on
+validation, against 7.7 with the unmixed partner, for 98.25 % against 98.36 % unshifted
+(bench/RESULTS.md section 15). A cancel
 stops the member in flight; members already trained stay registered as ordinary runs (they
 are complete models), but no ensemble is registered.
 """
@@ -24,16 +28,18 @@ from core.models.runs import Run
 from core.training.config import TrainConfig
 
 MAX_MEMBERS = 5  # each member is a full training run
+DIVERSE_STYLE_MIX = 0.5  # share of style-mixed examples for the members that take the other input
 
 
 def member_configs(cfg: TrainConfig, n: int, diverse_inputs: bool = True) -> list[TrainConfig]:
-    """The members' settings: ``cfg`` with seeds ``cfg.seed + i``, alternating head crop and standardised whole frame."""
+    """The members' settings: ``cfg`` with seeds ``cfg.seed + i``; with ``diverse_inputs`` every second
+    member takes the other input (head crop / standardised whole frame) and intensity-style mixing
+    (:data:`DIVERSE_STYLE_MIX`, unless ``cfg`` sets its own)."""
     if not 2 <= n <= MAX_MEMBERS:
         raise WorkbenchError(f"an ensemble has from 2 to {MAX_MEMBERS} members (asked for {n})", "ensemble size")
     other = FRAME_EQ_ID if cfg.preprocessing == HEAD_ID else HEAD_ID
-    return [dataclasses.replace(cfg, seed=cfg.seed + i,
-                                preprocessing=other if (diverse_inputs and i % 2) else cfg.preprocessing)
-            for i in range(n)]
+    diverse = dataclasses.replace(cfg, preprocessing=other, style_mix=cfg.style_mix or DIVERSE_STYLE_MIX)
+    return [dataclasses.replace(diverse if (diverse_inputs and i % 2) else cfg, seed=cfg.seed + i) for i in range(n)]
 
 
 def train_ensemble(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job, n: int,
@@ -50,7 +56,8 @@ def train_ensemble(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job, 
     members = []
     for i, member_cfg in enumerate(member_configs(cfg, n, diverse_inputs)):
         job.clear_curves()  # each member's card records its own history
-        job.add_log(f"ensemble member {i + 1} of {n}: seed {member_cfg.seed}, {member_cfg.preprocessing}")
+        mixing = f", intensity-style mixing {member_cfg.style_mix:.0%}" if member_cfg.style_mix else ""
+        job.add_log(f"ensemble member {i + 1} of {n}: seed {member_cfg.seed}, {member_cfg.preprocessing}{mixing}")
         run = train_model(ds, report, member_cfg, job, data_cfg)
         if run is None:
             raise WorkbenchError("ensembles are trained on one machine (this worker is not the chief)", "ensemble")

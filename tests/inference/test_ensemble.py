@@ -375,7 +375,10 @@ def test_member_configs_vary_seed_and_input_and_refuse_bad_sizes():
     cfgs = member_configs(TrainConfig(seed=7, preprocessing="head-v2"), 3)
     assert [c.seed for c in cfgs] == [7, 8, 9]
     assert [c.preprocessing for c in cfgs] == ["head-v2", "frame-eq-v1", "head-v2"]
-    assert {c.preprocessing for c in member_configs(TrainConfig(), 3, diverse_inputs=False)} == {"head-v2"}
+    assert [c.style_mix for c in cfgs] == [0.0, 0.5, 0.0]  # the other input also mixes intensity styles
+    assert [c.style_mix for c in member_configs(TrainConfig(style_mix=0.3), 2)] == [0.3, 0.3]  # set: kept
+    plain = member_configs(TrainConfig(), 3, diverse_inputs=False)
+    assert {c.preprocessing for c in plain} == {"head-v2"} and {c.style_mix for c in plain} == {0.0}
     for bad in (1, MAX_MEMBERS + 1):
         with pytest.raises(WorkbenchError, match="from 2 to"):
             member_configs(TrainConfig(), bad)
