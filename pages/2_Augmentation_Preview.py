@@ -10,13 +10,14 @@ import streamlit as st
 from core.classes import display_name
 from core.config import AUGMENT_PRESETS, AugmentConfig
 from core.data.imageio import decode_image
-from core.data.preprocess import PREPROCESSING_ID, get_recipe, prepare
+from core.data.preprocess import PREPROCESSING_ID, RECIPES, get_recipe, prepare
 from core.data.recipe_views import SINGLE_IMAGE_SHIFTS, recipe_views
 from core.data.shifts import SHIFTS
 from core.options import bound_of
 from core.safetext import escape_markdown
 from core.training.augment import TRANSFORM_NOTES, anatomy_warnings, preview_variants
 from core.training.preset_notes import PRESET_NOTES, preset_label
+from pages import _augment_style as style
 from pages import _nav as nav
 from pages import _settings as ws
 from pages import _shared as sh
@@ -83,7 +84,7 @@ with controls:
 with view:
     source = st.radio("Image", ["dataset", "upload"], horizontal=True, key="aug_source",
                       format_func={"dataset": "From the active dataset", "upload": "Upload one"}.get)
-    image, name = None, ""
+    image, name, label = None, "", None
     with sh.shown_errors():
         if source == "dataset":
             c1, c2 = st.columns(2)
@@ -125,6 +126,20 @@ with view:
                             + ("" if rv.head_found else " · no head found: the whole frame is used"))
                 st.image([rv.plain, rv.shifted], width=PREVIEW_SIDE,
                          caption=["as given", SHIFTS[shift].title.lower()])
+        with st.expander("What intensity-style mixing does to this slice"):
+            st.caption("Training can show part of the slices with the brightness and contrast of another slice "
+                       "(Train page, \"Intensity-style mixing\"). Here this slice borrows the intensities of a "
+                       "slice of another class, as given and as the network sees it.")
+            # Drawn only on request, as the recipe comparison above.
+            style_shown = st.checkbox("Show intensity-style mixing on this slice", key="aug_style_show")
+            c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
+            recipe = c1.selectbox("Recipe", list(RECIPES), index=list(RECIPES).index(PREPROCESSING_ID),
+                                  format_func=lambda k: RECIPES[k].title, key="aug_style_recipe",
+                                  disabled=not style_shown)
+            c2.button("Another partner", key="aug_style_next", on_click=style.next_partner, disabled=not style_shown)
+            if style_shown:
+                with sh.shown_errors():
+                    style.style_mixing_view(ds, image.pixels, name, label, PREVIEW_SIDE, recipe)
 
 with controls:
     for warning in anatomy_warnings(cfg):

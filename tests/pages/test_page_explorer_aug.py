@@ -248,6 +248,45 @@ def test_augmentation_compares_every_recipe_under_a_chosen_change():
     assert any("rician noise" in c for img in at.image for c in img.captions)
 
 
+def test_augmentation_shows_intensity_style_mixing_on_request():
+    from core.classes import display_name
+    from core.data.preprocess import WHOLE_FRAME_ID
+
+    at = app("pages/2_Augmentation_Preview.py").run()
+    partner_lines = lambda: [m.value for m in at.markdown if m.value.startswith("Partner:")]  # noqa: E731
+    style_captions = lambda: [c for img in at.image for c in img.captions  # noqa: E731
+                              if "restyled" in c or "partner" in c or "network input" in c]
+    change = lambda: [m.value for m in at.markdown if "the network's input changes by" in m.value]  # noqa: E731
+    assert not partner_lines() and not style_captions() and not change()  # drawn only on request
+    assert at.button(key="aug_style_next").disabled
+    images_before = len(at.image)
+
+    at.checkbox(key="aug_style_show").set_value(True).run()
+    assert not at.exception and not at.error
+    own = display_name(at.selectbox(key="aug_class").value)
+    (line,) = partner_lines()
+    partner = line.split("**")[1]
+    assert partner != own  # a slice of another class lends its intensities
+    assert f"this slice ({own})" in [c for img in at.image for c in img.captions]
+    assert style_captions() == [f"partner ({partner})", "this slice, restyled", "network input: as given",
+                                "network input: partner", "network input: restyled"]
+    assert len(at.image) == images_before + 2  # one row of raw slices, one of network inputs
+    assert any("anatomy is unchanged" in c for c in captions(at))
+    assert any(c.startswith("Why training does this") for c in captions(at))
+    standardised = change()
+    at.selectbox(key="aug_style_recipe").set_value(WHOLE_FRAME_ID).run()
+    assert change() != standardised  # the figure follows the chosen recipe
+
+    seen = {line}
+    for _ in range(4):
+        at.button(key="aug_style_next").click().run()
+        assert not at.exception
+        seen.add(partner_lines()[0])
+    assert len(seen) > 1  # another partner on request
+    at.checkbox(key="aug_style_show").set_value(False).run()
+    assert not partner_lines() and not style_captions() and not change() and len(at.image) == images_before
+
+
 def test_augmentation_previews_an_uploaded_image(pixels, encode_image):
     at = app("pages/2_Augmentation_Preview.py").run()
     at.radio(key="aug_source").set_value("upload").run()
