@@ -215,9 +215,12 @@ with st.expander("Advanced"):
     c2.caption(hardware.describe())
 
 # --- start -----------------------------------------------------------------------------------------
-# A named recipe (core.training.presets) replaces the settings above, except seed, split and batch cap.
+# A named recipe (core.training.presets) replaces the settings above, except seed, split, batch cap and
+# intensity-style mixing (a property of the data shown, independent of the recipe: bench/RESULTS.md section 15
+# trained the fast recipe with it).
 recipe = st.radio("Recipe", list(RECIPE_CHOICES), format_func=RECIPE_CHOICES.get, horizontal=True, key="train_recipe",
-                  help=RECIPE_HELP)
+                  help=RECIPE_HELP + " A named recipe replaces the settings above, except the seed, the split, the "
+                  "batches per epoch and intensity-style mixing.")
 registry = jobs()
 url.remember_in_url({key: st.session_state[key] for key in form_fields() if key in st.session_state})
 busy = registry.active("train")
@@ -225,7 +228,8 @@ weights_missing = recipe == "custom" and weights == "imagenet" and weight_status
                                                                                                "damaged")
 with sh.shown_errors():
     cfg = preset_config(recipe, seed=int(seed), leakage_free=mode == "leakage_free",
-                        max_train_batches=int(max_batches) or None) if recipe != "custom" else TrainConfig(
+                        max_train_batches=int(max_batches) or None,
+                        style_mix=float(style_mix)) if recipe != "custom" else TrainConfig(
         arch=arch, image_size=int(image_size), epochs=int(epochs), batch_size=int(batch_size),
         learning_rate=float(learning_rate), optimizer=optimizer, lr_schedule=schedule,
         label_smoothing=float(label_smoothing), augment=augment, class_weighting=class_weighting,

@@ -48,8 +48,9 @@ def style_mixing_view(ds: Dataset, pixels: np.ndarray, name: str, label: str | N
     st.image([v.original_input, v.partner_input, v.restyled_input], width=side,
              caption=["network input: as given", "network input: partner", "network input: restyled"])
     st.markdown(f"Through **{get_recipe(recipe).title}**, the network's input changes by **{v.input_change:.1f}** "
-                "of 255 on average. Recipes that standardise intensities see little of the change; the whole frame "
-                "sees all of it (pick another recipe above to compare).")
+                "of 255 on average. Recipes that standardise intensities undo most of the change, but not where "
+                "grey levels merge or the outline of the head shifts; the whole frame sees all of it (pick another "
+                "recipe above to compare).")
     st.caption("Why training does this: in the Kaggle data each class comes mostly from one source, so brightness "
                "and contrast alone can give the class away. Showing part of the training slices with another "
                "slice's intensities, of any class, makes the network learn from the anatomy instead (Train page, "

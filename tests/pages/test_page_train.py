@@ -200,7 +200,7 @@ def test_augmentation_preset_can_be_changed_on_the_page(page_env):
     assert all(j.status in FINISHED for j in page_env.jobs())
 
 
-def test_fast_recipe_replaces_the_settings_and_keeps_seed_and_batch_cap(page_env):
+def test_fast_recipe_replaces_the_settings_and_keeps_seed_batch_cap_and_style_mixing(page_env):
     import json
 
     from core.training.presets import preset_config
@@ -210,13 +210,15 @@ def test_fast_recipe_replaces_the_settings_and_keeps_seed_and_batch_cap(page_env
     assert "Fast (about 10 minutes)" in recipe.options  # the labels people see
     at.number_input(key="train_seed").set_value(5)
     at.number_input(key="train_max_batches").set_value(2)
+    at.slider(key="train_style_mix").set_value(0.5)
     recipe.set_value("fast").run()
     assert not at.exception and not at.error
     shown = json.loads(next(c.value for c in at.code if '"small_epochs"' in c.value))
-    assert shown == preset_config("fast", seed=5, max_train_batches=2).to_dict()
+    assert shown == preset_config("fast", seed=5, max_train_batches=2, style_mix=0.5).to_dict()
     at.radio(key="train_recipe").set_value("custom").run()
     shown = json.loads(next(c.value for c in at.code if '"small_epochs"' in c.value))
     assert shown["image_size"] == 128 and shown["epochs"] != preset_config("fast").epochs  # the page's own settings
+    assert shown["style_mix"] == 0.5
 
 
 def test_the_folders_own_split_is_offered_only_when_it_has_a_test_folder(page_env, demo_root, tmp_path, monkeypatch):
