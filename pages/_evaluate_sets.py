@@ -32,8 +32,10 @@ def fitted_on_caption(run: Run) -> None:
     if conformal.get("fitted_on"):
         st.caption(f"These sets were fitted on {escape_markdown(str(conformal['fitted_on']))}.")
     if conformal.get("out_of_fold_dropped"):
+        # Cards written before session 9 end the reason with a command; the page names its own action.
+        reason = str(conformal["out_of_fold_dropped"]).split(": run calibrate")[0]
         st.caption("The training images scored earlier were left out of this fit: "
-                   f"{escape_markdown(str(conformal['out_of_fold_dropped']))}")
+                   f"{escape_markdown(reason)}. '{FIT_SETS_ACTION}' below adds them again.")
 
 
 def _duration_words(seconds: float | None) -> str:

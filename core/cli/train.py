@@ -167,7 +167,10 @@ def calibrate(args: argparse.Namespace) -> int:
         sets = r.to_json().get("conformal") or {}
         print(f"prediction sets refitted on {sets.get('fitted_on', 'the validation images')}")
         if sets.get("out_of_fold_dropped"):
-            print(f"note: the out-of-fold training scores were left out: {sets['out_of_fold_dropped']}")
+            folds = sets.get("out_of_fold_dropped_folds")
+            again = (f"; run `python -m core calibrate --model {run_.run_id} --conformal-only --conformal-folds "
+                     f"{folds}` to add them again") if folds else ""
+            print(f"note: the out-of-fold training scores were left out: {sets['out_of_fold_dropped']}{again}")
     return 0
 
 

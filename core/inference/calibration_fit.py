@@ -135,7 +135,8 @@ def refit_sets(run: Run, logits: np.ndarray, labels: np.ndarray, previous: Any) 
     why = why or "the stored out-of-fold scores (oof.npz) are missing"
     run = fit_run_conformal(run, logits, labels)
     results = run.card.results.to_json()
-    results["conformal"]["out_of_fold_dropped"] = (f"{why}; fitted on validation images only: run calibrate "
-                                                    f"--conformal-only --conformal-folds {before['folds']} to add "
-                                                    "them again")
+    # What happened, in neutral words; the command line and the Evaluate page each say how to add them
+    # again (a command, or the page's "Fit the sets on more images"), from the folds kept beside it.
+    results["conformal"]["out_of_fold_dropped"] = f"{why}; fitted on validation images only"
+    results["conformal"]["out_of_fold_dropped_folds"] = int(before["folds"])
     return update_card(run, results=results)

@@ -133,3 +133,26 @@ def test_a_running_fit_shows_progress_and_cancel_keeps_the_sets(tiny_run, app_en
         assert not at.button(key="evaluate_sets_start").disabled  # it can be started again
     finally:
         release.set()
+
+
+@pytest.mark.parametrize("reason", [
+    "the stored out-of-fold scores (oof.npz) are missing; fitted on validation images only",
+    # as cards written before session 9 say it, command included
+    "the stored out-of-fold scores (oof.npz) are missing; fitted on validation images only: run calibrate "
+    "--conformal-only --conformal-folds 3 to add them again",
+])
+def test_dropped_training_scores_are_explained_with_the_pages_action(tiny_run, app_env, reason):
+    from core.inference.conformal import FIT_SETS_ACTION
+    from core.models.runs import update_card
+
+    run = add_run(tiny_run, app_env["models"])
+    results = run.card.results.to_json()
+    results["conformal"] = {**(results.get("conformal") or {}), "out_of_fold_dropped": reason,
+                            "out_of_fold_dropped_folds": 3}
+    update_card(run, results=results)
+    evaluate_run(run, EvalSet("card_test"))
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    said = [t for t in texts(at.caption) if "left out of this fit" in t]
+    assert said and "are missing" in said[0] and FIT_SETS_ACTION in said[0]
+    assert "calibrate" not in said[0] and "--conformal" not in said[0]

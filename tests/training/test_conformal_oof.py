@@ -93,4 +93,6 @@ def test_out_of_fold_calibration_adds_every_training_image(tiny_run, tmp_path, m
     printed = capsys.readouterr().out
     run = resolve_run(run.run_id)
     assert sum(run_conformal(run).n_per_class.values()) == n_val
-    assert "left out" in printed and "--conformal-folds 2" in run.card.results.conformal["out_of_fold_dropped"]
+    dropped = run.card.results.conformal
+    assert "left out" in printed and "--conformal-folds 2" in printed  # the command line names its command
+    assert dropped["out_of_fold_dropped_folds"] == 2 and "calibrate" not in dropped["out_of_fold_dropped"]
