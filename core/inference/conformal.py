@@ -41,7 +41,8 @@ FIT_SETS_ACTION = "Fit the sets on more images"
 REFIT_ADVICE: dict[str, str] = {
     "cli": "run `python -m core calibrate --model {run_id} --conformal-only`",
     "evaluate": f"fit them below with '{FIT_SETS_ACTION}'",
-    "app": f"they can be fitted on the Evaluate page ('{FIT_SETS_ACTION}', under Prediction sets)",
+    "app": f"they can be fitted on the Evaluate page ('{FIT_SETS_ACTION}', under Prediction sets) where the "
+           "model's training images are on this machine",
 }
 
 
