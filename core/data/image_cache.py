@@ -18,9 +18,13 @@ def cached_images(paths: Sequence[Path], size: int, key: str,
                   preprocessing: str) -> np.ndarray:
     """(N, size, size, 1) uint8 for ``paths`` prepared by ``preprocessing``, cached on disk under
     ``key`` (dataset fingerprint). A damaged entry is rebuilt; an unwritable cache only warns."""
-    digest = hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:12]
-    return cached_array(f"{preprocessing}-{key}-{size}-{digest}.npy", (len(paths), size, size, 1), progress,
+    return cached_array(f"{preprocessing}-{key}-{size}-{paths_digest(paths)}.npy", (len(paths), size, size, 1), progress,
                         lambda: load_many(paths, size, progress=progress, preprocessing=preprocessing))
+
+
+def paths_digest(paths: Sequence[Path]) -> str:
+    """A short digest of a list of paths, in order: part of a cache entry's name."""
+    return hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:12]
 
 
 def cached_array(name: str, shape: tuple[int, ...], progress: Callable[[int, int], None] | None,

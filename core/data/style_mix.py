@@ -12,14 +12,13 @@ original or a copy per example (:func:`core.training.pipeline.train_dataset`).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from core.data.image_cache import cached_array
+from core.data.image_cache import cached_array, paths_digest
 from core.data.imageio import decode_image
 from core.data.preprocess import get_recipe, prepare
 
@@ -94,7 +93,6 @@ def restyled_copies(paths: Sequence[str | Path], size: int, seed: int, *, prepro
 def cached_restyled(paths: Sequence[Path], size: int, key: str, seed: int, *, preprocessing: str,
                     progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """:func:`restyled_copies`, cached on disk per (dataset fingerprint ``key``, size, recipe, seed)."""
-    digest = hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:12]
-    name = f"style-{preprocessing}-{key}-{size}-s{seed}-c{COPIES}-{digest}.npy"
+    name = f"style-{preprocessing}-{key}-{size}-s{seed}-c{COPIES}-{paths_digest(paths)}.npy"
     return cached_array(name, (len(paths), COPIES, size, size, 1), progress,
                         lambda: restyled_copies(paths, size, seed, preprocessing=preprocessing, progress=progress))
