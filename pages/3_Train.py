@@ -248,6 +248,13 @@ with sh.shown_errors():
                                     "seeds; every second one sees the whole frame, intensities standardised, instead of "
                                     "the head crop, and trains with intensity-style mixing), then registered together; their calibrated probabilities are averaged and a warning "
                                     "says when they disagree. Takes N times as long.")
+    with_sentinel = n_models > 1 and st.checkbox(
+        "Add a check model that only warns", value=False, key="train_sentinel",
+        help="One more model, trained on the whole frame as it is (no standardising, no intensity-style mixing), so "
+             "it still notices brightness, contrast and framing. It never changes the answer: when it names another "
+             "class, Predict & Explain warns that the slice may not look like the training images. The warning is "
+             "kept only if it stays within the false-alarm budget on the validation images. Takes one model's "
+             "training time more.")
     if st.button("Start training" if n_models == 1 else f"Train an ensemble of {n_models}", type="primary",
                  icon=":material/play_arrow:", key="train_start", disabled=why_not is not None,
                  help=why_not and f"Disabled: {why_not}."):
@@ -255,7 +262,8 @@ with sh.shown_errors():
         job = registry.submit("train", f"{spec.title} on {ds.name}" + (f" (ensemble of {n_models})" if n_models > 1
                                                                       else ""),
                               (lambda j: train_model(ds, report, cfg, j, DataConfig())) if n_models == 1 else
-                              (lambda j: train_ensemble(ds, report, cfg, j, int(n_models), DataConfig())))
+                              (lambda j: train_ensemble(ds, report, cfg, j, int(n_models), DataConfig(),
+                                                        sentinel=bool(with_sentinel))))
         job.update(settings=TrainSettings(cfg, ds.name))
         st.toast(f"Started: {escape_markdown(job.title)}")
         st.rerun()  # the button greys at once while the job runs

@@ -18,6 +18,10 @@ def register(sub: Any) -> None:
     p.add_argument("--models", nargs="+", required=True, metavar="RUN",
                    help="two or more run ids or run folders in the model registry; an ensemble named here is "
                         "replaced by its members (ensembles are flattened, never nested)")
+    p.add_argument("--sentinels", nargs="+", default=[], metavar="RUN",
+                   help="single models that never vote but warn when their answer differs from the ensemble's "
+                        "(e.g. one trained on whole frames, which reacts to an unfamiliar image style); the fit "
+                        "keeps that warning only if it stays within the false-alarm budget")
     p.add_argument("--title", default=None, help="a name shown for the ensemble (default: its members' kinds)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
@@ -26,7 +30,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from core.inference.ensemble_fit import register_ensemble
 
-    ens = register_ensemble(args.models, title=args.title)
+    ens = register_ensemble(args.models, title=args.title, sentinels=args.sentinels)
     results = ens.card.results
     dis = results.disagreement
     summary = {"run_id": ens.run_id, "path": str(ens.path), "title": ens.card.title,
@@ -37,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
                "warn_on_differ": dis.get("warn_on_differ", True),
                "unfamiliar_members": dis.get("unfamiliar_members"), "unstable_members": dis.get("unstable_members"),
                "correct_warned_val": dis.get("correct_warned"), "wrong_warned_val": dis.get("wrong_warned"),
-               "n_test_files": len(ens.card.data.get("test_files") or [])}
+               "n_test_files": len(ens.card.data.get("test_files") or []),
+               "sentinels": [dict(m) for m in ens.card.sentinels],
+               "sentinels_val_accuracy": dis.get("sentinels_accuracy"), "sentinel_warns": dis.get("sentinel_warns")}
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -45,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     for m, acc in zip(ens.card.members, dis.get("members_accuracy") or [None] * len(ens.card.members)):
         shown = f", val acc {acc:.1%}" if acc is not None else ""
         print(f"  member {m['run_id']} ({m['preprocessing']}, {m['image_size']} px{shown})")
+    for m, acc in zip(ens.card.sentinels, dis.get("sentinels_accuracy") or [None] * len(ens.card.sentinels)):
+        shown = f", val acc {acc:.1%}" if acc is not None else ""
+        print(f"  sentinel {m['run_id']} ({m['preprocessing']}, {m['image_size']} px{shown}; warns only)")
     print(f"Validation ({summary['n_val']} images common to the members): accuracy {summary['val_accuracy']:.1%}, "
           f"macro-F1 {summary['val_macro_f1']:.3f}")
     differ = "their top classes differ or " if summary["warn_on_differ"] else ""
@@ -53,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
           f"{100 * summary['disagreement_spread_threshold']:.1f} points; unfamiliar: "
           f"{_members(summary['unfamiliar_members'])}; mirrored copy answered differently: "
           f"{_members(summary['unstable_members'])}")
+    if ens.card.sentinels:
+        print("  a sentinel answering differently: " + ("shown" if summary["sentinel_warns"] else
+                                                         "not shown (it warned too many correct answers)"))
     rates = (summary["correct_warned_val"], summary["wrong_warned_val"])
     if None not in rates:
         print(f"  together they warn {rates[0]:.1%} of correct and {rates[1]:.1%} of wrong validation answers")

@@ -35,7 +35,7 @@ from core.inference.side_files import feature_width, load_ood
 from core.inference.trust import card_thresholds, flags, warning_rates
 from core.inference.trust_fit import shifted_scores
 from core.jobs import Job, counter
-from core.models.ensemble import is_ensemble, member_runs
+from core.models.ensemble import is_ensemble, member_runs, sentinel_runs
 from core.models.runs import OOD_FILE, Run, load_model
 
 #: A column present only when part of the warnings could not be checked: one plain sentence why.
@@ -81,7 +81,8 @@ def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use
     _, labels, raw = _raw_images(run, eval_set, ds, job)
     stage = job.stage(0.4, 1.0) if job is not None else None
     if ensemble:
-        scores, ood_problem = ensemble_shift_scores(run, member_runs(run), raw, labels, stage)
+        scores, ood_problem = ensemble_shift_scores(run, member_runs(run), raw, labels, stage,
+                                                    sentinel_runs(run))
         temperature, warned = 1.0, {k: s["warned"] for k, s in scores.items()}  # averaged probabilities: calibrated
     else:
         temperature = run.card.temperature

@@ -120,7 +120,7 @@ def export_ensemble(run: Run, fmt: str, out: str | Path, overwrite: bool = False
 def _facts(run: Run, members: list[Run], diff: float, n: int, source: str) -> dict[str, Any]:
     from core.data.preprocess import get_recipe
 
-    return {
+    out = {
         "run_id": run.run_id, "kind": "ensemble", "format": "keras", "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "class_names": run.class_names,
         "inputs": [{"name": input_name(j), "member": m.run_id, "shape": [None, m.image_size, m.image_size, 1],
@@ -133,6 +133,12 @@ def _facts(run: Run, members: list[Run], diff: float, n: int, source: str) -> di
         "verification": {"n_images": n, "source": source, "max_abs_diff": diff, "tolerance": TOLERANCE,
                          "reference": "each member's Keras model through the workbench's ModelRunner, averaged"},
     }
+    if run.card.sentinels:  # they never change the probabilities: left out, and said so
+        out["not_included"] = (
+            "the ensemble's check models (sentinels: " + ", ".join(str(m.get("run_id")) for m in run.card.sentinels)
+            + "), which only raise a warning in the workbench when their answer differs; this file returns the "
+              "members' probabilities only, without the workbench's warnings")
+    return out
 
 
 def _readme(facts: dict[str, Any]) -> str:
@@ -148,6 +154,8 @@ def _readme(facts: dict[str, Any]) -> str:
               "```", "", f"Classes, in output order: {', '.join(facts['class_names'])}.", "",
               f"Verified on {facts['verification']['source']}: within {facts['verification']['max_abs_diff']:.1e} of "
               "the workbench."]
+    if facts.get("not_included"):
+        lines += ["", f"Not included: {facts['not_included']}."]
     return "\n".join(lines) + "\n"
 
 

@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 
 from core.inference.calibration import softmax
-from core.inference.ensemble_warnings import Evidence, average, ensemble_flags, fit_ensemble_warnings
+from core.inference.ensemble_warnings import (
+    Evidence,
+    average,
+    ensemble_flags,
+    fit_ensemble_warnings,
+    sentinel_differs,
+)
 from core.inference.trust import warning_rates
 from core.models.runs import Run, load_model, update_card
 
@@ -160,24 +166,35 @@ def as_logits(probs: np.ndarray) -> np.ndarray:
 
 
 def shifted_evidence(members: Sequence[Run], paths: Sequence[Path], labels: np.ndarray,
-                     models: Sequence[Any] | None = None) -> dict[str, Evidence]:
-    """The members' outputs on the images ``paths`` under every simulated shift but "none" (the
-    robustness test's stress and style shifts), for fitting the warning rule. ``models`` as in
-    :func:`member_probabilities`."""
+                     models: Sequence[Any] | None = None, sentinels: Sequence[Run] = (),
+                     sentinel_models: Sequence[Any] | None = None) -> dict[str, Evidence]:
+    """The members' (and sentinels') outputs on the images ``paths`` under every simulated shift but
+    "none" (the robustness test's stress and style shifts), for fitting the warning rule. ``models``
+    and ``sentinel_models`` as in :func:`member_probabilities`."""
     from core.data.preprocess import WHOLE_FRAME_ID, load_many
     from core.data.shifts import RAW_SCALE, SHIFTS
 
-    raw = load_many(list(paths), RAW_SCALE * max(m.image_size for m in members), preprocessing=WHOLE_FRAME_ID)
+    raw = load_many(list(paths), RAW_SCALE * raw_side(members, sentinels), preprocessing=WHOLE_FRAME_ID)
     keys = [k for k in SHIFTS if k != "none"]
     outputs, _ = member_shift_outputs(members, raw, np.asarray(labels), keys, models=models)
-    return {k: Evidence(o.probs, o.unfamiliar, o.unstable, np.asarray(labels)) for k, o in outputs.items()}
+    watch = member_shift_outputs(sentinels, raw, np.asarray(labels), keys, models=sentinel_models)[0] \
+        if sentinels else {}
+    return {k: Evidence(o.probs, o.unfamiliar, o.unstable, np.asarray(labels),
+                        watch[k].probs if k in watch else None) for k, o in outputs.items()}
 
 
-def fit_ensemble(run: Run, members: Sequence[Run]) -> Run:
+def raw_side(members: Sequence[Run], sentinels: Sequence[Run] = ()) -> int:
+    """The largest image side among an ensemble's members and sentinels: shifts act on whole frames
+    at a multiple of it, so that every model prepares its own input from the same shifted copy."""
+    return max(m.image_size for m in (*members, *sentinels))
+
+
+def fit_ensemble(run: Run, members: Sequence[Run], sentinels: Sequence[Run] = ()) -> Run:
     """Fit and store an ensemble's warnings, validation figures and prediction sets.
 
-    Uses the validation images every member shares (none of them trained on those). Writes
-    ``results`` (val accuracy, trust thresholds, the disagreement threshold) and ``conformal.npz``.
+    Uses the validation images every member and sentinel shares (none of them trained on those).
+    Writes ``results`` (val accuracy, trust thresholds, the disagreement threshold, whether the
+    sentinels' differing answers warn) and ``conformal.npz``.
 
     Raises:
         WorkbenchError: the members share no validation images on this machine.
@@ -189,19 +206,22 @@ def fit_ensemble(run: Run, members: Sequence[Run]) -> Run:
 
     paths, labels = run.validation_set()
     # the validation pass and the shifted copies run the same networks: each file is read and verified once
-    models = loaded_members(members)
+    models, watch_models = loaded_members(members), loaded_members(sentinels)
     member_probs, unfamiliar, unstable = member_probabilities(members, paths, with_unfamiliar=True, models=models)
+    watch = member_probabilities(sentinels, paths, models=watch_models) if sentinels else None
     probs = average(member_probs)
     pred = probs.argmax(axis=1)
     correct = pred == labels
-    shifted = shifted_evidence(members, paths, labels, models=models)
-    del models  # not needed for the fit itself
+    shifted = shifted_evidence(members, paths, labels, models=models, sentinels=sentinels,
+                               sentinel_models=watch_models)
+    del models, watch_models  # not needed for the fit itself
     threshold, on_differ, rule, trust, fitted = fit_ensemble_warnings(member_probs, unfamiliar, correct,
                                                                       member_unstable=unstable,
-                                                                      shifted=list(shifted.values()))
+                                                                      shifted=list(shifted.values()),
+                                                                      sentinel_probs=watch)
     rates = warning_rates(fitted.any, correct)
     shifted_rates = {key: warning_rates(ensemble_flags(e.member_probs, e.unfamiliar, trust.min_confidence, threshold,
-                                                       on_differ, e.unstable, rule).any,
+                                                       on_differ, e.unstable, rule, e.sentinel_probs).any,
                                         average(e.member_probs).argmax(axis=1) == labels)
                      for key, e in shifted.items()}
     results: dict[str, Any] = run.card.results.to_json()
@@ -230,13 +250,20 @@ def fit_ensemble(run: Run, members: Sequence[Run]) -> Run:
             "unfamiliar_share": float(fitted.unfamiliar.mean()) if len(labels) else None,
             "members_accuracy": [float((p.argmax(axis=1) == labels).mean()) for p in member_probs],
         })
+    if sentinels:
+        results["disagreement"].update(
+            sentinel_warns=rule.sentinel,  # fitted: kept only where it catches more mistakes within the budget
+            sentinel_share=float(fitted.sentinel.mean()) if len(labels) else None,
+            sentinel_differs_share=float(sentinel_differs(member_probs, watch).mean()) if len(labels) else None,
+            sentinels_accuracy=[float((p.argmax(axis=1) == labels).mean()) for p in watch])
     results["conformal"] = write_conformal(run.path, probs, labels, run.class_names, 1.0, "none", ensemble=True)
     return update_card(run, results=results)
 
 
 def register_ensemble(names: Sequence[str], title: str | None = None, root: Path | None = None,
-                      fit: bool = True) -> Run:
-    """Register an ensemble of the named runs in the registry and return it.
+                      fit: bool = True, sentinels: Sequence[str] = ()) -> Run:
+    """Register an ensemble of the named runs (and the named ``sentinels``, which only warn) in the
+    registry and return it.
 
     The folder is assembled under a hidden name, its warnings and prediction sets fitted on
     the members' common validation images (when ``fit``), then renamed into place in one step.
@@ -249,15 +276,15 @@ def register_ensemble(names: Sequence[str], title: str | None = None, root: Path
     from core.paths import models_dir
 
     root = (root or models_dir()).resolve()
-    runs = open_members(names, root)
+    runs, watch = open_members(names, root, sentinels)
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-ensemble{len(runs)}-{secrets.token_hex(2)}"
     staging = staging_dir(run_id, root)
-    card = ensemble_card(runs, run_id, title)
+    card = ensemble_card(runs, run_id, title, watch)
     write_card(staging / CARD_FILE, card)
     run = Run(run_id, staging, card)
     try:
         if fit:
-            fit_ensemble(run, runs)
+            fit_ensemble(run, runs, watch)
         os.replace(staging, root / run_id)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # nothing half-made stays behind

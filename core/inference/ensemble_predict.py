@@ -36,7 +36,7 @@ from core.inference.predict import (
 from core.inference.predictor_base import PredictorBase
 from core.inference.side_files import PREDICTION_SETS, disabled_warning
 from core.inference.slice_warnings import DISTANCE_DETAIL, MIRROR_DETAIL, MODEL_MESSAGES, UNSTABLE_MESSAGE
-from core.models.ensemble import member_runs
+from core.models.ensemble import member_runs, sentinel_runs
 from core.models.runs import Run, best_run, list_runs, resolve_run
 
 DISAGREE = "disagree"
@@ -44,6 +44,10 @@ DISAGREE_MESSAGE = ("The models in this ensemble disagree about this slice, so t
                     "probabilities of the other classes and read the slice yourself.")
 UNFAMILIAR_MESSAGE = ("This slice looks unlike the images most of the models in this ensemble learned from; treat "
                       "the result with extra caution.")
+SENTINEL = "sentinel"
+SENTINEL_MESSAGE = ("A check model that reacts to how an image looks (its brightness, contrast and framing) reads "
+                    "this slice differently from the ensemble. The slice may not look like the training images; "
+                    "treat the result with extra caution and read the slice yourself.")
 #: Warnings decided by the ensemble's own rule (core.inference.ensemble_warnings); the members'
 #: own versions of these are dropped.
 ENSEMBLE_FLAGS = ("low_confidence", "unfamiliar", "unstable")
@@ -66,6 +70,7 @@ class EnsemblePrepared(Prepared):
     """The ensemble's display input (the whole frame) and every member's own prepared input."""
 
     parts: tuple[Prepared, ...] = ()
+    sentinel_parts: tuple[Prepared, ...] = ()  # each sentinel's own input (warnings only)
 
 
 @dataclass
@@ -75,21 +80,25 @@ class EnsembleScores(Scores):
     members: list[Scores] = field(default_factory=list)
     member_probs: np.ndarray | None = None  # (M, N, K)
     member_framings: list[list[Framing]] = field(default_factory=list)  # [member][image]: where each input came from
+    sentinel_probs: np.ndarray | None = None  # (S, N, K): the sentinels', which never enter the average
 
 
 class EnsemblePredictor(PredictorBase):
     """The loaded members of an ensemble run and the card values that turn their outputs into answers.
 
     Args:
-        run: the ensemble run; members are resolved in its registry folder and checked.
+        run: the ensemble run; members and sentinels are resolved in its registry folder and checked.
         members: already built member predictors (tests, caches), in the card's order.
+        sentinels: already built sentinel predictors, in the card's order (None: from the card).
     Raises:
-        WorkbenchError: a member is missing, damaged or was changed after registration.
+        WorkbenchError: a member or sentinel is missing, damaged or was changed after registration.
     """
 
-    def __init__(self, run: Run, members: Sequence[Predictor] | None = None) -> None:
+    def __init__(self, run: Run, members: Sequence[Predictor] | None = None,
+                 sentinels: Sequence[Predictor] | None = None) -> None:
         self.run = run
         self.members = list(members) if members is not None else [Predictor(m) for m in member_runs(run)]
+        self.sentinels = list(sentinels) if sentinels is not None else [Predictor(m) for m in sentinel_runs(run)]
         self.class_names: list[str] = run.class_names
         self.image_size: int = run.image_size
         self.temperature, self.tta = 1.0, "none"
@@ -108,29 +117,36 @@ class EnsemblePredictor(PredictorBase):
 
     def prepare_framed(self, image: DecodedImage) -> EnsemblePrepared:
         """The whole frame at the card's size (display, heat map) plus each member's own input."""
-        done: dict[tuple[str, int], Prepared] = {}  # members with the same recipe and size share one input
-        for m in self.members:
+        done: dict[tuple[str, int], Prepared] = {}  # models with the same recipe and size share one input
+        for m in (*self.members, *self.sentinels):
             key = (m.run.preprocessing, m.image_size)
             if key not in done:
                 done[key] = m.prepare_framed(image)
         shown = done.get((self.run.preprocessing, self.image_size)) or \
             prepare_framed(image, self.image_size, self.run.preprocessing)
         parts = tuple(done[(m.run.preprocessing, m.image_size)] for m in self.members)
-        return EnsemblePrepared(shown.pixels, shown.framing, parts)
+        watch = tuple(done[(m.run.preprocessing, m.image_size)] for m in self.sentinels)
+        return EnsemblePrepared(shown.pixels, shown.framing, parts, watch)
 
     def predict_prepared(self, prepared: Sequence[Prepared]) -> EnsembleScores:
         """Scores for prepared images (from :meth:`prepare_framed`)."""
-        if not all(isinstance(p, EnsemblePrepared) and len(p.parts) == len(self.members) for p in prepared):
+        if not all(isinstance(p, EnsemblePrepared) and len(p.parts) == len(self.members)
+                   and len(p.sentinel_parts) == len(self.sentinels) for p in prepared):
             raise WorkbenchError("an ensemble needs each member's own input; prepare images with the ensemble",
                                  "predict")
-        member_scores = list(_members_at_once(
-            lambda j: self.members[j].predict(np.stack([p.parts[j].pixels for p in prepared])), len(self.members)))
+        m = len(self.members)
+        models = [*self.members, *self.sentinels]
+        every = list(_members_at_once(  # members and sentinels at once: the sentinels' answer is for the warnings
+            lambda j: models[j].predict(np.stack([(p.parts[j] if j < m else p.sentinel_parts[j - m]).pixels
+                                                  for p in prepared])), len(models)))
+        member_scores = every[:m]
         member_probs = np.stack([s.probs for s in member_scores])
         probs = average(member_probs)
         logits = as_logits(probs)
         return EnsembleScores(logits, probs, None, None, -np.log(np.exp(logits).sum(axis=1)), [],
                               members=member_scores, member_probs=member_probs,
-                              member_framings=[[p.parts[j].framing for p in prepared] for j in range(len(self.members))])
+                              member_framings=[[p.parts[j].framing for p in prepared] for j in range(len(self.members))],
+                              sentinel_probs=np.stack([s.probs for s in every[m:]]) if self.sentinels else None)
 
     def predict(self, images: Any) -> Scores:
         raise WorkbenchError("an ensemble's members each prepare their own input; use predict_prepared",
@@ -184,8 +200,9 @@ class EnsemblePredictor(PredictorBase):
         member_probs = scores.member_probs[:, i:i + 1]
         unfamiliar = np.array([["unfamiliar" in fl] for fl in member_flags], bool)
         unstable = np.array([["unstable" in fl] for fl in member_flags], bool)
+        watch = scores.sentinel_probs[:, i:i + 1] if scores.sentinel_probs is not None else None
         f = ensemble_flags(member_probs, unfamiliar, self.low_confidence, self.spread_threshold, self.warn_on_differ,
-                           unstable, self.member_rule)
+                           unstable, self.member_rule, watch)
         conf = float(scores.probs[i].max())
         details["Model probability of the top class"] = (f"{format_probability(conf)} (warning below "
                                                          f"{format_probability(self.low_confidence)})")
@@ -209,6 +226,14 @@ class EnsemblePredictor(PredictorBase):
         if f.unstable[0]:
             messages.append(UNSTABLE_MESSAGE)
             flags.append("unstable")
+        if watch is not None:
+            shown = "a warning when it differs from the answer" if self.member_rule.sentinel else \
+                "not shown for this ensemble (its fit found it warned too many correct answers)"
+            details["Check model's answer (it does not vote)"] = \
+                f"{', '.join(self.class_names[int(p[0].argmax())] for p in watch)} ({shown})"
+            if f.sentinel[0]:
+                messages.append(SENTINEL_MESSAGE)
+                flags.append(SENTINEL)
         details.update({k: "; ".join(values) for k, values in per_member.items() if values})
         details.update({k: v for k, v in member_details.items() if k not in details})
         for msgs, fl in zip(member_msgs, member_flags):  # the rest is about the image, not the model

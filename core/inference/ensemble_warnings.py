@@ -10,7 +10,9 @@ An ensemble can warn when
 - **unfamiliar** or **unstable when mirrored**: when at least a fitted number of members (one, a
   majority, or never) raise that warning of their own. Each member measures distance in its own
   feature space and averages its own mirrored views, so one member alone may be mostly noise; the
-  fit finds out on the validation images instead of assuming it.
+  fit finds out on the validation images instead of assuming it;
+- **a sentinel answers differently** (ensembles that list sentinels, :mod:`core.models.ensemble`):
+  a model that does not vote names another class than the ensemble's. Kept or dropped by the fit.
 
 All parts are fitted together on validation (:func:`fit_ensemble_warnings`): at most the single
 models' false-alarm budget of correct answers warned, as many mistakes warned as that allows (the
@@ -99,10 +101,24 @@ class MemberRule:
         return n_members // 2 + 1 if self.unfamiliar is None else self.unfamiliar
 
 
+    sentinel: bool = False  # warn when a sentinel's top class differs from the ensemble's
+
+
 def card_member_rule(disagreement: Mapping[str, Any]) -> MemberRule:
     """The member rule an ensemble card's ``results.disagreement`` stores (older cards: the default)."""
     u, v = disagreement.get("unfamiliar_members"), disagreement.get("unstable_members")
-    return MemberRule(None if u is None else int(u), 0 if v is None else int(v))
+    return MemberRule(None if u is None else int(u), 0 if v is None else int(v),
+                      bool(disagreement.get("sentinel_warns", False)))
+
+
+def sentinel_differs(member_probs: np.ndarray, sentinel_probs: np.ndarray | None) -> np.ndarray:
+    """(N,) True where some sentinel's top class (``sentinel_probs``: (S, N, K), None: no sentinel)
+    differs from the ensemble's (the members' average)."""
+    p = np.asarray(member_probs, np.float64)
+    if sentinel_probs is None or np.asarray(sentinel_probs).shape[0] == 0 or p.shape[1] == 0:
+        return np.zeros(p.shape[1], bool)
+    top = average(p).argmax(axis=1)
+    return (np.asarray(sentinel_probs).argmax(axis=2) != top[None, :]).any(axis=0)
 
 
 @dataclass
@@ -113,17 +129,19 @@ class EnsembleFlags:
     disagree: np.ndarray
     unfamiliar: np.ndarray  # enough members find the slice unfamiliar (MemberRule)
     unstable: np.ndarray  # enough members answer the mirrored slice differently (MemberRule)
+    sentinel: np.ndarray  # a sentinel names another class (when the rule shows it)
 
     @property
     def any(self) -> np.ndarray:
-        return self.low_confidence | self.disagree | self.unfamiliar | self.unstable
+        return self.low_confidence | self.disagree | self.unfamiliar | self.unstable | self.sentinel
 
 
 def ensemble_flags(member_probs: np.ndarray, member_unfamiliar: np.ndarray | None, min_confidence: float,
                    spread_threshold: float, on_differ: bool = True, member_unstable: np.ndarray | None = None,
-                   rule: MemberRule = MemberRule()) -> EnsembleFlags:
+                   rule: MemberRule = MemberRule(), sentinel_probs: np.ndarray | None = None) -> EnsembleFlags:
     """The ensemble's warnings for (M, N, K) member probabilities and the members' (M, N) unfamiliar
-    flags (None: no member could check), with the card's thresholds.
+    flags (None: no member could check), with the card's thresholds; ``sentinel_probs`` (S, N, K)
+    are the sentinels' probabilities (None: the ensemble has none).
 
     Older ensemble cards (fitted before the majority rule) go through here too, with their stored
     thresholds: they lack only the figures the new fit records.
@@ -132,34 +150,38 @@ def ensemble_flags(member_probs: np.ndarray, member_unfamiliar: np.ndarray | Non
     low = average(p).max(axis=1) < min_confidence if p.shape[1] else np.zeros(0, bool)
     m, n = p.shape[0], p.shape[1]
     return EnsembleFlags(low, disagree_flags(p, spread_threshold, on_differ),
-                         quorum(member_unfamiliar, rule.need_unfamiliar(m), n), quorum(member_unstable, rule.unstable, n))
+                         quorum(member_unfamiliar, rule.need_unfamiliar(m), n), quorum(member_unstable, rule.unstable, n),
+                         sentinel_differs(p, sentinel_probs) & rule.sentinel)
 
 
 @dataclass(frozen=True)
 class Evidence:
     """Members' outputs on labelled images: (M, N, K) calibrated probabilities, (M, N) flags of their
-    own unfamiliar and mirrored-copy warnings (None: not available) and the (N,) true classes."""
+    own unfamiliar and mirrored-copy warnings (None: not available), the (N,) true classes and the
+    sentinels' (S, N, K) probabilities (None: no sentinel)."""
 
     member_probs: np.ndarray
     unfamiliar: np.ndarray | None
     unstable: np.ndarray | None
     labels: np.ndarray
+    sentinel_probs: np.ndarray | None = None
 
 
 def _mistakes(e: Evidence) -> tuple[np.ndarray, ...]:
     """The ensemble's wrong answers in ``e``: (differing tops, spread, labels, confidence, the members'
-    unfamiliar and mirrored-copy flags), each restricted to those images."""
+    unfamiliar and mirrored-copy flags, a sentinel differs), each restricted to those images."""
     differ, spread = disagreement(e.member_probs)
     probs = average(e.member_probs)
     wrong = probs.argmax(axis=1) != np.asarray(e.labels) if len(probs) else np.zeros(0, bool)
     pick = (lambda f: None if f is None else np.asarray(f, bool)[:, wrong])  # noqa: E731
     return (differ[wrong], spread[wrong], np.asarray(e.labels)[wrong], probs.max(axis=1)[wrong] if len(probs)
-            else np.zeros(0), pick(e.unfamiliar), pick(e.unstable))
+            else np.zeros(0), pick(e.unfamiliar), pick(e.unstable),
+            sentinel_differs(e.member_probs, e.sentinel_probs)[wrong])
 
 
 def fit_ensemble_warnings(member_probs: np.ndarray, member_unfamiliar: np.ndarray | None, correct: np.ndarray,
                           false_alarm: float = FALSE_ALARM, member_unstable: np.ndarray | None = None,
-                          shifted: Sequence[Evidence] = (),
+                          shifted: Sequence[Evidence] = (), sentinel_probs: np.ndarray | None = None,
                           ) -> tuple[float, bool, MemberRule, TrustThresholds, EnsembleFlags]:
     """(spread threshold, whether differing top classes warn, member rule, thresholds, the fitted
     rule's flags) on validation images.
@@ -167,7 +189,8 @@ def fit_ensemble_warnings(member_probs: np.ndarray, member_unfamiliar: np.ndarra
     Every part of the rule is fitted together: differing top classes on or off; the spread off or
     above a value that flags a growing share of the correct answers (up to :data:`DISAGREE_SHARE` of
     the budget); the members' unfamiliar and mirrored-copy warnings shown when one member, a
-    majority, or never raises them. For each candidate the confidence threshold is fitted knowing all
+    majority, or never raises them; a sentinel's differing answer (``sentinel_probs``: (S, N, K)) shown
+    or not. For each candidate the confidence threshold is fitted knowing all
     the others; candidates that warn more than ``false_alarm`` of the correct answers are out, and the
     one that warns the most wrong answers wins (ties: fewer correct answers warned). Why jointly:
     on a real ensemble, a fixed rule either spent the budget on differing top classes and caught 15 %
@@ -179,6 +202,7 @@ def fit_ensemble_warnings(member_probs: np.ndarray, member_unfamiliar: np.ndarra
     by; the mistakes that matter are those on images unlike the training ones, which the shifts imitate.
     """
     differ, spread = disagreement(member_probs)
+    watch = sentinel_differs(member_probs, sentinel_probs)
     ok = np.asarray(correct, bool)
     conf = average(member_probs).max(axis=1)
     m, n = np.asarray(member_probs).shape[:2]
@@ -191,10 +215,12 @@ def fit_ensemble_warnings(member_probs: np.ndarray, member_unfamiliar: np.ndarra
     extra = [_mistakes(e) for e in shifted]
     n_wrong = int((~ok).sum()) + sum(len(x[3]) for x in extra)
     best = None
-    for rule in (MemberRule(u, v) for u in votes for v in votes):
-        member = quorum(member_unfamiliar, rule.need_unfamiliar(m), n) | quorum(member_unstable, rule.unstable, n)
-        extra_member = [quorum(u, rule.need_unfamiliar(m), len(c)) | quorum(v, rule.unstable, len(c))
-                        for _, _, _, c, u, v in extra]
+    sentinel_choices = (False, True) if sentinel_probs is not None and len(sentinel_probs) else (False,)
+    for rule in (MemberRule(u, v, w) for u in votes for v in votes for w in sentinel_choices):
+        member = quorum(member_unfamiliar, rule.need_unfamiliar(m), n) | quorum(member_unstable, rule.unstable, n) \
+            | (watch & rule.sentinel)
+        extra_member = [quorum(u, rule.need_unfamiliar(m), len(c)) | quorum(v, rule.unstable, len(c)) | (w & rule.sentinel)
+                        for _, _, _, c, u, v, w in extra]
         for on_differ in (True, False):
             for threshold in spreads:
                 others = (differ & on_differ) | (spread > threshold) | member
@@ -203,7 +229,7 @@ def fit_ensemble_warnings(member_probs: np.ndarray, member_unfamiliar: np.ndarra
                 false = float(warned[ok].mean()) if ok.any() else 0.0
                 hits = int(warned[~ok].sum()) + sum(
                     int(((d & on_differ) | (sp > threshold) | mm | (c < fitted.min_confidence)).sum())
-                    for (d, sp, _, c, _, _), mm in zip(extra, extra_member))
+                    for (d, sp, _, c, _, _, _), mm in zip(extra, extra_member))
                 caught = hits / n_wrong if n_wrong else 0.0
                 key = (false <= false_alarm + 1e-12, caught if false <= false_alarm + 1e-12 else -false, -false)
                 if best is None or key > best[0]:
@@ -211,4 +237,5 @@ def fit_ensemble_warnings(member_probs: np.ndarray, member_unfamiliar: np.ndarra
     _, spread_threshold, on_differ, rule, fitted = best
     thresholds = TrustThresholds(fitted.min_confidence, None, False)
     return spread_threshold, on_differ, rule, thresholds, ensemble_flags(
-        member_probs, member_unfamiliar, fitted.min_confidence, spread_threshold, on_differ, member_unstable, rule)
+        member_probs, member_unfamiliar, fitted.min_confidence, spread_threshold, on_differ, member_unstable, rule,
+        sentinel_probs)

@@ -227,7 +227,8 @@ def _aggregate(predictor: Predictor, result: StudyResult, coverage: float) -> No
         result.flags.append("slices_disagree")
     for flag, words in (("unfamiliar", "look unlike the training images"),
                         ("ood", "do not look like a brain MRI"),
-                        ("low_confidence", "are close calls")):
+                        ("low_confidence", "are close calls"),
+                        ("sentinel", "are read differently by the ensemble's check model")):
         n = sum(flag in r.flags for r in used)
         if n > n_used / 2:
             result.warnings.append(f"{n} of the {n_used} used slices {words}; treat the study answer with caution.")

@@ -69,10 +69,13 @@ class ModelCard:
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys a newer version wrote: kept, not interpreted
     kind: str = "single"  # "single": one network in model.keras; "ensemble": the runs listed in ``members``
     members: tuple[Mapping[str, Any], ...] = ()  # an ensemble's member runs: run_id, model_sha256, ... (in order)
+    # an ensemble's sentinels: runs that never vote, only warn when their answer differs (same fields as members)
+    sentinels: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_names", tuple(self.class_names))
         object.__setattr__(self, "members", tuple(_frozen(m) for m in self.members))
+        object.__setattr__(self, "sentinels", tuple(_frozen(m) for m in self.sentinels))
         for name in (*SECTIONS, "extra"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
         object.__setattr__(self, "results", RunResults.from_json(self.results))
@@ -107,6 +110,8 @@ class ModelCard:
                 continue  # "not evaluated yet" is the field's absence, as in every earlier card
             if f.name in ("kind", "members") and not self.is_ensemble:
                 continue  # a single model's card is written exactly as before ensembles existed
+            if f.name == "sentinels" and not value:
+                continue  # an ensemble without sentinels is written exactly as before they existed
             out[f.name] = value
             if f.name == "input_channels":
                 out["preprocessing"] = {"id": self.preprocessing_id, "description": self.preprocessing_description}

@@ -78,18 +78,22 @@ def validate_card(card: Any) -> list[str]:
 
 def _ensemble_problems(card: dict[str, Any]) -> list[str]:
     """An ensemble card must list at least two members, each with a run id and a model checksum."""
-    kind, members = card.get("kind", "single"), card.get("members")
+    kind, members, sentinels = card.get("kind", "single"), card.get("members"), card.get("sentinels")
     if kind not in ("single", "ensemble"):
         return [f"'kind' must be 'single' or 'ensemble' (it is {kind!r})"]
     if kind == "single":
-        return [] if members in (None, []) else ["'members' is only allowed on an ensemble's card"]
+        return [f"'{key}' is only allowed on an ensemble's card"
+                for key, value in (("members", members), ("sentinels", sentinels)) if value not in (None, [])]
     if not isinstance(members, list) or len(members) < 2:
         return ["an ensemble's card must list at least two 'members'"]
+    if sentinels is not None and not isinstance(sentinels, list):
+        return ["an ensemble's 'sentinels' must be a list"]
     problems = []
-    for i, m in enumerate(members):
-        if not (isinstance(m, dict) and isinstance(m.get("run_id"), str) and m["run_id"].strip()
-                and isinstance(m.get("model_sha256"), str) and len(m["model_sha256"]) == 64):
-            problems.append(f"'members[{i}]' must name a run ('run_id') and its model checksum ('model_sha256')")
+    for key, runs in (("members", members), ("sentinels", sentinels or [])):
+        for i, m in enumerate(runs):
+            if not (isinstance(m, dict) and isinstance(m.get("run_id"), str) and m["run_id"].strip()
+                    and isinstance(m.get("model_sha256"), str) and len(m["model_sha256"]) == 64):
+                problems.append(f"'{key}[{i}]' must name a run ('run_id') and its model checksum ('model_sha256')")
     return problems
 
 

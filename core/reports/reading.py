@@ -81,6 +81,8 @@ FLAG_WORDS: dict[str, str] = {
     "low_confidence": "close call",
     "unfamiliar": "unlike the training images",
     "unstable": "changes when mirrored",
+    "disagree": "the models disagree",
+    "sentinel": "check model reads it differently",
     "ood": "probably not a brain MRI",
 }
 

@@ -55,8 +55,9 @@ def model_facts(run: Run) -> dict[str, str]:
     }
     if card.is_ensemble:
         out["Input"] = f"each of its {len(card.members)} models prepares its own"
-        out["Members"] = "; ".join(f"{m.get('title', m.get('arch', '?'))}, {m.get('image_size', '?')} px, "
-                                   f"{m.get('preprocessing', '?')} ({m.get('run_id')})" for m in card.members)
+        out["Members"] = _listed(card.members)
+        if card.sentinels:  # they never vote: said apart from the members, with what they do
+            out["Check models (warn only, never vote)"] = _listed(card.sentinels)
     if card.val_accuracy is not None:
         n_val = "?" if card.results.n_val is None else card.results.n_val
         out["Validation accuracy"] = f"{percent(card.val_accuracy)} ({n_val} images)"
@@ -64,6 +65,12 @@ def model_facts(run: Run) -> dict[str, str]:
     if run.adapted:
         out["Adapted"] = f"{run.adapted_note()}: meant for that site's images only"
     return out
+
+
+def _listed(entries) -> str:
+    """An ensemble card's member (or sentinel) entries in words."""
+    return "; ".join(f"{m.get('title', m.get('arch', '?'))}, {m.get('image_size', '?')} px, "
+                     f"{m.get('preprocessing', '?')} ({m.get('run_id')})" for m in entries)
 
 
 def runs_table(runs: list[Run]) -> pd.DataFrame:

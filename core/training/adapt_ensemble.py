@@ -62,12 +62,15 @@ def adapt_ensemble(parent, folder: str | Path, cfg: AdaptConfig, job: Job) -> Ad
         WorkbenchError: bad site data, a member missing or changed (before or during), or missing
             training images.
     """
-    from core.models.ensemble import member_runs
+    from core.models.ensemble import member_runs, sentinel_runs
     from core.training.adapt_data import split_site
 
     t0 = time.perf_counter()
     members = member_runs(parent)  # each member's file checked against the ensemble's card
-    digests = [card_digest(parent)] + [card_digest(m) for m in members]
+    # Sentinels are carried over unadapted: they answer for the warnings only, and the new ensemble's
+    # fit on the site's validation part decides whether their differing answers still warn.
+    watch = sentinel_runs(parent)
+    digests = [card_digest(parent)] + [card_digest(m) for m in (*members, *watch)]
     job.update(phase="Reading the site's images", progress=0.01, epochs=cfg.epochs)
     site = split_site(folder, parent, seed=cfg.seed)
     log_site(job, site)
@@ -78,7 +81,7 @@ def adapt_ensemble(parent, folder: str | Path, cfg: AdaptConfig, job: Job) -> Ad
     try:
         for i, member in enumerate(members):
             # checked before each step that reads a member, so a deleted one is said, not a missing-file error
-            check_ensemble_unchanged(parent, members, digests)
+            check_ensemble_unchanged(parent, [*members, *watch], digests)
             stage = job.stage(0.02 + i * share, 0.02 + (i + 1) * share, f"Model {i + 1} of {len(members)}: ")
             job.clear_curves()  # each member's card records its own history
             job.add_log(f"adapting member {i + 1} of {len(members)}: {member.run_id} "
@@ -86,11 +89,11 @@ def adapt_ensemble(parent, folder: str | Path, cfg: AdaptConfig, job: Job) -> Ad
             member_site = site.read_for(member, stage.stage(0.0, 0.04).counter("Reading the site's images"))
             staged.append(adapt_staged(member, member_site, cfg, stage))
             folders.append(staged[-1].stage)
-        check_ensemble_unchanged(parent, members, digests)  # the parent members are scored again below
+        check_ensemble_unchanged(parent, [*members, *watch], digests)  # the parent members are scored again below
         ensemble, before, after = _stage_ensemble(parent, members, staged, site, cfg,
                                                   job.stage(0.02 + MEMBERS_SHARE, 1.0, "Ensemble: "), folders,
-                                                  time.perf_counter() - t0)
-        check_ensemble_unchanged(parent, members, digests)
+                                                  time.perf_counter() - t0, watch)
+        check_ensemble_unchanged(parent, [*members, *watch], digests)
         job.check_cancelled()
         published = _publish_all(staged, ensemble)
     except BaseException:
@@ -104,7 +107,7 @@ def adapt_ensemble(parent, folder: str | Path, cfg: AdaptConfig, job: Job) -> Ad
 
 
 def _stage_ensemble(parent, members, staged: list[StagedRun], site, cfg: AdaptConfig, job, folders: list[Path],
-                    seconds: float):
+                    seconds: float, watch=()):
     """The new ensemble in its staging folder: the before/after table, its card and lineage, its fit."""
     from core.inference.ensemble_fit import fit_ensemble
     from core.models.ensemble import check_members, ensemble_card
@@ -112,7 +115,7 @@ def _stage_ensemble(parent, members, staged: list[StagedRun], site, cfg: AdaptCo
     from core.training.adapt_card import lineage_record
 
     adapted = [s.run for s in staged]
-    check_members(adapted)
+    check_members(adapted, watch)
     job.update(phase="Scoring the ensembles before and after", progress=0.0)
     before = ensemble_table(parent, members, site, job.stage(0.0, 0.3).counter("Scoring the original ensemble"))
     after = ensemble_table(parent, adapted, site, job.stage(0.3, 0.6).counter("Scoring the adapted ensemble"))
@@ -127,11 +130,13 @@ def _stage_ensemble(parent, members, staged: list[StagedRun], site, cfg: AdaptCo
                                  "ensemble's warnings, disagreement rule and prediction sets)"}
     lineage = lineage_record(parent, site, recipe, before, after)
     lineage["members"] = {"parent": [m.run_id for m in members], "adapted": [r.run_id for r in adapted]}
-    card = ensemble_card(adapted, run_id, parent.card.arch_title or None)
+    if watch:
+        lineage["members"]["sentinels"] = [r.run_id for r in watch]  # carried over as they were
+    card = ensemble_card(adapted, run_id, parent.card.arch_title or None, watch)
     card = card.replace(extra={"lineage": lineage}, timings={"train_seconds": round(seconds, 1)})
     write_card(stage / CARD_FILE, card)
     job.update(phase="Fitting the warnings and prediction sets on the site's validation images", progress=0.6)
-    run = fit_ensemble(Run(run_id, stage, card), adapted)
+    run = fit_ensemble(Run(run_id, stage, card), adapted, watch)
     job.check_cancelled()
     return run, before, after
 

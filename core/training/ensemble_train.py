@@ -9,7 +9,10 @@ against 96.8 %, 21 and 29 points for one fed the raw frame (bench/RESULTS.md sec
 member also trains with intensity-style mixing (core.data.style_mix) unless the settings already set
 it: a head-crop member with such a partner lost 1.6 points to another class's intensities on
 validation, against 7.7 with the unmixed partner, for 98.25 % against 98.36 % unshifted
-(bench/RESULTS.md section 15). A cancel
+(bench/RESULTS.md section 15). With ``sentinel`` one more model is trained on the raw whole
+frame (no standardising, no mixing: it keeps reading the image's style) and registered as the
+ensemble's sentinel, which never votes but warns when it answers otherwise
+(:mod:`core.models.ensemble`; bench/RESULTS.md section 16). A cancel
 stops the member in flight; members already trained stay registered as ordinary runs (they
 are complete models), but no ensemble is registered.
 """
@@ -20,7 +23,7 @@ import dataclasses
 
 from core.config import DataConfig
 from core.data.datasets import Dataset
-from core.data.preprocess import FRAME_EQ_ID, HEAD_ID
+from core.data.preprocess import FRAME_EQ_ID, HEAD_ID, WHOLE_FRAME_ID
 from core.data.scan import ScanReport
 from core.errors import WorkbenchError
 from core.jobs import Job
@@ -42,9 +45,17 @@ def member_configs(cfg: TrainConfig, n: int, diverse_inputs: bool = True) -> lis
     return [dataclasses.replace(diverse if (diverse_inputs and i % 2) else cfg, seed=cfg.seed + i) for i in range(n)]
 
 
+def sentinel_config(cfg: TrainConfig, n: int) -> TrainConfig:
+    """The sentinel's settings: ``cfg`` on the raw whole frame, without intensity-style mixing, seed
+    ``cfg.seed + n`` (after the members'). Why raw: a model that still reads brightness and framing
+    answers otherwise when they change, which is what its warning is for."""
+    return dataclasses.replace(cfg, preprocessing=WHOLE_FRAME_ID, style_mix=0.0, seed=cfg.seed + n)
+
+
 def train_ensemble(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job, n: int,
-                   data_cfg: DataConfig = DataConfig(), diverse_inputs: bool = True) -> Run:
-    """Train ``n`` members one after another in ``job`` and register their ensemble; returns the ensemble run.
+                   data_cfg: DataConfig = DataConfig(), diverse_inputs: bool = True, sentinel: bool = False) -> Run:
+    """Train ``n`` members (and, with ``sentinel``, a check model: :func:`sentinel_config`) one after
+    another in ``job`` and register their ensemble; returns the ensemble run.
 
     Raises:
         JobCancelled: cancelled during a member (earlier members stay as ordinary runs).
@@ -53,16 +64,20 @@ def train_ensemble(ds: Dataset, report: ScanReport, cfg: TrainConfig, job: Job, 
     from core.inference.ensemble_fit import register_ensemble
     from core.training.train import train_model
 
-    members = []
-    for i, member_cfg in enumerate(member_configs(cfg, n, diverse_inputs)):
+    runs = []
+    plan = member_configs(cfg, n, diverse_inputs) + ([sentinel_config(cfg, n)] if sentinel else [])
+    for i, member_cfg in enumerate(plan):
         job.clear_curves()  # each member's card records its own history
         mixing = f", intensity-style mixing {member_cfg.style_mix:.0%}" if member_cfg.style_mix else ""
-        job.add_log(f"ensemble member {i + 1} of {n}: seed {member_cfg.seed}, {member_cfg.preprocessing}{mixing}")
+        role = f"ensemble member {i + 1} of {n}" if i < n else "check model (warns only, never votes)"
+        job.add_log(f"{role}: seed {member_cfg.seed}, {member_cfg.preprocessing}{mixing}")
         run = train_model(ds, report, member_cfg, job, data_cfg)
         if run is None:
             raise WorkbenchError("ensembles are trained on one machine (this worker is not the chief)", "ensemble")
-        members.append(run)
+        runs.append(run)
+    members, watch = runs[:n], runs[n:]
     job.update(phase=f"Registering the ensemble of {n}", progress=0.99)
-    ensemble = register_ensemble([m.run_id for m in members], root=members[0].path.parent)
+    ensemble = register_ensemble([m.run_id for m in members], root=members[0].path.parent,
+                                 sentinels=[w.run_id for w in watch])
     job.add_log(f"registered ensemble {ensemble.run_id}")
     return ensemble

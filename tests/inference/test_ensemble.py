@@ -384,7 +384,19 @@ def test_member_configs_vary_seed_and_input_and_refuse_bad_sizes():
             member_configs(TrainConfig(), bad)
 
 
-def test_train_ensemble_in_a_background_job(demo_root, tmp_path, monkeypatch):
+def test_the_check_model_reads_the_raw_frame_after_the_members_seeds():
+    from core.data.preprocess import WHOLE_FRAME_ID
+    from core.training.config import TrainConfig
+    from core.training.ensemble_train import member_configs, sentinel_config
+
+    cfg = TrainConfig(seed=7, style_mix=0.3)
+    watch = sentinel_config(cfg, 3)
+    assert watch.preprocessing == WHOLE_FRAME_ID and watch.style_mix == 0.0  # it must keep reading the style
+    assert watch.seed == 10 and watch.seed not in {c.seed for c in member_configs(cfg, 3)}
+
+
+@pytest.mark.parametrize("sentinel", [False, True])
+def test_train_ensemble_in_a_background_job(demo_root, tmp_path, monkeypatch, sentinel):
     from core.config import AUGMENT_PRESETS
     from core.data.datasets import open_folder
     from core.data.scan import scan_dataset
@@ -400,14 +412,16 @@ def test_train_ensemble_in_a_background_job(demo_root, tmp_path, monkeypatch):
     cfg = TrainConfig(arch="custom_cnn", image_size=32, width=0.25, epochs=1, batch_size=32, patience=1, seed=3,
                       augment=AUGMENT_PRESETS["none"], max_train_batches=2)
     jobs = JobRegistry()
-    job = jobs.submit("train", "ensemble of 2", lambda j: train_ensemble(ds, report, cfg, j, 2))
+    job = jobs.submit("train", "ensemble of 2", lambda j: train_ensemble(ds, report, cfg, j, 2, sentinel=sentinel))
     jobs.wait(job, timeout=600)
     snap = job.snapshot()
     assert snap.status == DONE, snap.error
     ens = snap.result
     runs = {r.run_id: r for r in list_runs()}
-    assert ens.card.is_ensemble and ens.run_id in runs and len(runs) == 3
+    assert ens.card.is_ensemble and ens.run_id in runs and len(runs) == 3 + sentinel
     assert [runs[m["run_id"]].preprocessing for m in ens.card.members] == ["head-v2", "frame-eq-v1"]
+    assert [runs[m["run_id"]].preprocessing for m in ens.card.sentinels] == (["gray-uint8-resize-area-v1"]
+                                                                           if sentinel else [])
     assert any("registered ensemble" in line for line in snap.log)
 
 
@@ -450,8 +464,11 @@ def test_train_page_offers_an_ensemble(isolated_workbench_dirs, demo_root, monke
     at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "3_Train.py"), default_timeout=180).run()
     assert not at.exception, at.exception
     assert at.button(key="train_start").label == "Start training"
+    assert not [c for c in at.checkbox if c.key == "train_sentinel"]  # one model: no check model to add
     at.number_input(key="train_n_models").set_value(3).run()
     assert at.button(key="train_start").label == "Train an ensemble of 3"
+    assert "only warns" in at.checkbox(key="train_sentinel").label
+    at.checkbox(key="train_sentinel").check().run()
     at.button(key="train_start").click().run()
     try:
         (job,) = registry.jobs("train")

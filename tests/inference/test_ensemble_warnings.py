@@ -231,3 +231,66 @@ def test_mistakes_on_shifted_copies_choose_the_rule_but_never_spend_the_budget()
     assert fitted.any[correct].mean() <= FALSE_ALARM  # the budget is about ordinary slices only
     caught = ensemble_flags(shifted_p, shifted_u, thresholds.min_confidence, spread, on_differ, None, rule).any
     assert caught.mean() == pytest.approx(0.75)
+
+
+# --- sentinels: models that only warn ------------------------------------------------------------
+
+
+def _sentinel(n: int, differ: slice) -> np.ndarray:
+    """(1, n, 2) sentinel probabilities that agree with class 0 except on ``differ``."""
+    s = _agreeing(1, n, conf=0.8)
+    s[0, differ] = [0.2, 0.8]
+    return s
+
+
+def test_a_sentinel_warns_only_where_its_answer_differs_and_the_rule_shows_it():
+    from core.inference.ensemble_warnings import sentinel_differs
+
+    p, s = _agreeing(3, 4), _sentinel(4, slice(1, 3))
+    assert sentinel_differs(p, s).tolist() == [False, True, True, False]
+    assert sentinel_differs(p, None).tolist() == [False] * 4  # no sentinel: nothing to differ
+    quiet = ensemble_flags(p, None, 0.5, 1.0, True, None, MemberRule(), s)  # the rule does not show it
+    assert not quiet.sentinel.any() and not quiet.any.any()
+    loud = ensemble_flags(p, None, 0.5, 1.0, True, None, MemberRule(sentinel=True), s)
+    assert loud.sentinel.tolist() == [False, True, True, False] and loud.any.tolist() == loud.sentinel.tolist()
+    assert not loud.disagree.any()  # the members agree: a sentinel is not one of them
+
+
+def test_the_fit_shows_a_sentinel_that_catches_shifted_mistakes_within_the_budget():
+    from core.inference.ensemble_warnings import Evidence
+
+    n = 1000
+    p, correct = _agreeing(3, n, conf=0.95), np.ones(n, bool)
+    s = _sentinel(n, slice(0, 20))  # differs on 2 % of ordinary slices: within the budget
+    shifted_p = _agreeing(3, 200, conf=0.95)  # confident, agreeing mistakes (class 1 is right) ...
+    evidence = Evidence(shifted_p, None, None, np.ones(200, int), _sentinel(200, slice(0, 160)))  # ... 80 % seen
+    spread, on_differ, rule, thresholds, fitted = fit_ensemble_warnings(p, None, correct, shifted=[evidence],
+                                                                        sentinel_probs=s)
+    assert rule.sentinel
+    assert fitted.sentinel.sum() == 20 and fitted.any[correct].mean() <= FALSE_ALARM
+    caught = ensemble_flags(shifted_p, None, thresholds.min_confidence, spread, on_differ, None, rule,
+                            evidence.sentinel_probs).any
+    assert caught.mean() == pytest.approx(0.8)
+    # the same evidence without a sentinel: nothing catches those confident mistakes
+    _, _, blind, _, _ = fit_ensemble_warnings(p, None, correct, shifted=[Evidence(shifted_p, None, None,
+                                                                                  np.ones(200, int))])
+    assert not blind.sentinel
+
+
+def test_a_sentinel_that_would_warn_too_many_correct_answers_is_not_shown():
+    from core.inference.ensemble_warnings import Evidence
+
+    n = 1000
+    p, correct = _agreeing(3, n, conf=0.95), np.ones(n, bool)
+    s = _sentinel(n, slice(0, 100))  # differs on 10 % of correct answers: over the budget on its own
+    evidence = Evidence(_agreeing(3, 50, conf=0.95), None, None, np.ones(50, int), _sentinel(50, slice(0, 50)))
+    _, _, rule, _, fitted = fit_ensemble_warnings(p, None, correct, shifted=[evidence], sentinel_probs=s)
+    assert not rule.sentinel and not fitted.sentinel.any()
+    assert fitted.any[correct].mean() <= FALSE_ALARM
+
+
+def test_card_rule_reads_the_sentinel_choice_and_older_cards_never_show_it():
+    from core.inference.ensemble_warnings import card_member_rule
+
+    assert card_member_rule({}).sentinel is False
+    assert card_member_rule({"unfamiliar_members": 2, "sentinel_warns": True}) == MemberRule(2, 0, True)

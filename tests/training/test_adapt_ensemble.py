@@ -399,3 +399,30 @@ def test_adapting_an_adapted_ensemble_keeps_the_whole_lineage(adapted, source, t
     for member, first in zip(second.members, out["members"]):
         assert resolve_run(member).lineage["parent_run"] == first
         assert resolve_run(member).lineage["chain"][-1] == first
+
+
+def test_a_sentinel_is_carried_over_unadapted_and_refitted_on_the_site(source, tmp_path, demo_root, monkeypatch):
+    """The adapted ensemble keeps the parent's sentinel (same file, same checksum) beside its adapted
+    members; its warning fit on the site decides whether the sentinel still warns."""
+    from fixtures_models import train_members
+
+    from core.inference.ensemble_fit import register_ensemble
+    from core.models.ensemble import member_runs, sentinel_runs
+
+    models, ens_id, site = source
+    root = tmp_path / "models"
+    shutil.copytree(models, root)
+    monkeypatch.setenv("WORKBENCH_MODELS_DIR", str(root))
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    watch = train_members(tmp_path / "watch", demo_root, ((36, "gray-uint8-resize-area-v1", 3),))[0]
+    shutil.copytree(watch.path, root / watch.run_id)
+    parent = register_ensemble([ens_id], root=root, sentinels=[watch.run_id])  # flattened, sentinel added
+    result = _adapt(parent, site)
+    new = result.run
+    assert [s["run_id"] for s in new.card.sentinels] == [watch.run_id]
+    assert new.card.sentinels[0]["model_sha256"] == watch.card.model_sha256
+    assert [m.run_id for m in member_runs(new)] == result.members
+    assert [s.run_id for s in sentinel_runs(new)] == [watch.run_id]
+    assert new.card.data["val_files"]  # the site's own validation part, not narrowed away by the sentinel
+    assert isinstance(new.card.results.disagreement["sentinel_warns"], bool)
+    assert new.card.extra["lineage"]["members"]["sentinels"] == [watch.run_id]
