@@ -59,7 +59,7 @@ def main() -> None:
     from core import paths
     from core.evaluation.site_check import check_paths, site_check
     from core.jobs import Job
-    from core.models.ensemble import member_runs
+    from core.models.ensemble import member_runs, sentinel_runs
     from core.models.runs import best_run, list_runs, resolve_run
     from core.training.adapt import AdaptConfig
     from core.training.adapt_ensemble import adapt_run
@@ -67,7 +67,7 @@ def main() -> None:
     source = paths.PROJECT_ROOT / "models"
     chosen = resolve_run(args.model, root=source) if args.model else best_run(list_runs(source))
     scratch = Path(tempfile.mkdtemp(prefix="site-bench-"))
-    for r in [chosen, *(member_runs(chosen) if chosen.card.is_ensemble else [])]:
+    for r in [chosen, *(member_runs(chosen) + sentinel_runs(chosen) if chosen.card.is_ensemble else [])]:
         shutil.copytree(r.path, scratch / "models" / r.run_id)
     os.environ["WORKBENCH_MODELS_DIR"] = str(scratch / "models")
 

@@ -179,10 +179,14 @@ def best_run(runs: list[Run]) -> Run | None:
     :meth:`Run.leakage_free_macro_f1`), unusable or linked runs are never chosen, and a run
     trained on synthetic data is never chosen while a run trained on real images exists. A run
     adapted to one site is never chosen: its held-out score is that site's, not comparable, and
-    it is meant for that site's images only. If no candidate has a held-out score, the first
-    (newest) candidate is returned.
+    it is meant for that site's images only. A run that serves a listed ensemble (a member or a
+    sentinel) is not offered on its own: the ensemble was chosen on validation as the whole, and a
+    member that happens to score higher on the test split must not displace it (that would choose
+    on the test). If no candidate has a held-out score, the first (newest) candidate is returned.
     """
-    usable = [r for r in runs if r.usable and not r.path.is_symlink() and not r.adapted]
+    serving = {str(m.get("run_id")) for r in runs if r.usable and r.card.is_ensemble
+               for m in (*r.card.members, *r.card.sentinels)}
+    usable = [r for r in runs if r.usable and not r.path.is_symlink() and not r.adapted and r.run_id not in serving]
     pool = [r for r in usable if not r.synthetic] or usable
     scored = [r for r in pool if r.leakage_free_macro_f1() is not None]
     if scored:

@@ -132,6 +132,22 @@ def test_best_run_prefers_evaluated_then_newest(models):
     assert best_run([]) is None
 
 
+def test_a_run_serving_an_ensemble_never_displaces_it_as_the_default(models):
+    """A member (or sentinel) scoring higher on the test than its ensemble is not the default: the
+    ensemble was chosen as a whole on validation. A run outside any ensemble still competes."""
+    sha = "0" * 64
+    fake_run(models / "member", evaluation={"leakage_free": {"macro_f1": 0.97}})
+    fake_run(models / "watch", evaluation={"leakage_free": {"macro_f1": 0.98}})
+    fake_run(models / "other", evaluation={"leakage_free": {"macro_f1": 0.95}})
+    fake_run(models / "ens", model=None, kind="ensemble", arch="ensemble", model_sha256=sha, model_file="",
+             members=[{"run_id": "member", "model_sha256": sha}, {"run_id": "m2", "model_sha256": sha}],
+             sentinels=[{"run_id": "watch", "model_sha256": sha}], evaluation={"leakage_free": {"macro_f1": 0.96}})
+    assert best_run(list_runs()).run_id == "ens"
+    fake_run(models / "better", evaluation={"leakage_free": {"macro_f1": 0.99}})
+    assert best_run(list_runs()).run_id == "better"
+    assert best_run([r for r in list_runs() if r.run_id != "ens"]).run_id == "better"  # no ensemble: all compete
+
+
 # --- loading safely -------------------------------------------------------------------------------------
 
 def test_tampered_model_file_is_refused(models):
