@@ -7,6 +7,8 @@ import hashlib
 import cv2
 import numpy as np
 
+from core.data.shared_work import per_image
+
 
 def content_hash(data: bytes) -> str:
     """SHA-256 of the file bytes: equal only for byte-identical files."""
@@ -37,6 +39,7 @@ def head_crop(gray: np.ndarray) -> np.ndarray:
     return gray[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
+@per_image
 def perceptual_hash(gray: np.ndarray) -> np.ndarray:
     """Two 256-bit DCT perceptual hashes (pHash) of a grayscale image, as 8 uint64 words.
 

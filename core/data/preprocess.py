@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from core.data.imageio import DecodedImage, decode_image
+from core.data.shared_work import per_image
 from core.errors import WorkbenchError
 from core.options import Registry
 
@@ -134,6 +135,7 @@ def _legacy(pixels: np.ndarray, size: int) -> Prepared:
     return Prepared(resize_square(pixels, size), Framing())
 
 
+@per_image
 def find_head(pixels: np.ndarray) -> tuple[tuple[float, float, float, float], np.ndarray] | None:
     """The head's normalised bounding box and its mask at :data:`WORK_SIDE` scale, or None.
 

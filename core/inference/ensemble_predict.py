@@ -21,6 +21,7 @@ import numpy as np
 
 from core.data.imageio import DecodedImage
 from core.data.preprocess import Framing, Prepared, prepare_framed
+from core.data.shared_work import shared_image_work
 from core.errors import WorkbenchError
 from core.inference.conformal import CONFORMAL_FILE, try_run_conformal
 from core.inference.ensemble_fit import as_logits, average
@@ -118,12 +119,13 @@ class EnsemblePredictor(PredictorBase):
     def prepare_framed(self, image: DecodedImage) -> EnsemblePrepared:
         """The whole frame at the card's size (display, heat map) plus each member's own input."""
         done: dict[tuple[str, int], Prepared] = {}  # models with the same recipe and size share one input
-        for m in (*self.members, *self.sentinels):
-            key = (m.run.preprocessing, m.image_size)
-            if key not in done:
-                done[key] = m.prepare_framed(image)
-        shown = done.get((self.run.preprocessing, self.image_size)) or \
-            prepare_framed(image, self.image_size, self.run.preprocessing)
+        with shared_image_work():  # the head is found once for every member that crops or standardises
+            for m in (*self.members, *self.sentinels):
+                key = (m.run.preprocessing, m.image_size)
+                if key not in done:
+                    done[key] = m.prepare_framed(image)
+            shown = done.get((self.run.preprocessing, self.image_size)) or \
+                prepare_framed(image, self.image_size, self.run.preprocessing)
         parts = tuple(done[(m.run.preprocessing, m.image_size)] for m in self.members)
         watch = tuple(done[(m.run.preprocessing, m.image_size)] for m in self.sentinels)
         return EnsemblePrepared(shown.pixels, shown.framing, parts, watch)
@@ -189,14 +191,16 @@ class EnsemblePredictor(PredictorBase):
         details: dict[str, str] = {}
         member_msgs, member_flags, member_details = [], [], {}
         per_member: dict[str, list[str]] = {k: [] for k in PER_MEMBER_DETAILS}
-        for j, (m, s) in enumerate(zip(self.members, scores.members)):
-            msgs, fl, det = m.warnings_for(image, s, i, scores.member_framings[j][i] if scores.member_framings else None)
-            member_msgs.append(msgs)
-            member_flags.append(fl)
-            for k in PER_MEMBER_DETAILS:
-                if k in det:
-                    per_member[k].append(f"model {j + 1}: {det.pop(k)}")
-            member_details.update({k: v for k, v in det.items() if k not in member_details})
+        with shared_image_work():  # the image's hash is the same for every member: computed once
+            for j, (m, s) in enumerate(zip(self.members, scores.members)):
+                msgs, fl, det = m.warnings_for(image, s, i,
+                                               scores.member_framings[j][i] if scores.member_framings else None)
+                member_msgs.append(msgs)
+                member_flags.append(fl)
+                for k in PER_MEMBER_DETAILS:
+                    if k in det:
+                        per_member[k].append(f"model {j + 1}: {det.pop(k)}")
+                member_details.update({k: v for k, v in det.items() if k not in member_details})
         member_probs = scores.member_probs[:, i:i + 1]
         unfamiliar = np.array([["unfamiliar" in fl] for fl in member_flags], bool)
         unstable = np.array([["unstable" in fl] for fl in member_flags], bool)

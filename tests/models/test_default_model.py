@@ -1,7 +1,8 @@
 """The committed default model: present, small, intact, loadable, and as good as its card says.
 
-The default is an ensemble (bench/RESULTS.md sections 13 and 15): its card lists member runs, each committed
-beside it, and every property of a single model is checked on each member."""
+The default is an ensemble (bench/RESULTS.md sections 13, 15 and 16): its card lists member runs and a
+sentinel (a check model that only warns), each committed beside it, and every property of a single model
+is checked on each of them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from core.data.preprocess import FRAME_EQ_ID, HEAD_ID, WHOLE_FRAME_ID
-from core.models.ensemble import member_runs
+from core.models.ensemble import member_runs, sentinel_runs
 from core.models.runs import best_run, file_sha256, list_runs
 
 REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -28,22 +29,33 @@ def default_run():
 
 @pytest.fixture(scope="module")
 def members(default_run):
-    """The default's member runs (checksums verified against the ensemble's card)."""
-    return member_runs(default_run)
+    """The default's member runs and its sentinels (checksums verified against the ensemble's card)."""
+    return member_runs(default_run) + sentinel_runs(default_run)
 
 
 def test_default_model_is_an_ensemble_of_committed_members(default_run, members) -> None:
-    assert default_run.card.is_ensemble and len(members) >= 3
+    voters = member_runs(default_run)
+    assert default_run.card.is_ensemble and len(voters) >= 3
     assert all(m.path.parent == REPO_MODELS.resolve() for m in members), "members must be committed beside it"
-    recorded = {m["run_id"]: m["model_sha256"] for m in default_run.card.members}
+    recorded = {m["run_id"]: m["model_sha256"] for m in (*default_run.card.members, *default_run.card.sentinels)}
     assert {m.run_id: file_sha256(m.model_path) for m in members} == recorded
     # diverse inputs: at least one member crops the head and one sees the whole frame (raw or standardised)
-    recipes = {m.preprocessing for m in members}
+    recipes = {m.preprocessing for m in voters}
     assert HEAD_ID in recipes and recipes & {WHOLE_FRAME_ID, FRAME_EQ_ID}
     lf = default_run.card.to_json()["evaluation"]["leakage_free"]
     assert lf["n_images"] > 500 and 0 <= lf["accuracy"] <= 1
-    # it is the default because it beats each member on the same held-out images
-    assert all(default_run.leakage_free_macro_f1() > m.leakage_free_macro_f1() for m in members)
+    # chosen on validation, as a whole: it beats each of its voting members there
+    dis = default_run.card.results.disagreement
+    assert all(default_run.card.val_accuracy > acc for acc in dis["members_accuracy"])
+
+
+def test_default_models_sentinel_reads_the_raw_frame_and_its_warning_is_shown(default_run) -> None:
+    """The check model keeps reading the image's style (raw whole frame, no style mixing), and the
+    warning fit kept its differing answer as a warning within the false-alarm budget."""
+    (watch,) = sentinel_runs(default_run)
+    assert watch.preprocessing == WHOLE_FRAME_ID and not watch.card.train_config.get("style_mix")
+    dis = default_run.card.results.disagreement
+    assert dis["sentinel_warns"] is True and 0 < dis["sentinel_share"] <= dis["correct_warned"] + 0.05
 
 
 def test_every_member_is_committed_small_and_intact(members) -> None:
