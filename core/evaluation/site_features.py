@@ -1,10 +1,12 @@
-"""What the network sees, for the site check: the pooled features of a run, or of every member of an ensemble.
+"""What the network sees, for the site check: the pooled features of a run, or of every member (and
+sentinel) of an ensemble.
 
 An ensemble has no network of its own; each member looks at its own input (head crop or whole
 frame, its own size, as its card says), so each member's features are taken on that input and
 reduced on their own (principal components), then set side by side as one signal. A shift that
 only one member's input shows (a head crop hides a changed background, a whole frame does not)
-is then still seen.
+is then still seen. An ensemble's sentinels are read too: a check model kept because it still sees
+the image's style is the network most likely to tell a new site's images from the training ones.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from core.data.site_images import ImageSample
-from core.models.ensemble import is_ensemble, member_runs
+from core.models.ensemble import is_ensemble, member_runs, sentinel_runs
 from core.models.runs import Run
 
 FEATURE_COMPONENTS = 16  # principal components of a single network's features fed to the classifier
@@ -23,12 +25,12 @@ MIN_MEMBER_COMPONENTS = 6  # an ensemble shares the 16 among its members, but ea
 
 
 def feature_runs(run: Run) -> list[Run]:
-    """The single-model runs whose networks describe ``run``: itself, or an ensemble's members.
+    """The single-model runs whose networks describe ``run``: itself, or an ensemble's members and sentinels.
 
     Raises:
-        WorkbenchError: an ensemble member is missing, damaged or was changed after registration.
+        WorkbenchError: an ensemble member or sentinel is missing, damaged or was changed after registration.
     """
-    return member_runs(run) if is_ensemble(run) else [run]
+    return member_runs(run) + sentinel_runs(run) if is_ensemble(run) else [run]
 
 
 def model_inputs(runs: Sequence[Run]) -> list[tuple[str, int]]:

@@ -183,3 +183,19 @@ def test_export_leaves_the_sentinel_out_and_says_so(watched, models, tmp_path, c
         readme = zf.read("README.md").decode()
     assert [i["member"] for i in facts["inputs"]] == [models[0].run_id, models[1].run_id]  # members only
     assert models[2].run_id in facts["not_included"] and "Not included:" in readme
+
+
+def test_site_check_reads_the_sentinels_features_too(watched, models, demo_root, tmp_path, capsys):
+    """The check model still sees the image's style: the site check sets its features beside the members'."""
+    from PIL import Image
+
+    site = tmp_path / "site"
+    for cls in watched.class_names:  # the demo's own test images, made darker: a changed style
+        (site / cls).mkdir(parents=True)
+        for f in sorted((demo_root / "Testing" / cls).glob("*.png"))[:8]:
+            img = np.asarray(Image.open(f).convert("L"), np.float32)
+            Image.fromarray((0.5 * img).astype(np.uint8)).save(site / cls / f.name)
+    code, out, err = _cli(capsys, "site-check", "--model", watched.run_id, "--data", str(site), "--json")
+    assert code == 0, err
+    feats = json.loads(out)["signals"]["model_features"]
+    assert sorted(feats["members"]) == sorted(m.run_id for m in models)  # two members and the sentinel
