@@ -255,12 +255,12 @@ with sh.shown_errors():
              "class, Predict & Explain warns that the slice may not look like the training images. The warning is "
              "kept only if it stays within the false-alarm budget on the validation images. Takes one model's "
              "training time more.")
-    if st.button("Start training" if n_models == 1 else f"Train an ensemble of {n_models}", type="primary",
+    plural = f"Train an ensemble of {n_models}" + (" with a check model" if with_sentinel else "")
+    if st.button("Start training" if n_models == 1 else plural, type="primary",
                  icon=":material/play_arrow:", key="train_start", disabled=why_not is not None,
                  help=why_not and f"Disabled: {why_not}."):
         spec = ARCHITECTURES[cfg.arch]  # a recipe may name another architecture than the box above
-        job = registry.submit("train", f"{spec.title} on {ds.name}" + (f" (ensemble of {n_models})" if n_models > 1
-                                                                      else ""),
+        job = registry.submit("train", f"{spec.title} on {ds.name}" + (f" ({plural[6:]})" if n_models > 1 else ""),
                               (lambda j: train_model(ds, report, cfg, j, DataConfig())) if n_models == 1 else
                               (lambda j: train_ensemble(ds, report, cfg, j, int(n_models), DataConfig(),
                                                         sentinel=bool(with_sentinel))))

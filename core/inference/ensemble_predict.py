@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from core.classes import display_name
 from core.data.imageio import DecodedImage
 from core.data.preprocess import Framing, Prepared, prepare_framed
 from core.data.shared_work import shared_image_work
@@ -214,7 +215,8 @@ class EnsemblePredictor(PredictorBase):
             messages.append(LOW_CONFIDENCE_MESSAGE)
             flags.append("low_confidence")
         _, spread = disagreement(member_probs)
-        details["Each model's answer"] = ", ".join(self.class_names[int(p[0].argmax())] for p in member_probs)
+        details["Each model's answer"] = ", ".join(display_name(self.class_names[int(p[0].argmax())])
+                                                   for p in member_probs)
         details["Spread of the models' probabilities for the answer"] = \
             f"{100 * float(spread[0]):.1f} points (warning above {100 * self.spread_threshold:.1f})"
         if f.disagree[0]:
@@ -234,7 +236,7 @@ class EnsemblePredictor(PredictorBase):
             shown = "a warning when it differs from the answer" if self.member_rule.sentinel else \
                 "not shown for this ensemble (its fit found it warned too many correct answers)"
             details["Check model's answer (it does not vote)"] = \
-                f"{', '.join(self.class_names[int(p[0].argmax())] for p in watch)} ({shown})"
+                f"{', '.join(display_name(self.class_names[int(p[0].argmax())]) for p in watch)} ({shown})"
             if f.sentinel[0]:
                 messages.append(SENTINEL_MESSAGE)
                 flags.append(SENTINEL)

@@ -469,6 +469,7 @@ def test_train_page_offers_an_ensemble(isolated_workbench_dirs, demo_root, monke
     assert at.button(key="train_start").label == "Train an ensemble of 3"
     assert "only warns" in at.checkbox(key="train_sentinel").label
     at.checkbox(key="train_sentinel").check().run()
+    assert at.button(key="train_start").label == "Train an ensemble of 3 with a check model"
     at.button(key="train_start").click().run()
     try:
         (job,) = registry.jobs("train")
