@@ -145,16 +145,17 @@ def ensemble_table(parent, members, site, progress=None) -> dict[str, Any]:
     """Accuracy of the averaged calibrated probabilities of ``members`` on the site's test part and on
     the parent ensemble's own held-out test: ``{"site": scores, "source": scores}`` as a single model's
     lineage records them (:func:`core.training.adapt.scores`)."""
-    from core.inference.ensemble_fit import member_probabilities
+    from core.inference.ensemble_fit import loaded_members, member_probabilities
     from core.inference.ensemble_warnings import average
 
     src_paths, src_labels = source_test_files(parent)
     parts = {"site": (site.abspaths("test"), site.y["test"], site.ds.fingerprint),
              "source": (src_paths, src_labels, None)}
+    models = loaded_members(members)  # both parts run the same networks: each file is read and verified once
     table = {}
     for part, (paths, labels, fingerprint) in parts.items():
-        pred = (average(member_probabilities(members, paths, fingerprint, progress)).argmax(axis=1) if len(paths)
-                else np.zeros(0, np.int64))
+        pred = (average(member_probabilities(members, paths, fingerprint, progress, models=models)).argmax(axis=1)
+                if len(paths) else np.zeros(0, np.int64))
         table[part] = scores(pred, np.asarray(labels), len(parent.class_names))
     return table
 

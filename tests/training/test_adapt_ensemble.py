@@ -426,3 +426,26 @@ def test_a_sentinel_is_carried_over_unadapted_and_refitted_on_the_site(source, t
     assert new.card.data["val_files"]  # the site's own validation part, not narrowed away by the sentinel
     assert isinstance(new.card.results.disagreement["sentinel_warns"], bool)
     assert new.card.extra["lineage"]["members"]["sentinels"] == [watch.run_id]
+
+
+def test_scoring_before_and_after_loads_each_network_once(source, tmp_path, monkeypatch):
+    """The site part and the source test run the same members: each model file is read (and verified) once."""
+    from collections import Counter
+
+    import core.inference.ensemble_fit as ef
+    from core.models.ensemble import member_runs
+    from core.models.runs import resolve_run
+    from core.training.adapt_data import split_site
+    from core.training.adapt_ensemble import ensemble_table
+
+    models, ens_id, site_dir = source
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    ens = resolve_run(ens_id, root=models)
+    members = member_runs(ens)
+    site = split_site(site_dir, ens, seed=1)
+    loads: Counter = Counter()
+    real = ef.load_model
+    monkeypatch.setattr(ef, "load_model", lambda run: (loads.update([run.run_id]), real(run))[1])
+    table = ensemble_table(ens, members, site)
+    assert loads == Counter({m.run_id: 1 for m in members})
+    assert set(table) == {"site", "source"}
