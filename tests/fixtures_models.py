@@ -94,3 +94,15 @@ def tiny_ensemble(tmp_path_factory: pytest.TempPathFactory, demo_root: Path, tin
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WORKBENCH_CACHE_DIR", str(base / "cache"))
         return register_ensemble([tiny_run.run_id, other.run_id], root=base / "models")
+
+
+def private_registry(models_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the models folder ``models_root`` as the workbench's registry, with a private
+    cache (tests delete and tamper with files in it)."""
+    import shutil
+
+    root = tmp_path / "models"
+    shutil.copytree(models_root, root)
+    monkeypatch.setenv("WORKBENCH_MODELS_DIR", str(root))
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    return root

@@ -33,11 +33,9 @@ def members(tmp_path_factory: pytest.TempPathFactory, demo_root: Path):
 @pytest.fixture
 def registry(members, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private copy of the members' models folder (tests delete and tamper with files)."""
-    root = tmp_path / "models"
-    shutil.copytree(members[0].path.parent, root)
-    monkeypatch.setenv("WORKBENCH_MODELS_DIR", str(root))
-    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    return root
+    from fixtures_models import private_registry
+
+    return private_registry(members[0].path.parent, tmp_path, monkeypatch)
 
 
 def _register(capsys, *names: str) -> dict:

@@ -30,11 +30,10 @@ def models(tmp_path_factory: pytest.TempPathFactory, demo_root: Path):
 
 @pytest.fixture
 def registry(models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "models"
-    shutil.copytree(models[0].path.parent, root)
-    monkeypatch.setenv("WORKBENCH_MODELS_DIR", str(root))
-    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    return root
+    """A private copy of the members' models folder (tests delete and tamper with files)."""
+    from fixtures_models import private_registry
+
+    return private_registry(models[0].path.parent, tmp_path, monkeypatch)
 
 
 def _cli(capsys, *args: str) -> tuple[int, str, str]:
