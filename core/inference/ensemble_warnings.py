@@ -239,3 +239,34 @@ def fit_ensemble_warnings(member_probs: np.ndarray, member_unfamiliar: np.ndarra
     return spread_threshold, on_differ, rule, thresholds, ensemble_flags(
         member_probs, member_unfamiliar, fitted.min_confidence, spread_threshold, on_differ, member_unstable, rule,
         sentinel_probs)
+
+
+def describe_ensemble_rule(disagreement: Mapping[str, Any], min_confidence: float | None, n_members: int,
+                           n_sentinels: int = 0) -> str:
+    """An ensemble card's fitted warning rule in words (the model box of Predict and the case report):
+    what warns, then what the fit left out."""
+    rule = card_member_rule(disagreement)
+    spread = float(disagreement.get("spread_threshold", 1.0))
+    differ = bool(disagreement.get("warn_on_differ", True))
+    used: list[str] = []
+    unused: list[str] = []
+    (used if min_confidence else unused).append(
+        f"a close call (averaged probability below {100 * min_confidence:.1f} %)" if min_confidence else "close calls")
+    if differ or spread < 1.0:
+        said = (["one names another class"] if differ else []) + \
+            ([f"their probabilities for the answer differ by more than {100 * spread:.1f} points"] if spread < 1.0
+             else [])
+        used.append("the models disagreeing (" + " or ".join(said) + ")")
+    else:
+        unused.append("the models disagreeing")
+    for need, what in ((rule.need_unfamiliar(n_members), "finding the slice unfamiliar"),
+                       (rule.unstable, "answering the mirrored slice differently")):
+        (used if need > 0 else unused).append(f"{need} or more of the {n_members} models {what}" if need > 0
+                                              else f"models {what}")
+    if n_sentinels:
+        (used if rule.sentinel else unused).append("the check model naming another class")
+    text = "Warns on " + "; ".join(used) if used else "No warning about the answer"
+    if unused:
+        text += (". Not used (on validation they caught no more mistakes within the false-alarm budget): "
+                 + ", ".join(unused))
+    return text

@@ -58,6 +58,9 @@ def model_facts(run: Run) -> dict[str, str]:
         out["Members"] = _listed(card.members)
         if card.sentinels:  # they never vote: said apart from the members, with what they do
             out["Check models (warn only, never vote)"] = _listed(card.sentinels)
+    rule = _warning_rule(card)
+    if rule:
+        out["Warnings fitted on validation"] = rule
     if card.val_accuracy is not None:
         n_val = "?" if card.results.n_val is None else card.results.n_val
         out["Validation accuracy"] = f"{percent(card.val_accuracy)} ({n_val} images)"
@@ -65,6 +68,20 @@ def model_facts(run: Run) -> dict[str, str]:
     if run.adapted:
         out["Adapted"] = f"{run.adapted_note()}: meant for that site's images only"
     return out
+
+
+def _warning_rule(card: Any) -> str:
+    """When the model warns, in words ("" for a card whose warnings were never fitted)."""
+    from core.inference.ensemble_warnings import describe_ensemble_rule
+    from core.inference.trust import describe_thresholds
+
+    if card.is_ensemble:
+        if not card.results.disagreement:
+            return ""
+        return describe_ensemble_rule(card.results.disagreement, card.trust.get("min_confidence",
+                                                                                card.low_confidence_threshold),
+                                      len(card.members), len(card.sentinels))
+    return describe_thresholds(dict(card.trust)) if card.trust else ""
 
 
 def _listed(entries) -> str:

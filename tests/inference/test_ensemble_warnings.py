@@ -294,3 +294,21 @@ def test_card_rule_reads_the_sentinel_choice_and_older_cards_never_show_it():
 
     assert card_member_rule({}).sentinel is False
     assert card_member_rule({"unfamiliar_members": 2, "sentinel_warns": True}) == MemberRule(2, 0, True)
+
+
+def test_the_fitted_rule_in_words_says_what_warns_and_what_the_fit_left_out():
+    from core.inference.ensemble_warnings import describe_ensemble_rule
+
+    shipped = {"spread_threshold": 1.0, "warn_on_differ": False, "unfamiliar_members": 0, "unstable_members": 0,
+               "sentinel_warns": True}
+    text = describe_ensemble_rule(shipped, 0.645, 3, 1)
+    used, unused = text.split(". Not used")
+    assert "64.5 %" in used and "check model naming another class" in used
+    assert "disagreeing" in unused and "unfamiliar" in unused and "mirrored" in unused
+    loud = describe_ensemble_rule({"spread_threshold": 0.3, "warn_on_differ": True, "unfamiliar_members": 2,
+                                   "unstable_members": 1}, 0.0, 3)
+    assert "one names another class or their probabilities for the answer differ by more than 30.0 points" in loud
+    assert "2 or more of the 3 models finding" in loud and "close calls" in loud.split("Not used")[1]
+    assert "check model" not in loud  # no sentinel: not mentioned
+    quiet = describe_ensemble_rule({"sentinel_warns": False}, 0.5, 2, 1)
+    assert "check model naming another class" in quiet.split("Not used")[1]  # listed, but among the unused

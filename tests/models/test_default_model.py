@@ -56,6 +56,10 @@ def test_default_models_sentinel_reads_the_raw_frame_and_its_warning_is_shown(de
     assert watch.preprocessing == WHOLE_FRAME_ID and not watch.card.train_config.get("style_mix")
     dis = default_run.card.results.disagreement
     assert dis["sentinel_warns"] is True and 0 < dis["sentinel_share"] <= dis["correct_warned"] + 0.05
+    from core.reports.run_summary import model_facts
+
+    shown = model_facts(default_run)["Warnings fitted on validation"]  # what the Predict page's model box says
+    assert "check model naming another class" in shown.split("Not used")[0]
 
 
 def test_every_member_is_committed_small_and_intact(members) -> None:
