@@ -17,7 +17,7 @@ def register(sub: Any) -> None:
                                         "averaged)")
     p.add_argument("--models", nargs="+", required=True, metavar="RUN",
                    help="two or more run ids or run folders in the model registry; an ensemble named here is "
-                        "replaced by its members (ensembles are flattened, never nested)")
+                        "replaced by its members and sentinels (ensembles are flattened, never nested)")
     p.add_argument("--sentinels", nargs="+", default=[], metavar="RUN",
                    help="single models that never vote but warn when their answer differs from the ensemble's "
                         "(e.g. one trained on whole frames, which reacts to an unfamiliar image style); the fit "
