@@ -36,16 +36,20 @@ def comparison_table(runs: list[Run], results: dict[str, EvaluationResult] | Non
     set for all runs; only those rows can be best), else from each card's own held-out result
     (evaluations on other folders are left out). Among card figures, as in
     :func:`core.models.runs.best_run`, a run trained on synthetic data is best only when no run
-    trained on real images is in the table.
+    trained on real images is in the table, and a run that serves an ensemble in the table (member or
+    sentinel) is never marked best over it.
     """
     rows, eligible = [], []
+    # as in best_run: a member or sentinel of an ensemble in the table never outranks that ensemble
+    serving = {str(m.get("run_id")) for r in runs if r.card.is_ensemble for m in (*r.card.members, *r.card.sentinels)}
     for run in runs:
         res = (results or {}).get(run.run_id)
         if res is not None:
             ev = res.card_summary()
         else:
             ev = run.card.held_out()
-        eligible.append(res is not None if results else not run.synthetic or all(r.synthetic for r in runs))
+        eligible.append(run.run_id not in serving and (
+            res is not None if results else not run.synthetic or all(r.synthetic for r in runs)))
         rows.append({
             "run": run.run_id,
             "arch": run.card.title,

@@ -114,6 +114,22 @@ def test_comparison_table_prefers_real_data_runs(models):
     assert only["best"].tolist() == [True]
 
 
+def test_comparison_table_stars_the_ensemble_not_its_higher_scoring_sentinel(models):
+    """The table's star and the default agree: a member or sentinel never outranks its ensemble."""
+    sha = "0" * 64
+    card_test = {"eval_set": "card_test"}
+    fake_run(models / "watch", evaluation={**card_test, "leakage_free": {"macro_f1": 0.98}})
+    fake_run(models / "m1", evaluation={**card_test, "leakage_free": {"macro_f1": 0.95}})
+    fake_run(models / "ens", model=None, kind="ensemble", arch="ensemble", model_sha256=sha, model_file="",
+             members=[{"run_id": "m1", "model_sha256": sha}, {"run_id": "m2", "model_sha256": sha}],
+             sentinels=[{"run_id": "watch", "model_sha256": sha}],
+             evaluation={**card_test, "leakage_free": {"macro_f1": 0.96}})
+    table = compare.comparison_table(list_runs()).set_index("run")
+    assert table.loc["ens", "best"] and table["best"].sum() == 1
+    assert table.loc["watch", "leakage_free_macro_f1"] == 0.98  # its figure is still shown
+    assert best_run(list_runs()).run_id == "ens"
+
+
 def pd_isna(value) -> bool:
     import pandas as pd
 
