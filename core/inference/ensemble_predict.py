@@ -118,7 +118,7 @@ class EnsemblePredictor(PredictorBase):
     # --- preprocessing and scores -------------------------------------------------------------
 
     def prepare_framed(self, image: DecodedImage) -> EnsemblePrepared:
-        """The whole frame at the card's size (display, heat map) plus each member's own input."""
+        """The whole frame at the card's size (display, heat map) plus each member's and sentinel's own input."""
         done: dict[tuple[str, int], Prepared] = {}  # models with the same recipe and size share one input
         with shared_image_work():  # the head is found once for every member that crops or standardises
             for m in (*self.members, *self.sentinels):
