@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from core.evaluation.result import EvaluationResult
-from core.models.runs import HISTORY_FILE, Run
+from core.models.runs import HISTORY_FILE, Run, serving_run_ids
 
 
 def worst_mistakes(predictions: pd.DataFrame, n: int = 12) -> pd.DataFrame:
@@ -41,7 +41,7 @@ def comparison_table(runs: list[Run], results: dict[str, EvaluationResult] | Non
     """
     rows, eligible = [], []
     # as in best_run: a member or sentinel of an ensemble in the table never outranks that ensemble
-    serving = {str(m.get("run_id")) for r in runs if r.card.is_ensemble for m in (*r.card.members, *r.card.sentinels)}
+    serving = serving_run_ids(runs)
     for run in runs:
         res = (results or {}).get(run.run_id)
         if res is not None:

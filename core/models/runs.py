@@ -172,6 +172,13 @@ def list_runs(root: Path | None = None, include_partial: bool = False, include_b
     return sorted(runs, key=lambda r: (r.created, r.run_id), reverse=True)
 
 
+def serving_run_ids(runs: list[Run]) -> set[str]:
+    """Run ids that serve (as member or sentinel) a usable ensemble among ``runs``: such a run never
+    outranks its ensemble, which was chosen as a whole on validation."""
+    return {str(m.get("run_id")) for r in runs if r.usable and r.card.is_ensemble
+            for m in (*r.card.members, *r.card.sentinels)}
+
+
 def best_run(runs: list[Run]) -> Run | None:
     """The default model: the best leakage-free macro-F1 on each card's own held-out test split.
 
@@ -184,8 +191,7 @@ def best_run(runs: list[Run]) -> Run | None:
     member that happens to score higher on the test split must not displace it (that would choose
     on the test). If no candidate has a held-out score, the first (newest) candidate is returned.
     """
-    serving = {str(m.get("run_id")) for r in runs if r.usable and r.card.is_ensemble
-               for m in (*r.card.members, *r.card.sentinels)}
+    serving = serving_run_ids(runs)
     usable = [r for r in runs if r.usable and not r.path.is_symlink() and not r.adapted and r.run_id not in serving]
     pool = [r for r in usable if not r.synthetic] or usable
     scored = [r for r in pool if r.leakage_free_macro_f1() is not None]
