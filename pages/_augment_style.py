@@ -42,9 +42,10 @@ def style_mixing_view(ds: Dataset, pixels: np.ndarray, name: str, label: str | N
                 f"({escape_markdown(Path(partner_path).name)}).")
     st.image([v.original, v.partner, v.restyled], width=side,
              caption=[own, f"partner ({display_name(partner_label)})", "this slice, restyled"])
-    st.caption(f"The restyled slice takes the partner's brightness and contrast: mean grey level {b0:.0f} → "
+    st.caption(f"The head takes the partner head's brightness and contrast: mean grey level of the slice {b0:.0f} → "
                f"{b2:.0f} (partner {b1:.0f}), spread {c0:.0f} → {c2:.0f} (partner {c1:.0f}). The anatomy is "
-               "unchanged: every pixel stays where it was, and what was brighter stays brighter.")
+               "unchanged: every pixel stays where it was, what was brighter inside the head stays brighter, and "
+               "the background is left as it was.")
     st.image([v.original_input, v.partner_input, v.restyled_input], width=side,
              caption=["network input: as given", "network input: partner", "network input: restyled"])
     st.markdown(f"Through **{get_recipe(recipe).title}**, the network's input changes by **{v.input_change:.1f}** "

@@ -103,6 +103,21 @@ def smooth_image(seed: int, size: int = TINY) -> np.ndarray:
     return (blurred * 255).astype(np.uint8)
 
 
+def phantom_head(shape: tuple[int, int], tissue: int, lesion: int, spread: int, seed: int,
+                 background: int = 12) -> np.ndarray:
+    """A phantom slice: a textured ellipse (the head) with a brighter disc, on a dark noisy background
+    (grey levels below ``background``), as in a scan."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = np.zeros(shape, np.uint8)
+    h, w = shape
+    cv2.ellipse(img, (w // 2, h // 2), (int(0.35 * w), int(0.4 * h)), 0, 0, 360, tissue, -1)
+    cv2.circle(img, (w // 2 + w // 10, h // 2 - h // 10), max(4, w // 12), lesion, -1)
+    noisy = img.astype(int) + rng.integers(0, spread, shape)
+    return np.where(img > 0, np.clip(noisy, 0, 255), rng.integers(0, background, shape)).astype(np.uint8)
+
+
 def encode(pixels: np.ndarray, fmt: str = "PNG", **save_args) -> bytes:
     """Encode an array (2-D gray or (H, W, 3) RGB) with Pillow and return the file bytes."""
     buf = io.BytesIO()

@@ -117,11 +117,11 @@ def _reframe_one(img: np.ndarray, ctx: ShiftContext) -> np.ndarray:
 
 
 def _match_histogram(source: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``source`` with its intensity histogram mapped onto ``reference``'s (the training option
-    "intensity-style mixing" draws the same transform: core.data.style_mix)."""
-    from core.data.style_mix import histogram_counts, match_histogram
+    """``source``'s head with ``reference``'s head intensities, the background as it was (the
+    training option "intensity-style mixing" draws the same transform: core.data.style_mix)."""
+    from core.data.style_mix import restyle
 
-    return match_histogram(source, histogram_counts(reference))
+    return restyle(source, reference)
 
 
 def _other_class_partner(labels: np.ndarray | None, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -8,19 +8,29 @@ training slice is given the intensity histogram of a randomly drawn training sli
 so the anatomy stays and the style no longer tells the class (style randomisation for domain
 generalisation). A few fixed copies per slice are prepared once and cached; training picks the
 original or a copy per example (:func:`core.training.pipeline.train_dataset`).
+
+Two methods (:data:`STYLE_METHODS`), recorded in the training settings: ``head-v1`` matches the
+head's grey levels onto the partner head's and leaves the background as it is; ``frame-v1``, the
+first method, matched every pixel of the frame, so a slice with more black background than its
+partner came out with a grey background (a quarter of random pairs in this dataset had their
+background lifted by more than 15 grey levels), a change no scanner makes. It is kept so that the
+runs trained with it can be reproduced and adapted exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from core.data.image_cache import cached_array, paths_digest
 from core.data.imageio import decode_image
-from core.data.preprocess import get_recipe, prepare
+from core.data.preprocess import find_head, get_recipe, prepare
+from core.options import Registry
 
 #: Restyled copies prepared per training slice: two keep a slice from always meeting one partner
 #: at the cost of one more decode pass; the cache holds (N, COPIES, S, S, 1) uint8.
@@ -32,18 +42,82 @@ def histogram_counts(pixels: np.ndarray) -> np.ndarray:
     return np.bincount(np.asarray(pixels, np.uint8).ravel(), minlength=256).astype(np.float64)
 
 
-def match_histogram(source: np.ndarray, reference_counts: np.ndarray) -> np.ndarray:
-    """``source`` (uint8) with its grey-level histogram mapped onto ``reference_counts``'s.
+def _matching_table(source_counts: np.ndarray, reference_counts: np.ndarray) -> np.ndarray:
+    """(256,) uint8 grey-level table taking the source histogram's CDF onto the reference's.
 
-    Classic CDF matching: a monotonic (non-decreasing) grey-level table, so the order of
-    intensities, and with it the anatomy, is kept; levels may merge where the reference has fewer.
+    Monotonic (non-decreasing), so the order of intensities, and with it the anatomy, is kept;
+    levels may merge where the reference has fewer.
     """
-    source = np.asarray(source, np.uint8)
-    s_counts = histogram_counts(source)
-    s_cdf = np.cumsum(s_counts) / max(1.0, s_counts.sum())
+    s_cdf = np.cumsum(source_counts) / max(1.0, float(np.sum(source_counts)))
     r_cdf = np.cumsum(reference_counts) / max(1.0, float(np.sum(reference_counts)))
-    table = np.clip(np.searchsorted(r_cdf, s_cdf, side="left"), 0, 255).astype(np.uint8)
-    return table[source]
+    return np.clip(np.searchsorted(r_cdf, s_cdf, side="left"), 0, 255).astype(np.uint8)
+
+
+def match_histogram(source: np.ndarray, reference_counts: np.ndarray) -> np.ndarray:
+    """``source`` (uint8) with its whole frame's grey-level histogram mapped onto ``reference_counts``'s
+    (classic CDF matching; method ``frame-v1``)."""
+    source = np.asarray(source, np.uint8)
+    return _matching_table(histogram_counts(source), reference_counts)[source]
+
+
+def head_mask(pixels: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the head's pixels (:func:`core.data.preprocess.find_head`, scaled back to the
+    slice's size); every pixel when no head stands out from the background."""
+    pixels = np.asarray(pixels, np.uint8)
+    found = find_head(pixels)
+    if found is None:
+        return np.ones(pixels.shape, bool)
+    h, w = pixels.shape
+    return cv2.resize(found[1].astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def head_counts(pixels: np.ndarray) -> np.ndarray:
+    """(256,) float64 counts of the grey levels inside the head (the whole slice when none is found)."""
+    pixels = np.asarray(pixels, np.uint8)
+    return histogram_counts(pixels[head_mask(pixels)])
+
+
+def match_head_histogram(source: np.ndarray, reference_counts: np.ndarray) -> np.ndarray:
+    """``source`` (uint8) with its head's grey levels mapped onto ``reference_counts`` (a partner
+    head's, :func:`head_counts`); the background keeps its own levels (method ``head-v1``)."""
+    source = np.asarray(source, np.uint8)
+    mask = head_mask(source)
+    out = source.copy()
+    inside = source[mask]
+    out[mask] = _matching_table(histogram_counts(inside), reference_counts)[inside]
+    return out
+
+
+@dataclass(frozen=True)
+class StyleMethod:
+    """How one slice takes another's intensities: the partner's reference counts, then the mapping."""
+
+    key: str
+    title: str
+    help: str
+    counts: Callable[[np.ndarray], np.ndarray]  # partner slice -> (256,) reference counts
+    apply: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (slice, reference counts) -> restyled slice
+
+
+STYLE_METHODS: Registry[StyleMethod] = Registry("intensity-style method", [
+    StyleMethod("head-v1", "The head's intensities",
+                "The head's grey levels take the partner head's distribution; the background stays as it is.",
+                head_counts, match_head_histogram),
+    StyleMethod("frame-v1", "The whole frame's intensities (first method)",
+                "Every pixel's grey level takes the partner frame's distribution; where the partner has less "
+                "black background this turns the background grey. Kept to reproduce the runs trained with it.",
+                histogram_counts, match_histogram),
+])
+#: What new runs, the stress test's "another class's intensities" and the Augmentation Preview use.
+DEFAULT_STYLE_METHOD = "head-v1"
+#: What a run's settings mean when they mix styles but name no method (cards written before head-v1).
+FIRST_STYLE_METHOD = "frame-v1"
+
+
+def restyle(pixels: np.ndarray, partner: np.ndarray, method: str = DEFAULT_STYLE_METHOD) -> np.ndarray:
+    """``pixels`` (2-D uint8) given ``partner``'s intensities by ``method`` (a key of :data:`STYLE_METHODS`)."""
+    m = STYLE_METHODS.check(method)
+    return m.apply(pixels, m.counts(partner))
 
 
 def draw_partners(n: int, copies: int, seed: int) -> np.ndarray:
@@ -57,15 +131,16 @@ def draw_partners(n: int, copies: int, seed: int) -> np.ndarray:
 
 
 def restyled_copies(paths: Sequence[str | Path], size: int, seed: int, *, preprocessing: str,
-                    copies: int = COPIES, progress: Callable[[int, int], None] | None = None,
-                    workers: int = 4) -> np.ndarray:
-    """(N, copies, size, size, 1) uint8: each slice restyled onto ``copies`` partners' histograms,
-    then prepared by ``preprocessing`` (the same recipe the model trains and predicts with).
+                    method: str = DEFAULT_STYLE_METHOD, copies: int = COPIES,
+                    progress: Callable[[int, int], None] | None = None, workers: int = 4) -> np.ndarray:
+    """(N, copies, size, size, 1) uint8: each slice restyled onto ``copies`` partners' histograms by
+    ``method``, then prepared by ``preprocessing`` (the same recipe the model trains and predicts with).
 
     Two decode passes: one for every slice's histogram, one to restyle; keeping the raw slices
     in memory instead would cost gigabytes on large datasets.
     """
     get_recipe(preprocessing)  # fail before any work
+    style = STYLE_METHODS.check(method)
     n = len(paths)
     out = np.zeros((n, copies, size, size, 1), np.uint8)
     counts = np.zeros((n, 256), np.float64)
@@ -73,12 +148,12 @@ def restyled_copies(paths: Sequence[str | Path], size: int, seed: int, *, prepro
     total = 2 * n
 
     def histogram(i: int) -> None:
-        counts[i] = histogram_counts(decode_image(paths[i]).pixels)
+        counts[i] = style.counts(decode_image(paths[i]).pixels)
 
     def restyle(i: int) -> None:
         pixels = decode_image(paths[i]).pixels
         for c in range(copies):
-            out[i, c] = prepare(match_histogram(pixels, counts[partners[i, c]]), size, preprocessing)
+            out[i, c] = prepare(style.apply(pixels, counts[partners[i, c]]), size, preprocessing)
 
     done = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -91,8 +166,12 @@ def restyled_copies(paths: Sequence[str | Path], size: int, seed: int, *, prepro
 
 
 def cached_restyled(paths: Sequence[Path], size: int, key: str, seed: int, *, preprocessing: str,
+                    method: str = DEFAULT_STYLE_METHOD,
                     progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """:func:`restyled_copies`, cached on disk per (dataset fingerprint ``key``, size, recipe, seed)."""
-    name = f"style-{preprocessing}-{key}-{size}-s{seed}-c{COPIES}-{paths_digest(paths)}.npy"
+    """:func:`restyled_copies`, cached on disk per (dataset fingerprint ``key``, size, recipe, method, seed)."""
+    # The first method's files keep their old name, so caches made before head-v1 stay valid.
+    tag = "" if method == FIRST_STYLE_METHOD else f"{STYLE_METHODS.check(method).key}-"
+    name = f"style-{tag}{preprocessing}-{key}-{size}-s{seed}-c{COPIES}-{paths_digest(paths)}.npy"
     return cached_array(name, (len(paths), COPIES, size, size, 1), progress,
-                        lambda: restyled_copies(paths, size, seed, preprocessing=preprocessing, progress=progress))
+                        lambda: restyled_copies(paths, size, seed, preprocessing=preprocessing, method=method,
+                                                progress=progress))

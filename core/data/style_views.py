@@ -1,7 +1,7 @@
 """What intensity-style mixing does to one slice, for teaching (the Augmentation Preview page).
 
-The slice is restyled onto a partner slice's grey-level histogram exactly as training does it
-(:func:`core.data.style_mix.match_histogram` on the raw slice, then the model's recipe), and both
+The slice is restyled onto a partner slice's grey-level histogram exactly as new training runs do it
+(:func:`core.data.style_mix.restyle` on the raw slice, then the model's recipe), and both
 are returned as given and as the network sees them, with a few plain numbers. No drawing here.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.data.preprocess import get_recipe, prepare
-from core.data.style_mix import histogram_counts, match_histogram
+from core.data.style_mix import restyle
 from core.errors import WorkbenchError
 
 
@@ -60,7 +60,7 @@ def style_view(pixels: np.ndarray, partner: np.ndarray, size: int, preprocessing
     """
     get_recipe(preprocessing)  # fail before any work
     src, ref = _gray(pixels, "slice"), _gray(partner, "partner")
-    moved = match_histogram(src, histogram_counts(ref))
+    moved = restyle(src, ref)
     inputs = [prepare(img, size, preprocessing)[..., 0] for img in (src, ref, moved)]
     change = float(np.abs(inputs[2].astype(np.int16) - inputs[0].astype(np.int16)).mean())
     # Copies, so the caller's arrays are never aliased by what a page may later hand around.

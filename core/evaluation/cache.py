@@ -22,7 +22,8 @@ from core.inference.conformal import conformal_fingerprint
 from core.models.runs import Run, write_json_atomic
 
 EVAL_VERSION = 2  # bump when the cached result format or the computation changes
-ROBUSTNESS_VERSION = 4  # bump when a shift in core.evaluation.robustness or the table's columns change
+# 5: "another class's intensities" restyles the head only (core.data.style_mix head-v1)
+ROBUSTNESS_VERSION = 5  # bump when a shift in core.evaluation.robustness or the table's columns change
 
 
 def cache_key(run: Run, ds: Dataset, eval_set: EvalSet) -> str:

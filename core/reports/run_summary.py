@@ -40,10 +40,7 @@ def held_out_sentence(ev: Mapping[str, Any]) -> str:
 def model_facts(run: Run) -> dict[str, str]:
     """The model box of the Predict page and the case report, as label -> text (old cards too)."""
     card = run.card
-    try:
-        recipe = get_recipe(run.preprocessing).title
-    except WorkbenchError:
-        recipe = run.preprocessing
+    recipe = _recipe_words(run.preprocessing)
     out = {
         "Model run": run.run_id,
         "Architecture": card.title,
@@ -51,7 +48,7 @@ def model_facts(run: Run) -> dict[str, str]:
                                                                     if card.synthetic else ""),
         "Trained": card.created or "unknown",
         "Classes": ", ".join(display_name(c) for c in run.class_names),
-        "Input": f"{run.image_size}×{run.image_size} grayscale, {recipe.lower()}",
+        "Input": f"{run.image_size}×{run.image_size} grayscale, {recipe}",
     }
     if card.is_ensemble:
         out["Input"] = f"each of its {len(card.members)} models prepares its own"
@@ -84,10 +81,19 @@ def _warning_rule(card: Any) -> str:
     return describe_thresholds(dict(card.trust)) if card.trust else ""
 
 
+def _recipe_words(recipe_id: Any) -> str:
+    """A preprocessing recipe as a reader reads it ("head crop + intensity standardisation"); an id no
+    longer registered stays as recorded."""
+    try:
+        return get_recipe(str(recipe_id)).title.lower()
+    except WorkbenchError:
+        return str(recipe_id)
+
+
 def _listed(entries) -> str:
-    """An ensemble card's member (or sentinel) entries in words."""
+    """An ensemble card's member (or sentinel) entries in words; the run id last, for tracing it."""
     return "; ".join(f"{m.get('title', m.get('arch', '?'))}, {m.get('image_size', '?')} px, "
-                     f"{m.get('preprocessing', '?')} ({m.get('run_id')})" for m in entries)
+                     f"{_recipe_words(m.get('preprocessing', '?'))} ({m.get('run_id')})" for m in entries)
 
 
 def runs_table(runs: list[Run]) -> pd.DataFrame:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.config import AUGMENT_PRESETS, AugmentConfig, from_dict_lenient
 from core.data.preprocess import RECIPES
+from core.data.style_mix import DEFAULT_STYLE_METHOD, FIRST_STYLE_METHOD, STYLE_METHODS
 from core.data.tta import TTA
 from core.errors import WorkbenchError
 from core.options import bounded, check_bounds
@@ -58,6 +59,9 @@ class TrainConfig:
     # Share of training examples shown with another training slice's intensity histogram (any
     # class; core.data.style_mix), so that a source's global intensity style stops telling the class.
     style_mix: float = bounded(0.0, 0, 1, "intensity-style mixing (share of examples)", zero="off", step=0.05)
+    # How a slice takes the other's intensities (key of core.data.style_mix.STYLE_METHODS): the
+    # head's grey levels only; cards written before it that mix styles read as the first method.
+    style_mix_method: str = DEFAULT_STYLE_METHOD
     class_weighting: bool = True  # weight the loss by inverse class frequency
     # EarlyStopping patience in epochs without a better validation loss
     patience: int = bounded(6, 0, 1000, "patience", unit=" epochs", ui_lo=1, ui_hi=100)
@@ -97,7 +101,7 @@ class TrainConfig:
                                  f"size ({self.image_size} pixels)", "TrainConfig")
         for registry, value in ((OPTIMIZERS, self.optimizer), (SCHEDULES, self.lr_schedule), (WEIGHTS, self.weights),
                                 (STRATEGIES, self.strategy), (TTA, self.tta),
-                                (PRECISIONS, self.precision)):
+                                (PRECISIONS, self.precision), (STYLE_METHODS, self.style_mix_method)):
             registry.check(value, "TrainConfig")
         if self.validate_on not in ("val", "test"):
             raise WorkbenchError("validate_on must be 'val' or 'test'", "TrainConfig")
@@ -110,6 +114,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
+        data = dict(data or {})
+        if data.get("style_mix") and "style_mix_method" not in data:
+            # Written before the method was recorded: it mixed styles the first way, and a
+            # re-run or adaptation of that run must too.
+            data["style_mix_method"] = FIRST_STYLE_METHOD
         return from_dict_lenient(cls, data, {"augment": AugmentConfig, "finetune": FineTuneConfig})
 
     @classmethod

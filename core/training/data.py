@@ -62,7 +62,7 @@ def prepare_data(ds: Dataset, report: ScanReport, cfg: TrainConfig, data_cfg: Da
     if mixing:
         train_paths = [ds.abspath(p) for p in out.paths["train"]]
         out.styled = cached_restyled(train_paths, cfg.image_size, ds.fingerprint, cfg.seed,
-                                     preprocessing=cfg.preprocessing,
+                                     preprocessing=cfg.preprocessing, method=cfg.style_mix_method,
                                      progress=counter(job, 0.03, 0.05, PHASE_RESTYLING, thousands=True))
     if len(out.x["train"]) == 0 or len(out.x[cfg.validate_on]) == 0:
         raise WorkbenchError("the split left no training or validation images; the dataset is too small",

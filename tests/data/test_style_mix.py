@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import phantom_head
 
 from core.config import AUGMENT_PRESETS
 from core.data import style_mix
 from core.data.preprocess import WHOLE_FRAME_ID, prepare
 from core.data.style_mix import (
     COPIES,
+    STYLE_METHODS,
     cached_restyled,
     draw_partners,
+    head_counts,
+    head_mask,
     histogram_counts,
     match_histogram,
+    restyle,
     restyled_copies,
 )
 from core.errors import WorkbenchError
@@ -47,8 +52,78 @@ def test_matching_takes_on_the_reference_intensities():
 def test_stress_shift_and_training_option_draw_the_same_transform():
     from core.data.shifts import _match_histogram
 
-    a, b = _ramp(10, 200), _ramp(60, 120)
-    assert np.array_equal(_match_histogram(a, b), match_histogram(a, histogram_counts(b)))
+    a, b = HEAD_DIM, HEAD_BRIGHT
+    assert np.array_equal(_match_histogram(a, b), restyle(a, b))
+    assert np.array_equal(restyle(a, b), restyle(a, b, TrainConfig().style_mix_method))  # what new runs draw
+
+
+# --- the head's intensities only (head-v1) ------------------------------------------------------------
+
+# A dark head framed loosely (much background) and a bright head framed tightly (less): the pair
+# that, matched frame to frame, turns the first one's background grey (its darkest levels outnumber
+# the partner's background, so some of them take the partner's head levels).
+HEAD_DIM = phantom_head((200, 200), 50, 90, 30, seed=1)
+HEAD_DIM[:, :40] = HEAD_DIM[:, -40:] = 0  # more black around it
+HEAD_BRIGHT = phantom_head((120, 120), 120, 230, 60, seed=2)
+
+
+def test_matching_the_head_leaves_the_background_as_it_was():
+    out = restyle(HEAD_DIM, HEAD_BRIGHT, "head-v1")
+    mask = head_mask(HEAD_DIM)
+    assert 0.3 < mask.mean() < 0.7  # the phantom's head was found, not the whole frame
+    assert np.array_equal(out[~mask], HEAD_DIM[~mask])
+    assert out.dtype == np.uint8 and out.shape == HEAD_DIM.shape
+
+
+def test_the_first_method_lifts_a_black_background_and_the_head_method_does_not():
+    """The reason for head-v1: whole-frame CDF matching gives the background another frame's levels."""
+    mask = head_mask(HEAD_DIM)
+    frame = restyle(HEAD_DIM, HEAD_BRIGHT, "frame-v1")
+    head = restyle(HEAD_DIM, HEAD_BRIGHT, "head-v1")
+    assert float(frame[~mask].mean()) > float(HEAD_DIM[~mask].mean()) + 12
+    assert float(head[~mask].mean()) == pytest.approx(float(HEAD_DIM[~mask].mean()))
+
+
+def test_matching_the_head_takes_on_the_partners_head_intensities_in_order():
+    out = restyle(HEAD_DIM, HEAD_BRIGHT, "head-v1")
+    mine, theirs = head_mask(HEAD_DIM), head_mask(HEAD_BRIGHT)
+    # Within a few levels of a gap of about 80 (the masks' rims hold a little dark background).
+    assert abs(float(out[mine].mean()) - float(HEAD_BRIGHT[theirs].mean())) < 5
+    assert abs(float(out[mine].std()) - float(HEAD_BRIGHT[theirs].std())) < 5
+    assert float(HEAD_BRIGHT[theirs].mean()) - float(HEAD_DIM[mine].mean()) > 60
+    order = np.argsort(HEAD_DIM[mine], kind="stable")
+    assert np.all(np.diff(out[mine][order].astype(int)) >= 0)  # brighter stays brighter inside the head
+    assert np.array_equal(restyle(HEAD_DIM, HEAD_DIM, "head-v1"), HEAD_DIM)  # its own style: unchanged
+
+
+def test_head_counts_count_the_head_only():
+    counts = head_counts(HEAD_BRIGHT)
+    assert counts.sum() == head_mask(HEAD_BRIGHT).sum()
+    # The black surround is not in it, but for the thin rim the head's outline takes in.
+    assert counts[:12].sum() < 0.1 * counts.sum() < histogram_counts(HEAD_BRIGHT)[:12].sum()
+
+
+def test_a_slice_without_a_head_is_matched_whole():
+    flat_noise = np.random.default_rng(0).integers(0, 6, (40, 40)).astype(np.uint8)  # nothing stands out
+    assert head_mask(flat_noise).all()
+    assert np.array_equal(restyle(flat_noise, HEAD_BRIGHT, "head-v1"),
+                          match_histogram(flat_noise, head_counts(HEAD_BRIGHT)))
+
+
+def test_an_unknown_method_is_refused_with_the_choices():
+    with pytest.raises(WorkbenchError, match="head-v1.*frame-v1"):
+        restyle(HEAD_DIM, HEAD_BRIGHT, "no-such-method")
+    with pytest.raises(WorkbenchError, match="intensity-style method"):
+        TrainConfig(style_mix=0.5, style_mix_method="no-such-method")
+
+
+def test_settings_written_before_the_method_was_recorded_read_as_the_first_method():
+    assert TrainConfig().style_mix_method == "head-v1"
+    assert TrainConfig.from_dict({"style_mix": 0.5}).style_mix_method == "frame-v1"  # an old card that mixed
+    assert TrainConfig.from_dict({"style_mix": 0.0}).style_mix_method == "head-v1"  # never mixed: nothing to keep
+    assert TrainConfig.from_dict({"style_mix": 0.5, "style_mix_method": "head-v1"}).style_mix_method == "head-v1"
+    cfg = TrainConfig(style_mix=0.5)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg  # a new card round-trips
 
 
 # --- partners ---------------------------------------------------------------------------------------
@@ -71,20 +146,22 @@ def test_partners_of_a_single_slice_is_itself():
 
 @pytest.fixture
 def slices(tmp_path, image_writer):
-    levels = [(0, 80), (100, 255), (30, 140), (60, 200)]
-    return [image_writer(tmp_path / f"s{i}.png", _ramp(lo, hi)) for i, (lo, hi) in enumerate(levels)]
+    levels = [(20, 80), (150, 250), (50, 140), (90, 200)]  # (tissue, lesion): heads of four styles
+    return [image_writer(tmp_path / f"s{i}.png", phantom_head((48, 48), lo, hi, 30, seed=i))
+            for i, (lo, hi) in enumerate(levels)]
 
 
-def test_each_copy_is_the_slice_on_its_partners_histogram_then_prepared(slices):
+@pytest.mark.parametrize("method", list(STYLE_METHODS))
+def test_each_copy_is_the_slice_on_its_partners_histogram_then_prepared(slices, method):
     from core.data.imageio import decode_image
 
-    out = restyled_copies(slices, 32, seed=5, preprocessing=WHOLE_FRAME_ID)
+    out = restyled_copies(slices, 32, seed=5, preprocessing=WHOLE_FRAME_ID, method=method)
     assert out.shape == (4, COPIES, 32, 32, 1) and out.dtype == np.uint8
     partners = draw_partners(4, COPIES, seed=5)
     raw = [decode_image(p).pixels for p in slices]
     for i in range(4):
         for c in range(COPIES):
-            expected = prepare(match_histogram(raw[i], histogram_counts(raw[partners[i, c]])), 32, WHOLE_FRAME_ID)
+            expected = prepare(restyle(raw[i], raw[partners[i, c]], method), 32, WHOLE_FRAME_ID)
             assert np.array_equal(out[i, c], expected)
     assert abs(float(out[0].mean()) - float(prepare(raw[0], 32, WHOLE_FRAME_ID).mean())) > 20  # style moved
 
@@ -103,6 +180,9 @@ def test_restyled_copies_are_cached_per_seed(slices, monkeypatch):
     other = cached_restyled(slices, 32, "fp", 4, preprocessing=WHOLE_FRAME_ID)
     assert len(calls) == 2  # the second call came from the cache; another seed is another entry
     assert np.array_equal(first, again) and not np.array_equal(first, other)
+    first_way = cached_restyled(slices, 32, "fp", 3, preprocessing=WHOLE_FRAME_ID, method="frame-v1")
+    assert len(calls) == 3 and calls[-1]["method"] == "frame-v1"  # another method is another entry
+    assert not np.array_equal(first, first_way)
 
 
 # --- picking per example in the training stream -----------------------------------------------------

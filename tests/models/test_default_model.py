@@ -62,6 +62,30 @@ def test_default_models_sentinel_reads_the_raw_frame_and_its_warning_is_shown(de
     assert "check model naming another class" in shown.split("Not used")[0]
 
 
+def test_model_box_names_each_models_input_in_words(default_run) -> None:
+    """A reader of the Predict page's model box sees "head crop + intensity standardisation", not a
+    recipe id; the run id stays, last, to trace the model."""
+    from core.data.preprocess import RECIPES, get_recipe
+    from core.reports.run_summary import model_facts
+
+    facts = model_facts(default_run)
+    for row, entries in (("Members", default_run.card.members),
+                         ("Check models (warn only, never vote)", default_run.card.sentinels)):
+        for m in entries:
+            assert f"{get_recipe(m['preprocessing']).title.lower()} ({m['run_id']})" in facts[row]
+        assert not any(recipe_id in facts[row] for recipe_id in RECIPES)
+
+
+def test_members_that_mixed_styles_are_reproduced_with_their_method(members) -> None:
+    """T and Q were trained with the first, whole-frame style mixing; their cards predate the method
+    field, and re-running or adapting them must draw that method, not the newer head-only one."""
+    from core.training.config import TrainConfig
+
+    mixed = [m for m in members if m.card.train_config.get("style_mix")]
+    assert len(mixed) >= 2
+    assert {TrainConfig.from_card(m.card).style_mix_method for m in mixed} == {"frame-v1"}
+
+
 def test_every_member_is_committed_small_and_intact(members) -> None:
     for member in members:
         card = member.card.to_json()
