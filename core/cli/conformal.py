@@ -50,7 +50,9 @@ def calibrate_conformal(args: argparse.Namespace) -> int:
 
         check_folds(folds)
         log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
-        run = fit_sets_out_of_fold(resolve_run(args.model), folds, log=log)
+        precision = getattr(args, "fold_precision", None)
+        run = fit_sets_out_of_fold(resolve_run(args.model), folds, log=log,
+                                   cfg_override={"precision": precision} if precision else None)
     else:
         run = resolve_run(args.model)
         val = (None, None)

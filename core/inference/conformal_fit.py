@@ -167,6 +167,10 @@ def fit_run_conformal_out_of_fold(run: Run, oof_probs: np.ndarray, oof_labels: n
         summary["fitted_on"] = (f"{len(labels)} validation images (calibrated probabilities, test-time augmentation "
                                 f"{card.tta}) and {len(oof_labels)} training images scored out of fold by {folds} "
                                 "models trained without them with the run's recipe")
+    changed = oof_summary.get("fold_settings_changed")
+    if changed:
+        summary["fitted_on"] += " (changed for the fold models: " + ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in sorted(changed.items())) + ")"
     summary["out_of_fold"] = oof_summary
     results = card.results.to_json()
     results["conformal"] = summary

@@ -192,6 +192,8 @@ def fit_sets_out_of_fold(run: Any, folds: int, job: Job | JobStage | None = None
     else:
         scores, reused = stored_or_computed(run, folds, log, cfg_override, training)
         probs, labels, oof = scores.probs, scores.labels, {**scores.summary(), "reused": reused}
+    if cfg_override:  # the fold models' recipe differs from the run's there: the card must say so
+        oof = {**oof, "fold_settings_changed": dict(cfg_override)}
     if job is not None:
         job.check_cancelled()  # the last point a cancel is honoured: after it the sets are written whole
         job.update(phase="Fitting the prediction sets on validation and out-of-fold scores",

@@ -144,6 +144,9 @@ def test_fit_reports_into_the_job_and_later_needs_no_training(own_run):
     n_train, n_val = sum(run.card.data["counts"]["train"].values()), len(run.card.data["val_files"])
     assert sets["out_of_fold"]["folds"] == 2 and sets["out_of_fold"]["reused"] is False
     assert sum(sets["n_per_class"].values()) == n_train + n_val and "out of fold" in sets["fitted_on"]
+    # The fold models did not follow the run's recipe exactly: the card says how, in words and as data.
+    assert sets["out_of_fold"]["fold_settings_changed"] == TINY
+    assert sets["fitted_on"].endswith("(changed for the fold models: max train batches 1)")
     snap = job.snapshot()
     assert snap.progress >= 0.9 and any("fold 2 of 2" in line for line in snap.log)
     assert any("prediction sets fitted on" in line for line in snap.log)
@@ -183,3 +186,12 @@ def test_missing_training_folder_is_refused_plainly(own_run, monkeypatch):
     monkeypatch.setattr(Run, "data_root", property(lambda self: self.path / "no-such-data"))
     with pytest.raises(WorkbenchError, match="not on this machine"):
         fit_sets_out_of_fold(own_run, 2, Job("conformal", "no data"))
+
+
+def test_fold_precision_needs_fold_models(capsys):
+    from core.cli import main
+
+    code = main(["calibrate", "--model", "any", "--fold-precision", "bfloat16"])
+    assert code == 2 and "--fold-precision" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # not a precision: argparse lists the choices
+        main(["calibrate", "--model", "any", "--conformal-only", "--conformal-folds", "3", "--fold-precision", "fp8"])
