@@ -128,8 +128,8 @@ with view:
                          caption=["as given", SHIFTS[shift].title.lower()])
         with st.expander("What intensity-style mixing does to this slice"):
             st.caption("Training can show part of the slices with the brightness and contrast of another slice "
-                       "(Train page, \"Intensity-style mixing\"). Here this slice borrows the intensities of a "
-                       "slice of another class, as given and as the network sees it.")
+                       "(Train page, \"Intensity-style mixing\"). Here this slice's head borrows the intensities of "
+                       "the head in a slice of another class, as given and as the network sees it.")
             # Drawn only on request, as the recipe comparison above.
             style_shown = st.checkbox("Show intensity-style mixing on this slice", key="aug_style_show")
             c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
