@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import style_background
 from conftest import phantom_head
+
+from bench import style_background
 
 
 def _tree(tmp_path: Path, image_writer) -> Path:
