@@ -165,7 +165,8 @@ SHIFTS: dict[str, Shift] = {s.key: s for s in (
     Shift("reframe", "Re-framed to the head", "another scanner's field of view: the head fills the frame",
           _reframe, "style"),
     Shift("histogram", "Intensities of another class's image",
-          "another source's brightness and contrast (histogram matched to a random image of another class)",
+          "another source's brightness and contrast (the head's histogram matched to the head of a random image "
+          "of another class; the background left as it is)",
           _histogram_style, "style"),
     Shift("reframe_histogram", "Re-framed and other intensities", "both differences at once, as in a new "
           "hospital's images", _reframe_and_style, "style"),
