@@ -10,6 +10,7 @@ import time
 from core.config import AUGMENT_PRESETS, DataConfig
 from core.data.preprocess import RECIPES
 from core.data.splits import SPLIT_MODES
+from core.data.style_mix import STYLE_METHODS
 from core.data.tta import TTA
 from core.models.architectures import ARCHITECTURES
 from core.options import bound_of
@@ -77,6 +78,7 @@ def register(sub) -> None:
     _number(p, "--mixup", float, "mixup alpha, e.g. 0.2")
     _number(p, "--style-mix", float, "share of training examples shown with another training slice's intensity "
             "histogram (any class), so a source's brightness and contrast stop telling the class, e.g. 0.5")
+    _choice(p, "--style-mix-method", STYLE_METHODS, t.style_mix_method)
     _number(p, "--width", float, "channel multiplier (custom CNN)")
     p.add_argument("--augment", default="standard", choices=sorted(AUGMENT_PRESETS))
     _number(p, "--patience", int, "early-stopping patience")
@@ -185,7 +187,7 @@ PRESET_OVERRIDES: dict[str, tuple[str, object]] = {
     "arch": ("arch", None), "image_size": ("image_size", None), "epochs": ("epochs", None),
     "batch_size": ("batch_size", None), "lr": ("learning_rate", None), "optimizer": ("optimizer", None),
     "schedule": ("lr_schedule", None), "label_smoothing": ("label_smoothing", None), "mixup": ("mixup", None),
-    "style_mix": ("style_mix", None),
+    "style_mix": ("style_mix", None), "style_mix_method": ("style_mix_method", None),
     "width": ("width", None), "augment": ("augment", AUGMENT_PRESETS.__getitem__), "patience": ("patience", None),
     "weights": ("weights", None), "seed": ("seed", None), "strategy": ("strategy", None),
     "precision": ("precision", None), "max_batches": ("max_train_batches", None),
@@ -233,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, leakage_free=args.split == "leakage_free", strategy=args.strategy, width=args.width,
         max_train_batches=args.max_batches, tta=args.tta,
         average_epochs=args.average_epochs, mixup=args.mixup, style_mix=args.style_mix,
+        style_mix_method=args.style_mix_method,
         preprocessing=args.preprocessing,
         precision=args.precision,
     )

@@ -93,6 +93,25 @@ def test_cli_preset_takes_explicit_options_over_it():
         (fast.epochs, fast.batch_size, fast.learning_rate, fast.small_epochs)
 
 
+def test_cli_reproduces_a_run_trained_with_the_first_style_mixing_method():
+    """README's commands for members T and Q name frame-v1: without it, new runs mix the head only."""
+    from core.cli import _load_extra_commands, build_parser
+    from core.cli.train import _preset_config
+
+    _load_extra_commands()
+    base = ["train", "--data", "x", "--preset", "fast", "--style-mix", "0.5"]
+    first = _preset_config(build_parser().parse_args(base + ["--style-mix-method", "frame-v1"]))
+    assert (first.style_mix, first.style_mix_method) == (0.5, "frame-v1")
+    assert _preset_config(build_parser().parse_args(base)).style_mix_method == "head-v1"
+
+
+def test_cli_unknown_style_mixing_method_lists_the_methods(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        _cli(["train", "--data", str(tmp_path), "--style-mix-method", "whole"], capsys)
+    err = capsys.readouterr().err
+    assert "head-v1" in err and "frame-v1" in err
+
+
 def test_cli_preset_refuses_a_combination_the_config_refuses(capsys, tmp_path):
     rc, out = _cli(["train", "--data", str(tmp_path), "--preset", "fast", "--epochs", "1"], capsys)
     assert rc == 2 and "epochs to average" in out.err  # the preset averages its last 2 epochs
