@@ -86,6 +86,20 @@ def test_members_that_mixed_styles_are_reproduced_with_their_method(members) -> 
     assert {TrainConfig.from_card(m.card).style_mix_method for m in mixed} == {"frame-v1"}
 
 
+def test_default_models_prediction_sets_rest_on_out_of_fold_scores_a_refit_reuses(default_run) -> None:
+    """The sets were calibrated on validation *and* the training images scored out of fold (the
+    members' oof.npz, committed beside them), so a later refit needs no fold training."""
+    from core.training.conformal_folds import trainings_needed
+
+    sets = default_run.card.results.conformal
+    oof = sets["out_of_fold"]
+    n_val = default_run.card.results.n_val
+    assert oof["folds"] >= 3 and sum(sets["n_per_class"].values()) == n_val + oof["n_images"] > 4 * n_val
+    assert "out of fold" in sets["fitted_on"] and "precision bfloat16" in sets["fitted_on"]  # said, not hidden
+    assert oof["fold_settings_changed"] == {"precision": "bfloat16"}
+    assert trainings_needed(default_run, oof["folds"], oof["fold_settings_changed"]) == 0
+
+
 def test_every_member_is_committed_small_and_intact(members) -> None:
     for member in members:
         card = member.card.to_json()
