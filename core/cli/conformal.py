@@ -46,13 +46,21 @@ def calibrate_conformal(args: argparse.Namespace) -> int:
         raise WorkbenchError("choose one of --warnings-only and --conformal-only", "calibrate")
     folds = getattr(args, "conformal_folds", 0) or 0
     if folds:
-        from core.training.conformal_folds import check_folds, fit_sets_out_of_fold
+        from core.training.conformal_folds import (
+            check_folds,
+            fit_sets_out_of_fold,
+            precision_override,
+            stored_fold_precision,
+        )
 
         check_folds(folds)
         log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
+        run = resolve_run(args.model)
         precision = getattr(args, "fold_precision", None)
-        run = fit_sets_out_of_fold(resolve_run(args.model), folds, log=log,
-                                   cfg_override={"precision": precision} if precision else None)
+        if precision is None and (precision := stored_fold_precision(run, folds)) is not None:
+            log(f"reusing the stored out-of-fold scores, whose fold models trained in {precision} "
+                "(--fold-precision chooses otherwise)")
+        run = fit_sets_out_of_fold(run, folds, log=log, cfg_override=precision_override(precision))
     else:
         run = resolve_run(args.model)
         val = (None, None)

@@ -116,7 +116,8 @@ def register(sub) -> None:
     c.add_argument("--fold-precision", choices=list(PRECISIONS), default=None,
                    help="with --conformal-folds: train the fold models in this precision instead of the run's "
                         "(bfloat16 about halves the time on CPUs with bfloat16 units; the saved models are float32 "
-                        "either way, and the card records the change)")
+                        "either way, and the card records the change); without it, scores stored from fold "
+                        "models trained in one precision are reused, else each network's own is used")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=calibrate)
 

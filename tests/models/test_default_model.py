@@ -89,7 +89,7 @@ def test_members_that_mixed_styles_are_reproduced_with_their_method(members) -> 
 def test_default_models_prediction_sets_rest_on_out_of_fold_scores_a_refit_reuses(default_run) -> None:
     """The sets were calibrated on validation *and* the training images scored out of fold (the
     members' oof.npz, committed beside them), so a later refit needs no fold training."""
-    from core.training.conformal_folds import trainings_needed
+    from core.training.conformal_folds import stored_fold_precision, trainings_needed
 
     sets = default_run.card.results.conformal
     oof = sets["out_of_fold"]
@@ -98,6 +98,9 @@ def test_default_models_prediction_sets_rest_on_out_of_fold_scores_a_refit_reuse
     assert "out of fold" in sets["fitted_on"] and "precision bfloat16" in sets["fitted_on"]  # said, not hidden
     assert oof["fold_settings_changed"] == {"precision": "bfloat16"}
     assert trainings_needed(default_run, oof["folds"], oof["fold_settings_changed"]) == 0
+    # A refit that does not name the precision (the Evaluate page's first choice, the CLI without
+    # --fold-precision) finds the stored scores too, instead of nine float32 fold trainings.
+    assert stored_fold_precision(default_run, oof["folds"]) == "bfloat16"
 
 
 def test_every_member_is_committed_small_and_intact(members) -> None:

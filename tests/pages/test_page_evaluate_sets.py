@@ -65,6 +65,37 @@ def test_sets_are_fitted_on_more_images_from_the_page(tiny_run, app_env, monkeyp
     assert any("already stored" in t for t in texts(at.caption))  # a second fit would train nothing
 
 
+def _precision_radio(at: AppTest):
+    return [r for r in at.radio if str(r.key).startswith("evaluate_sets_precision")]
+
+
+def test_the_precision_choice_starts_where_stored_scores_were_made(tiny_run, app_env, monkeypatch):
+    import core.training.out_of_fold as oof_module
+    import pages._evaluate_sets as sets_ui
+    from core.models.runs import resolve_run
+
+    monkeypatch.setattr(oof_module, "_fold_probabilities", quick_fold)
+    monkeypatch.setattr(sets_ui, "stored_fold_precision", lambda run, folds: "bfloat16")
+    at, run = evaluated_page(tiny_run, app_env)
+    (radio,) = _precision_radio(at)
+    assert radio.value == "bfloat16"  # reusing what is stored is the first choice, not training again
+    at.button(key="evaluate_sets_start").click().run()
+    poll_until(at, lambda a: any("fitted again" in t for t in texts(a.success)) or a.error)
+    assert not at.exception and not at.error
+    sets = resolve_run(run.run_id).card.results.conformal
+    assert sets["out_of_fold"]["fold_settings_changed"] == {"precision": "bfloat16"}  # the fit used the choice
+    assert "precision bfloat16" in sets["fitted_on"]
+
+
+def test_no_precision_choice_without_native_bfloat16_or_stored_scores(tiny_run, app_env, monkeypatch):
+    import core.training.hardware as hardware
+
+    monkeypatch.setattr(hardware, "detect_hardware", lambda: hardware.Hardware((), 0))
+    at, _ = evaluated_page(tiny_run, app_env)
+    assert not at.exception and not _precision_radio(at)
+    assert any("trains 3 extra models" in t for t in texts(at.caption))
+
+
 def test_a_failed_fit_is_a_plain_error(tiny_run, app_env, monkeypatch):
     import core.training.out_of_fold as oof_module
 

@@ -195,3 +195,62 @@ def test_fold_precision_needs_fold_models(capsys):
     assert code == 2 and "--fold-precision" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # not a precision: argparse lists the choices
         main(["calibrate", "--model", "any", "--conformal-only", "--conformal-folds", "3", "--fold-precision", "fp8"])
+
+
+def _stored_scores(run: SimpleNamespace, folds: int, cfg_override: dict | None) -> None:
+    """Save an ``oof.npz`` for the stand-in run, as a fit with ``cfg_override`` would have left it."""
+    import numpy as np
+
+    from core.inference.oof_store import OutOfFold, depends_on, save_oof
+
+    run.class_names = ["glioma", "notumor"]  # class folders the scores' labels are checked against
+    files = ("Training/glioma/1.png", "Training/notumor/2.png")
+    save_oof(run.path, OutOfFold(files, np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]]),
+                                 (1.0,) * folds, depends_on(run, folds, cfg_override)))
+
+
+@pytest.mark.parametrize("stored_with, expected", [(None, None), ("bfloat16", "bfloat16"), ("float32", "float32")])
+def test_scores_stored_with_a_fold_precision_are_found_and_need_no_training(tmp_path, stored_with, expected):
+    from core.training.conformal_folds import precision_override, stored_fold_precision
+
+    run = _hashless_run(tmp_path, b"weights")
+    assert stored_fold_precision(run, 2) is None  # nothing stored: each network's own recipe
+    _stored_scores(run, 2, precision_override(stored_with))
+    assert stored_fold_precision(run, 2) == expected
+    assert plan_folds(run, 2, precision_override(expected)).trainings == 0
+    if stored_with is not None:  # a fit that does not name the precision would have trained again
+        assert plan_folds(run, 2).trainings == 2
+    assert stored_fold_precision(run, 3) is None  # stored for another fold count: nothing to reuse
+
+
+@pytest.mark.parametrize("own, wanted, factor", [
+    ("float32", "bfloat16", 1 / 1.42), ("bfloat16", "float32", 1.42), ("float32", "float32", 1.0), ("float32", None, 1.0)])
+def test_the_plans_time_follows_the_fold_precision(tmp_path, own, wanted, factor):
+    from core.training.conformal_folds import precision_override
+
+    run = _hashless_run(tmp_path, b"weights")
+    run.card.train_config = {"precision": own}
+    plan = plan_folds(run, 3, precision_override(wanted))
+    assert plan.seconds == pytest.approx(3 * 60.0 * 2 / 3 * factor)
+
+
+def test_calibrate_reuses_scores_stored_with_another_precision_and_says_so(monkeypatch, capsys):
+    import core.models.runs as runs
+    import core.training.conformal_folds as cf
+    from core.cli import main
+
+    seen = {}
+    stand_in = SimpleNamespace(run_id="r1", card=SimpleNamespace(results=SimpleNamespace(to_json=lambda: {
+        "conformal": {"fitted_on": "x", "score": "aps", "score_title": "APS",
+                      "score_choice": {"aps": {"mean_set_size": 1.1, "min_class_coverage": 0.9}}}})))
+    monkeypatch.setattr(runs, "resolve_run", lambda ref: stand_in)
+    monkeypatch.setattr(cf, "stored_fold_precision", lambda run, folds: "bfloat16")
+    monkeypatch.setattr(cf, "fit_sets_out_of_fold",
+                        lambda run, folds, log=None, cfg_override=None: seen.update(c=cfg_override) or run)
+    assert main(["calibrate", "--model", "r1", "--conformal-only", "--conformal-folds", "3"]) == 0
+    assert seen["c"] == {"precision": "bfloat16"}
+    assert "whose fold models trained in bfloat16" in capsys.readouterr().out
+    # Named explicitly, the precision wins over what is stored.
+    assert main(["calibrate", "--model", "r1", "--conformal-only", "--conformal-folds", "3",
+                 "--fold-precision", "float32"]) == 0
+    assert seen["c"] == {"precision": "float32"}
