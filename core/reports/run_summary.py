@@ -30,11 +30,14 @@ def held_out_sentence(ev: Mapping[str, Any]) -> str:
     formats = (("accuracy", "accuracy", percent), ("macro_f1", "macro-F1", lambda v: f"{v:.3f}"),
                ("balanced_accuracy", "balanced accuracy", percent))
     parts = [f"{label} {fmt(free[key])}" for key, label, fmt in formats if isinstance(free.get(key), int | float)]
-    if isinstance(free.get("n_images"), int):
-        parts.append(f"{free['n_images']} images")
     if not parts:
         return "not evaluated yet"
-    return ", ".join(parts) + (f" ({ev.get('description')})" if ev.get("description") else "")
+    n = free.get("n_images")
+    count = f"{n} images" if isinstance(n, int) and not isinstance(n, bool) else ""
+    where = str(ev.get("description") or "")
+    if count and count not in where:  # said once: the card's test split already gives its count
+        parts.append(count)
+    return ", ".join(parts) + (f"; {where}" if where else "")
 
 
 def model_facts(run: Run) -> dict[str, str]:

@@ -324,6 +324,10 @@ def test_card_summary_shows_leakage_free_metrics_only_when_evaluated(tiny_run):
     text = card_summary(Run(tiny_run.run_id, tiny_run.path, card))["Leakage-free test metrics"]
     # One format per figure: accuracy as a percentage, macro-F1 as a 0–1 score.
     assert "accuracy 91.0 %" in text and "macro-F1 0.900" in text and "57 images" in text
+    card = card.replace(evaluation={"description": "held-out test split recorded at training (57 images)",
+                                    "leakage_free": {"accuracy": 0.91, "n_images": 57}})
+    text = card_summary(Run(tiny_run.run_id, tiny_run.path, card))["Leakage-free test metrics"]
+    assert text.count("57 images") == 1, text  # the count is said once, not beside a description giving it
 
 
 # --- exports ----------------------------------------------------------------------------------
