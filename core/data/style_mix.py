@@ -30,6 +30,7 @@ import numpy as np
 from core.data.image_cache import cached_array, paths_digest
 from core.data.imageio import decode_image
 from core.data.preprocess import find_head, get_recipe, prepare
+from core.data.shared_work import shared_image_work
 from core.options import Registry
 
 #: Restyled copies prepared per training slice: two keep a slice from always meeting one partner
@@ -152,8 +153,9 @@ def restyled_copies(paths: Sequence[str | Path], size: int, seed: int, *, prepro
 
     def restyle(i: int) -> None:
         pixels = decode_image(paths[i]).pixels
-        for c in range(copies):
-            out[i, c] = prepare(style.apply(pixels, counts[partners[i, c]]), size, preprocessing)
+        with shared_image_work():  # the slice's head is found once for all its copies, not once per copy
+            for c in range(copies):
+                out[i, c] = prepare(style.apply(pixels, counts[partners[i, c]]), size, preprocessing)
 
     done = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -122,8 +122,11 @@ def test_cosine_schedule_is_keras_cosine_decay_warming_up_then_decaying():
     from core.lazy_tensorflow import keras
     from core.training.options import SCHEDULES
 
-    rate, callbacks = SCHEDULES["cosine"].build(TrainConfig(), 0.01, 10, 20)  # 200 steps, warm-up 10
-    assert isinstance(rate, keras().optimizers.schedules.CosineDecay) and callbacks == []
+    start, callbacks = SCHEDULES["cosine"].build(TrainConfig(), 0.01, 10, 20)  # 200 steps, warm-up 10
+    (steer,) = callbacks  # the rate is set before each batch, not traced into the graph once per weight
+    rate = steer.schedule
+    assert isinstance(rate, keras().optimizers.schedules.CosineDecay) and isinstance(start, float)
+    assert start == pytest.approx(float(rate(0)))
     lr = np.array([float(rate(step)) for step in range(201)])
     warm, decay = lr[:11], lr[10:]
     assert lr[0] == pytest.approx(1e-5, rel=1e-3)  # starts at 1/1000 of the peak
@@ -131,6 +134,29 @@ def test_cosine_schedule_is_keras_cosine_decay_warming_up_then_decaying():
     assert np.all(np.diff(decay) < 0)  # then falls all the way
     assert lr[105] == pytest.approx(0.01 * (0.5 * (1 + np.cos(np.pi * 95 / 190)) * (1 - 1e-3) + 1e-3), rel=1e-3)
     assert lr[200] == pytest.approx(1e-5, rel=1e-2)
+
+
+def test_every_batch_trains_at_the_rate_the_schedule_gives_for_its_step():
+    """A short fit with the cosine option: the optimizer's rate at each batch is the schedule's at the
+    optimizer's step count (the rate the schedule inside the optimizer would have used), the weight
+    decay uses that rate, and a second fit carries on from the step count (progressive resizing)."""
+    from core.lazy_tensorflow import keras
+    from core.training.options import SCHEDULES
+
+    k = keras()
+    cfg = TrainConfig(weight_decay=1e-2)
+    start, (steer,) = SCHEDULES["cosine"].build(cfg, 0.05, 4, 3)  # 12 steps, warm-up 1
+    model = k.Sequential([k.Input((3,)), k.layers.Dense(2)])
+    model.compile(optimizer=k.optimizers.AdamW(learning_rate=start, weight_decay=cfg.weight_decay), loss="mse")
+    seen: list[float] = []
+    record = k.callbacks.LambdaCallback(
+        on_train_batch_end=lambda b, logs: seen.append(float(k.ops.convert_to_numpy(model.optimizer.learning_rate))))
+    x, y = np.ones((8, 3), np.float32), np.zeros((8, 2), np.float32)
+    model.fit(x, y, batch_size=2, epochs=2, callbacks=[steer, record], verbose=0)
+    model.fit(x, y, batch_size=2, epochs=1, callbacks=[steer, record], verbose=0)
+    expected = [float(steer.schedule(step)) for step in range(12)]
+    assert seen == pytest.approx(expected, rel=1e-6)
+    assert len(set(np.round(seen, 8))) > 6  # the rate really moved: warm-up, then decay
 
 
 def test_plateau_schedule_keeps_a_fixed_rate_and_a_callback():
