@@ -104,8 +104,7 @@ def markdown(figures: dict, info: dict) -> str:
     later = second[WAYS[0]] / second[WAYS[1]] if second[WAYS[1]] else float("nan")
     lines += ["", f"With the schedule inside the optimizer the first batch takes **{ratio:.2f}×** as long as with the "
               f"callback, and each later batch **{later:.2f}×** (medians). AdamW's weight decay asks for the rate once per weight, and each ask traces the "
-              "schedule's warm-up branch into the graph again, and the graph then computes it once per weight at every "
-              "step; the callback (`core.training.options.scheduled_rate`) "
+              "schedule's warm-up branch into the graph again; the callback (`core.training.options.scheduled_rate`) "
               "sets one rate variable from the same Keras `CosineDecay` before each batch (its own cost is inside the "
               "callback row's batch times). What a user sees: the Train page's bar moves sooner after Start, most of "
               "all on a busy machine, where tracing is the longest wait.",

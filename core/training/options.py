@@ -64,8 +64,8 @@ def scheduled_rate(schedule: Any) -> Any:
 
     Why not hand the schedule to the optimizer: AdamW's weight decay asks for the rate once per
     weight, and each ask builds the schedule's warm-up branch into the training graph again, so
-    the first batch (graph tracing) took about 1.4 times as long on the fast preset's network
-    (9.7 against 6.9 s, medians of 4 interleaved tries; bench/RESULTS.md section 6). Here the rate is
+    the first batch (graph tracing) took 1.6 times as long on the fast preset's network (5.4 against
+    3.3 s on a quiet machine, later batches alike; bench/RESULTS.md section 18). Here the rate is
     one variable the graph reads, set from the same Keras schedule at the optimizer's step count,
     so every batch uses the rate the schedule gives, as before.
     """
