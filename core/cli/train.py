@@ -214,6 +214,33 @@ def _preset_config(args: argparse.Namespace) -> TrainConfig:
     return preset_config(args.preset, **overrides)
 
 
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig ``train``'s arguments describe: the ``--preset`` recipe with the options given
+    explicitly laid over it, else every option as given.
+
+    Raises:
+        WorkbenchError: unknown architecture or preset, or a combination the config refuses.
+    """
+    from core.models.architectures import get_arch
+
+    if args.preset is not None:
+        return _preset_config(args)
+    spec = get_arch(args.arch)
+    image_size = spec.default_image_size if args.image_size is None else args.image_size
+    return TrainConfig(
+        arch=args.arch, image_size=image_size, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.lr, optimizer=args.optimizer, lr_schedule=args.schedule,
+        label_smoothing=args.label_smoothing, augment=AUGMENT_PRESETS[args.augment], patience=args.patience,
+        weights=args.weights, finetune=FineTuneConfig(epochs=args.finetune_epochs, unfreeze_layers=args.unfreeze),
+        seed=args.seed, leakage_free=args.split == "leakage_free", strategy=args.strategy, width=args.width,
+        max_train_batches=args.max_batches, tta=args.tta,
+        average_epochs=args.average_epochs, mixup=args.mixup, style_mix=args.style_mix,
+        style_mix_method=args.style_mix_method,
+        preprocessing=args.preprocessing,
+        precision=args.precision,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from core.data.datasets import open_folder
     from core.data.scan import scan_dataset
@@ -227,19 +254,7 @@ def run(args: argparse.Namespace) -> int:
 
         read_tf_config()  # a missing or malformed TF_CONFIG is refused before any work
     spec = get_arch(args.arch)
-    image_size = spec.default_image_size if args.image_size is None else args.image_size
-    cfg = _preset_config(args) if args.preset is not None else TrainConfig(
-        arch=args.arch, image_size=image_size, epochs=args.epochs,
-        batch_size=args.batch_size, learning_rate=args.lr, optimizer=args.optimizer, lr_schedule=args.schedule,
-        label_smoothing=args.label_smoothing, augment=AUGMENT_PRESETS[args.augment], patience=args.patience,
-        weights=args.weights, finetune=FineTuneConfig(epochs=args.finetune_epochs, unfreeze_layers=args.unfreeze),
-        seed=args.seed, leakage_free=args.split == "leakage_free", strategy=args.strategy, width=args.width,
-        max_train_batches=args.max_batches, tta=args.tta,
-        average_epochs=args.average_epochs, mixup=args.mixup, style_mix=args.style_mix,
-        style_mix_method=args.style_mix_method,
-        preprocessing=args.preprocessing,
-        precision=args.precision,
-    )
+    cfg = config_from_args(args)
     data_cfg = DataConfig(split_seed=args.split_seed)
     ds = open_folder(args.data)
     report = scan_dataset(ds, threshold=data_cfg.near_dup_threshold)

@@ -86,6 +86,36 @@ def test_members_that_mixed_styles_are_reproduced_with_their_method(members) -> 
     assert {TrainConfig.from_card(m.card).style_mix_method for m in mixed} == {"frame-v1"}
 
 
+def _readme_command(label: str) -> list[str]:
+    """The README's training command marked ``# label`` (continuation lines joined), as arguments."""
+    import shlex
+
+    lines = (REPO_MODELS.parent / "README.md").read_text().splitlines()
+    end = next(i for i, line in enumerate(lines) if line.rstrip().endswith(f"# {label}"))
+    start = end
+    while start > 0 and lines[start - 1].rstrip().endswith("\\"):
+        start -= 1
+    text = " ".join(line.rstrip().rstrip("\\") for line in lines[start:end + 1]).split("#")[0]
+    return shlex.split(text)[3:]  # after "python -m core"
+
+
+@pytest.mark.parametrize("label", ["A", "T", "Q"])
+def test_readme_commands_reproduce_the_members_recipes(members, label) -> None:
+    """Each member's command in the README gives the recipe its card records, as the presets stand now
+    (the fast preset changed after T and Q were trained: their commands name what it then meant)."""
+    from core.cli import _load_extra_commands, build_parser
+    from core.cli.train import config_from_args
+    from core.training.config import TrainConfig
+
+    _load_extra_commands()
+    cfg = config_from_args(build_parser().parse_args(_readme_command(label)))
+    member = {"A": members[0], "T": members[1], "Q": members[2]}[label]
+    recorded = TrainConfig.from_card(member.card).to_dict()
+    # Precision follows the machine (bfloat16 only where it is native) and is recorded, not a recipe choice.
+    mine = {k: v for k, v in cfg.to_dict().items() if k != "precision"}
+    assert mine == {k: v for k, v in recorded.items() if k != "precision"}
+
+
 def test_default_models_prediction_sets_rest_on_out_of_fold_scores_a_refit_reuses(default_run) -> None:
     """The sets were calibrated on validation *and* the training images scored out of fold (the
     members' oof.npz, committed beside them), so a later refit needs no fold training."""
