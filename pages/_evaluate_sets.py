@@ -108,12 +108,12 @@ def _precision_choice(run: Run, folds: int, disabled: bool) -> str | None:
     (the choice then starts there, so reusing them is the default, not hours of training again)."""
     from core.training.hardware import detect_hardware
 
-    stored = stored_fold_precision(run, folds)
-    if stored is None and not detect_hardware().bf16_fast:
+    stored, native = stored_fold_precision(run, folds), detect_hardware().bf16_fast
+    if stored is None and not native:
         return None
     labels = {_OWN: "As each model was trained",
               "bfloat16": "bfloat16 for every extra model (about 1.4 times faster on this processor)"
-              if detect_hardware().bf16_fast else "bfloat16 for every extra model (slower on this processor)",
+              if native else "bfloat16 for every extra model (slower on this processor)",
               "float32": "float32 for every extra model"}
     keys = list(labels)
     choice = st.radio("How the extra models compute", keys, index=keys.index(stored or _OWN),
