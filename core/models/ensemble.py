@@ -94,12 +94,19 @@ def verify_member_file(run: Run, expected_sha: str | None = None,
     ``sha256_of``: how the file is hashed (default :func:`file_sha256`; a page's plan may pass a cached one).
 
     Raises:
-        WorkbenchError: the file is missing, or was changed after it was registered.
+        WorkbenchError: the file is missing, was changed after its model was trained (it differs
+            from its own card), or after the ensemble was registered (it differs from ``expected_sha``).
     """
     if not run.model_path.is_file():
         raise WorkbenchError("the member's model file is missing, so the ensemble cannot be used", run.run_id)
     actual = (sha256_of or file_sha256)(run.model_path)
-    if actual != run.card.model_sha256 or (expected_sha is not None and actual != expected_sha):
+    if actual != run.card.model_sha256:
+        # Checked first: at registration there is no ensemble record yet, and "changed after the ensemble
+        # was registered" would send the reader looking for an ensemble that does not exist.
+        raise WorkbenchError("this model's file was changed or damaged after the model was trained (its checksum "
+                             "differs from the one its model card recorded), so it cannot join or serve in an "
+                             "ensemble; train it again or restore the original file", run.run_id)
+    if expected_sha is not None and actual != expected_sha:
         raise WorkbenchError("the member's model file changed after the ensemble was registered (its checksum "
                              "differs), so the ensemble is not used; register the ensemble again from models "
                              "you trust", run.run_id)

@@ -179,6 +179,8 @@ def test_a_tampered_member_is_refused_at_registration(registry, members, capsys)
         fh.write(b"\0")
     err = _refused(capsys, "ensemble", "--models", members[0].run_id, members[1].run_id)
     assert "checksum differs" in err and members[1].run_id in err
+    # No ensemble exists yet: the message blames the model's own file, not a registered ensemble.
+    assert "after the model was trained" in err and "ensemble was registered" not in err
 
 
 def test_an_unknown_member_is_refused(registry, members, capsys):
