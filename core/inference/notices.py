@@ -15,6 +15,13 @@ def empty_set_warning(coverage: float) -> str:
             "so do not rely on the top class, however high its probability.")
 
 
+#: Flags of a slice that is not a brain MRI at all (image checks, another modality): no prediction set is
+#: shown for it, because the set's promise rests on slices like the model's validation ones.
+NO_SET_FLAGS = frozenset({"ood", "not_mr"})
+NOT_MRI_SET_PROBLEM = ("No prediction set: this image does not look like a brain MRI slice (see the warning), and a "
+                       "prediction set only keeps its promise for slices like the model's validation images.")
+
+
 NEAR_COPY_NOTE = ("About the score, not the patient: this image or a near-copy of it was among the model's training "
                   "images. That is common with public datasets; it means this score does not show how well the "
                   "model does on slices it has never seen.")

@@ -18,7 +18,7 @@ from core.data.imageio import DecodedImage
 from core.data.preprocess import Prepared
 from core.errors import WorkbenchError
 from core.inference.conformal import DEFAULT_COVERAGE, ConformalCalibration, check_coverage
-from core.inference.notices import EMPTY_SET, empty_set_warning
+from core.inference.notices import EMPTY_SET, NO_SET_FLAGS, NOT_MRI_SET_PROBLEM, empty_set_warning
 from core.inference.records import PredictionResult
 
 
@@ -59,8 +59,11 @@ class PredictorBase:
         problem = self.set_problem(coverage)
         for r in results:
             if r.ok and r.probabilities:
-                r.coverage, r.set_problem = coverage, problem
-                r.prediction_set = None if self.conformal is None or problem else self.conformal.set_names(
+                # A picture that is not a brain MRI is not exchangeable with the validation slices: a set
+                # such as "this one class alone" would contradict its own warning.
+                own = problem or (NOT_MRI_SET_PROBLEM if NO_SET_FLAGS.intersection(r.flags) else None)
+                r.coverage, r.set_problem = coverage, own
+                r.prediction_set = None if self.conformal is None or own else self.conformal.set_names(
                     [r.probabilities[c] for c in self.class_names], coverage)
                 # the coverage can change without a new forward pass: the empty-set warning follows it
                 r.warnings = [w for w in r.warnings if not w.startswith("None of the classes fits")]

@@ -167,6 +167,25 @@ def test_colour_photo_and_blank_image_are_flagged_not_mri(tiny_predictor):
     assert all(w.startswith("Probably not a brain MRI") for w in photo.warnings if "colour" in w)
 
 
+def test_a_picture_that_is_not_an_mri_gets_no_prediction_set(tiny_predictor, tiny_run, demo_root):
+    """A set like "this one class alone" would contradict the not-an-MRI warning beside it."""
+    from core.inference.notices import NOT_MRI_SET_PROBLEM
+    from core.reports.conformal import describe_set
+
+    assert tiny_predictor.conformal is not None  # else the contrast below would test nothing
+    rng = np.random.default_rng(1)
+    colourful = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    colourful[..., 0] = 255 - colourful[..., 2]
+    photo, slice_ = predict_files(tiny_predictor, [("photo.jpg", encode(colourful, "JPEG", quality=95)),
+                                                   _good(tiny_run, demo_root)], coverage=0.5)
+    assert "ood" in photo.flags and photo.label is not None  # still scored: the page shows the warning with it
+    assert photo.prediction_set is None and photo.set_problem == NOT_MRI_SET_PROBLEM
+    assert describe_set(photo.prediction_set, 0.5, 4, photo.set_problem) == NOT_MRI_SET_PROBLEM
+    assert "ood" not in slice_.flags and slice_.set_problem is None and slice_.prediction_set is not None
+    tiny_predictor.add_prediction_sets([photo], 0.8)  # a new coverage keeps the reason
+    assert photo.prediction_set is None and photo.set_problem == NOT_MRI_SET_PROBLEM
+
+
 def test_near_duplicate_of_training_image_is_flagged(tiny_predictor, tiny_run, demo_root):
     name, data = _good(tiny_run, demo_root)
     unrelated = encode(smooth_image(12345, 64))
