@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from pathlib import PurePath
+
+import numpy as np
 
 from core.errors import WorkbenchError
 
@@ -32,6 +36,12 @@ def canonical_class(name: str) -> str | None:
     """Return the canonical class for a folder name (any case/separator), or None if unknown."""
     key = re.sub(r"[\s\-]+", "_", name.strip().lower())
     return _ALIASES.get(key) or _ALIASES.get(key.replace("_", ""))
+
+
+def folder_class_indices(paths: Sequence[str | PurePath], class_names: Sequence[str]) -> np.ndarray:
+    """Index in ``class_names`` of each file's class, read from its folder's name; -1 where the list lacks it."""
+    index = {c: i for i, c in enumerate(class_names)}
+    return np.array([index.get(canonical_class(PurePath(f).parent.name), -1) for f in paths], dtype=np.int64)
 
 
 def display_name(name: str) -> str:

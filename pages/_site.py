@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from core.data.imageio import IMAGE_SUFFIXES
-from core.evaluation.site_check import MIN_IMAGES, SHIFT_ADVICE, SiteCheck, site_check
+from core.evaluation.site_check import MIN_IMAGES, SHIFT_ADVICE, SiteCheck, class_mix_sentence, site_check
 from core.jobs import CANCELLED, DONE, FAILED
 from core.paths import check_under_data_roots
 from core.safetext import escape_markdown, neutralise_frame
@@ -41,7 +41,8 @@ def _show_check(result: SiteCheck) -> None:
                                                                            format="%.2f")})
         st.caption(f"{result.n_images} site images against {result.n_reference} training images; a classifier "
                    "tries to tell them apart (cross-validated). A shift is reported when the AUC's interval "
-                   "excludes 0.5 and the AUC is at least 0.64 (a medium-sized difference).")
+                   "excludes 0.5 and the AUC is at least 0.64 (a medium-sized difference). "
+                   + (class_mix_sentence(result) or ""))
     if result.unreadable:
         with st.expander(f"{len(result.unreadable)} unreadable files (the rest were used)"):
             st.dataframe(neutralise_frame(pd.DataFrame(result.unreadable, columns=["file", "reason"])),

@@ -33,7 +33,7 @@ def register(sub) -> None:
 
 
 def run_site_check(args: argparse.Namespace) -> int:
-    from core.evaluation.site_check import site_check
+    from core.evaluation.site_check import class_mix_sentence, site_check
     from core.models.runs import resolve_run
 
     result = site_check(resolve_run(args.model), args.data, seed=args.seed)
@@ -52,6 +52,8 @@ def run_site_check(args: argparse.Namespace) -> int:
                 print(f"    {auc:.3f}  model {j} of the ensemble ({member})")
         print(f"Shift detected: {'yes' if result.shift_detected else 'no'}")
     print(result.advice)
+    if (mix := class_mix_sentence(result)) is not None:
+        print(mix)
     return 0
 
 

@@ -22,14 +22,16 @@ from typing import Any
 
 import numpy as np
 
+from core.classes import display_name, folder_class_indices
 from core.data.shortcut import image_statistics
 from core.data.site_images import ImageSample, list_site_files, read_sample
 from core.evaluation.site_features import (
+    class_shares,
     components_per_network,
     feature_runs,
     keep_only,
     model_inputs,
-    pooled_features,
+    network_outputs,
     principal_components,
 )
 from core.models.lineage import reference_files
@@ -67,6 +69,8 @@ class SiteCheck:
     advice: str
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    #: class -> share of the site's images the model assigns to it; the training sample follows these shares
+    class_mix: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -161,6 +165,39 @@ def compare(site: ImageSample, reference: ImageSample, site_feats: dict[str, np.
     return overall, signals
 
 
+def matched_sample(labels: np.ndarray, shares: np.ndarray, n: int, rng: np.random.Generator) -> list[int]:
+    """Sorted indices of up to ``n`` reference images whose classes follow ``shares`` (largest remainder).
+
+    Why: the domain classifier would otherwise tell a batch of one tumour type (a tumour clinic's
+    uploads) from a training sample of all four classes by its *content*, and report a new site where
+    there is none; drawn in the batch's own class mix, only how the images look can differ.
+    A class with too few reference images gives what it has. ``labels``: class index per image (-1:
+    unknown, never drawn).
+    """
+    shares = np.clip(np.asarray(shares, dtype=np.float64), 0.0, None)
+    if shares.sum() <= 0:
+        return sorted(int(i) for i in rng.choice(len(labels), min(n, len(labels)), replace=False))
+    want = shares / shares.sum() * n
+    quota = np.floor(want).astype(int)
+    for k in np.argsort(-(want - quota))[: n - quota.sum()]:
+        quota[k] += 1
+    chosen: list[int] = []
+    for k, q in enumerate(quota):
+        pool = np.flatnonzero(labels == k)
+        chosen += [int(i) for i in rng.choice(pool, min(q, len(pool)), replace=False)] if len(pool) else []
+    return sorted(chosen)
+
+
+def class_mix_sentence(check: SiteCheck) -> str | None:
+    """How the training sample was drawn, for the reader (None when there was no comparison)."""
+    if not check.class_mix or check.domain_auc is None:
+        return None
+    mix = ", ".join(f"{display_name(c)} {100 * v:.0f} %" for c, v in
+                    sorted(check.class_mix.items(), key=lambda cv: -cv[1]))
+    return (f"The training images were drawn in the mix of classes the model finds in these images ({mix}), so "
+            "that a batch of mostly one kind of tumour is not mistaken for images from another site.")
+
+
 def advice_for(auc: float | None, shift: bool | None, signals: dict[str, dict[str, Any]], n: int) -> str:
     """Plain words for the verdict."""
     if auc is None:
@@ -207,19 +244,24 @@ def check_paths(run, paths: list[Path], root: Path | None = None, seed: int = 0,
     if n < MIN_IMAGES:
         return SiteCheck(n, 0, None, None, None, {}, advice_for(None, None, {}, n), site.unreadable,
                          time.perf_counter() - t0)
+    note(0.3, "Running the model" if len(nets) == 1 else f"Running the {len(nets)} models")
+    site_out = network_outputs(nets, site)
+    voters = len(run.card.members) if run.card.is_ensemble else 1  # sentinels follow the members and never vote
+    shares = class_shares(nets[:voters], site_out[:voters])
     ref_paths = reference_files(run)
     k = min(len(ref_paths), REFERENCE_MAX, max(REFERENCE_MIN, n))
-    ref_paths = [ref_paths[i] for i in sorted(rng.choice(len(ref_paths), k, replace=False))]
-    note(0.35, "Reading a sample of the training images")
+    ref_paths = [ref_paths[i] for i in matched_sample(folder_class_indices(ref_paths, run.class_names), shares, k, rng)]
+    note(0.45, "Reading a sample of the training images")
     reference = read_sample(ref_paths, model_inputs(nets))
-    note(0.65, "Running the model" if len(nets) == 1 else f"Running the {len(nets)} models")
+    note(0.7, "Running the model on them" if len(nets) == 1 else f"Running the {len(nets)} models on them")
     ids = [r.run_id for r in nets]
-    site_feats = dict(zip(ids, pooled_features(nets, site)))
-    ref_feats = dict(zip(ids, pooled_features(nets, reference)))
+    site_feats = {i: o.features for i, o in zip(ids, site_out)}
+    ref_feats = {i: o.features for i, o in zip(ids, network_outputs(nets, reference))}
     note(0.85, "Comparing")
     auc, signals = compare(site, reference, site_feats, ref_feats, seed)
     interval = auc_interval(auc, n, len(reference))
     shift = is_shift(auc, interval)
     note(1.0, "Done")
     return SiteCheck(n, len(reference), round(auc, 4), (round(interval[0], 4), round(interval[1], 4)), shift,
-                     signals, advice_for(auc, shift, signals, n), site.unreadable, round(time.perf_counter() - t0, 2))
+                     signals, advice_for(auc, shift, signals, n), site.unreadable, round(time.perf_counter() - t0, 2),
+                     {c: round(float(v), 4) for c, v in zip(run.class_names, shares)})

@@ -38,10 +38,19 @@ def model_inputs(runs: Sequence[Run]) -> list[tuple[str, int]]:
     return list(dict.fromkeys((r.preprocessing, r.image_size) for r in runs))
 
 
-def pooled_features(runs: Sequence[Run], sample: ImageSample) -> list[np.ndarray | None]:
-    """One (N, D) array per run of its pooled features on its own input (None: the network has no
-    'features' layer)."""
-    return [_runner(r).run(sample.model_images[(r.preprocessing, r.image_size)]).features for r in runs]
+def network_outputs(runs: Sequence[Run], sample: ImageSample) -> list[Any]:
+    """One :class:`core.inference.runner.RunnerOutput` per run, on its own input: pooled ``features``
+    ((N, D), None when the network has no 'features' layer) and ``logits``."""
+    return [_runner(r).run(sample.model_images[(r.preprocessing, r.image_size)]) for r in runs]
+
+
+def class_shares(voters: Sequence[Run], outputs: Sequence[Any]) -> np.ndarray:
+    """(K,) the share of each class among a sample's images, as the voting networks see them: the mean of
+    their calibrated probabilities (an ensemble's answer), averaged over the images."""
+    from core.inference.calibration import softmax
+
+    probs = np.mean([softmax(o.logits, r.card.temperature) for r, o in zip(voters, outputs)], axis=0)
+    return probs.mean(axis=0)
 
 
 def components_per_network(n_networks: int) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.classes import canonical_class
+from core.classes import folder_class_indices
 from core.data.datasets import Dataset, open_folder
 from core.data.hashing import hashes_from_hex, nearest_distance
 from core.data.image_cache import cached_images
@@ -185,9 +185,8 @@ def replay_sample(parent, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     except WorkbenchError as exc:
         raise WorkbenchError("adaptation replays some of the model's own training images so that it keeps what "
                              f"it knew, and they are not on this machine ({exc.reason})", exc.source) from None
-    index = {c: i for i, c in enumerate(parent.class_names)}
-    labels = np.array([index.get(canonical_class(p.parent.name), -1) for p in paths])
-    chosen = balanced_choice(labels, len(index), n, seed)
+    labels = folder_class_indices(paths, parent.class_names)
+    chosen = balanced_choice(labels, len(parent.class_names), n, seed)
     picked = [paths[i] for i in chosen]
     return (load_many(picked, parent.image_size, preprocessing=parent.preprocessing), labels[chosen],
             [str(p) for p in picked])

@@ -16,12 +16,11 @@ source and gained nothing on the site.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.classes import canonical_class
+from core.classes import folder_class_indices
 
 SOURCE_VAL_KEY = "source_val_accuracy"  # added to each epoch's logs (and so to the run's history)
 
@@ -37,9 +36,8 @@ def source_validation(parent: Any, n: int, seed: int = 0) -> tuple[np.ndarray, n
     empty = np.zeros((0, parent.image_size, parent.image_size, 1), np.uint8), np.zeros(0, np.int64)
     if not files or n <= 0 or not all(p.is_file() for p in paths):
         return empty
-    index = {c: i for i, c in enumerate(parent.class_names)}
-    labels = np.array([index.get(canonical_class(Path(f).parent.name), -1) for f in files])
-    chosen = balanced_choice(labels, len(index), n, seed)
+    labels = folder_class_indices(files, parent.class_names)
+    chosen = balanced_choice(labels, len(parent.class_names), n, seed)
     if not chosen:
         return empty
     return load_many([paths[j] for j in chosen], parent.image_size,
