@@ -175,11 +175,29 @@ def train_child(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate(run_path: str, env: dict) -> dict:
-    """``python -m core evaluate --model RUN --json``: the card's held-out test split."""
-    out = subprocess.run([sys.executable, "-m", "core", "evaluate", "--model", run_path, "--json"], env=env,
-                         capture_output=True, text=True, cwd=ROOT, check=True)
+def evaluate(run_path: str, env: dict, boxes: Path | None = None) -> dict:
+    """``python -m core evaluate --model RUN --json [--boxes CSV]``: the card's held-out test split, with the
+    heat maps' localisation when a box file is given."""
+    cmd = [sys.executable, "-m", "core", "evaluate", "--model", run_path, "--json"]
+    out = subprocess.run(cmd + (["--boxes", str(boxes)] if boxes else []), env=env, capture_output=True, text=True,
+                         cwd=ROOT, check=True)
     return json.loads(out.stdout)
+
+
+def validation_localisation(run_path: str, boxes: Path) -> dict:
+    """Pointing game and heat in box on the run's validation slices with a box: a figure a recipe may be
+    chosen on, beside validation accuracy (the test split's figure is only reported)."""
+    from core.evaluation.localisation import validation_localisation as localise
+    from core.models.runs import resolve_run
+
+    path = Path(run_path)
+    return localise(resolve_run(path.name, path.parent), boxes)
+
+
+def box_file(data: str) -> Path | None:
+    """The dataset's tumour boxes (``tumour_boxes.csv`` beside its class folders), when it has them."""
+    path = Path(data) / "tumour_boxes.csv"
+    return path if path.is_file() else None
 
 
 # ---------------------------------------------------------------- 2b. a preset from a cold command line
@@ -311,11 +329,12 @@ def preset_markdown(res: dict) -> list[str]:
              "the warning thresholds are fitted too. Test: `python -m core evaluate --model RUN --json`, the "
              "card's held-out test split, leakage-free figures.", "",
              f"| preset | cold start to registered run | command done | time to ≥ {target:.0%} val (epoch) | "
-             "best val accuracy (epoch) | test accuracy (leakage-free) | test ECE | load average start → end |",
-             "|---|---|---|---|---|---|---|---|"]
+             "best val accuracy (epoch) | test accuracy (leakage-free) | test ECE | pointing game val / test "
+             "(heat in box) | load average start → end |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, r in presets.items():
         if "error" in r:
-            lines.append(f"| {name} | failed | | | | | | |")
+            lines.append(f"| {name} | failed | | | | | | | |")
             continue
         lf = (r.get("test") or {}).get("leakage_free") or {}
         acc, ece, n = lf.get("accuracy"), lf.get("ece"), lf.get("n_images")
@@ -324,9 +343,20 @@ def preset_markdown(res: dict) -> list[str]:
             f"| {name} | **{_fmt_s(r.get('registered_s'))}** | {_fmt_s(r['wall_s'])} | {reached} | "
             f"{r['best_val_accuracy']:.2%} ({r['best_epoch']}) | "
             + (f"**{acc:.2%}** of {n} | {ece:.3f} |" if acc is not None else "— | — |")
-            + f" {r['load_avg_start'][0]:.1f} → {r['load_avg_end'][0]:.1f} |")
+            + f" {_localisation_cell(r)} | {r['load_avg_start'][0]:.1f} → {r['load_avg_end'][0]:.1f} |")
     lines += ["", *[f"- {note}" for note in res.get("preset_notes", [])]] if res.get("preset_notes") else []
     return lines
+
+
+def _localisation_cell(r: dict) -> str:
+    """"val % / test % (val× / test×)" from the run's validation and test localisation blocks ("—" where absent)."""
+    blocks = [r.get("val_localisation") or {}, (r.get("test") or {}).get("localisation") or {}]
+    if not any(b.get("n_images") for b in blocks):
+        return "—"
+    games = " / ".join(f"{b['pointing_game']:.1%}" if b.get("n_images") else "—" for b in blocks)
+    ratios = " / ".join(f"{b['heat_in_box_ratio']:.2f}×" if b.get("n_images") else "—" for b in blocks)
+    n = " / ".join(str(b.get("n_images") or 0) for b in blocks)
+    return f"{games} ({ratios}; {n} slices)"
 
 
 def write_section(section: str, path: Path) -> None:
@@ -429,7 +459,10 @@ def main_preset(args: argparse.Namespace, out_path: Path) -> int:
     print(f"training preset {args.preset} from a cold command line ...", flush=True)
     run = preset_run(args.preset, args.data, results.get("target", args.target), env)
     if "error" not in run:
-        run["test"] = evaluate(run["path"], env)
+        boxes = box_file(args.data)
+        run["test"] = evaluate(run["path"], env, boxes)
+        if boxes is not None:
+            run["val_localisation"] = validation_localisation(run["path"], boxes)
         print(f"  registered after {run['registered_s']:.0f} s, done after {run['wall_s']:.0f} s; test "
               f"{json.dumps(run['test'].get('leakage_free', {}).get('accuracy'))}", flush=True)
     else:

@@ -156,7 +156,7 @@ def evaluate_localisation(run, eval_set, boxes_path: str | Path, method: str | N
     from core.evaluation.eval_sets import near_dup_threshold as _threshold
     from core.evaluation.eval_sets import open_eval_dataset, overlap_distances, select_images
     from core.inference.ensemble_predict import predictor_for
-    from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
+    from core.inference.gradcam import DEFAULT_CAM_METHOD
     from core.jobs import counter as _stage
     from core.models.runs import load_model
 
@@ -176,6 +176,39 @@ def evaluate_localisation(run, eval_set, boxes_path: str | Path, method: str | N
     model = predictor_for(run) if run.card.is_ensemble else load_model(run)  # an ensemble: its averaged map
     table = score_files(run, model, ds.root, files, boxes, method, layer_name,
                         progress=_stage(job, 0.2, 1.0, "Heat maps"))
+    return _block(table, method)
+
+
+def validation_localisation(run, boxes_path: str | Path, method: str | None = None) -> dict:
+    """The localisation block on the run's own validation images that the box file lists.
+
+    For choosing between recipes without touching the test split (a training recipe's accuracy rule
+    alone once picked a schedule whose heat maps missed the tumour more often, bench section 8).
+
+    Raises:
+        WorkbenchError: unreadable box file, no validation files on the card, or data not on this machine.
+    """
+    from core.classes import canonical_class
+    from core.inference.ensemble_predict import predictor_for
+    from core.inference.gradcam import DEFAULT_CAM_METHOD
+    from core.models.runs import load_model
+
+    method = method or DEFAULT_CAM_METHOD
+    boxes = read_boxes(boxes_path)
+    val = [str(f).replace("\\", "/") for f in (run.card.data.get("val_files") or [])]
+    if not val:
+        raise WorkbenchError("the model card lists no validation images", run.run_id)
+    if not run.data_root.is_dir():
+        raise WorkbenchError("the model's training images are not on this machine", str(run.data_root))
+    files = pd.DataFrame({"path": val, "label": [canonical_class(Path(f).parent.name) for f in val]})
+    model = predictor_for(run) if run.card.is_ensemble else load_model(run)
+    return _block(score_files(run, model, run.data_root, files, boxes, method), method)
+
+
+def _block(table: pd.DataFrame, method: str) -> dict:
+    """Pointing game and heat-in-box ratio of a scored table, overall and per class."""
+    from core.inference.gradcam import CAM_METHODS
+
     out = summarise([BoxScore(bool(h), float(r)) for h, r in zip(table["hit"], table["ratio"])])
     out.update(method=CAM_METHODS.title(method), per_class={
         c: summarise([BoxScore(bool(h), float(r)) for h, r in zip(g["hit"], g["ratio"])])

@@ -29,10 +29,21 @@ def test_preset_row_sits_beside_the_precision_runs():
            "load_avg_end": [2.0], "epochs": 10, "cap_min": 20, "target": 0.97, "runs": {},
            "presets": {"fast": PRESET, "broken": {"error": "boom"}}, "preset_notes": ["a note"]}
     text = tta_markdown(res)
-    assert "| fast | **10.6 min** | 12.5 min | not reached | 95.00% (20) | **95.34%** of 858 | 0.012 | 20.0 → 14.5 |" \
+    assert "| fast | **10.6 min** | 12.5 min | not reached | 95.00% (20) | **95.34%** of 858 | 0.012 | — | 20.0 → 14.5 |" \
         in text
     assert "| broken | failed |" in text and "- a note" in text
     assert "Presets from a cold command line" not in tta_markdown({**res, "presets": {}})
+
+
+def test_preset_row_shows_validation_and_test_localisation_side_by_side():
+    located = {**PRESET, "val_localisation": {"pointing_game": 0.634, "heat_in_box_ratio": 2.195, "n_images": 213},
+               "test": {**PRESET["test"], "localisation": {"pointing_game": 0.627, "heat_in_box_ratio": 2.2,
+                                                           "n_images": 233}}}
+    res = {"machine": {"date": "d", "cpu": "c", "cores": 2, "tensorflow": "t", "keras": "k"}, "load_avg_start": [1.0],
+           "load_avg_end": [2.0], "epochs": 10, "cap_min": 20, "target": 0.97, "runs": {}, "presets": {"fast": located}}
+    assert "| 63.4% / 62.7% (2.19× / 2.20×; 213 / 233 slices) |" in tta_markdown(res)
+    only_val = {**located, "test": PRESET["test"]}  # a test run without --boxes: its side says so
+    assert "| 63.4% / — (2.19× / —; 213 / 0 slices) |" in tta_markdown({**res, "presets": {"fast": only_val}})
 
 
 def test_named_coverage_sections_are_written_apart_and_kept_by_the_full_benchmark(tmp_path: Path):

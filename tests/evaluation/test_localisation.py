@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -100,3 +101,27 @@ def test_evaluate_cli_adds_a_localisation_block(tiny_run, isolated_workbench_dir
     assert 0.0 <= loc["pointing_game"] <= 1.0
     assert main(["evaluate", "--model", run.run_id, "--boxes", str(boxes), "--cam", "layercam"]) == 0
     assert "pointing game" in capsys.readouterr().out
+
+
+def test_validation_localisation_scores_the_cards_validation_slices_only(tiny_run, tmp_path):
+    """A recipe can be chosen on it: it reads the validation files the card lists, never the test split."""
+    from core.evaluation.localisation import validation_localisation
+
+    val, test = tiny_run.card.data["val_files"][:5], tiny_run.card.data["test_files"][:5]
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("file,class,x0,y0,x1,y1\n" + "".join(
+        f"{f},{f.split('/')[-2]},0.3,0.3,0.7,0.7\n" for f in [*val, *test]))
+    loc = validation_localisation(tiny_run, boxes, "layercam")
+    assert loc["n_images"] == len(val)  # the five test boxes are not read
+    assert 0.0 <= loc["pointing_game"] <= 1.0 and loc["heat_in_box_ratio"] > 0
+    assert loc["method"] == "LayerCAM" and sum(c["n_images"] for c in loc["per_class"].values()) == len(val)
+
+
+def test_validation_localisation_needs_validation_files(tiny_run, tmp_path):
+    from core.evaluation.localisation import validation_localisation
+
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("file,class,x0,y0,x1,y1\n")
+    card = tiny_run.card.replace(data={**tiny_run.card.data, "val_files": []})
+    with pytest.raises(WorkbenchError, match="no validation images"):
+        validation_localisation(dataclasses.replace(tiny_run, card=card), boxes)
