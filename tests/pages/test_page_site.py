@@ -257,6 +257,7 @@ def test_evaluate_site_check_flags_a_restyled_site_with_its_domain_auc(evaluate_
     assert signals["AUC"].between(0, 1).all() and signals["AUC"].max() > 0.9  # 96 px files against 128 px
     captions = " ".join(_shown(at.caption))
     assert f"{n_demo_test(demo_root)} site images against" in captions and "To adapt" in captions
+    assert "drawn in the mix of classes the model finds in these images (" in captions  # how the sample was drawn
 
     # A refused folder shows its reason and takes the last verdict away.
     _check_folder(at, demo_root / "Testing")  # real, but outside the data roots
