@@ -155,6 +155,7 @@ def evaluate_localisation(run, eval_set, boxes_path: str | Path, method: str | N
     from core.data.scan import scan_dataset
     from core.evaluation.eval_sets import near_dup_threshold as _threshold
     from core.evaluation.eval_sets import open_eval_dataset, overlap_distances, select_images
+    from core.evaluation.evidence import LOCALISATION, localisation_summary, store_evidence
     from core.inference.ensemble_predict import predictor_for
     from core.inference.gradcam import DEFAULT_CAM_METHOD
     from core.jobs import counter as _stage
@@ -176,7 +177,10 @@ def evaluate_localisation(run, eval_set, boxes_path: str | Path, method: str | N
     model = predictor_for(run) if run.card.is_ensemble else load_model(run)  # an ensemble: its averaged map
     table = score_files(run, model, ds.root, files, boxes, method, layer_name,
                         progress=_stage(job, 0.2, 1.0, "Heat maps"))
-    return _block(table, method)
+    out = _block(table, method)
+    if not layer_name:  # the map Predict shows: worth keeping beside the card's accuracy
+        store_evidence(run, eval_set.kind, ds.fingerprint, LOCALISATION, localisation_summary(out))
+    return out
 
 
 def validation_localisation(run, boxes_path: str | Path, method: str | None = None) -> dict:

@@ -28,6 +28,7 @@ from core.evaluation.eval_sets import (
     select_images,
 )
 from core.evaluation.evaluate import check_preprocessing
+from core.evaluation.evidence import STRESS, store_evidence, stress_summary
 from core.evaluation.robustness import robustness_table
 from core.inference.conformal import try_run_conformal
 from core.inference.runner import ModelRunner
@@ -77,6 +78,7 @@ def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use
     ds = open_eval_dataset(run, eval_set)
     path = robustness_path(run, ds, eval_set)
     if use_cache and (hit := read_table(path)) is not None:
+        store_evidence(run, eval_set.kind, ds.fingerprint, STRESS, stress_summary(hit))
         return hit
     _, labels, raw = _raw_images(run, eval_set, ds, job)
     stage = job.stage(0.4, 1.0) if job is not None else None
@@ -111,4 +113,5 @@ def evaluate_robustness(run: Run, eval_set: EvalSet, job: Job | None = None, use
         table[NOTE_COLUMN] = ood_problem
     if path.parent != NO_CACHE_FOLDER:
         cache_write(path, lambda fh: table.to_csv(fh, index=False), mode="w")
+    store_evidence(run, eval_set.kind, ds.fingerprint, STRESS, stress_summary(table))  # beside the card's accuracy
     return table

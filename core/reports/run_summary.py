@@ -14,6 +14,7 @@ import pandas as pd
 from core.classes import display_name
 from core.data.preprocess import get_recipe
 from core.errors import WorkbenchError
+from core.evaluation.evidence import evidence_lines
 from core.models.runs import Run
 
 SPLIT_WORDS = {"leakage_free": "leakage-free", "dataset": "folder's own"}
@@ -65,6 +66,7 @@ def model_facts(run: Run) -> dict[str, str]:
         n_val = "?" if card.results.n_val is None else card.results.n_val
         out["Validation accuracy"] = f"{percent(card.val_accuracy)} ({n_val} images)"
     out["Leakage-free test metrics"] = held_out_sentence(card.held_out())
+    out.update(evidence_lines(dict(card.held_out())))  # in-source accuracy alone hides shortcut learning
     if run.adapted:
         out["Adapted"] = f"{run.adapted_note()}: meant for that site's images only"
     return out

@@ -99,6 +99,8 @@ def test_evaluate_cli_adds_a_localisation_block(tiny_run, isolated_workbench_dir
     assert {"pointing_game", "heat_in_box_ratio", "n_images"} <= set(loc)
     assert 1 <= loc["n_images"] <= 6  # only evaluated, leakage-free images that have a box
     assert 0.0 <= loc["pointing_game"] <= 1.0
+    kept = resolve_run(run.run_id).card.evaluation["localisation"]  # beside the held-out accuracy, for the model box
+    assert kept["n_images"] == loc["n_images"] and kept["pointing_game"] == loc["pointing_game"]
     assert main(["evaluate", "--model", run.run_id, "--boxes", str(boxes), "--cam", "layercam"]) == 0
     assert "pointing game" in capsys.readouterr().out
 

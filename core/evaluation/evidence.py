@@ -1,0 +1,84 @@
+"""What a run's held-out evaluation says beyond in-source accuracy, kept on its card for the model box.
+
+In-source accuracy alone hides shortcut learning: a model that reads a collection's style scores well at
+home and fails on another scanner. So when the stress test (simulated acquisition and source shifts) or
+the heat maps' localisation against tumour boxes is measured on an evaluation set, its headline goes
+into that set's entry on the card, beside the accuracy, and the Predict page's model box and the case
+report show the three together.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from core.evaluation.cache import ROBUSTNESS_VERSION
+
+STRESS, LOCALISATION = "stress", "localisation"  # keys inside a card's evaluation entry
+
+
+def stress_summary(table: pd.DataFrame) -> dict[str, Any]:
+    """The stress test's headline: the worst shift (largest loss of accuracy, in points) and the spread.
+
+    Args:
+        table: :func:`core.evaluation.robustness_eval.evaluate_robustness` output (one row per shift,
+            ``none`` being the unchanged images).
+    """
+    shifted = table[table["shift"] != "none"]
+    worst = shifted.loc[shifted["change"].idxmin()]
+    missed = [float(v) for v in table.get("wrong_warned", pd.Series(dtype=float)) if _number(v)]
+    return {"version": ROBUSTNESS_VERSION, "n_images": int(table["n_images"].iloc[0]), "n_shifts": len(shifted),
+            "worst_shift": str(worst["title"]), "worst_change_pt": round(float(worst["change"]), 2),
+            "median_change_pt": round(float(shifted["change"].median()), 2),
+            "wrong_warned_min": round(min(missed), 4) if missed else None}
+
+
+def localisation_summary(block: dict[str, Any]) -> dict[str, Any]:
+    """The localisation block's headline (:func:`core.evaluation.localisation.evaluate_localisation`)."""
+    return {key: block.get(key) for key in ("pointing_game", "heat_in_box_ratio", "n_images", "method")}
+
+
+def store_evidence(run, eval_kind: str, fingerprint: str, key: str, value: dict[str, Any]) -> None:
+    """Add ``value`` under ``key`` to the card's entry for this evaluation set (kind and dataset fingerprint),
+    and to the held-out slot when that is the same evaluation. Nothing is written when the set was never
+    evaluated (there is no accuracy to stand beside), or when the models folder is read-only.
+    """
+    from core.models.runs import resolve_run, update_card
+
+    try:
+        fresh = resolve_run(str(run.path), root=run.path.parent)  # another job may have written the card
+        evaluations = {k: dict(v) for k, v in fresh.card.evaluations.items()}
+        entry = evaluations.get(f"{eval_kind}:{fingerprint}")
+        if entry is None:
+            return
+        entry[key] = value
+        fields: dict[str, Any] = {"evaluations": evaluations}
+        held = dict(fresh.card.evaluation or {})
+        if held.get("eval_set", "card_test") == eval_kind and held.get("dataset_fingerprint") == fingerprint:
+            fields["evaluation"] = {**held, key: value}  # the held-out figures themselves are not touched
+        update_card(fresh, **fields)
+    except OSError:
+        pass  # a read-only models folder: the figures were shown, the card stays as it was
+
+
+def evidence_lines(held_out: dict[str, Any]) -> dict[str, str]:
+    """The model box's lines for a card's held-out entry: label -> words (none when not measured)."""
+    out = {}
+    stress = held_out.get(STRESS)
+    if isinstance(stress, dict) and _number(stress.get("worst_change_pt")):
+        out["Simulated scanner changes (held-out test)"] = (
+            f"worst {stress['worst_change_pt']:+.1f} points of accuracy ({str(stress.get('worst_shift', '')).lower()}) "
+            f"over {stress.get('n_shifts', '?')} simulated changes of contrast, noise, blur, resolution and framing; "
+            "a proxy for other scanners, not a test on another hospital's images")
+    loc = held_out.get(LOCALISATION)
+    if isinstance(loc, dict) and _number(loc.get("pointing_game")) and loc.get("n_images"):
+        out["Heat map on the tumour (held-out test)"] = (
+            f"its strongest point falls inside the tumour's box on {loc['pointing_game']:.0%} of {loc['n_images']} "
+            f"slices with a known box ({loc.get('method') or 'heat map'})")
+    return out
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
