@@ -42,8 +42,13 @@ def localisation_summary(block: dict[str, Any]) -> dict[str, Any]:
 
 def store_evidence(run, eval_kind: str, fingerprint: str, key: str, value: dict[str, Any]) -> None:
     """Add ``value`` under ``key`` to the card's entry for this evaluation set (kind and dataset fingerprint),
-    and to the held-out slot when that is the same evaluation. Nothing is written when the set was never
-    evaluated (there is no accuracy to stand beside), or when the models folder is read-only.
+    and to the held-out slot when the set is the card's own test split. Nothing is written when the set was
+    never evaluated (there is no accuracy to stand beside), or when the models folder is read-only.
+
+    The held-out slot is matched by kind, not fingerprint: the card's test split is the list of files on the
+    card, while the fingerprint hashes the whole folder's file times, which change when the same images are
+    copied to another machine (the default's slot, written in session 10, has another fingerprint than the
+    same files have today).
     """
     from core.models.runs import resolve_run, update_card
 
@@ -56,7 +61,7 @@ def store_evidence(run, eval_kind: str, fingerprint: str, key: str, value: dict[
         entry[key] = value
         fields: dict[str, Any] = {"evaluations": evaluations}
         held = dict(fresh.card.evaluation or {})
-        if held.get("eval_set", "card_test") == eval_kind and held.get("dataset_fingerprint") == fingerprint:
+        if held and eval_kind == "card_test" and held.get("eval_set", "card_test") == "card_test":
             fields["evaluation"] = {**held, key: value}  # the held-out figures themselves are not touched
         update_card(fresh, **fields)
     except OSError:
@@ -68,10 +73,11 @@ def evidence_lines(held_out: dict[str, Any]) -> dict[str, str]:
     out = {}
     stress = held_out.get(STRESS)
     if isinstance(stress, dict) and _number(stress.get("worst_change_pt")):
+        change = f"{stress['worst_change_pt']:+.1f}".replace("-", "\u2212")  # a printed minus, not a hyphen
         out["Simulated scanner changes (held-out test)"] = (
-            f"worst {stress['worst_change_pt']:+.1f} points of accuracy ({str(stress.get('worst_shift', '')).lower()}) "
-            f"over {stress.get('n_shifts', '?')} simulated changes of contrast, noise, blur, resolution and framing; "
-            "a proxy for other scanners, not a test on another hospital's images")
+            f"worst case {stress.get('worst_shift') or 'unnamed'}: {change} points of accuracy, among "
+            f"{stress.get('n_shifts', '?')} simulated changes of contrast, noise, blur, resolution, framing and "
+            "source style; a proxy for other scanners, not a test on another hospital's images")
     loc = held_out.get(LOCALISATION)
     if isinstance(loc, dict) and _number(loc.get("pointing_game")) and loc.get("n_images"):
         out["Heat map on the tumour (held-out test)"] = (

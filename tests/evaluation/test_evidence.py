@@ -37,7 +37,7 @@ def test_evidence_lines_only_for_what_was_measured():
     lines = evidence_lines({STRESS: stress_summary(_table()),
                             LOCALISATION: {"pointing_game": 0.88, "n_images": 233, "method": "LayerCAM"}})
     stress, heat = lines["Simulated scanner changes (held-out test)"], lines["Heat map on the tumour (held-out test)"]
-    assert stress.startswith("worst -3.1 points of accuracy (rician noise) over 3 simulated changes")
+    assert stress.startswith("worst case Rician noise: \u22123.1 points of accuracy, among 3 simulated changes")
     assert "not a test on another hospital's images" in stress
     assert heat == "its strongest point falls inside the tumour's box on 88% of 233 slices with a known box (LayerCAM)"
     # Damaged or empty entries say nothing rather than something wrong.
@@ -58,7 +58,7 @@ def test_stored_beside_the_evaluation_it_belongs_to(tiny_run, isolated_workbench
 
     from core.evaluation.eval_sets import EvalSet, open_eval_dataset
     from core.evaluation.evaluate import evaluate_run
-    from core.models.runs import resolve_run
+    from core.models.runs import resolve_run, update_card
     from core.reports.run_summary import model_facts
 
     shutil.copytree(tiny_run.path, isolated_workbench_dirs["models"] / tiny_run.run_id)
@@ -71,10 +71,18 @@ def test_stored_beside_the_evaluation_it_belongs_to(tiny_run, isolated_workbench
     held = dict(resolve_run(run.run_id).card.evaluation)
     stress = stress_summary(_table())
     store_evidence(run, "card_test", fingerprint, STRESS, stress)
-    store_evidence(run, "card_test", "another-fingerprint", LOCALISATION, {"pointing_game": 0.1})  # not this set
+    store_evidence(run, "folder", fingerprint, LOCALISATION, {"pointing_game": 0.1})  # another set: not evaluated
     card = resolve_run(run.run_id).card
     assert card.evaluation[STRESS] == stress and LOCALISATION not in card.evaluation
     assert {k: v for k, v in card.evaluation.items() if k != STRESS} == held  # the held-out figures untouched
     assert card.evaluations[f"card_test:{fingerprint}"][STRESS] == stress
     facts = model_facts(resolve_run(run.run_id))
-    assert facts["Simulated scanner changes (held-out test)"].startswith("worst -3.1 points")
+    assert facts["Simulated scanner changes (held-out test)"].startswith("worst case Rician noise: \u22123.1 points")
+
+    # The same test files listed on another machine (other file times, so another fingerprint): the card's
+    # own test split is still the held-out slot's.
+    again = {"pointing_game": 0.5, "heat_in_box_ratio": 2.0, "n_images": 3, "method": "LayerCAM"}
+    evaluations = {**resolve_run(run.run_id).card.evaluations, "card_test:elsewhere": dict(held)}
+    update_card(resolve_run(run.run_id), evaluations=evaluations)
+    store_evidence(run, "card_test", "elsewhere", LOCALISATION, again)
+    assert resolve_run(run.run_id).card.evaluation[LOCALISATION] == again
