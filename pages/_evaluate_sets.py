@@ -26,6 +26,7 @@ from pages import _shared as sh
 
 JOB_KIND = "conformal"  # one fit at a time on this server (it trains models)
 JOB_KEY = "evaluate_sets_job"  # (job id, run id) of the fit started from this session
+FITTED_KEY = "evaluate_sets_fitted"  # run id whose fit just ended: the success is said on the next draw
 
 
 def fitted_on_caption(run: Run) -> None:
@@ -61,8 +62,13 @@ def fit_more_section(run: Run, registry: JobRegistry) -> None:
     """The folds control, the button that starts the fit, and the running or last fit's progress."""
     ref = st.session_state.get(JOB_KEY)
     job = registry.get(ref[0]) if ref and ref[1] == run.run_id else None
-    if job is not None and job.status == "done":  # said once: the page above already shows the new sets
+    if job is not None and job.status == "done":
+        # The sets above may have been drawn from the card read before the fit ended (it can end while this
+        # run draws): draw the page again from the new card, then say it once.
         st.session_state.pop(JOB_KEY)
+        st.session_state[FITTED_KEY] = run.run_id
+        st.rerun()
+    if st.session_state.pop(FITTED_KEY, None) == run.run_id:
         st.success("The prediction sets were fitted again; the coverage above uses the new sets.",
                    icon=":material/check_circle:")
     elif job is not None:
