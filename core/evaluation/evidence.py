@@ -9,12 +9,12 @@ report show the three together.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
 
 from core.evaluation.cache import ROBUSTNESS_VERSION
+from core.models.card_validation import finite_number
 
 STRESS, LOCALISATION = "stress", "localisation"  # keys inside a card's evaluation entry
 
@@ -28,7 +28,7 @@ def stress_summary(table: pd.DataFrame) -> dict[str, Any]:
     """
     shifted = table[table["shift"] != "none"]
     worst = shifted.loc[shifted["change"].idxmin()]
-    missed = [float(v) for v in table.get("wrong_warned", pd.Series(dtype=float)) if _number(v)]
+    missed = [float(v) for v in table.get("wrong_warned", pd.Series(dtype=float)) if finite_number(v)]
     return {"version": ROBUSTNESS_VERSION, "n_images": int(table["n_images"].iloc[0]), "n_shifts": len(shifted),
             "worst_shift": str(worst["title"]), "worst_change_pt": round(float(worst["change"]), 2),
             "median_change_pt": round(float(shifted["change"].median()), 2),
@@ -56,8 +56,8 @@ def store_evidence(run, eval_kind: str, fingerprint: str, key: str, value: dict[
         fresh = resolve_run(str(run.path), root=run.path.parent)  # another job may have written the card
         evaluations = {k: dict(v) for k, v in fresh.card.evaluations.items()}
         entry = evaluations.get(f"{eval_kind}:{fingerprint}")
-        if entry is None:
-            return
+        if entry is None or entry.get(key) == value:
+            return  # never evaluated, or already kept: a cached stress test need not rewrite the card
         entry[key] = value
         fields: dict[str, Any] = {"evaluations": evaluations}
         held = dict(fresh.card.evaluation or {})
@@ -72,19 +72,15 @@ def evidence_lines(held_out: dict[str, Any]) -> dict[str, str]:
     """The model box's lines for a card's held-out entry: label -> words (none when not measured)."""
     out = {}
     stress = held_out.get(STRESS)
-    if isinstance(stress, dict) and _number(stress.get("worst_change_pt")):
+    if isinstance(stress, dict) and finite_number(stress.get("worst_change_pt")):
         change = f"{stress['worst_change_pt']:+.1f}".replace("-", "\u2212")  # a printed minus, not a hyphen
         out["Simulated scanner changes (held-out test)"] = (
             f"worst case {stress.get('worst_shift') or 'unnamed'}: {change} points of accuracy, among "
             f"{stress.get('n_shifts', '?')} simulated changes of contrast, noise, blur, resolution, framing and "
             "source style; a proxy for other scanners, not a test on another hospital's images")
     loc = held_out.get(LOCALISATION)
-    if isinstance(loc, dict) and _number(loc.get("pointing_game")) and loc.get("n_images"):
+    if isinstance(loc, dict) and finite_number(loc.get("pointing_game")) and loc.get("n_images"):
         out["Heat map on the tumour (held-out test)"] = (
             f"its strongest point falls inside the tumour's box on {loc['pointing_game']:.0%} of {loc['n_images']} "
             f"slices with a known box ({loc.get('method') or 'heat map'})")
     return out
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -156,10 +156,8 @@ def evaluate_localisation(run, eval_set, boxes_path: str | Path, method: str | N
     from core.evaluation.eval_sets import near_dup_threshold as _threshold
     from core.evaluation.eval_sets import open_eval_dataset, overlap_distances, select_images
     from core.evaluation.evidence import LOCALISATION, localisation_summary, store_evidence
-    from core.inference.ensemble_predict import predictor_for
     from core.inference.gradcam import DEFAULT_CAM_METHOD
     from core.jobs import counter as _stage
-    from core.models.runs import load_model
 
     method = method or DEFAULT_CAM_METHOD
     if run.card.is_ensemble and layer_name:
@@ -174,7 +172,7 @@ def evaluate_localisation(run, eval_set, boxes_path: str | Path, method: str | N
         rows = rows[dist > _threshold(run)]
     files = pd.DataFrame({"path": rows["path"].astype(str).str.replace("\\", "/", regex=False),
                           "label": rows["label"]})
-    model = predictor_for(run) if run.card.is_ensemble else load_model(run)  # an ensemble: its averaged map
+    model = _heat_model(run)
     table = score_files(run, model, ds.root, files, boxes, method, layer_name,
                         progress=_stage(job, 0.2, 1.0, "Heat maps"))
     out = _block(table, method)
@@ -193,9 +191,7 @@ def validation_localisation(run, boxes_path: str | Path, method: str | None = No
         WorkbenchError: unreadable box file, no validation files on the card, or data not on this machine.
     """
     from core.classes import canonical_class
-    from core.inference.ensemble_predict import predictor_for
     from core.inference.gradcam import DEFAULT_CAM_METHOD
-    from core.models.runs import load_model
 
     method = method or DEFAULT_CAM_METHOD
     boxes = read_boxes(boxes_path)
@@ -205,8 +201,17 @@ def validation_localisation(run, boxes_path: str | Path, method: str | None = No
     if not run.data_root.is_dir():
         raise WorkbenchError("the model's training images are not on this machine", str(run.data_root))
     files = pd.DataFrame({"path": val, "label": [canonical_class(Path(f).parent.name) for f in val]})
-    model = predictor_for(run) if run.card.is_ensemble else load_model(run)
+    model = _heat_model(run)
     return _block(score_files(run, model, run.data_root, files, boxes, method), method)
+
+
+def _heat_model(run):
+    """What draws the run's heat map: its Keras model, or for an ensemble its predictor (the members' maps
+    averaged, as Predict & Explain shows it)."""
+    from core.inference.ensemble_predict import predictor_for
+    from core.models.runs import load_model
+
+    return predictor_for(run) if run.card.is_ensemble else load_model(run)
 
 
 def _block(table: pd.DataFrame, method: str) -> dict:

@@ -28,7 +28,8 @@ SHARE_RESULTS = ("val_accuracy", "val_macro_f1", "val_ece", "val_ece_raw", "low_
 SHARE_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "ece", "macro_roc_auc")
 
 
-def _number(value: Any) -> bool:
+def finite_number(value: Any) -> bool:
+    """A real, finite number (a bool is not one)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -71,7 +72,7 @@ def validate_card(card: Any) -> list[str]:
         problems.append("'preprocessing.id' must be the name of a preprocessing recipe")
     problems += _ensemble_problems(card)
     timings = _section(card, "timings")
-    if timings.get("train_seconds") is not None and not _number(timings["train_seconds"]):
+    if timings.get("train_seconds") is not None and not finite_number(timings["train_seconds"]):
         problems.append("'timings.train_seconds' must be a number")
     return problems
 
@@ -122,12 +123,12 @@ def _results_problems(results: dict[str, Any]) -> list[str]:
 
     problems = []
     t = results.get("temperature")
-    if t is not None and not (_number(t) and 0 < t <= MAX_TEMPERATURE):
+    if t is not None and not (finite_number(t) and 0 < t <= MAX_TEMPERATURE):
         problems.append(f"'results.temperature' must be a number above 0 and at most {MAX_TEMPERATURE:g} "
                         f"(it is {t!r})")
     for key in SHARE_RESULTS:
         value = results.get(key)
-        if value is not None and not (_number(value) and 0 <= value <= 1):
+        if value is not None and not (finite_number(value) and 0 <= value <= 1):
             problems.append(f"'results.{key}' must be a number from 0 to 1 (it is {value!r})")
     if results.get("n_val") is not None and not _count(results["n_val"]):
         problems.append("'results.n_val' must be a whole number")
@@ -139,9 +140,9 @@ def _results_problems(results: dict[str, Any]) -> list[str]:
             problems.append("'results.ood' must be an object")
         else:
             for key in ("mahalanobis_threshold", "energy_threshold"):
-                if ood.get(key) is not None and not _number(ood[key]):
+                if ood.get(key) is not None and not finite_number(ood[key]):
                     problems.append(f"'results.ood.{key}' must be a finite number")
-            if _number(ood.get("mahalanobis_threshold")) and ood["mahalanobis_threshold"] < 0:
+            if finite_number(ood.get("mahalanobis_threshold")) and ood["mahalanobis_threshold"] < 0:
                 problems.append("'results.ood.mahalanobis_threshold' cannot be negative (it is a distance)")
     return problems
 
@@ -170,7 +171,7 @@ def _evaluation_problems(where: str, summary: dict[str, Any]) -> list[str]:
     for prefix, part in ((where, summary), (f"{where}.leakage_free", free or {})):
         for key in SHARE_METRICS:
             value = part.get(key)
-            if value is not None and not (_number(value) and 0 <= value <= 1):
+            if value is not None and not (finite_number(value) and 0 <= value <= 1):
                 problems.append(f"'{prefix}.{key}' must be a number from 0 to 1 (it is {value!r})")
     return problems
 

@@ -76,6 +76,9 @@ def test_stored_beside_the_evaluation_it_belongs_to(tiny_run, isolated_workbench
     assert card.evaluation[STRESS] == stress and LOCALISATION not in card.evaluation
     assert {k: v for k, v in card.evaluation.items() if k != STRESS} == held  # the held-out figures untouched
     assert card.evaluations[f"card_test:{fingerprint}"][STRESS] == stress
+    written = (run.path / "card.json").stat().st_mtime_ns
+    store_evidence(run, "card_test", fingerprint, STRESS, dict(stress))  # a cached stress test, read again
+    assert (run.path / "card.json").stat().st_mtime_ns == written  # the card is not rewritten for nothing
     facts = model_facts(resolve_run(run.run_id))
     assert facts["Simulated scanner changes (held-out test)"].startswith("worst case Rician noise: \u22123.1 points")
 
