@@ -202,10 +202,11 @@ if st.session_state.get(RESULTS_KEY, (None,))[0] != key:
 results = st.session_state[RESULTS_KEY][1]
 predictor.add_prediction_sets(results, coverage)  # no forward pass: the sets follow the coverage choice
 
+# 20 or more images: do they look like the training images? (before the table: a flagged batch marks every slice)
+site_check.predict_batch_check(run, uploads, results)
 n_bad = sum(not r.ok for r in results)
 st.subheader(f"Results: {len(results) - n_bad} analysed" + (f", {n_bad} rejected" if n_bad else ""))
 st.dataframe(batch_table(results), hide_index=True, width="stretch", column_config=TABLE_COLUMNS)
-site_check.predict_batch_check(run, uploads)  # 20 or more images: do they look like the training images?
 st.caption(CALIBRATION_NOTE)
 if predictor.conformal is not None:
     st.caption(GUARANTEE_NOTE)

@@ -12,7 +12,14 @@ import pandas as pd
 import streamlit as st
 
 from core.data.imageio import IMAGE_SUFFIXES
-from core.evaluation.site_check import MIN_IMAGES, SHIFT_ADVICE, SiteCheck, class_mix_sentence, site_check
+from core.evaluation.site_check import (
+    MIN_IMAGES,
+    SHIFT_ADVICE,
+    SiteCheck,
+    class_mix_sentence,
+    mark_batch,
+    site_check,
+)
 from core.jobs import CANCELLED, DONE, FAILED
 from core.paths import check_under_data_roots
 from core.safetext import escape_markdown, neutralise_frame
@@ -69,24 +76,30 @@ def evaluate_section(run) -> None:
                        "from this site.")
 
 
-def predict_batch_check(run, uploads: list) -> None:
-    """Predict & Explain: with at least MIN_IMAGES uploads, say whether they differ from the training images."""
-    if len(uploads) < MIN_IMAGES:
-        return
-    key = ("site_batch", run.run_id, tuple((u.file_id, u.name, u.size) for u in uploads))  # file_id: same names, new files
-    if st.session_state.get("site_batch_key") != key:
-        st.session_state.pop("site_batch_result", None)  # a failed check must not show the last batch's verdict
-        with tempfile.TemporaryDirectory() as tmp, sh.shown_errors(), st.spinner("Checking the batch…"):
-            for i, u in enumerate(uploads):  # numbered names: uploaded file names never reach the disk
-                # Files are read by content; an unknown suffix (a Siemens '.IMA') would hide one from the lister.
-                suffix = Path(u.name).suffix.lower()
-                (Path(tmp) / f"{i:05d}{suffix if suffix in IMAGE_SUFFIXES else ''}").write_bytes(u.getvalue())
-            st.session_state["site_batch_result"] = site_check(run, tmp)
-            st.session_state["site_batch_key"] = key
-    result = st.session_state.get("site_batch_result")
+def predict_batch_check(run, uploads: list, results: list) -> None:
+    """Predict & Explain: with at least MIN_IMAGES uploads, say whether they differ from the training images.
+
+    A flagged batch is said once above the results and on every slice (``results``: marked in place), since a
+    slice's case report travels without this banner.
+    """
+    result = None
+    if len(uploads) >= MIN_IMAGES:
+        key = ("site_batch", run.run_id, tuple((u.file_id, u.name, u.size) for u in uploads))  # file_id: same names, new files
+        if st.session_state.get("site_batch_key") != key:
+            st.session_state.pop("site_batch_result", None)  # a failed check must not show the last batch's verdict
+            with tempfile.TemporaryDirectory() as tmp, sh.shown_errors(), st.spinner("Checking the batch…"):
+                for i, u in enumerate(uploads):  # numbered names: uploaded file names never reach the disk
+                    # Files are read by content; an unknown suffix (a Siemens '.IMA') would hide one from the lister.
+                    suffix = Path(u.name).suffix.lower()
+                    (Path(tmp) / f"{i:05d}{suffix if suffix in IMAGE_SUFFIXES else ''}").write_bytes(u.getvalue())
+                st.session_state["site_batch_result"] = site_check(run, tmp)
+                st.session_state["site_batch_key"] = key
+        result = st.session_state.get("site_batch_result")
+    mark_batch(results, result)
     if result is not None and result.shift_detected:
         st.warning(f"**{SHIFT_ADVICE}** (site check on these {result.n_images} images: domain AUC "
-                   f"{result.domain_auc:.2f}.)", icon=":material/warning:")
+                   f"{result.domain_auc:.2f}.) Every slice below carries this warning, in its report too.",
+                   icon=":material/warning:")
 
 
 # --- Train page: adaptation ----------------------------------------------------------------------------

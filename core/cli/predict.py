@@ -15,6 +15,7 @@ from core.data.imageio import MAX_FILE_BYTES
 from core.errors import WorkbenchError
 from core.inference.conformal import with_refit_advice
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
+from core.inference.notices import MIN_IMAGES
 from core.inference.overlay import COLORMAPS
 from core.paths import check_path_text, models_dir
 from core.reports.disclaimer import DISCLAIMER
@@ -35,6 +36,9 @@ def register(sub: Any) -> None:
     p.add_argument("--alpha", type=float, default=0.4, help="heatmap opacity in the overlay (0..1)")
     p.add_argument("--colormap", default="jet", choices=list(COLORMAPS))
     add_coverage_option(p)
+    p.add_argument("--no-site-check", action="store_true",
+                   help=f"skip the site check that runs on {MIN_IMAGES} or more images (does the batch look like "
+                        "the training images? if not, every slice gets the warning 'site_shift')")
     add_study_options(p)
     p.add_argument("--json", action="store_true",
                    help="machine-readable output (a list, one object per file; for studies one object per study)")
@@ -76,6 +80,26 @@ def _overlay_folder(path: str) -> Path:
     return folder
 
 
+def _batch_check(run_: Any, files: list[str], results: list) -> str | None:
+    """With MIN_IMAGES or more analysed images, the site check of the batch, carried onto every slice
+    (``mark_batch``); its verdict in words, or None when the batch is too small to judge.
+
+    A check that cannot run (the training images are not on this machine) costs the predictions nothing:
+    it is said as a warning on stderr and no slice is marked.
+    """
+    from core.evaluation.site_check import check_paths, mark_batch
+
+    if len(files) < MIN_IMAGES:
+        return None
+    try:
+        check = check_paths(run_, [Path(f) for f in files])
+    except WorkbenchError as exc:
+        print(f"warning: site check not run: {exc}", file=sys.stderr)
+        return None
+    mark_batch(results, check)
+    return check.advice
+
+
 def run(args: argparse.Namespace) -> int:
     """Predict every file; exit 0 when all were analysed, 2 when any input was rejected."""
     from core.inference.ensemble_predict import load_predictor
@@ -106,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
                                    target_class=args.target_class, coverage=coverage))
     results = [next(predicted) if isinstance(data, bytes) else PredictionResult(file=f, error=data)
                for f, data in raw]
+    verdict = None if args.no_site_check else _batch_check(predictor.run, [r.file for r in results if r.ok], results)
     rows, used = [], set()
     for r in results:
         row = r.to_dict()
@@ -120,9 +145,13 @@ def run(args: argparse.Namespace) -> int:
     run_ = predictor.run
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
+        if verdict:  # stdout stays one JSON document; the batch's verdict is in each row's flags
+            print(f"site check: {verdict}", file=sys.stderr)
     else:
         print(f"model {run_.run_id} ({run_.card.title})" + (" [SYNTHETIC training data]" if run_.synthetic else ""))
         print(DISCLAIMER)
+        if verdict:
+            print(f"site check: {verdict}")
         print(GUARANTEE_NOTE if predictor.conformal is not None else
               f"no prediction sets: {with_refit_advice(predictor.conformal_problem, run_.run_id, 'cli')}")
         for row in rows:

@@ -34,9 +34,9 @@ from core.evaluation.site_features import (
     network_outputs,
     principal_components,
 )
+from core.inference.notices import MIN_IMAGES
 from core.models.lineage import reference_files
 
-MIN_IMAGES = 20  # fewer site images and a cross-validated AUC means little
 MIN_EFFECT_AUC = 0.64  # Cohen's d = 0.5 ("medium") expressed as an AUC: Φ(0.5 / √2)
 REFERENCE_MAX = 500  # training images sampled for the comparison (time bound)
 REFERENCE_MIN = 200
@@ -269,3 +269,26 @@ def check_paths(run, paths: list[Path], root: Path | None = None, seed: int = 0,
     return SiteCheck(n, len(reference), round(auc, 4), (round(interval[0], 4), round(interval[1], 4)), shift,
                      signals, advice_for(auc, shift, signals, n), site.unreadable, round(time.perf_counter() - t0, 2),
                      {c: round(float(v), 4) for c, v in zip(run.class_names, shares)})
+
+
+def mark_batch(results, check: SiteCheck | None) -> int:
+    """Carry a batch's site-check verdict onto each analysed slice; returns how many were marked.
+
+    A flagged batch gives every analysed result the ``site_shift`` flag, its warning and the AUC behind
+    it; anything else (no check, too few images, not told apart) leaves them unmarked. Safe to call
+    again on the same results: an earlier verdict is removed first.
+    """
+    from core.inference.notices import SITE_SHIFT, SITE_SHIFT_DETAIL, clear_site_shift, site_shift_warning
+
+    marked = 0
+    for r in results:
+        clear_site_shift(r)
+        if r.error is None and check is not None and check.shift_detected:
+            r.flags.append(SITE_SHIFT)
+            r.warnings.append(site_shift_warning(check.n_images))
+            low, high = check.auc_interval or (float("nan"), float("nan"))
+            r.details[SITE_SHIFT_DETAIL] = (f"domain AUC {check.domain_auc:.2f} (95 % interval {low:.2f}–{high:.2f}; "
+                                            f"0.5 = indistinguishable) on {check.n_images} images of the batch")
+            marked += 1
+    return marked
+

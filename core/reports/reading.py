@@ -10,6 +10,7 @@ import numpy as np
 
 from core.classes import display_name
 from core.inference.gradcam import CAM_METHODS
+from core.inference.notices import SITE_SHIFT
 from core.inference.overlay import colorize
 from core.inference.predict import EMPTY_SET, NOT_MRI, SYNTHETIC_MODEL, PredictionResult
 
@@ -84,6 +85,8 @@ FLAG_WORDS: dict[str, str] = {
     "disagree": "the models disagree",
     "sentinel": "check model reads it differently",
     "ood": "probably not a brain MRI",
+    "not_mr": "not an MRI (DICOM header)",
+    SITE_SHIFT: "batch unlike the training images",
 }
 
 

@@ -158,6 +158,11 @@ def _uploads(paths: list[Path], suffix: str | None = None) -> list[tuple[str, by
     return [(p.name if suffix is None else p.stem + suffix, p.read_bytes(), "image/png") for p in paths]
 
 
+def _results(at: AppTest) -> list:
+    """The Predict page's analysed results, as the page holds them (its RESULTS_KEY)."""
+    return at.session_state["predict_results"][1]
+
+
 @pytest.fixture
 def predict_page(tiny_registry, monkeypatch):
     monkeypatch.syspath_prepend(str(PROJECT_ROOT))
@@ -179,6 +184,13 @@ def test_predict_batch_check_needs_twenty_images_then_warns_on_a_shifted_batch(p
     assert len(warnings) == 1 and f"these {MIN_IMAGES} images" in warnings[0]
     auc = float(re.search(r"domain AUC (\d\.\d\d)", warnings[0]).group(1))
     assert 0.64 <= auc <= 1.0  # the verdict rule's effect size, shown as a number
+    # every slice carries it too (its box, the table, the CSV and its case report travel without the banner)
+    results = _results(at)
+    assert len(results) == MIN_IMAGES and all(r.flags.count("site_shift") == 1 for r in results)
+    assert set(at.dataframe[0].value["Warnings"]) == {"batch unlike the training images"}
+
+    at.file_uploader(key="predict_uploads").set_value(_uploads(shifted[:MIN_IMAGES - 1])).run()  # too few again
+    assert not _verdicts(at) and not any("site_shift" in r.flags for r in _results(at))
 
 
 def test_predict_batch_of_the_runs_own_test_images_is_not_flagged(predict_page, demo_root):
@@ -193,6 +205,7 @@ def test_predict_batch_of_the_runs_own_test_images_is_not_flagged(predict_page, 
     assert result.n_images == len(own) and result.domain_auc is not None  # the check did run
     assert result.shift_detected is False, result.to_json()
     assert not [w for w in _shown(at.warning) if SHIFT_ADVICE in w]
+    assert not any("site_shift" in r.flags for r in _results(at))
 
 
 def test_predict_batch_check_reads_files_by_content_whatever_their_suffix(predict_page, demo_root, tmp_path):

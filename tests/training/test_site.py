@@ -482,3 +482,55 @@ def test_a_parent_trained_with_progressive_resizing_can_be_adapted():
     out = adapted_train_config(parent, AdaptConfig(epochs=8))
     assert (out.epochs, out.small_epochs, out.average_epochs, out.image_size) == (8, 0, 0, 96)
     assert out.learning_rate == AdaptConfig().learning_rate
+
+
+# --------------------------------------------------------------------------------------------
+# a flagged batch marks every slice (Predict page, CLI predict)
+# --------------------------------------------------------------------------------------------
+
+
+def _predict_json(argv: list[str], capsys) -> tuple[int, list[dict], str]:
+    from core.cli import main
+
+    code = main(["predict", *argv, "--json"])
+    out = capsys.readouterr()
+    return code, json.loads(out.out), out.err
+
+
+def test_cli_predict_marks_every_slice_of_a_restyled_batch(parent, demo_root, tmp_path, capsys):
+    from core.inference.notices import MIN_IMAGES, SITE_SHIFT
+
+    files = [str(p) for p in sorted(p for p in make_site(demo_root, tmp_path / "site").rglob("*") if p.is_file())]
+    assert len(files) >= MIN_IMAGES
+    code, rows, err = _predict_json(["--model", parent.run_id, *files], capsys)
+    assert code == 0 and len(rows) == len(files)
+    assert all(SITE_SHIFT in r["flags"] for r in rows) and "site check:" in err
+    assert all(any("can be told apart from the model's training images" in w for w in r["warnings"]) for r in rows)
+
+    code, rows, _ = _predict_json(["--model", parent.run_id, "--no-site-check", *files], capsys)
+    assert code == 0 and not any(SITE_SHIFT in r["flags"] for r in rows)
+    code, rows, err = _predict_json(["--model", parent.run_id, *files[:MIN_IMAGES - 1]], capsys)
+    assert code == 0 and not any(SITE_SHIFT in r["flags"] for r in rows) and "site check" not in err
+
+
+def test_cli_predict_leaves_a_batch_like_the_training_images_unmarked(parent, demo_root, tmp_path, capsys):
+    from core.inference.notices import SITE_SHIFT
+
+    files = [str(p) for p in sorted(p for p in copy_demo_test(demo_root, tmp_path / "same").rglob("*") if p.is_file())]
+    code, rows, err = _predict_json(["--model", parent.run_id, *files], capsys)
+    assert code == 0 and len(rows) == len(files) and "look like the training images" in err
+    assert not any(SITE_SHIFT in r["flags"] for r in rows)
+
+
+def test_cli_predict_still_answers_when_the_site_check_cannot_run(parent, demo_root, tmp_path, capsys, monkeypatch):
+    import core.evaluation.site_check as site_check_module
+    from core.errors import WorkbenchError
+
+    def refuse(*a, **k):
+        raise WorkbenchError("the model's training images are not on this machine", "x")
+
+    monkeypatch.setattr(site_check_module, "check_paths", refuse)
+    files = [str(p) for p in sorted(p for p in make_site(demo_root, tmp_path / "site").rglob("*") if p.is_file())]
+    code, rows, err = _predict_json(["--model", parent.run_id, *files], capsys)
+    assert code == 0 and all(r["label"] for r in rows)
+    assert "site check not run: " in err and "not on this machine" in err

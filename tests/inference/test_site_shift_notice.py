@@ -1,0 +1,46 @@
+"""A batch the site check tells apart from the training images: every analysed slice carries it (flag
+``site_shift``, its warning and the AUC behind it), in the table and the CSV too; any other verdict leaves the
+slices unmarked. (The check itself: tests/training/test_site.py.)"""
+
+from __future__ import annotations
+
+
+def _check(shift: bool | None, n: int = 30):
+    from core.evaluation.site_check import SiteCheck
+
+    auc = None if shift is None else (0.91 if shift else 0.52)
+    return SiteCheck(n, 200, auc, None if auc is None else (auc - 0.05, auc + 0.05), shift, {}, "advice")
+
+
+def test_mark_batch_warns_every_analysed_slice_of_a_flagged_batch_and_only_then():
+    from core.evaluation.site_check import mark_batch
+    from core.inference.notices import SITE_SHIFT, SITE_SHIFT_DETAIL
+    from core.inference.records import PredictionResult
+
+    ok = [PredictionResult(file=f"{i}.png", label="glioma", warnings=["A close call."], flags=["low_confidence"])
+          for i in range(3)]
+    bad = PredictionResult(file="x.png", error="not an image")
+    assert mark_batch([*ok, bad], _check(True, 30)) == 3
+    for r in ok:
+        assert r.flags == ["low_confidence", SITE_SHIFT]
+        assert r.warnings[0] == "A close call." and "batch of 30 images" in r.warnings[1]
+        assert "0.91" in r.details[SITE_SHIFT_DETAIL] and "30 images" in r.details[SITE_SHIFT_DETAIL]
+    assert bad.flags == [] and bad.warnings == []  # a rejected file has no answer to warn about
+
+    assert mark_batch(ok, _check(True, 40)) == 3  # checked again: one warning, the new batch's size
+    assert all(r.flags.count(SITE_SHIFT) == 1 and len(r.warnings) == 2 and "batch of 40" in r.warnings[1] for r in ok)
+    for verdict in (_check(False), _check(None), None):  # not told apart, too few to judge, no check
+        assert mark_batch(ok, verdict) == 0
+        assert all(r.flags == ["low_confidence"] and r.warnings == ["A close call."] and not r.details for r in ok)
+
+
+def test_a_flagged_batch_reads_as_such_in_the_table_and_csv():
+    from core.evaluation.site_check import mark_batch
+    from core.inference.records import PredictionResult
+    from core.reports.case_report import results_csv
+    from core.reports.prediction_charts import batch_table
+
+    r = PredictionResult(file="a.png", label="glioma", confidence=0.9, probabilities={"glioma": 0.9})
+    mark_batch([r], _check(True))
+    assert batch_table([r])["Warnings"].iloc[0] == "batch unlike the training images"
+    assert "site_shift" in results_csv([r], ["glioma"]).decode()
