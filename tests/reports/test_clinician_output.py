@@ -125,6 +125,31 @@ def test_table_cells_show_the_empty_set_and_short_warnings():
     assert set_cell(_result(prediction_set=["glioma", "notumor"], coverage=0.9)) == "Glioma, No tumour"
 
 
+def test_every_warning_flag_a_slice_can_carry_has_words_in_the_table():
+    """A flag with no table words leaves the Warnings cell blank: a clinician scanning the table reads "no
+    warning" (``not_mr`` did, for a CT exported as DICOM). Read from the code that raises the flags."""
+    import re
+    from pathlib import Path
+
+    import core.inference as inference
+    from core.reports.reading import FLAG_WORDS
+
+    said_elsewhere = {"near_duplicate"}  # a note about the score, not a warning (see near_copy_note)
+    with_ood = {"no_head"}  # raised with "ood" alone, whose words cover it
+    raised = set()
+    for path in Path(inference.__file__).parent.glob("*.py"):
+        if path.name.startswith("study"):
+            continue  # a whole study's flags: its own table and words (core/reports/study.py)
+        raised |= set(re.findall(r'flags\.(?:append|insert)\((?:0, )?"([a-z_]+)"\)', path.read_text()))
+    assert {"low_confidence", "ood", "not_mr"} <= raised  # the reading above still finds the flags
+    from core.inference.ensemble_predict import DISAGREE, SENTINEL
+    from core.inference.notices import SITE_SHIFT
+
+    raised |= {EMPTY_SET, SYNTHETIC_MODEL, DISAGREE, SENTINEL, SITE_SHIFT}
+    missing = raised - said_elsewhere - with_ood - set(FLAG_WORDS)
+    assert not missing, f"flags without table words: {sorted(missing)}"
+
+
 def test_csv_has_prediction_set_coverage_flags_and_notes():
     empty = _result(flags=[EMPTY_SET], warnings=[empty_set_warning(0.9)], prediction_set=[], coverage=0.9)
     pair = _result(file="b.png", prediction_set=["pituitary", "glioma"], coverage=0.9, notes=[NEAR_COPY_NOTE],
