@@ -5,17 +5,16 @@ The pages call one function each; the work is core.evaluation.site_check and cor
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from core.data.imageio import IMAGE_SUFFIXES
 from core.evaluation.site_check import (
     MIN_IMAGES,
     SHIFT_ADVICE,
     SiteCheck,
+    check_paths,
     class_mix_sentence,
     mark_batch,
     site_check,
@@ -87,12 +86,11 @@ def predict_batch_check(run, uploads: list, results: list) -> None:
         key = ("site_batch", run.run_id, tuple((u.file_id, u.name, u.size) for u in uploads))  # file_id: same names, new files
         if st.session_state.get("site_batch_key") != key:
             st.session_state.pop("site_batch_result", None)  # a failed check must not show the last batch's verdict
-            with tempfile.TemporaryDirectory() as tmp, sh.shown_errors(), st.spinner("Checking the batch…"):
-                for i, u in enumerate(uploads):  # numbered names: uploaded file names never reach the disk
-                    # Files are read by content; an unknown suffix (a Siemens '.IMA') would hide one from the lister.
-                    suffix = Path(u.name).suffix.lower()
-                    (Path(tmp) / f"{i:05d}{suffix if suffix in IMAGE_SUFFIXES else ''}").write_bytes(u.getvalue())
-                st.session_state["site_batch_result"] = site_check(run, tmp)
+            with sh.shown_errors(), st.spinner("Checking the batch…"):
+                # In memory, as the page promises: uploads never reach the disk. Read by content, whatever the
+                # name's suffix says (a Siemens '.IMA' is a DICOM).
+                uploaded = [(u.name, u.getvalue()) for u in uploads]
+                st.session_state["site_batch_result"] = check_paths(run, uploaded)
                 st.session_state["site_batch_key"] = key
         result = st.session_state.get("site_batch_result")
     mark_batch(results, result)

@@ -80,7 +80,7 @@ def _overlay_folder(path: str) -> Path:
     return folder
 
 
-def _batch_check(run_: Any, files: list[str], results: list) -> str | None:
+def _batch_check(run_: Any, files: list[tuple[str, bytes]], results: list) -> str | None:
     """With MIN_IMAGES or more analysed images, the site check of the batch, carried onto every slice
     (``mark_batch``); its verdict in words, or None when the batch is too small to judge.
 
@@ -92,7 +92,7 @@ def _batch_check(run_: Any, files: list[str], results: list) -> str | None:
     if len(files) < MIN_IMAGES:
         return None
     try:
-        check = check_paths(run_, [Path(f) for f in files])
+        check = check_paths(run_, files)
     except WorkbenchError as exc:
         print(f"warning: site check not run: {exc}", file=sys.stderr)
         return None
@@ -130,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
                                    target_class=args.target_class, coverage=coverage))
     results = [next(predicted) if isinstance(data, bytes) else PredictionResult(file=f, error=data)
                for f, data in raw]
-    verdict = None if args.no_site_check else _batch_check(predictor.run, [r.file for r in results if r.ok], results)
+    analysed = {r.file for r in results if r.ok}
+    batch = [(f, data) for f, data in readable if f in analysed]  # the bytes already read: no second read
+    verdict = None if args.no_site_check else _batch_check(predictor.run, batch, results)
     rows, used = [], set()
     for r in results:
         row = r.to_dict()

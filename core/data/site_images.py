@@ -21,6 +21,9 @@ from core.data.preprocess import WHOLE_FRAME_ID, prepare
 from core.data.shortcut import STAT_SIZE
 from core.errors import WorkbenchError
 
+#: a file on disk, or an upload held in memory as (name, bytes): the Predict page never writes uploads to disk
+Source = Path | tuple[str, bytes]
+
 MAX_SITE_FILES = 5000  # a site check reads a sample; more files only cost time
 GRAY_MODES = {"L", "I", "I;16", "I;16B", "I;16L", "F", "1", "LA", "P", "MONOCHROME1", "MONOCHROME2"}
 
@@ -29,7 +32,7 @@ GRAY_MODES = {"L", "I", "I;16", "I;16B", "I;16L", "F", "1", "LA", "P", "MONOCHRO
 class ImageSample:
     """Decoded images of one side of the comparison."""
 
-    paths: list[Path]
+    paths: list[Path | str]  # an upload's name
     stat_images: np.ndarray  # (N, STAT_SIZE, STAT_SIZE) uint8 whole frames
     model_images: dict[tuple[str, int], np.ndarray]  # (preprocessing, size) -> (N, S, S, 1) uint8
     files: pd.DataFrame  # width, height, gray_mode (0/1), colourfulness
@@ -63,19 +66,26 @@ def list_site_files(folder: str | Path) -> list[Path]:
     return found
 
 
-def read_sample(paths: Sequence[Path], inputs: Sequence[tuple[str, int]], root: Path | None = None,
+def _name(source: Source, root: Path | None) -> Path | str:
+    if isinstance(source, tuple):
+        return source[0]
+    return source.relative_to(root) if root else source
+
+
+def read_sample(paths: Sequence[Source], inputs: Sequence[tuple[str, int]], root: Path | None = None,
                 workers: int = 4) -> ImageSample:
     """Decode ``paths`` once each (unreadable files listed, the rest used).
 
     Args:
+        paths: files, or uploads as (name, bytes).
         inputs: the (preprocessing id, image size) pairs to prepare every image with: one for a
             single model, one per distinct member recipe for an ensemble.
     """
     inputs = list(dict.fromkeys((str(pre), int(size)) for pre, size in inputs))  # each recipe once, in order
 
-    def one(path: Path):
+    def one(source: Source):
         try:
-            img = decode_image(path)
+            img = decode_image(source[1], name=source[0]) if isinstance(source, tuple) else decode_image(source)
         except WorkbenchError as exc:
             return exc.reason
         stat = prepare(img, STAT_SIZE, WHOLE_FRAME_ID)[..., 0]
@@ -85,8 +95,8 @@ def read_sample(paths: Sequence[Path], inputs: Sequence[tuple[str, int]], root: 
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(one, paths))
-    ok = [(p, r) for p, r in zip(paths, results) if not isinstance(r, str)]
-    bad = [(str(p.relative_to(root) if root else p), r) for p, r in zip(paths, results) if isinstance(r, str)]
+    ok = [(p[0] if isinstance(p, tuple) else p, r) for p, r in zip(paths, results) if not isinstance(r, str)]
+    bad = [(str(_name(p, root)), r) for p, r in zip(paths, results) if isinstance(r, str)]
     files = pd.DataFrame([r[3] for _, r in ok], columns=["width", "height", "gray_mode", "colourfulness"],
                          dtype=np.float64)
     return ImageSample(

@@ -24,7 +24,7 @@ import numpy as np
 
 from core.classes import display_name, folder_class_indices
 from core.data.shortcut import image_statistics
-from core.data.site_images import ImageSample, list_site_files, read_sample
+from core.data.site_images import ImageSample, Source, list_site_files, read_sample
 from core.evaluation.site_features import (
     class_shares,
     components_per_network,
@@ -231,8 +231,9 @@ def site_check(run, folder: str | Path, seed: int = 0, progress=None) -> SiteChe
     return check_paths(run, list_site_files(root), root, seed, progress)
 
 
-def check_paths(run, paths: list[Path], root: Path | None = None, seed: int = 0, progress=None) -> SiteCheck:
-    """:func:`site_check` on a list of image files (``root``: for naming unreadable ones)."""
+def check_paths(run, paths: list[Source], root: Path | None = None, seed: int = 0, progress=None) -> SiteCheck:
+    """:func:`site_check` on a list of image files, or of uploads held in memory as (name, bytes)
+    (``root``: for naming unreadable files)."""
     import time
 
     t0 = time.perf_counter()

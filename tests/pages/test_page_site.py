@@ -208,9 +208,18 @@ def test_predict_batch_of_the_runs_own_test_images_is_not_flagged(predict_page, 
     assert not any("site_shift" in r.flags for r in _results(at))
 
 
-def test_predict_batch_check_reads_files_by_content_whatever_their_suffix(predict_page, demo_root, tmp_path):
-    """A Siemens-style '.IMA' name is decoded by content on this page; the site check must count it too."""
+def test_predict_batch_check_reads_files_by_content_whatever_their_suffix(predict_page, demo_root, tmp_path,
+                                                                        monkeypatch):
+    """A Siemens-style '.IMA' name is decoded by content on this page; the site check must count it too.
+    And in memory: the page promises that uploads never reach the disk."""
+    import tempfile
+
+    def no_disk(*a, **k):
+        raise AssertionError("an upload was about to be written to disk")
+
     at = predict_page
+    for name in ("TemporaryDirectory", "mkdtemp", "NamedTemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, no_disk)
     shifted = _restyled(demo_root, tmp_path / "site", MIN_IMAGES)
     at.file_uploader(key="predict_uploads").set_value(_uploads(shifted, ".IMA")).run()
     assert not at.exception, at.exception
@@ -232,7 +241,7 @@ def test_predict_batch_check_failing_never_shows_the_last_batch_verdict(predict_
     def refuse(run, folder, *a, **k):
         raise WorkbenchError("the model's training images are not on this machine", "x")
 
-    monkeypatch.setattr(site_section, "site_check", refuse)
+    monkeypatch.setattr(site_section, "check_paths", refuse)
     at.file_uploader(key="predict_uploads").set_value(_uploads(shifted[1:])).run()  # another batch
     assert not at.exception, at.exception
     assert any("not on this machine" in e for e in _shown(at.error))
