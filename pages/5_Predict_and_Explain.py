@@ -13,6 +13,7 @@ from core.classes import display_name
 from core.inference.conformal import COVERAGE_CHOICES, DEFAULT_COVERAGE, with_refit_advice
 from core.inference.ensemble_predict import predictor_for as open_predictor
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
+from core.inference.notices import SITE_SHIFT
 from core.inference.overlay import COLORMAPS
 from core.inference.predict import (
     EMPTY_SET,
@@ -83,7 +84,7 @@ def show_result(i: int, r: PredictionResult, alpha: float, cmap: str, summary: d
         st.markdown(f"### {display_name(r.label)} · model probability {format_probability(r.confidence)}")
         if r.coverage is not None and EMPTY_SET not in r.flags:  # an empty set is said in its warning box
             st.markdown(f":material/checklist: "
-                        f"{describe_set(r.prediction_set, r.coverage, len(r.probabilities), r.set_problem)}")
+                        f"{describe_set(r.prediction_set, r.coverage, len(r.probabilities), r.set_problem, SITE_SHIFT in r.flags)}")
         for text in r.warnings:
             st.warning(escape_markdown(text), icon=":material/warning:")
         note = reading_note(r)

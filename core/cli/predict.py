@@ -15,7 +15,7 @@ from core.data.imageio import MAX_FILE_BYTES
 from core.errors import WorkbenchError
 from core.inference.conformal import with_refit_advice
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
-from core.inference.notices import MIN_IMAGES
+from core.inference.notices import MIN_IMAGES, SITE_SHIFT
 from core.inference.overlay import COLORMAPS
 from core.paths import check_path_text, models_dir
 from core.reports.disclaimer import DISCLAIMER
@@ -162,7 +162,9 @@ def run(args: argparse.Namespace) -> int:
                 continue
             probs = ", ".join(f"{c} {format_probability(p)}" for c, p in row["probabilities"].items())
             print(f"{row['file']}: {row['label']} {format_probability(row['confidence'])}  [{probs}]")
-            print(f"  {describe_set(row['prediction_set'], coverage, len(row['probabilities']), row['set_problem'])}")
+            sets = describe_set(row["prediction_set"], coverage, len(row["probabilities"]), row["set_problem"],
+                                SITE_SHIFT in row["flags"])
+            print(f"  {sets}")
             if row["flags"]:
                 print(f"  flags: {', '.join(row['flags'])}")
             for text in row["warnings"]:

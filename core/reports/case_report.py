@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from core.classes import display_name
+from core.inference.notices import SITE_SHIFT
 from core.inference.overlay import overlay
 from core.inference.predict import PredictionResult, format_probability
 from core.reports.conformal import GUARANTEE_NOTE, describe_set
@@ -184,7 +185,7 @@ def case_report_pdf(result: PredictionResult, model: dict[str, str], alpha: floa
                             for c, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1])), size=8)
         if result.coverage is not None and EMPTY_SET not in result.flags:  # an empty set is said as a warning
             w.line(describe_set(result.prediction_set, result.coverage, len(result.probabilities),
-                                result.set_problem), size=8.5)
+                                result.set_problem, SITE_SHIFT in result.flags), size=8.5)
         w.pdf.ln(0.8)
         w.line(f"Warnings ({len(result.warnings)})" if result.warnings else "Warnings: none.", size=9, bold=True)
         for text in result.warnings:

@@ -35,12 +35,22 @@ def coverage_sentence(coverage: float) -> str:
             "a higher coverage gives larger sets, and fewer empty ones.")
 
 
-def describe_set(names: Sequence[str] | None, coverage: float, n_classes: int, problem: str | None = None) -> str:
+def describe_set(names: Sequence[str] | None, coverage: float, n_classes: int, problem: str | None = None,
+                 shifted: bool = False) -> str:
     """One sentence: which classes the prediction set holds at ``coverage``, in display names.
 
     ``names`` None means no set: ``problem`` says why (too few validation images), else the model
-    has no prediction-set calibration.
+    has no prediction-set calibration. ``shifted``: the slice came in a batch the site check tells
+    apart from the training images, where the set's promise (slices like the validation ones) may fail.
     """
+    text = _set_sentence(names, coverage, n_classes, problem)
+    if shifted and names is not None and not problem:
+        text += (f" This batch differs from the model's validation images, so the {coverage_words(coverage)} promise "
+                 "may not hold for it.")
+    return text
+
+
+def _set_sentence(names: Sequence[str] | None, coverage: float, n_classes: int, problem: str | None) -> str:
     level = f"At {coverage_words(coverage)} coverage"
     if problem:
         return problem

@@ -22,7 +22,8 @@ def reading_note(result: PredictionResult) -> str | None:
     """One sentence naming the signal that wins when the probability says "sure" and another signal does not.
 
     The order is the order of trust: a model that never saw a real scan, then a picture that is not
-    a brain MRI, then a prediction set that does not back the top class. None when nothing disagrees.
+    a brain MRI, then a batch unlike the training images (a sure answer only), then a prediction set
+    that does not back the top class. None when nothing disagrees.
     """
     if not result.ok or result.confidence is None:
         return None
@@ -34,6 +35,9 @@ def reading_note(result: PredictionResult) -> str | None:
     if any(w.startswith(NOT_MRI) for w in result.warnings):
         return (f"Which signal wins: the image check. The probability only ranks the four classes against each "
                 f"other; it cannot tell that a picture is not a brain MRI, so {sure_words} means nothing here.")
+    if SITE_SHIFT in result.flags and sure:
+        return (f"Which signal wins: the site check. The probability was calibrated on images like the model's "
+                f"training ones; this batch differs from them, so {sure_words} may be far too sure.")
     n_classes = len(result.probabilities)
     full = result.prediction_set is not None and n_classes > 1 and len(result.prediction_set) >= n_classes
     if EMPTY_SET in result.flags or (full and sure):

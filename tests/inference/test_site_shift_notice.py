@@ -44,3 +44,33 @@ def test_a_flagged_batch_reads_as_such_in_the_table_and_csv():
     mark_batch([r], _check(True))
     assert batch_table([r])["Warnings"].iloc[0] == "batch unlike the training images"
     assert "site_shift" in results_csv([r], ["glioma"]).decode()
+
+
+def test_a_flagged_slice_says_the_set_and_the_probability_may_not_hold_in_its_box_and_report():
+    import re
+
+    import pytest
+
+    from core.evaluation.site_check import mark_batch
+    from core.inference.records import PredictionResult
+    from core.reports import case_report
+    from core.reports.conformal import describe_set
+    from core.reports.reading import reading_note
+
+    pdfium = pytest.importorskip("pypdfium2")
+    sure = PredictionResult(file="a.png", label="glioma", confidence=0.97, coverage=0.95, prediction_set=["glioma"],
+                            probabilities={"glioma": 0.97, "meningioma": 0.01, "notumor": 0.01, "pituitary": 0.01})
+    plain = describe_set(sure.prediction_set, 0.95, 4)
+    assert reading_note(sure) is None
+    mark_batch([sure], _check(True))
+    shifted = describe_set(sure.prediction_set, 0.95, 4, None, True)
+    assert shifted.startswith(plain) and "promise may not hold" in shifted
+    assert describe_set(None, 0.95, 4, "too few images", True) == "too few images"  # no set: nothing to qualify
+    assert reading_note(sure).startswith("Which signal wins: the site check")
+    unsure = PredictionResult(file="b.png", label="glioma", confidence=0.6, flags=["site_shift"],
+                              probabilities={"glioma": 0.6, "meningioma": 0.4})
+    assert reading_note(unsure) is None  # the warning box says it; "which wins" is for a sure answer
+
+    doc = pdfium.PdfDocument(case_report.case_report_pdf(sure, {"Model run": "r1"}))
+    text = re.sub(r"\s+", " ", doc[0].get_textpage().get_text_range())
+    assert "batch of 30 images that can be told apart" in text and "promise may not hold" in text
