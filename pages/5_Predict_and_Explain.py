@@ -13,7 +13,7 @@ from core.classes import display_name
 from core.inference.conformal import COVERAGE_CHOICES, DEFAULT_COVERAGE, with_refit_advice
 from core.inference.ensemble_predict import predictor_for as open_predictor
 from core.inference.gradcam import CAM_METHODS, DEFAULT_CAM_METHOD
-from core.inference.notices import SITE_SHIFT
+from core.inference.notices import MIN_IMAGES, SITE_SHIFT
 from core.inference.overlay import COLORMAPS
 from core.inference.predict import (
     EMPTY_SET,
@@ -152,7 +152,8 @@ study_mode = st.segmented_control("Input", ["Slices", "Whole study"], default="S
                                        "for all its slices.") == "Whole study"
 uploads = None if study_mode else st.file_uploader(
     "MRI slices: JPEG, PNG, BMP, TIFF or DICOM (.dcm or no extension)", type=None, accept_multiple_files=True,
-    key="predict_uploads", help="Every file is checked by content, whatever its name says.")
+    key="predict_uploads", help="Every file is checked by content, whatever its name says. With "
+    f"{MIN_IMAGES} or more slices the batch is also compared with the model's training images (site check).")
 if not study_mode:
     st.caption(":material/lock: Uploads are processed in memory and never written to disk.")
 

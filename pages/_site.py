@@ -98,6 +98,10 @@ def predict_batch_check(run, uploads: list, results: list) -> None:
         st.warning(f"**{SHIFT_ADVICE}** (site check on these {result.n_images} images: domain AUC "
                    f"{result.domain_auc:.2f}.) Every slice below carries this warning, in its report too.",
                    icon=":material/warning:")
+    elif result is not None and result.domain_auc is not None:
+        st.caption(f":material/check_circle: Site check on these {result.n_images} images: they look like the "
+                   f"training images (domain AUC {result.domain_auc:.2f}; 0.5 = indistinguishable). That does not "
+                   "prove the answers right; a labelled sample from this site does.")
 
 
 # --- Train page: adaptation ----------------------------------------------------------------------------

@@ -206,6 +206,8 @@ def test_predict_batch_of_the_runs_own_test_images_is_not_flagged(predict_page, 
     assert result.shift_detected is False, result.to_json()
     assert not [w for w in _shown(at.warning) if SHIFT_ADVICE in w]
     assert not any("site_shift" in r.flags for r in _results(at))
+    said = [c for c in _shown(at.caption) if "Site check on these" in c]
+    assert len(said) == 1 and f"these {len(own)} images: they look like the training images" in said[0]
 
 
 def test_predict_batch_check_reads_files_by_content_whatever_their_suffix(predict_page, demo_root, tmp_path,
