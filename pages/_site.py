@@ -38,7 +38,8 @@ def _show_check(result: SiteCheck) -> None:
     if result.signals:
         rows = []
         for s in result.signals.values():
-            rows.append({"signal": s["name"], "AUC": s["auc"]})
+            rows.append({"signal": s["name"] + ("" if s.get("verdict", True) else " · not in the verdict: the model "
+                                                "never sees it"), "AUC": s["auc"]})
             rows += [{"signal": f"… model {j} of the ensemble alone ({member})", "AUC": auc}  # which member sees it
                      for j, (member, auc) in enumerate((s.get("members") or {}).items(), start=1)]
         table = pd.DataFrame(rows)
@@ -47,7 +48,7 @@ def _show_check(result: SiteCheck) -> None:
                                                                            format="%.2f")})
         st.caption(f"{result.n_images} site images against {result.n_reference} training images; a classifier "
                    "tries to tell them apart (cross-validated). A shift is reported when the AUC's interval "
-                   "excludes 0.5 and the AUC is at least 0.64 (a medium-sized difference). "
+                   "excludes 0.5 and the AUC is at least 0.64 (a medium-sized difference), read from the pictures alone. "
                    + (class_mix_sentence(result) or ""))
     if result.unreadable:
         with st.expander(f"{len(result.unreadable)} unreadable files (the rest were used)"):

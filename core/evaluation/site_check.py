@@ -4,9 +4,11 @@ A classifier learns to tell the site's images from a sample of the run's trainin
 cross-validated, and its out-of-fold AUC is the answer (0.5: indistinguishable; 1.0: every
 site image recognisable). This is the "classifier two-sample test" (Lopez-Paz & Oquab 2017)
 and the "domain classifier" of dataset-shift detection (Rabanser et al. 2019). One AUC per
-kind of signal says *what* differs: brightness, framing, file size, colour mode, or what the
+kind of signal says *what* differs: brightness, framing, image size, colour mode, or what the
 network itself sees (its pooled features; for an ensemble every member's, each on its own input,
-:mod:`core.evaluation.site_features`).
+:mod:`core.evaluation.site_features`). The overall AUC, the verdict's, reads the picture only
+(brightness, framing, the network's features): the files' size and colour mode are reported beside it
+(:data:`FILE_SIGNALS`), since the model never sees them.
 
 Verdict, by principle: a shift is reported when the AUC's 95 % interval excludes 0.5 (the
 difference is real, not noise) **and** the AUC is at least :data:`MIN_EFFECT_AUC` (the
@@ -52,6 +54,11 @@ SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {
     "colour_mode": ("Colour mode of the files (grayscale or colour)", ("gray_mode", "colourfulness")),
     "model_features": ("What the network itself sees (its pooled features)", ()),  # an ensemble: every member's
 }
+#: Properties of the files, not of the picture the model reads (every image becomes grayscale at the model's
+#: own size): reported, never part of the verdict. Neighbouring files of one class from the model's own test
+#: split were told apart by their colour mode alone (AUC 0.71-0.81: one collection saved its JPEGs as RGB),
+#: which would have warned on every slice of such a batch for a difference the model never sees.
+FILE_SIGNALS = frozenset({"image_size", "colour_mode"})
 #: A classifier that tells the batch apart cannot say whether it is another site or one corner of the training
 #: collection (it merges three older collections: 20 held-out glioma slices of one numbering range were told
 #: apart at AUC 0.80-0.88), so the words name both and do not claim more than the test shows.
@@ -151,7 +158,7 @@ def compare(site: ImageSample, reference: ImageSample, site_feats: dict[str, np.
     y = np.r_[np.ones(len(site)), np.zeros(len(reference))].astype(int)
     groups = near_groups(site, reference)
     nets = [k for k in (site_feats or {}) if site_feats[k] is not None and (ref_feats or {}).get(k) is not None]
-    blocks, signals = [], {}
+    blocks, signals = [], {}  # blocks: the verdict's signals only (FILE_SIGNALS are reported beside it)
     for key, (name, _) in SIGNALS.items():
         if key == "model_features":
             if not nets:
@@ -161,8 +168,9 @@ def compare(site: ImageSample, reference: ImageSample, site_feats: dict[str, np.
             x = np.hstack(list(parts.values()))
         else:
             x = np.r_[s_cols[key], r_cols[key]]
-        blocks.append(x)
-        signals[key] = {"name": name, "auc": round(domain_auc(x, y, seed, groups), 4)}
+        if key not in FILE_SIGNALS:
+            blocks.append(x)
+        signals[key] = {"name": name, "auc": round(domain_auc(x, y, seed, groups), 4), "verdict": key not in FILE_SIGNALS}
         if key == "model_features" and len(nets) > 1:
             signals[key]["members"] = {k: round(domain_auc(v, y, seed, groups), 4) for k, v in parts.items()}
     overall = domain_auc(np.hstack(blocks), y, seed, groups)
@@ -210,10 +218,21 @@ def advice_for(auc: float | None, shift: bool | None, signals: dict[str, dict[st
     if not shift:
         return (f"These images look like the training images (domain AUC {auc:.2f}; 0.5 means "
                 "indistinguishable). The model card's figures are a reasonable first guide; a labelled sample "
-                "from this site remains the only proof.")
-    strong = [s["name"].split(" (")[0].lower() for s in signals.values() if s["auc"] >= MIN_EFFECT_AUC]
+                f"from this site remains the only proof.{file_sentence(signals)}")
+    strong = [s["name"].split(" (")[0].lower() for k, s in signals.items()
+              if s["auc"] >= MIN_EFFECT_AUC and k not in FILE_SIGNALS]
     which = f" They differ most in: {'; '.join(strong)}." if strong else ""
-    return f"{SHIFT_ADVICE} (domain AUC {auc:.2f}; 0.5 means indistinguishable.){which}"
+    return f"{SHIFT_ADVICE} (domain AUC {auc:.2f}; 0.5 means indistinguishable.){which}{file_sentence(signals)}"
+
+
+def file_sentence(signals: dict[str, dict[str, Any]]) -> str:
+    """" Their files also differ in: …" for file properties the verdict leaves out ("" when none differ)."""
+    files = [s["name"].split(" (")[0].lower() for k, s in signals.items()
+             if k in FILE_SIGNALS and s["auc"] >= MIN_EFFECT_AUC]
+    if not files:
+        return ""
+    return (f" Their files also differ in: {'; '.join(files)}. The model reads every image as grayscale at its own "
+            "size, so that alone does not change its answers and is left out of the verdict.")
 
 
 def site_check(run, folder: str | Path, seed: int = 0, progress=None) -> SiteCheck:

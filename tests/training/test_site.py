@@ -153,6 +153,26 @@ def test_site_check_does_not_flag_images_like_the_training_ones(parent, demo_roo
     assert result.domain_auc < 0.64
 
 
+def test_files_that_differ_only_in_colour_mode_are_not_a_new_site(parent, demo_root, tmp_path):
+    """Saved as RGB, the same pictures: the model reads them as the same grayscale pixels, so the colour mode is
+    reported and named but does not make the verdict (the default's own test slices of one collection were told
+    apart by it alone)."""
+    from core.evaluation.site_check import FILE_SIGNALS, site_check
+
+    site = tmp_path / "rgb"
+    for f in sorted((demo_root / "Testing").rglob("*")):
+        if f.is_file():
+            target = site / f.relative_to(demo_root / "Testing")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.open(f).convert("RGB").save(target.with_suffix(".png"))
+    assert Image.open(next(site.rglob("*.png"))).mode == "RGB"
+    result = site_check(parent, site)
+    assert result.signals["colour_mode"]["auc"] > 0.9 and result.signals["colour_mode"]["verdict"] is False
+    assert result.shift_detected is False, result.to_json()
+    assert "Their files also differ in: colour mode of the files" in result.advice
+    assert {k for k, v in result.signals.items() if not v["verdict"]} == FILE_SIGNALS
+
+
 def test_a_batch_of_one_class_from_the_training_source_is_not_a_new_site(parent, demo_root, tmp_path, monkeypatch):
     """A tumour clinic's uploads are mostly one class: their content must not read as another site.
 
