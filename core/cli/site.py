@@ -47,7 +47,8 @@ def run_site_check(args: argparse.Namespace) -> int:
         lo, hi = result.auc_interval
         print(f"Domain AUC: {result.domain_auc:.3f} (95 % interval {lo:.3f}-{hi:.3f}; 0.5 = indistinguishable)")
         for sig in result.signals.values():
-            print(f"  {sig['auc']:.3f}  {sig['name']}")
+            print(f"  {sig['auc']:.3f}  {sig['name']}" + ("" if sig.get("verdict", True) else
+                                                            "  (not in the verdict: the model never sees it)"))
             for j, (member, auc) in enumerate((sig.get("members") or {}).items(), start=1):
                 print(f"    {auc:.3f}  model {j} of the ensemble ({member})")
         print(f"Shift detected: {'yes' if result.shift_detected else 'no'}")

@@ -256,6 +256,10 @@ def test_cli_site_check_json(parent, demo_root, tmp_path, capsys):
     assert {"shift_detected", "domain_auc", "n_images", "signals", "advice"} <= set(out)
     assert set(out["signals"]) == {"intensity", "framing", "image_size", "colour_mode", "model_features"}
     assert all(0 <= s["auc"] <= 1 for s in out["signals"].values())
+    assert [k for k, s in out["signals"].items() if not s["verdict"]] == ["image_size", "colour_mode"]
+    assert main(["site-check", "--model", parent.run_id, "--data", str(site)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("(not in the verdict: the model never sees it)") == 2
     assert main(["site-check", "--model", parent.run_id, "--data", str(tmp_path / "none")]) == 2
 
 
