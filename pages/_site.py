@@ -17,6 +17,7 @@ from core.evaluation.site_check import (
     check_paths,
     class_mix_sentence,
     mark_batch,
+    network_names,
     site_check,
 )
 from core.jobs import CANCELLED, DONE, FAILED
@@ -25,8 +26,8 @@ from core.safetext import escape_markdown, neutralise_frame
 from pages import _shared as sh
 
 
-def _show_check(result: SiteCheck) -> None:
-    """The verdict, the per-signal AUCs and unreadable files."""
+def _show_check(result: SiteCheck, names: dict[str, str]) -> None:
+    """The verdict, the per-signal AUCs (``names``: how to name an ensemble's networks) and unreadable files."""
     if result.domain_auc is None:
         st.info(result.advice, icon=":material/info:")
     elif result.shift_detected:
@@ -40,8 +41,8 @@ def _show_check(result: SiteCheck) -> None:
         for s in result.signals.values():
             rows.append({"signal": s["name"] + ("" if s.get("verdict", True) else " · not in the verdict: the model "
                                                 "never sees it"), "AUC": s["auc"]})
-            rows += [{"signal": f"… model {j} of the ensemble alone ({member})", "AUC": auc}  # which member sees it
-                     for j, (member, auc) in enumerate((s.get("members") or {}).items(), start=1)]
+            rows += [{"signal": f"… {names.get(member, 'one model of the ensemble')} alone ({member})", "AUC": auc}
+                     for member, auc in (s.get("members") or {}).items()]  # which network sees it
         table = pd.DataFrame(rows)
         st.dataframe(table, hide_index=True, width="stretch",
                      column_config={"AUC": st.column_config.ProgressColumn(min_value=0.5, max_value=1.0,
@@ -70,7 +71,7 @@ def evaluate_section(run) -> None:
                 st.session_state["site_check_result"] = (run.run_id, site_check(run, path))
     stored = st.session_state.get("site_check_result")
     if stored and stored[0] == run.run_id:
-        _show_check(stored[1])
+        _show_check(stored[1], network_names(run))
         if stored[1].shift_detected:
             st.caption("To adapt: Train page → 'Adapt an existing model to your images', with a labelled sample "
                        "from this site.")

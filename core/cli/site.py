@@ -33,10 +33,12 @@ def register(sub) -> None:
 
 
 def run_site_check(args: argparse.Namespace) -> int:
-    from core.evaluation.site_check import class_mix_sentence, site_check
+    from core.evaluation.site_check import class_mix_sentence, network_names, site_check
     from core.models.runs import resolve_run
 
-    result = site_check(resolve_run(args.model), args.data, seed=args.seed)
+    model = resolve_run(args.model)
+    result = site_check(model, args.data, seed=args.seed)
+    names = network_names(model)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0
@@ -49,8 +51,8 @@ def run_site_check(args: argparse.Namespace) -> int:
         for sig in result.signals.values():
             print(f"  {sig['auc']:.3f}  {sig['name']}" + ("" if sig.get("verdict", True) else
                                                             "  (not in the verdict: the model never sees it)"))
-            for j, (member, auc) in enumerate((sig.get("members") or {}).items(), start=1):
-                print(f"    {auc:.3f}  model {j} of the ensemble ({member})")
+            for member, auc in (sig.get("members") or {}).items():
+                print(f"    {auc:.3f}  {names.get(member, 'one model of the ensemble')} ({member})")
         print(f"Shift detected: {'yes' if result.shift_detected else 'no'}")
     print(result.advice)
     if (mix := class_mix_sentence(result)) is not None:

@@ -200,6 +200,15 @@ def matched_sample(labels: np.ndarray, shares: np.ndarray, n: int, rng: np.rando
     return sorted(chosen)
 
 
+def network_names(run) -> dict[str, str]:
+    """Run id -> how the per-network AUCs name it: "model 2 of the ensemble", or "the ensemble's check model"
+    for a sentinel (it reads the images beside the models but never votes)."""
+    card = run.card
+    names = {m.get("run_id"): f"model {j} of the ensemble" for j, m in enumerate(card.members, start=1)}
+    names.update({m.get("run_id"): "the ensemble's check model" for m in card.sentinels})
+    return names
+
+
 def class_mix_sentence(check: SiteCheck) -> str | None:
     """How the training sample was drawn, for the reader (None when there was no comparison)."""
     if not check.class_mix or check.domain_auc is None:
