@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -72,6 +73,19 @@ def _native_logs(verbose: bool) -> Iterator[None]:
         return
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    # TensorFlow's Python-side warnings (e.g. "triggered tf.function retracing", a hint for developers)
+    # go through Python's logging to sys.stderr, past the descriptor: its logger is quietened too.
+    tf_logger = logging.getLogger("tensorflow")
+    tf_level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        yield from _quiet_descriptor()
+    finally:
+        tf_logger.setLevel(tf_level)
+
+
+def _quiet_descriptor() -> Iterator[None]:
+    """File descriptor 2 pointed at /dev/null while Python's ``sys.stderr`` keeps the terminal."""
     try:
         saved = os.dup(2)
         devnull = os.open(os.devnull, os.O_WRONLY)

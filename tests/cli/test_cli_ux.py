@@ -29,6 +29,30 @@ def test_native_stderr_is_hidden_unless_verbose(capfd, monkeypatch):
     assert os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3" or "TF_CPP_MIN_LOG_LEVEL" in cli.QUIET_ENV
 
 
+def test_tensorflows_python_warnings_are_hidden_unless_verbose(monkeypatch):
+    """"triggered tf.function retracing" reached the terminal through Python's logging, past descriptor 2
+    (a batch predict with its site check printed two of them above the results)."""
+    import logging
+
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)  # as in a fresh CLI process
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.addHandler(handler)
+    level = tf_logger.level
+    try:
+        with cli._native_logs(verbose=False):
+            tf_logger.warning("5 out of the last 5 calls triggered tf.function retracing")
+            tf_logger.error("a real error stays visible")
+        assert seen == ["a real error stays visible"] and tf_logger.level == level  # restored afterwards
+        with cli._native_logs(verbose=True):
+            tf_logger.warning("retracing, shown with --verbose")
+        assert seen[-1] == "retracing, shown with --verbose"
+    finally:
+        tf_logger.removeHandler(handler)
+
+
 def test_predict_refuses_missing_files_before_loading_a_model(monkeypatch, capsys, tmp_path):
     from core.inference import predict as predict_module
 
