@@ -61,7 +61,7 @@ def evaluate_section(run) -> None:
     """Evaluate page: check a chosen folder of images (no labels needed) against ``run``'s training images."""
     st.subheader("Site check: do your images look like the training images?")
     st.caption("Any folder of images from one hospital or scanner; sub-folder names are ignored and no labels "
-               "are needed. If they differ, the model card's accuracy does not apply to them.")
+               "are needed. If they differ, the model card's accuracy may not hold for them.")
     folder = st.text_input("Folder of the site's images", key="site_check_folder")
     if st.button("Check these images", key="site_check_go", disabled=not folder.strip()):
         st.session_state.pop("site_check_result", None)  # a refused folder must not leave the last verdict shown
@@ -195,7 +195,8 @@ def teaching_story() -> None:
         "1. **Shortcut.** If style predicts the class here, a model may have learned the style of each "
         "collection. Its accuracy then holds only for images in that style.\n"
         "2. **Site check** (Evaluate page, no labels needed): a classifier tries to tell a hospital's images from "
-        "the training images. If it can (domain AUC well above 0.5), the model card's accuracy does not apply.\n"
+        "the training images. If it can (domain AUC well above 0.5), the model card's accuracy may not hold there; "
+        "measure it on labelled images from that hospital.\n"
         "3. **Adaptation** (Train page, 'Adapt an existing model to your images'): a few labelled slices from that "
         "hospital, with some of the original training images replayed so nothing is forgotten, give a new model "
         "for that site; its warnings and prediction sets are refitted there.")
