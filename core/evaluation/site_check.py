@@ -310,11 +310,12 @@ def mark_batch(results, check: SiteCheck | None) -> int:
     from core.inference.notices import SITE_SHIFT, SITE_SHIFT_DETAIL, clear_site_shift, site_shift_warning
 
     marked = 0
+    n_batch = sum(r.error is None for r in results)  # the batch the reader sent; the check may read a sample of it
     for r in results:
         clear_site_shift(r)
         if r.error is None and check is not None and check.shift_detected:
             r.flags.append(SITE_SHIFT)
-            r.warnings.append(site_shift_warning(check.n_images))
+            r.warnings.append(site_shift_warning(n_batch))
             low, high = check.auc_interval or (float("nan"), float("nan"))
             r.details[SITE_SHIFT_DETAIL] = (f"domain AUC {check.domain_auc:.2f} (95 % interval {low:.2f}–{high:.2f}; "
                                             f"0.5 = indistinguishable) on {check.n_images} images of the batch")

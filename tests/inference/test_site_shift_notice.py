@@ -18,17 +18,19 @@ def test_mark_batch_warns_every_analysed_slice_of_a_flagged_batch_and_only_then(
     from core.inference.records import PredictionResult
 
     ok = [PredictionResult(file=f"{i}.png", label="glioma", warnings=["A close call."], flags=["low_confidence"])
-          for i in range(3)]
+          for i in range(24)]
     bad = PredictionResult(file="x.png", error="not an image")
-    assert mark_batch([*ok, bad], _check(True, 30)) == 3
+    # the check read a sample of 20 (a batch over the check's cap is sampled); the warning counts the batch
+    assert mark_batch([*ok, bad], _check(True, 20)) == 24
     for r in ok:
         assert r.flags == ["low_confidence", SITE_SHIFT]
-        assert r.warnings[0] == "A close call." and "batch of 30 images" in r.warnings[1]
-        assert "0.91" in r.details[SITE_SHIFT_DETAIL] and "30 images" in r.details[SITE_SHIFT_DETAIL]
+        assert r.warnings[0] == "A close call." and "batch of 24 images" in r.warnings[1]
+        assert "0.91" in r.details[SITE_SHIFT_DETAIL] and "on 20 images" in r.details[SITE_SHIFT_DETAIL]
     assert bad.flags == [] and bad.warnings == []  # a rejected file has no answer to warn about
 
-    assert mark_batch(ok, _check(True, 40)) == 3  # checked again: one warning, the new batch's size
-    assert all(r.flags.count(SITE_SHIFT) == 1 and len(r.warnings) == 2 and "batch of 40" in r.warnings[1] for r in ok)
+    assert mark_batch(ok[:22], _check(True, 22)) == 22  # checked again: one warning, the new batch's figures
+    assert all(r.flags.count(SITE_SHIFT) == 1 and len(r.warnings) == 2 and "batch of 22" in r.warnings[1]
+               and "on 22 images" in r.details[SITE_SHIFT_DETAIL] for r in ok[:22])
     for verdict in (_check(False), _check(None), None):  # not told apart, too few to judge, no check
         assert mark_batch(ok, verdict) == 0
         assert all(r.flags == ["low_confidence"] and r.warnings == ["A close call."] and not r.details for r in ok)
@@ -62,7 +64,8 @@ def test_a_flagged_slice_says_the_set_and_the_probability_may_not_hold_in_its_bo
                             probabilities={"glioma": 0.97, "meningioma": 0.01, "notumor": 0.01, "pituitary": 0.01})
     plain = describe_set(sure.prediction_set, 0.95, 4)
     assert reading_note(sure) is None
-    mark_batch([sure], _check(True))
+    others = [PredictionResult(file=f"{i}.png", label="glioma") for i in range(29)]
+    mark_batch([sure, *others], _check(True))
     shifted = describe_set(sure.prediction_set, 0.95, 4, None, True)
     assert shifted.startswith(plain) and "promise may not hold" in shifted
     assert describe_set(None, 0.95, 4, "too few images", True) == "too few images"  # no set: nothing to qualify
