@@ -89,15 +89,18 @@ def predict_batch_check(run, uploads: list, results: list) -> None:
         key = ("site_batch", run.run_id, tuple((u.file_id, u.name, u.size) for u in uploads))  # file_id: same names, new files
         if st.session_state.get("site_batch_key") != key:
             st.session_state.pop("site_batch_result", None)  # a failed check must not show the last batch's verdict
+            st.session_state.pop("site_batch_problem", None)
             try:
                 with st.spinner("Checking the batch…"):
                     # In memory, as the page promises: uploads never reach the disk. Read by content, whatever
                     # the name's suffix says (a Siemens '.IMA' is a DICOM).
                     uploaded = [(u.name, u.getvalue()) for u in uploads]
                     st.session_state["site_batch_result"] = check_paths(run, uploaded)
-                    st.session_state["site_batch_key"] = key
-            except WorkbenchError as exc:  # the answers below stand: said as information, not as an error
-                st.info(f"Site check of this batch not run: {escape_markdown(str(exc))}", icon=":material/info:")
+            except WorkbenchError as exc:  # kept with the batch's key: a slider move does not run it again
+                st.session_state["site_batch_problem"] = str(exc)
+            st.session_state["site_batch_key"] = key
+        if problem := st.session_state.get("site_batch_problem"):  # the answers stand: information, not an error
+            st.info(f"Site check of this batch not run: {escape_markdown(problem)}", icon=":material/info:")
         result = st.session_state.get("site_batch_result")
     mark_batch(results, result)
     if result is not None and result.shift_detected:

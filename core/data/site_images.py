@@ -95,7 +95,7 @@ def read_sample(paths: Sequence[Source], inputs: Sequence[tuple[str, int]], root
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(one, paths))
-    ok = [(p[0] if isinstance(p, tuple) else p, r) for p, r in zip(paths, results) if not isinstance(r, str)]
+    ok = [(_name(p, None), r) for p, r in zip(paths, results) if not isinstance(r, str)]
     bad = [(str(_name(p, root)), r) for p, r in zip(paths, results) if isinstance(r, str)]
     files = pd.DataFrame([r[3] for _, r in ok], columns=["width", "height", "gray_mode", "colourfulness"],
                          dtype=np.float64)

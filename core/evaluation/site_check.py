@@ -277,11 +277,11 @@ def check_paths(run, paths: list[Source], root: Path | None = None, seed: int = 
     if n < MIN_IMAGES:
         return SiteCheck(n, 0, None, None, None, {}, advice_for(None, None, {}, n), site.unreadable,
                          time.perf_counter() - t0)
+    ref_paths = reference_files(run)  # before the networks run: no training images here, nothing to compare with
     note(0.3, "Running the model" if len(nets) == 1 else f"Running the {len(nets)} models")
     site_out = network_outputs(nets, site)
     voters = len(run.card.members) if run.card.is_ensemble else 1  # sentinels follow the members and never vote
     shares = class_shares(nets[:voters], site_out[:voters])
-    ref_paths = reference_files(run)
     k = min(len(ref_paths), REFERENCE_MAX, max(REFERENCE_MIN, n))
     ref_paths = [ref_paths[i] for i in matched_sample(folder_class_indices(ref_paths, run.class_names), shares, k, rng)]
     note(0.45, "Reading a sample of the training images")
