@@ -15,7 +15,7 @@ from core.evaluation.site_check import (
     MIN_IMAGES,
     SHIFT_ADVICE,
     SiteCheck,
-    check_paths,
+    check_results,
     class_mix_sentence,
     mark_batch,
     network_names,
@@ -48,7 +48,8 @@ def _show_check(result: SiteCheck, names: dict[str, str]) -> None:
         st.dataframe(table, hide_index=True, width="stretch",
                      column_config={"AUC": st.column_config.ProgressColumn(min_value=0.5, max_value=1.0,
                                                                            format="%.2f")})
-        st.caption(f"{result.n_images} site images against {result.n_reference} training images; a classifier "
+        source = f" ({result.reference})" if result.reference else ""
+        st.caption(f"{result.n_images} site images against {result.n_reference} training images{source}; a classifier "
                    "tries to tell them apart (cross-validated). A shift is reported when the AUC's interval "
                    "excludes 0.5 and the AUC is at least 0.64 (a medium-sized difference), read from the pictures alone. "
                    + (class_mix_sentence(result) or ""))
@@ -63,6 +64,7 @@ def evaluate_section(run) -> None:
     st.subheader("Site check: do your images look like the training images?")
     st.caption("Any folder of images from one hospital or scanner; sub-folder names are ignored and no labels "
                "are needed. If they differ, the model card's accuracy may not hold for them.")
+    _kept_sample(run)
     folder = st.text_input("Folder of the site's images", key="site_check_folder")
     if st.button("Check these images", key="site_check_go", disabled=not folder.strip()):
         st.session_state.pop("site_check_result", None)  # a refused folder must not leave the last verdict shown
@@ -76,6 +78,27 @@ def evaluate_section(run) -> None:
         if stored[1].shift_detected:
             st.caption("To adapt: Train page → 'Adapt an existing model to your images', with a labelled sample "
                        "from this site.")
+
+
+def _kept_sample(run) -> None:
+    """Whether a sample of the training images travels with the model, and a button to keep one."""
+    from core.evaluation.site_reference import build_reference, kept_reference, save_reference
+
+    with sh.shown_errors():
+        reference, problem = kept_reference(run)
+        if reference is not None:
+            st.caption(f":material/inventory_2: Compared with training images {reference.describe()}: the check "
+                       "runs on any computer this model is copied to, with or without its training images.")
+            return
+        st.caption("No sample of the training images is kept with this model"
+                   + (f" ({escape_markdown(problem)})" if problem else "")
+                   + ": the check reads the training folder, so it runs only where that folder is. Keeping a sample "
+                   "(about 1,000 images stored as numbers, no pictures) lets it run on any computer the model is "
+                   "copied to.")
+        if st.button("Keep a sample of the training images with the model", key="site_keep_sample"):
+            with st.spinner("Reading a sample of the training images…"):
+                save_reference(run, build_reference(run))
+            st.rerun()
 
 
 def predict_batch_check(run, uploads: list, results: list) -> None:
@@ -92,10 +115,9 @@ def predict_batch_check(run, uploads: list, results: list) -> None:
             st.session_state.pop("site_batch_problem", None)
             try:
                 with st.spinner("Checking the batch…"):
-                    # In memory, as the page promises: uploads never reach the disk. Read by content, whatever
-                    # the name's suffix says (a Siemens '.IMA' is a DICOM).
-                    uploaded = [(u.name, u.getvalue()) for u in uploads]
-                    st.session_state["site_batch_result"] = check_paths(run, uploaded)
+                    # The images and network features the prediction already holds, in memory, as the page
+                    # promises: nothing is decoded or run twice, and uploads never reach the disk.
+                    st.session_state["site_batch_result"] = check_results(run, results)
             except WorkbenchError as exc:  # kept with the batch's key: a slider move does not run it again
                 st.session_state["site_batch_problem"] = str(exc)
             st.session_state["site_batch_key"] = key
@@ -104,13 +126,14 @@ def predict_batch_check(run, uploads: list, results: list) -> None:
         result = st.session_state.get("site_batch_result")
     mark_batch(results, result)
     if result is not None and result.shift_detected:
-        st.warning(f"**{SHIFT_ADVICE}** (site check on these {result.n_images} images: domain AUC "
-                   f"{result.domain_auc:.2f}.) Every slice below carries this warning, in its report too.",
-                   icon=":material/warning:")
+        st.warning(f"**{SHIFT_ADVICE}** (Site check on these {result.n_images} images: a classifier told them "
+                   f"apart from the model's training images, AUC {result.domain_auc:.2f}; 0.5 would mean it could "
+                   "not.) Every slice below carries this warning, in its report too.", icon=":material/warning:")
     elif result is not None and result.domain_auc is not None:
         st.caption(f":material/check_circle: Site check on these {result.n_images} images: they look like the "
-                   f"training images (domain AUC {result.domain_auc:.2f}; 0.5 = indistinguishable). That does not "
-                   "prove the answers right; a labelled sample from this site does.")
+                   f"training images (a classifier could not reliably tell them apart: AUC {result.domain_auc:.2f}, "
+                   "where 0.5 means not at all). That does not prove the answers right; a labelled sample from this "
+                   "site does.")
 
 
 # --- Train page: adaptation ----------------------------------------------------------------------------

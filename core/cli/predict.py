@@ -80,19 +80,20 @@ def _overlay_folder(path: str) -> Path:
     return folder
 
 
-def _batch_check(run_: Any, files: list[tuple[str, bytes]], results: list) -> str | None:
+def _batch_check(run_: Any, results: list) -> str | None:
     """With MIN_IMAGES or more analysed images, the site check of the batch, carried onto every slice
     (``mark_batch``); its verdict in words, or None when the batch is too small to judge.
 
-    A check that cannot run (the training images are not on this machine) costs the predictions nothing:
-    it is said as a warning on stderr and no slice is marked.
+    It reads the images and network features the prediction already has (``check_results``). A check that
+    cannot run (no training sample kept with the model, no training images here) costs the predictions
+    nothing: it is said as a warning on stderr and no slice is marked.
     """
-    from core.evaluation.site_check import check_paths, mark_batch
+    from core.evaluation.site_check import check_results, mark_batch
 
-    if len(files) < MIN_IMAGES:
+    if sum(r.error is None for r in results) < MIN_IMAGES:
         return None
     try:
-        check = check_paths(run_, files)
+        check = check_results(run_, results)
     except WorkbenchError as exc:
         print(f"warning: site check not run: {exc}", file=sys.stderr)
         return None
@@ -130,9 +131,7 @@ def run(args: argparse.Namespace) -> int:
                                    target_class=args.target_class, coverage=coverage))
     results = [next(predicted) if isinstance(data, bytes) else PredictionResult(file=f, error=data)
                for f, data in raw]
-    analysed = {r.file for r in results if r.ok}
-    batch = [(f, data) for f, data in readable if f in analysed]  # the bytes already read: no second read
-    verdict = None if args.no_site_check else _batch_check(predictor.run, batch, results)
+    verdict = None if args.no_site_check else _batch_check(predictor.run, results)
     rows, used = [], set()
     for r in results:
         row = r.to_dict()

@@ -19,6 +19,13 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_site_check)
 
+    r = sub.add_parser("site-reference", help="keep a sample of the model's training images beside it, as numbers "
+                                              "(no pixels), so its site check runs where the training images are not")
+    r.add_argument("--model", required=True, help="run id or run folder inside the model registry")
+    r.add_argument("--per-class", type=int, default=None, help="training images kept per class (default 250)")
+    r.add_argument("--json", action="store_true", help="machine-readable output")
+    r.set_defaults(func=run_site_reference)
+
     a = sub.add_parser("adapt", help="adapt a model or an ensemble to a site's labelled images; creates a new run")
     a.add_argument("--model", required=True, help="the parent run (id or folder; an ensemble adapts every member "
                                                   "into a new ensemble); it is never changed")
@@ -42,7 +49,8 @@ def run_site_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0
-    print(f"Site images: {result.n_images} (compared with {result.n_reference} training images)")
+    source = f", {result.reference}" if result.reference else ""
+    print(f"Site images: {result.n_images} (compared with {result.n_reference} of the model's training images{source})")
     for path, reason in result.unreadable:
         print(f"  UNREADABLE {path}: {reason}")
     if result.domain_auc is not None:
@@ -57,6 +65,28 @@ def run_site_check(args: argparse.Namespace) -> int:
     print(result.advice)
     if (mix := class_mix_sentence(result)) is not None:
         print(mix)
+    return 0
+
+
+def run_site_reference(args: argparse.Namespace) -> int:
+    from core.errors import WorkbenchError
+    from core.evaluation.site_reference import POOL_PER_CLASS, build_reference, save_reference
+    from core.models.runs import resolve_run
+
+    per_class = POOL_PER_CLASS if args.per_class is None else args.per_class
+    if not 20 <= per_class <= 2000:
+        raise WorkbenchError(f"must be between 20 and 2000 images per class, got {per_class}", "--per-class")
+    model = resolve_run(args.model)
+    reference = build_reference(model, per_class)
+    path = save_reference(model, reference)
+    out = {"run_id": model.run_id, "path": str(path), "images": len(reference.table),
+           "drawn_from": reference.drawn_from, "networks": reference.networks, "bytes": path.stat().st_size}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"Kept {out['images']:,} of {out['drawn_from']:,} training images of {model.run_id} as numbers "
+          f"({out['bytes'] / 1e6:.1f} MB, no pixels): {path}")
+    print("The site check now runs without the training images, on any machine this model is copied to.")
     return 0
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.hashing import perceptual_hash
-from core.data.imageio import IMAGE_SUFFIXES, decode_image
+from core.data.imageio import IMAGE_SUFFIXES, DecodedImage, decode_image
 from core.data.preprocess import WHOLE_FRAME_ID, prepare
 from core.data.shortcut import STAT_SIZE
 from core.errors import WorkbenchError
@@ -25,6 +25,7 @@ from core.errors import WorkbenchError
 Source = Path | tuple[str, bytes]
 
 MAX_SITE_FILES = 5000  # a site check reads a sample; more files only cost time
+FILE_COLUMNS = ("width", "height", "gray_mode", "colourfulness")  # facts of the file, not of the picture
 GRAY_MODES = {"L", "I", "I;16", "I;16B", "I;16L", "F", "1", "LA", "P", "MONOCHROME1", "MONOCHROME2"}
 
 
@@ -88,17 +89,35 @@ def read_sample(paths: Sequence[Source], inputs: Sequence[tuple[str, int]], root
             img = decode_image(source[1], name=source[0]) if isinstance(source, tuple) else decode_image(source)
         except WorkbenchError as exc:
             return exc.reason
-        stat = prepare(img, STAT_SIZE, WHOLE_FRAME_ID)[..., 0]
-        model = [prepare(img, size, pre) for pre, size in inputs]
-        w, h = img.size
-        return stat, model, perceptual_hash(img.pixels), (w, h, float(img.source_mode in GRAY_MODES), float(img.colourfulness))
+        return _describe(img, inputs)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(one, paths))
     ok = [(_name(p, None), r) for p, r in zip(paths, results) if not isinstance(r, str)]
     bad = [(str(_name(p, root)), r) for p, r in zip(paths, results) if isinstance(r, str)]
-    files = pd.DataFrame([r[3] for _, r in ok], columns=["width", "height", "gray_mode", "colourfulness"],
-                         dtype=np.float64)
+    return _sample(ok, inputs, bad)
+
+
+def sample_of_images(named: Sequence[tuple[str, DecodedImage]], inputs: Sequence[tuple[str, int]] = ()) -> ImageSample:
+    """The same sample from images already decoded (a prediction's uploads): nothing is read twice.
+
+    ``inputs`` may be empty when the networks' features come from elsewhere (the prediction's own pass).
+    """
+    inputs = list(dict.fromkeys((str(pre), int(size)) for pre, size in inputs))
+    return _sample([(name, _describe(img, inputs)) for name, img in named], inputs, [])
+
+
+def _describe(img: DecodedImage, inputs: Sequence[tuple[str, int]]) -> tuple:
+    """(statistics frame, model inputs, perceptual hash, file facts) of one decoded image."""
+    stat = prepare(img, STAT_SIZE, WHOLE_FRAME_ID)[..., 0]
+    model = [prepare(img, size, pre) for pre, size in inputs]
+    w, h = img.size
+    return stat, model, perceptual_hash(img.pixels), (w, h, float(img.source_mode in GRAY_MODES), float(img.colourfulness))
+
+
+def _sample(ok: list[tuple[Path | str, tuple]], inputs: Sequence[tuple[str, int]],
+            bad: list[tuple[str, str]]) -> ImageSample:
+    files = pd.DataFrame([r[3] for _, r in ok], columns=list(FILE_COLUMNS), dtype=np.float64)
     return ImageSample(
         paths=[p for p, _ in ok],
         stat_images=np.stack([r[0] for _, r in ok]) if ok else np.zeros((0, STAT_SIZE, STAT_SIZE), np.uint8),

@@ -18,6 +18,7 @@ AUC = Φ(d/√2)); with hundreds of images a significance test alone flags trivi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from core.classes import display_name, folder_class_indices
-from core.data.shortcut import image_statistics
-from core.data.site_images import ImageSample, Source, list_site_files, read_sample
+from core.data.site_images import Source, list_site_files, read_sample, sample_of_images
+from core.errors import WorkbenchError
 from core.evaluation.site_features import (
     class_shares,
     components_per_network,
@@ -36,6 +37,7 @@ from core.evaluation.site_features import (
     network_outputs,
     principal_components,
 )
+from core.evaluation.site_reference import REFERENCE_FILE, SideTable, SiteReference, load_reference
 from core.inference.notices import MIN_IMAGES
 from core.models.lineage import reference_files
 
@@ -82,6 +84,8 @@ class SiteCheck:
     seconds: float = 0.0
     #: class -> share of the site's images the model assigns to it; the training sample follows these shares
     class_mix: dict[str, float] = field(default_factory=dict)
+    #: where the training images compared with came from: the sample kept with the model, or the training folder
+    reference: str = ""
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -103,7 +107,7 @@ def is_shift(auc: float, interval: tuple[float, float]) -> bool:
     return interval[0] > 0.5 and auc >= MIN_EFFECT_AUC
 
 
-def near_groups(site: ImageSample, reference: ImageSample, threshold: int = NEAR_BITS) -> np.ndarray:
+def near_groups(site: SideTable, reference: SideTable, threshold: int = NEAR_BITS) -> np.ndarray:
     """One group id per row (site rows first): near-duplicates share one, so cross-validation keeps them
     in one fold (a classifier that saw one copy would otherwise "recognise" its twin)."""
     from core.data.hashing import group_pairs, near_pairs
@@ -133,45 +137,35 @@ def domain_auc(features: np.ndarray, is_site: np.ndarray, seed: int = 0, groups:
     return float(roc_auc_score(is_site, prob))
 
 
-def _feature_table(sample: ImageSample, features: np.ndarray | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    stats = image_statistics(sample.stat_images)
-    table = stats.join(sample.files.reset_index(drop=True))
-    cols = {key: table[list(c)].to_numpy() for key, (_, c) in SIGNALS.items() if c}
-    if features is not None:
-        cols["model_features"] = features
-    return table, cols
+def compare(site: SideTable, reference: SideTable, seed: int = 0,
+            per_network: bool = True) -> tuple[float, dict[str, dict[str, Any]]]:
+    """(overall AUC, per-signal AUCs) of site vs reference tables.
 
-
-def compare(site: ImageSample, reference: ImageSample, site_feats: dict[str, np.ndarray | None] | None,
-            ref_feats: dict[str, np.ndarray | None] | None, seed: int = 0) -> tuple[float, dict[str, dict[str, Any]]]:
-    """(overall AUC, per-signal AUCs) of site vs reference samples.
-
-    ``site_feats`` and ``ref_feats`` map each network's run id to its pooled features (one entry
-    for a single model, one per member for an ensemble; None: no 'features' layer). Each network's
-    features are reduced on their own (the components shared out by
+    Each table's ``features`` map each network's run id to its pooled features (one entry for a single
+    model, one per member for an ensemble; None: no 'features' layer). Each network's features are
+    reduced on their own (the components shared out by
     :func:`core.evaluation.site_features.components_per_network`) and set side by side as the one
-    ``model_features`` signal; with several networks the signal also lists each one's AUC under
-    ``members`` (run id -> AUC), so a shift only one member's input shows can be named.
+    ``model_features`` signal; with several networks and ``per_network`` the signal also lists each one's
+    AUC under ``members`` (run id -> AUC), so a shift only one member's input shows can be named.
     """
-    _, s_cols = _feature_table(site, None)
-    _, r_cols = _feature_table(reference, None)
     y = np.r_[np.ones(len(site)), np.zeros(len(reference))].astype(int)
     groups = near_groups(site, reference)
-    nets = [k for k in (site_feats or {}) if site_feats[k] is not None and (ref_feats or {}).get(k) is not None]
+    nets = [k for k in site.features if site.features[k] is not None and reference.features.get(k) is not None]
     blocks, signals = [], {}  # blocks: the verdict's signals only (FILE_SIGNALS are reported beside it)
-    for key, (name, _) in SIGNALS.items():
+    for key, (name, columns) in SIGNALS.items():
         if key == "model_features":
             if not nets:
                 continue
             k_each = components_per_network(len(nets))
-            parts = {k: principal_components(np.r_[site_feats[k], ref_feats[k]], seed, k_each) for k in nets}
+            parts = {k: principal_components(np.r_[site.features[k], reference.features[k]], seed, k_each)
+                     for k in nets}
             x = np.hstack(list(parts.values()))
         else:
-            x = np.r_[s_cols[key], r_cols[key]]
+            x = np.r_[site.stats[list(columns)].to_numpy(), reference.stats[list(columns)].to_numpy()]
         if key not in FILE_SIGNALS:
             blocks.append(x)
         signals[key] = {"name": name, "auc": round(domain_auc(x, y, seed, groups), 4), "verdict": key not in FILE_SIGNALS}
-        if key == "model_features" and len(nets) > 1:
+        if key == "model_features" and len(nets) > 1 and per_network:
             signals[key]["members"] = {k: round(domain_auc(v, y, seed, groups), 4) for k, v in parts.items()}
     overall = domain_auc(np.hstack(blocks), y, seed, groups)
     return overall, signals
@@ -270,34 +264,110 @@ def check_paths(run, paths: list[Source], root: Path | None = None, seed: int = 
     if len(paths) > SITE_MAX:
         paths = [paths[i] for i in sorted(rng.choice(len(paths), SITE_MAX, replace=False))]
     nets = feature_runs(run)  # an ensemble's members, checked against its card before any work
-    keep_only(nets)
+    stored = _stored_or_none(run, nets)
     note(0.05, "Reading the site's images")
     site = read_sample(paths, model_inputs(nets), root=root)
-    n = len(site)
-    if n < MIN_IMAGES:
-        return SiteCheck(n, 0, None, None, None, {}, advice_for(None, None, {}, n), site.unreadable,
-                         time.perf_counter() - t0)
-    ref_paths = reference_files(run)  # before the networks run: no training images here, nothing to compare with
+    if len(site) < MIN_IMAGES:
+        return _too_few(len(site), site.unreadable, t0)
+    if stored is None:
+        _training_files(run)  # before the networks run: no training images here, nothing to compare with
+    keep_only(nets)
     note(0.3, "Running the model" if len(nets) == 1 else f"Running the {len(nets)} models")
     site_out = network_outputs(nets, site)
     voters = len(run.card.members) if run.card.is_ensemble else 1  # sentinels follow the members and never vote
     shares = class_shares(nets[:voters], site_out[:voters])
-    k = min(len(ref_paths), REFERENCE_MAX, max(REFERENCE_MIN, n))
-    ref_paths = [ref_paths[i] for i in matched_sample(folder_class_indices(ref_paths, run.class_names), shares, k, rng)]
-    note(0.45, "Reading a sample of the training images")
-    reference = read_sample(ref_paths, model_inputs(nets))
-    note(0.7, "Running the model on them" if len(nets) == 1 else f"Running the {len(nets)} models on them")
-    ids = [r.run_id for r in nets]
-    site_feats = {i: o.features for i, o in zip(ids, site_out)}
-    ref_feats = {i: o.features for i, o in zip(ids, network_outputs(nets, reference))}
+    table = SideTable.of(site, {r.run_id: o.features for r, o in zip(nets, site_out)})
+    return _judge(run, nets, table, site.unreadable, shares, stored, rng, seed, t0, note, per_network=True)
+
+
+def check_results(run, results: Sequence, seed: int = 0) -> SiteCheck:
+    """The site check of a batch already predicted: its decoded images and the networks' features from the
+    prediction's own pass (``PredictionResult.features``), so nothing is decoded or run twice.
+
+    Only the training sample is run, and not even that when the model keeps one (:mod:`site_reference`).
+    The batch's class mix is the prediction's own answer, averaged.
+
+    Raises:
+        WorkbenchError: the model keeps no usable training sample and its training images are not here,
+            or a result lacks the features of a network (it was predicted with another model).
+    """
+    import time
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    ok = [r for r in results if r.error is None and r.image is not None]
+    if len(ok) > SITE_MAX:
+        ok = [ok[i] for i in sorted(rng.choice(len(ok), SITE_MAX, replace=False))]
+    nets = feature_runs(run)
+    stored = _stored_or_none(run, nets)
+    if len(ok) < MIN_IMAGES:
+        return _too_few(len(ok), [], t0)
+    missing = [r.run_id for r in nets if any(r.run_id not in res.features for res in ok)]
+    if missing:
+        raise WorkbenchError("these answers were not made by this model's networks, so the batch cannot be "
+                             "checked against its training images", ", ".join(missing))
+    if stored is None:
+        _training_files(run)  # no training sample kept and no training images here: nothing to compare with
+    site = sample_of_images([(r.file, r.image) for r in ok])
+    feats = {r.run_id: np.stack([res.features[r.run_id] for res in ok]) if ok[0].features[r.run_id] is not None
+             else None for r in nets}
+    shares = np.mean([[res.probabilities.get(c, 0.0) for c in run.class_names] for res in ok], axis=0)
+    return _judge(run, nets, SideTable.of(site, feats), [], shares, stored, rng, seed, t0, lambda *_: None,
+                  per_network=False)
+
+
+def _stored_or_none(run, nets) -> SiteReference | None:
+    """The run's stored training sample when it describes these networks; else None (the check reads the
+    training images, or says they are not here)."""
+    stored, _problem = load_reference(run, {r.run_id: r.card.model_sha256 for r in nets})
+    return stored
+
+
+def _training_files(run) -> list[Path]:
+    """:func:`core.models.lineage.reference_files`, with the error saying that no sample is kept either."""
+    try:
+        return reference_files(run)
+    except WorkbenchError as exc:
+        kept = "its stored sample of them cannot be used" if (Path(run.path) / REFERENCE_FILE).is_file() else \
+            "no sample of them is kept with the model"
+        raise WorkbenchError(f"{exc.reason} ({kept})", exc.source) from None
+
+
+def _too_few(n: int, unreadable: list[tuple[str, str]], t0: float) -> SiteCheck:
+    import time
+
+    return SiteCheck(n, 0, None, None, None, {}, advice_for(None, None, {}, n), unreadable, time.perf_counter() - t0)
+
+
+def _judge(run, nets, site: SideTable, unreadable, shares: np.ndarray, stored: SiteReference | None,
+           rng: np.random.Generator, seed: int, t0: float, note, per_network: bool) -> SiteCheck:
+    """Draw the training sample in the site's class mix, compare, and say the verdict."""
+    import time
+
+    n = len(site)
+    if stored is not None:
+        k = min(len(stored.table), REFERENCE_MAX, max(REFERENCE_MIN, n))
+        reference = stored.table.rows(matched_sample(stored.labels, shares, k, rng))
+        source = stored.describe()
+    else:
+        ref_paths = _training_files(run)
+        k = min(len(ref_paths), REFERENCE_MAX, max(REFERENCE_MIN, n))
+        ref_paths = [ref_paths[i] for i in matched_sample(folder_class_indices(ref_paths, run.class_names), shares,
+                                                         k, rng)]
+        note(0.45, "Reading a sample of the training images")
+        sample = read_sample(ref_paths, model_inputs(nets))
+        note(0.7, "Running the model on them" if len(nets) == 1 else f"Running the {len(nets)} models on them")
+        keep_only(nets)
+        reference = SideTable.of(sample, {r.run_id: o.features for r, o in zip(nets, network_outputs(nets, sample))})
+        source = "read from the training folder on this machine"
     note(0.85, "Comparing")
-    auc, signals = compare(site, reference, site_feats, ref_feats, seed)
+    auc, signals = compare(site, reference, seed, per_network)
     interval = auc_interval(auc, n, len(reference))
     shift = is_shift(auc, interval)
     note(1.0, "Done")
     return SiteCheck(n, len(reference), round(auc, 4), (round(interval[0], 4), round(interval[1], 4)), shift,
-                     signals, advice_for(auc, shift, signals, n), site.unreadable, round(time.perf_counter() - t0, 2),
-                     {c: round(float(v), 4) for c, v in zip(run.class_names, shares)})
+                     signals, advice_for(auc, shift, signals, n), unreadable, round(time.perf_counter() - t0, 2),
+                     {c: round(float(v), 4) for c, v in zip(run.class_names, shares)}, source)
 
 
 def mark_batch(results, check: SiteCheck | None) -> int:

@@ -83,6 +83,7 @@ class EnsembleScores(Scores):
     member_probs: np.ndarray | None = None  # (M, N, K)
     member_framings: list[list[Framing]] = field(default_factory=list)  # [member][image]: where each input came from
     sentinel_probs: np.ndarray | None = None  # (S, N, K): the sentinels', which never enter the average
+    sentinels: list[Scores] = field(default_factory=list)
 
 
 class EnsemblePredictor(PredictorBase):
@@ -149,7 +150,13 @@ class EnsemblePredictor(PredictorBase):
         return EnsembleScores(logits, probs, None, None, -np.log(np.exp(logits).sum(axis=1)), [],
                               members=member_scores, member_probs=member_probs,
                               member_framings=[[p.parts[j].framing for p in prepared] for j in range(len(self.members))],
-                              sentinel_probs=np.stack([s.probs for s in every[m:]]) if self.sentinels else None)
+                              sentinel_probs=np.stack([s.probs for s in every[m:]]) if self.sentinels else None,
+                              sentinels=every[m:])
+
+    def network_features(self, scores: EnsembleScores) -> dict[str, np.ndarray | None]:
+        """Every member's and sentinel's features, each from its own input (the site check reads them all)."""
+        models = [*self.members, *self.sentinels]
+        return {p.run.run_id: s.features for p, s in zip(models, [*scores.members, *scores.sentinels])}
 
     def predict(self, images: Any) -> Scores:
         raise WorkbenchError("an ensemble's members each prepare their own input; use predict_prepared",

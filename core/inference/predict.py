@@ -134,6 +134,9 @@ class Predictor(PredictorBase):
         return Scores(lg, softmax(lg, self.temperature) if len(lg) else lg, f, maha, energy(lg / self.temperature),
                       out.view_logits)
 
+    def network_features(self, scores: Scores) -> dict[str, np.ndarray | None]:
+        return {self.run.run_id: scores.features}
+
     def predict_prepared(self, prepared: Sequence[Prepared]) -> Scores:
         """Scores for images prepared by :meth:`prepare_framed` (an ensemble needs more than pixels)."""
         return self.predict(np.stack([p.pixels for p in prepared]))
@@ -202,8 +205,10 @@ def predict_files(predictor: Predictor, items: Sequence[tuple[str, bytes]], grad
     if not good:
         return results
     scores = predictor.predict_prepared([prepared_inputs[i] for i in good])
+    features = predictor.network_features(scores)
     for row, i in enumerate(good):
         r = results[i]
+        r.features = {k: None if f is None else f[row].astype(np.float32) for k, f in features.items()}
         probs = scores.probs[row]
         k = int(probs.argmax())
         r.label, r.confidence = predictor.class_names[k], float(probs[k])

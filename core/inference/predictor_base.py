@@ -36,6 +36,10 @@ class PredictorBase:
         """(S, S, 1) uint8 model input, via the training pipeline's own function."""
         return self.prepare_framed(image).pixels
 
+    def network_features(self, scores) -> dict[str, np.ndarray | None]:  # pragma: no cover - every subclass
+        """Run id -> (N, D) pooled features of each network that read the batch (None: no 'features' layer)."""
+        raise NotImplementedError
+
     def class_index(self, target: str | int | None) -> int | None:
         """A class name or index as an index (None stays None = the predicted class)."""
         if target is None or target == "":

@@ -51,6 +51,8 @@ class PredictionResult:
     set_problem: str | None = None  # why no set is shown although the model has a calibration (too few images)
     notes: list[str] = field(default_factory=list)  # information about the score's meaning, not about the patient
     synthetic: bool = False  # the model was trained on synthetic pictures
+    #: run id -> (D,) pooled features of each network that read the slice: the batch's site check reuses them
+    features: dict[str, np.ndarray | None] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -182,7 +182,7 @@ def test_predict_batch_check_needs_twenty_images_then_warns_on_a_shifted_batch(p
     assert not at.exception, at.exception
     warnings = [w for w in _shown(at.warning) if SHIFT_ADVICE in w]
     assert len(warnings) == 1 and f"these {MIN_IMAGES} images" in warnings[0]
-    auc = float(re.search(r"domain AUC (\d\.\d\d)", warnings[0]).group(1))
+    auc = float(re.search(r"told them apart from the model's training images, AUC (\d\.\d\d)", warnings[0]).group(1))
     assert 0.64 <= auc <= 1.0  # the verdict rule's effect size, shown as a number
     # every slice carries it too (its box, the table, the CSV and its case report travel without the banner)
     results = _results(at)
@@ -240,10 +240,10 @@ def test_predict_batch_check_failing_never_shows_the_last_batch_verdict(predict_
     at.file_uploader(key="predict_uploads").set_value(_uploads(shifted[:MIN_IMAGES])).run()
     assert any(SHIFT_ADVICE in w for w in _shown(at.warning))
 
-    def refuse(run, folder, *a, **k):
+    def refuse(run, results, *a, **k):
         raise WorkbenchError("the model's training images are not on this machine", "x")
 
-    monkeypatch.setattr(site_section, "check_paths", refuse)
+    monkeypatch.setattr(site_section, "check_results", refuse)
     at.file_uploader(key="predict_uploads").set_value(_uploads(shifted[1:])).run()  # another batch
     assert not at.exception, at.exception
     assert not at.error, _shown(at.error)  # the answers stand: the check's absence is information, not an error
@@ -335,3 +335,21 @@ def test_predict_batch_check_reruns_for_new_files_with_the_same_names_and_sizes(
     second = at.session_state["site_batch_result"]
     assert second is not first and second.domain_auc is not None  # checked again, not the first verdict
     assert any(SHIFT_ADVICE in w for w in _shown(at.warning)) is bool(second.shift_detected)  # shown as found
+
+
+def test_evaluate_keeps_a_sample_of_the_training_images_with_the_model(evaluate_page, demo_root, tiny_run):
+    from core.evaluation.site_reference import REFERENCE_FILE
+    from core.models.runs import resolve_run
+
+    at, roots = evaluate_page
+    run = resolve_run(tiny_run.run_id)
+    assert any("No sample of the training images is kept with this model" in c for c in _shown(at.caption))
+    at.button(key="site_keep_sample").click().run()
+    assert not at.exception, at.exception
+    assert (run.path / REFERENCE_FILE).is_file()
+    assert any(c.startswith(":material/inventory_2: Compared with training images drawn from a sample of")
+               for c in _shown(at.caption))
+    assert not [b for b in at.button if b.key == "site_keep_sample"]  # kept: nothing more to offer
+    shutil.copytree(demo_root / "Testing", roots / "same_scanner")
+    _check_folder(at, roots / "same_scanner")
+    assert any("kept with the model" in c and "site images against" in c for c in _shown(at.caption))

@@ -551,10 +551,12 @@ def test_cli_predict_still_answers_when_the_site_check_cannot_run(parent, demo_r
     from core.errors import WorkbenchError
 
     def refuse(*a, **k):
-        raise WorkbenchError("the model's training images are not on this machine", "x")
+        raise WorkbenchError("the model's training images are not on this machine, so there is nothing to "
+                             "compare with", "x")
 
-    monkeypatch.setattr(site_check_module, "check_paths", refuse)
+    monkeypatch.setattr(site_check_module, "reference_files", refuse)  # no training images, no stored sample
     files = [str(p) for p in sorted(p for p in make_site(demo_root, tmp_path / "site").rglob("*") if p.is_file())]
     code, rows, err = _predict_json(["--model", parent.run_id, *files], capsys)
     assert code == 0 and all(r["label"] for r in rows)
     assert "site check not run: " in err and "not on this machine" in err
+    assert "no sample of them is kept with the model" in err
