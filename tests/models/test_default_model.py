@@ -201,3 +201,18 @@ def test_default_model_has_fitted_warnings(default_run, members) -> None:
     for member in members:  # each member keeps its own fitted thresholds (its unfamiliar-slice warning)
         trust = member.card.to_json()["results"]["trust"]
         assert 0 < trust["min_confidence"] < 1 and trust["max_distance"] > 0
+
+
+def test_default_model_keeps_a_sample_of_its_training_images_for_the_site_check(default_run, members) -> None:
+    """A clinic has the model but not the training collection: the committed sample must describe exactly
+    the default's networks, every class, and hold no pixels."""
+    from core.evaluation.site_reference import REFERENCE_FILE, kept_reference
+
+    reference, problem = kept_reference(default_run)
+    assert problem is None and reference is not None
+    assert reference.networks == {m.run_id: m.card.model_sha256 for m in members}
+    assert np.bincount(reference.labels, minlength=4).min() >= 200 and len(reference.table) <= 1000
+    assert all(f is not None and f.shape == (len(reference.table), 192) for f in reference.table.features.values())
+    assert (default_run.path / REFERENCE_FILE).stat().st_size <= 2 * 1024 * 1024
+    with np.load(default_run.path / REFERENCE_FILE, allow_pickle=False) as z:
+        assert all(z[k].ndim <= 2 for k in z.files)
