@@ -78,7 +78,7 @@ class SiteReference:
 
     def describe(self) -> str:
         return (f"drawn from a sample of {len(self.table):,} of its {self.drawn_from:,} training images kept with "
-                f"the model ({self.created[:10]})")
+                f"the model on {self.created[:10]}")
 
 
 def pool_indices(labels: np.ndarray, per_class: int, seed: int = 0) -> list[int]:
