@@ -12,38 +12,11 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from core.cli import main
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def ensemble(tiny_ensemble, isolated_workbench_dirs):
-    """The tiny ensemble and its members, copied into this test's own registry."""
-    from core.models.runs import resolve_run
-
-    models = isolated_workbench_dirs["models"]
-    shutil.copytree(tiny_ensemble.path.parent, models)
-    return resolve_run(tiny_ensemble.run_id)
-
-
-@pytest.fixture
-def forward_inputs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
-    """The shape of every batch of images a network is run on during the test."""
-    from core.inference.runner import ModelRunner
-
-    seen: list[tuple[int, ...]] = []
-    real = ModelRunner.run
-
-    def spy(self, images, progress=None):
-        seen.append(tuple(np.asarray(images).shape[1:]))
-        return real(self, images, progress)
-
-    monkeypatch.setattr(ModelRunner, "run", spy)
-    return seen
 
 
 # --- site check ----------------------------------------------------------------------------------
