@@ -346,6 +346,11 @@ def _judge(run, nets, site: SideTable, unreadable, shares: np.ndarray, stored: S
 
     n = len(site)
     if stored is not None:
+        wrong = [k for k, f in site.features.items() if f is not None and
+                 (g := stored.table.features.get(k)) is not None and g.shape[1] != f.shape[1]]
+        if wrong:  # its checksums match, its features cannot be these networks': a damaged or altered file
+            raise WorkbenchError("the stored sample of training images does not fit this model's networks (their "
+                                 "features differ in size); keep a new one", ", ".join(wrong))
         k = min(len(stored.table), REFERENCE_MAX, max(REFERENCE_MIN, n))
         reference = stored.table.rows(matched_sample(stored.labels, shares, k, rng))
         source = stored.describe()

@@ -177,7 +177,8 @@ def load_reference(run, networks: dict[str, str]) -> tuple[SiteReference | None,
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         return None, f"the stored sample of training images is damaged ({type(exc).__name__})"
     n = len(labels)
-    shapes_ok = len(stats) == n and (hashes is None or len(hashes) == n) and all(
+    hashes_ok = hashes is None or (hashes.dtype == np.uint64 and hashes.ndim == 2 and len(hashes) == n)
+    shapes_ok = len(stats) == n and hashes_ok and all(
         f is None or (f.ndim == 2 and len(f) == n and np.isfinite(f).all()) for f in feats.values())
     if not shapes_ok or not np.isfinite(stats.to_numpy()).all() or (n and not 0 <= labels.min() <= labels.max() < len(names)):
         return None, "the stored sample of training images is damaged (its parts do not fit together)"

@@ -122,19 +122,27 @@ def test_a_sample_of_other_networks_is_never_used(ensemble, site, no_training_im
         site_check(ensemble, site)
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "other_classes"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "other_classes", "float_hashes", "nan_stats"])
 def test_a_damaged_or_foreign_sample_is_refused_not_read(ensemble, damage):
     import dataclasses
 
     from core.evaluation.site_reference import REFERENCE_FILE, load_reference, save_reference
 
     reference, path = _keep(ensemble, per_class=3)
+    table = reference.table
     if damage == "garbage":
         path.write_bytes(b"not a numpy archive")
     elif damage == "truncated":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    else:
+    elif damage == "other_classes":
         save_reference(ensemble, dataclasses.replace(reference, class_names=tuple(reversed(reference.class_names))))
+    elif damage == "float_hashes":  # the near-copy grouping would fail on them, deep inside the check
+        save_reference(ensemble, dataclasses.replace(reference, table=dataclasses.replace(
+            table, hashes=table.hashes.astype(np.float64))))
+    else:
+        stats = table.stats.copy()
+        stats.iloc[0, 0] = np.nan
+        save_reference(ensemble, dataclasses.replace(reference, table=dataclasses.replace(table, stats=stats)))
     loaded, problem = load_reference(ensemble, reference.networks)
     assert loaded is None and problem and "training images" in problem
     assert (ensemble.path / REFERENCE_FILE).is_file()  # refused, never deleted: a person decides
@@ -191,3 +199,17 @@ def test_cli_site_reference_json_and_its_bounds(ensemble, capsys):
     assert (ensemble.path / "site_reference.npz").is_file()
     assert main(["site-reference", "--model", ensemble.run_id, "--per-class", "5"]) == 2
     assert "--per-class" in capsys.readouterr().err
+
+
+def test_a_sample_whose_features_cannot_be_the_networks_is_refused_with_words(ensemble, site, no_training_images):
+    import dataclasses
+
+    from core.evaluation.site_check import site_check
+    from core.evaluation.site_reference import save_reference
+
+    reference, _ = _keep(ensemble)
+    table = reference.table
+    narrow = {k: f[:, :3] for k, f in table.features.items()}  # the checksums still match; the numbers cannot
+    save_reference(ensemble, dataclasses.replace(reference, table=dataclasses.replace(table, features=narrow)))
+    with pytest.raises(WorkbenchError, match="does not fit this model's networks"):
+        site_check(ensemble, site)
