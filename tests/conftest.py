@@ -208,7 +208,14 @@ def kaggle_tree(tmp_path: Path) -> Path:
 # 4. Trained models (owner: prediction & Grad-CAM; the fixtures live in fixtures_models.py)
 # --------------------------------------------------------------------------------------------
 
-from fixtures_models import tiny_ensemble, tiny_predictor, tiny_registry, tiny_run  # noqa: E402, F401 (pytest fixtures)
+from fixtures_models import (  # noqa: E402, F401 (pytest fixtures)
+    forward_inputs,
+    tiny_ensemble,
+    tiny_ensemble_copy,
+    tiny_predictor,
+    tiny_registry,
+    tiny_run,
+)
 
 
 @pytest.fixture

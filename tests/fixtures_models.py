@@ -96,6 +96,35 @@ def tiny_ensemble(tmp_path_factory: pytest.TempPathFactory, demo_root: Path, tin
         return register_ensemble([tiny_run.run_id, other.run_id], root=base / "models")
 
 
+@pytest.fixture
+def tiny_ensemble_copy(tiny_ensemble, isolated_workbench_dirs):
+    """The tiny ensemble and its members, copied into this test's own registry (free to change)."""
+    import shutil
+
+    from core.models.runs import resolve_run
+
+    shutil.copytree(tiny_ensemble.path.parent, isolated_workbench_dirs["models"])
+    return resolve_run(tiny_ensemble.run_id)
+
+
+@pytest.fixture
+def forward_inputs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """The shape of every batch of images a network is run on during the test."""
+    import numpy as np
+
+    from core.inference.runner import ModelRunner
+
+    seen: list[tuple[int, ...]] = []
+    real = ModelRunner.run
+
+    def spy(self, images, progress=None):
+        seen.append(tuple(np.asarray(images).shape[1:]))
+        return real(self, images, progress)
+
+    monkeypatch.setattr(ModelRunner, "run", spy)
+    return seen
+
+
 def private_registry(models_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private copy of the models folder ``models_root`` as the workbench's registry, with a private
     cache (tests delete and tamper with files in it)."""

@@ -19,6 +19,11 @@ from core.cli import main
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def ensemble(tiny_ensemble_copy):
+    return tiny_ensemble_copy
+
+
 # --- site check ----------------------------------------------------------------------------------
 
 

@@ -17,6 +17,11 @@ from core.errors import WorkbenchError
 
 pytestmark = pytest.mark.slow
 
+
+@pytest.fixture
+def ensemble(tiny_ensemble_copy):
+    return tiny_ensemble_copy
+
 EVERY_IMAGE = 10**6  # a pool per class larger than the tiny dataset: the stored sample is the whole training set
 
 
