@@ -28,12 +28,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.evaluation.site_reference import REFERENCE_FILE
     from core.inference.ensemble_fit import register_ensemble
 
     ens = register_ensemble(args.models, title=args.title, sentinels=args.sentinels)
     results = ens.card.results
-    kept = (ens.path / REFERENCE_FILE).is_file()
     dis = results.disagreement
     summary = {"run_id": ens.run_id, "path": str(ens.path), "title": ens.card.title,
                "members": [dict(m) for m in ens.card.members], "val_accuracy": results.val_accuracy,
@@ -45,8 +43,7 @@ def run(args: argparse.Namespace) -> int:
                "correct_warned_val": dis.get("correct_warned"), "wrong_warned_val": dis.get("wrong_warned"),
                "n_test_files": len(ens.card.data.get("test_files") or []),
                "sentinels": [dict(m) for m in ens.card.sentinels],
-               "sentinels_val_accuracy": dis.get("sentinels_accuracy"), "sentinel_warns": dis.get("sentinel_warns"),
-               "site_sample_kept": kept}
+               "sentinels_val_accuracy": dis.get("sentinels_accuracy"), "sentinel_warns": dis.get("sentinel_warns")}
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -71,9 +68,6 @@ def run(args: argparse.Namespace) -> int:
     rates = (summary["correct_warned_val"], summary["wrong_warned_val"])
     if None not in rates:
         print(f"  together they warn {rates[0]:.1%} of correct and {rates[1]:.1%} of wrong validation answers")
-    print("Site check: a sample of the members' training images is kept with the ensemble, so the check runs on "
-          "any computer it is copied to." if kept else "Site check: no sample of the training images could be "
-          "kept (they are not readable here); the check will read the training folder.")
     return 0
 
 

@@ -38,17 +38,10 @@ def model_inputs(runs: Sequence[Run]) -> list[tuple[str, int]]:
     return list(dict.fromkeys((r.preprocessing, r.image_size) for r in runs))
 
 
-def network_outputs(runs: Sequence[Run], sample: ImageSample, models: Sequence[Any] | None = None) -> list[Any]:
+def network_outputs(runs: Sequence[Run], sample: ImageSample) -> list[Any]:
     """One :class:`core.inference.runner.RunnerOutput` per run, on its own input: pooled ``features``
-    ((N, D), None when the network has no 'features' layer) and ``logits``.
-
-    ``models``: the runs' networks already loaded by the caller (in ``runs``' order), else loaded here once
-    and kept for the next check.
-    """
-    from core.inference.runner import ModelRunner
-
-    runners = [_runner(r) for r in runs] if models is None else [ModelRunner(m, "none", batch_size=64) for m in models]
-    return [x.run(sample.model_images[(r.preprocessing, r.image_size)]) for r, x in zip(runs, runners)]
+    ((N, D), None when the network has no 'features' layer) and ``logits``."""
+    return [_runner(r).run(sample.model_images[(r.preprocessing, r.image_size)]) for r in runs]
 
 
 def class_shares(voters: Sequence[Run], outputs: Sequence[Any]) -> np.ndarray:

@@ -91,12 +91,8 @@ def pool_indices(labels: np.ndarray, per_class: int, seed: int = 0) -> list[int]
     return sorted(int(i) for i in chosen)
 
 
-def build_reference(run, per_class: int = POOL_PER_CLASS, seed: int = 0, progress=None,
-                    models=None) -> SiteReference:
+def build_reference(run, per_class: int = POOL_PER_CLASS, seed: int = 0, progress=None) -> SiteReference:
     """Read a class-stratified sample of ``run``'s training images and describe it as the check will.
-
-    ``models``: the networks of ``run`` (an ensemble's members, then its sentinels) when the caller has them
-    loaded already (registering an ensemble does), so no file is loaded twice.
 
     Raises:
         WorkbenchError: the training images are not on this machine, or an ensemble member is unusable.
@@ -114,9 +110,8 @@ def build_reference(run, per_class: int = POOL_PER_CLASS, seed: int = 0, progres
     keep = {str(p) for p in sample.paths}
     labels = np.array([labels[i] for i in pick if str(files[i]) in keep], dtype=np.int64)  # unreadable ones left out
     note(0.5, "Running the model" if len(nets) == 1 else f"Running the {len(nets)} models")
-    if models is None:
-        keep_only(nets)
-    outputs = network_outputs(nets, sample, models)
+    keep_only(nets)
+    outputs = network_outputs(nets, sample)
     table = SideTable.of(sample, {r.run_id: o.features for r, o in zip(nets, outputs)})
     note(1.0, "Done")
     return SiteReference(table, labels, tuple(run.class_names), {r.run_id: r.card.model_sha256 for r in nets},

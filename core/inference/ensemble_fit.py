@@ -189,9 +189,8 @@ def raw_side(members: Sequence[Run], sentinels: Sequence[Run] = ()) -> int:
     return max(m.image_size for m in (*members, *sentinels))
 
 
-def fit_ensemble(run: Run, members: Sequence[Run], sentinels: Sequence[Run] = (), keep_sample: bool = False) -> Run:
-    """Fit and store an ensemble's warnings, validation figures and prediction sets (and with
-    ``keep_sample``, the site check's sample of training images: :func:`keep_site_sample`).
+def fit_ensemble(run: Run, members: Sequence[Run], sentinels: Sequence[Run] = ()) -> Run:
+    """Fit and store an ensemble's warnings, validation figures and prediction sets.
 
     Uses the validation images every member and sentinel shares (none of them trained on those).
     Writes ``results`` (val accuracy, trust thresholds, the disagreement threshold, whether the
@@ -215,8 +214,6 @@ def fit_ensemble(run: Run, members: Sequence[Run], sentinels: Sequence[Run] = ()
     correct = pred == labels
     shifted = shifted_evidence(members, paths, labels, models=models, sentinels=sentinels,
                                sentinel_models=watch_models)
-    if keep_sample:
-        keep_site_sample(run, [*models, *watch_models])
     del models, watch_models  # not needed for the fit itself
     threshold, on_differ, rule, trust, fitted = fit_ensemble_warnings(member_probs, unfamiliar, correct,
                                                                       member_unstable=unstable,
@@ -269,9 +266,7 @@ def register_ensemble(names: Sequence[str], title: str | None = None, root: Path
     registry and return it.
 
     The folder is assembled under a hidden name, its warnings and prediction sets fitted on
-    the members' common validation images (when ``fit``, which also keeps a sample of the members'
-    training images for the site check, so the check travels with the ensemble), then renamed into
-    place in one step.
+    the members' common validation images (when ``fit``), then renamed into place in one step.
 
     Raises:
         WorkbenchError: see :func:`open_members`; or the validation images are missing.
@@ -289,26 +284,9 @@ def register_ensemble(names: Sequence[str], title: str | None = None, root: Path
     run = Run(run_id, staging, card)
     try:
         if fit:
-            fit_ensemble(run, runs, watch, keep_sample=True)
+            fit_ensemble(run, runs, watch)
         os.replace(staging, root / run_id)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # nothing half-made stays behind
         raise
     return resolve_run(run_id, root=root)
-
-
-def keep_site_sample(run: Run, models: Sequence[Any]) -> bool:
-    """Keep a sample of the training images beside the ensemble for the site check
-    (:mod:`core.evaluation.site_reference`), from its networks already loaded (members, then sentinels).
-
-    Returns False, and the ensemble is registered all the same, when the training images cannot be read
-    here: the check then reads the training folder, and the Evaluate page offers to keep a sample later.
-    """
-    from core.errors import WorkbenchError
-    from core.evaluation.site_reference import build_reference, save_reference
-
-    try:
-        save_reference(run, build_reference(run, models=models))
-    except WorkbenchError:
-        return False
-    return True

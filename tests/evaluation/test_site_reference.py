@@ -44,13 +44,6 @@ def no_training_images(monkeypatch):
     monkeypatch.setattr(site_check_module, "reference_files", refuse)
 
 
-def _forget_sample(run) -> None:
-    """Remove the sample registration kept (an ensemble registered before samples were kept has none)."""
-    from core.evaluation.site_reference import REFERENCE_FILE
-
-    (run.path / REFERENCE_FILE).unlink(missing_ok=True)
-
-
 def _keep(run, per_class: int = EVERY_IMAGE):
     from core.evaluation.site_reference import build_reference, save_reference
 
@@ -95,7 +88,6 @@ def test_the_stored_sample_holds_numbers_of_every_network_and_no_pixels(ensemble
 def test_the_stored_sample_gives_the_verdict_the_training_images_give(ensemble, site):
     from core.evaluation.site_check import site_check
 
-    _forget_sample(ensemble)
     live = site_check(ensemble, site)
     _keep(ensemble)  # every training image: the same draw in the batch's class mix, from numbers instead
     stored = site_check(ensemble, site)
@@ -116,7 +108,6 @@ def test_the_check_runs_without_the_training_images_when_a_sample_is_kept(ensemb
 def test_without_a_sample_or_the_training_images_the_check_says_both(ensemble, site, no_training_images):
     from core.evaluation.site_check import site_check
 
-    _forget_sample(ensemble)
     with pytest.raises(WorkbenchError, match="not on this machine.*no sample of them is kept with the model"):
         site_check(ensemble, site)
 
