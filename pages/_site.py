@@ -48,7 +48,7 @@ def _show_check(result: SiteCheck, names: dict[str, str]) -> None:
         st.dataframe(table, hide_index=True, width="stretch",
                      column_config={"AUC": st.column_config.ProgressColumn(min_value=0.5, max_value=1.0,
                                                                            format="%.2f")})
-        source = f" ({result.reference})" if result.reference else ""
+        source = f" ({escape_markdown(result.reference)})" if result.reference else ""  # its date is read from a file
         st.caption(f"{result.n_images} site images against {result.n_reference} training images{source}; a classifier "
                    "tries to tell them apart (cross-validated). A shift is reported when the AUC's interval "
                    "excludes 0.5 and the AUC is at least 0.64 (a medium-sized difference), read from the pictures alone. "
@@ -87,7 +87,7 @@ def _kept_sample(run) -> None:
     with sh.shown_errors():
         reference, problem = kept_reference(run)
         if reference is not None:
-            st.caption(f":material/inventory_2: Compared with training images {reference.describe()}: the check "
+            st.caption(f":material/inventory_2: Compared with training images {escape_markdown(reference.describe())}: the check "
                        "runs on any computer this model is copied to, with or without its training images.")
             return
         st.caption("No sample of the training images is kept with this model"

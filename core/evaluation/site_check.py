@@ -269,15 +269,16 @@ def check_paths(run, paths: list[Source], root: Path | None = None, seed: int = 
     site = read_sample(paths, model_inputs(nets), root=root)
     if len(site) < MIN_IMAGES:
         return _too_few(len(site), site.unreadable, t0)
-    if stored is None:
-        _training_files(run)  # before the networks run: no training images here, nothing to compare with
+    # before the networks run: no kept sample and no training images here, nothing to compare with
+    ref_paths = None if stored is not None else _training_files(run)
     keep_only(nets)
     note(0.3, "Running the model" if len(nets) == 1 else f"Running the {len(nets)} models")
     site_out = network_outputs(nets, site)
     voters = len(run.card.members) if run.card.is_ensemble else 1  # sentinels follow the members and never vote
     shares = class_shares(nets[:voters], site_out[:voters])
     table = SideTable.of(site, {r.run_id: o.features for r, o in zip(nets, site_out)})
-    return _judge(run, nets, table, site.unreadable, shares, stored, rng, seed, t0, note, per_network=True)
+    return _judge(run, nets, table, site.unreadable, shares, stored or ref_paths, rng, seed, t0, note,
+                  per_network=True)
 
 
 def check_results(run, results: Sequence, seed: int = 0) -> SiteCheck:
@@ -299,21 +300,20 @@ def check_results(run, results: Sequence, seed: int = 0) -> SiteCheck:
     if len(ok) > SITE_MAX:
         ok = [ok[i] for i in sorted(rng.choice(len(ok), SITE_MAX, replace=False))]
     nets = feature_runs(run)
-    stored = _stored_or_none(run, nets)
     if len(ok) < MIN_IMAGES:
         return _too_few(len(ok), [], t0)
+    stored = _stored_or_none(run, nets)
     missing = [r.run_id for r in nets if any(r.run_id not in res.features for res in ok)]
     if missing:
         raise WorkbenchError("these answers were not made by this model's networks, so the batch cannot be "
                              "checked against its training images", ", ".join(missing))
-    if stored is None:
-        _training_files(run)  # no training sample kept and no training images here: nothing to compare with
+    ref_paths = None if stored is not None else _training_files(run)  # neither here: nothing to compare with
     site = sample_of_images([(r.file, r.image) for r in ok])
     feats = {r.run_id: np.stack([res.features[r.run_id] for res in ok]) if ok[0].features[r.run_id] is not None
              else None for r in nets}
     shares = np.mean([[res.probabilities.get(c, 0.0) for c in run.class_names] for res in ok], axis=0)
-    return _judge(run, nets, SideTable.of(site, feats), [], shares, stored, rng, seed, t0, lambda *_: None,
-                  per_network=False)
+    return _judge(run, nets, SideTable.of(site, feats), [], shares, stored or ref_paths, rng, seed, t0,
+                  lambda *_: None, per_network=False)
 
 
 def _stored_or_none(run, nets) -> SiteReference | None:
@@ -339,13 +339,17 @@ def _too_few(n: int, unreadable: list[tuple[str, str]], t0: float) -> SiteCheck:
     return SiteCheck(n, 0, None, None, None, {}, advice_for(None, None, {}, n), unreadable, time.perf_counter() - t0)
 
 
-def _judge(run, nets, site: SideTable, unreadable, shares: np.ndarray, stored: SiteReference | None,
+def _judge(run, nets, site: SideTable, unreadable, shares: np.ndarray, training: SiteReference | list[Path],
            rng: np.random.Generator, seed: int, t0: float, note, per_network: bool) -> SiteCheck:
-    """Draw the training sample in the site's class mix, compare, and say the verdict."""
+    """Draw the training sample in the site's class mix, compare, and say the verdict.
+
+    ``training``: the sample kept with the model, or the training files to read a sample from.
+    """
     import time
 
     n = len(site)
-    if stored is not None:
+    if isinstance(training, SiteReference):
+        stored = training
         wrong = [k for k, f in site.features.items() if f is not None and
                  (g := stored.table.features.get(k)) is not None and g.shape[1] != f.shape[1]]
         if wrong:  # its checksums match, its features cannot be these networks': a damaged or altered file
@@ -355,7 +359,7 @@ def _judge(run, nets, site: SideTable, unreadable, shares: np.ndarray, stored: S
         reference = stored.table.rows(matched_sample(stored.labels, shares, k, rng))
         source = stored.describe()
     else:
-        ref_paths = _training_files(run)
+        ref_paths = training
         k = min(len(ref_paths), REFERENCE_MAX, max(REFERENCE_MIN, n))
         ref_paths = [ref_paths[i] for i in matched_sample(folder_class_indices(ref_paths, run.class_names), shares,
                                                          k, rng)]
