@@ -12,6 +12,7 @@ import streamlit as st
 from core.classes import display_name
 from core.config import AUGMENT_PRESETS, DataConfig
 from core.data.splits import SPLIT_MODES
+from core.evaluation.site_reference import keep_after_training
 from core.jobs import job_registry
 from core.models.architectures import ARCHITECTURES
 from core.models.runs import list_runs
@@ -261,9 +262,11 @@ with sh.shown_errors():
                  help=why_not and f"Disabled: {why_not}."):
         spec = ARCHITECTURES[cfg.arch]  # a recipe may name another architecture than the box above
         job = registry.submit("train", f"{spec.title} on {ds.name}" + (f" ({plural[6:]})" if n_models > 1 else ""),
-                              (lambda j: train_model(ds, report, cfg, j, DataConfig())) if n_models == 1 else
-                              (lambda j: train_ensemble(ds, report, cfg, j, int(n_models), DataConfig(),
-                                                        sentinel=bool(with_sentinel))))
+                              (lambda j: keep_after_training(train_model(ds, report, cfg, j, DataConfig()), j))
+                              if n_models == 1 else
+                              (lambda j: keep_after_training(train_ensemble(ds, report, cfg, j, int(n_models),
+                                                                            DataConfig(), sentinel=bool(with_sentinel)),
+                                                             j)))
         job.update(settings=TrainSettings(cfg, ds.name))
         st.toast(f"Started: {escape_markdown(job.title)}")
         st.rerun()  # the button greys at once while the job runs

@@ -23,14 +23,20 @@ def register(sub: Any) -> None:
                         "(e.g. one trained on whole frames, which reacts to an unfamiliar image style); the fit "
                         "keeps that warning only if it stays within the false-alarm budget")
     p.add_argument("--title", default=None, help="a name shown for the ensemble (default: its members' kinds)")
+    p.add_argument("--no-site-sample", action="store_true",
+                   help="do not keep a sample of the training images with the ensemble for the site check (kept by "
+                        "default when the training images are on this machine; python -m core site-reference keeps "
+                        "one later)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.evaluation.site_reference import REFERENCE_FILE, keep_sample
     from core.inference.ensemble_fit import register_ensemble
 
     ens = register_ensemble(args.models, title=args.title, sentinels=args.sentinels)
+    note = None if args.no_site_sample else keep_sample(ens)
     results = ens.card.results
     dis = results.disagreement
     summary = {"run_id": ens.run_id, "path": str(ens.path), "title": ens.card.title,
@@ -43,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
                "correct_warned_val": dis.get("correct_warned"), "wrong_warned_val": dis.get("wrong_warned"),
                "n_test_files": len(ens.card.data.get("test_files") or []),
                "sentinels": [dict(m) for m in ens.card.sentinels],
-               "sentinels_val_accuracy": dis.get("sentinels_accuracy"), "sentinel_warns": dis.get("sentinel_warns")}
+               "sentinels_val_accuracy": dis.get("sentinels_accuracy"), "sentinel_warns": dis.get("sentinel_warns"),
+               "site_sample": (ens.path / REFERENCE_FILE).is_file(), "site_sample_note": note}
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -68,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     rates = (summary["correct_warned_val"], summary["wrong_warned_val"])
     if None not in rates:
         print(f"  together they warn {rates[0]:.1%} of correct and {rates[1]:.1%} of wrong validation answers")
+    if summary["site_sample_note"]:
+        print(f"Site check: {summary['site_sample_note']}")
     return 0
 
 

@@ -95,6 +95,10 @@ def register(sub) -> None:
                    help="preprocessing recipe; " + "; ".join(f"{k}: {r.title}" for k, r in RECIPES.items())
                    + f" (default {t.preprocessing})")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-site-sample", action="store_true",
+                   help="do not keep a sample of the training images with the model for the site check (kept by "
+                        "default: about 1,000 images as numbers, no pixels, a few seconds; the check then runs on any "
+                        "computer the model is copied to; keep one later with python -m core site-reference)")
     _choice(p, "--tta", TTA, t.tta)
     _number(p, "--average-epochs", int, "average the weights of the last N epochs and re-estimate batch-norm statistics")
     p.set_defaults(func=run, option_defaults={a.dest: a.default for a in p._actions})
@@ -244,6 +248,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     from core.data.datasets import open_folder
     from core.data.scan import scan_dataset
+    from core.evaluation.site_reference import keep_after_training
     from core.jobs import FINISHED, job_registry
     from core.models.architectures import get_arch
     from core.training.train import train_model
@@ -261,8 +266,11 @@ def run(args: argparse.Namespace) -> int:
     if args.strategy == "multiworker":
         multiworker_strategy()  # joins the cluster (waits for every worker) before TensorFlow runs anything else
     out = sys.stderr if args.json else sys.stdout
-    job = job_registry().submit("train", f"{spec.title} on {ds.name}",
-                                lambda j: train_model(ds, report, cfg, j, data_cfg))
+    def work(j):
+        run_ = train_model(ds, report, cfg, j, data_cfg)
+        return run_ if args.no_site_sample else keep_after_training(run_, j)
+
+    job = job_registry().submit("train", f"{spec.title} on {ds.name}", work)
     seen = 0
     while True:
         snap = job.snapshot()

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,10 @@ from core.classes import folder_class_indices
 from core.data.shortcut import STATISTICS, image_statistics
 from core.data.site_images import FILE_COLUMNS, ImageSample, read_sample
 from core.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from core.jobs import Job, JobStage
+    from core.models.runs import Run
 
 REFERENCE_FILE = "site_reference.npz"
 POOL_PER_CLASS = 250  # training images kept per class: a one-class batch draws up to this many
@@ -201,3 +206,34 @@ def kept_reference(run) -> tuple[SiteReference | None, str | None]:
     from core.evaluation.site_features import feature_runs
 
     return load_reference(run, {r.run_id: r.card.model_sha256 for r in feature_runs(run)})
+
+
+
+LATER = "keep it later with python -m core site-reference or on the Evaluate page"
+
+
+def keep_sample(run: Run) -> str:
+    """Keep the site check's sample beside ``run`` and say so in one sentence; a failure is said, not raised:
+    the model is complete and usable without the sample (:data:`LATER` says how to keep it afterwards)."""
+    started = time.perf_counter()
+    try:
+        reference = build_reference(run)
+        path = save_reference(run, reference)
+    except WorkbenchError as exc:
+        return f"the site check's sample of training images was not kept ({exc}); {LATER}"
+    return (f"kept a sample of {len(reference.table):,} training images for the site check ({path.name}, "
+            f"{path.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - started:.0f} s)")
+
+
+def keep_after_training(run: Run | None, job: Job | JobStage) -> Run | None:
+    """:func:`keep_sample` as a training job's last step, while the training images are surely on this
+    machine; returns ``run`` (None passes through: another worker's share of a multi-worker run). A cancel
+    that came before this step skips it: the model is saved either way."""
+    if run is None:
+        return None
+    if job.cancelled:
+        job.add_log(f"the site check's sample of training images was not kept (cancelled); {LATER}")
+        return run
+    job.update(phase="Saved; keeping a sample of the training images for the site check", progress=0.995)
+    job.add_log(keep_sample(run))
+    return run

@@ -192,6 +192,46 @@ def test_the_batch_check_refuses_answers_another_model_made(ensemble, site):
         check_results(ensemble, results)
 
 
+# --- kept at the end of training ------------------------------------------------------------------
+
+
+def test_a_training_job_keeps_the_sample_as_its_last_step(ensemble):
+    from core.evaluation.site_reference import keep_after_training, kept_reference
+    from core.jobs import Job
+
+    job = Job("train", "t")
+    assert keep_after_training(ensemble, job) is ensemble
+    assert kept_reference(ensemble)[0] is not None
+    assert "kept a sample of" in job.snapshot().log[-1]
+    assert keep_after_training(None, job) is None  # another worker's share of a multi-worker run: nothing to keep
+
+
+def test_a_sample_that_cannot_be_kept_is_said_and_the_model_stays(ensemble, monkeypatch):
+    import core.models.lineage as lineage
+    from core.evaluation.site_reference import REFERENCE_FILE, keep_after_training
+    from core.jobs import Job
+
+    def gone(run):
+        raise WorkbenchError("the model's training images are not on this machine", str(run.data_root))
+
+    monkeypatch.setattr(lineage, "reference_files", gone)
+    job = Job("train", "t")
+    assert keep_after_training(ensemble, job) is ensemble  # no exception: the model itself is complete
+    line = job.snapshot().log[-1]
+    assert "was not kept" in line and "training images are not on this machine" in line
+    assert "python -m core site-reference" in line and not (ensemble.path / REFERENCE_FILE).exists()
+
+
+def test_a_cancel_before_the_last_step_skips_the_sample(ensemble):
+    from core.evaluation.site_reference import REFERENCE_FILE, keep_after_training
+    from core.jobs import Job
+
+    job = Job("train", "t")
+    job.cancel()
+    assert keep_after_training(ensemble, job) is ensemble
+    assert "not kept (cancelled)" in job.snapshot().log[-1] and not (ensemble.path / REFERENCE_FILE).exists()
+
+
 # --- the command line ----------------------------------------------------------------------------
 
 

@@ -95,6 +95,7 @@ def test_register_lists_members_with_checksums_and_fits_warnings(registry, membe
                                                              for m in members]
     assert [m["image_size"] for m in ens.card.members] == [32, 48]
     assert ens.card.image_size == 48 and ens.class_names == members[0].class_names
+    assert out["site_sample"] and "kept a sample of" in out["site_sample_note"]  # the training images are here
     results = ens.card.results
     assert results.temperature == 1.0 and results.tta == "none"
     assert 0 <= results.disagreement["spread_threshold"] <= 1
@@ -112,6 +113,20 @@ def test_register_lists_members_with_checksums_and_fits_warnings(registry, membe
     assert ens.card.data["test_files"] and set(ens.card.data["test_files"]) <= set(members[1].card.data["test_files"])
     assert ens.run_id in [r.run_id for r in list_runs()]
     assert not list(registry.glob(".tmp-*"))
+
+
+def test_registration_keeps_the_site_checks_sample_unless_told_not_to(registry, members, capsys):
+    from core.evaluation.site_reference import kept_reference
+    from core.models.runs import resolve_run
+
+    kept = resolve_run(_register(capsys, members[0].run_id, members[1].run_id)["run_id"])
+    reference, problem = kept_reference(kept)
+    assert problem is None and reference is not None
+    assert set(reference.networks) == {m.run_id for m in members}  # the members' features, not a placeholder
+    code = main(["ensemble", "--models", members[0].run_id, members[1].run_id, "--no-site-sample", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["site_sample"] is False and out["site_sample_note"] is None
+    assert kept_reference(resolve_run(out["run_id"])) == (None, None)
 
 
 def test_registration_loads_each_members_network_once(registry, members, monkeypatch):
