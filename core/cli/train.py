@@ -266,7 +266,8 @@ def run(args: argparse.Namespace) -> int:
     if args.strategy == "multiworker":
         multiworker_strategy()  # joins the cluster (waits for every worker) before TensorFlow runs anything else
     out = sys.stderr if args.json else sys.stdout
-    def work(j):
+
+    def work(j):  # the sample is kept inside the job, so its line is printed with the training log
         run_ = train_model(ds, report, cfg, j, data_cfg)
         return run_ if args.no_site_sample else keep_after_training(run_, j)
 

@@ -208,7 +208,6 @@ def kept_reference(run) -> tuple[SiteReference | None, str | None]:
     return load_reference(run, {r.run_id: r.card.model_sha256 for r in feature_runs(run)})
 
 
-
 LATER = "keep it later with python -m core site-reference or on the Evaluate page"
 
 
