@@ -34,6 +34,10 @@ def register(sub) -> None:
                         "pointing game and the heat-in-box ratio of the heat maps on the leakage-free images listed")
     p.add_argument("--cam", default=None, choices=sorted(CAM_METHODS),
                    help="heat-map method for --boxes (default: the one Predict & Explain uses)")
+    p.add_argument("--warnings", action="store_true",
+                   help="also predict the images as uploads would be and count how many wrong answers carry a "
+                        "warning, slice by slice and with the site check of the whole set (a set it tells apart "
+                        "from the training images puts a warning on every slice)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -78,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
         from core.evaluation.localisation import evaluate_localisation
 
         summary["localisation"] = evaluate_localisation(model_run, eval_set, args.boxes, args.cam)
+    if args.warnings:
+        from core.evaluation.warning_audit import audit_evaluation
+
+        summary["warnings"] = audit_evaluation(model_run, eval_set, result).to_json()
     if args.json:
         if table is not None:
             summary["robustness"] = table.to_dict(orient="records")
@@ -89,7 +97,36 @@ def run(args: argparse.Namespace) -> int:
         _print_robustness(table)
     if args.boxes:
         _print_localisation(summary["localisation"])
+    if args.warnings:
+        print_warning_audit(summary["warnings"])
     return 0
+
+
+def print_warning_audit(audit: dict) -> None:
+    """The warning audit in words: how many wrong answers carried a warning, and how many right ones did."""
+    def rates(r: dict) -> str:
+        pct = lambda v: "n/a" if v is None else f"{v:.1%}"  # noqa: E731 - None when nothing was wrong (or right)
+        return (f"{pct(r['wrong_warned'])} of the {r['n_wrong']} wrong answers carry a warning; "
+                f"{pct(r['correct_warned'])} of the right ones do; wrong without a warning: {pct(r['silent_wrong'])} "
+                "of all answers")
+
+    print(f"\nwarnings, as Predict & Explain shows them ({audit['n_images']} images, accuracy "
+          f"{audit['accuracy']:.1%} on this pass):")
+    print(f"  slice by slice: {rates(audit['per_slice'])}")
+    if audit["leakage_free"] and audit["leakage_free"]["n_images"] != audit["n_images"]:
+        print(f"  slice by slice, leakage-free ({audit['leakage_free']['n_images']} images): "
+              f"{rates(audit['leakage_free'])}")
+    site = audit["site_check"]
+    if site is None:
+        print(f"  site check of the whole set not run: {audit['site_problem']}")
+    else:
+        verdict = "told apart from the training images" if site["shift_detected"] else "not told apart"
+        print(f"  site check of the whole set: {verdict} (AUC {site['domain_auc']:.2f} on {site['n_images']} images)")
+        print(f"  as one batch: {rates(audit['with_site_check'])}")
+    if audit["flags_on_wrong"]:
+        print("  warnings on the wrong answers: " + ", ".join(f"{k} {v}" for k, v in audit["flags_on_wrong"].items()))
+    for line in audit["unreadable"][:5]:
+        print(f"  not analysed: {line}")
 
 
 def _print_localisation(loc: dict) -> None:
