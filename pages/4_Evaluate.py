@@ -241,6 +241,7 @@ else:
     sets_ui.fitted_on_caption(run)
 sets_ui.fit_more_section(run, registry)
 
+es.warnings_section(run, eval_set, result, set_key, registry)
 es.robustness_section(run, eval_set, set_key, registry)
 es.localisation_section(run, eval_set, result)
 

@@ -16,6 +16,7 @@ from core.evaluation.eval_sets import EvalSet
 from core.evaluation.localisation import evaluate_localisation
 from core.evaluation.result import EvaluationResult
 from core.evaluation.robustness_eval import NOTE_COLUMN, cached_robustness, evaluate_robustness
+from core.evaluation.warning_audit import audit_evaluation
 from core.export.ensemble import FORMATS as ENSEMBLE_FORMATS
 from core.export.ensemble import export_any_bytes
 from core.export.formats import EXPORT_FORMATS
@@ -24,11 +25,12 @@ from core.jobs import FINISHED, JobRegistry
 from core.models.runs import Run
 from core.reports import eval_charts as ec
 from core.reports.eval_report import html_report, metrics_json, predictions_csv
-from core.reports.eval_tables import robustness_display
+from core.reports.eval_tables import robustness_display, warning_audit_table
 from core.safetext import escape_markdown
 from pages import _shared as sh
 
 ROBUST_JOB_KEY = "evaluate_robustness_job"  # (job id, run id, eval-set key) of this session's stress test
+AUDIT_JOB_KEY = "evaluate_audit_job"  # (job id, run id, model sha, eval-set key) of this session's warning count
 EXPORT_KEY = "evaluate_export"  # ((run id, model sha, format), zip bytes, ExportResult): the last bundle built
 
 
@@ -72,14 +74,18 @@ def robustness_section(run: Run, eval_set: EvalSet, set_key: Any, registry: JobR
 
 
 def _robustness_progress(job: Any, was_running: bool) -> None:
+    _job_progress(job, was_running, "evaluate_robustness_cancel", "Starting the stress test…", "The stress test")
+
+
+def _job_progress(job: Any, was_running: bool, cancel_key: str, starting: str, what: str) -> None:
     @st.fragment(run_every=1.0 if job.running else None)
     def poll() -> None:
-        """Polls the stress-test job; when it ends, reruns the page, which then shows its table."""
+        """Polls a section's background job; when it ends, reruns the page, which then shows its outcome."""
         snap = job.snapshot()
         if snap.status not in FINISHED:
-            text = "Cancelling…" if snap.cancel_requested else (snap.phase or "Starting the stress test…")
+            text = "Cancelling…" if snap.cancel_requested else (snap.phase or starting)
             st.progress(min(1.0, snap.progress), text=text)
-            st.button("Cancelling…" if snap.cancel_requested else "Cancel", key="evaluate_robustness_cancel",
+            st.button("Cancelling…" if snap.cancel_requested else "Cancel", key=cancel_key,
                       on_click=job.cancel, disabled=snap.cancel_requested)
             return
         if was_running:
@@ -87,9 +93,44 @@ def _robustness_progress(job: Any, was_running: bool) -> None:
         if snap.status == "failed":
             st.error(escape_markdown(snap.error), icon=":material/error:")
         elif snap.status == "cancelled":
-            st.caption("The stress test was cancelled.")
+            st.caption(f"{what} was cancelled.")
 
     poll()
+
+
+def warnings_section(run: Run, eval_set: EvalSet, result: EvaluationResult, set_key: Any,
+                     registry: JobRegistry) -> None:
+    """How many wrong answers carry a warning, slice by slice and as one batch (with the site check)."""
+    st.subheader("Mistakes without a warning")
+    st.caption("Accuracy says how often the model is right. This says how often it is wrong *without saying so*: "
+               "these images are predicted as uploads would be, with every warning Predict & Explain shows, and "
+               "then checked together against the training images, as a batch of uploads is (a batch the check "
+               "tells apart gets a warning on every slice).")
+    ref = st.session_state.get(AUDIT_JOB_KEY)
+    job = registry.get(ref[0]) if ref and ref[1:] == (run.run_id, run.card.model_sha256, set_key) else None
+    if job is None or job.status != "done":
+        if job is not None:
+            _job_progress(job, job.running, "evaluate_audit_cancel", "Predicting the images…", "Counting the warnings")
+        if job is None or not job.running:
+            busy = registry.active("evaluate")
+            if st.button("Count the warnings", key="evaluate_audit", disabled=busy is not None,
+                         help=f"Predicts all {len(result.predictions):,} images once more, as uploads, and runs the site check "
+                              "on them. Runs in the background."):
+                with sh.shown_errors():
+                    new = registry.submit("evaluate", f"Warnings of {run.run_id}",
+                                          lambda j, r=run, es=eval_set, res=result: audit_evaluation(
+                                              r, es, res, lambda f, text: j.update(progress=f, phase=text)))
+                    st.session_state[AUDIT_JOB_KEY] = (new.id, run.run_id, run.card.model_sha256, set_key)
+                    st.rerun()
+        return
+    audit = job.result
+    st.dataframe(warning_audit_table(audit), hide_index=True, width="stretch")
+    if audit.site_check is None:
+        st.caption(f"The site check did not run: {escape_markdown(audit.site_problem or '')}.")
+    else:
+        st.caption(f"Site check of these images together: {escape_markdown(audit.site_check['advice'])}")
+    if audit.unreadable:
+        st.caption(f"{len(audit.unreadable)} image(s) could not be analysed and are left out.")
 
 
 def localisation_section(run: Run, eval_set: EvalSet, result: EvaluationResult) -> None:

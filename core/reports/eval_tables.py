@@ -29,6 +29,28 @@ def robustness_display(robust: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def warning_audit_table(audit) -> pd.DataFrame:
+    """The warning audit (:class:`core.evaluation.warning_audit.WarningAudit`) as shown: one row per reading
+    (slice by slice, leakage-free, as one batch with the site check), shares with their counts."""
+    def share(value, of: int, digits: int = 0) -> str:
+        return "–" if value is None else f"{value:.{digits}%} ({round(value * of)} of {of})"
+
+    readings = [("Slice by slice", audit.per_slice)]
+    if audit.leakage_free and audit.leakage_free["n_images"] != audit.n_images:
+        readings.append((f"Slice by slice, {audit.leakage_free['n_images']} leakage-free images", audit.leakage_free))
+    if audit.with_site_check is not None:
+        told = "told apart" if audit.site_check["shift_detected"] else "not told apart"
+        readings.append((f"As one batch (site check: {told}, AUC {audit.site_check['domain_auc']:.2f})",
+                         audit.with_site_check))
+    rows = []
+    for name, r in readings:
+        n = r.get("n_images", audit.n_images - len(audit.unreadable))
+        rows.append({"Reading": name, "Mistakes that carry a warning": share(r["wrong_warned"], r["n_wrong"]),
+                     "Correct answers that carry a warning": share(r["correct_warned"], n - r["n_wrong"]),
+                     "Wrong without a warning (of all answers)": share(r["silent_wrong"], n, 1)})
+    return pd.DataFrame(rows)
+
+
 def per_class_display(per_class: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     """The per-class table as shown (:func:`core.evaluation.metrics.per_class_table` in), and whether
     any figure is undefined (shown as a dash)."""

@@ -130,6 +130,35 @@ def test_robustness_stress_test_runs_from_the_page_and_is_cached(tiny_run, app_e
     assert not [b for b in again.button if b.key == "evaluate_robustness"]
 
 
+def test_the_warnings_are_counted_from_the_page(tiny_run, app_env):
+    from core.evaluation.eval_sets import EvalSet
+    from core.evaluation.evaluate import evaluate_run
+
+    run = add_run(tiny_run, app_env["models"])
+    result = evaluate_run(run, EvalSet("card_test"))
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert "Mistakes without a warning" in texts(at.subheader)
+    at.button(key="evaluate_audit").click().run()
+    assert not at.exception and not at.error
+    for _ in range(MAX_POLLS):  # a background job, polled like the stress test
+        tables = [d.value for d in at.dataframe if "Reading" in d.value.columns]
+        if tables or at.exception or at.error:
+            break
+        time.sleep(1.0)
+        at.run()
+    assert not at.exception and not at.error
+    (table,) = tables
+    assert table["Reading"].iloc[0] == "Slice by slice"
+    # "67% (2 of 3)" or "–" where nothing was wrong: a share with its count, never NaN or None.
+    for column in ("Mistakes that carry a warning", "Correct answers that carry a warning",
+                   "Wrong without a warning (of all answers)"):
+        assert all(re.fullmatch(r"\d+(\.\d)?% \(\d+ of \d+\)|–", v) for v in table[column]), table[column]
+    n = result.metrics["n_images"]
+    assert table["Wrong without a warning (of all answers)"].iloc[0].endswith(f"of {n})")
+    assert any(t.startswith(("Site check of these images together:", "The site check did not run:"))
+               for t in texts(at.caption))
+
+
 def test_testing_folder_shows_overlap_warning(tiny_run, app_env):
     from core.data.demo import demo_dir
     from core.evaluation.eval_sets import EvalSet
