@@ -25,7 +25,7 @@ from core.jobs import FINISHED, JobRegistry
 from core.models.runs import Run
 from core.reports import eval_charts as ec
 from core.reports.eval_report import html_report, metrics_json, predictions_csv
-from core.reports.eval_tables import robustness_display, warning_audit_table
+from core.reports.eval_tables import robustness_display, warning_audit_table, warnings_on_mistakes
 from core.safetext import escape_markdown
 from pages import _shared as sh
 
@@ -125,6 +125,8 @@ def warnings_section(run: Run, eval_set: EvalSet, result: EvaluationResult, set_
         return
     audit = job.result
     st.dataframe(warning_audit_table(audit), hide_index=True, width="stretch")
+    if (said := warnings_on_mistakes(audit.flags_on_wrong)) is not None:
+        st.caption(escape_markdown(said))
     if audit.site_check is None:
         st.caption(f"The site check did not run: {escape_markdown(audit.site_problem or '')}.")
     else:

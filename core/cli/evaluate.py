@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
 
 def print_warning_audit(audit: dict) -> None:
     """The warning audit in words: how many wrong answers carried a warning, and how many right ones did."""
+    from core.reports.eval_tables import warnings_on_mistakes
+
     def rates(r: dict) -> str:
         pct = lambda v: "n/a" if v is None else f"{v:.1%}"  # noqa: E731 - None when nothing was wrong (or right)
         return (f"{pct(r['wrong_warned'])} of the {r['n_wrong']} wrong answers carry a warning; "
@@ -123,8 +125,8 @@ def print_warning_audit(audit: dict) -> None:
         verdict = "told apart from the training images" if site["shift_detected"] else "not told apart"
         print(f"  site check of the whole set: {verdict} (AUC {site['domain_auc']:.2f} on {site['n_images']} images)")
         print(f"  as one batch: {rates(audit['with_site_check'])}")
-    if audit["flags_on_wrong"]:
-        print("  warnings on the wrong answers: " + ", ".join(f"{k} {v}" for k, v in audit["flags_on_wrong"].items()))
+    if (said := warnings_on_mistakes(audit["flags_on_wrong"])) is not None:
+        print(f"  {said}")
     for line in audit["unreadable"][:5]:
         print(f"  not analysed: {line}")
 

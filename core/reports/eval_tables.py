@@ -47,8 +47,19 @@ def warning_audit_table(audit) -> pd.DataFrame:
         n = r.get("n_images", audit.n_images - len(audit.unreadable))
         rows.append({"Reading": name, "Mistakes that carry a warning": share(r["wrong_warned"], r["n_wrong"]),
                      "Correct answers that carry a warning": share(r["correct_warned"], n - r["n_wrong"]),
-                     "Wrong without a warning (of all answers)": share(r["silent_wrong"], n, 1)})
+                     "Wrong and unwarned (of all answers)": share(r["silent_wrong"], n, 1)})
     return pd.DataFrame(rows)
+
+
+def warnings_on_mistakes(flags_on_wrong: dict[str, int]) -> str | None:
+    """Which warnings the wrong answers carried (``WarningAudit.flags_on_wrong``), in the words Predict & Explain's table uses (None: no mistake
+    was warned). A mistake may carry several, so the counts can add up to more than the mistakes."""
+    from core.reports.reading import FLAG_WORDS
+
+    if not flags_on_wrong:
+        return None
+    counts = ", ".join(f"{FLAG_WORDS.get(k, k)} {v}" for k, v in flags_on_wrong.items())
+    return f"Warnings on the mistakes: {counts} (a mistake may carry several)."
 
 
 def per_class_display(per_class: pd.DataFrame) -> tuple[pd.DataFrame, bool]:

@@ -117,3 +117,4 @@ def test_cli_evaluate_warnings(ensemble, capsys):
     assert main(["evaluate", "--model", ensemble.run_id, "--warnings"]) == 0
     text = capsys.readouterr().out
     assert "wrong answers carry a warning" in text and "wrong without a warning" in text
+

@@ -151,10 +151,10 @@ def test_the_warnings_are_counted_from_the_page(tiny_run, app_env):
     assert table["Reading"].iloc[0] == "Slice by slice"
     # "67% (2 of 3)" or "–" where nothing was wrong: a share with its count, never NaN or None.
     for column in ("Mistakes that carry a warning", "Correct answers that carry a warning",
-                   "Wrong without a warning (of all answers)"):
+                   "Wrong and unwarned (of all answers)"):
         assert all(re.fullmatch(r"\d+(\.\d)?% \(\d+ of \d+\)|–", v) for v in table[column]), table[column]
     n = result.metrics["n_images"]
-    assert table["Wrong without a warning (of all answers)"].iloc[0].endswith(f"of {n})")
+    assert table["Wrong and unwarned (of all answers)"].iloc[0].endswith(f"of {n})")
     assert any(t.startswith(("Site check of these images together:", "The site check did not run:"))
                for t in texts(at.caption))
 
