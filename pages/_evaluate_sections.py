@@ -98,6 +98,11 @@ def _job_progress(job: Any, was_running: bool, cancel_key: str, starting: str, w
     poll()
 
 
+def _step(job: Any, fraction: float, text: str) -> None:
+    job.check_cancelled()  # raises JobCancelled: the job ends as cancelled
+    job.update(progress=fraction, phase=text)
+
+
 def warnings_section(run: Run, eval_set: EvalSet, result: EvaluationResult, set_key: Any,
                      registry: JobRegistry) -> None:
     """How many wrong answers carry a warning, slice by slice and as one batch (with the site check)."""
@@ -119,7 +124,7 @@ def warnings_section(run: Run, eval_set: EvalSet, result: EvaluationResult, set_
                 with sh.shown_errors():
                     new = registry.submit("evaluate", f"Warnings of {run.run_id}",
                                           lambda j, r=run, es=eval_set, res=result: audit_evaluation(
-                                              r, es, res, lambda f, text: j.update(progress=f, phase=text)))
+                                              r, es, res, lambda f, text: _step(j, f, text)))
                     st.session_state[AUDIT_JOB_KEY] = (new.id, run.run_id, run.card.model_sha256, set_key)
                     st.rerun()
         return

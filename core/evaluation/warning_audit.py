@@ -26,6 +26,7 @@ from core.errors import WorkbenchError
 from core.inference.notices import MIN_IMAGES, SITE_SHIFT
 from core.inference.trust import warning_rates
 
+CHUNK = 128  # images predicted per step
 NOT_WARNINGS = frozenset({"near_duplicate"})  # flags said as notes, not as warnings
 
 
@@ -61,7 +62,8 @@ def audit_warnings(run, files: Sequence[Path], labels: Sequence[str], overlappin
     """Predict ``files`` (true classes ``labels``) as uploads would be and count the warnings.
 
     ``overlapping``: per file, whether it is a near-copy of a training image (the leakage-free figures leave
-    those out); None: no leakage-free figures.
+    those out); None: no leakage-free figures. ``progress(fraction, text)`` is called between steps (a job's
+    callback may raise JobCancelled there).
 
     Raises:
         WorkbenchError: the model cannot be loaded, or no file could be analysed.
@@ -75,14 +77,18 @@ def audit_warnings(run, files: Sequence[Path], labels: Sequence[str], overlappin
     note = progress or (lambda *_: None)
     if len(files) != len(labels) or (overlapping is not None and len(overlapping) != len(files)):
         raise WorkbenchError("every evaluated image needs its true class", "warning audit")
-    note(0.05, f"Predicting {len(files):,} images as uploads")
     items = []
     for f in files:
         try:
             items.append((str(f), read_regular_file(str(f), str(f), MAX_FILE_BYTES)))
         except WorkbenchError:
             items.append((str(f), b""))  # predict_files rejects an empty file with its own words
-    results = predict_files(load_predictor(str(run.path)), items)
+    predictor = load_predictor(str(run.path))
+    results = []
+    for start in range(0, len(items), CHUNK):  # in chunks, so progress shows and a cancel is heard between them
+        note(0.05 + 0.75 * start / len(items), f"Predicting images {start + 1:,}-{min(start + CHUNK, len(items)):,} "
+                                              f"of {len(items):,} as uploads")
+        results += predict_files(predictor, items[start:start + CHUNK])
     ok = np.array([r.error is None for r in results])
     unreadable = [f"{r.file}: {r.error}" for r in results if r.error is not None]
     if not ok.any():

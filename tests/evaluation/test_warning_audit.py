@@ -118,3 +118,23 @@ def test_cli_evaluate_warnings(ensemble, capsys):
     text = capsys.readouterr().out
     assert "wrong answers carry a warning" in text and "wrong without a warning" in text
 
+
+
+def test_a_cancel_between_steps_stops_the_audit(ensemble, demo_root, monkeypatch):
+    import core.inference.predict as predict_module
+    from core.evaluation.warning_audit import audit_warnings
+    from core.jobs import JobCancelled
+
+    files, labels = _labelled(demo_root / "Testing")
+    calls = []
+    monkeypatch.setattr("core.evaluation.warning_audit.CHUNK", 8)  # several steps even on the tiny set
+    real = predict_module.predict_files
+    monkeypatch.setattr(predict_module, "predict_files", lambda p, items, **kw: calls.append(len(items)) or real(p, items, **kw))
+
+    def cancel_on_second_step(fraction, text):
+        if fraction > 0.05:
+            raise JobCancelled()
+
+    with pytest.raises(JobCancelled):
+        audit_warnings(ensemble, files[:24], labels[:24], progress=cancel_on_second_step)
+    assert calls == [8]  # one chunk predicted, then the cancel was heard
