@@ -16,7 +16,7 @@ import pandas as pd
 from core.evaluation.cache import ROBUSTNESS_VERSION
 from core.models.card_validation import finite_number
 
-STRESS, LOCALISATION = "stress", "localisation"  # keys inside a card's evaluation entry
+STRESS, LOCALISATION, WARNINGS = "stress", "localisation", "warnings"  # keys inside a card's evaluation entry
 
 
 def stress_summary(table: pd.DataFrame) -> dict[str, Any]:
@@ -38,6 +38,14 @@ def stress_summary(table: pd.DataFrame) -> dict[str, Any]:
 def localisation_summary(block: dict[str, Any]) -> dict[str, Any]:
     """The localisation block's headline (:func:`core.evaluation.localisation.evaluate_localisation`)."""
     return {key: block.get(key) for key in ("pointing_game", "heat_in_box_ratio", "n_images", "method")}
+
+
+def warnings_summary(per_slice: dict[str, Any], n_images: int) -> dict[str, Any]:
+    """The warning audit's headline, slice by slice (what a single upload gets): shares of mistakes and of correct
+    answers warned, and of all answers wrong without a warning (:class:`core.evaluation.warning_audit.WarningAudit`)."""
+    return {"n_images": int(n_images), "n_wrong": int(per_slice["n_wrong"]),
+            **{k: None if per_slice.get(k) is None else round(float(per_slice[k]), 6)
+               for k in ("wrong_warned", "correct_warned", "silent_wrong")}}
 
 
 def store_evidence(run, eval_kind: str, fingerprint: str, key: str, value: dict[str, Any]) -> None:
@@ -83,4 +91,11 @@ def evidence_lines(held_out: dict[str, Any]) -> dict[str, str]:
         out["Heat map on the tumour (held-out test)"] = (
             f"its strongest point falls inside the tumour's box on {loc['pointing_game']:.0%} of {loc['n_images']} "
             f"slices with a known box ({loc.get('method') or 'heat map'})")
+    warned = held_out.get(WARNINGS)
+    if isinstance(warned, dict) and finite_number(warned.get("silent_wrong")) and warned.get("n_images"):
+        mistakes = (f"{warned['wrong_warned']:.0%} of its {warned['n_wrong']} mistakes carried a warning"
+                    if finite_number(warned.get("wrong_warned")) else "it made no mistake")
+        out["Mistakes without a warning (held-out test)"] = (
+            f"{warned['silent_wrong']:.1%} of {warned['n_images']} answers were wrong without a warning; {mistakes}, "
+            f"and {warned.get('correct_warned') or 0:.0%} of correct answers did (each slice on its own)")
     return out

@@ -126,14 +126,20 @@ def audit_warnings(run, files: Sequence[Path], labels: Sequence[str], overlappin
 
 def audit_evaluation(run, eval_set, result, progress: Callable[[float, str], None] | None = None) -> WarningAudit:
     """:func:`audit_warnings` on the images of an evaluation (``result``: :class:`EvaluationResult` of ``run`` on
-    ``eval_set``), with leakage-free figures beside the others.
+    ``eval_set``), with leakage-free figures beside the others; the slice-by-slice headline is kept on the card
+    beside that evaluation's accuracy (:func:`core.evaluation.evidence.store_evidence`).
 
     Raises:
         WorkbenchError: the evaluated images are no longer where they were, or none can be analysed.
     """
     from core.evaluation.eval_sets import open_eval_dataset
+    from core.evaluation.evidence import WARNINGS, store_evidence, warnings_summary
 
     ds = open_eval_dataset(run, eval_set)
     table = result.predictions
-    return audit_warnings(run, [ds.abspath(f) for f in table["file"]], table["true"].tolist(),
-                          table["overlap"].astype(bool).tolist(), progress)
+    audit = audit_warnings(run, [ds.abspath(f) for f in table["file"]], table["true"].tolist(),
+                           table["overlap"].astype(bool).tolist(), progress)
+    # Beside the card's accuracy for this set, so the Predict page's model box and the case report say it too.
+    store_evidence(run, result.eval_kind, result.dataset_fingerprint, WARNINGS,
+                   warnings_summary(audit.per_slice, audit.n_images - len(audit.unreadable)))
+    return audit

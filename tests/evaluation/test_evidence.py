@@ -10,10 +10,12 @@ import pytest
 from core.evaluation.evidence import (
     LOCALISATION,
     STRESS,
+    WARNINGS,
     evidence_lines,
     localisation_summary,
     store_evidence,
     stress_summary,
+    warnings_summary,
 )
 
 
@@ -43,6 +45,17 @@ def test_evidence_lines_only_for_what_was_measured():
     # Damaged or empty entries say nothing rather than something wrong.
     assert evidence_lines({STRESS: {"worst_change_pt": math.nan}, LOCALISATION: {"pointing_game": 0.5,
                                                                                  "n_images": 0}}) == {}
+
+
+def test_the_warning_line_says_how_many_answers_were_wrong_and_silent():
+    per_slice = {"wrong_warned": 18 / 27, "correct_warned": 27 / 831, "n_wrong": 27, "silent_wrong": 9 / 858}
+    line = evidence_lines({WARNINGS: warnings_summary(per_slice, 858)})["Mistakes without a warning (held-out test)"]
+    # 9 of 858 is 1.049 %: stored finely enough that the line does not round it twice into 1.1 %
+    assert line == ("1.0% of 858 answers were wrong without a warning; 67% of its 27 mistakes carried a warning, "
+                    "and 3% of correct answers did (each slice on its own)")
+    perfect = warnings_summary({"wrong_warned": None, "correct_warned": 0.02, "n_wrong": 0, "silent_wrong": 0.0}, 50)
+    assert "it made no mistake" in evidence_lines({WARNINGS: perfect})["Mistakes without a warning (held-out test)"]
+    assert evidence_lines({WARNINGS: {"silent_wrong": math.nan, "n_images": 5}}) == {}  # damaged: nothing said
 
 
 def test_localisation_summary_keeps_the_headline_only():

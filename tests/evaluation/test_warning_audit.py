@@ -114,6 +114,11 @@ def test_cli_evaluate_warnings(ensemble, capsys):
     audit = out["warnings"]
     assert audit["n_images"] == out["n_images"]
     assert audit["accuracy"] == pytest.approx(out["accuracy"])  # the upload path answers as the evaluation did
+    from core.models.runs import resolve_run
+
+    kept = resolve_run(ensemble.run_id).card.evaluation["warnings"]  # beside the held-out accuracy, for the model box
+    assert kept["n_images"] == audit["n_images"] and kept["silent_wrong"] == pytest.approx(
+        audit["per_slice"]["silent_wrong"], abs=1e-6)
     assert main(["evaluate", "--model", ensemble.run_id, "--warnings"]) == 0
     text = capsys.readouterr().out
     assert "wrong answers carry a warning" in text and "wrong without a warning" in text
