@@ -1,10 +1,10 @@
 """What a run's held-out evaluation says beyond in-source accuracy, kept on its card for the model box.
 
 In-source accuracy alone hides shortcut learning: a model that reads a collection's style scores well at
-home and fails on another scanner. So when the stress test (simulated acquisition and source shifts) or
-the heat maps' localisation against tumour boxes is measured on an evaluation set, its headline goes
-into that set's entry on the card, beside the accuracy, and the Predict page's model box and the case
-report show the three together.
+home and fails on another scanner, and accuracy says nothing of the mistakes made without a warning. So
+when the stress test (simulated acquisition and source shifts), the heat maps' localisation against tumour
+boxes or the warning audit is measured on an evaluation set, its headline goes into that set's entry on
+the card, beside the accuracy, and the Predict page's model box and the case report show them together.
 """
 
 from __future__ import annotations
