@@ -117,7 +117,7 @@ def audit_warnings(run, files: Sequence[Path], labels: Sequence[str], overlappin
             site = {"shift_detected": check.shift_detected, "domain_auc": check.domain_auc,
                     "auc_interval": list(check.auc_interval) if check.auc_interval else None,
                     "n_images": check.n_images, "advice": check.advice, "reference": check.reference}
-            if check.shift_detected:
+            if check.shift_detected and (~correct).any():
                 flags[SITE_SHIFT] = int((~correct).sum())
     note(1.0, "Done")
     return WarningAudit(len(files), float(correct.mean()), warning_rates(alone, correct), after, site, problem, free,
