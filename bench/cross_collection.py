@@ -1,0 +1,153 @@
+"""Another collection, not a simulated shift: train without the figshare slices, meet them as a new site.
+
+``python -m bench.cross_collection prepare --out DIR`` splits the dataset by collection;
+``python -m bench.cross_collection train --out DIR --like RUN [--seed N]`` trains RUN's recipe on
+what is left (``WORKBENCH_MODELS_DIR`` says where it is registered). Everything after that is the
+workbench's own commands on ``DIR/figshare``: ``evaluate --data … --warnings``, ``site-check``,
+``adapt`` (bench/RESULTS.md section 24 lists them with their figures).
+
+The dataset merges three public collections. ``tumour_boxes.csv`` lists the slices that were matched
+to the figshare collection (Cheng et al.: T1 contrast-enhanced slices from two hospitals in China),
+1,513 of them (meningioma 650, pituitary 742, glioma 121). Those, with every exact or near duplicate of
+any of them (near-duplicate groups kept whole, so no copy of a held-out slice is trained on), are the
+held-out "site"; the rest (SARTAJ and Br35H, and figshare slices that no box matched) are the
+training collection. Every simulated site so far was the model's own slices with a change applied;
+this one was scanned, exported and selected by other people.
+
+What it is not: a clean split by source. Figshare slices without a box stay in the training part
+(the boxes cover most, not all, of figshare's meningiomas and pituitary tumours, and few of its
+gliomas), and the held-out collection has no "no tumour" slices (figshare has none). So the trained
+model has seen some of figshare's style, and the site's class mix differs from the training mix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from bench.common import DEFAULT_DATA
+
+BOXES = "tumour_boxes.csv"
+HELD_OUT, REST = "figshare", "rest"
+LABELLED, UNSEEN = "site_labelled", "site_unseen"
+
+
+def held_out_paths(readable, boxed: set[str]) -> set[str]:
+    """The boxed slices' paths and every path that shares an exact or near-duplicate group with one.
+
+    ``readable``: a scan's readable files (columns path, exact_group, near_group; -1 = no group).
+    """
+    held = set(boxed) & set(readable["path"])
+    for column in ("exact_group", "near_group"):
+        groups = set(readable.loc[readable["path"].isin(held) & (readable[column] >= 0), column])
+        held |= set(readable.loc[readable[column].isin(groups), "path"])
+    return held
+
+
+def prepare(data: Path, out: Path) -> dict:
+    """Copy the dataset into ``out/figshare/<class>/`` and ``out/rest/<class>/`` (see the module)."""
+    import pandas as pd
+
+    from core.data.datasets import open_folder
+    from core.data.scan import scan_dataset
+
+    ds = open_folder(data)
+    report = scan_dataset(ds)
+    readable = report.readable
+    boxed = set(pd.read_csv(data / BOXES)["file"])
+    held = held_out_paths(readable, boxed)
+    counts: dict[str, dict[str, int]] = {HELD_OUT: {}, REST: {}}
+    for path, label in zip(readable["path"], readable["label"]):
+        part = HELD_OUT if path in held else REST
+        target = out / part / label / Path(path).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ds.root / path, target)
+        counts[part][label] = counts[part].get(label, 0) + 1
+    summary = {"data": str(data), "boxed": len(boxed), "held_out": len(held),
+               "added_as_duplicates": len(held) - len(boxed & held), "counts": counts,
+               "unreadable": len(report.unreadable())}
+    (out / "split.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def site_split(out: Path, per_class: int) -> dict:
+    """Split ``out/figshare`` into a labelled part for adaptation (``out/site_labelled``) and the part the
+    adapted model is scored on (``out/site_unseen``).
+
+    The labelled part is the first ``per_class`` files of each class by name: neighbouring file numbers
+    are often one patient's neighbouring slices (bench section 23), so a block of numbers keeps most of a
+    patient on one side, where a random draw would put the same patient on both.
+    """
+    counts: dict[str, dict[str, int]] = {LABELLED: {}, UNSEEN: {}}
+    for folder in sorted(p for p in (out / HELD_OUT).iterdir() if p.is_dir()):
+        for i, f in enumerate(sorted(folder.iterdir())):
+            part = LABELLED if i < per_class else UNSEEN
+            target = out / part / folder.name / f.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+            counts[part][folder.name] = counts[part].get(folder.name, 0) + 1
+    return counts
+
+
+def train(out: Path, like: str, seed: int | None) -> str:
+    """Train run ``like``'s recipe (its card's train_config) on ``out/rest``; returns the new run id."""
+    from core.config import DataConfig
+    from core.data.datasets import open_folder
+    from core.data.scan import scan_dataset
+    from core.evaluation.site_reference import keep_after_training
+    from core.jobs import FINISHED, job_registry
+    from core.models.runs import resolve_run
+    from core.paths import models_dir
+    from core.training.config import TrainConfig
+    from core.training.train import train_model
+
+    parent = resolve_run(like, root=Path(models_dir()))
+    overrides = {"seed": seed} if seed is not None else {}
+    cfg = TrainConfig.from_card(parent.card, **overrides)
+    data_cfg = DataConfig.from_dict(parent.card.data.get("data_config"))
+    ds = open_folder(out / REST)
+    report = scan_dataset(ds, threshold=data_cfg.near_dup_threshold)
+    job = job_registry().submit("train", f"{like}'s recipe on {ds.name}",
+                                lambda j: keep_after_training(train_model(ds, report, cfg, j, data_cfg), j))
+    seen = 0
+    while True:  # the training log as it comes, as `python -m core train` prints it
+        snap = job.snapshot()
+        for line in snap.log[seen:]:
+            print(line, file=sys.stderr, flush=True)
+        seen = len(snap.log)
+        if snap.status in FINISHED:
+            break
+        time.sleep(1.0)
+    if snap.status != "done":
+        raise SystemExit(f"training {snap.status}: {snap.error}")
+    return snap.result.run_id
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="split the dataset by collection into two folders")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--out", type=Path, required=True)
+    s = sub.add_parser("site-split", help="split the held-out collection into labelled cases and unseen ones")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--per-class", type=int, default=40)
+    t = sub.add_parser("train", help="train a registered run's recipe on the training collection")
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--like", required=True, help="run id whose train_config is used")
+    t.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args()
+    if args.command == "prepare":
+        print(json.dumps(prepare(args.data, args.out), indent=2))
+    elif args.command == "site-split":
+        print(json.dumps(site_split(args.out, args.per_class), indent=2))
+    else:
+        print(train(args.out, args.like, args.seed))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""bench.cross_collection: the boxed collection and its duplicates are held out whole (no model)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from bench import cross_collection
+
+
+def _tree(root: Path, class_tree) -> Path:
+    data = root / "data"
+    class_tree(data, {f"Training/{c}": 3 for c in ("glioma", "meningioma", "notumor")}, seed=3)
+    # a byte-identical copy of a boxed slice under another name: must follow it to the held-out side
+    shutil.copyfile(data / "Training/glioma/img_000.png", data / "Training/glioma/copy_of_000.png")
+    (data / cross_collection.BOXES).write_text(
+        "file,class,x0,y0,x1,y1\n"
+        "Training/glioma/img_000.png,glioma,0.1,0.1,0.5,0.5\n"
+        "Training/meningioma/img_001.png,meningioma,0.2,0.2,0.6,0.6\n"
+        "Training/pituitary/not_in_the_folder.png,pituitary,0.2,0.2,0.6,0.6\n")
+    return data
+
+
+def test_boxed_slices_and_their_copies_are_held_out_and_nothing_else(tmp_path, class_tree):
+    data = _tree(tmp_path, class_tree)
+    out = tmp_path / "split"
+    summary = cross_collection.prepare(data, out)
+    held = sorted(p.relative_to(out / cross_collection.HELD_OUT).as_posix()
+                  for p in (out / cross_collection.HELD_OUT).rglob("*.png"))
+    assert held == ["glioma/copy_of_000.png", "glioma/img_000.png", "meningioma/img_001.png"]
+    rest = {p.relative_to(out / cross_collection.REST).as_posix() for p in (out / cross_collection.REST).rglob("*.png")}
+    assert len(rest) == 7 and not rest & set(held)  # every file lands on exactly one side
+    assert summary["held_out"] == 3 and summary["added_as_duplicates"] == 1
+    assert summary["counts"] == {"figshare": {"glioma": 2, "meningioma": 1},
+                                 "rest": {"glioma": 2, "meningioma": 2, "notumor": 3}}
+    assert json.loads((out / "split.json").read_text())["counts"] == summary["counts"]
+    # the copies are byte for byte the originals
+    assert (out / "figshare/glioma/img_000.png").read_bytes() == (data / "Training/glioma/img_000.png").read_bytes()
+
+
+def test_the_site_split_takes_the_first_files_of_each_class_as_labelled_cases(tmp_path, class_tree):
+    out = tmp_path / "split"
+    class_tree(out / cross_collection.HELD_OUT, {"glioma": 3, "meningioma": 5})
+    counts = cross_collection.site_split(out, per_class=2)
+    assert counts == {"site_labelled": {"glioma": 2, "meningioma": 2}, "site_unseen": {"glioma": 1, "meningioma": 3}}
+    assert sorted(p.name for p in (out / "site_labelled/meningioma").iterdir()) == ["img_000.png", "img_001.png"]
+    assert sorted(p.name for p in (out / "site_unseen/meningioma").iterdir()) == ["img_002.png", "img_003.png",
+                                                                                  "img_004.png"]
