@@ -32,7 +32,14 @@ from pathlib import Path
 from bench.common import DEFAULT_DATA
 
 BOXES = "tumour_boxes.csv"
-HELD_OUT, REST = "figshare", "rest"
+REST = "rest"
+FIGSHARE, UNBOXED = "figshare", "unboxed"
+HOLDS = {
+    FIGSHARE: "the figshare collection: the boxed slices and their duplicates",
+    UNBOXED: "the meningioma and pituitary slices no box matched (the other collections' tumours of those "
+             "classes), trained on the figshare ones of the same classes",
+}
+UNBOXED_CLASSES = ("meningioma", "pituitary")
 LABELLED, UNSEEN = "site_labelled", "site_unseen"
 
 
@@ -48,8 +55,18 @@ def held_out_paths(readable, boxed: set[str]) -> set[str]:
     return held
 
 
-def prepare(data: Path, out: Path) -> dict:
-    """Copy the dataset into ``out/figshare/<class>/`` and ``out/rest/<class>/`` (see the module)."""
+def held_out_set(readable, boxed: set[str], hold: str) -> set[str]:
+    """The paths ``hold`` (a key of :data:`HOLDS`) keeps out of training."""
+    figshare = held_out_paths(readable, boxed)
+    if hold == FIGSHARE:
+        return figshare
+    if hold == UNBOXED:  # the complement of a set closed under duplicate groups is closed too
+        return set(readable.loc[readable["label"].isin(UNBOXED_CLASSES), "path"]) - figshare
+    raise ValueError(f"unknown hold {hold!r}: one of {', '.join(HOLDS)}")
+
+
+def prepare(data: Path, out: Path, hold: str = FIGSHARE) -> dict:
+    """Copy the dataset into ``out/<hold>/<class>/`` (held out) and ``out/rest/<class>/`` (trained on)."""
     import pandas as pd
 
     from core.data.datasets import open_folder
@@ -59,23 +76,24 @@ def prepare(data: Path, out: Path) -> dict:
     report = scan_dataset(ds)
     readable = report.readable
     boxed = set(pd.read_csv(data / BOXES)["file"])
-    held = held_out_paths(readable, boxed)
-    counts: dict[str, dict[str, int]] = {HELD_OUT: {}, REST: {}}
+    held = held_out_set(readable, boxed, hold)
+    counts: dict[str, dict[str, int]] = {hold: {}, REST: {}}
     for path, label in zip(readable["path"], readable["label"]):
-        part = HELD_OUT if path in held else REST
+        part = hold if path in held else REST
         target = out / part / label / Path(path).name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ds.root / path, target)
         counts[part][label] = counts[part].get(label, 0) + 1
-    summary = {"data": str(data), "boxed": len(boxed), "held_out": len(held),
-               "added_as_duplicates": len(held) - len(boxed & held), "counts": counts,
+    summary = {"data": str(data), "hold": hold, "held_out_is": HOLDS[hold], "boxed": len(boxed),
+               "held_out": len(held),
+               "added_as_duplicates": len(held - boxed) if hold == FIGSHARE else None, "counts": counts,
                "unreadable": len(report.unreadable())}
     (out / "split.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def site_split(out: Path, per_class: int) -> dict:
-    """Split ``out/figshare`` into a labelled part for adaptation (``out/site_labelled``) and the part the
+def site_split(out: Path, per_class: int, hold: str = FIGSHARE) -> dict:
+    """Split the held-out ``out/<hold>`` into a labelled part for adaptation (``out/site_labelled``) and the part the
     adapted model is scored on (``out/site_unseen``).
 
     The labelled part is the first ``per_class`` files of each class by name: neighbouring file numbers
@@ -83,7 +101,7 @@ def site_split(out: Path, per_class: int) -> dict:
     patient on one side, where a random draw would put the same patient on both.
     """
     counts: dict[str, dict[str, int]] = {LABELLED: {}, UNSEEN: {}}
-    for folder in sorted(p for p in (out / HELD_OUT).iterdir() if p.is_dir()):
+    for folder in sorted(p for p in (out / hold).iterdir() if p.is_dir()):
         for i, f in enumerate(sorted(folder.iterdir())):
             part = LABELLED if i < per_class else UNSEEN
             target = out / part / folder.name / f.name
@@ -133,18 +151,21 @@ def main() -> None:
     p = sub.add_parser("prepare", help="split the dataset by collection into two folders")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--hold", choices=list(HOLDS), default=FIGSHARE,
+                   help="; ".join(f"{k}: {v}" for k, v in HOLDS.items()))
     s = sub.add_parser("site-split", help="split the held-out collection into labelled cases and unseen ones")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--per-class", type=int, default=40)
+    s.add_argument("--hold", choices=list(HOLDS), default=FIGSHARE)
     t = sub.add_parser("train", help="train a registered run's recipe on the training collection")
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--like", required=True, help="run id whose train_config is used")
     t.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
     if args.command == "prepare":
-        print(json.dumps(prepare(args.data, args.out), indent=2))
+        print(json.dumps(prepare(args.data, args.out, args.hold), indent=2))
     elif args.command == "site-split":
-        print(json.dumps(site_split(args.out, args.per_class), indent=2))
+        print(json.dumps(site_split(args.out, args.per_class, args.hold), indent=2))
     else:
         print(train(args.out, args.like, args.seed))
 

@@ -26,8 +26,8 @@ def test_boxed_slices_and_their_copies_are_held_out_and_nothing_else(tmp_path, c
     data = _tree(tmp_path, class_tree)
     out = tmp_path / "split"
     summary = cross_collection.prepare(data, out)
-    held = sorted(p.relative_to(out / cross_collection.HELD_OUT).as_posix()
-                  for p in (out / cross_collection.HELD_OUT).rglob("*.png"))
+    held = sorted(p.relative_to(out / cross_collection.FIGSHARE).as_posix()
+                  for p in (out / cross_collection.FIGSHARE).rglob("*.png"))
     assert held == ["glioma/copy_of_000.png", "glioma/img_000.png", "meningioma/img_001.png"]
     rest = {p.relative_to(out / cross_collection.REST).as_posix() for p in (out / cross_collection.REST).rglob("*.png")}
     assert len(rest) == 7 and not rest & set(held)  # every file lands on exactly one side
@@ -41,9 +41,20 @@ def test_boxed_slices_and_their_copies_are_held_out_and_nothing_else(tmp_path, c
 
 def test_the_site_split_takes_the_first_files_of_each_class_as_labelled_cases(tmp_path, class_tree):
     out = tmp_path / "split"
-    class_tree(out / cross_collection.HELD_OUT, {"glioma": 3, "meningioma": 5})
+    class_tree(out / cross_collection.FIGSHARE, {"glioma": 3, "meningioma": 5})
     counts = cross_collection.site_split(out, per_class=2)
     assert counts == {"site_labelled": {"glioma": 2, "meningioma": 2}, "site_unseen": {"glioma": 1, "meningioma": 3}}
     assert sorted(p.name for p in (out / "site_labelled/meningioma").iterdir()) == ["img_000.png", "img_001.png"]
     assert sorted(p.name for p in (out / "site_unseen/meningioma").iterdir()) == ["img_002.png", "img_003.png",
                                                                                   "img_004.png"]
+
+
+def test_the_reverse_hold_keeps_out_the_unboxed_tumours_of_the_boxed_classes_only(tmp_path, class_tree):
+    data = _tree(tmp_path, class_tree)
+    out = tmp_path / "split"
+    summary = cross_collection.prepare(data, out, hold=cross_collection.UNBOXED)
+    held = sorted(p.relative_to(out / "unboxed").as_posix() for p in (out / "unboxed").rglob("*.png"))
+    assert held == ["meningioma/img_000.png", "meningioma/img_002.png"]  # img_001 is boxed; no pituitary here
+    assert summary["counts"]["rest"] == {"glioma": 4, "meningioma": 1, "notumor": 3}
+    # the boxed glioma's copy is trained on with it, never held out apart from it
+    assert (out / "rest/glioma/copy_of_000.png").exists() and (out / "rest/glioma/img_000.png").exists()
