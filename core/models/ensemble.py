@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,20 @@ def _entry(r: Run) -> dict[str, Any]:
             "tta": r.card.tta}
 
 
+def union_of_hashes(lists: Iterable[Sequence[str]]) -> list[str]:
+    """The union of the models' training hashes as a multiset: each hash as often as the model that
+    lists it most often lists it, in first-seen order.
+
+    Why not a set: a dataset's exact copies are listed once per copy in a model's card, and the
+    "dataset changed since training" check counts hashes. With a set, the default ensemble's own
+    untouched folder read as "187 images added" (its training split holds 187 extra copies).
+    """
+    union: Counter[str] = Counter()
+    for hashes in lists:
+        union |= Counter(hashes)  # the larger count of each hash
+    return list(union.elements())
+
+
 def ensemble_card(runs: Sequence[Run], run_id: str, title: str | None = None,
                   sentinels: Sequence[Run] = ()) -> ModelCard:
     """The card of an ensemble of ``runs`` (checked members) and ``sentinels``, before its warnings are fitted.
@@ -209,10 +224,7 @@ def ensemble_card(runs: Sequence[Run], run_id: str, title: str | None = None,
     same = [r for r in sentinels if _root(r) == _root(first)]
     data["val_files"] = _common_files([*runs, *same], "val_files")
     data["test_files"] = _common_files([*runs, *same], "test_files")
-    hashes: list[str] = []
-    for r in every:
-        hashes.extend(h for h in r.card.data.get("train_hashes") or [] if h not in hashes)
-    data["train_hashes"] = hashes
+    data["train_hashes"] = union_of_hashes(r.card.data.get("train_hashes") or [] for r in every)
     data["synthetic"] = any(r.synthetic for r in every)
     watch = ("; sentinels (warn only, never vote): " + "; ".join(_member_label(r) for r in sentinels)) \
         if sentinels else ""

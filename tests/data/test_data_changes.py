@@ -82,3 +82,20 @@ def test_sentence_wording() -> None:
     assert DataChanges(added=2, removed=1).sentence() == "2 images added and 1 removed"
     assert DataChanges().sentence() == "no image changed"
     assert DataChanges(re_encoded=True).changed
+
+
+def test_an_ensembles_union_of_training_hashes_keeps_each_copy(copy: Path) -> None:
+    """The default ensemble's own folder read as "187 images added": its card's union of the members'
+    training hashes was a set, and the dataset's exact copies are counted once per copy."""
+    from core.models.ensemble import union_of_hashes
+
+    twin = _a_train_image(copy, _card_data(copy))
+    shutil.copyfile(twin, twin.with_name("exact_copy_" + twin.name))  # a dataset with an exact copy
+    card = _card_data(copy)
+    assert len(set(card["train_hashes"])) < len(card["train_hashes"])
+    one_less = [h for h in card["train_hashes"] if h != card["train_hashes"][0]]  # a member that lacks one
+    union = {**card, "content_digest": None,  # an ensemble card keeps no digest
+             "train_hashes": union_of_hashes([card["train_hashes"], one_less, card["train_hashes"]])}
+    assert sorted(union["train_hashes"]) == sorted(card["train_hashes"])
+    assert dataset_changes(union, _readable(copy)) == DataChanges()
+    assert union_of_hashes([["a", "b"], ["b", "b", "c"]]) == ["a", "b", "b", "c"]
