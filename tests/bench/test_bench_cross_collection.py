@@ -39,14 +39,20 @@ def test_boxed_slices_and_their_copies_are_held_out_and_nothing_else(tmp_path, c
     assert (out / "figshare/glioma/img_000.png").read_bytes() == (data / "Training/glioma/img_000.png").read_bytes()
 
 
-def test_the_site_split_takes_the_first_files_of_each_class_as_labelled_cases(tmp_path, class_tree):
+def test_the_site_split_draws_blocks_of_neighbouring_files_and_puts_every_file_on_one_side(tmp_path, class_tree):
     out = tmp_path / "split"
-    class_tree(out / cross_collection.FIGSHARE, {"glioma": 3, "meningioma": 5})
-    counts = cross_collection.site_split(out, per_class=2)
-    assert counts == {"site_labelled": {"glioma": 2, "meningioma": 2}, "site_unseen": {"glioma": 1, "meningioma": 3}}
-    assert sorted(p.name for p in (out / "site_labelled/meningioma").iterdir()) == ["img_000.png", "img_001.png"]
-    assert sorted(p.name for p in (out / "site_unseen/meningioma").iterdir()) == ["img_002.png", "img_003.png",
-                                                                                  "img_004.png"]
+    class_tree(out / cross_collection.FIGSHARE, {"glioma": 3, "meningioma": 23})
+    counts = cross_collection.site_split(out, per_class=10, block=5, seed=1)
+    assert counts == {"site_labelled": {"glioma": 3, "meningioma": 10},
+                      "site_labelled_unseen": {"meningioma": 13}}
+    labelled = sorted(int(p.stem[4:]) for p in (out / "site_labelled/meningioma").iterdir())
+    unseen = sorted(int(p.stem[4:]) for p in (out / "site_labelled_unseen/meningioma").iterdir())
+    assert sorted(labelled + unseen) == list(range(23))
+    blocks = {n // 5: [m for m in range(n // 5 * 5, min(n // 5 * 5 + 5, 23))] for n in labelled}
+    partly = [b for b, members in blocks.items() if not set(members) <= set(labelled)]
+    assert len(partly) <= 1  # whole blocks of neighbours, but for the one that tops the count up
+    again = cross_collection.site_split(out, per_class=10, block=5, seed=2, name="other")
+    assert again["other"] == counts["site_labelled"]
 
 
 def test_the_reverse_hold_keeps_out_the_unboxed_tumours_of_the_boxed_classes_only(tmp_path, class_tree):
