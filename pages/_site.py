@@ -192,6 +192,11 @@ def _adapt_job(registry, job_id: str, was_running: bool) -> None:
             st.success(f"Saved as {result.run.run_id} ({escape_markdown(result.run.adapted_note())}){members}.",
                        icon=":material/check_circle:")
             st.dataframe(before_after_frame(result.to_json()), hide_index=True, width="stretch")
+            for note in result.kept:  # which weights were kept, and why (the parent's, recalibrated, when no epoch helped)
+                st.caption(escape_markdown(note[0].upper() + note[1:]) if note else "")
+            verdict = result.to_json()["verdict"]
+            show = {"adapted": st.success, "original": st.warning}.get(verdict["use"], st.info)
+            show(escape_markdown(verdict["text"]), icon=":material/balance:")
         elif snap.status == FAILED:
             st.error(f"Adaptation failed: {escape_markdown(snap.error)}", icon=":material/error:")
         elif snap.status == CANCELLED:

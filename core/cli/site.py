@@ -132,4 +132,8 @@ def print_adapt(out: dict) -> None:
         n = out["after"][f"{part}_n"]
         fmt = lambda v: f"{v:10.1%}" if v is not None else f"{'n/a':>10s}"  # noqa: E731
         print(f"{title + f' ({n})':24s}{fmt(b)}{fmt(a)}")
+    for note in out.get("kept") or []:  # which weights were kept, and why
+        print(f"  {note}")
+    if out.get("verdict"):
+        print(out["verdict"]["text"])
     sys.stdout.flush()

@@ -55,7 +55,8 @@ def compare_scores(probs: np.ndarray, labels: np.ndarray, n_classes: int, covera
     for key in SCORES:
         s = label_scores(probs, key)
         true = s[np.arange(len(y)), y]
-        sizes, covered, per_class = [], [], []
+        sizes, covered = [], []
+        hits, counts = np.zeros(n_classes), np.zeros(n_classes)  # per class, pooled over the splits
         for calib in masks:
             q = np.array([conformal_quantile(np.sort(true[calib & (y == k)]), coverage) for k in range(n_classes)])
             test = ~calib
@@ -63,9 +64,11 @@ def compare_scores(probs: np.ndarray, labels: np.ndarray, n_classes: int, covera
             hit = member[np.arange(test.sum()), y[test]]
             sizes.append(member.sum(axis=1).mean())
             covered.append(hit.mean())
-            per_class.append([hit[y[test] == k].mean() for k in range(n_classes)])
+            hits += np.bincount(y[test], weights=hit, minlength=n_classes)[:n_classes]
+            counts += np.bincount(y[test], minlength=n_classes)[:n_classes]
+        seen = counts > 0  # a site may hold only some of the classes: the others have no coverage to report
         out[key] = {"mean_set_size": float(np.mean(sizes)), "coverage": float(np.mean(covered)),
-                    "min_class_coverage": float(np.min(np.mean(per_class, axis=0)))}
+                    "min_class_coverage": float((hits[seen] / counts[seen]).min()) if seen.any() else float("nan")}
     return out
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from core.errors import WorkbenchError
 from core.jobs import Job, JobCancelled
 from core.training.adapt_data import site_weights, source_test, source_test_files  # noqa: F401 (public here too)
+from core.training.adapt_verdict import adaptation_verdict
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class AdaptConfig:
     seed: int = 1
     source_check: int = 400  # parent validation images scored each epoch (0: no forgetting guard)
     max_source_drop: float = 0.005  # the epoch kept may lose at most this much accuracy on them
+    max_class_drop: float = 0.03  # ... and at most this much of any class's recall (or two of its images)
 
     def __post_init__(self) -> None:
         checks = ((1 <= self.epochs <= 200, "epochs must be between 1 and 200"),
@@ -53,7 +55,8 @@ class AdaptConfig:
                   (1 <= self.batch_size <= 1024, "the batch size must be between 1 and 1024"),
                   (0 <= self.patience <= 200, "patience must be between 0 and 200"),
                   (0 <= self.source_check <= 20000, "source images checked must be between 0 and 20000"),
-                  (0 <= self.max_source_drop <= 1, "the allowed source drop must be between 0 and 1"))
+                  (0 <= self.max_source_drop <= 1, "the allowed source drop must be between 0 and 1"),
+                  (0 <= self.max_class_drop <= 1, "the allowed drop of a class's recall must be between 0 and 1"))
         for ok, message in checks:
             if not ok:
                 raise WorkbenchError(message, "adaptation settings")
@@ -70,11 +73,13 @@ class AdaptResult:
     after: dict[str, Any]
     site: dict[str, Any]  # counts, copies, unreadable
     members: list[str] | None = None  # an adapted ensemble: its adapted member run ids (None: one network)
+    kept: list[str] = dataclasses.field(default_factory=list)  # per network: which weights were kept, and why
 
     def to_json(self) -> dict[str, Any]:
         """The CLI's ``--json`` object (an ensemble adds ``members``)."""
         out = {"run_id": self.run.run_id, "parent_run": self.run.card.extra["lineage"]["parent_run"],
-               "before": self.before, "after": self.after, "site": self.site}
+               "before": self.before, "after": self.after, "site": self.site, "kept": list(self.kept)}
+        out["verdict"] = adaptation_verdict(out).to_json()  # what the before/after table can show, and cannot
         if self.members is not None:
             out["members"] = list(self.members)
         return out
@@ -166,7 +171,7 @@ def adapt_model(parent, folder: str | Path, cfg: AdaptConfig, job: Job) -> Adapt
         shutil.rmtree(staged.stage, ignore_errors=True)  # cancelled or failed: nothing half-done is left
         raise
     job.add_log(f"saved {run.path}")
-    return AdaptResult(run, staged.before, staged.after, run.card.extra["lineage"]["site"])
+    return AdaptResult(run, staged.before, staged.after, run.card.extra["lineage"]["site"], kept=[kept_note(run)])
 
 
 def adapt_staged(parent, site, cfg: AdaptConfig, job: Job, t0: float | None = None) -> StagedRun:
@@ -203,13 +208,13 @@ def adapt_staged(parent, site, cfg: AdaptConfig, job: Job, t0: float | None = No
     run_id = new_run_id(parent.card.arch)
     stage = staging_dir(run_id)
     try:
-        history = _fine_tune(model, parent, site, x_rep, y_rep, cfg, job, stage)
+        history, kept = _fine_tune(model, parent, site, x_rep, y_rep, cfg, job, stage)
         runner = ModelRunner(model, parent.card.tta)
         after = {"site": accuracy(runner, site.x["test"], site.y["test"], k),
                  "source": accuracy(runner, x_src, y_src, k)}
         job.check_cancelled()
         run = save_adapted(model, parent, site, x_rep, y_rep, cfg, job, stage, run_id, history, before, after,
-                    time.perf_counter() - t0)
+                           time.perf_counter() - t0, kept)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)  # cancelled or failed: nothing half-done is left
         raise
@@ -226,19 +231,41 @@ def named_table(table: dict[str, Any], names: list[str]) -> dict[str, Any]:
     return out
 
 
-def guard_note(guard: Any, max_drop: float, n_source: int) -> str:
-    """What the forgetting guard kept, in words for the job's log."""
-    where = f"the model's {100 * guard.baseline:.1f} % on {n_source} of its own validation images"
+def kept_note(run: Any) -> str:
+    """An adapted run's card: which weights its adaptation kept, and why ("" on cards written before)."""
+    return str(((run.card.extra.get("lineage") or {}).get("recipe") or {}).get("kept") or "")
+
+
+def guard_note(guard: Any, max_drop: float, n_source: int, class_names: list[str] | None = None,
+               max_class_drop: float | None = None) -> str:
+    """What the forgetting guard kept, in words for the job's log and the adapted run's card."""
+    where = f"the model's {100 * guard.baseline:.1f} % on {n_source} of its own validation images" \
+        if guard.baseline is not None else "the model's own validation images (not on this machine)"
+    limits = f"within {100 * max_drop:g} points of {where}" + (
+        f", no class's recall down by more than {100 * max_class_drop:g} points" if max_class_drop is not None
+        else "")
+    forgot = sorted({c for cs in getattr(guard, "forgot", {}).values() for c in cs})
+    named = ", ".join(class_names[c] if class_names else str(c) for c in forgot)
     if guard.chosen == 0:
-        return (f"kept the original weights: every epoch lost more than {100 * max_drop:g} points of {where} "
-                "without gaining more on the site's validation images (recalibrated for the site all the same)")
-    return (f"kept epoch {guard.chosen}: the best site-validation loss among the epochs within "
-            f"{100 * max_drop:g} points of {where}, or else the largest net gain (site gained minus source lost)")
+        why = []
+        if getattr(guard, "not_better", False):
+            why.append("no epoch did better on the site's validation images than the model itself")
+        if forgot:
+            why.append(f"fine-tuning made it forget the source ({named} recognised less often)")
+        if not why:
+            why.append(f"every epoch lost more than {100 * max_drop:g} points of {where} without gaining more on "
+                       "the site's validation images")
+        return ("kept the original weights: " + "; ".join(why) + ". The new run is the model recalibrated for the "
+                "site (temperature, warnings and prediction sets), not retrained")
+    return (f"kept epoch {guard.chosen}: the best site-validation loss, below the model's own, among the epochs "
+            f"{limits}, or else the largest net gain (site gained minus source lost)"
+            + (f"; epochs that forgot a class were passed over ({named})" if forgot else ""))
 
 
-def _fine_tune(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, stage: Path) -> list[dict]:
+def _fine_tune(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, stage: Path) -> tuple[list[dict], str]:
     """Fine-tune ``model`` in place; it ends on the epoch with the best site-validation loss among those
-    that keep the parent's accuracy on its own validation images (:mod:`core.training.forgetting`)."""
+    that keep the parent's accuracy on its own validation images (:mod:`core.training.forgetting`), or
+    on the parent's weights. Returns the history and what was kept, in words."""
     import math
 
     from core.lazy_tensorflow import keras
@@ -261,7 +288,10 @@ def _fine_tune(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, st
     job.add_log(f"adapting: {len(site.x['adapt'])} site + {len(x_rep)} replayed images, {cfg.epochs} epochs "
                 f"× {steps} batches at learning rate {cfg.learning_rate:g}")
     x_sv, y_sv = source_validation(parent, cfg.source_check, cfg.seed)
-    guard = forgetting_guard(x_sv, y_sv, cfg.max_source_drop, site.x["val"], site.y["val"])
+    # the parent's own site-validation loss, the way fit reports val_loss: an epoch must beat it to be kept
+    site_loss = float(model.evaluate(val_ds, verbose=0, return_dict=True)["loss"]) if len(site.y["val"]) else None
+    guard = forgetting_guard(x_sv, y_sv, cfg.max_source_drop, site.x["val"], site.y["val"], site_loss,
+                             cfg.max_class_drop)
     # the guard first: it adds the source accuracy to each epoch's logs before the progress callback reads them
     callbacks = [guard, progress_callback(job, steps, cfg.epochs, 0, cfg.epochs, "Adapting to the site"),
                  k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience)]
@@ -269,9 +299,9 @@ def _fine_tune(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, st
               verbose=0, shuffle=False)
     job.check_cancelled()
     guard.restore()
-    if guard.baseline is not None:
-        job.add_log(guard_note(guard, cfg.max_source_drop, len(y_sv)))
-    return job.snapshot().history
+    note = guard_note(guard, cfg.max_source_drop, len(y_sv), list(parent.class_names), cfg.max_class_drop)
+    job.add_log(note)
+    return job.snapshot().history, note
 
 
 __all__ = ["AdaptConfig", "AdaptResult", "JobCancelled", "StagedRun", "adapt_model", "adapt_staged",

@@ -53,7 +53,7 @@ def adapted_train_config(parent_cfg: TrainConfig, cfg) -> TrainConfig:
 
 
 def adapted_card(parent, run_id: str, folder: Path, model: Any, site, n_replay: int, cfg, results: dict[str, Any],
-                 before: dict[str, Any], after: dict[str, Any], seconds: float) -> ModelCard:
+                 before: dict[str, Any], after: dict[str, Any], seconds: float, kept: str = "") -> ModelCard:
     """The new run's card (its model file is already in ``folder``)."""
     pcard = parent.card
     names = list(parent.class_names)
@@ -61,7 +61,9 @@ def adapted_card(parent, run_id: str, folder: Path, model: Any, site, n_replay: 
     counts = site.counts()
     recipe = {**cfg.to_dict(), "replayed_images": n_replay, "augmentation": "the parent's",
               "class_balance": "inverse frequency within the site and within the replay; each half the weight",
-              "selection": "epoch with the lowest loss on the site's validation part",
+              "selection": "epoch with the lowest loss on the site's validation part, below the parent's own, among "
+                           "those within the source limits (overall and per class); else the parent's weights",
+              "kept": kept,
               "recalibrated_on": "the site's validation part (temperature, warnings, prediction sets)"}
     lineage = lineage_record(parent, site, recipe, before, after)
     data = {
@@ -96,7 +98,7 @@ def adapted_card(parent, run_id: str, folder: Path, model: Any, site, n_replay: 
 
 
 def save_adapted(model, parent, site, x_rep, y_rep, cfg, job: Job, stage: Path, run_id: str,
-                 history: list[dict], before: dict, after: dict, seconds: float):
+                 history: list[dict], before: dict, after: dict, seconds: float, kept: str = ""):
     """Calibrate on the site's validation part, write the run into ``stage``, fit its warnings there."""
     from core.inference.calibration_fit import fit_calibration
     from core.models.runs import CARD_FILE, HISTORY_FILE, MODEL_FILE, OOD_FILE, Run, write_card
@@ -112,7 +114,7 @@ def save_adapted(model, parent, site, x_rep, y_rep, cfg, job: Job, stage: Path, 
     inference_copy(model).save(stage / MODEL_FILE)
     ood.save(stage / OOD_FILE)
     write_history(stage / HISTORY_FILE, history)
-    card = adapted_card(parent, run_id, stage, model, site, len(x_rep), cfg, results, before, after, seconds)
+    card = adapted_card(parent, run_id, stage, model, site, len(x_rep), cfg, results, before, after, seconds, kept)
     write_card(stage / CARD_FILE, card)
     job.check_cancelled()
     return fit_site_warnings(Run(run_id, stage, card), model, job)

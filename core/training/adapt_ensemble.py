@@ -38,6 +38,7 @@ from core.training.adapt import (
     adapt_staged,
     card_digest,
     check_parent_unchanged,
+    kept_note,
     log_site,
     named_table,
     scores,
@@ -103,7 +104,8 @@ def adapt_ensemble(parent, folder: str | Path, cfg: AdaptConfig, job: Job) -> Ad
     job.add_log(f"saved ensemble {published.path} of {', '.join(s.run.run_id for s in staged)}")
     names = list(parent.class_names)
     return AdaptResult(published, named_table(before, names), named_table(after, names), published.lineage["site"],
-                       members=[s.run.run_id for s in staged])
+                       members=[s.run.run_id for s in staged],
+                       kept=[f"{s.run.run_id}: {kept_note(s.run)}" for s in staged])
 
 
 def _stage_ensemble(parent, members, staged: list[StagedRun], site, cfg: AdaptConfig, job, folders: list[Path],

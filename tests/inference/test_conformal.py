@@ -222,6 +222,21 @@ def test_score_choice_prefers_the_smallest_valid_sets() -> None:
     assert choose_score(fake) == "aps"  # the smaller sets do not keep the promise
 
 
+def test_score_choice_on_a_site_with_only_some_classes_is_finite_and_quiet() -> None:
+    """An adapted model's sets are fitted on a site's validation part, which may hold two of four classes:
+    the comparison printed "Mean of empty slice" and chose among NaN coverages."""
+    import warnings
+
+    rng = np.random.default_rng(4)
+    p, y = synthetic(1200, rng)
+    keep = np.isin(y, [1, 3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        comparison = compare_scores(p[keep], y[keep], 4, repeats=20)
+    assert all(np.isfinite(row["min_class_coverage"]) and row["min_class_coverage"] >= 0.9
+               for row in comparison.values())
+
+
 def test_coverage_table_counts_and_intervals() -> None:
     rng = np.random.default_rng(4)
     p_cal, y_cal = synthetic(800, rng)

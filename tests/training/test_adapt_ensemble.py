@@ -141,8 +141,11 @@ def test_adapt_an_ensemble_creates_an_adapted_ensemble_of_adapted_members(adapte
 
     root, out, before = adapted
     _, ens_id, _ = source
-    assert set(out) == {"run_id", "parent_run", "before", "after", "site", "members"}
+    assert set(out) == {"run_id", "parent_run", "before", "after", "site", "members", "kept", "verdict"}
     assert out["parent_run"] == ens_id
+    # one line per adapted member: which weights its adaptation kept, and why
+    assert [k.split(":")[0] for k in out["kept"]] == out["members"] and all("kept " in k for k in out["kept"])
+    assert out["verdict"]["use"] in ("adapted", "original", "unclear") and out["verdict"]["text"]
     for side in ("before", "after"):
         assert {"site", "source"} <= set(out[side])
         assert 0 <= out[side]["site"] <= 1 and 0 <= out[side]["source"] <= 1

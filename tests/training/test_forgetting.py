@@ -105,3 +105,68 @@ def test_no_epoch_leaves_the_starting_weights():
     model.weights = [np.array(7)]
     guard.restore()
     assert int(model.weights[0]) == 0 and guard.chosen == 0
+
+
+class _ClassModel(_Model):
+    """Answers every source image right but for ``lost`` images of class 0, which it calls class 1, and
+    ``gained``: images of class 1 it gets wrong at the start and right later (same overall accuracy)."""
+
+    def __init__(self, y: np.ndarray) -> None:
+        super().__init__(y)
+        self.lost, self.wrong_of_1 = 0, 0
+
+    def predict(self, x, batch_size=64, verbose=0):
+        pred = self.y.copy()
+        pred[np.flatnonzero(self.y == 0)[:self.lost]] = 1
+        pred[np.flatnonzero(self.y == 1)[:self.wrong_of_1]] = 0
+        return np.eye(self.k)[pred]
+
+
+def _class_run(epochs: list[tuple[int, int, float]], site_loss: float | None = None, max_class_drop=0.03):
+    """Each epoch: (class-0 images lost, class-1 images wrong, site validation loss); at the start
+    10 of the 100 class-1 images are wrong and every class-0 image is right."""
+    y = np.arange(200) % 2
+    model = _ClassModel(y)
+    model.wrong_of_1 = 10
+    guard = forgetting_guard(np.zeros((200, 4, 4, 1), np.uint8), y, 0.005, site_loss=site_loss,
+                             max_class_drop=max_class_drop)
+    guard.set_model(model)
+    guard.on_train_begin()
+    for e, (lost, wrong_of_1, loss) in enumerate(epochs):
+        model.lost, model.wrong_of_1, model.weights = lost, wrong_of_1, [np.array(e + 1)]
+        guard.on_epoch_end(e, {"val_loss": loss})
+    guard.restore()
+    return guard, model
+
+
+def test_an_epoch_that_trades_one_class_for_another_is_not_kept():
+    # epoch 1: class 0 loses 8 of 100 while class 1 gains 8: overall unchanged, the real site's pattern
+    guard, model = _class_run([(8, 2, 0.3), (2, 8, 0.4)])
+    assert guard.forgot == {1: [0]}
+    assert guard.chosen == 2 and int(model.weights[0]) == 2  # the epoch that kept every class, though its loss is higher
+    # two images of a class are noise, not forgetting; without the class limit the trade passes
+    assert _class_run([(2, 8, 0.3)])[0].chosen == 1
+    assert _class_run([(8, 2, 0.3)], max_class_drop=None)[0].chosen == 1
+
+
+def test_the_parent_stays_when_no_epoch_beats_its_site_validation_loss():
+    guard, model = _class_run([(0, 10, 0.52), (0, 10, 0.61)], site_loss=0.5)
+    assert guard.chosen == 0 and int(model.weights[0]) == 0 and guard.not_better
+    guard, model = _class_run([(0, 10, 0.52), (0, 10, 0.45)], site_loss=0.5)
+    assert guard.chosen == 2 and int(model.weights[0]) == 2
+
+
+def test_the_note_says_why_the_parents_weights_stayed():
+    from types import SimpleNamespace
+
+    from core.training.adapt import guard_note
+
+    names = ["glioma", "meningioma"]
+    guard = SimpleNamespace(baseline=0.95, chosen=0, forgot={1: [1]}, not_better=True)
+    note = guard_note(guard, 0.005, 398, names, 0.03)
+    assert note.startswith("kept the original weights: no epoch did better on the site's validation images")
+    assert "meningioma recognised less often" in note and "recalibrated for the site" in note
+    kept = guard_note(SimpleNamespace(baseline=0.95, chosen=2, forgot={1: [1]}, not_better=False), 0.005, 398,
+                      names, 0.03)
+    assert kept.startswith("kept epoch 2") and "no class's recall down by more than 3 points" in kept
+    assert "passed over (meningioma)" in kept
