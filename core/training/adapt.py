@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -98,9 +99,21 @@ class StagedRun:
         return self.run.path
 
 
+#: Card sections an evaluation stores its figures in: they describe the model, they do not change it.
+EVALUATION_SECTIONS = ("evaluation", "evaluations")
+
+
 def card_digest(parent) -> str:
-    """The sha256 of a run's card file (OSError when it is gone)."""
-    return hashlib.sha256((parent.path / "card.json").read_bytes()).hexdigest()
+    """The sha256 of what a run's card says about the model (OSError when it is gone; ValueError when damaged).
+
+    The evaluation sections are left out: evaluating a member on the Evaluate page or with ``python -m
+    core evaluate`` while its ensemble was being adapted stored figures in its card, and the adaptation
+    threw away minutes of work as if the member had been changed. A changed model file, temperature,
+    threshold or class list still counts.
+    """
+    card = json.loads((parent.path / "card.json").read_bytes())
+    kept = {k: v for k, v in card.items() if k not in EVALUATION_SECTIONS} if isinstance(card, dict) else card
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
 
 
 def check_parent_unchanged(parent, digest: str) -> None:
@@ -109,7 +122,7 @@ def check_parent_unchanged(parent, digest: str) -> None:
 
     try:
         same = (file_sha256(parent.model_path) == parent.card.model_sha256 and card_digest(parent) == digest)
-    except OSError:
+    except (OSError, ValueError):  # gone, or a card that no longer reads
         same = False
     if not same:
         raise WorkbenchError("the model being adapted was deleted or changed while it was adapted, so the adapted "

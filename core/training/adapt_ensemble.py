@@ -170,7 +170,7 @@ def check_ensemble_unchanged(parent, members, digests: list[str]) -> None:
     """
     try:
         same = card_digest(parent) == digests[0]
-    except OSError:
+    except (OSError, ValueError):  # gone, or a card that no longer reads
         same = False
     if not same:
         raise WorkbenchError("the ensemble being adapted was deleted or changed while it was adapted, so the "

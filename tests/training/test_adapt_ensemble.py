@@ -379,6 +379,18 @@ def test_the_parent_ensemble_deleted_or_a_member_file_changed_is_said_in_plain_w
     members = member_runs(ens)
     digests = [card_digest(ens)] + [card_digest(m) for m in members]
     check_ensemble_unchanged(ens, members, digests)  # unchanged: no error
+    # an evaluation of a member stored meanwhile (the Evaluate page, `python -m core evaluate`) changes nothing
+    card = json.loads((members[1].path / "card.json").read_text())
+    card["evaluations"] = {"folder:abc": {"accuracy": 0.5, "n_images": 4}}
+    (members[1].path / "card.json").write_text(json.dumps(card, indent=2))
+    check_ensemble_unchanged(ens, members, digests)
+    card["results"]["temperature"] = 2.5  # a recalibration does
+    (members[1].path / "card.json").write_text(json.dumps(card, indent=2))
+    with pytest.raises(WorkbenchError, match="one of the ensemble's members, was deleted or changed"):
+        check_ensemble_unchanged(ens, members, digests)
+    (members[1].path / "card.json").write_text("{ damaged")
+    with pytest.raises(WorkbenchError, match="one of the ensemble's members, was deleted or changed"):
+        check_ensemble_unchanged(ens, members, digests)
     with open(members[0].model_path, "ab") as fh:
         fh.write(b"\0")
     with pytest.raises(WorkbenchError, match="one of the ensemble's members, was deleted or changed"):
