@@ -270,9 +270,12 @@ def guard_note(guard: Any, max_drop: float, n_source: int, class_names: list[str
                        "the site's validation images")
         return ("kept the original weights: " + "; ".join(why) + ". The new run is the model recalibrated for the "
                 "site (temperature, warnings and prediction sets), not retrained")
-    return (f"kept epoch {guard.chosen}: the best site-validation loss, below the model's own, among the epochs "
-            f"{limits}, or else the largest net gain (site gained minus source lost)"
-            + (f"; epochs that forgot a class were passed over ({named})" if forgot else ""))
+    passed = f" (epochs that forgot {named} were passed over)" if forgot else ""
+    if getattr(guard, "tier", 2) == 1:
+        return (f"kept epoch {guard.chosen} of fine-tuning: it lost more than the limit on {where}, but gained more "
+                f"on the site's validation images than it lost there (the largest net gain){passed}")
+    return (f"kept epoch {guard.chosen} of fine-tuning: it fitted the site's validation images better than the "
+            f"model did, and stayed {limits}{passed}")
 
 
 def _fine_tune(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, stage: Path) -> tuple[list[dict], str]:

@@ -96,6 +96,7 @@ def forgetting_guard(x: np.ndarray, y: np.ndarray, max_drop: float, site_x: np.n
             self.forgot: dict[int, list[int]] = {}  # epoch (1-based) -> classes beyond the class limit
             self.not_better = False
             self.chosen = 0
+            self.tier = 0  # of the epoch kept: 2 within the limits, 1 beyond them for a net gain
             self._best: tuple[tuple[int, float], list] | None = None  # ((tier, score), weights)
             self._start: list | None = None
 
@@ -137,6 +138,7 @@ def forgetting_guard(x: np.ndarray, y: np.ndarray, max_drop: float, site_x: np.n
                 key = (1, net)
             if self._best is None or key > self._best[0]:
                 self._best = (key, self.model.get_weights())
+                self.tier = key[0]
                 self.chosen = epoch + 1
 
         def restore(self) -> None:

@@ -88,6 +88,10 @@ def test_adapt_mode_runs_a_job_and_shows_the_before_after_table(env):
     assert any("adapted to site from" in s.value for s in at.success)
     table = at.dataframe[0].value
     assert list(table.columns) == ["images", "original model", "adapted model"] and len(table) == 2
+    assert all(re.fullmatch(r"\d{1,3}\.\d %", v) for v in table["original model"])  # 96.7 %, not 0.9667
+    # which weights were kept (a caption) and what the held-back images can show (the verdict's box)
+    assert any(c.value.startswith("Kept ") for c in at.caption), [c.value for c in at.caption]
+    assert any("held-back test images" in s.value.replace("\\", "") for s in [*at.info, *at.success, *at.warning])
     assert len([p for p in models.iterdir() if not p.name.startswith(".")]) == 2
 
 

@@ -142,7 +142,7 @@ def _class_run(epochs: list[tuple[int, int, float]], site_loss: float | None = N
 def test_an_epoch_that_trades_one_class_for_another_is_not_kept():
     # epoch 1: class 0 loses 8 of 100 while class 1 gains 8: overall unchanged, the real site's pattern
     guard, model = _class_run([(8, 2, 0.3), (2, 8, 0.4)])
-    assert guard.forgot == {1: [0]}
+    assert guard.forgot == {1: [0]} and guard.tier == 2
     assert guard.chosen == 2 and int(model.weights[0]) == 2  # the epoch that kept every class, though its loss is higher
     # two images of a class are noise, not forgetting; without the class limit the trade passes
     assert _class_run([(2, 8, 0.3)])[0].chosen == 1
@@ -166,7 +166,10 @@ def test_the_note_says_why_the_parents_weights_stayed():
     note = guard_note(guard, 0.005, 398, names, 0.03)
     assert note.startswith("kept the original weights: no epoch did better on the site's validation images")
     assert "meningioma recognised less often" in note and "recalibrated for the site" in note
-    kept = guard_note(SimpleNamespace(baseline=0.95, chosen=2, forgot={1: [1]}, not_better=False), 0.005, 398,
-                      names, 0.03)
-    assert kept.startswith("kept epoch 2") and "no class's recall down by more than 3 points" in kept
-    assert "passed over (meningioma)" in kept
+    kept = guard_note(SimpleNamespace(baseline=0.95, chosen=2, forgot={1: [1]}, not_better=False, tier=2), 0.005,
+                      398, names, 0.03)
+    assert kept.startswith("kept epoch 2 of fine-tuning: it fitted the site's validation images better")
+    assert "no class's recall down by more than 3 points" in kept and "epochs that forgot meningioma" in kept
+    net = guard_note(SimpleNamespace(baseline=0.95, chosen=1, forgot={}, not_better=False, tier=1), 0.005, 398,
+                     names, 0.03)
+    assert "lost more than the limit" in net and "largest net gain" in net and "passed over" not in net
