@@ -269,13 +269,13 @@ def guard_note(guard: Any, max_drop: float, n_source: int, class_names: list[str
             why.append(f"every epoch lost more than {100 * max_drop:g} points of {where} without gaining more on "
                        "the site's validation images")
         return ("kept the original weights: " + "; ".join(why) + ". The new run is the model recalibrated for the "
-                "site (temperature, warnings and prediction sets), not retrained")
+                "site (temperature, warnings and prediction sets), not retrained.")
     passed = f" (epochs that forgot {named} were passed over)" if forgot else ""
     if getattr(guard, "tier", 2) == 1:
         return (f"kept epoch {guard.chosen} of fine-tuning: it lost more than the limit on {where}, but gained more "
-                f"on the site's validation images than it lost there (the largest net gain){passed}")
+                f"on the site's validation images than it lost there (the largest net gain){passed}.")
     return (f"kept epoch {guard.chosen} of fine-tuning: it fitted the site's validation images better than the "
-            f"model did, and stayed {limits}{passed}")
+            f"model did, and stayed {limits}{passed}.")
 
 
 def _fine_tune(model, parent, site, x_rep, y_rep, cfg: AdaptConfig, job: Job, stage: Path) -> tuple[list[dict], str]:
