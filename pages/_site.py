@@ -236,10 +236,13 @@ def teaching_story() -> None:
         "collection. Its accuracy then holds only for images in that style.\n"
         "2. **Site check** (Evaluate page, no labels needed): a classifier tries to tell a hospital's images from "
         "the training images. If it can (domain AUC well above 0.5), the model card's accuracy may not hold there; "
-        "measure it on labelled images from that hospital.\n"
+        "measure it on labelled images from that hospital. If it cannot, the images *look* alike, which is not "
+        "proof that the answers hold: tumours that look different in another collection pass it unseen.\n"
         "3. **Adaptation** (Train page, 'Adapt an existing model to your images'): a few labelled slices from that "
         "hospital, with some of the original training images replayed so nothing is forgotten, give a new model "
-        "for that site; its warnings and prediction sets are refitted there.")
+        "for that site; its warnings and prediction sets are refitted there. Fine-tuning is kept only where it "
+        "beats the original on the site's validation images without forgetting a class, and a verdict says "
+        "whether the site's held-back images show a gain at all.")
     try:
         fig = json.loads(DEMO_FIGURES.read_text())
     except (OSError, ValueError):
@@ -250,4 +253,5 @@ def teaching_story() -> None:
         f"intensities, `python -m bench.site_adapt`): site check domain AUC {check['domain_auc']:.2f} on the site, "
         f"{own['domain_auc']:.2f} on the model's own held-out test images (not flagged); after adapting, site "
         f"accuracy {adapt['before']['site']:.1%} → {adapt['after']['site']:.1%}, original test "
-        f"{adapt['before']['source']:.1%} → {adapt['after']['source']:.1%}.")
+        f"{adapt['before']['source']:.1%} → {adapt['after']['source']:.1%}. A simulated site changes the style; "
+        "on a real other collection (bench/RESULTS.md, section 24) what changed was how the tumours look.")
