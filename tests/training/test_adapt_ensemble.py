@@ -310,8 +310,10 @@ def test_a_member_changed_during_adaptation_publishes_nothing(registry, source, 
     def tamper(member, *args, **kwargs):
         out = original(member, *args, **kwargs)
         if member.run_id == second.run_id:  # after its adaptation, before the ensemble is published
-            card = second.path / "card.json"
-            card.write_text(card.read_text().replace('"status"', ' "status"', 1))
+            card = second.path / "card.json"  # recalibrated meanwhile: its answers' probabilities change
+            data = json.loads(card.read_text())
+            data["results"]["temperature"] = 3.0
+            card.write_text(json.dumps(data, indent=2))
         return out
 
     monkeypatch.setattr(ae, "adapt_staged", tamper)

@@ -409,8 +409,10 @@ def test_parent_changed_during_adaptation_publishes_nothing(parent, demo_root, t
 
     def tamper(*args, **kwargs):
         out = original(*args, **kwargs)
-        card = parent.path / "card.json"
-        card.write_text(card.read_text().replace('"status"', ' "status"', 1))
+        card = parent.path / "card.json"  # recalibrated meanwhile: its answers' probabilities change
+        data = json.loads(card.read_text())
+        data["results"]["temperature"] = 3.0
+        card.write_text(json.dumps(data, indent=2))
         return out
 
     monkeypatch.setattr(adapt, "_fine_tune", tamper)
