@@ -19,7 +19,7 @@ per class). Its kept epoch lost nothing overall on the source sample while its m
 fell 5 points (the no-tumour class gained what meningioma lost), cost 1.7 points on the source test
 and 2-3 points on the site's unseen images. So an epoch is also held to **every class**: none may
 lose more than ``max_class_drop`` of its source-sample recall (or two images, whichever is more:
-one or two images is noise). And **the parent itself is a candidate**: an epoch is kept only if its
+one or two images is noise), and such an epoch is never kept, not even for a net gain on the site. And **the parent itself is a candidate**: an epoch is kept only if its
 site-validation loss is below the parent's (``site_loss``, measured before fine-tuning); the first
 epoch there was already worse on the site than the parent.
 """
@@ -119,9 +119,9 @@ def forgetting_guard(x: np.ndarray, y: np.ndarray, max_drop: float, site_x: np.n
             within = acc is None or self.baseline is None or acc >= self.baseline - max_drop - 1e-12
             if acc is not None and max_class_drop is not None:
                 forgot = forgets_a_class(recalls, self.class_baseline, y, max_class_drop)
-                if forgot:
+                if forgot:  # never kept, not even for a net gain: overall accuracy hides a traded class
                     self.forgot[epoch + 1] = forgot
-                    within = False
+                    return
             loss = float(logs.get("val_loss", np.inf))
             if within and site_loss is not None and not loss < site_loss:
                 self.not_better = True  # no better on the site than the parent: the parent stays ahead of it

@@ -149,6 +149,21 @@ def test_an_epoch_that_trades_one_class_for_another_is_not_kept():
     assert _class_run([(8, 2, 0.3)], max_class_drop=None)[0].chosen == 1
 
 
+def test_an_epoch_that_forgets_a_class_is_not_kept_even_for_a_site_gain():
+    y = np.arange(200) % 2
+    model = _ClassModel(y)
+    model.wrong_of_1 = 10
+    guard = forgetting_guard(np.zeros((200, 4, 4, 1), np.uint8), y, 0.005, np.zeros((200, 4, 4, 1), np.uint8), y,
+                             max_class_drop=0.03)
+    guard.set_model(model)
+    guard.on_train_begin()
+    guard.site_baseline = 0.6
+    model.lost, model.wrong_of_1, model.weights = 8, 2, [np.array(1)]
+    guard.on_epoch_end(0, {"val_loss": 0.3, "val_accuracy": 0.9})  # +30 points on the site, class 0 down 8
+    guard.restore()
+    assert guard.chosen == 0 and int(model.weights[0]) == 0 and guard.forgot == {1: [0]}
+
+
 def test_the_parent_stays_when_no_epoch_beats_its_site_validation_loss():
     guard, model = _class_run([(0, 10, 0.52), (0, 10, 0.61)], site_loss=0.5)
     assert guard.chosen == 0 and int(model.weights[0]) == 0 and guard.not_better
