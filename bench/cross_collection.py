@@ -3,8 +3,9 @@
 ``python -m bench.cross_collection prepare --out DIR`` splits the dataset by collection;
 ``python -m bench.cross_collection train --out DIR --like RUN [--seed N]`` trains RUN's recipe on
 what is left (``WORKBENCH_MODELS_DIR`` says where it is registered). Everything after that is the
-workbench's own commands on ``DIR/figshare``: ``evaluate --data … --warnings``, ``site-check``,
-``adapt`` (bench/RESULTS.md section 24 lists them with their figures).
+workbench's own commands on ``DIR/<hold>``: ``evaluate --data … --warnings``, ``site-check``,
+``adapt`` (bench/RESULTS.md section 24 lists them with their figures); ``site-split`` draws labelled
+cases for ``adapt`` from the held-out collection and keeps the rest unseen.
 
 The dataset merges three public collections. ``tumour_boxes.csv`` lists the slices that were matched
 to the figshare collection (Cheng et al.: T1 contrast-enhanced slices from two hospitals in China),
@@ -13,6 +14,10 @@ any of them (near-duplicate groups kept whole, so no copy of a held-out slice is
 held-out "site"; the rest (SARTAJ and Br35H, and figshare slices that no box matched) are the
 training collection. Every simulated site so far was the model's own slices with a change applied;
 this one was scanned, exported and selected by other people.
+
+``--hold unboxed`` turns it round for two classes: the meningiomas and pituitary tumours that no box
+matched (the other collections') are held out, and the model learns those two classes from figshare's
+slices alone, as a hospital would whose training data came from one source per class.
 
 What it is not: a clean split by source. Figshare slices without a box stay in the training part
 (the boxes cover most, not all, of figshare's meningiomas and pituitary tumours, and few of its
