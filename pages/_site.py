@@ -23,6 +23,7 @@ from core.evaluation.site_check import (
 )
 from core.jobs import CANCELLED, DONE, FAILED
 from core.paths import check_under_data_roots
+from core.reports.run_summary import percent
 from core.safetext import escape_markdown, neutralise_frame
 from pages import _shared as sh
 
@@ -206,18 +207,13 @@ def _adapt_job(registry, job_id: str, was_running: bool) -> None:
     view()
 
 
-def _percent(value: float | None) -> str:
-    """An accuracy as the reader reads it (the table showed 0.9737 and 1)."""
-    return "not measured" if value is None else f"{100 * value:.1f} %"
-
-
 def before_after_frame(out: dict) -> pd.DataFrame:
     """The before/after table: accuracy of the parent and the adapted model on both test sets."""
     rows = []
     for part, title in (("site", "the site's test part"), ("source", "the original model's own test split")):
         n = out["after"].get(f"{part}_n")
-        rows.append({"images": f"{title} ({n})", "original model": _percent(out["before"][part]),
-                     "adapted model": _percent(out["after"][part])})
+        rows.append({"images": f"{title} ({n})", "original model": percent(out["before"][part]) or "not measured",
+                     "adapted model": percent(out["after"][part]) or "not measured"})
     return pd.DataFrame(rows)
 
 
